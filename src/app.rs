@@ -1,0 +1,186 @@
+//! Wiring: a daemon is an engine plus its admin server; it runs until a signal (or a
+//! fixed duration) and then drains. `main.rs` and the integration tests both use this.
+
+use crate::config::Config;
+use crate::engine::{ApplyError, Engine, Loader};
+use crate::metrics::{Metrics, MetricsError};
+use crate::server::{self, AdminThread, AppState};
+use futures::StreamExt;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s.split_once('/').ok_or("expected i/n, e.g. 0/2")?;
+        let index: u32 = i.trim().parse().map_err(|_| "i must be a number")?;
+        let count: u32 = n.trim().parse().map_err(|_| "n must be a number")?;
+        if count == 0 || index >= count {
+            return Err("need 0 <= i < n".into());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+#[derive(Default)]
+pub struct Options {
+    /// Overrides the config's listen address.
+    pub listen: Option<SocketAddr>,
+    pub shard: Option<Shard>,
+}
+
+pub struct Daemon {
+    pub engine: Arc<Engine>,
+    admin: Option<AdminThread>,
+    started: Instant,
+}
+
+impl Daemon {
+    /// Starts the scenarios and the admin server (on its own thread). Must be called
+    /// inside the Tokio runtime that will run the load.
+    pub fn start(config: Config, loader: Option<Loader>, opts: Options) -> Result<Daemon, StartError> {
+        let listen = opts.listen.unwrap_or(config.listen);
+        let listener = std::net::TcpListener::bind(listen).map_err(|source| StartError::Listen {
+            addr: listen,
+            source,
+        })?;
+        let metrics = Arc::new(Metrics::new(config.quantile_window)?);
+        let divisor = opts.shard.map(|s| s.count as f64).unwrap_or(1.0);
+        let engine = Engine::start(config, metrics, loader, divisor)?;
+        let state = AppState {
+            engine: engine.clone(),
+            loopback_only: listen.ip().is_loopback(),
+        };
+        let admin = server::spawn_admin_thread(listener, state).map_err(|source| StartError::Listen {
+            addr: listen,
+            source,
+        })?;
+        tracing::info!(addr = %admin.addr, scenarios = engine.states().len(), "soakd running");
+        Ok(Daemon {
+            engine,
+            admin: Some(admin),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.admin.as_ref().map(|a| a.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Runs until SIGTERM or SIGINT (SIGHUP reloads), or until `duration` passes.
+    pub async fn wait_for_stop(&self, duration: Option<Duration>) -> std::io::Result<&'static str> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook_tokio::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
+        let handle = signals.handle();
+        let deadline = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => futures::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let why = loop {
+            tokio::select! {
+                _ = &mut deadline => break "duration elapsed",
+                sig = signals.next() => match sig {
+                    Some(SIGHUP) => {
+                        tracing::info!("SIGHUP: reloading config");
+                        let engine = self.engine.clone();
+                        // Errors are logged and exported by reload itself.
+                        let _ = tokio::task::spawn_blocking(move || engine.reload()).await;
+                    }
+                    Some(SIGINT) => break "SIGINT",
+                    Some(_) => break "SIGTERM",
+                    None => break "signal stream closed",
+                }
+            }
+        };
+        handle.close();
+        Ok(why)
+    }
+
+    /// Stops the clocks, drains in-flight work for up to `grace`, stops the server.
+    pub async fn shutdown(mut self, grace: Duration) -> Summary {
+        let states = self.engine.states();
+        let left = self.engine.shutdown(grace).await;
+        if left > 0 {
+            tracing::warn!(in_flight = left, "grace period over; abandoning in-flight operations");
+        } else {
+            tracing::info!("drained");
+        }
+        let summary = self.summary_of(&states, left);
+        if let Some(a) = self.admin.take() {
+            a.stop();
+        }
+        summary
+    }
+
+    fn summary_of(&self, states: &[Arc<crate::engine::ScenarioState>], abandoned: usize) -> Summary {
+        let secs = self.started.elapsed().as_secs_f64();
+        Summary {
+            duration_seconds: secs,
+            abandoned_in_flight: abandoned,
+            scenarios: states
+                .iter()
+                .map(|s| {
+                    let st = s.status();
+                    ScenarioSummary {
+                        name: st.name,
+                        started: st.started_total,
+                        completed: st.requests_total,
+                        dropped: st.dropped_total,
+                        errors: st.errors.values().sum(),
+                        mean_rate: st.started_total as f64 / secs.max(1e-9),
+                        p50_seconds: st.latency_seconds.p50,
+                        p95_seconds: st.latency_seconds.p95,
+                        p99_seconds: st.latency_seconds.p99,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What a run did, printed by `run --summary`.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub duration_seconds: f64,
+    pub abandoned_in_flight: usize,
+    pub scenarios: Vec<ScenarioSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScenarioSummary {
+    pub name: String,
+    pub started: u64,
+    pub completed: u64,
+    pub dropped: u64,
+    pub errors: u64,
+    /// Operations started per second over the whole run.
+    pub mean_rate: f64,
+    /// Over the last quantile window.
+    pub p50_seconds: Option<f64>,
+    pub p95_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
+}

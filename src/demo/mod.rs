@@ -1,0 +1,361 @@
+//! The demo target: a small look-alike of the seed's challenge service, so soakd has
+//! something realistic to load on a fresh machine and tests have a target whose
+//! behaviour they can set.
+//!
+//! HTTP: `GET /v1/challenges` (the caller's challenges and goal progress; the user is
+//! the part of the bearer token before the first dot), `POST
+//! /v1/challenges/{challenge}/goals/{goal}/claim` (200, or 409 when the goal is not
+//! completed or already claimed), `/healthz`, its own `/metrics`, and `GET|PUT
+//! /admin/knobs` for the demonstration knobs in [`Knobs`].
+//!
+//! Progress is synthesized per (user, goal) from a hash until events arrive; claims are
+//! kept in memory in a bounded set.
+
+use crate::metrics::DemoMetrics;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use parking_lot::{Mutex, RwLock};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// The seed's 10 challenges x 50 goals.
+pub const CHALLENGES_JSON: &str = include_str!("../../fixtures/challenges.json");
+/// The 10,000 fixture users with their tokens.
+pub const USERS_JSON: &str = include_str!("../../fixtures/users.json");
+
+/// At most this many claims are remembered; past it the set starts over (a "season").
+const MAX_CLAIMS: usize = 1_000_000;
+
+/// Demonstration knobs, settable at start and at runtime (`PUT /admin/knobs` with any
+/// subset of the fields).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Knobs {
+    /// Added latency, uniform between min and max milliseconds (the seed's mock
+    /// platform: 50–200).
+    pub latency_min_ms: u64,
+    pub latency_max_ms: u64,
+    /// Fraction of requests answered 500 (0.05 = 5 %).
+    pub error_ratio: f64,
+    /// Every `stall_every_ms`, all requests wait out a stall of `stall_for_ms`.
+    pub stall_every_ms: u64,
+    pub stall_for_ms: u64,
+    /// Requests processed at once (0 = unlimited); the rest queue, so latency climbs
+    /// once the offered rate exceeds concurrency_limit / service time.
+    pub concurrency_limit: usize,
+}
+
+impl Knobs {
+    fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.error_ratio) {
+            return Err("error_ratio must be within 0..1".into());
+        }
+        if self.latency_max_ms < self.latency_min_ms {
+            return Err("latency_max_ms must be >= latency_min_ms".into());
+        }
+        if self.latency_max_ms > 600_000 || self.stall_for_ms > 600_000 {
+            return Err("latencies and stalls are capped at 600000 ms".into());
+        }
+        if self.stall_for_ms > 0 && self.stall_every_ms <= self.stall_for_ms {
+            return Err("stall_every_ms must be greater than stall_for_ms".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ChallengeDef {
+    id: String,
+    name: String,
+    goals: Vec<GoalDef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GoalDef {
+    id: String,
+    name: String,
+    stat_code: String,
+    target: u64,
+}
+
+pub struct DemoState {
+    challenges: Vec<ChallengeDef>,
+    knobs: RwLock<Knobs>,
+    limiter: RwLock<Option<Arc<Semaphore>>>,
+    claimed: Mutex<HashSet<(String, String)>>,
+    pub metrics: DemoMetrics,
+    started: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("demo challenges: {0}")]
+    Fixture(#[from] serde_json::Error),
+    #[error("{0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("knobs: {0}")]
+    Knobs(String),
+}
+
+impl DemoState {
+    pub fn new(knobs: Knobs) -> Result<Arc<DemoState>, DemoError> {
+        knobs.validate().map_err(DemoError::Knobs)?;
+        let st = Arc::new(DemoState {
+            challenges: serde_json::from_str(CHALLENGES_JSON)?,
+            knobs: RwLock::new(Knobs::default()),
+            limiter: RwLock::new(None),
+            claimed: Mutex::new(HashSet::new()),
+            metrics: DemoMetrics::new()?,
+            started: Instant::now(),
+        });
+        st.set_knobs(knobs);
+        Ok(st)
+    }
+
+    pub fn knobs(&self) -> Knobs {
+        self.knobs.read().clone()
+    }
+
+    pub fn set_knobs(&self, k: Knobs) {
+        let limit = k.concurrency_limit;
+        let mut cur = self.knobs.write();
+        if cur.concurrency_limit != limit || self.limiter.read().is_none() && limit > 0 {
+            *self.limiter.write() = (limit > 0).then(|| Arc::new(Semaphore::new(limit)));
+        }
+        *cur = k;
+    }
+
+    /// Synthetic progress of `user` on goal `g` of challenge `c`: stable per pair, so
+    /// repeated reads agree; about a third of goals come out completed.
+    fn progress(user: &str, goal: &GoalDef) -> u64 {
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in user.bytes().chain(goal.id.bytes()) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h % (goal.target * 3 / 2 + 1)
+    }
+}
+
+fn user_of(headers: &HeaderMap) -> Option<String> {
+    let tok = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?;
+    let user = tok.split('.').next()?;
+    (!user.is_empty()).then(|| user.to_string())
+}
+
+/// Applies the knobs around a handler and records the demo metrics.
+async fn knobbed<F, Fut>(st: &DemoState, route: &'static str, f: F) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let start = Instant::now();
+    st.metrics.in_flight.inc();
+    let k = st.knobs();
+    if k.stall_every_ms > 0 && k.stall_for_ms > 0 {
+        let phase = st.started.elapsed().as_millis() as u64 % k.stall_every_ms;
+        if phase < k.stall_for_ms {
+            tokio::time::sleep(Duration::from_millis(k.stall_for_ms - phase)).await;
+        }
+    }
+    let limiter = st.limiter.read().clone();
+    let _permit = match limiter {
+        Some(s) => s.acquire_owned().await.ok(),
+        None => None,
+    };
+    let (delay, fail) = {
+        let mut rng = rand::rng();
+        let delay = if k.latency_max_ms > 0 {
+            rng.random_range(k.latency_min_ms..=k.latency_max_ms)
+        } else {
+            0
+        };
+        (delay, k.error_ratio > 0.0 && rng.random::<f64>() < k.error_ratio)
+    };
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let resp = if fail {
+        (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "injected failure"}))).into_response()
+    } else {
+        f().await
+    };
+    st.metrics
+        .requests
+        .with_label_values(&[route, resp.status().as_str()])
+        .inc();
+    st.metrics
+        .duration
+        .with_label_values(&[route])
+        .observe(start.elapsed().as_secs_f64());
+    st.metrics.in_flight.dec();
+    resp
+}
+
+async fn list_challenges(State(st): State<Arc<DemoState>>, headers: HeaderMap) -> Response {
+    let st2 = st.clone();
+    knobbed(&st, "challenges", || async move {
+        let Some(user) = user_of(&headers) else {
+            return (StatusCode::UNAUTHORIZED, Json(json!({"error": "missing bearer token"}))).into_response();
+        };
+        let claimed = st2.claimed.lock();
+        let challenges: Vec<serde_json::Value> = st2
+            .challenges
+            .iter()
+            .map(|c| {
+                let goals: Vec<serde_json::Value> = c
+                    .goals
+                    .iter()
+                    .map(|g| {
+                        let p = DemoState::progress(&user, g).min(g.target);
+                        let done = p >= g.target;
+                        let is_claimed = done && claimed.contains(&(user.clone(), g.id.clone()));
+                        json!({
+                            "id": g.id, "name": g.name, "stat_code": g.stat_code,
+                            "progress": p, "target": g.target,
+                            "status": if is_claimed { "claimed" } else if done { "completed" } else { "in_progress" },
+                            "claimed_at": if is_claimed { json!("2026-01-01T00:00:00Z") } else { serde_json::Value::Null },
+                        })
+                    })
+                    .collect();
+                json!({"id": c.id, "name": c.name, "goals": goals})
+            })
+            .collect();
+        Json(json!({"user_id": user, "challenges": challenges})).into_response()
+    })
+    .await
+}
+
+async fn claim(
+    State(st): State<Arc<DemoState>>,
+    Path((cid, gid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let st2 = st.clone();
+    knobbed(&st, "claim", || async move {
+        let Some(user) = user_of(&headers) else {
+            return (StatusCode::UNAUTHORIZED, Json(json!({"error": "missing bearer token"}))).into_response();
+        };
+        let Some(goal) = st2
+            .challenges
+            .iter()
+            .find(|c| c.id == cid)
+            .and_then(|c| c.goals.iter().find(|g| g.id == gid))
+        else {
+            return (StatusCode::NOT_FOUND, Json(json!({"error": "no such goal"}))).into_response();
+        };
+        if DemoState::progress(&user, goal) < goal.target {
+            st2.metrics.claims.with_label_values(&["not_completed"]).inc();
+            return (StatusCode::CONFLICT, Json(json!({"error": "goal not completed"}))).into_response();
+        }
+        let mut claimed = st2.claimed.lock();
+        if claimed.len() >= MAX_CLAIMS {
+            claimed.clear();
+        }
+        if claimed.insert((user, gid)) {
+            st2.metrics.claims.with_label_values(&["claimed"]).inc();
+            Json(json!({"claimed": true})).into_response()
+        } else {
+            st2.metrics.claims.with_label_values(&["already_claimed"]).inc();
+            (StatusCode::CONFLICT, Json(json!({"error": "already claimed"}))).into_response()
+        }
+    })
+    .await
+}
+
+async fn get_knobs(State(st): State<Arc<DemoState>>) -> Json<Knobs> {
+    Json(st.knobs())
+}
+
+/// `PUT /admin/knobs` with a JSON object holding any subset of the knobs.
+async fn put_knobs(State(st): State<Arc<DemoState>>, body: Bytes) -> Response {
+    let patch: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        _ => return (StatusCode::BAD_REQUEST, Json(json!({"error": "expected a JSON object"}))).into_response(),
+    };
+    let mut cur = match serde_json::to_value(st.knobs()) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+    };
+    if let (Some(c), Some(p)) = (cur.as_object_mut(), patch.as_object()) {
+        for (k, v) in p {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    let knobs: Knobs = match serde_json::from_value(cur) {
+        Ok(k) => k,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
+    };
+    if let Err(e) = knobs.validate() {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response();
+    }
+    tracing::info!(?knobs, "demo knobs changed");
+    st.set_knobs(knobs.clone());
+    Json(knobs).into_response()
+}
+
+pub fn router(st: Arc<DemoState>) -> Router {
+    Router::new()
+        .route("/v1/challenges", get(list_challenges))
+        .route("/v1/challenges/{cid}/goals/{gid}/claim", post(claim))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(|State(st): State<Arc<DemoState>>| async move { st.metrics.encode() }),
+        )
+        .route("/admin/knobs", get(get_knobs).put(put_knobs))
+        .with_state(st)
+}
+
+/// Serves the demo target's HTTP API until `shutdown` completes.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    st: Arc<DemoState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(st))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixtures_parse_and_progress_is_stable() {
+        let st = DemoState::new(Knobs::default()).unwrap();
+        assert_eq!(st.challenges.len(), 10);
+        assert!(st.challenges.iter().all(|c| c.goals.len() == 50));
+        let g = &st.challenges[0].goals[0];
+        assert_eq!(DemoState::progress("user-000001", g), DemoState::progress("user-000001", g));
+        let done = st.challenges[0]
+            .goals
+            .iter()
+            .filter(|g| DemoState::progress("user-000001", g) >= g.target)
+            .count();
+        assert!(done > 0 && done < 50, "{done}");
+    }
+
+    #[test]
+    fn knob_validation() {
+        assert!(Knobs { error_ratio: 1.5, ..Default::default() }.validate().is_err());
+        assert!(Knobs { latency_min_ms: 5, latency_max_ms: 1, ..Default::default() }.validate().is_err());
+        assert!(Knobs { stall_every_ms: 100, stall_for_ms: 200, ..Default::default() }.validate().is_err());
+        assert!(Knobs { latency_min_ms: 50, latency_max_ms: 200, ..Default::default() }.validate().is_ok());
+    }
+}

@@ -1,0 +1,570 @@
+//! The engine: one runner per scenario, applying configs (at start and on reload),
+//! runtime controls (pause, resume, rate override), status, and draining shutdown.
+//!
+//! A reload builds everything the new config needs first (target clients, drivers) and
+//! only then swaps it in, so an invalid or unbuildable config changes nothing. Changed
+//! scenarios get a new plan in place: their runner, connections and metric series stay.
+
+pub mod clock;
+pub mod runner;
+
+use crate::config::{Arrival, Config, ConfigErrors, Scenario, Target};
+use crate::drivers::{self, Driver, DriverError, TargetClient};
+use crate::metrics::{Metrics, ScenarioMetrics};
+use crate::schedule::{At, Schedule};
+use crate::template::Fixture;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What a runner needs to run a scenario; replaced whole on reload.
+pub struct Plan {
+    pub generation: u64,
+    pub scenario: Scenario,
+    pub schedule: Schedule,
+    pub poisson: bool,
+    pub max_in_flight: usize,
+    cumulative_weights: Vec<u32>,
+    pub total_weight: u32,
+    pub op_timeouts: Vec<Duration>,
+    pub fixtures: Vec<Fixture>,
+    pub driver: Arc<dyn Driver>,
+    pub metrics: Arc<ScenarioMetrics>,
+}
+
+impl Plan {
+    /// The op for a uniform draw `r` in `0..total_weight`.
+    pub fn pick_op(&self, r: u32) -> usize {
+        self.cumulative_weights
+            .partition_point(|&c| c <= r)
+            .min(self.cumulative_weights.len().saturating_sub(1))
+    }
+}
+
+/// Live state of one scenario, shared by its runner, its operations and the server.
+pub struct ScenarioState {
+    pub name: String,
+    plan: RwLock<Arc<Plan>>,
+    pub generation: AtomicU64,
+    pub paused: AtomicBool,
+    /// f64 bits of the override rate; `NO_OVERRIDE` when none.
+    override_rate: AtomicU64,
+    pub in_flight: AtomicUsize,
+    pub started: AtomicU64,
+    pub dropped: AtomicU64,
+    pub seq: AtomicU64,
+    pub draining: AtomicBool,
+    current: Mutex<(f64, Option<At>)>,
+    samples: Mutex<VecDeque<(Instant, u64)>>,
+}
+
+const NO_OVERRIDE: u64 = u64::MAX;
+
+impl ScenarioState {
+    pub fn plan(&self) -> Arc<Plan> {
+        self.plan.read().clone()
+    }
+
+    pub fn metrics(&self) -> Arc<ScenarioMetrics> {
+        self.plan.read().metrics.clone()
+    }
+
+    pub fn rate_override(&self) -> Option<f64> {
+        match self.override_rate.load(Ordering::Relaxed) {
+            NO_OVERRIDE => None,
+            bits => Some(f64::from_bits(bits)),
+        }
+    }
+
+    pub fn set_rate_override(&self, rate: Option<f64>) {
+        self.override_rate.store(
+            rate.map(f64::to_bits).unwrap_or(NO_OVERRIDE),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn publish(&self, rate: f64, at: At) {
+        let mut cur = self.current.lock();
+        if cur.0 != rate {
+            self.plan.read().metrics.target_rate.set(rate);
+        }
+        *cur = (rate, Some(at));
+    }
+
+    fn sample(&self, now: Instant) {
+        let mut s = self.samples.lock();
+        s.push_back((now, self.started.load(Ordering::Relaxed)));
+        while s.len() > 61 {
+            s.pop_front();
+        }
+    }
+
+    /// Operations started per second over the last ~10 s.
+    pub fn achieved_rate(&self) -> f64 {
+        let s = self.samples.lock();
+        let Some(&(t1, n1)) = s.back() else {
+            return 0.0;
+        };
+        let start = s
+            .iter()
+            .find(|(t, _)| t1.duration_since(*t) <= Duration::from_millis(10_500))
+            .copied();
+        match start {
+            Some((t0, n0)) if t1 > t0 => (n1 - n0) as f64 / t1.duration_since(t0).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+
+    pub fn status(&self) -> ScenarioStatus {
+        let plan = self.plan();
+        let (rate, at) = *self.current.lock();
+        let q = plan.metrics.window_quantiles(&[0.5, 0.95, 0.99]);
+        let requests_total: u64 = plan.metrics.ops.iter().map(|o| o.requests.get()).sum();
+        ScenarioStatus {
+            name: self.name.clone(),
+            target: plan.scenario.target.clone(),
+            state: if self.draining.load(Ordering::Relaxed) {
+                "draining"
+            } else if self.paused.load(Ordering::Relaxed) {
+                "paused"
+            } else {
+                "running"
+            },
+            stage: at
+                .map(|a| plan.schedule.describe_at(&a))
+                .unwrap_or_else(|| "starting".into()),
+            stage_remaining_seconds: at.and_then(|a| a.remaining).map(|d| d.as_secs_f64()),
+            target_rate: rate,
+            rate_override: self.rate_override(),
+            achieved_rate: self.achieved_rate(),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            max_in_flight: plan.max_in_flight,
+            started_total: self.started.load(Ordering::Relaxed),
+            requests_total,
+            dropped_total: self.dropped.load(Ordering::Relaxed),
+            latency_seconds: Latency {
+                p50: q[0],
+                p95: q[1],
+                p99: q[2],
+            },
+            errors: plan.metrics.errors_by_kind().into_iter().collect(),
+            ops: plan
+                .scenario
+                .ops
+                .iter()
+                .map(|o| OpStatus {
+                    name: o.name.clone(),
+                    weight: o.weight,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ScenarioStatus {
+    pub name: String,
+    pub target: String,
+    pub state: &'static str,
+    pub stage: String,
+    pub stage_remaining_seconds: Option<f64>,
+    pub target_rate: f64,
+    pub rate_override: Option<f64>,
+    pub achieved_rate: f64,
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+    pub started_total: u64,
+    pub requests_total: u64,
+    pub dropped_total: u64,
+    /// Over the rolling quantile window, all ops merged; null when nothing finished.
+    pub latency_seconds: Latency,
+    pub errors: BTreeMap<String, u64>,
+    pub ops: Vec<OpStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Latency {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct OpStatus {
+    pub name: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+/// What a successful apply changed.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ApplySummary {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+struct Handle {
+    state: Arc<ScenarioState>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    clients: HashMap<String, (Target, TargetClient)>,
+    scenarios: Vec<Handle>,
+    draining: Vec<Handle>,
+    generation: u64,
+}
+
+pub type Loader = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
+
+pub struct Engine {
+    pub metrics: Arc<Metrics>,
+    rt: tokio::runtime::Handle,
+    inner: Mutex<Inner>,
+    loader: Option<Loader>,
+    started: Instant,
+    shutting_down: AtomicBool,
+    /// Divides every scenario's rate: shard i of n runs 1/n of the load.
+    shard_divisor: f64,
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Engine {
+    /// Starts every scenario of `config` on the current Tokio runtime. `loader` re-reads
+    /// the config on reload (None: reload is refused).
+    pub fn start(
+        config: Config,
+        metrics: Arc<Metrics>,
+        loader: Option<Loader>,
+        shard_divisor: f64,
+    ) -> Result<Arc<Engine>, ApplyError> {
+        let engine = Arc::new(Engine {
+            metrics,
+            rt: tokio::runtime::Handle::current(),
+            inner: Mutex::new(Inner {
+                config: Arc::new(Config {
+                    scenarios: vec![],
+                    ..config.clone()
+                }),
+                clients: HashMap::new(),
+                scenarios: vec![],
+                draining: vec![],
+                generation: 0,
+            }),
+            loader,
+            started: Instant::now(),
+            shutting_down: AtomicBool::new(false),
+            shard_divisor: shard_divisor.max(1.0),
+        });
+        engine.apply(config)?;
+        engine.metrics.reload_successful.set(1);
+        engine.metrics.reload_timestamp.set(now_unix());
+        // Samples start counts once a second for achieved-rate figures.
+        let weak = Arc::downgrade(&engine);
+        engine.rt.spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                t.tick().await;
+                let Some(e) = weak.upgrade() else { break };
+                let now = Instant::now();
+                for s in e.states() {
+                    s.sample(now);
+                }
+            }
+        });
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.inner.lock().config.clone()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    pub fn states(&self) -> Vec<Arc<ScenarioState>> {
+        self.inner
+            .lock()
+            .scenarios
+            .iter()
+            .map(|h| h.state.clone())
+            .collect()
+    }
+
+    pub fn scenario(&self, name: &str) -> Option<Arc<ScenarioState>> {
+        self.inner
+            .lock()
+            .scenarios
+            .iter()
+            .find(|h| h.state.name == name)
+            .map(|h| h.state.clone())
+    }
+
+    pub fn status(&self) -> Vec<ScenarioStatus> {
+        self.states().iter().map(|s| s.status()).collect()
+    }
+
+    fn build_plan(
+        &self,
+        cfg: &Config,
+        sc: &Scenario,
+        clients: &HashMap<String, (Target, TargetClient)>,
+        generation: u64,
+    ) -> Result<Arc<Plan>, ApplyError> {
+        let (target, client) = clients.get(&sc.target).ok_or_else(|| DriverError::Build {
+            target: sc.target.clone(),
+            message: "no such target".into(),
+        })?;
+        let driver = drivers::build(cfg, target, client, &sc.ops)?;
+        let names: Vec<&str> = sc.ops.iter().map(|o| o.name.as_str()).collect();
+        let metrics = Arc::new(self.metrics.scenario(&sc.name, &names));
+        metrics.max_in_flight.set(sc.max_in_flight as i64);
+        let mut acc = 0u32;
+        let cumulative_weights = sc
+            .ops
+            .iter()
+            .map(|o| {
+                acc += o.weight;
+                acc
+            })
+            .collect();
+        let mut schedule = sc.schedule.clone();
+        if self.shard_divisor > 1.0 {
+            scale_schedule(&mut schedule, 1.0 / self.shard_divisor);
+        }
+        Ok(Arc::new(Plan {
+            generation,
+            scenario: sc.clone(),
+            schedule,
+            poisson: sc.arrival == Arrival::Poisson,
+            max_in_flight: sc.max_in_flight,
+            cumulative_weights,
+            total_weight: acc.max(1),
+            op_timeouts: sc
+                .ops
+                .iter()
+                .map(|o| o.timeout.unwrap_or(sc.timeout))
+                .collect(),
+            fixtures: cfg.fixtures.clone(),
+            driver,
+            metrics,
+        }))
+    }
+
+    /// Applies `cfg`: everything is built before anything is swapped in.
+    pub fn apply(&self, cfg: Config) -> Result<ApplySummary, ApplyError> {
+        let mut inner = self.inner.lock();
+        // 1. Target clients: keep those whose config did not change (their pools too).
+        let mut clients = HashMap::new();
+        for t in &cfg.targets {
+            match inner.clients.get(&t.name) {
+                Some((old, c)) if old == t => {
+                    clients.insert(t.name.clone(), (t.clone(), c.clone()));
+                }
+                _ => {
+                    clients.insert(t.name.clone(), (t.clone(), TargetClient::new(t)?));
+                }
+            }
+        }
+        // 2. Plans for new and changed scenarios.
+        let generation = inner.generation + 1;
+        let mut plans = Vec::new();
+        let mut summary = ApplySummary::default();
+        for sc in &cfg.scenarios {
+            let existing = inner.scenarios.iter().find(|h| h.state.name == sc.name);
+            let target_changed = existing.is_some_and(|h| {
+                let p = h.state.plan();
+                inner.clients.get(&sc.target).map(|(t, _)| t) != clients.get(&sc.target).map(|(t, _)| t)
+                    || p.scenario.target != sc.target
+            });
+            let fixtures_changed = cfg.fixtures != inner.config.fixtures;
+            match existing {
+                Some(h) if h.state.plan().scenario == *sc && !target_changed && !fixtures_changed => {
+                    summary.unchanged.push(sc.name.clone());
+                }
+                _ => plans.push(self.build_plan(&cfg, sc, &clients, generation)?),
+            }
+        }
+        // 3. Swap in. Nothing below can fail.
+        inner.generation = generation;
+        for plan in plans {
+            let name = plan.scenario.name.clone();
+            if let Some(h) = inner.scenarios.iter().find(|h| h.state.name == name) {
+                let old = h.state.plan();
+                plan.metrics.inherit_errors(&old.metrics);
+                let gone: Vec<String> = old
+                    .scenario
+                    .ops
+                    .iter()
+                    .filter(|o| !plan.scenario.ops.iter().any(|n| n.name == o.name))
+                    .map(|o| o.name.clone())
+                    .collect();
+                self.metrics.remove(&name, &gone, false);
+                *h.state.plan.write() = plan;
+                h.state.generation.store(generation, Ordering::Release);
+                summary.changed.push(name);
+            } else {
+                let state = Arc::new(ScenarioState {
+                    name: name.clone(),
+                    plan: RwLock::new(plan),
+                    generation: AtomicU64::new(generation),
+                    paused: AtomicBool::new(false),
+                    override_rate: AtomicU64::new(NO_OVERRIDE),
+                    in_flight: AtomicUsize::new(0),
+                    started: AtomicU64::new(0),
+                    dropped: AtomicU64::new(0),
+                    seq: AtomicU64::new(0),
+                    draining: AtomicBool::new(false),
+                    current: Mutex::new((0.0, None)),
+                    samples: Mutex::new(VecDeque::new()),
+                });
+                let (stop, rx) = watch::channel(false);
+                let task = self.rt.spawn(runner::run(state.clone(), rx));
+                inner.scenarios.push(Handle { state, stop, task });
+                summary.added.push(name);
+            }
+        }
+        // Removed scenarios stop their clocks and drain; their series go when empty.
+        let keep: Vec<String> = cfg.scenarios.iter().map(|s| s.name.clone()).collect();
+        let (stay, gone): (Vec<Handle>, Vec<Handle>) = std::mem::take(&mut inner.scenarios)
+            .into_iter()
+            .partition(|h| keep.contains(&h.state.name));
+        inner.scenarios = stay;
+        for h in gone {
+            summary.removed.push(h.state.name.clone());
+            h.state.draining.store(true, Ordering::Relaxed);
+            let _ = h.stop.send(true);
+            let state = h.state.clone();
+            let metrics = self.metrics.clone();
+            self.rt.spawn(async move {
+                while state.in_flight.load(Ordering::Acquire) > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let ops: Vec<String> = state.plan().scenario.ops.iter().map(|o| o.name.clone()).collect();
+                metrics.remove(&state.name, &ops, true);
+            });
+            inner.draining.push(h);
+        }
+        inner.draining.retain(|h| h.state.in_flight.load(Ordering::Acquire) > 0);
+        // Reorder to match the file, for status listings.
+        inner
+            .scenarios
+            .sort_by_key(|h| keep.iter().position(|n| *n == h.state.name));
+        inner.clients = clients;
+        inner.config = Arc::new(cfg);
+        Ok(summary)
+    }
+
+    /// Re-reads the config file and applies it; on any error the running config stays
+    /// and `soakd_config_last_reload_successful` goes to 0.
+    pub fn reload(&self) -> Result<ApplySummary, ApplyError> {
+        let Some(loader) = &self.loader else {
+            return Err(ApplyError::Invalid(ConfigErrors {
+                source_name: "(embedded config)".into(),
+                errors: vec![crate::config::ConfigError {
+                    path: String::new(),
+                    message: "this config was not loaded from a file, so it cannot be reloaded".into(),
+                    pos: None,
+                }],
+            }));
+        };
+        let result = loader()
+            .map_err(ApplyError::from)
+            .and_then(|cfg| {
+                let old_listen = self.config().listen;
+                if cfg.listen != old_listen {
+                    tracing::warn!(old = %old_listen, new = %cfg.listen, "listen address changes take effect at restart");
+                }
+                self.apply(cfg)
+            });
+        match &result {
+            Ok(s) => {
+                self.metrics.reload_successful.set(1);
+                self.metrics.reload_timestamp.set(now_unix());
+                tracing::info!(added = ?s.added, changed = ?s.changed, removed = ?s.removed, "config reloaded");
+            }
+            Err(ApplyError::Invalid(errs)) => {
+                self.metrics.reload_successful.set(0);
+                for e in &errs.errors {
+                    tracing::error!(source = %errs.source_name, "config reload rejected: {e}");
+                }
+            }
+            Err(e) => {
+                self.metrics.reload_successful.set(0);
+                tracing::error!("config reload rejected: {e}");
+            }
+        }
+        result
+    }
+
+    /// Stops every arrival clock and waits up to `grace` for in-flight operations.
+    /// Returns how many were still running when it gave up.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        let (states, tasks): (Vec<_>, Vec<_>) = {
+            let mut inner = self.inner.lock();
+            let mut hs: Vec<Handle> = std::mem::take(&mut inner.scenarios);
+            hs.append(&mut inner.draining);
+            hs.into_iter()
+                .map(|h| {
+                    h.state.draining.store(true, Ordering::Relaxed);
+                    let _ = h.stop.send(true);
+                    (h.state, h.task)
+                })
+                .unzip()
+        };
+        for t in tasks {
+            let _ = t.await;
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            let left: usize = states.iter().map(|s| s.in_flight.load(Ordering::Acquire)).sum();
+            if left == 0 || Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn scale_schedule(s: &mut Schedule, f: f64) {
+    use crate::schedule::Stage;
+    for st in &mut s.stages {
+        match st {
+            Stage::Hold { rate, .. } => *rate *= f,
+            Stage::Ramp { from, to, .. } => {
+                *from *= f;
+                *to *= f;
+            }
+            Stage::Levels { rates, .. } => rates.iter_mut().for_each(|r| *r *= f),
+            Stage::Daily { points, .. } => points.iter_mut().for_each(|p| p.1 *= f),
+        }
+    }
+}

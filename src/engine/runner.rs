@@ -1,0 +1,119 @@
+//! One scenario's runner: a timer tick drives the arrival clock; each released arrival
+//! starts an operation if the in-flight cap allows, else counts a dropped iteration.
+//! Latency is measured from the intended start; schedule lag is recorded apart.
+
+use super::clock::ArrivalClock;
+use super::ScenarioState;
+use crate::drivers::{kind, OpError};
+use crate::template::IterVars;
+use rand::Rng;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// How often the clock releases arrivals.
+pub const TICK: Duration = Duration::from_millis(1);
+
+fn time_of_day_utc() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() % 86_400.0)
+        .unwrap_or(0.0)
+}
+
+/// Runs until `stop` turns true. In-flight operations are left to finish on their own;
+/// the engine waits for them.
+pub async fn run(state: Arc<ScenarioState>, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut plan = state.plan();
+    let mut generation = plan.generation;
+    let mut schedule_start = Instant::now();
+    let mut clock = ArrivalClock::new(plan.poisson);
+    let mut due = Vec::with_capacity(1024);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    break;
+                }
+            }
+        }
+        if state.generation.load(Ordering::Acquire) != generation {
+            let new = state.plan();
+            if new.schedule != plan.schedule {
+                schedule_start = Instant::now();
+            }
+            if new.poisson != plan.poisson {
+                clock = ArrivalClock::new(new.poisson);
+            }
+            generation = new.generation;
+            plan = new;
+        }
+        let now = Instant::now();
+        let at = plan
+            .schedule
+            .at(now.duration_since(schedule_start), time_of_day_utc());
+        let rate = if state.paused.load(Ordering::Relaxed) {
+            0.0
+        } else {
+            state.rate_override().unwrap_or(at.rate)
+        };
+        state.publish(rate, at);
+        // Bound one tick's work; anything beyond stays due for the next tick.
+        let limit = ((rate * 0.25) as usize).max(1024);
+        due.clear();
+        let d = clock.due(now, rate, limit, &mut due);
+        if d.skipped > 0 {
+            state.metrics().dropped.inc_by(d.skipped);
+            state.dropped.fetch_add(d.skipped, Ordering::Relaxed);
+        }
+        for &intended in &due {
+            launch(&state, &plan, intended);
+        }
+    }
+}
+
+fn launch(state: &Arc<ScenarioState>, plan: &Arc<super::Plan>, intended: Instant) {
+    // Only this task increments in_flight, so load-then-add cannot overshoot the cap.
+    if state.in_flight.load(Ordering::Acquire) >= plan.max_in_flight {
+        state.dropped.fetch_add(1, Ordering::Relaxed);
+        plan.metrics.dropped.inc();
+        return;
+    }
+    state.in_flight.fetch_add(1, Ordering::AcqRel);
+    state.started.fetch_add(1, Ordering::Relaxed);
+    plan.metrics.in_flight.inc();
+    let state = state.clone();
+    let plan = plan.clone();
+    tokio::spawn(async move {
+        let actual = Instant::now();
+        plan.metrics
+            .lag
+            .observe(actual.saturating_duration_since(intended).as_secs_f64());
+        let op = plan.pick_op(rand::rng().random_range(0..plan.total_weight));
+        let seq = state.seq.fetch_add(1, Ordering::Relaxed);
+        let mut vars = IterVars::new(&plan.fixtures, seq);
+        let timeout = plan.op_timeouts[op];
+        let result = match tokio::time::timeout(timeout, plan.driver.execute(op, &mut vars)).await {
+            Ok(r) => r,
+            Err(_) => Err(OpError::new(
+                kind::TIMEOUT,
+                format!("no answer within {}", crate::config::units::format_duration(timeout)),
+            )),
+        };
+        let latency = Instant::now().saturating_duration_since(intended);
+        let om = &plan.metrics.ops[op];
+        om.requests.inc();
+        om.duration.observe(latency.as_secs_f64());
+        om.window.record(latency);
+        if let Err(e) = result {
+            plan.metrics.record_error(op, &e.kind);
+            tracing::debug!(scenario = %plan.metrics.scenario, op = %om.op, kind = %e.kind, detail = %e.detail, "operation failed");
+        }
+        plan.metrics.in_flight.dec();
+        state.in_flight.fetch_sub(1, Ordering::AcqRel);
+    });
+}

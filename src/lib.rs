@@ -1,0 +1,13 @@
+//! soakd: an always-on, Prometheus-native load daemon for staging.
+//!
+//! See `docs/ARCHITECTURE.md` for how the modules fit together.
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod drivers;
+pub mod engine;
+pub mod metrics;
+pub mod schedule;
+pub mod server;
+pub mod template;

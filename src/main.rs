@@ -1,0 +1,264 @@
+//! The `soakd` command line. Everything here is argument handling and exit codes;
+//! the work is in the library.
+//!
+//! Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use soakd::app::{Daemon, Options, Shard};
+use soakd::config;
+use soakd::demo::{self, DemoState, Knobs};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "soakd", version, about = "An always-on, Prometheus-native load daemon for staging")]
+struct Cli {
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the scenarios of a config file until SIGTERM/SIGINT (SIGHUP reloads).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Admin server address (overrides the config's `listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Run shard i of n: every scenario's rate is divided by n.
+        #[arg(long)]
+        shard: Option<Shard>,
+        /// Stop by itself after this long (e.g. 20s, 30m).
+        #[arg(long, value_parser = parse_dur)]
+        duration: Option<Duration>,
+        /// Print a JSON summary of the run to stdout at exit.
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Validate a config file and print what would run.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The embedded default: the demo target plus soakd loading it.
+    Demo {
+        /// soakd's admin server address.
+        #[arg(long, default_value = config::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// The demo target's HTTP address (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        target_listen: SocketAddr,
+        /// Stop by itself after this long.
+        #[arg(long, value_parser = parse_dur)]
+        duration: Option<Duration>,
+    },
+    /// Run only the demo target (a challenge-service look-alike).
+    Target {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Added latency in ms, "MIN-MAX" (the seed's mock platform: 50-200).
+        #[arg(long)]
+        latency_ms: Option<String>,
+        /// Fraction of requests answered 500.
+        #[arg(long, default_value_t = 0.0)]
+        error_ratio: f64,
+        /// Requests processed at once (0 = unlimited).
+        #[arg(long, default_value_t = 0)]
+        concurrency_limit: usize,
+    },
+}
+
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    config::units::parse_duration(s).ok_or_else(|| format!("expected a duration like 30s, got {s:?}"))
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+/// An error that maps to exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    init_logs(cli.log_format);
+    match run(cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("soakd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_or_usage(path: &Path) -> anyhow::Result<config::Config> {
+    config::load(path).map_err(|e| UsageError(e.to_string()).into())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("soakd-load")
+        .build()
+        .context("starting the runtime")
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::CheckConfig { config } => {
+            let cfg = load_or_usage(&config)?;
+            print!("{}", cfg.describe());
+            println!("\n{}: ok", config.display());
+            Ok(())
+        }
+        Cmd::Run {
+            config,
+            listen,
+            shard,
+            duration,
+            summary,
+        } => {
+            let cfg = load_or_usage(&config)?;
+            let grace = cfg.shutdown_grace;
+            let path = config.clone();
+            let loader: soakd::engine::Loader = Box::new(move || config::load(&path));
+            runtime()?.block_on(async move {
+                let daemon = Daemon::start(cfg, Some(loader), Options { listen, shard })?;
+                let why = daemon.wait_for_stop(duration).await?;
+                tracing::info!(reason = why, "stopping: draining in-flight operations");
+                let s = daemon.shutdown(grace).await;
+                if summary {
+                    println!("{}", serde_json::to_string_pretty(&s)?);
+                }
+                Ok(())
+            })
+        }
+        Cmd::Demo {
+            listen,
+            target_listen,
+            duration,
+        } => runtime()?.block_on(run_demo(listen, target_listen, duration)),
+        Cmd::Target {
+            listen,
+            latency_ms,
+            error_ratio,
+            concurrency_limit,
+        } => {
+            let (latency_min_ms, latency_max_ms) = match latency_ms.as_deref() {
+                None => (0, 0),
+                Some(s) => {
+                    let (a, b) = s.split_once('-').unwrap_or((s, s));
+                    let a: u64 = a.trim().parse().map_err(|_| UsageError(format!("--latency-ms: bad value {s:?}")))?;
+                    let b: u64 = b.trim().parse().map_err(|_| UsageError(format!("--latency-ms: bad value {s:?}")))?;
+                    (a, b)
+                }
+            };
+            let knobs = Knobs {
+                latency_min_ms,
+                latency_max_ms,
+                error_ratio,
+                concurrency_limit,
+                ..Default::default()
+            };
+            let st = DemoState::new(knobs).map_err(|e| UsageError(e.to_string()))?;
+            runtime()?.block_on(async move {
+                let l = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                eprintln!("demo target on http://{} (knobs: GET/PUT /admin/knobs)", l.local_addr()?);
+                demo::serve_http(l, st, shutdown_signal()).await?;
+                Ok(())
+            })
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use futures::StreamExt;
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    match signal_hook_tokio::Signals::new([SIGINT, SIGTERM]) {
+        Ok(mut s) => {
+            s.next().await;
+        }
+        Err(e) => {
+            tracing::error!("cannot watch signals: {e}");
+            futures::future::pending::<()>().await
+        }
+    }
+}
+
+async fn run_demo(listen: SocketAddr, target_listen: SocketAddr, duration: Option<Duration>) -> anyhow::Result<()> {
+    // The demo target, in this process.
+    let st = DemoState::new(Knobs::default())?;
+    let l = tokio::net::TcpListener::bind(target_listen)
+        .await
+        .with_context(|| format!("cannot listen on {target_listen}"))?;
+    let target_addr = l.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let target = tokio::spawn(demo::serve_http(l, st, async move {
+        let _ = stop_rx.await;
+    }));
+
+    // The embedded config and fixtures, written where the loader can find them.
+    let dir = tempfile::tempdir().context("creating a temp dir for the demo config")?;
+    std::fs::write(dir.path().join("users.json"), demo::USERS_JSON)?;
+    let text = include_str!("../fixtures/demo.yaml");
+    let env: HashMap<String, String> =
+        HashMap::from([("SOAKD_DEMO_HTTP_URL".to_string(), format!("http://{target_addr}"))]);
+    let cfg = config::parse(text, "fixtures/demo.yaml (embedded)", dir.path(), &env)
+        .map_err(|e| UsageError(e.to_string()))?;
+    let grace = cfg.shutdown_grace;
+    let daemon = Daemon::start(
+        cfg,
+        None,
+        Options {
+            listen: Some(listen),
+            shard: None,
+        },
+    )?;
+    let a = daemon.addr();
+    eprintln!(
+        "\nsoakd demo is running.\n  landing page  http://{a}/\n  metrics       http://{a}/metrics\n  status API    http://{a}/api/v1/status\n  demo target   http://{target_addr}/v1/challenges (knobs: http://{target_addr}/admin/knobs, its metrics: http://{target_addr}/metrics)\nCtrl-C stops everything.\n"
+    );
+
+    let why = daemon.wait_for_stop(duration).await?;
+    tracing::info!(reason = why, "stopping the demo");
+    daemon.shutdown(grace).await;
+    let _ = stop_tx.send(());
+    let _ = target.await;
+    Ok(())
+}

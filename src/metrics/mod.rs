@@ -1,0 +1,441 @@
+//! Every metric soakd exports is defined in this module, and only here.
+//!
+//! Names follow Prometheus conventions: a `soakd_` prefix, base units, `_total` for
+//! counters, `_seconds` for durations. Labels are bounded: `scenario` and `op` come from
+//! the config, `kind` from the drivers' fixed sets, `quantile` from a constant list.
+//! `docs/METRICS.md` documents each series; changing one is a breaking change.
+
+pub mod window;
+
+use parking_lot::Mutex;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use window::{quantile_secs, Window};
+
+/// Request duration buckets: 100 µs to 60 s, with boundaries at the seeds' SLOs
+/// (100 ms event p95, 200 ms, 500 ms API alert, 2 s API limit).
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75,
+    1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Schedule lag buckets: 10 µs to 1 s (later arrivals are dropped, not lagged).
+pub const LAG_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0,
+];
+
+/// Quantiles exported from the rolling windows.
+pub const QUANTILES: &[(f64, &str)] = &[
+    (0.5, "0.5"),
+    (0.9, "0.9"),
+    (0.95, "0.95"),
+    (0.99, "0.99"),
+    (0.999, "0.999"),
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+/// The daemon's registry and metric families.
+pub struct Metrics {
+    pub registry: Registry,
+    requests: IntCounterVec,
+    errors: IntCounterVec,
+    duration: HistogramVec,
+    lag: HistogramVec,
+    target_rate: GaugeVec,
+    in_flight: IntGaugeVec,
+    max_in_flight: IntGaugeVec,
+    dropped: IntCounterVec,
+    pub reload_successful: IntGauge,
+    pub reload_timestamp: Gauge,
+    windows: Arc<WindowSet>,
+}
+
+/// Rolling windows by (scenario, op); read at scrape time by [`QuantileCollector`].
+pub struct WindowSet {
+    length: Duration,
+    map: Mutex<HashMap<(String, String), Arc<Window>>>,
+}
+
+impl WindowSet {
+    fn get(&self, scenario: &str, op: &str) -> Arc<Window> {
+        self.map
+            .lock()
+            .entry((scenario.to_string(), op.to_string()))
+            .or_insert_with(|| Arc::new(Window::new(self.length)))
+            .clone()
+    }
+}
+
+/// Per-scenario handles, resolved once so the hot path never looks up labels.
+pub struct ScenarioMetrics {
+    pub scenario: String,
+    pub target_rate: Gauge,
+    pub in_flight: IntGauge,
+    pub max_in_flight: IntGauge,
+    pub dropped: IntCounter,
+    pub lag: Histogram,
+    pub ops: Vec<OpMetrics>,
+    errors_vec: IntCounterVec,
+    /// Error counts by kind for the status API (kinds are a bounded set).
+    errors_by_kind: Mutex<HashMap<String, u64>>,
+}
+
+pub struct OpMetrics {
+    pub op: String,
+    pub requests: IntCounter,
+    pub duration: Histogram,
+    pub window: Arc<Window>,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    pub fn new(quantile_window: Duration) -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            opts("soakd_requests_total", "Operations completed (any outcome)."),
+            &["scenario", "op"],
+        )?;
+        let errors = IntCounterVec::new(
+            opts(
+                "soakd_request_errors_total",
+                "Operations that failed, by error kind.",
+            ),
+            &["scenario", "op", "kind"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "soakd_request_duration_seconds",
+                "Operation latency measured from the intended start time (coordinated omission corrected).",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["scenario", "op"],
+        )?;
+        let lag = HistogramVec::new(
+            HistogramOpts::new(
+                "soakd_schedule_lag_seconds",
+                "Actual start minus intended start of each operation.",
+            )
+            .buckets(LAG_BUCKETS.to_vec()),
+            &["scenario"],
+        )?;
+        let target_rate = GaugeVec::new(
+            opts(
+                "soakd_target_rate",
+                "Operations per second the schedule (or an override) asks for now.",
+            ),
+            &["scenario"],
+        )?;
+        let in_flight = IntGaugeVec::new(
+            opts("soakd_in_flight", "Operations started and not yet finished."),
+            &["scenario"],
+        )?;
+        let max_in_flight = IntGaugeVec::new(
+            opts("soakd_max_in_flight", "The scenario's cap on in-flight operations."),
+            &["scenario"],
+        )?;
+        let dropped = IntCounterVec::new(
+            opts(
+                "soakd_dropped_iterations_total",
+                "Arrivals not started because max_in_flight was reached or the generator fell more than 1s behind.",
+            ),
+            &["scenario"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            opts("soakd_build_info", "Always 1; the version label says which soakd runs."),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let reload_successful = IntGauge::new(
+            "soakd_config_last_reload_successful",
+            "1 if the last config load or reload succeeded, 0 if it was rejected.",
+        )?;
+        let reload_timestamp = Gauge::new(
+            "soakd_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load or reload.",
+        )?;
+        let windows = Arc::new(WindowSet {
+            length: quantile_window,
+            map: Mutex::new(HashMap::new()),
+        });
+        let quantiles = QuantileCollector::new(windows.clone())?;
+
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(lag.clone()))?;
+        registry.register(Box::new(target_rate.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(max_in_flight.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
+        registry.register(Box::new(build_info))?;
+        registry.register(Box::new(reload_successful.clone()))?;
+        registry.register(Box::new(reload_timestamp.clone()))?;
+        registry.register(Box::new(quantiles))?;
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+
+        Ok(Metrics {
+            registry,
+            requests,
+            errors,
+            duration,
+            lag,
+            target_rate,
+            in_flight,
+            max_in_flight,
+            dropped,
+            reload_successful,
+            reload_timestamp,
+            windows,
+        })
+    }
+
+    /// Handles for a scenario and its ops. Asking again for the same names returns the
+    /// same series and windows, so a reload keeps counters and histograms.
+    pub fn scenario(&self, scenario: &str, ops: &[&str]) -> ScenarioMetrics {
+        let s = [scenario];
+        ScenarioMetrics {
+            scenario: scenario.to_string(),
+            target_rate: self.target_rate.with_label_values(&s),
+            in_flight: self.in_flight.with_label_values(&s),
+            max_in_flight: self.max_in_flight.with_label_values(&s),
+            dropped: self.dropped.with_label_values(&s),
+            lag: self.lag.with_label_values(&s),
+            ops: ops
+                .iter()
+                .map(|op| OpMetrics {
+                    op: op.to_string(),
+                    requests: self.requests.with_label_values(&[scenario, op]),
+                    duration: self.duration.with_label_values(&[scenario, op]),
+                    window: self.windows.get(scenario, op),
+                })
+                .collect(),
+            errors_vec: self.errors.clone(),
+            errors_by_kind: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forget the series of ops (or a whole scenario) that a reload removed.
+    pub fn remove(&self, scenario: &str, ops: &[String], whole_scenario: bool) {
+        let mut w = self.windows.map.lock();
+        for op in ops {
+            w.remove(&(scenario.to_string(), op.clone()));
+            let _ = self.requests.remove_label_values(&[scenario, op]);
+            let _ = self.duration.remove_label_values(&[scenario, op]);
+        }
+        if whole_scenario {
+            let s = [scenario];
+            let _ = self.target_rate.remove_label_values(&s);
+            let _ = self.in_flight.remove_label_values(&s);
+            let _ = self.max_in_flight.remove_label_values(&s);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&families, &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl ScenarioMetrics {
+    pub fn record_error(&self, op: usize, kind: &str) {
+        if let Some(o) = self.ops.get(op) {
+            self.errors_vec
+                .with_label_values(&[&self.scenario, &o.op, kind])
+                .inc();
+        }
+        *self.errors_by_kind.lock().entry(kind.to_string()).or_default() += 1;
+    }
+
+    pub fn errors_by_kind(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self
+            .errors_by_kind
+            .lock()
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Carry error counts over from the handles this replaces (on reload).
+    pub fn inherit_errors(&self, old: &ScenarioMetrics) {
+        *self.errors_by_kind.lock() = old.errors_by_kind.lock().clone();
+    }
+
+    /// Latency quantiles over the window, all ops merged.
+    pub fn window_quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
+        let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
+        for o in &self.ops {
+            let s = o.window.snapshot();
+            match merged.as_mut() {
+                Some(m) => {
+                    let _ = m.add(&s);
+                }
+                None => merged = Some(s),
+            }
+        }
+        qs.iter()
+            .map(|q| merged.as_ref().and_then(|h| quantile_secs(h, *q)))
+            .collect()
+    }
+}
+
+/// Computes `soakd_request_duration_quantile_seconds` from the windows at scrape time.
+struct QuantileCollector {
+    windows: Arc<WindowSet>,
+    desc: Vec<Desc>,
+}
+
+const QUANTILE_NAME: &str = "soakd_request_duration_quantile_seconds";
+const QUANTILE_HELP: &str =
+    "Latency quantiles from intended start over the rolling quantile window (HdrHistogram).";
+
+impl QuantileCollector {
+    fn new(windows: Arc<WindowSet>) -> Result<Self, prometheus::Error> {
+        let desc = Desc::new(
+            QUANTILE_NAME.into(),
+            QUANTILE_HELP.into(),
+            vec!["scenario".into(), "op".into(), "quantile".into()],
+            HashMap::new(),
+        )?;
+        Ok(QuantileCollector {
+            windows,
+            desc: vec![desc],
+        })
+    }
+}
+
+impl Collector for QuantileCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.desc.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Ok(g) = GaugeVec::new(
+            opts(QUANTILE_NAME, QUANTILE_HELP),
+            &["scenario", "op", "quantile"],
+        ) else {
+            return vec![];
+        };
+        let entries: Vec<((String, String), Arc<Window>)> = self
+            .windows
+            .map
+            .lock()
+            .iter()
+            .map(|(k, w)| (k.clone(), w.clone()))
+            .collect();
+        for ((scenario, op), w) in entries {
+            let snap = w.snapshot();
+            for (q, label) in QUANTILES {
+                // An empty window exports NaN, as a Prometheus summary does.
+                let v = quantile_secs(&snap, *q).unwrap_or(f64::NAN);
+                g.with_label_values(&[scenario.as_str(), op.as_str(), label]).set(v);
+            }
+        }
+        g.collect()
+    }
+}
+
+/// Metrics of the demo target, served on the target's own `/metrics`.
+pub struct DemoMetrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub in_flight: IntGauge,
+    pub claims: IntCounterVec,
+}
+
+impl DemoMetrics {
+    pub fn new() -> Result<DemoMetrics, MetricsError> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            opts(
+                "demo_http_requests_total",
+                "Requests the demo target answered, by route and status code.",
+            ),
+            &["route", "code"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "demo_http_request_duration_seconds",
+                "Time the demo target spent on a request, including injected latency and queueing.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let in_flight = IntGauge::new(
+            "demo_http_in_flight",
+            "Requests the demo target is working on or queueing.",
+        )?;
+        let claims = IntCounterVec::new(
+            opts("demo_claims_total", "Claim attempts by result."),
+            &["result"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(claims.clone()))?;
+        Ok(DemoMetrics {
+            registry,
+            requests,
+            duration,
+            in_flight,
+            claims,
+        })
+    }
+
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_survive_reacquire_and_quantiles_export() {
+        let m = Metrics::new(Duration::from_secs(60)).unwrap();
+        let a = m.scenario("api", &["list"]);
+        a.ops[0].requests.inc();
+        a.ops[0].window.record(Duration::from_millis(5));
+        a.record_error(0, "status_5xx");
+        let b = m.scenario("api", &["list"]);
+        b.ops[0].requests.inc();
+        assert_eq!(b.ops[0].requests.get(), 2);
+        assert_eq!(b.ops[0].window.snapshot().len(), 1);
+        let text = m.encode();
+        assert!(text.contains("soakd_requests_total{op=\"list\",scenario=\"api\"} 2"), "{text}");
+        assert!(
+            text.contains("soakd_request_duration_quantile_seconds{op=\"list\",quantile=\"0.99\",scenario=\"api\"} 0.005"),
+            "{text}"
+        );
+        assert!(text.contains("soakd_request_errors_total{kind=\"status_5xx\",op=\"list\",scenario=\"api\"} 1"));
+        assert!(text.contains("soakd_build_info{version="));
+        assert_eq!(a.errors_by_kind(), vec![("status_5xx".to_string(), 1)]);
+        m.remove("api", &["list".to_string()], true);
+        assert!(!m.encode().contains("soakd_requests_total{"));
+    }
+}

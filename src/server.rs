@@ -1,0 +1,327 @@
+//! The admin server: `/metrics`, `/healthz`, `/readyz`, the status and control API,
+//! `/-/reload` and a landing page.
+//!
+//! In the daemon it runs on its own thread and runtime ([`spawn_admin_thread`]), so a
+//! load runtime busy with 50,000 operations a second cannot delay a scrape.
+//!
+//! Mutating endpoints need `Authorization: Bearer <token>` when a control token is
+//! configured (401 otherwise); with no token they are refused (403) unless the server
+//! listens on a loopback address.
+
+use crate::engine::{ApplyError, Engine};
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::json;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    /// The configured listen address is loopback (decides the no-token policy).
+    pub loopback_only: bool,
+}
+
+pub fn router(state: AppState) -> Router {
+    let control = Router::new()
+        .route("/api/v1/scenarios/{name}/pause", post(pause))
+        .route("/api/v1/scenarios/{name}/resume", post(resume))
+        .route("/api/v1/scenarios/{name}/rate", put(set_rate).delete(clear_rate))
+        .route("/-/reload", post(reload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .route("/", get(landing))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/status", get(status))
+        .merge(control)
+        .fallback(|| async { err(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+fn err(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": msg.into() }))).into_response()
+}
+
+/// The no-token policy as a pure function: may a mutation go through?
+pub fn check_auth(token: Option<&str>, loopback_only: bool, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+    match token {
+        Some(want) => {
+            let got = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            // Constant-time compare: a timing oracle on the token is cheap to avoid.
+            let ok = got.is_some_and(|g| {
+                g.len() == want.len()
+                    && g.bytes().zip(want.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+            }
+        }
+        None if loopback_only => Ok(()),
+        None => Err((
+            StatusCode::FORBIDDEN,
+            "control endpoints are disabled: soakd listens on a non-loopback address and no control_token is configured",
+        )),
+    }
+}
+
+async fn authorize(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::GET {
+        let cfg = st.engine.config();
+        let token = cfg.control_token.as_ref().map(|s| s.0.as_str());
+        if let Err((code, msg)) = check_auth(token, st.loopback_only, req.headers()) {
+            let mut r = err(code, msg);
+            if code == StatusCode::UNAUTHORIZED {
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            }
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        st.engine.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    if st.engine.is_shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+async fn status(State(st): State<AppState>) -> Response {
+    let e = &st.engine;
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": e.uptime().as_secs_f64(),
+        "config_last_reload_successful": e.metrics.reload_successful.get() == 1,
+        "scenarios": e.status(),
+    }))
+    .into_response()
+}
+
+fn with_scenario(st: &AppState, name: &str, f: impl FnOnce(&crate::engine::ScenarioState)) -> Response {
+    match st.engine.scenario(name) {
+        Some(s) => {
+            f(&s);
+            Json(s.status()).into_response()
+        }
+        None => err(StatusCode::NOT_FOUND, format!("no scenario named {name:?}")),
+    }
+}
+
+async fn pause(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    with_scenario(&st, &name, |s| {
+        s.paused.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(scenario = %name, "paused");
+    })
+}
+
+async fn resume(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    with_scenario(&st, &name, |s| {
+        s.paused.store(false, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(scenario = %name, "resumed");
+    })
+}
+
+/// Body: `{"rate": 250}` (per second) or `{"rate": "250/s"}`.
+async fn set_rate(State(st): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return err(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
+    };
+    let rate = match v.get("rate") {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => crate::config::units::parse_rate(s),
+        _ => None,
+    };
+    let Some(rate) = rate.filter(|r| r.is_finite() && *r >= 0.0 && *r <= 10_000_000.0) else {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "expected {\"rate\": N} with N per second (0..10000000) or {\"rate\": \"500/s\"}",
+        );
+    };
+    with_scenario(&st, &name, |s| {
+        s.set_rate_override(Some(rate));
+        tracing::info!(scenario = %name, rate, "rate override set");
+    })
+}
+
+async fn clear_rate(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    with_scenario(&st, &name, |s| {
+        s.set_rate_override(None);
+        tracing::info!(scenario = %name, "rate override cleared");
+    })
+}
+
+async fn reload(State(st): State<AppState>) -> Response {
+    let engine = st.engine.clone();
+    // Building clients and reading files is blocking work.
+    let result = tokio::task::spawn_blocking(move || engine.reload()).await;
+    match result {
+        Ok(Ok(summary)) => Json(json!({ "status": "applied", "changes": summary })).into_response(),
+        Ok(Err(ApplyError::Invalid(e))) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "status": "rejected",
+                "error": "the new config is invalid; the running config is unchanged",
+                "errors": e.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "status": "rejected",
+                "error": format!("{e}; the running config is unchanged"),
+            })),
+        )
+            .into_response(),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, format!("reload task failed: {e}")),
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn fmt_secs(v: Option<f64>) -> String {
+    match v {
+        Some(s) if s < 1.0 => format!("{:.1} ms", s * 1000.0),
+        Some(s) => format!("{s:.2} s"),
+        None => "–".into(),
+    }
+}
+
+async fn landing(State(st): State<AppState>) -> Html<String> {
+    let mut rows = String::new();
+    for s in st.engine.status() {
+        let errors: u64 = s.errors.values().sum();
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&s.name),
+            esc(&s.target),
+            s.state,
+            esc(&s.stage),
+            s.target_rate,
+            s.achieved_rate,
+            s.in_flight,
+            s.max_in_flight,
+            fmt_secs(s.latency_seconds.p50),
+            fmt_secs(s.latency_seconds.p95),
+            fmt_secs(s.latency_seconds.p99),
+            errors,
+            s.dropped_total,
+        ));
+    }
+    Html(format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>soakd</title>
+<meta http-equiv="refresh" content="5">
+<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}</style>
+</head><body><h1>soakd {version}</h1>
+<p>Up {uptime:.0} s. <a href="/metrics">/metrics</a> · <a href="/api/v1/status">/api/v1/status</a> · <a href="/healthz">/healthz</a> · <a href="/readyz">/readyz</a></p>
+<table><tr><th>scenario</th><th>target</th><th>state</th><th>stage</th><th>target/s</th><th>achieved/s</th><th>in flight</th><th>p50</th><th>p95</th><th>p99</th><th>errors</th><th>dropped</th></tr>
+{rows}</table>
+<p>Latency percentiles cover the last quantile window, measured from each operation's intended start.</p>
+</body></html>"#,
+        version = env!("CARGO_PKG_VERSION"),
+        uptime = st.engine.uptime().as_secs_f64(),
+    ))
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The admin server on its own OS thread and single-threaded runtime.
+pub struct AdminThread {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn spawn_admin_thread(listener: std::net::TcpListener, state: AppState) -> std::io::Result<AdminThread> {
+    let addr = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let join = std::thread::Builder::new()
+        .name("soakd-admin".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        let stop = async move {
+                            let _ = rx.await;
+                        };
+                        if let Err(e) = serve(l, state, stop).await {
+                            tracing::error!("admin server failed: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!("admin server listener: {e}"),
+                }
+            })
+        })?;
+    Ok(AdminThread {
+        addr,
+        stop: Some(tx),
+        join: Some(join),
+    })
+}
+
+impl AdminThread {
+    pub fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_policy() {
+        let mut h = HeaderMap::new();
+        assert!(check_auth(None, true, &h).is_ok());
+        assert_eq!(check_auth(None, false, &h).unwrap_err().0, StatusCode::FORBIDDEN);
+        assert_eq!(check_auth(Some("t0k"), true, &h).unwrap_err().0, StatusCode::UNAUTHORIZED);
+        h.insert(header::AUTHORIZATION, "Bearer nope".parse().unwrap());
+        assert_eq!(check_auth(Some("t0k"), false, &h).unwrap_err().0, StatusCode::UNAUTHORIZED);
+        h.insert(header::AUTHORIZATION, "Bearer t0k".parse().unwrap());
+        assert!(check_auth(Some("t0k"), false, &h).is_ok());
+    }
+}

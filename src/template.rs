@@ -1,0 +1,472 @@
+//! The small template language used in request paths, headers, bodies and (later) SQL
+//! parameters and gRPC fields.
+//!
+//! `{{user.id}}` reads a field of the fixture row chosen for this iteration (or of a value
+//! an earlier step extracted); `{{rand_int 0 1000}}`, `{{uuid}}`, `{{seq}}` (the iteration's
+//! sequence number, the same everywhere in one iteration), `{{now_ms}}` and
+//! `{{rand_choice a b c}}` are generators. Templates compile when the config loads, so an
+//! unknown function or a malformed expression is a config error with its key path.
+
+use rand::Rng;
+use serde::{de, Deserialize, Deserializer};
+use serde_json::Value as Json;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Lit(String),
+    Var(Vec<String>),
+    RandInt(i64, i64),
+    RandChoice(Vec<String>),
+    Uuid,
+    Seq,
+    NowMs,
+}
+
+/// A compiled string template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    src: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RenderError {
+    #[error("template variable {0} is not available in this iteration")]
+    Missing(String),
+}
+
+/// What a template can read while it renders: one iteration's fixture rows, extracted
+/// values and sequence number.
+pub trait Vars {
+    /// The value at `path` (`["user", "id"]`), or None.
+    fn lookup(&mut self, path: &[String]) -> Option<Json>;
+    fn seq(&self) -> u64;
+}
+
+impl Template {
+    pub fn compile(src: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = src;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(Part::Lit(rest[..start].to_string()));
+            }
+            let after = &rest[start + 2..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| format!("unterminated \"{{{{\" in template {src:?}"))?;
+            parts.push(compile_expr(after[..end].trim())?);
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.to_string()));
+        }
+        Ok(Template {
+            src: src.to_string(),
+            parts,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.src
+    }
+
+    /// True when the template has no expressions.
+    pub fn is_static(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Lit(_)))
+    }
+
+    /// The first segment of every variable it reads (`user` for `{{user.id}}`).
+    pub fn roots(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(path) => path.first().map(String::as_str),
+            _ => None,
+        })
+    }
+
+    pub fn render(&self, vars: &mut dyn Vars) -> Result<String, RenderError> {
+        let mut out = String::new();
+        self.render_into(vars, &mut out)?;
+        Ok(out)
+    }
+
+    pub fn render_into(&self, vars: &mut dyn Vars, out: &mut String) -> Result<(), RenderError> {
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => out.push_str(s),
+                Part::Var(path) => match vars.lookup(path) {
+                    Some(Json::String(s)) => out.push_str(&s),
+                    Some(Json::Null) | None => return Err(RenderError::Missing(path.join("."))),
+                    Some(v) => {
+                        let _ = write!(out, "{v}");
+                    }
+                },
+                other => {
+                    let v = eval_generator(other, vars);
+                    match v {
+                        Json::String(s) => out.push_str(&s),
+                        v => {
+                            let _ = write!(out, "{v}");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders to a JSON value: a template that is exactly one expression keeps the
+    /// expression's type (`{{rand_int 1 9}}` gives a number); anything else is a string.
+    pub fn render_json(&self, vars: &mut dyn Vars) -> Result<Json, RenderError> {
+        if let [single] = self.parts.as_slice() {
+            match single {
+                Part::Lit(s) => return Ok(Json::String(s.clone())),
+                Part::Var(path) => {
+                    return vars
+                        .lookup(path)
+                        .ok_or_else(|| RenderError::Missing(path.join(".")))
+                }
+                g => return Ok(eval_generator(g, vars)),
+            }
+        }
+        self.render(vars).map(Json::String)
+    }
+}
+
+fn eval_generator(p: &Part, vars: &mut dyn Vars) -> Json {
+    match p {
+        Part::RandInt(lo, hi) => Json::from(rand::rng().random_range(*lo..=*hi)),
+        Part::RandChoice(items) => {
+            let i = rand::rng().random_range(0..items.len());
+            Json::String(items[i].clone())
+        }
+        Part::Uuid => Json::String(uuid::Uuid::new_v4().to_string()),
+        Part::Seq => Json::from(vars.seq()),
+        Part::NowMs => Json::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        ),
+        Part::Lit(_) | Part::Var(_) => Json::Null,
+    }
+}
+
+fn compile_expr(expr: &str) -> Result<Part, String> {
+    let words: Vec<&str> = expr.split_whitespace().collect();
+    let Some((&head, args)) = words.split_first() else {
+        return Err("empty expression \"{{}}\"".into());
+    };
+    let nargs = |n: usize| -> Result<(), String> {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(format!("{head} takes {n} argument(s), got {}", args.len()))
+        }
+    };
+    match head {
+        "rand_int" => {
+            nargs(2)?;
+            let lo: i64 = args[0]
+                .parse()
+                .map_err(|_| format!("rand_int: {:?} is not an integer", args[0]))?;
+            let hi: i64 = args[1]
+                .parse()
+                .map_err(|_| format!("rand_int: {:?} is not an integer", args[1]))?;
+            if lo > hi {
+                return Err(format!("rand_int: {lo} is greater than {hi}"));
+            }
+            Ok(Part::RandInt(lo, hi))
+        }
+        "rand_choice" => {
+            if args.is_empty() {
+                return Err("rand_choice needs at least one choice".into());
+            }
+            Ok(Part::RandChoice(args.iter().map(|s| s.to_string()).collect()))
+        }
+        "uuid" => nargs(0).map(|_| Part::Uuid),
+        "seq" => nargs(0).map(|_| Part::Seq),
+        "now_ms" => nargs(0).map(|_| Part::NowMs),
+        _ if args.is_empty() => {
+            let path: Vec<String> = head.split('.').map(str::to_string).collect();
+            let ok = path.iter().all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+            if !ok {
+                return Err(format!("{head:?} is not a variable like user.id"));
+            }
+            Ok(Part::Var(path))
+        }
+        _ => Err(format!(
+            "unknown function {head:?} (known: rand_int, rand_choice, uuid, seq, now_ms)"
+        )),
+    }
+}
+
+impl<'de> Deserialize<'de> for Template {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_yaml::Value::deserialize(d)?;
+        let s = match v {
+            serde_yaml::Value::String(s) => s,
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            _ => return Err(de::Error::custom("expected a string template")),
+        };
+        Template::compile(&s).map_err(de::Error::custom)
+    }
+}
+
+/// A JSON document whose string leaves are templates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonTemplate {
+    Value(Json),
+    Str(Template),
+    Array(Vec<JsonTemplate>),
+    Object(Vec<(String, JsonTemplate)>),
+}
+
+impl JsonTemplate {
+    pub fn from_yaml(v: &serde_yaml::Value) -> Result<JsonTemplate, String> {
+        use serde_yaml::Value as Y;
+        Ok(match v {
+            Y::String(s) => {
+                let t = Template::compile(s)?;
+                if t.is_static() {
+                    JsonTemplate::Value(Json::String(s.clone()))
+                } else {
+                    JsonTemplate::Str(t)
+                }
+            }
+            Y::Sequence(items) => JsonTemplate::Array(
+                items
+                    .iter()
+                    .map(JsonTemplate::from_yaml)
+                    .collect::<Result<_, _>>()?,
+            ),
+            Y::Mapping(m) => {
+                let mut fields = Vec::with_capacity(m.len());
+                for (k, v) in m {
+                    let k = k
+                        .as_str()
+                        .ok_or_else(|| "JSON object keys must be strings".to_string())?;
+                    fields.push((k.to_string(), JsonTemplate::from_yaml(v)?));
+                }
+                JsonTemplate::Object(fields)
+            }
+            Y::Tagged(_) => return Err("YAML tags are not allowed in a JSON body".into()),
+            other => JsonTemplate::Value(
+                serde_json::to_value(other).map_err(|e| format!("not JSON: {e}"))?,
+            ),
+        })
+    }
+
+    pub fn roots(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.collect_roots(&mut out);
+        out
+    }
+
+    fn collect_roots<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            JsonTemplate::Value(_) => {}
+            JsonTemplate::Str(t) => out.extend(t.roots()),
+            JsonTemplate::Array(a) => a.iter().for_each(|t| t.collect_roots(out)),
+            JsonTemplate::Object(o) => o.iter().for_each(|(_, t)| t.collect_roots(out)),
+        }
+    }
+
+    pub fn render(&self, vars: &mut dyn Vars) -> Result<Json, RenderError> {
+        Ok(match self {
+            JsonTemplate::Value(v) => v.clone(),
+            JsonTemplate::Str(t) => t.render_json(vars)?,
+            JsonTemplate::Array(a) => Json::Array(
+                a.iter()
+                    .map(|t| t.render(vars))
+                    .collect::<Result<_, _>>()?,
+            ),
+            JsonTemplate::Object(o) => {
+                let mut m = serde_json::Map::with_capacity(o.len());
+                for (k, t) in o {
+                    m.insert(k.clone(), t.render(vars)?);
+                }
+                Json::Object(m)
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonTemplate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_yaml::Value::deserialize(d)?;
+        JsonTemplate::from_yaml(&v).map_err(de::Error::custom)
+    }
+}
+
+/// A named table of rows (users, tokens, ids) loaded from a JSON array.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fixture {
+    pub name: String,
+    pub rows: Arc<Vec<Json>>,
+    pub sequential: bool,
+}
+
+/// The variables of one iteration: the fixture rows it drew (each drawn once, on first
+/// use) and the values its steps extracted.
+pub struct IterVars<'a> {
+    fixtures: &'a [Fixture],
+    drawn: Vec<Option<usize>>,
+    bound: Vec<(String, Json)>,
+    seq: u64,
+}
+
+impl<'a> IterVars<'a> {
+    pub fn new(fixtures: &'a [Fixture], seq: u64) -> Self {
+        IterVars {
+            fixtures,
+            drawn: vec![None; fixtures.len()],
+            bound: Vec::new(),
+            seq,
+        }
+    }
+
+    pub fn bind(&mut self, name: &str, value: Json) {
+        match self.bound.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.bound.push((name.to_string(), value)),
+        }
+    }
+}
+
+impl Vars for IterVars<'_> {
+    fn lookup(&mut self, path: &[String]) -> Option<Json> {
+        let (root, rest) = path.split_first()?;
+        let base: &Json = if let Some((_, v)) = self.bound.iter().find(|(n, _)| n == root) {
+            v
+        } else {
+            let fi = self.fixtures.iter().position(|f| &f.name == root)?;
+            let f = &self.fixtures[fi];
+            if f.rows.is_empty() {
+                return None;
+            }
+            let row = *self.drawn[fi].get_or_insert_with(|| {
+                if f.sequential {
+                    (self.seq % f.rows.len() as u64) as usize
+                } else {
+                    rand::rng().random_range(0..f.rows.len())
+                }
+            });
+            &f.rows[row]
+        };
+        let mut cur = base;
+        for seg in rest {
+            cur = match cur {
+                Json::Object(m) => m.get(seg)?,
+                Json::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(cur.clone())
+    }
+
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn users() -> Vec<Fixture> {
+        vec![Fixture {
+            name: "user".into(),
+            rows: Arc::new(vec![
+                json!({"id": "user-000001", "token": "t1", "n": 7}),
+                json!({"id": "user-000002", "token": "t2", "n": 8}),
+            ]),
+            sequential: true,
+        }]
+    }
+
+    #[test]
+    fn renders_fixture_fields_consistently() {
+        let fx = users();
+        let mut vars = IterVars::new(&fx, 1);
+        let t = Template::compile("/u/{{user.id}}?t={{ user.token }}&n={{user.n}}").unwrap();
+        assert_eq!(t.render(&mut vars).unwrap(), "/u/user-000002?t=t2&n=8");
+        // The same row for the whole iteration.
+        let t2 = Template::compile("{{user.id}}").unwrap();
+        assert_eq!(t2.render(&mut vars).unwrap(), "user-000002");
+    }
+
+    #[test]
+    fn generators() {
+        let fx = users();
+        let mut vars = IterVars::new(&fx, 42);
+        let t = Template::compile("{{rand_int 5 7}}").unwrap();
+        for _ in 0..100 {
+            let n: i64 = t.render(&mut vars).unwrap().parse().unwrap();
+            assert!((5..=7).contains(&n));
+        }
+        assert_eq!(
+            Template::compile("{{seq}}-{{seq}}")
+                .unwrap()
+                .render(&mut vars)
+                .unwrap(),
+            "42-42"
+        );
+        let u = Template::compile("{{uuid}}").unwrap().render(&mut vars).unwrap();
+        assert!(uuid::Uuid::parse_str(&u).is_ok());
+        let c = Template::compile("{{rand_choice a b}}")
+            .unwrap()
+            .render(&mut vars)
+            .unwrap();
+        assert!(c == "a" || c == "b");
+    }
+
+    #[test]
+    fn compile_errors() {
+        assert!(Template::compile("{{nope 1}}").unwrap_err().contains("unknown function"));
+        assert!(Template::compile("{{rand_int 9 1}}").is_err());
+        assert!(Template::compile("{{rand_int 1}}").is_err());
+        assert!(Template::compile("{{user.id").is_err());
+        assert!(Template::compile("{{}}").is_err());
+        assert!(Template::compile("{{a..b}}").is_err());
+    }
+
+    #[test]
+    fn missing_and_bound_values() {
+        let fx = users();
+        let mut vars = IterVars::new(&fx, 0);
+        let t = Template::compile("{{goal.id}}").unwrap();
+        assert_eq!(
+            t.render(&mut vars),
+            Err(RenderError::Missing("goal.id".into()))
+        );
+        vars.bind("goal", json!({"id": "g-3"}));
+        assert_eq!(t.render(&mut vars).unwrap(), "g-3");
+    }
+
+    #[test]
+    fn json_bodies_keep_types() {
+        let fx = users();
+        let mut vars = IterVars::new(&fx, 3);
+        let y: serde_yaml::Value = serde_yaml::from_str(
+            "user: '{{user.id}}'\nvalue: '{{rand_int 10 10}}'\nlabel: 'n={{seq}}'\nfixed: [1, true]",
+        )
+        .unwrap();
+        let jt = JsonTemplate::from_yaml(&y).unwrap();
+        assert_eq!(jt.roots(), vec!["user"]);
+        let v = jt.render(&mut vars).unwrap();
+        assert_eq!(
+            v,
+            json!({"user": "user-000002", "value": 10, "label": "n=3", "fixed": [1, true]})
+        );
+    }
+}
