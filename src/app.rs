@@ -59,12 +59,17 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the scenarios and the admin server (on its own thread). Must be called
     /// inside the Tokio runtime that will run the load.
-    pub fn start(config: Config, loader: Option<Loader>, opts: Options) -> Result<Daemon, StartError> {
+    pub fn start(
+        config: Config,
+        loader: Option<Loader>,
+        opts: Options,
+    ) -> Result<Daemon, StartError> {
         let listen = opts.listen.unwrap_or(config.listen);
-        let listener = std::net::TcpListener::bind(listen).map_err(|source| StartError::Listen {
-            addr: listen,
-            source,
-        })?;
+        let listener =
+            std::net::TcpListener::bind(listen).map_err(|source| StartError::Listen {
+                addr: listen,
+                source,
+            })?;
         let metrics = Arc::new(Metrics::new(config.quantile_window)?);
         let divisor = opts.shard.map(|s| s.count as f64).unwrap_or(1.0);
         let engine = Engine::start(config, metrics, loader, divisor)?;
@@ -72,10 +77,11 @@ impl Daemon {
             engine: engine.clone(),
             loopback_only: listen.ip().is_loopback(),
         };
-        let admin = server::spawn_admin_thread(listener, state).map_err(|source| StartError::Listen {
-            addr: listen,
-            source,
-        })?;
+        let admin =
+            server::spawn_admin_thread(listener, state).map_err(|source| StartError::Listen {
+                addr: listen,
+                source,
+            })?;
         tracing::info!(addr = %admin.addr, scenarios = engine.states().len(), "soakd running");
         Ok(Daemon {
             engine,
@@ -85,7 +91,10 @@ impl Daemon {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.admin.as_ref().map(|a| a.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.admin
+            .as_ref()
+            .map(|a| a.addr)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     /// Runs until SIGTERM or SIGINT (SIGHUP reloads), or until `duration` passes.
@@ -125,7 +134,10 @@ impl Daemon {
         let states = self.engine.states();
         let left = self.engine.shutdown(grace).await;
         if left > 0 {
-            tracing::warn!(in_flight = left, "grace period over; abandoning in-flight operations");
+            tracing::warn!(
+                in_flight = left,
+                "grace period over; abandoning in-flight operations"
+            );
         } else {
             tracing::info!("drained");
         }
@@ -136,7 +148,11 @@ impl Daemon {
         summary
     }
 
-    fn summary_of(&self, states: &[Arc<crate::engine::ScenarioState>], abandoned: usize) -> Summary {
+    fn summary_of(
+        &self,
+        states: &[Arc<crate::engine::ScenarioState>],
+        abandoned: usize,
+    ) -> Summary {
         let secs = self.started.elapsed().as_secs_f64();
         Summary {
             duration_seconds: secs,

@@ -15,7 +15,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "soakd", version, about = "An always-on, Prometheus-native load daemon for staging")]
+#[command(
+    name = "soakd",
+    version,
+    about = "An always-on, Prometheus-native load daemon for staging"
+)]
 struct Cli {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value = "text", global = true)]
@@ -83,7 +87,8 @@ enum Cmd {
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
-    config::units::parse_duration(s).ok_or_else(|| format!("expected a duration like 30s, got {s:?}"))
+    config::units::parse_duration(s)
+        .ok_or_else(|| format!("expected a duration like 30s, got {s:?}"))
 }
 
 fn init_logs(format: LogFormat) {
@@ -108,7 +113,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     init_logs(cli.log_format);
@@ -182,8 +191,14 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 None => (0, 0),
                 Some(s) => {
                     let (a, b) = s.split_once('-').unwrap_or((s, s));
-                    let a: u64 = a.trim().parse().map_err(|_| UsageError(format!("--latency-ms: bad value {s:?}")))?;
-                    let b: u64 = b.trim().parse().map_err(|_| UsageError(format!("--latency-ms: bad value {s:?}")))?;
+                    let a: u64 = a
+                        .trim()
+                        .parse()
+                        .map_err(|_| UsageError(format!("--latency-ms: bad value {s:?}")))?;
+                    let b: u64 = b
+                        .trim()
+                        .parse()
+                        .map_err(|_| UsageError(format!("--latency-ms: bad value {s:?}")))?;
                     (a, b)
                 }
             };
@@ -199,7 +214,10 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 let l = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
-                eprintln!("demo target on http://{} (knobs: GET/PUT /admin/knobs)", l.local_addr()?);
+                eprintln!(
+                    "demo target on http://{} (knobs: GET/PUT /admin/knobs)",
+                    l.local_addr()?
+                );
                 demo::serve_http(l, st, shutdown_signal()).await?;
                 Ok(())
             })
@@ -221,7 +239,11 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run_demo(listen: SocketAddr, target_listen: SocketAddr, duration: Option<Duration>) -> anyhow::Result<()> {
+async fn run_demo(
+    listen: SocketAddr,
+    target_listen: SocketAddr,
+    duration: Option<Duration>,
+) -> anyhow::Result<()> {
     // The demo target, in this process.
     let st = DemoState::new(Knobs::default())?;
     let l = tokio::net::TcpListener::bind(target_listen)
@@ -237,8 +259,10 @@ async fn run_demo(listen: SocketAddr, target_listen: SocketAddr, duration: Optio
     let dir = tempfile::tempdir().context("creating a temp dir for the demo config")?;
     std::fs::write(dir.path().join("users.json"), demo::USERS_JSON)?;
     let text = include_str!("../fixtures/demo.yaml");
-    let env: HashMap<String, String> =
-        HashMap::from([("SOAKD_DEMO_HTTP_URL".to_string(), format!("http://{target_addr}"))]);
+    let env: HashMap<String, String> = HashMap::from([(
+        "SOAKD_DEMO_HTTP_URL".to_string(),
+        format!("http://{target_addr}"),
+    )]);
     let cfg = config::parse(text, "fixtures/demo.yaml (embedded)", dir.path(), &env)
         .map_err(|e| UsageError(e.to_string()))?;
     let grace = cfg.shutdown_grace;

@@ -61,7 +61,11 @@ impl Stage {
             Stage::Hold { rate, .. } => (*rate, None),
             Stage::Ramp { from, to, over } => {
                 let len = over.as_secs_f64();
-                let f = if len > 0.0 { (t / len).clamp(0.0, 1.0) } else { 1.0 };
+                let f = if len > 0.0 {
+                    (t / len).clamp(0.0, 1.0)
+                } else {
+                    1.0
+                };
                 (from + (to - from) * f, None)
             }
             Stage::Levels { rates, each, .. } => {
@@ -170,7 +174,8 @@ impl Schedule {
                 Some(d) if t >= d.as_secs_f64() => t -= d.as_secs_f64(),
                 d => {
                     let (rate, level) = stage.at(t, tod);
-                    let remaining = d.map(|d| Duration::from_secs_f64((d.as_secs_f64() - t).max(0.0)));
+                    let remaining =
+                        d.map(|d| Duration::from_secs_f64((d.as_secs_f64() - t).max(0.0)));
                     return At {
                         rate,
                         stage: i,
@@ -227,7 +232,11 @@ impl Schedule {
             match s.duration() {
                 Some(d) => {
                     t += d;
-                    out.push(format!("{start:>8} .. {:<8} {}", format_duration(t), s.describe()));
+                    out.push(format!(
+                        "{start:>8} .. {:<8} {}",
+                        format_duration(t),
+                        s.describe()
+                    ));
                 }
                 None => out.push(format!("{start:>8} .. {:<8} {}", "forever", s.describe())),
             }

@@ -32,7 +32,10 @@ pub fn router(state: AppState) -> Router {
     let control = Router::new()
         .route("/api/v1/scenarios/{name}/pause", post(pause))
         .route("/api/v1/scenarios/{name}/resume", post(resume))
-        .route("/api/v1/scenarios/{name}/rate", put(set_rate).delete(clear_rate))
+        .route(
+            "/api/v1/scenarios/{name}/rate",
+            put(set_rate).delete(clear_rate),
+        )
         .route("/-/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
@@ -51,7 +54,11 @@ fn err(code: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 /// The no-token policy as a pure function: may a mutation go through?
-pub fn check_auth(token: Option<&str>, loopback_only: bool, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+pub fn check_auth(
+    token: Option<&str>,
+    loopback_only: bool,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, &'static str)> {
     match token {
         Some(want) => {
             let got = headers
@@ -84,8 +91,10 @@ async fn authorize(State(st): State<AppState>, req: Request, next: Next) -> Resp
         if let Err((code, msg)) = check_auth(token, st.loopback_only, req.headers()) {
             let mut r = err(code, msg);
             if code == StatusCode::UNAUTHORIZED {
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
             }
             return r;
         }
@@ -95,7 +104,10 @@ async fn authorize(State(st): State<AppState>, req: Request, next: Next) -> Resp
 
 async fn metrics(State(st): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         st.engine.metrics.encode(),
     )
         .into_response()
@@ -120,7 +132,11 @@ async fn status(State(st): State<AppState>) -> Response {
     .into_response()
 }
 
-fn with_scenario(st: &AppState, name: &str, f: impl FnOnce(&crate::engine::ScenarioState)) -> Response {
+fn with_scenario(
+    st: &AppState,
+    name: &str,
+    f: impl FnOnce(&crate::engine::ScenarioState),
+) -> Response {
     match st.engine.scenario(name) {
         Some(s) => {
             f(&s);
@@ -197,7 +213,10 @@ async fn reload(State(st): State<AppState>) -> Response {
             })),
         )
             .into_response(),
-        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, format!("reload task failed: {e}")),
+        Err(e) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload task failed: {e}"),
+        ),
     }
 }
 
@@ -269,11 +288,16 @@ pub struct AdminThread {
     join: Option<std::thread::JoinHandle<()>>,
 }
 
-pub fn spawn_admin_thread(listener: std::net::TcpListener, state: AppState) -> std::io::Result<AdminThread> {
+pub fn spawn_admin_thread(
+    listener: std::net::TcpListener,
+    state: AppState,
+) -> std::io::Result<AdminThread> {
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let join = std::thread::Builder::new()
         .name("soakd-admin".into())
         .spawn(move || {
@@ -317,10 +341,19 @@ mod tests {
     fn auth_policy() {
         let mut h = HeaderMap::new();
         assert!(check_auth(None, true, &h).is_ok());
-        assert_eq!(check_auth(None, false, &h).unwrap_err().0, StatusCode::FORBIDDEN);
-        assert_eq!(check_auth(Some("t0k"), true, &h).unwrap_err().0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            check_auth(None, false, &h).unwrap_err().0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            check_auth(Some("t0k"), true, &h).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
         h.insert(header::AUTHORIZATION, "Bearer nope".parse().unwrap());
-        assert_eq!(check_auth(Some("t0k"), false, &h).unwrap_err().0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            check_auth(Some("t0k"), false, &h).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
         h.insert(header::AUTHORIZATION, "Bearer t0k".parse().unwrap());
         assert!(check_auth(Some("t0k"), false, &h).is_ok());
     }

@@ -184,7 +184,9 @@ fn compile_expr(expr: &str) -> Result<Part, String> {
             if args.is_empty() {
                 return Err("rand_choice needs at least one choice".into());
             }
-            Ok(Part::RandChoice(args.iter().map(|s| s.to_string()).collect()))
+            Ok(Part::RandChoice(
+                args.iter().map(|s| s.to_string()).collect(),
+            ))
         }
         "uuid" => nargs(0).map(|_| Part::Uuid),
         "seq" => nargs(0).map(|_| Part::Seq),
@@ -284,11 +286,9 @@ impl JsonTemplate {
         Ok(match self {
             JsonTemplate::Value(v) => v.clone(),
             JsonTemplate::Str(t) => t.render_json(vars)?,
-            JsonTemplate::Array(a) => Json::Array(
-                a.iter()
-                    .map(|t| t.render(vars))
-                    .collect::<Result<_, _>>()?,
-            ),
+            JsonTemplate::Array(a) => {
+                Json::Array(a.iter().map(|t| t.render(vars)).collect::<Result<_, _>>()?)
+            }
             JsonTemplate::Object(o) => {
                 let mut m = serde_json::Map::with_capacity(o.len());
                 for (k, t) in o {
@@ -421,7 +421,10 @@ mod tests {
                 .unwrap(),
             "42-42"
         );
-        let u = Template::compile("{{uuid}}").unwrap().render(&mut vars).unwrap();
+        let u = Template::compile("{{uuid}}")
+            .unwrap()
+            .render(&mut vars)
+            .unwrap();
         assert!(uuid::Uuid::parse_str(&u).is_ok());
         let c = Template::compile("{{rand_choice a b}}")
             .unwrap()
@@ -432,7 +435,9 @@ mod tests {
 
     #[test]
     fn compile_errors() {
-        assert!(Template::compile("{{nope 1}}").unwrap_err().contains("unknown function"));
+        assert!(Template::compile("{{nope 1}}")
+            .unwrap_err()
+            .contains("unknown function"));
         assert!(Template::compile("{{rand_int 9 1}}").is_err());
         assert!(Template::compile("{{rand_int 1}}").is_err());
         assert!(Template::compile("{{user.id").is_err());

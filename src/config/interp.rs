@@ -47,11 +47,7 @@ pub fn expand(s: &str, env: &dyn Env) -> Result<String, String> {
             Some((n, d)) => (n, Some(d)),
             None => (body, None),
         };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("invalid variable name {name:?} in \"${{{body}}}\""));
         }
         match env.get(name).filter(|v| !(v.is_empty() && default.is_some())) {
@@ -125,7 +121,9 @@ mod tests {
         assert_eq!(expand("${EMPTY:-d}", &e).unwrap(), "d");
         assert_eq!(expand("${EMPTY}", &e).unwrap(), "");
         assert_eq!(expand("cost $5 $${LIT}", &e).unwrap(), "cost $5 ${LIT}");
-        assert!(expand("${NOPE}", &e).unwrap_err().contains("NOPE is not set"));
+        assert!(expand("${NOPE}", &e)
+            .unwrap_err()
+            .contains("NOPE is not set"));
         assert!(expand("${TOKEN", &e).is_err());
         assert!(expand("${BAD NAME}", &e).is_err());
     }

@@ -551,7 +551,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }],
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    parse(&text, &path.display().to_string(), &base, &interp::ProcessEnv)
+    parse(
+        &text,
+        &path.display().to_string(),
+        &base,
+        &interp::ProcessEnv,
+    )
 }
 
 /// Parse config text. `base_dir` resolves fixture files.
@@ -630,13 +635,12 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
         Ok(a) => a,
         Err(_) => {
             errs.push("listen", "expected an address like \"127.0.0.1:9400\"");
-            DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9400)))
+            DEFAULT_LISTEN
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9400)))
         }
     };
-    let control_token = top
-        .control_token
-        .filter(|t| !t.is_empty())
-        .map(Secret);
+    let control_token = top.control_token.filter(|t| !t.is_empty()).map(Secret);
     let quantile_window = top
         .quantile_window
         .map(|d| d.0)
@@ -647,9 +651,13 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
 
     let mut fixtures = Vec::new();
     for (k, v) in &top.fixtures {
-        let Some(name) = key_name(k, "fixtures", errs) else { continue };
+        let Some(name) = key_name(k, "fixtures", errs) else {
+            continue;
+        };
         let path = format!("fixtures.{name}");
-        let Some(raw) = errs.decode::<RawFixture>(v, &path) else { continue };
+        let Some(raw) = errs.decode::<RawFixture>(v, &path) else {
+            continue;
+        };
         let file = resolve(base_dir, &raw.file);
         match load_fixture_rows(&file) {
             Ok(rows) => fixtures.push(Fixture {
@@ -662,10 +670,17 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
     }
 
     let mut targets = Vec::new();
+    // Targets that exist but failed to decode: scenarios naming them get no second error.
+    let mut broken: HashSet<String> = HashSet::new();
     for (k, v) in &top.targets {
-        let Some(name) = key_name(k, "targets", errs) else { continue };
+        let Some(name) = key_name(k, "targets", errs) else {
+            continue;
+        };
         let path = format!("targets.{name}");
-        let Some(raw) = errs.decode::<RawTarget>(v, &path) else { continue };
+        let Some(raw) = errs.decode::<RawTarget>(v, &path) else {
+            broken.insert(name);
+            continue;
+        };
         match raw {
             RawTarget::Http(h) => {
                 if !(h.base_url.starts_with("http://") || h.base_url.starts_with("https://")) {
@@ -676,7 +691,13 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
                 }
                 check_header_names(&h.headers, &format!("{path}.headers"), errs);
                 let roots: Vec<&str> = h.headers.values().flat_map(|t| t.roots()).collect();
-                check_roots(&roots, &fixtures, &HashSet::new(), &format!("{path}.headers"), errs);
+                check_roots(
+                    &roots,
+                    &fixtures,
+                    &HashSet::new(),
+                    &format!("{path}.headers"),
+                    errs,
+                );
                 targets.push(Target {
                     name,
                     kind: TargetKind::Http(h),
@@ -687,9 +708,11 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
 
     let mut scenarios = Vec::new();
     for (k, v) in &top.scenarios {
-        let Some(name) = key_name(k, "scenarios", errs) else { continue };
+        let Some(name) = key_name(k, "scenarios", errs) else {
+            continue;
+        };
         let path = format!("scenarios.{name}");
-        if let Some(s) = build_scenario(name, v, &path, &targets, &fixtures, errs) {
+        if let Some(s) = build_scenario(name, v, &path, &targets, &broken, &fixtures, errs) {
             scenarios.push(s);
         }
     }
@@ -764,24 +787,32 @@ fn build_scenario(
     v: &Value,
     path: &str,
     targets: &[Target],
+    broken_targets: &HashSet<String>,
     fixtures: &[Fixture],
     errs: &mut Errs,
 ) -> Option<Scenario> {
     let raw = errs.decode::<RawScenario>(v, path)?;
     let target = targets.iter().find(|t| t.name == raw.target);
-    if target.is_none() {
+    if target.is_none() && !broken_targets.contains(&raw.target) {
         let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
         errs.push(
             format!("{path}.target"),
             format!(
                 "no target named {:?} (known: {})",
                 raw.target,
-                if known.is_empty() { "none".into() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
             ),
         );
     }
     if raw.max_in_flight == 0 || raw.max_in_flight > 1_000_000 {
-        errs.push(format!("{path}.max_in_flight"), "must be between 1 and 1000000");
+        errs.push(
+            format!("{path}.max_in_flight"),
+            "must be between 1 and 1000000",
+        );
     }
     let schedule = build_schedule(&raw.schedule, &format!("{path}.schedule"), errs);
     let mut ops = Vec::new();
@@ -789,14 +820,19 @@ fn build_scenario(
         errs.push(format!("{path}.ops"), "a scenario needs at least one op");
     }
     for (k, v) in &raw.ops {
-        let Some(op_name) = key_name(k, &format!("{path}.ops"), errs) else { continue };
+        let Some(op_name) = key_name(k, &format!("{path}.ops"), errs) else {
+            continue;
+        };
         let op_path = format!("{path}.ops.{op_name}");
         if let Some(op) = build_op(op_name, v, &op_path, target, fixtures, errs) {
             ops.push(op);
         }
     }
     if !ops.is_empty() && ops.iter().all(|o| o.weight == 0) {
-        errs.push(format!("{path}.ops"), "at least one op needs a weight above 0");
+        errs.push(
+            format!("{path}.ops"),
+            "at least one op needs a weight above 0",
+        );
     }
     let timeout = raw.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(10));
     if timeout.is_zero() {
@@ -830,7 +866,10 @@ fn build_op(
         }],
         (None, Some(steps)) => {
             if !raw.extract.is_empty() {
-                errs.push(format!("{path}.extract"), "with `steps`, put `extract` inside a step");
+                errs.push(
+                    format!("{path}.extract"),
+                    "with `steps`, put `extract` inside a step",
+                );
             }
             if steps.is_empty() {
                 errs.push(format!("{path}.steps"), "needs at least one step");
@@ -863,7 +902,10 @@ fn build_op(
             return None;
         }
         (None, None) => {
-            errs.push(path, "an op needs `http` (one request) or `steps` (a sequence)");
+            errs.push(
+                path,
+                "an op needs `http` (one request) or `steps` (a sequence)",
+            );
             return None;
         }
     };
@@ -942,15 +984,19 @@ fn build_op(
 fn build_schedule(v: &Value, path: &str, errs: &mut Errs) -> Option<Schedule> {
     // Either `{stages: [...], repeat}` or a single stage written directly.
     let is_full = v.as_mapping().is_some_and(|m| m.contains_key("stages"));
-    let (stage_values, repeat, stage_path): (Vec<Value>, bool, Box<dyn Fn(usize) -> String>) =
+    let (stage_values, repeat) = if is_full {
+        let raw = errs.decode::<RawSchedule>(v, path)?;
+        (raw.stages, raw.repeat)
+    } else {
+        (vec![v.clone()], false)
+    };
+    let stage_path = |i: usize| {
         if is_full {
-            let raw = errs.decode::<RawSchedule>(v, path)?;
-            let p = path.to_string();
-            (raw.stages, raw.repeat, Box::new(move |i| format!("{p}.stages[{i}]")))
+            format!("{path}.stages[{i}]")
         } else {
-            let p = path.to_string();
-            (vec![v.clone()], false, Box::new(move |_| p.clone()))
-        };
+            path.to_string()
+        }
+    };
     if stage_values.is_empty() {
         errs.push(format!("{path}.stages"), "needs at least one stage");
         return None;
@@ -959,7 +1005,9 @@ fn build_schedule(v: &Value, path: &str, errs: &mut Errs) -> Option<Schedule> {
     let mut stages = Vec::new();
     for (i, sv) in stage_values.iter().enumerate() {
         let sp = stage_path(i);
-        let Some(raw) = errs.decode::<RawStage>(sv, &sp) else { continue };
+        let Some(raw) = errs.decode::<RawStage>(sv, &sp) else {
+            continue;
+        };
         let n = raw.hold.is_some() as u8
             + raw.ramp.is_some() as u8
             + raw.levels.is_some() as u8
@@ -996,7 +1044,9 @@ fn build_schedule(v: &Value, path: &str, errs: &mut Errs) -> Option<Schedule> {
                 None => Some(1),
                 Some(Value::String(s)) if s == "forever" => None,
                 Some(Value::Bool(true)) => None,
-                Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=1_000_000).contains(&n)) => {
+                Some(Value::Number(n))
+                    if n.as_u64().is_some_and(|n| (1..=1_000_000).contains(&n)) =>
+                {
                     n.as_u64().map(|n| n as u32)
                 }
                 Some(_) => {
@@ -1017,7 +1067,10 @@ fn build_schedule(v: &Value, path: &str, errs: &mut Errs) -> Option<Schedule> {
                 None => 0.0,
                 Some(Some(o)) => o,
                 Some(None) => {
-                    errs.push(format!("{sp}.daily.utc_offset"), "expected an offset like \"+02:00\"");
+                    errs.push(
+                        format!("{sp}.daily.utc_offset"),
+                        "expected an offset like \"+02:00\"",
+                    );
                     0.0
                 }
             };
@@ -1054,7 +1107,10 @@ fn build_schedule(v: &Value, path: &str, errs: &mut Errs) -> Option<Schedule> {
             );
         }
         if repeat && s.duration().is_none() {
-            errs.push(sp, "`repeat: true` needs every stage to end (give it `for`)");
+            errs.push(
+                sp,
+                "`repeat: true` needs every stage to end (give it `for`)",
+            );
         }
     }
     if errs.list.len() > before {
@@ -1099,22 +1155,29 @@ impl Config {
                 .target(&s.target)
                 .map(|t| format!("{} {}", t.kind.type_name(), t.kind.display_endpoint()))
                 .unwrap_or_default();
-            out.push_str(&format!("\nscenario {} -> target {} ({target})\n", s.name, s.target));
+            out.push_str(&format!(
+                "\nscenario {} -> target {} ({target})\n",
+                s.name, s.target
+            ));
             let total: u32 = s.ops.iter().map(|o| o.weight).sum();
             let mix: Vec<String> = s
                 .ops
                 .iter()
                 .map(|o| {
-                    let pct = if total > 0 { 100.0 * o.weight as f64 / total as f64 } else { 0.0 };
+                    let pct = if total > 0 {
+                        100.0 * o.weight as f64 / total as f64
+                    } else {
+                        0.0
+                    };
                     format!("{} {pct:.0}%", o.name)
                 })
                 .collect();
             out.push_str(&format!("  ops: {}\n", mix.join(", ")));
             out.push_str(&format!(
-                "  max_in_flight {}, timeout {}, arrival {:?}\n",
+                "  max_in_flight {}, timeout {}, arrival {}\n",
                 s.max_in_flight,
                 units::format_duration(s.timeout),
-                s.arrival
+                format!("{:?}", s.arrival).to_lowercase()
             ));
             let mut slo = Vec::new();
             for (n, v) in [("p50", s.slo.p50), ("p95", s.slo.p95), ("p99", s.slo.p99)] {
@@ -1223,8 +1286,14 @@ scenarios:
             all.contains("scenarios.api.schedule.levels.rates[2]: expected a rate like \"500/s\", got \"fast\" (line 11, column"),
             "{all}"
         );
-        assert!(all.contains("targets.api") && all.contains("unknown field `bogus`"), "{all}");
-        assert!(all.contains("scenarios.api.target: no target named \"nope\""), "{all}");
+        assert!(
+            all.contains("targets.api") && all.contains("unknown field `bogus`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("scenarios.api.target: no target named \"nope\""),
+            "{all}"
+        );
         assert!(all.contains("template uses \"usr\""), "{all}");
     }
 
@@ -1233,7 +1302,9 @@ scenarios:
         let text = "targets:\n  api:\n    type: http\n    base_url: ${NOT_SET_ANYWHERE_X}\n";
         let e = parse_str(text).unwrap_err();
         assert_eq!(e.errors[0].path, "targets.api.base_url");
-        assert!(e.errors[0].message.contains("NOT_SET_ANYWHERE_X is not set"));
+        assert!(e.errors[0]
+            .message
+            .contains("NOT_SET_ANYWHERE_X is not set"));
         assert_eq!(e.errors[0].pos.map(|p| p.line), Some(4));
     }
 
@@ -1260,8 +1331,14 @@ scenarios:
         let e = parse_str(text).unwrap_err();
         let all = e.to_string();
         assert!(all.contains("stages[0]: this stage never ends"), "{all}");
-        assert!(all.contains("stages[0]: `repeat: true` needs every stage to end"), "{all}");
-        assert!(all.contains("stages[1].ramp.over: must be above 0"), "{all}");
+        assert!(
+            all.contains("stages[0]: `repeat: true` needs every stage to end"),
+            "{all}"
+        );
+        assert!(
+            all.contains("stages[1].ramp.over: must be above 0"),
+            "{all}"
+        );
     }
 
     #[test]
@@ -1277,7 +1354,11 @@ scenarios:
         extract: [{from: /a/*/b/*, bind: [x]}]
 "#;
         let e = parse_str(text).unwrap_err();
-        assert!(e.to_string().contains("ops.o.extract[0].bind: `from` has 2 wildcard(s)"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("ops.o.extract[0].bind: `from` has 2 wildcard(s)"),
+            "{e}"
+        );
     }
 
     #[test]

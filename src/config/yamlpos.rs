@@ -45,8 +45,12 @@ impl PosIndex {
 
 enum Frame {
     /// In a mapping: the key just read (None while expecting a key).
-    Map { key: Option<String> },
-    Seq { index: usize },
+    Map {
+        key: Option<String>,
+    },
+    Seq {
+        index: usize,
+    },
 }
 
 #[derive(Default)]

@@ -184,13 +184,20 @@ where
         } else {
             0
         };
-        (delay, k.error_ratio > 0.0 && rng.random::<f64>() < k.error_ratio)
+        (
+            delay,
+            k.error_ratio > 0.0 && rng.random::<f64>() < k.error_ratio,
+        )
     };
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let resp = if fail {
-        (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "injected failure"}))).into_response()
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "injected failure"})),
+        )
+            .into_response()
     } else {
         f().await
     };
@@ -248,7 +255,11 @@ async fn claim(
     let st2 = st.clone();
     knobbed(&st, "claim", || async move {
         let Some(user) = user_of(&headers) else {
-            return (StatusCode::UNAUTHORIZED, Json(json!({"error": "missing bearer token"}))).into_response();
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "missing bearer token"})),
+            )
+                .into_response();
         };
         let Some(goal) = st2
             .challenges
@@ -256,11 +267,22 @@ async fn claim(
             .find(|c| c.id == cid)
             .and_then(|c| c.goals.iter().find(|g| g.id == gid))
         else {
-            return (StatusCode::NOT_FOUND, Json(json!({"error": "no such goal"}))).into_response();
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": "no such goal"})),
+            )
+                .into_response();
         };
         if DemoState::progress(&user, goal) < goal.target {
-            st2.metrics.claims.with_label_values(&["not_completed"]).inc();
-            return (StatusCode::CONFLICT, Json(json!({"error": "goal not completed"}))).into_response();
+            st2.metrics
+                .claims
+                .with_label_values(&["not_completed"])
+                .inc();
+            return (
+                StatusCode::CONFLICT,
+                Json(json!({"error": "goal not completed"})),
+            )
+                .into_response();
         }
         let mut claimed = st2.claimed.lock();
         if claimed.len() >= MAX_CLAIMS {
@@ -270,8 +292,15 @@ async fn claim(
             st2.metrics.claims.with_label_values(&["claimed"]).inc();
             Json(json!({"claimed": true})).into_response()
         } else {
-            st2.metrics.claims.with_label_values(&["already_claimed"]).inc();
-            (StatusCode::CONFLICT, Json(json!({"error": "already claimed"}))).into_response()
+            st2.metrics
+                .claims
+                .with_label_values(&["already_claimed"])
+                .inc();
+            (
+                StatusCode::CONFLICT,
+                Json(json!({"error": "already claimed"})),
+            )
+                .into_response()
         }
     })
     .await
@@ -285,11 +314,23 @@ async fn get_knobs(State(st): State<Arc<DemoState>>) -> Json<Knobs> {
 async fn put_knobs(State(st): State<Arc<DemoState>>, body: Bytes) -> Response {
     let patch: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v @ serde_json::Value::Object(_)) => v,
-        _ => return (StatusCode::BAD_REQUEST, Json(json!({"error": "expected a JSON object"}))).into_response(),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "expected a JSON object"})),
+            )
+                .into_response()
+        }
     };
     let mut cur = match serde_json::to_value(st.knobs()) {
         Ok(v) => v,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response()
+        }
     };
     if let (Some(c), Some(p)) = (cur.as_object_mut(), patch.as_object()) {
         for (k, v) in p {
@@ -298,7 +339,13 @@ async fn put_knobs(State(st): State<Arc<DemoState>>, body: Bytes) -> Response {
     }
     let knobs: Knobs = match serde_json::from_value(cur) {
         Ok(k) => k,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response()
+        }
     };
     if let Err(e) = knobs.validate() {
         return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response();
@@ -342,7 +389,10 @@ mod tests {
         assert_eq!(st.challenges.len(), 10);
         assert!(st.challenges.iter().all(|c| c.goals.len() == 50));
         let g = &st.challenges[0].goals[0];
-        assert_eq!(DemoState::progress("user-000001", g), DemoState::progress("user-000001", g));
+        assert_eq!(
+            DemoState::progress("user-000001", g),
+            DemoState::progress("user-000001", g)
+        );
         let done = st.challenges[0]
             .goals
             .iter()
@@ -353,9 +403,32 @@ mod tests {
 
     #[test]
     fn knob_validation() {
-        assert!(Knobs { error_ratio: 1.5, ..Default::default() }.validate().is_err());
-        assert!(Knobs { latency_min_ms: 5, latency_max_ms: 1, ..Default::default() }.validate().is_err());
-        assert!(Knobs { stall_every_ms: 100, stall_for_ms: 200, ..Default::default() }.validate().is_err());
-        assert!(Knobs { latency_min_ms: 50, latency_max_ms: 200, ..Default::default() }.validate().is_ok());
+        assert!(Knobs {
+            error_ratio: 1.5,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(Knobs {
+            latency_min_ms: 5,
+            latency_max_ms: 1,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(Knobs {
+            stall_every_ms: 100,
+            stall_for_ms: 200,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(Knobs {
+            latency_min_ms: 50,
+            latency_max_ms: 200,
+            ..Default::default()
+        }
+        .validate()
+        .is_ok());
     }
 }

@@ -119,14 +119,16 @@ impl HttpDriver {
     }
 
     async fn run_step(&self, step: &Step, vars: &mut IterVars<'_>) -> Result<Flow, OpError> {
-        let tmpl_err = |e: crate::template::RenderError| OpError::new(kind::TEMPLATE, e.to_string());
+        let tmpl_err =
+            |e: crate::template::RenderError| OpError::new(kind::TEMPLATE, e.to_string());
         let mut url = self.base.clone();
         step.path.render_into(vars, &mut url).map_err(tmpl_err)?;
         let mut req = self.client.request(step.method.clone(), &url);
         for (name, t) in self.headers.iter().chain(step.headers.iter()) {
             let v = t.render(vars).map_err(tmpl_err)?;
-            let v = HeaderValue::from_str(&v)
-                .map_err(|_| OpError::new(kind::TEMPLATE, format!("header {name}: invalid value")))?;
+            let v = HeaderValue::from_str(&v).map_err(|_| {
+                OpError::new(kind::TEMPLATE, format!("header {name}: invalid value"))
+            })?;
             req = req.header(name.clone(), v);
         }
         req = match &step.body {
@@ -150,7 +152,10 @@ impl HttpDriver {
                 500..=599 => STATUS_5XX,
                 _ => STATUS_OTHER,
             };
-            return Err(OpError::new(k, format!("{} {url}: status {status}", step.method)));
+            return Err(OpError::new(
+                k,
+                format!("{} {url}: status {status}", step.method),
+            ));
         }
         if step.extract.is_empty() {
             return Ok(Flow::Continue);
@@ -167,7 +172,10 @@ impl HttpDriver {
                 None => match ex.on_empty {
                     OnEmpty::Skip => return Ok(Flow::Stop),
                     OnEmpty::Error => {
-                        return Err(OpError::new(BODY, format!("{url}: nothing matched {}", ex.from)))
+                        return Err(OpError::new(
+                            BODY,
+                            format!("{url}: nothing matched {}", ex.from),
+                        ))
                     }
                 },
             }
@@ -204,7 +212,11 @@ fn classify(e: reqwest::Error) -> OpError {
 }
 
 impl Driver for HttpDriver {
-    fn execute<'a, 'b: 'a>(&'a self, op: usize, vars: &'a mut IterVars<'b>) -> BoxFuture<'a, OpResult> {
+    fn execute<'a, 'b: 'a>(
+        &'a self,
+        op: usize,
+        vars: &'a mut IterVars<'b>,
+    ) -> BoxFuture<'a, OpResult> {
         Box::pin(async move {
             let Some(steps) = self.ops.get(op) else {
                 return Err(OpError::new(kind::TEMPLATE, format!("no op #{op}")));
@@ -235,7 +247,10 @@ pub fn extract(doc: &Json, ex: &Extract) -> Option<Vec<Json>> {
     // `where` applies to the last bound element (the value itself without wildcards).
     let keep = |m: &Vec<&Json>| -> bool {
         match m.last() {
-            Some(v) => ex.filter.iter().all(|(k, want)| v.get(k).unwrap_or(&Json::Null) == want),
+            Some(v) => ex
+                .filter
+                .iter()
+                .all(|(k, want)| v.get(k).unwrap_or(&Json::Null) == want),
             None => false,
         }
     };
@@ -252,7 +267,12 @@ pub fn extract(doc: &Json, ex: &Extract) -> Option<Vec<Json>> {
 
 /// Collects, for every way the path matches, the elements bound by each wildcard (or,
 /// with no wildcard, the value at the end).
-fn walk<'a>(cur: &'a Json, segs: &[String], bound: &mut Vec<&'a Json>, out: &mut Vec<Vec<&'a Json>>) {
+fn walk<'a>(
+    cur: &'a Json,
+    segs: &[String],
+    bound: &mut Vec<&'a Json>,
+    out: &mut Vec<Vec<&'a Json>>,
+) {
     let Some((head, rest)) = segs.split_first() else {
         if bound.is_empty() {
             out.push(vec![cur]);
@@ -324,7 +344,15 @@ mod tests {
         let got = extract(&doc, &ex("/challenges/0/id", &["cid"], &[])).unwrap();
         assert_eq!(got, vec![json!("c1")]);
         // Nothing matches.
-        assert!(extract(&doc, &ex("/challenges/*/goals/*", &["c", "g"], &[("status", json!("x"))])).is_none());
+        assert!(extract(
+            &doc,
+            &ex(
+                "/challenges/*/goals/*",
+                &["c", "g"],
+                &[("status", json!("x"))]
+            )
+        )
+        .is_none());
         assert!(extract(&doc, &ex("/nope", &["x"], &[])).is_none());
     }
 }

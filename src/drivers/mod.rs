@@ -60,12 +60,14 @@ pub enum DriverError {
 impl TargetClient {
     pub fn new(target: &Target) -> Result<TargetClient, DriverError> {
         match &target.kind {
-            TargetKind::Http(h) => http::build_client(h)
-                .map(TargetClient::Http)
-                .map_err(|e| DriverError::Build {
-                    target: target.name.clone(),
-                    message: e.to_string(),
-                }),
+            TargetKind::Http(h) => {
+                http::build_client(h)
+                    .map(TargetClient::Http)
+                    .map_err(|e| DriverError::Build {
+                        target: target.name.clone(),
+                        message: e.to_string(),
+                    })
+            }
         }
     }
 }
@@ -79,13 +81,11 @@ pub fn build(
 ) -> Result<Arc<dyn Driver>, DriverError> {
     let _ = cfg;
     match (&target.kind, client) {
-        (TargetKind::Http(h), TargetClient::Http(c)) => {
-            Ok(Arc::new(http::HttpDriver::new(c.clone(), h, ops).map_err(
-                |message| DriverError::Build {
-                    target: target.name.clone(),
-                    message,
-                },
-            )?))
-        }
+        (TargetKind::Http(h), TargetClient::Http(c)) => Ok(Arc::new(
+            http::HttpDriver::new(c.clone(), h, ops).map_err(|message| DriverError::Build {
+                target: target.name.clone(),
+                message,
+            })?,
+        )),
     }
 }

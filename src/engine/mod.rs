@@ -401,12 +401,15 @@ impl Engine {
             let existing = inner.scenarios.iter().find(|h| h.state.name == sc.name);
             let target_changed = existing.is_some_and(|h| {
                 let p = h.state.plan();
-                inner.clients.get(&sc.target).map(|(t, _)| t) != clients.get(&sc.target).map(|(t, _)| t)
+                inner.clients.get(&sc.target).map(|(t, _)| t)
+                    != clients.get(&sc.target).map(|(t, _)| t)
                     || p.scenario.target != sc.target
             });
             let fixtures_changed = cfg.fixtures != inner.config.fixtures;
             match existing {
-                Some(h) if h.state.plan().scenario == *sc && !target_changed && !fixtures_changed => {
+                Some(h)
+                    if h.state.plan().scenario == *sc && !target_changed && !fixtures_changed =>
+                {
                     summary.unchanged.push(sc.name.clone());
                 }
                 _ => plans.push(self.build_plan(&cfg, sc, &clients, generation)?),
@@ -467,12 +470,20 @@ impl Engine {
                 while state.in_flight.load(Ordering::Acquire) > 0 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                let ops: Vec<String> = state.plan().scenario.ops.iter().map(|o| o.name.clone()).collect();
+                let ops: Vec<String> = state
+                    .plan()
+                    .scenario
+                    .ops
+                    .iter()
+                    .map(|o| o.name.clone())
+                    .collect();
                 metrics.remove(&state.name, &ops, true);
             });
             inner.draining.push(h);
         }
-        inner.draining.retain(|h| h.state.in_flight.load(Ordering::Acquire) > 0);
+        inner
+            .draining
+            .retain(|h| h.state.in_flight.load(Ordering::Acquire) > 0);
         // Reorder to match the file, for status listings.
         inner
             .scenarios
@@ -490,7 +501,8 @@ impl Engine {
                 source_name: "(embedded config)".into(),
                 errors: vec![crate::config::ConfigError {
                     path: String::new(),
-                    message: "this config was not loaded from a file, so it cannot be reloaded".into(),
+                    message: "this config was not loaded from a file, so it cannot be reloaded"
+                        .into(),
                     pos: None,
                 }],
             }));
@@ -545,7 +557,10 @@ impl Engine {
         }
         let deadline = Instant::now() + grace;
         loop {
-            let left: usize = states.iter().map(|s| s.in_flight.load(Ordering::Acquire)).sum();
+            let left: usize = states
+                .iter()
+                .map(|s| s.in_flight.load(Ordering::Acquire))
+                .sum();
             if left == 0 || Instant::now() >= deadline {
                 return left;
             }

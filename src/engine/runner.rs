@@ -101,7 +101,10 @@ fn launch(state: &Arc<ScenarioState>, plan: &Arc<super::Plan>, intended: Instant
             Ok(r) => r,
             Err(_) => Err(OpError::new(
                 kind::TIMEOUT,
-                format!("no answer within {}", crate::config::units::format_duration(timeout)),
+                format!(
+                    "no answer within {}",
+                    crate::config::units::format_duration(timeout)
+                ),
             )),
         };
         let latency = Instant::now().saturating_duration_since(intended);

@@ -106,7 +106,10 @@ impl Metrics {
     pub fn new(quantile_window: Duration) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            opts("soakd_requests_total", "Operations completed (any outcome)."),
+            opts(
+                "soakd_requests_total",
+                "Operations completed (any outcome).",
+            ),
             &["scenario", "op"],
         )?;
         let errors = IntCounterVec::new(
@@ -140,11 +143,17 @@ impl Metrics {
             &["scenario"],
         )?;
         let in_flight = IntGaugeVec::new(
-            opts("soakd_in_flight", "Operations started and not yet finished."),
+            opts(
+                "soakd_in_flight",
+                "Operations started and not yet finished.",
+            ),
             &["scenario"],
         )?;
         let max_in_flight = IntGaugeVec::new(
-            opts("soakd_max_in_flight", "The scenario's cap on in-flight operations."),
+            opts(
+                "soakd_max_in_flight",
+                "The scenario's cap on in-flight operations.",
+            ),
             &["scenario"],
         )?;
         let dropped = IntCounterVec::new(
@@ -155,7 +164,10 @@ impl Metrics {
             &["scenario"],
         )?;
         let build_info = IntGaugeVec::new(
-            opts("soakd_build_info", "Always 1; the version label says which soakd runs."),
+            opts(
+                "soakd_build_info",
+                "Always 1; the version label says which soakd runs.",
+            ),
             &["version"],
         )?;
         build_info
@@ -187,7 +199,9 @@ impl Metrics {
         registry.register(Box::new(reload_successful.clone()))?;
         registry.register(Box::new(reload_timestamp.clone()))?;
         registry.register(Box::new(quantiles))?;
-        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
 
         Ok(Metrics {
             registry,
@@ -263,7 +277,11 @@ impl ScenarioMetrics {
                 .with_label_values(&[&self.scenario, &o.op, kind])
                 .inc();
         }
-        *self.errors_by_kind.lock().entry(kind.to_string()).or_default() += 1;
+        *self
+            .errors_by_kind
+            .lock()
+            .entry(kind.to_string())
+            .or_default() += 1;
     }
 
     pub fn errors_by_kind(&self) -> Vec<(String, u64)> {
@@ -308,14 +326,14 @@ struct QuantileCollector {
 
 const QUANTILE_NAME: &str = "soakd_request_duration_quantile_seconds";
 const QUANTILE_HELP: &str =
-    "Latency quantiles from intended start over the rolling quantile window (HdrHistogram).";
+    "Latency from intended start over the rolling quantile window (HdrHistogram); a summary whose _count and _sum cover the same window.";
 
 impl QuantileCollector {
     fn new(windows: Arc<WindowSet>) -> Result<Self, prometheus::Error> {
         let desc = Desc::new(
             QUANTILE_NAME.into(),
             QUANTILE_HELP.into(),
-            vec!["scenario".into(), "op".into(), "quantile".into()],
+            vec!["scenario".into(), "op".into()],
             HashMap::new(),
         )?;
         Ok(QuantileCollector {
@@ -331,28 +349,53 @@ impl Collector for QuantileCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let Ok(g) = GaugeVec::new(
-            opts(QUANTILE_NAME, QUANTILE_HELP),
-            &["scenario", "op", "quantile"],
-        ) else {
-            return vec![];
-        };
-        let entries: Vec<((String, String), Arc<Window>)> = self
+        use prometheus::proto::{LabelPair, Metric, MetricType, Quantile, Summary};
+        let mut entries: Vec<((String, String), Arc<Window>)> = self
             .windows
             .map
             .lock()
             .iter()
             .map(|(k, w)| (k.clone(), w.clone()))
             .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let label = |name: &str, value: &str| {
+            let mut l = LabelPair::default();
+            l.set_name(name.to_string());
+            l.set_value(value.to_string());
+            l
+        };
+        let mut metrics = Vec::with_capacity(entries.len());
         for ((scenario, op), w) in entries {
             let snap = w.snapshot();
-            for (q, label) in QUANTILES {
-                // An empty window exports NaN, as a Prometheus summary does.
-                let v = quantile_secs(&snap, *q).unwrap_or(f64::NAN);
-                g.with_label_values(&[scenario.as_str(), op.as_str(), label]).set(v);
-            }
+            let mut summary = Summary::default();
+            summary.set_sample_count(snap.len());
+            summary.set_sample_sum(snap.mean() * snap.len() as f64 / 1e6);
+            summary.set_quantile(
+                QUANTILES
+                    .iter()
+                    .map(|(q, _)| {
+                        let mut qq = Quantile::default();
+                        qq.set_quantile(*q);
+                        // An empty window exports NaN, as a Prometheus summary does.
+                        qq.set_value(quantile_secs(&snap, *q).unwrap_or(f64::NAN));
+                        qq
+                    })
+                    .collect(),
+            );
+            let mut m = Metric::default();
+            m.set_label(vec![label("op", &op), label("scenario", &scenario)]);
+            m.set_summary(summary);
+            metrics.push(m);
         }
-        g.collect()
+        if metrics.is_empty() {
+            return vec![];
+        }
+        let mut mf = MetricFamily::default();
+        mf.set_name(QUANTILE_NAME.to_string());
+        mf.set_help(QUANTILE_HELP.to_string());
+        mf.set_field_type(MetricType::SUMMARY);
+        mf.set_metric(metrics);
+        vec![mf]
     }
 }
 
@@ -427,12 +470,17 @@ mod tests {
         assert_eq!(b.ops[0].requests.get(), 2);
         assert_eq!(b.ops[0].window.snapshot().len(), 1);
         let text = m.encode();
-        assert!(text.contains("soakd_requests_total{op=\"list\",scenario=\"api\"} 2"), "{text}");
         assert!(
-            text.contains("soakd_request_duration_quantile_seconds{op=\"list\",quantile=\"0.99\",scenario=\"api\"} 0.005"),
+            text.contains("soakd_requests_total{op=\"list\",scenario=\"api\"} 2"),
             "{text}"
         );
-        assert!(text.contains("soakd_request_errors_total{kind=\"status_5xx\",op=\"list\",scenario=\"api\"} 1"));
+        assert!(
+            text.contains("soakd_request_duration_quantile_seconds{op=\"list\",scenario=\"api\",quantile=\"0.99\"} 0.005"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "soakd_request_errors_total{kind=\"status_5xx\",op=\"list\",scenario=\"api\"} 1"
+        ));
         assert!(text.contains("soakd_build_info{version="));
         assert_eq!(a.errors_by_kind(), vec![("status_5xx".to_string(), 1)]);
         m.remove("api", &["list".to_string()], true);

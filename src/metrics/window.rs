@@ -38,7 +38,8 @@ impl Window {
     }
 
     fn epoch(&self, now: Instant) -> u64 {
-        (now.saturating_duration_since(self.start).as_nanos() / self.slot_len.as_nanos().max(1)) as u64
+        (now.saturating_duration_since(self.start).as_nanos() / self.slot_len.as_nanos().max(1))
+            as u64
     }
 
     pub fn record(&self, value: Duration) {

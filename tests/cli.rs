@@ -1,0 +1,417 @@
+//! The `soakd` binary: exit codes, check-config, reload by file (HTTP and SIGHUP),
+//! draining on SIGTERM, `/metrics` lint with promtool, and `soakd demo`.
+
+mod common;
+
+use axum::routing::get;
+use axum::Router;
+use common::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_soakd");
+
+fn soakd(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::File::create(&p)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    p
+}
+
+/// Starts `soakd run` and waits until its admin server answers.
+async fn spawn_run(config: &Path, port: u16) -> Child {
+    let child = Command::new(BIN)
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let up = eventually(Duration::from_secs(10), || async {
+        client()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    assert!(up.is_some(), "soakd did not come up");
+    child
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("soakd did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn version_and_usage_exit_codes() {
+    let o = soakd(&["--version"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains(env!("CARGO_PKG_VERSION")));
+    assert_eq!(soakd(&["run"]).status.code(), Some(2));
+    assert_eq!(soakd(&["bogus-command"]).status.code(), Some(2));
+    assert_eq!(
+        soakd(&["check-config", "--config", "/nonexistent.yaml"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn check_config_prints_the_plan_or_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "good.yaml",
+        r#"
+targets: {api: {type: http, base_url: "http://127.0.0.1:1"}}
+scenarios:
+  api:
+    target: api
+    schedule:
+      stages:
+        - ramp: {from: 10/s, to: 100/s, over: 1m}
+        - levels: {rates: [50/s, 100/s, 200/s], each: 5m}
+      repeat: true
+    ops: {get: {http: {path: /}}}
+"#,
+    );
+    let o = soakd(&["check-config", "--config", good.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("scenario api -> target api (http http://127.0.0.1:1)"),
+        "{out}"
+    );
+    assert!(out.contains("0s .. 1m"), "{out}");
+    assert!(out.contains("levels [50/s, 100/s, 200/s] each 5m"), "{out}");
+    assert!(out.contains("repeats every 16m"), "{out}");
+
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        r#"targets: {api: {type: http, base_url: "http://127.0.0.1:1", retries: 3}}
+scenarios:
+  api:
+    target: api
+    max_in_flight: 0
+    schedule:
+      levels: {rates: [50/s, 100/s, "500"], each: 5m}
+    ops: {get: {http: {path: /}}}
+"#,
+    );
+    let o = soakd(&["check-config", "--config", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("3 errors"), "{err}");
+    assert!(err.contains("unknown field `retries`"), "{err}");
+    assert!(
+        err.contains("scenarios.api.max_in_flight: must be between 1 and 1000000 (line 5"),
+        "{err}"
+    );
+    assert!(
+        err.contains("scenarios.api.schedule.levels.rates[2]: expected a rate like \"500/s\", got \"500\" (line 7"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_shipped_config_passes_check_config() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let o = soakd(&["check-config", "--config", p.to_str().unwrap()]);
+            assert!(
+                o.status.success(),
+                "{}: {}",
+                p.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "expected the shipped configs in fixtures/");
+}
+
+fn config_text(target: std::net::SocketAddr, rate: &str) -> String {
+    format!(
+        r#"
+targets: {{t: {{type: http, base_url: "http://{target}"}}}}
+scenarios:
+  s:
+    target: t
+    schedule: {{hold: {{rate: {rate}}}}}
+    ops: {{get: {{http: {{path: /}}}}}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_by_http_and_sighup_and_invalid_reload_keeps_config() {
+    let count = Arc::new(AtomicU64::new(0));
+    let c2 = count.clone();
+    let target = serve(Router::new().route(
+        "/",
+        get(move || {
+            let c = c2.clone();
+            async move {
+                c.fetch_add(1, Ordering::Relaxed);
+                "ok"
+            }
+        }),
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "soakd.yaml", &config_text(target, "20/s"));
+    let port = free_port();
+    let mut child = spawn_run(&cfg, port).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let rate_is = |want: f64| async move {
+        eventually(Duration::from_secs(5), || async {
+            (scenario_status(addr, "s").await["target_rate"] == want).then_some(())
+        })
+        .await
+        .is_some()
+    };
+    assert!(rate_is(20.0).await);
+
+    // 1. POST /-/reload applies a rate change.
+    write(dir.path(), "soakd.yaml", &config_text(target, "50/s"));
+    let r = client()
+        .post(format!("http://{addr}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(j["changes"]["changed"][0], "s", "{j}");
+    assert!(rate_is(50.0).await);
+
+    // 2. SIGHUP does the same.
+    write(dir.path(), "soakd.yaml", &config_text(target, "30/s"));
+    signal(&child, "-HUP");
+    assert!(rate_is(30.0).await);
+
+    // 3. An invalid file is rejected: the old config keeps running.
+    write(dir.path(), "soakd.yaml", &config_text(target, "lots"));
+    let r = client()
+        .post(format!("http://{addr}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        j["errors"][0].as_str().unwrap().contains("expected a rate"),
+        "{j}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = scenario_status(addr, "s").await;
+    assert_eq!(st["target_rate"], 30.0);
+    let m = metrics_text(addr).await;
+    assert_eq!(sample(&m, "soakd_config_last_reload_successful"), Some(0.0));
+    // Load still flows.
+    let before = count.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(count.load(Ordering::Relaxed) > before);
+
+    // 4. Fixed again: success is exported again.
+    write(dir.path(), "soakd.yaml", &config_text(target, "30/s"));
+    signal(&child, "-HUP");
+    let ok = eventually(Duration::from_secs(5), || async {
+        (sample(
+            &metrics_text(addr).await,
+            "soakd_config_last_reload_successful",
+        ) == Some(1.0))
+        .then_some(())
+    })
+    .await;
+    assert!(ok.is_some());
+
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_operations_and_exits_zero() {
+    // Every request takes 1 s; the target counts requests started and finished. A
+    // request abandoned by the client is dropped by axum and never counts as finished.
+    let started = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicU64::new(0));
+    let (s, f) = (started.clone(), finished.clone());
+    let target = serve(Router::new().route(
+        "/",
+        get(move || {
+            let (s, f) = (s.clone(), f.clone());
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                f.fetch_add(1, Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "soakd.yaml", &config_text(target, "40/s"));
+    let port = free_port();
+    let mut child = spawn_run(&cfg, port).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let in_flight = scenario_status(addr, "s").await["in_flight"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        in_flight >= 10,
+        "expected requests in flight at SIGTERM, saw {in_flight}"
+    );
+    let t = Instant::now();
+    signal(&child, "-TERM");
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(15)))
+            .await
+            .unwrap();
+    assert!(status.success(), "{status:?}");
+    // It waited for the slow requests rather than cutting them off.
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        finished.load(Ordering::SeqCst),
+        "every request soakd started was allowed to finish"
+    );
+}
+
+fn promtool() -> PathBuf {
+    let p = PathBuf::from("/usr/bin/promtool");
+    assert!(
+        p.exists(),
+        "promtool is missing: run scripts/test.sh (it installs the Debian package prometheus)"
+    );
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_lint_clean_metrics_and_stops_on_sigterm() {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let m = eventually(Duration::from_secs(15), || async {
+        let m = client()
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (sample(
+            &m,
+            "soakd_requests_total{op=\"list_challenges\",scenario=\"api\"}",
+        )? > 0.0)
+            .then_some(m)
+    })
+    .await
+    .expect("demo produced no requests");
+    for series in [
+        "soakd_requests_total",
+        "soakd_request_duration_seconds_bucket",
+        "soakd_request_duration_quantile_seconds",
+        "soakd_schedule_lag_seconds_bucket",
+        "soakd_target_rate",
+        "soakd_in_flight",
+        "soakd_max_in_flight",
+        "soakd_dropped_iterations_total",
+        "soakd_build_info",
+        "soakd_config_last_reload_successful",
+        "soakd_config_last_reload_success_timestamp_seconds",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+    ] {
+        assert!(m.lines().any(|l| l.starts_with(series)), "missing {series}");
+    }
+    // promtool's linter reads the exposition from stdin.
+    let mut lint = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    lint.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let landing = client()
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(landing.contains("<td>api</td>"), "{landing}");
+    signal(&child, "-TERM");
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(20)))
+            .await
+            .unwrap();
+    assert!(status.success());
+}

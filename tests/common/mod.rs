@@ -1,0 +1,108 @@
+//! Test support: in-process targets, configs from text, a running daemon, HTTP helpers.
+#![allow(dead_code)]
+
+use soakd::app::{Daemon, Options};
+use soakd::config::{self, Config};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Serves `router` on 127.0.0.1 with a free port; lives as long as the runtime.
+pub async fn serve(router: axum::Router) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(l, router).await.unwrap();
+    });
+    addr
+}
+
+/// Parses config text; `${TARGET}` is the given address as an http URL. Fixture paths
+/// resolve against the repository's `fixtures/`.
+pub fn config(text: &str, target: SocketAddr) -> Config {
+    let env = HashMap::from([("TARGET".to_string(), format!("http://{target}"))]);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    match config::parse(text, "test.yaml", &dir, &env) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A daemon on a free loopback port.
+pub fn daemon(mut cfg: Config) -> Daemon {
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    Daemon::start(cfg, None, Options::default()).unwrap()
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub async fn status(addr: SocketAddr) -> serde_json::Value {
+    client()
+        .get(format!("http://{addr}/api/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+pub async fn scenario_status(addr: SocketAddr, name: &str) -> serde_json::Value {
+    let s = status(addr).await;
+    s["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no scenario {name} in {s}"))
+}
+
+pub async fn metrics_text(addr: SocketAddr) -> String {
+    client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Polls `f` until it returns Some or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of one sample line `name{labels} value` in exposition text.
+pub fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A free loopback port (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

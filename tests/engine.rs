@@ -1,0 +1,504 @@
+//! The engine against in-process axum targets: rate accuracy, error kinds, the
+//! in-flight cap, coordinated-omission-corrected latency, controls and auth.
+
+mod common;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use common::*;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn counting_router(count: Arc<AtomicU64>) -> Router {
+    Router::new().route(
+        "/",
+        get(move || {
+            let c = count.clone();
+            async move {
+                c.fetch_add(1, Ordering::Relaxed);
+                "ok"
+            }
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn achieved_rate_matches_target() {
+    let count = Arc::new(AtomicU64::new(0));
+    let addr = serve(counting_router(count.clone())).await;
+    let cfg = config(
+        r#"
+targets: {t: {type: http, base_url: "${TARGET}"}}
+scenarios:
+  s:
+    target: t
+    schedule: {hold: {rate: 400/s}}
+    ops: {get: {http: {path: /}}}
+"#,
+        addr,
+    );
+    let d = daemon(cfg);
+    // Measure over a window after start-up, from the target's side.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (c0, t0) = (count.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (c1, t1) = (count.load(Ordering::Relaxed), Instant::now());
+    let rate = (c1 - c0) as f64 / (t1 - t0).as_secs_f64();
+    let st = scenario_status(d.addr(), "s").await;
+    d.shutdown(Duration::from_secs(5)).await;
+    // 10 % holds on a loaded 2-core machine; the benchmark measures it tightly.
+    assert!(
+        (360.0..=440.0).contains(&rate),
+        "achieved {rate:.1}/s at target 400/s"
+    );
+    assert_eq!(st["target_rate"], 400.0);
+    assert_eq!(st["dropped_total"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_classified_by_kind() {
+    let app = Router::new()
+        .route("/ok", get(|| async { "ok" }))
+        .route("/500", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .route("/404", get(|| async { StatusCode::NOT_FOUND }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "late"
+            }),
+        );
+    let addr = serve(app).await;
+    // A port nobody listens on.
+    let refused = format!("http://127.0.0.1:{}", free_port());
+    let text = format!(
+        r#"
+targets:
+  t: {{type: http, base_url: "${{TARGET}}"}}
+  dead: {{type: http, base_url: "{refused}"}}
+scenarios:
+  s:
+    target: t
+    timeout: 300ms
+    schedule: {{hold: {{rate: 80/s}}}}
+    ops:
+      ok: {{http: {{path: /ok}}}}
+      e500: {{http: {{path: /500}}}}
+      e404: {{http: {{path: /404}}}}
+      slow: {{http: {{path: /slow}}}}
+      accepted404: {{http: {{path: /404, expect: [404]}}}}
+  refused:
+    target: dead
+    schedule: {{hold: {{rate: 20/s}}}}
+    ops: {{get: {{http: {{path: /}}}}}}
+"#
+    );
+    let d = daemon(config(&text, addr));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = metrics_text(d.addr()).await;
+    let s = scenario_status(d.addr(), "s").await;
+    let r = scenario_status(d.addr(), "refused").await;
+    d.shutdown(Duration::from_secs(5)).await;
+    let err = |op: &str, kind: &str, sc: &str| {
+        sample(
+            &m,
+            &format!("soakd_request_errors_total{{kind=\"{kind}\",op=\"{op}\",scenario=\"{sc}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(err("e500", "status_5xx", "s") > 0.0, "{m}");
+    assert!(err("e404", "status_4xx", "s") > 0.0, "{m}");
+    assert!(err("slow", "timeout", "s") > 0.0, "{m}");
+    assert!(err("get", "connect", "refused") > 0.0, "{m}");
+    assert_eq!(err("ok", "status_5xx", "s"), 0.0);
+    assert_eq!(err("accepted404", "status_4xx", "s"), 0.0);
+    // Every error of scenario s is one of the three kinds; the status API agrees.
+    let kinds: Vec<&String> = s["errors"].as_object().unwrap().keys().collect();
+    assert_eq!(kinds, vec!["status_4xx", "status_5xx", "timeout"], "{s}");
+    assert!(r["errors"]["connect"].as_u64().unwrap() > 0, "{r}");
+    // A timed-out op's latency is the timeout, measured from its intended start.
+    let slow_p50 = sample(
+        &m,
+        "soakd_request_duration_quantile_seconds{op=\"slow\",scenario=\"s\",quantile=\"0.5\"}",
+    )
+    .unwrap();
+    assert!((0.29..0.6).contains(&slow_p50), "{slow_p50}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_drops_iterations_and_is_never_exceeded() {
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (n, p) = (now.clone(), peak.clone());
+    let app = Router::new().route(
+        "/",
+        get(move || {
+            let (n, p) = (n.clone(), p.clone());
+            async move {
+                let cur = n.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(cur, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                n.fetch_sub(1, Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let addr = serve(app).await;
+    let cfg = config(
+        r#"
+targets: {t: {type: http, base_url: "${TARGET}"}}
+scenarios:
+  s:
+    target: t
+    max_in_flight: 5
+    schedule: {hold: {rate: 100/s}}
+    ops: {get: {http: {path: /}}}
+"#,
+        addr,
+    );
+    let d = daemon(cfg);
+    let mut max_seen = 0.0f64;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let m = metrics_text(d.addr()).await;
+        max_seen = max_seen.max(sample(&m, "soakd_in_flight{scenario=\"s\"}").unwrap());
+    }
+    let st = scenario_status(d.addr(), "s").await;
+    let m = metrics_text(d.addr()).await;
+    d.shutdown(Duration::from_secs(5)).await;
+    assert!(
+        peak.load(Ordering::SeqCst) <= 5,
+        "target saw {} at once",
+        peak.load(Ordering::SeqCst)
+    );
+    assert!(max_seen <= 5.0, "soakd_in_flight reached {max_seen}");
+    // ~100/s offered, ~16/s possible: most arrivals are dropped, and counted.
+    let dropped = st["dropped_total"].as_u64().unwrap();
+    assert!(dropped > 100, "{st}");
+    assert_eq!(
+        sample(&m, "soakd_dropped_iterations_total{scenario=\"s\"}").unwrap() as u64,
+        dropped
+    );
+    assert_eq!(sample(&m, "soakd_max_in_flight{scenario=\"s\"}"), Some(5.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_second_stall_shows_in_p99_from_intended_start() {
+    // The target answers at once except during [1 s, 2 s) after the first request,
+    // when every request waits for the stall to end.
+    let first = Arc::new(parking_lot::Mutex::new(None::<Instant>));
+    let f = first.clone();
+    let app = Router::new().route(
+        "/",
+        get(move || {
+            let f = f.clone();
+            async move {
+                let t0 = *f.lock().get_or_insert_with(Instant::now);
+                let since = t0.elapsed();
+                if since >= Duration::from_secs(1) && since < Duration::from_secs(2) {
+                    tokio::time::sleep(Duration::from_secs(2) - since).await;
+                }
+                "ok"
+            }
+        }),
+    );
+    let addr = serve(app).await;
+    let cfg = config(
+        r#"
+targets: {t: {type: http, base_url: "${TARGET}"}}
+scenarios:
+  s:
+    target: t
+    max_in_flight: 1000
+    schedule: {hold: {rate: 100/s}}
+    ops: {get: {http: {path: /}}}
+"#,
+        addr,
+    );
+    let d = daemon(cfg);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let st = scenario_status(d.addr(), "s").await;
+    let m = metrics_text(d.addr()).await;
+    d.shutdown(Duration::from_secs(5)).await;
+    // ~350 requests, ~100 of them held by the stall for up to 1 s: p99 near 1 s,
+    // while the median stays fast.
+    let p99 = st["latency_seconds"]["p99"].as_f64().unwrap();
+    let p50 = st["latency_seconds"]["p50"].as_f64().unwrap();
+    assert!(p99 >= 0.85, "p99 {p99} should show the 1 s stall: {st}");
+    assert!(p50 < 0.1, "p50 {p50}");
+    // The histogram agrees: some requests took over 750 ms.
+    let le_075 = sample(
+        &m,
+        "soakd_request_duration_seconds_bucket{op=\"get\",scenario=\"s\",le=\"0.75\"}",
+    )
+    .unwrap();
+    let total = sample(
+        &m,
+        "soakd_request_duration_seconds_count{op=\"get\",scenario=\"s\"}",
+    )
+    .unwrap();
+    assert!(total - le_075 >= 5.0, "{le_075} of {total}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_rate_override() {
+    let count = Arc::new(AtomicU64::new(0));
+    let addr = serve(counting_router(count.clone())).await;
+    let cfg = config(
+        r#"
+targets: {t: {type: http, base_url: "${TARGET}"}}
+scenarios:
+  s:
+    target: t
+    schedule: {hold: {rate: 50/s}}
+    ops: {get: {http: {path: /}}}
+"#,
+        addr,
+    );
+    let d = daemon(cfg);
+    let a = d.addr();
+    let c = client();
+    let r = c
+        .post(format!("http://{a}/api/v1/scenarios/s/pause"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = count.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        count.load(Ordering::Relaxed),
+        before,
+        "paused scenario still sends"
+    );
+    let st = scenario_status(a, "s").await;
+    assert_eq!(
+        (st["state"].as_str(), st["target_rate"].as_f64()),
+        (Some("paused"), Some(0.0))
+    );
+
+    c.post(format!("http://{a}/api/v1/scenarios/s/resume"))
+        .send()
+        .await
+        .unwrap();
+    let r = c
+        .put(format!("http://{a}/api/v1/scenarios/s/rate"))
+        .body(r#"{"rate": "120/s"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ok = eventually(Duration::from_secs(3), || async {
+        let st = scenario_status(a, "s").await;
+        (st["target_rate"] == 120.0 && st["rate_override"] == 120.0).then_some(())
+    })
+    .await;
+    assert!(ok.is_some());
+    let r = c
+        .delete(format!("http://{a}/api/v1/scenarios/s/rate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let back = eventually(Duration::from_secs(3), || async {
+        (scenario_status(a, "s").await["target_rate"] == 50.0).then_some(())
+    })
+    .await;
+    assert!(back.is_some());
+
+    // Bad input: 4xx with a JSON error, never a panic.
+    for (method, path, body, code) in [
+        ("PUT", "/api/v1/scenarios/s/rate", "not json", 400),
+        ("PUT", "/api/v1/scenarios/s/rate", r#"{"rate": -5}"#, 400),
+        (
+            "PUT",
+            "/api/v1/scenarios/s/rate",
+            r#"{"rate": "fast"}"#,
+            400,
+        ),
+        ("POST", "/api/v1/scenarios/nope/pause", "", 404),
+        ("GET", "/api/v1/nothing", "", 404),
+    ] {
+        let r = c
+            .request(method.parse().unwrap(), format!("http://{a}{path}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), code, "{method} {path}");
+        let j: serde_json::Value = r.json().await.unwrap();
+        assert!(j["error"].is_string(), "{j}");
+    }
+    // Reload without a file behind the config is refused, not a crash.
+    let r = c.post(format!("http://{a}/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    d.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutations_need_the_token() {
+    let addr = serve(counting_router(Arc::new(AtomicU64::new(0)))).await;
+    let cfg = config(
+        r#"
+control_token: s3cret-token
+targets: {t: {type: http, base_url: "${TARGET}"}}
+scenarios:
+  s:
+    target: t
+    schedule: {hold: {rate: 1/s}}
+    ops: {get: {http: {path: /}}}
+"#,
+        addr,
+    );
+    let d = daemon(cfg);
+    let a = d.addr();
+    let c = client();
+    let url = format!("http://{a}/api/v1/scenarios/s/pause");
+    assert_eq!(c.post(&url).send().await.unwrap().status(), 401);
+    assert_eq!(
+        c.post(&url)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        c.post(&url)
+            .bearer_auth("s3cret-token")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.post(format!("http://{a}/-/reload"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // Reads stay open.
+    assert_eq!(
+        c.get(format!("http://{a}/api/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The token never shows in the status API.
+    let s = c
+        .get(format!("http://{a}/api/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!s.contains("s3cret"), "{s}");
+
+    // No token on a server that is not loopback-only: mutations are refused with 403.
+    let engine = d.engine.clone();
+    let mut cfg2 = (*engine.config()).clone();
+    cfg2.control_token = None;
+    engine.apply(cfg2).unwrap();
+    let state = soakd::server::AppState {
+        engine: engine.clone(),
+        loopback_only: false,
+    };
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a2 = l.local_addr().unwrap();
+    tokio::spawn(soakd::server::serve(l, state, futures::future::pending()));
+    let r = c
+        .post(format!("http://{a2}/api/v1/scenarios/s/pause"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        c.get(format!("http://{a2}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    d.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_changes_rate_in_place_and_keeps_series() {
+    let count = Arc::new(AtomicU64::new(0));
+    let addr = serve(counting_router(count.clone())).await;
+    let text = |rate: u32| {
+        format!(
+            r#"
+targets: {{t: {{type: http, base_url: "${{TARGET}}"}}}}
+scenarios:
+  s:
+    target: t
+    schedule: {{hold: {{rate: {rate}/s}}}}
+    ops: {{get: {{http: {{path: /}}}}}}
+"#
+        )
+    };
+    let d = daemon(config(&text(40), addr));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = metrics_text(d.addr()).await;
+    let n0 = sample(&before, "soakd_requests_total{op=\"get\",scenario=\"s\"}").unwrap();
+    let summary = d.engine.apply(config(&text(80), addr)).unwrap();
+    assert_eq!(summary.changed, vec!["s".to_string()]);
+    let ok = eventually(Duration::from_secs(3), || async {
+        (scenario_status(d.addr(), "s").await["target_rate"] == 80.0).then_some(())
+    })
+    .await;
+    assert!(ok.is_some());
+    // Counters continue from where they were: not reset by the reload.
+    let after = metrics_text(d.addr()).await;
+    let n1 = sample(&after, "soakd_requests_total{op=\"get\",scenario=\"s\"}").unwrap();
+    assert!(n1 >= n0, "{n1} < {n0}");
+    // Adding and removing scenarios.
+    let two = format!(
+        "{}  s2:\n    target: t\n    schedule: {{hold: {{rate: 5/s}}}}\n    ops: {{get: {{http: {{path: /}}}}}}\n",
+        text(80)
+    );
+    let s = d.engine.apply(config(&two, addr)).unwrap();
+    assert_eq!(
+        (s.added.clone(), s.unchanged.clone()),
+        (vec!["s2".to_string()], vec!["s".to_string()])
+    );
+    let s = d.engine.apply(config(&text(80), addr)).unwrap();
+    assert_eq!(s.removed, vec!["s2".to_string()]);
+    let names: Vec<String> = d.engine.states().iter().map(|s| s.name.clone()).collect();
+    assert_eq!(names, vec!["s"]);
+    d.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_flow_against_the_demo_target() {
+    let st = soakd::demo::DemoState::new(soakd::demo::Knobs::default()).unwrap();
+    let addr = serve(soakd::demo::router(st.clone())).await;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo.yaml"))
+        .unwrap();
+    let mut cfg = config(
+        &text.replace("${SOAKD_DEMO_HTTP_URL:-http://127.0.0.1:8080}", "${TARGET}"),
+        addr,
+    );
+    // Faster than the demo's gentle ramp, and only the claim op.
+    cfg.scenarios[0].schedule = soakd::schedule::Schedule::constant(50.0);
+    cfg.scenarios[0].ops.retain(|o| o.name == "claim");
+    let d = daemon(cfg);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = scenario_status(d.addr(), "api").await;
+    d.shutdown(Duration::from_secs(5)).await;
+    let claimed = st.metrics.claims.with_label_values(&["claimed"]).get();
+    assert!(claimed >= 50, "claims: {claimed}; {s}");
+    assert_eq!(s["errors"].as_object().unwrap().len(), 0, "{s}");
+}
