@@ -161,7 +161,9 @@ impl Daemon {
                 .iter()
                 .map(|s| {
                     let st = s.status();
+                    let lag = s.metrics().lag.clone();
                     ScenarioSummary {
+                        late: late_count(&lag, 0.01),
                         name: st.name,
                         started: st.started_total,
                         completed: st.requests_total,
@@ -193,10 +195,26 @@ pub struct ScenarioSummary {
     pub completed: u64,
     pub dropped: u64,
     pub errors: u64,
+    /// Operations that started more than 10 ms after their intended time.
+    pub late: u64,
     /// Operations started per second over the whole run.
     pub mean_rate: f64,
     /// Over the last quantile window.
     pub p50_seconds: Option<f64>,
     pub p95_seconds: Option<f64>,
     pub p99_seconds: Option<f64>,
+}
+
+/// Observations of a histogram above `bound` (which must be one of its buckets).
+pub fn late_count(h: &prometheus::Histogram, bound: f64) -> u64 {
+    use prometheus::core::Metric as _;
+    let m = h.metric();
+    let hist = m.get_histogram();
+    let below = hist
+        .get_bucket()
+        .iter()
+        .find(|b| (b.upper_bound() - bound).abs() < 1e-12)
+        .map(|b| b.cumulative_count())
+        .unwrap_or(0);
+    hist.get_sample_count().saturating_sub(below)
 }

@@ -1,0 +1,83 @@
+# Shared helpers for the benchmark scripts (sourced, not run).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/soakd/target}"
+SOAKD="$CARGO_TARGET_DIR/release/soakd"
+WORK="$(mktemp -d /tmp/soakd-bench.XXXXXX)"
+trap 'cleanup' EXIT
+CLEANUP=()
+cleanup() {
+  for c in "${CLEANUP[@]:-}"; do [ -n "$c" ] && eval "$c" || true; done
+  rm -rf "$WORK"
+}
+
+need_apt() {  # need_apt COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return
+  echo "installing $2" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+
+build_soakd() {
+  (cd "$ROOT" && cargo build --release --locked -q)
+}
+
+# start_nginx PORT: one worker answering `200 ok`, no logs.
+start_nginx() {
+  local port=$1
+  need_apt nginx nginx
+  mkdir -p "$WORK/nginx"
+  cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+error_log $WORK/nginx/error.log warn;
+pid $WORK/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$port backlog=4096;
+    location / { return 200 "ok"; }
+  }
+}
+CONF
+  nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
+  CLEANUP+=("kill \$(cat $WORK/nginx/nginx.pid) 2>/dev/null")
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/" >/dev/null && return; sleep 0.1; done
+  echo "nginx did not start" >&2; exit 1
+}
+
+# cpu_run OUT.json CMD...: runs CMD, writes {"wall","user","sys"} seconds of it and its children.
+cpu_run() {
+  local out=$1; shift
+  python3 - "$out" "$@" <<'PY'
+import json, resource, subprocess, sys, time
+out, cmd = sys.argv[1], sys.argv[2:]
+t = time.monotonic()
+p = subprocess.run(cmd, stdout=subprocess.PIPE)
+wall = time.monotonic() - t
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+sys.stdout.buffer.write(p.stdout)
+json.dump({"wall": wall, "user": ru.ru_utime, "sys": ru.ru_stime, "rc": p.returncode}, open(out, "w"))
+PY
+}
+
+# soakd_config FILE URL RATE_STAGE_YAML MAX_IN_FLIGHT
+soakd_config() {
+  cat > "$1" <<YAML
+listen: 127.0.0.1:0
+quantile_window: 1m
+shutdown_grace: 5s
+targets: {t: {type: http, base_url: "$2", version: http1}}
+scenarios:
+  s:
+    target: t
+    max_in_flight: $4
+    timeout: 5s
+    schedule: $3
+    ops: {get: {http: {path: /}}}
+YAML
+}
+
+machine() {
+  echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
+}
