@@ -14,6 +14,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/soakd/target}"
 need=()
 # promtool lints /metrics (and, later, checks the rules).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# Server binaries for the throwaway clusters the PostgreSQL tests start.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# The compatibility test runs the real postgres_exporter beside soakd.
+command -v prometheus-postgres-exporter >/dev/null 2>&1 || need+=(prometheus-postgres-exporter)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   sudo=""

@@ -3,11 +3,15 @@
 //! See `docs/ARCHITECTURE.md` for how the modules fit together.
 
 pub mod app;
+pub mod buffer;
+pub mod challenges;
 pub mod config;
 pub mod demo;
 pub mod drivers;
 pub mod engine;
 pub mod metrics;
+pub mod pgcluster;
+pub mod pgstats;
 pub mod schedule;
 pub mod server;
 pub mod template;

@@ -150,12 +150,14 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetKind {
     Http(HttpTarget),
+    Postgres(PostgresTarget),
 }
 
 impl TargetKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             TargetKind::Http(_) => "http",
+            TargetKind::Postgres(_) => "postgres",
         }
     }
 
@@ -163,6 +165,82 @@ impl TargetKind {
     pub fn display_endpoint(&self) -> String {
         match self {
             TargetKind::Http(h) => redact_url(&h.base_url),
+            TargetKind::Postgres(p) => redact_url(&p.url),
+        }
+    }
+}
+
+/// `targets.<name>` with `type: postgres`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresTarget {
+    /// `postgres://user:password@host:port/db?...` (use `${DATABASE_URL}`).
+    pub url: String,
+    /// Pool size (the seed's service uses 50).
+    #[serde(default = "default_pg_max")]
+    pub max_connections: u32,
+    #[serde(default)]
+    pub min_connections: u32,
+    /// How long an operation waits for a pooled connection before `pool_timeout`.
+    #[serde(default)]
+    pub acquire_timeout: Option<Dur>,
+    /// Idle connections above `min_connections` close after this.
+    #[serde(default)]
+    pub idle_timeout: Option<Dur>,
+    /// Connections are replaced after this.
+    #[serde(default)]
+    pub max_lifetime: Option<Dur>,
+    /// Prepared statements cached per connection (0 disables).
+    #[serde(default)]
+    pub statement_cache: Option<usize>,
+    /// Overrides the URL's sslmode: disable, allow, prefer, require, verify-ca, verify-full.
+    #[serde(default)]
+    pub sslmode: Option<SslMode>,
+    /// Create the seed's `user_goal_progress` table and indexes (sqlx migrations).
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// The statistics collector (postgres_exporter-compatible series).
+    #[serde(default)]
+    pub stats: PgStatsConfig,
+}
+
+fn default_pg_max() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgStatsConfig {
+    pub enabled: bool,
+    /// How often the collector queries the statistics views.
+    pub interval: Dur,
+    /// Per-query timeout of the collector's own connection.
+    pub query_timeout: Dur,
+    /// How many statements of pg_stat_statements to export, by total time.
+    pub top_statements: usize,
+    /// Tables exported from pg_stat_user_tables, by size of activity.
+    pub max_tables: usize,
+}
+
+impl Default for PgStatsConfig {
+    fn default() -> Self {
+        PgStatsConfig {
+            enabled: true,
+            interval: Dur(Duration::from_secs(5)),
+            query_timeout: Dur(Duration::from_secs(3)),
+            top_statements: 20,
+            max_tables: 50,
         }
     }
 }
@@ -248,6 +326,7 @@ pub struct Scenario {
     pub schedule: Schedule,
     pub slo: Slo,
     pub ops: Vec<Op>,
+    pub buffer: Option<BufferConfig>,
 }
 
 /// What "at the limit" means for a scenario.
@@ -274,6 +353,122 @@ pub enum OpKind {
     /// One or more HTTP requests in sequence; later steps can use what earlier ones
     /// extracted.
     Http(Vec<HttpStep>),
+    /// One SQL statement on a postgres target.
+    Sql(SqlOp),
+    /// One event into the scenario's buffered writer.
+    Event(EventOp),
+}
+
+impl OpKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OpKind::Http(_) => "http",
+            OpKind::Sql(_) => "sql",
+            OpKind::Event(_) => "event",
+        }
+    }
+}
+
+/// `sql:` — a statement with `$1, $2, ...` parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlOp {
+    pub query: String,
+    /// One per `$n`: a template (bound as text) or `{value: template, type: T}` with
+    /// T one of text, int4, int8, float8, bool, uuid, jsonb.
+    #[serde(default)]
+    pub params: Vec<SqlParam>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlParam {
+    pub value: Template,
+    pub ty: SqlType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SqlType {
+    #[default]
+    Text,
+    Int4,
+    Int8,
+    Float8,
+    Bool,
+    Uuid,
+    Jsonb,
+}
+
+impl<'de> Deserialize<'de> for SqlParam {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Typed {
+            value: Template,
+            #[serde(rename = "type", default)]
+            ty: SqlType,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Plain(Template),
+            Typed(Typed),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a template string or {value: template, type: text|int4|int8|float8|bool|uuid|jsonb}",
+            )
+        })? {
+            Raw::Plain(value) => Ok(SqlParam {
+                value,
+                ty: SqlType::Text,
+            }),
+            Raw::Typed(t) => Ok(SqlParam {
+                value: t.value,
+                ty: t.ty,
+            }),
+        }
+    }
+}
+
+/// `event:` — a stat update for the buffered writer (the seed's statItemUpdated).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventOp {
+    pub user: Template,
+    pub stat_code: Template,
+    /// The stat's latest value (an integer).
+    pub value: Template,
+    #[serde(default)]
+    pub namespace: Option<Template>,
+}
+
+/// `buffer:` on a scenario with event ops: the seed's buffered writer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferConfig {
+    /// Most entries (distinct user x goal rows) held; beyond it events are dropped.
+    pub size_limit: usize,
+    pub flush_interval: Duration,
+    /// A flush starts early when this many entries wait, and writes at most this many.
+    pub max_batch: usize,
+    pub namespace: String,
+    pub challenges: Arc<crate::challenges::ChallengeIndex>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuffer {
+    #[serde(default)]
+    size_limit: Option<usize>,
+    #[serde(default)]
+    flush_interval: Option<Dur>,
+    #[serde(default)]
+    max_batch: Option<usize>,
+    #[serde(default)]
+    namespace: Option<String>,
+    /// Challenge definitions (JSON) relative to the config; default: the seed's.
+    #[serde(default)]
+    challenges: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -439,6 +634,7 @@ enum FixturePick {
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 enum RawTarget {
     Http(HttpTarget),
+    Postgres(PostgresTarget),
 }
 
 #[derive(Deserialize)]
@@ -455,6 +651,8 @@ struct RawScenario {
     #[serde(default)]
     slo: Slo,
     ops: Mapping,
+    #[serde(default)]
+    buffer: Option<Value>,
 }
 
 fn default_max_in_flight() -> usize {
@@ -476,6 +674,10 @@ struct RawOp {
     /// Several HTTP requests in sequence.
     #[serde(default)]
     steps: Option<Vec<Value>>,
+    #[serde(default)]
+    sql: Option<SqlOp>,
+    #[serde(default)]
+    event: Option<EventOp>,
 }
 
 fn default_weight() -> u32 {
@@ -703,7 +905,52 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
                     kind: TargetKind::Http(h),
                 });
             }
+            RawTarget::Postgres(p) => {
+                if !(p.url.starts_with("postgres://") || p.url.starts_with("postgresql://")) {
+                    errs.push(format!("{path}.url"), "expected a postgres:// URL");
+                }
+                if p.max_connections == 0 || p.max_connections > 10_000 {
+                    errs.push(
+                        format!("{path}.max_connections"),
+                        "must be between 1 and 10000",
+                    );
+                }
+                if p.min_connections > p.max_connections {
+                    errs.push(
+                        format!("{path}.min_connections"),
+                        "must not exceed max_connections",
+                    );
+                }
+                if p.stats.interval.0 < Duration::from_millis(100) {
+                    errs.push(format!("{path}.stats.interval"), "must be at least 100ms");
+                }
+                if p.stats.top_statements > 1000 || p.stats.max_tables > 10_000 {
+                    errs.push(
+                        format!("{path}.stats"),
+                        "top_statements is capped at 1000 and max_tables at 10000",
+                    );
+                }
+                targets.push(Target {
+                    name,
+                    kind: TargetKind::Postgres(p),
+                });
+            }
         }
+    }
+
+    let with_stats: Vec<&str> = targets
+        .iter()
+        .filter(|t| matches!(&t.kind, TargetKind::Postgres(p) if p.stats.enabled))
+        .map(|t| t.name.as_str())
+        .collect();
+    if with_stats.len() > 1 {
+        errs.push(
+            format!("targets.{}.stats", with_stats[1]),
+            format!(
+                "only one postgres target may export statistics (pg_* series would collide); set `stats: {{enabled: false}}` on all but one of: {}",
+                with_stats.join(", ")
+            ),
+        );
     }
 
     let mut scenarios = Vec::new();
@@ -712,7 +959,18 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
             continue;
         };
         let path = format!("scenarios.{name}");
-        if let Some(s) = build_scenario(name, v, &path, &targets, &broken, &fixtures, errs) {
+        if let Some(s) = build_scenario(
+            name,
+            v,
+            &path,
+            &Known {
+                targets: &targets,
+                broken_targets: &broken,
+                fixtures: &fixtures,
+                base_dir,
+            },
+            errs,
+        ) {
             scenarios.push(s);
         }
     }
@@ -782,15 +1040,27 @@ fn check_roots(
     }
 }
 
+/// What a scenario is checked against: everything decoded before it.
+struct Known<'a> {
+    targets: &'a [Target],
+    broken_targets: &'a HashSet<String>,
+    fixtures: &'a [Fixture],
+    base_dir: &'a Path,
+}
+
 fn build_scenario(
     name: String,
     v: &Value,
     path: &str,
-    targets: &[Target],
-    broken_targets: &HashSet<String>,
-    fixtures: &[Fixture],
+    known: &Known,
     errs: &mut Errs,
 ) -> Option<Scenario> {
+    let Known {
+        targets,
+        broken_targets,
+        fixtures,
+        base_dir,
+    } = *known;
     let raw = errs.decode::<RawScenario>(v, path)?;
     let target = targets.iter().find(|t| t.name == raw.target);
     if target.is_none() && !broken_targets.contains(&raw.target) {
@@ -838,6 +1108,23 @@ fn build_scenario(
     if timeout.is_zero() {
         errs.push(format!("{path}.timeout"), "must be above 0");
     }
+    let buffer = raw
+        .buffer
+        .as_ref()
+        .and_then(|b| build_buffer(b, &format!("{path}.buffer"), base_dir, errs));
+    let has_events = ops.iter().any(|o| matches!(o.kind, OpKind::Event(_)));
+    if has_events && raw.buffer.is_none() {
+        errs.push(
+            format!("{path}.buffer"),
+            "event ops need a `buffer` (write `buffer: {}` for the defaults)",
+        );
+    }
+    if !has_events && raw.buffer.is_some() {
+        errs.push(
+            format!("{path}.buffer"),
+            "a buffer is only used by event ops",
+        );
+    }
     Some(Scenario {
         name,
         target: raw.target,
@@ -847,6 +1134,60 @@ fn build_scenario(
         schedule: schedule?,
         slo: raw.slo,
         ops,
+        buffer,
+    })
+}
+
+fn build_buffer(v: &Value, path: &str, base_dir: &Path, errs: &mut Errs) -> Option<BufferConfig> {
+    let v = if v.is_null() {
+        Value::Mapping(Mapping::new())
+    } else {
+        v.clone()
+    };
+    let raw = errs.decode::<RawBuffer>(&v, path)?;
+    let size_limit = raw.size_limit.unwrap_or(100_000);
+    let max_batch = raw.max_batch.unwrap_or(10_000);
+    let flush_interval = raw
+        .flush_interval
+        .map(|d| d.0)
+        .unwrap_or(Duration::from_secs(1));
+    if size_limit == 0 || size_limit > 100_000_000 {
+        errs.push(
+            format!("{path}.size_limit"),
+            "must be between 1 and 100000000",
+        );
+    }
+    if max_batch == 0 || max_batch > 1_000_000 {
+        errs.push(format!("{path}.max_batch"), "must be between 1 and 1000000");
+    }
+    if flush_interval < Duration::from_millis(10) {
+        errs.push(format!("{path}.flush_interval"), "must be at least 10ms");
+    }
+    let index = match &raw.challenges {
+        None => crate::challenges::ChallengeIndex::embedded().map_err(|e| e.to_string()),
+        Some(f) => {
+            let file = resolve(base_dir, f);
+            std::fs::read_to_string(&file)
+                .map_err(|e| format!("{}: {e}", file.display()))
+                .and_then(|t| {
+                    crate::challenges::ChallengeIndex::parse(&t)
+                        .map_err(|e| format!("{}: {e}", file.display()))
+                })
+        }
+    };
+    let challenges = match index {
+        Ok(i) => Arc::new(i),
+        Err(e) => {
+            errs.push(format!("{path}.challenges"), e);
+            return None;
+        }
+    };
+    Some(BufferConfig {
+        size_limit,
+        flush_interval,
+        max_batch,
+        namespace: raw.namespace.unwrap_or_else(|| "test".to_string()),
+        challenges,
     })
 }
 
@@ -859,6 +1200,69 @@ fn build_op(
     errs: &mut Errs,
 ) -> Option<Op> {
     let raw = errs.decode::<RawOp>(v, path)?;
+    let kinds = raw.http.is_some() as u8
+        + raw.steps.is_some() as u8
+        + raw.sql.is_some() as u8
+        + raw.event.is_some() as u8;
+    if kinds != 1 {
+        errs.push(
+            path,
+            "an op is exactly one of `http` (one request), `steps` (a sequence), `sql` or `event`",
+        );
+        return None;
+    }
+    let want_target = if raw.sql.is_some() || raw.event.is_some() {
+        "postgres"
+    } else {
+        "http"
+    };
+    if let Some(t) = target {
+        if t.kind.type_name() != want_target {
+            errs.push(
+                path,
+                format!(
+                    "this op needs a {want_target} target, but target {:?} is {}",
+                    t.name,
+                    t.kind.type_name()
+                ),
+            );
+        }
+    }
+    if let Some(sql) = raw.sql {
+        let sp = format!("{path}.sql");
+        if sql.query.trim().is_empty() {
+            errs.push(format!("{sp}.query"), "must not be empty");
+        }
+        let highest = highest_placeholder(&sql.query);
+        if highest != sql.params.len() {
+            errs.push(
+                format!("{sp}.params"),
+                format!("the query uses ${highest} as its highest placeholder, but {} param(s) are given", sql.params.len()),
+            );
+        }
+        let roots: Vec<&str> = sql.params.iter().flat_map(|p| p.value.roots()).collect();
+        check_roots(&roots, fixtures, &HashSet::new(), &sp, errs);
+        return Some(Op {
+            name,
+            weight: raw.weight,
+            timeout: raw.timeout.map(|d| d.0),
+            kind: OpKind::Sql(sql),
+        });
+    }
+    if let Some(ev) = raw.event {
+        let ep = format!("{path}.event");
+        let mut roots: Vec<&str> = ev.user.roots().collect();
+        roots.extend(ev.stat_code.roots());
+        roots.extend(ev.value.roots());
+        roots.extend(ev.namespace.iter().flat_map(|t| t.roots()));
+        check_roots(&roots, fixtures, &HashSet::new(), &ep, errs);
+        return Some(Op {
+            name,
+            weight: raw.weight,
+            timeout: raw.timeout.map(|d| d.0),
+            kind: OpKind::Event(ev),
+        });
+    }
     let steps: Vec<HttpStep> = match (raw.http, raw.steps) {
         (Some(request), None) => vec![HttpStep {
             request,
@@ -897,23 +1301,8 @@ fn build_op(
             }
             out
         }
-        (Some(_), Some(_)) => {
-            errs.push(path, "give either `http` or `steps`, not both");
-            return None;
-        }
-        (None, None) => {
-            errs.push(
-                path,
-                "an op needs `http` (one request) or `steps` (a sequence)",
-            );
-            return None;
-        }
+        _ => return None,
     };
-    if let Some(t) = target {
-        match &t.kind {
-            TargetKind::Http(_) => {}
-        }
-    }
     // Validate each step in order: names bound by a step are visible after it.
     let mut bound: HashSet<String> = HashSet::new();
     let single = steps.len() == 1;
@@ -979,6 +1368,35 @@ fn build_op(
         timeout: raw.timeout.map(|d| d.0),
         kind: OpKind::Http(steps),
     })
+}
+
+/// The highest `$n` placeholder in a query (0 when none), skipping quoted text.
+fn highest_placeholder(q: &str) -> usize {
+    let b = q.as_bytes();
+    let (mut i, mut max, mut quote) = (0, 0, None::<u8>);
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(qc) if c == qc => quote = None,
+            Some(_) => {}
+            None if c == b'\'' || c == b'"' => quote = Some(c),
+            None if c == b'$' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < b.len() && b[j].is_ascii_digit() {
+                    j += 1;
+                }
+                if j > start {
+                    max = max.max(q[start..j].parse().unwrap_or(0));
+                    i = j;
+                    continue;
+                }
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    max
 }
 
 fn build_schedule(v: &Value, path: &str, errs: &mut Errs) -> Option<Schedule> {
@@ -1254,6 +1672,7 @@ scenarios:
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         match &c.targets[0].kind {
             TargetKind::Http(h) => assert_eq!(h.base_url, "http://127.0.0.1:1"),
+            other => panic!("{other:?}"),
         }
         let d = c.describe();
         assert!(d.contains("list 80%, claim 20%"), "{d}");

@@ -11,6 +11,7 @@
 //! Progress is synthesized per (user, goal) from a hash until events arrive; claims are
 //! kept in memory in a bounded set.
 
+use crate::challenges::{Challenge, ChallengeIndex, Goal};
 use crate::metrics::DemoMetrics;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -28,8 +29,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-/// The seed's 10 challenges x 50 goals.
-pub const CHALLENGES_JSON: &str = include_str!("../../fixtures/challenges.json");
 /// The 10,000 fixture users with their tokens.
 pub const USERS_JSON: &str = include_str!("../../fixtures/users.json");
 
@@ -73,23 +72,8 @@ impl Knobs {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct ChallengeDef {
-    id: String,
-    name: String,
-    goals: Vec<GoalDef>,
-}
-
-#[derive(Debug, Deserialize)]
-struct GoalDef {
-    id: String,
-    name: String,
-    stat_code: String,
-    target: u64,
-}
-
 pub struct DemoState {
-    challenges: Vec<ChallengeDef>,
+    challenges: Vec<Challenge>,
     knobs: RwLock<Knobs>,
     limiter: RwLock<Option<Arc<Semaphore>>>,
     claimed: Mutex<HashSet<(String, String)>>,
@@ -111,7 +95,7 @@ impl DemoState {
     pub fn new(knobs: Knobs) -> Result<Arc<DemoState>, DemoError> {
         knobs.validate().map_err(DemoError::Knobs)?;
         let st = Arc::new(DemoState {
-            challenges: serde_json::from_str(CHALLENGES_JSON)?,
+            challenges: ChallengeIndex::embedded()?.challenges,
             knobs: RwLock::new(Knobs::default()),
             limiter: RwLock::new(None),
             claimed: Mutex::new(HashSet::new()),
@@ -137,7 +121,7 @@ impl DemoState {
 
     /// Synthetic progress of `user` on goal `g` of challenge `c`: stable per pair, so
     /// repeated reads agree; about a third of goals come out completed.
-    fn progress(user: &str, goal: &GoalDef) -> u64 {
+    fn progress(user: &str, goal: &Goal) -> u64 {
         let mut h: u64 = 0xcbf29ce484222325;
         for b in user.bytes().chain(goal.id.bytes()) {
             h ^= b as u64;

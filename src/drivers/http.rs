@@ -87,7 +87,13 @@ impl HttpDriver {
     pub fn new(client: reqwest::Client, target: &HttpTarget, ops: &[Op]) -> Result<Self, String> {
         let mut compiled = Vec::with_capacity(ops.len());
         for op in ops {
-            let OpKind::Http(steps) = &op.kind;
+            let OpKind::Http(steps) = &op.kind else {
+                return Err(format!(
+                    "op {}: a {} op cannot run on an http target",
+                    op.name,
+                    op.kind.type_name()
+                ));
+            };
             let mut out = Vec::with_capacity(steps.len());
             for s in steps {
                 let r = &s.request;

@@ -2,8 +2,11 @@
 //! They know nothing about time, rates or metrics: the engine owns those.
 
 pub mod http;
+pub mod postgres;
 
-use crate::config::{Config, Op, Target, TargetKind};
+use crate::buffer::BufferedWriter;
+use crate::config::{Op, Target, TargetKind};
+use crate::metrics::Metrics;
 use crate::template::IterVars;
 use futures::future::BoxFuture;
 use std::borrow::Cow;
@@ -49,6 +52,7 @@ pub trait Driver: Send + Sync + 'static {
 #[derive(Clone)]
 pub enum TargetClient {
     Http(reqwest::Client),
+    Postgres(postgres::PgClient),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,34 +62,76 @@ pub enum DriverError {
 }
 
 impl TargetClient {
-    pub fn new(target: &Target) -> Result<TargetClient, DriverError> {
+    /// Builds the target's client. Must run inside the load runtime: pools spawn their
+    /// maintenance tasks there.
+    pub fn new(target: &Target, metrics: &Metrics) -> Result<TargetClient, DriverError> {
+        let fail = |message: String| DriverError::Build {
+            target: target.name.clone(),
+            message,
+        };
         match &target.kind {
-            TargetKind::Http(h) => {
-                http::build_client(h)
-                    .map(TargetClient::Http)
-                    .map_err(|e| DriverError::Build {
-                        target: target.name.clone(),
-                        message: e.to_string(),
-                    })
+            TargetKind::Http(h) => http::build_client(h)
+                .map(TargetClient::Http)
+                .map_err(|e| fail(e.to_string())),
+            TargetKind::Postgres(p) => {
+                let pool = postgres::build_pool(p).map_err(|e| fail(e.to_string()))?;
+                let pm = Arc::new(metrics.pool(&target.name, &pool));
+                let (ready_tx, ready) = tokio::sync::watch::channel(!p.bootstrap);
+                tokio::spawn(postgres::connect_watch(
+                    target.name.clone(),
+                    pool.clone(),
+                    p.bootstrap,
+                    ready_tx,
+                ));
+                let stats = if p.stats.enabled {
+                    let h = crate::pgstats::spawn(
+                        target.name.clone(),
+                        &p.url,
+                        p.stats.clone(),
+                        metrics,
+                        metrics.pg_snapshot.clone(),
+                    )
+                    .map_err(|e| fail(e.to_string()))?;
+                    Some(Arc::new(postgres::AbortOnDrop(h)))
+                } else {
+                    None
+                };
+                Ok(TargetClient::Postgres(postgres::PgClient {
+                    pool,
+                    metrics: pm,
+                    stats,
+                    ready,
+                }))
             }
+        }
+    }
+
+    pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        match self {
+            TargetClient::Postgres(c) => Some(&c.pool),
+            TargetClient::Http(_) => None,
         }
     }
 }
 
 /// The driver for a scenario's ops on a target.
 pub fn build(
-    cfg: &Config,
     target: &Target,
     client: &TargetClient,
     ops: &[Op],
+    buffer: Option<Arc<BufferedWriter>>,
 ) -> Result<Arc<dyn Driver>, DriverError> {
-    let _ = cfg;
+    let fail = |message: String| DriverError::Build {
+        target: target.name.clone(),
+        message,
+    };
     match (&target.kind, client) {
         (TargetKind::Http(h), TargetClient::Http(c)) => Ok(Arc::new(
-            http::HttpDriver::new(c.clone(), h, ops).map_err(|message| DriverError::Build {
-                target: target.name.clone(),
-                message,
-            })?,
+            http::HttpDriver::new(c.clone(), h, ops).map_err(fail)?,
         )),
+        (TargetKind::Postgres(_), TargetClient::Postgres(c)) => Ok(Arc::new(
+            postgres::PostgresDriver::new(c.clone(), ops, buffer).map_err(fail)?,
+        )),
+        _ => Err(fail("target and client kinds differ".into())),
     }
 }

@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod runner;
 
+use crate::buffer::BufferedWriter;
 use crate::config::{Arrival, Config, ConfigErrors, Scenario, Target};
 use crate::drivers::{self, Driver, DriverError, TargetClient};
 use crate::metrics::{Metrics, ScenarioMetrics};
@@ -226,6 +227,8 @@ struct Handle {
 struct Inner {
     config: Arc<Config>,
     clients: HashMap<String, (Target, TargetClient)>,
+    /// Buffered writers by scenario; they outlive plan swaps so a reload loses nothing.
+    buffers: HashMap<String, Arc<BufferedWriter>>,
     scenarios: Vec<Handle>,
     draining: Vec<Handle>,
     generation: u64,
@@ -269,6 +272,7 @@ impl Engine {
                     ..config.clone()
                 }),
                 clients: HashMap::new(),
+                buffers: HashMap::new(),
                 scenarios: vec![],
                 draining: vec![],
                 generation: 0,
@@ -336,13 +340,14 @@ impl Engine {
         cfg: &Config,
         sc: &Scenario,
         clients: &HashMap<String, (Target, TargetClient)>,
+        buffer: Option<Arc<BufferedWriter>>,
         generation: u64,
     ) -> Result<Arc<Plan>, ApplyError> {
         let (target, client) = clients.get(&sc.target).ok_or_else(|| DriverError::Build {
             target: sc.target.clone(),
             message: "no such target".into(),
         })?;
-        let driver = drivers::build(cfg, target, client, &sc.ops)?;
+        let driver = drivers::build(target, client, &sc.ops, buffer)?;
         let names: Vec<&str> = sc.ops.iter().map(|o| o.name.as_str()).collect();
         let metrics = Arc::new(self.metrics.scenario(&sc.name, &names));
         metrics.max_in_flight.set(sc.max_in_flight as i64);
@@ -380,6 +385,9 @@ impl Engine {
 
     /// Applies `cfg`: everything is built before anything is swapped in.
     pub fn apply(&self, cfg: Config) -> Result<ApplySummary, ApplyError> {
+        // Clients, writers and their tasks belong to the load runtime, whichever thread
+        // asked for the reload.
+        let _rt = self.rt.enter();
         let mut inner = self.inner.lock();
         // 1. Target clients: keep those whose config did not change (their pools too).
         let mut clients = HashMap::new();
@@ -389,11 +397,45 @@ impl Engine {
                     clients.insert(t.name.clone(), (t.clone(), c.clone()));
                 }
                 _ => {
-                    clients.insert(t.name.clone(), (t.clone(), TargetClient::new(t)?));
+                    clients.insert(
+                        t.name.clone(),
+                        (t.clone(), TargetClient::new(t, &self.metrics)?),
+                    );
                 }
             }
         }
-        // 2. Plans for new and changed scenarios.
+        // 2. Buffered writers: kept while their pool and settings stay the same.
+        let mut buffers: HashMap<String, Arc<BufferedWriter>> = HashMap::new();
+        for sc in &cfg.scenarios {
+            let (Some(bc), Some(pool)) = (
+                &sc.buffer,
+                clients.get(&sc.target).and_then(|(_, c)| c.pg_pool()),
+            ) else {
+                continue;
+            };
+            let keep = inner.buffers.get(&sc.name).filter(|w| {
+                w.cfg == *bc
+                    && inner
+                        .clients
+                        .get(&sc.target)
+                        .and_then(|(_, c)| c.pg_pool())
+                        .is_some_and(|p| {
+                            // Same pool object: the target did not change.
+                            std::ptr::eq(p as *const _, pool as *const _) || same_pool(p, pool)
+                        })
+            });
+            let w = match keep {
+                Some(w) => w.clone(),
+                None => BufferedWriter::start(
+                    &sc.name,
+                    bc.clone(),
+                    pool.clone(),
+                    self.metrics.buffer(&sc.name),
+                ),
+            };
+            buffers.insert(sc.name.clone(), w);
+        }
+        // 3. Plans for new and changed scenarios.
         let generation = inner.generation + 1;
         let mut plans = Vec::new();
         let mut summary = ApplySummary::default();
@@ -406,16 +448,37 @@ impl Engine {
                     || p.scenario.target != sc.target
             });
             let fixtures_changed = cfg.fixtures != inner.config.fixtures;
+            let buffer = buffers.get(&sc.name).cloned();
+            let buffer_changed = match (inner.buffers.get(&sc.name), &buffer) {
+                (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+                (None, None) => false,
+                _ => true,
+            };
             match existing {
                 Some(h)
-                    if h.state.plan().scenario == *sc && !target_changed && !fixtures_changed =>
+                    if h.state.plan().scenario == *sc
+                        && !target_changed
+                        && !fixtures_changed
+                        && !buffer_changed =>
                 {
                     summary.unchanged.push(sc.name.clone());
                 }
-                _ => plans.push(self.build_plan(&cfg, sc, &clients, generation)?),
+                _ => plans.push(self.build_plan(&cfg, sc, &clients, buffer, generation)?),
             }
         }
-        // 3. Swap in. Nothing below can fail.
+        // 4. Swap in. Nothing below can fail.
+        // Writers no longer used flush what they hold, in the background.
+        for (name, w) in inner.buffers.drain() {
+            if !buffers.get(&name).is_some_and(|n| Arc::ptr_eq(n, &w)) {
+                self.rt.spawn(async move {
+                    let left = w.drain(Instant::now() + Duration::from_secs(30)).await;
+                    if left > 0 {
+                        tracing::error!(scenario = %w.scenario, entries = left, "retired buffer could not flush everything");
+                    }
+                });
+            }
+        }
+        inner.buffers = buffers;
         inner.generation = generation;
         for plan in plans {
             let name = plan.scenario.name.clone();
@@ -488,6 +551,13 @@ impl Engine {
         inner
             .scenarios
             .sort_by_key(|h| keep.iter().position(|n| *n == h.state.name));
+        for (name, (t, _)) in &inner.clients {
+            if !clients.contains_key(name)
+                && matches!(t.kind, crate::config::TargetKind::Postgres(_))
+            {
+                self.metrics.forget_pool(name);
+            }
+        }
         inner.clients = clients;
         inner.config = Arc::new(cfg);
         Ok(summary)
@@ -556,17 +626,37 @@ impl Engine {
             let _ = t.await;
         }
         let deadline = Instant::now() + grace;
-        loop {
+        let left = loop {
             let left: usize = states
                 .iter()
                 .map(|s| s.in_flight.load(Ordering::Acquire))
                 .sum();
             if left == 0 || Instant::now() >= deadline {
-                return left;
+                break left;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        // Everything accepted into a buffer is committed before exit, within the grace
+        // period (at least one second, so an exhausted grace still tries once).
+        let buffers: Vec<Arc<BufferedWriter>> =
+            self.inner.lock().buffers.values().cloned().collect();
+        for w in buffers {
+            let until = deadline.max(Instant::now() + Duration::from_secs(1));
+            let unflushed = w.drain(until).await;
+            if unflushed > 0 {
+                tracing::error!(scenario = %w.scenario, entries = unflushed, "buffer not fully flushed before exit");
+            } else {
+                tracing::info!(scenario = %w.scenario, "buffer flushed");
+            }
         }
+        left
     }
+}
+
+/// Two pools are the same when they share state (clones of one pool).
+fn same_pool(a: &sqlx::PgPool, b: &sqlx::PgPool) -> bool {
+    // PgPool is an Arc inside; clones compare equal by their connect options' identity.
+    std::ptr::eq(a.connect_options().as_ref(), b.connect_options().as_ref())
 }
 
 fn scale_schedule(s: &mut Schedule, f: f64) {

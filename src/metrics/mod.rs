@@ -59,6 +59,118 @@ pub struct Metrics {
     pub reload_successful: IntGauge,
     pub reload_timestamp: Gauge,
     windows: Arc<WindowSet>,
+    pool_acquire: HistogramVec,
+    pool_timeouts: IntCounterVec,
+    pools: Arc<PoolCollector>,
+    buffer_events: IntGaugeVec,
+    buffer_capacity: IntGaugeVec,
+    buffer_flush: HistogramVec,
+    buffer_flushed: IntCounterVec,
+    buffer_dropped: IntCounterVec,
+    buffer_flush_errors: IntCounterVec,
+    event_e2e: HistogramVec,
+    pub pgstats_errors: IntCounterVec,
+    /// The PostgreSQL statistics snapshot (pg_* series), rendered at scrape time.
+    pub pg_snapshot: Arc<crate::pgstats::Snapshot>,
+}
+
+/// Acquire-wait buckets: 100 µs to 30 s.
+pub const ACQUIRE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Flush and end-to-end buckets: 1 ms to 60 s, with the seed's 1 s flush interval inside.
+pub const FLUSH_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0,
+    30.0, 60.0,
+];
+
+/// Pool handles for a postgres target.
+pub struct PoolMetrics {
+    pub acquire: Histogram,
+    pub timeouts: IntCounter,
+}
+
+/// Buffered-writer handles for a scenario.
+#[derive(Clone)]
+pub struct BufferMetrics {
+    pub events: IntGauge,
+    pub capacity: IntGauge,
+    pub flush: Histogram,
+    pub flushed: IntCounter,
+    pub dropped: IntCounter,
+    pub flush_errors: IntCounter,
+    pub e2e: Histogram,
+}
+
+/// Pool sizes read at scrape time from the live pools.
+struct PoolCollector {
+    pools: Mutex<Vec<(String, sqlx::PgPool)>>,
+    descs: Vec<Desc>,
+}
+
+const POOL_SERIES: [(&str, &str); 3] = [
+    (
+        "soakd_db_pool_connections_in_use",
+        "Pooled connections lent to operations now.",
+    ),
+    (
+        "soakd_db_pool_connections_idle",
+        "Pooled connections open and idle now.",
+    ),
+    (
+        "soakd_db_pool_max_connections",
+        "The pool's max_connections.",
+    ),
+];
+
+impl PoolCollector {
+    fn new() -> Result<Self, prometheus::Error> {
+        let descs = POOL_SERIES
+            .iter()
+            .map(|(n, h)| {
+                Desc::new(
+                    n.to_string(),
+                    h.to_string(),
+                    vec!["target".into()],
+                    HashMap::new(),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(PoolCollector {
+            pools: Mutex::new(Vec::new()),
+            descs,
+        })
+    }
+}
+
+impl Collector for PoolCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let pools = self.pools.lock().clone();
+        let mut out = Vec::new();
+        for (i, (name, help)) in POOL_SERIES.iter().enumerate() {
+            let Ok(g) = IntGaugeVec::new(opts(name, help), &["target"]) else {
+                continue;
+            };
+            for (target, pool) in &pools {
+                let size = pool.size() as i64;
+                let idle = pool.num_idle() as i64;
+                let v = match i {
+                    0 => (size - idle).max(0),
+                    1 => idle,
+                    _ => pool.options().get_max_connections() as i64,
+                };
+                g.with_label_values(&[target.as_str()]).set(v);
+            }
+            out.extend(g.collect());
+        }
+        out
+    }
 }
 
 /// Rolling windows by (scenario, op); read at scrape time by [`QuantileCollector`].
@@ -186,6 +298,97 @@ impl Metrics {
             map: Mutex::new(HashMap::new()),
         });
         let quantiles = QuantileCollector::new(windows.clone())?;
+        let pool_acquire = HistogramVec::new(
+            HistogramOpts::new(
+                "soakd_db_pool_acquire_seconds",
+                "Time operations waited for a pooled database connection.",
+            )
+            .buckets(ACQUIRE_BUCKETS.to_vec()),
+            &["target"],
+        )?;
+        let pool_timeouts = IntCounterVec::new(
+            opts(
+                "soakd_db_pool_acquire_timeouts_total",
+                "Operations that gave up waiting for a pooled connection (acquire_timeout).",
+            ),
+            &["target"],
+        )?;
+        let pools = Arc::new(PoolCollector::new()?);
+        let buffer_events = IntGaugeVec::new(
+            opts(
+                "soakd_buffer_events",
+                "Entries (user x goal rows) waiting in the buffered writer.",
+            ),
+            &["scenario"],
+        )?;
+        let buffer_capacity = IntGaugeVec::new(
+            opts(
+                "soakd_buffer_capacity_events",
+                "The buffered writer's size_limit.",
+            ),
+            &["scenario"],
+        )?;
+        let buffer_flush = HistogramVec::new(
+            HistogramOpts::new(
+                "soakd_buffer_flush_duration_seconds",
+                "Time of one flush (one batched UPSERT), failed ones included.",
+            )
+            .buckets(FLUSH_BUCKETS.to_vec()),
+            &["scenario"],
+        )?;
+        let buffer_flushed = IntCounterVec::new(
+            opts(
+                "soakd_buffer_flushed_events_total",
+                "Entries committed by flushes.",
+            ),
+            &["scenario"],
+        )?;
+        let buffer_dropped = IntCounterVec::new(
+            opts(
+                "soakd_buffer_dropped_events_total",
+                "Events refused because the buffer was full.",
+            ),
+            &["scenario"],
+        )?;
+        let buffer_flush_errors = IntCounterVec::new(
+            opts(
+                "soakd_buffer_flush_errors_total",
+                "Flushes that failed (their entries stay buffered and are retried).",
+            ),
+            &["scenario"],
+        )?;
+        let event_e2e = HistogramVec::new(
+            HistogramOpts::new(
+                "soakd_event_e2e_seconds",
+                "Event accepted into the buffer until its row is committed (the seed's E2E latency).",
+            )
+            .buckets(FLUSH_BUCKETS.to_vec()),
+            &["scenario"],
+        )?;
+        let pg_snapshot = Arc::new(crate::pgstats::Snapshot::default());
+        let pgstats_errors = IntCounterVec::new(
+            opts(
+                "soakd_pgstats_errors_total",
+                "Failed statistics collections (connect, query or timeout), by target.",
+            ),
+            &["target"],
+        )?;
+        for c in [
+            Box::new(pool_acquire.clone()) as Box<dyn Collector>,
+            Box::new(pool_timeouts.clone()),
+            Box::new(PoolCollectorHandle(pools.clone())),
+            Box::new(buffer_events.clone()),
+            Box::new(buffer_capacity.clone()),
+            Box::new(buffer_flush.clone()),
+            Box::new(buffer_flushed.clone()),
+            Box::new(buffer_dropped.clone()),
+            Box::new(buffer_flush_errors.clone()),
+            Box::new(event_e2e.clone()),
+            Box::new(pgstats_errors.clone()),
+            Box::new(crate::pgstats::SnapshotCollector::new(pg_snapshot.clone())?),
+        ] {
+            registry.register(c)?;
+        }
 
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(errors.clone()))?;
@@ -216,7 +419,47 @@ impl Metrics {
             reload_successful,
             reload_timestamp,
             windows,
+            pool_acquire,
+            pool_timeouts,
+            pools,
+            buffer_events,
+            buffer_capacity,
+            buffer_flush,
+            buffer_flushed,
+            buffer_dropped,
+            buffer_flush_errors,
+            event_e2e,
+            pgstats_errors,
+            pg_snapshot,
         })
+    }
+
+    /// Handles for a postgres target; its pool's sizes are read at every scrape.
+    pub fn pool(&self, target: &str, pool: &sqlx::PgPool) -> PoolMetrics {
+        let mut pools = self.pools.pools.lock();
+        pools.retain(|(t, _)| t != target);
+        pools.push((target.to_string(), pool.clone()));
+        PoolMetrics {
+            acquire: self.pool_acquire.with_label_values(&[target]),
+            timeouts: self.pool_timeouts.with_label_values(&[target]),
+        }
+    }
+
+    pub fn forget_pool(&self, target: &str) {
+        self.pools.pools.lock().retain(|(t, _)| t != target);
+    }
+
+    pub fn buffer(&self, scenario: &str) -> BufferMetrics {
+        let s = [scenario];
+        BufferMetrics {
+            events: self.buffer_events.with_label_values(&s),
+            capacity: self.buffer_capacity.with_label_values(&s),
+            flush: self.buffer_flush.with_label_values(&s),
+            flushed: self.buffer_flushed.with_label_values(&s),
+            dropped: self.buffer_dropped.with_label_values(&s),
+            flush_errors: self.buffer_flush_errors.with_label_values(&s),
+            e2e: self.event_e2e.with_label_values(&s),
+        }
     }
 
     /// Handles for a scenario and its ops. Asking again for the same names returns the
@@ -315,6 +558,18 @@ impl ScenarioMetrics {
         qs.iter()
             .map(|q| merged.as_ref().and_then(|h| quantile_secs(h, *q)))
             .collect()
+    }
+}
+
+/// Lets the registry own a collector the metrics struct also keeps.
+struct PoolCollectorHandle(Arc<PoolCollector>);
+
+impl Collector for PoolCollectorHandle {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.0.collect()
     }
 }
 

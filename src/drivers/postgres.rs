@@ -1,0 +1,365 @@
+//! PostgreSQL driver (sqlx `PgPool`): SQL statements with typed parameters, and events
+//! into the scenario's buffered writer.
+//!
+//! Error kinds: `pool_timeout` (no pooled connection within `acquire_timeout`),
+//! `connect` (a connection could not be made), `io` (the connection failed during the
+//! statement), `sqlstate_<code>` (the server's SQLSTATE, e.g. `sqlstate_53300` too many
+//! connections, `sqlstate_40001` serialization failure, `sqlstate_57014` canceled),
+//! `protocol`, `buffer_full` (the writer refused an event), `template`, `timeout`.
+
+use super::{kind, Driver, OpError, OpResult};
+use crate::buffer::BufferedWriter;
+use crate::config::{EventOp, Op, OpKind, PostgresTarget, SqlParam, SqlType, SslMode};
+use crate::metrics::PoolMetrics;
+use crate::template::{IterVars, RenderError};
+use futures::future::BoxFuture;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::query::Query;
+use sqlx::{PgPool, Postgres};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const POOL_TIMEOUT: &str = "pool_timeout";
+pub const CONNECT: &str = "connect";
+pub const IO: &str = "io";
+pub const PROTOCOL: &str = "protocol";
+pub const BUFFER_FULL: &str = "buffer_full";
+
+/// A pool and its metrics: what a postgres target keeps across reloads.
+#[derive(Clone)]
+pub struct PgClient {
+    pub pool: PgPool,
+    pub metrics: Arc<PoolMetrics>,
+    /// The statistics collector's task, stopped when the last clone goes.
+    pub stats: Option<Arc<AbortOnDrop>>,
+    /// False until a `bootstrap: true` target has created its schema; statements
+    /// wait for it (within their timeout) instead of failing with "no such table".
+    pub ready: tokio::sync::watch::Receiver<bool>,
+}
+
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Builds a lazy pool: nothing connects until the first operation, so a database that
+/// is down at start-up does not stop soakd.
+pub fn build_pool(t: &PostgresTarget) -> Result<PgPool, sqlx::Error> {
+    let mut opts: PgConnectOptions = t.url.parse()?;
+    if let Some(m) = t.sslmode {
+        opts = opts.ssl_mode(match m {
+            SslMode::Disable => PgSslMode::Disable,
+            SslMode::Allow => PgSslMode::Allow,
+            SslMode::Prefer => PgSslMode::Prefer,
+            SslMode::Require => PgSslMode::Require,
+            SslMode::VerifyCa => PgSslMode::VerifyCa,
+            SslMode::VerifyFull => PgSslMode::VerifyFull,
+        });
+    }
+    opts = opts
+        .statement_cache_capacity(t.statement_cache.unwrap_or(100))
+        .application_name("soakd");
+    Ok(PgPoolOptions::new()
+        .max_connections(t.max_connections)
+        .min_connections(t.min_connections)
+        .acquire_timeout(
+            t.acquire_timeout
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(5)),
+        )
+        .idle_timeout(Some(
+            t.idle_timeout
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(600)),
+        ))
+        .max_lifetime(Some(
+            t.max_lifetime
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(1800)),
+        ))
+        // A connection that died while idle (server restart) is found before use.
+        .test_before_acquire(true)
+        .connect_lazy_with(opts))
+}
+
+/// Classifies a statement error.
+pub fn classify(e: &sqlx::Error) -> Cow<'static, str> {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) if code.len() == 5 && code.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                Cow::Owned(format!("sqlstate_{}", code.to_ascii_uppercase()))
+            }
+            _ => Cow::Borrowed("sqlstate_unknown"),
+        },
+        sqlx::Error::PoolTimedOut => Cow::Borrowed(POOL_TIMEOUT),
+        sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => Cow::Borrowed(CONNECT),
+        sqlx::Error::Io(_) => Cow::Borrowed(IO),
+        sqlx::Error::Protocol(_) => Cow::Borrowed(PROTOCOL),
+        _ => Cow::Borrowed(IO),
+    }
+}
+
+fn op_error(e: sqlx::Error) -> OpError {
+    OpError {
+        kind: classify(&e),
+        detail: e.to_string(),
+    }
+}
+
+enum PgOp {
+    Sql {
+        query: String,
+        params: Vec<SqlParam>,
+    },
+    Event(EventOp),
+}
+
+pub struct PostgresDriver {
+    client: PgClient,
+    ops: Vec<PgOp>,
+    buffer: Option<Arc<BufferedWriter>>,
+}
+
+impl PostgresDriver {
+    pub fn new(
+        client: PgClient,
+        ops: &[Op],
+        buffer: Option<Arc<BufferedWriter>>,
+    ) -> Result<Self, String> {
+        let ops = ops
+            .iter()
+            .map(|op| match &op.kind {
+                OpKind::Sql(s) => Ok(PgOp::Sql {
+                    query: s.query.clone(),
+                    params: s.params.clone(),
+                }),
+                OpKind::Event(e) => {
+                    if buffer.is_none() {
+                        return Err(format!("op {}: event ops need a buffer", op.name));
+                    }
+                    Ok(PgOp::Event(e.clone()))
+                }
+                OpKind::Http(_) => Err(format!(
+                    "op {}: an http op cannot run on a postgres target",
+                    op.name
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(PostgresDriver {
+            client,
+            ops,
+            buffer,
+        })
+    }
+
+    async fn run_sql(&self, query: &str, params: &[SqlParam], vars: &mut IterVars<'_>) -> OpResult {
+        // Render and parse parameters before taking a connection.
+        let mut values = Vec::with_capacity(params.len());
+        for p in params {
+            values.push(p.value.render(vars).map_err(tmpl)?);
+        }
+        let mut q: Query<'_, Postgres, PgArguments> = sqlx::query(query);
+        for (p, v) in params.iter().zip(values) {
+            q = bind(q, p.ty, v)?;
+        }
+        if !*self.client.ready.borrow() {
+            let mut ready = self.client.ready.clone();
+            // The engine's op timeout bounds this wait.
+            let _ = ready.wait_for(|r| *r).await;
+        }
+        let m = &self.client.metrics;
+        let t0 = Instant::now();
+        let conn = self.client.pool.acquire().await;
+        m.acquire.observe(t0.elapsed().as_secs_f64());
+        let mut conn = match conn {
+            Ok(c) => c,
+            Err(sqlx::Error::PoolTimedOut) => {
+                m.timeouts.inc();
+                return Err(OpError::new(
+                    POOL_TIMEOUT,
+                    "no pooled connection within acquire_timeout",
+                ));
+            }
+            Err(e) => {
+                let mut err = op_error(e);
+                if err.kind == IO || err.kind == PROTOCOL {
+                    // Failing while acquiring means the connection could not be made.
+                    err.kind = Cow::Borrowed(CONNECT);
+                }
+                return Err(err);
+            }
+        };
+        q.fetch_all(&mut *conn).await.map_err(op_error)?;
+        Ok(())
+    }
+
+    fn run_event(&self, ev: &EventOp, vars: &mut IterVars<'_>) -> OpResult {
+        let Some(buffer) = &self.buffer else {
+            return Err(OpError::new(kind::TEMPLATE, "no buffer"));
+        };
+        let user = ev.user.render(vars).map_err(tmpl)?;
+        let stat = ev.stat_code.render(vars).map_err(tmpl)?;
+        let value_s = ev.value.render(vars).map_err(tmpl)?;
+        let value: i64 = value_s.trim().parse().map_err(|_| {
+            OpError::new(
+                kind::TEMPLATE,
+                format!("event value {value_s:?} is not an integer"),
+            )
+        })?;
+        let ns = match &ev.namespace {
+            Some(t) => Some(t.render(vars).map_err(tmpl)?),
+            None => None,
+        };
+        buffer
+            .accept(&user, &stat, value, ns.as_deref())
+            .map(|_| ())
+            .map_err(|e| OpError::new(BUFFER_FULL, e.to_string()))
+    }
+}
+
+fn tmpl(e: RenderError) -> OpError {
+    OpError::new(kind::TEMPLATE, e.to_string())
+}
+
+fn bind<'q>(
+    q: Query<'q, Postgres, PgArguments>,
+    ty: SqlType,
+    v: String,
+) -> Result<Query<'q, Postgres, PgArguments>, OpError> {
+    let bad = |t: &str| {
+        OpError::new(
+            kind::TEMPLATE,
+            format!("parameter {v:?} is not a valid {t}"),
+        )
+    };
+    Ok(match ty {
+        SqlType::Text => q.bind(v),
+        SqlType::Int4 => q.bind(v.trim().parse::<i32>().map_err(|_| bad("int4"))?),
+        SqlType::Int8 => q.bind(v.trim().parse::<i64>().map_err(|_| bad("int8"))?),
+        SqlType::Float8 => q.bind(v.trim().parse::<f64>().map_err(|_| bad("float8"))?),
+        SqlType::Bool => q.bind(v.trim().parse::<bool>().map_err(|_| bad("bool"))?),
+        SqlType::Uuid => q.bind(uuid::Uuid::parse_str(v.trim()).map_err(|_| bad("uuid"))?),
+        SqlType::Jsonb => {
+            q.bind(serde_json::from_str::<serde_json::Value>(&v).map_err(|_| bad("jsonb"))?)
+        }
+    })
+}
+
+impl Driver for PostgresDriver {
+    fn execute<'a, 'b: 'a>(
+        &'a self,
+        op: usize,
+        vars: &'a mut IterVars<'b>,
+    ) -> BoxFuture<'a, OpResult> {
+        Box::pin(async move {
+            match self.ops.get(op) {
+                Some(PgOp::Sql { query, params }) => self.run_sql(query, params, vars).await,
+                Some(PgOp::Event(ev)) => self.run_event(ev, vars),
+                None => Err(OpError::new(kind::TEMPLATE, format!("no op #{op}"))),
+            }
+        })
+    }
+}
+
+/// The embedded migrations behind `bootstrap: true`.
+#[derive(Debug)]
+struct Embedded;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "user_goal_progress",
+    include_str!("../../migrations/0001_user_goal_progress.sql"),
+)];
+
+impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> BoxFuture<'s, Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>> {
+        Box::pin(async move {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|(v, d, sql)| {
+                    sqlx::migrate::Migration::new(
+                        *v,
+                        Cow::Borrowed(*d),
+                        sqlx::migrate::MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// Creates the seed's schema (idempotent) and, where allowed, pg_stat_statements.
+pub async fn bootstrap(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let migrator = sqlx::migrate::Migrator::new(Embedded)
+        .await
+        .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+    migrator
+        .run(pool)
+        .await
+        .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+    // Needs the library preloaded and enough privilege; the statistics collector
+    // simply skips statements without it.
+    if let Err(e) = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(pool)
+        .await
+    {
+        tracing::info!("pg_stat_statements not created: {e}");
+    }
+    Ok(())
+}
+
+/// Runs in the background per target: waits until the database answers (logging
+/// failures with backoff), then bootstraps if asked. soakd keeps running meanwhile.
+pub async fn connect_watch(
+    target: String,
+    pool: PgPool,
+    do_bootstrap: bool,
+    ready: tokio::sync::watch::Sender<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    let mut failures = 0u32;
+    loop {
+        match pool.acquire().await {
+            Ok(conn) => {
+                drop(conn);
+                if failures > 0 {
+                    tracing::info!(target = %target, "database reachable after {failures} failed attempt(s)");
+                } else {
+                    tracing::info!(target = %target, "database reachable");
+                }
+                if do_bootstrap {
+                    match bootstrap(&pool).await {
+                        Ok(()) => {
+                            tracing::info!(target = %target, "schema bootstrapped");
+                            let _ = ready.send(true);
+                        }
+                        Err(e) => {
+                            tracing::error!(target = %target, "bootstrap failed: {e}");
+                            failures += 1;
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(30));
+                            continue;
+                        }
+                    }
+                }
+                return;
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(target = %target, attempts = failures, "database not reachable yet: {e}");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}

@@ -1,0 +1,650 @@
+//! The PostgreSQL statistics collector: postgres_exporter's series (same names and
+//! labels, so the same dashboards and rules work with either), gathered on its own
+//! connection — never the load pool, so a saturated pool cannot blind it.
+//!
+//! It queries every `stats.interval` with a per-statement timeout and keeps the last
+//! complete snapshot; `/metrics` serves that snapshot, so a scrape never waits on the
+//! database. When the server is down the snapshot is just `pg_up 0`, the error counter
+//! goes up, and the next pass reconnects.
+//!
+//! Differences from postgres_exporter: every series is exported as a gauge except the
+//! `*_total` ones (counters), so `promtool check metrics` stays clean; the per-table
+//! series cover the collector's database, the busiest `max_tables` tables.
+
+use crate::config::PgStatsConfig;
+use crate::metrics::Metrics;
+use parking_lot::Mutex;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
+use sqlx::{ConnectOptions, Connection, Row};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One sample of the snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+/// Help text of every pg_* series, in one place (the docs list the same).
+pub const SERIES: &[(&str, &str)] = &[
+    (
+        "pg_up",
+        "Whether the last statistics collection reached the server (1) or not (0).",
+    ),
+    (
+        "pg_stat_database_numbackends",
+        "Backends connected to this database.",
+    ),
+    ("pg_stat_database_xact_commit", "Transactions committed."),
+    (
+        "pg_stat_database_xact_rollback",
+        "Transactions rolled back.",
+    ),
+    ("pg_stat_database_blks_read", "Disk blocks read."),
+    ("pg_stat_database_blks_hit", "Buffer cache hits."),
+    ("pg_stat_database_tup_returned", "Rows returned by queries."),
+    ("pg_stat_database_tup_fetched", "Rows fetched by queries."),
+    ("pg_stat_database_tup_inserted", "Rows inserted."),
+    ("pg_stat_database_tup_updated", "Rows updated."),
+    ("pg_stat_database_tup_deleted", "Rows deleted."),
+    (
+        "pg_stat_database_conflicts",
+        "Queries canceled due to conflicts with recovery.",
+    ),
+    ("pg_stat_database_temp_files", "Temporary files created."),
+    (
+        "pg_stat_database_temp_bytes",
+        "Bytes written to temporary files.",
+    ),
+    ("pg_stat_database_deadlocks", "Deadlocks detected."),
+    (
+        "pg_stat_activity_count",
+        "Connections by database and state.",
+    ),
+    (
+        "pg_stat_activity_max_tx_duration",
+        "Longest running transaction by database and state, in seconds.",
+    ),
+    (
+        "pg_settings_max_connections",
+        "Server setting max_connections.",
+    ),
+    (
+        "pg_settings_superuser_reserved_connections",
+        "Server setting superuser_reserved_connections.",
+    ),
+    (
+        "pg_settings_shared_buffers_bytes",
+        "Server setting shared_buffers, in bytes.",
+    ),
+    (
+        "pg_settings_work_mem_bytes",
+        "Server setting work_mem, in bytes.",
+    ),
+    (
+        "pg_settings_max_wal_size_bytes",
+        "Server setting max_wal_size, in bytes.",
+    ),
+    (
+        "pg_settings_effective_cache_size_bytes",
+        "Server setting effective_cache_size, in bytes.",
+    ),
+    (
+        "pg_settings_checkpoint_timeout_seconds",
+        "Server setting checkpoint_timeout, in seconds.",
+    ),
+    (
+        "pg_settings_autovacuum_naptime_seconds",
+        "Server setting autovacuum_naptime, in seconds.",
+    ),
+    (
+        "pg_locks_count",
+        "Locks held or awaited, by database and mode.",
+    ),
+    ("pg_database_size_bytes", "Disk space used by the database."),
+    (
+        "pg_stat_user_tables_seq_scan",
+        "Sequential scans of the table.",
+    ),
+    ("pg_stat_user_tables_idx_scan", "Index scans of the table."),
+    (
+        "pg_stat_user_tables_n_tup_ins",
+        "Rows inserted into the table.",
+    ),
+    (
+        "pg_stat_user_tables_n_tup_upd",
+        "Rows updated in the table.",
+    ),
+    (
+        "pg_stat_user_tables_n_tup_del",
+        "Rows deleted from the table.",
+    ),
+    ("pg_stat_user_tables_n_live_tup", "Estimated live rows."),
+    ("pg_stat_user_tables_n_dead_tup", "Estimated dead rows."),
+    (
+        "pg_stat_user_tables_last_autovacuum",
+        "Unix time of the last autovacuum (0: never).",
+    ),
+    (
+        "pg_stat_user_tables_last_autoanalyze",
+        "Unix time of the last autoanalyze (0: never).",
+    ),
+    (
+        "pg_stat_user_tables_autovacuum_count",
+        "Times the table was vacuumed by autovacuum.",
+    ),
+    (
+        "pg_stat_bgwriter_checkpoints_timed_total",
+        "Scheduled checkpoints performed.",
+    ),
+    (
+        "pg_stat_bgwriter_checkpoints_req_total",
+        "Requested checkpoints performed.",
+    ),
+    (
+        "pg_stat_bgwriter_checkpoint_write_time_total",
+        "Time writing checkpoint files, in milliseconds.",
+    ),
+    (
+        "pg_stat_bgwriter_checkpoint_sync_time_total",
+        "Time syncing checkpoint files, in milliseconds.",
+    ),
+    (
+        "pg_stat_bgwriter_buffers_checkpoint_total",
+        "Buffers written during checkpoints.",
+    ),
+    (
+        "pg_stat_bgwriter_buffers_clean_total",
+        "Buffers written by the background writer.",
+    ),
+    (
+        "pg_stat_bgwriter_maxwritten_clean_total",
+        "Times the background writer stopped for writing too many buffers.",
+    ),
+    (
+        "pg_stat_bgwriter_buffers_backend_total",
+        "Buffers written directly by backends.",
+    ),
+    (
+        "pg_stat_bgwriter_buffers_backend_fsync_total",
+        "Times a backend had to fsync itself.",
+    ),
+    ("pg_stat_bgwriter_buffers_alloc_total", "Buffers allocated."),
+    (
+        "pg_stat_statements_calls_total",
+        "Executions of the statement (top statements by total time).",
+    ),
+    (
+        "pg_stat_statements_seconds_total",
+        "Total execution time of the statement, in seconds.",
+    ),
+    (
+        "pg_stat_statements_rows_total",
+        "Rows retrieved or affected by the statement.",
+    ),
+    (
+        "pg_replication_is_replica",
+        "1 if the server is a replica (in recovery).",
+    ),
+    (
+        "pg_replication_lag_seconds",
+        "Replication lag behind the primary in seconds (0 on a primary).",
+    ),
+];
+
+fn is_counter(name: &str) -> bool {
+    name.ends_with("_total")
+}
+
+/// The last snapshot, shared by the collecting task and the registry.
+#[derive(Default)]
+pub struct Snapshot {
+    samples: Mutex<Vec<Sample>>,
+}
+
+impl Snapshot {
+    pub fn samples(&self) -> Vec<Sample> {
+        self.samples.lock().clone()
+    }
+}
+
+/// Renders the snapshot at scrape time.
+pub struct SnapshotCollector {
+    snapshot: Arc<Snapshot>,
+    descs: Vec<Desc>,
+}
+
+impl SnapshotCollector {
+    pub fn new(snapshot: Arc<Snapshot>) -> Result<Self, prometheus::Error> {
+        // Label names vary per family, so the descs carry none; the registry only uses
+        // them for uniqueness of names.
+        let descs = SERIES
+            .iter()
+            .map(|(n, h)| Desc::new(n.to_string(), h.to_string(), vec![], Default::default()))
+            .collect::<Result<_, _>>()?;
+        Ok(SnapshotCollector { snapshot, descs })
+    }
+}
+
+impl Collector for SnapshotCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let samples = self.snapshot.samples();
+        let mut by_name: BTreeMap<&'static str, Vec<&Sample>> = BTreeMap::new();
+        for s in &samples {
+            by_name.entry(s.name).or_default().push(s);
+        }
+        let mut out = Vec::with_capacity(by_name.len());
+        for (name, list) in by_name {
+            let help = SERIES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, h)| *h)
+                .unwrap_or("");
+            let mut mf = MetricFamily::default();
+            mf.set_name(name.to_string());
+            mf.set_help(help.to_string());
+            let counter = is_counter(name);
+            mf.set_field_type(if counter {
+                MetricType::COUNTER
+            } else {
+                MetricType::GAUGE
+            });
+            let mut seen = std::collections::HashSet::new();
+            for s in list {
+                let mut labels: Vec<LabelPair> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut l = LabelPair::default();
+                        l.set_name(k.to_string());
+                        l.set_value(v.clone());
+                        l
+                    })
+                    .collect();
+                labels.sort_by(|a, b| a.name().cmp(b.name()));
+                let key: Vec<(String, String)> = labels
+                    .iter()
+                    .map(|l| (l.name().to_string(), l.value().to_string()))
+                    .collect();
+                if !seen.insert(key) {
+                    continue;
+                }
+                let mut m = Metric::default();
+                m.set_label(labels);
+                if counter {
+                    let mut c = prometheus::proto::Counter::default();
+                    c.set_value(s.value);
+                    m.set_counter(c);
+                } else {
+                    let mut g = prometheus::proto::Gauge::default();
+                    g.set_value(s.value);
+                    m.set_gauge(g);
+                }
+                mf.mut_metric().push(m);
+            }
+            out.push(mf);
+        }
+        out
+    }
+}
+
+const DB_COLUMNS: [&str; 14] = [
+    "numbackends",
+    "xact_commit",
+    "xact_rollback",
+    "blks_read",
+    "blks_hit",
+    "tup_returned",
+    "tup_fetched",
+    "tup_inserted",
+    "tup_updated",
+    "tup_deleted",
+    "conflicts",
+    "temp_files",
+    "temp_bytes",
+    "deadlocks",
+];
+
+const TABLE_COLUMNS: [&str; 10] = [
+    "seq_scan",
+    "idx_scan",
+    "n_tup_ins",
+    "n_tup_upd",
+    "n_tup_del",
+    "n_live_tup",
+    "n_dead_tup",
+    "last_autovacuum",
+    "last_autoanalyze",
+    "autovacuum_count",
+];
+
+const BGWRITER_COLUMNS: [&str; 10] = [
+    "checkpoints_timed",
+    "checkpoints_req",
+    "checkpoint_write_time",
+    "checkpoint_sync_time",
+    "buffers_checkpoint",
+    "buffers_clean",
+    "maxwritten_clean",
+    "buffers_backend",
+    "buffers_backend_fsync",
+    "buffers_alloc",
+];
+
+/// Interns a series name from the SERIES table so samples can hold `&'static str`.
+fn series(name: &str) -> &'static str {
+    SERIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, _)| *n)
+        .unwrap_or("pg_unknown")
+}
+
+fn f(row: &PgRow, i: usize) -> f64 {
+    row.try_get::<Option<f64>, _>(i)
+        .ok()
+        .flatten()
+        .unwrap_or(0.0)
+}
+
+fn s(row: &PgRow, i: usize) -> String {
+    row.try_get::<Option<String>, _>(i)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// One full pass over the statistics views.
+pub async fn collect_once(
+    conn: &mut PgConnection,
+    cfg: &PgStatsConfig,
+) -> Result<Vec<Sample>, sqlx::Error> {
+    let mut out = vec![Sample {
+        name: "pg_up",
+        labels: vec![],
+        value: 1.0,
+    }];
+
+    let cols: Vec<String> = DB_COLUMNS.iter().map(|c| format!("{c}::float8")).collect();
+    let q = format!(
+        "SELECT datid::text, datname::text, {} FROM pg_stat_database WHERE datname IS NOT NULL",
+        cols.join(", ")
+    );
+    for row in sqlx::query(&q).fetch_all(&mut *conn).await? {
+        let labels = vec![("datid", s(&row, 0)), ("datname", s(&row, 1))];
+        for (i, c) in DB_COLUMNS.iter().enumerate() {
+            out.push(Sample {
+                name: series(&format!("pg_stat_database_{c}")),
+                labels: labels.clone(),
+                value: f(&row, i + 2),
+            });
+        }
+    }
+
+    let q = "SELECT pg_database.datname::text, tmp.state,
+                    COALESCE(tmp2.count, 0)::float8, COALESCE(tmp2.max_tx_duration, 0)::float8
+             FROM (VALUES ('active'), ('idle'), ('idle in transaction'),
+                          ('idle in transaction (aborted)'), ('fastpath function call'), ('disabled')) AS tmp(state)
+             CROSS JOIN pg_database
+             LEFT JOIN (SELECT datname, state, count(*) AS count,
+                               MAX(EXTRACT(EPOCH FROM now() - xact_start))::float8 AS max_tx_duration
+                        FROM pg_stat_activity GROUP BY datname, state) AS tmp2
+               ON tmp.state = tmp2.state AND pg_database.datname = tmp2.datname";
+    for row in sqlx::query(q).fetch_all(&mut *conn).await? {
+        let labels = vec![("datname", s(&row, 0)), ("state", s(&row, 1))];
+        out.push(Sample {
+            name: "pg_stat_activity_count",
+            labels: labels.clone(),
+            value: f(&row, 2),
+        });
+        out.push(Sample {
+            name: "pg_stat_activity_max_tx_duration",
+            labels,
+            value: f(&row, 3),
+        });
+    }
+
+    // Settings, converted to base units as postgres_exporter does.
+    let q = "SELECT name, setting::float8, COALESCE(unit, '') FROM pg_settings
+             WHERE name IN ('max_connections', 'superuser_reserved_connections', 'shared_buffers',
+                            'work_mem', 'max_wal_size', 'effective_cache_size',
+                            'checkpoint_timeout', 'autovacuum_naptime')";
+    for row in sqlx::query(q).fetch_all(&mut *conn).await? {
+        let (name, v, unit) = (s(&row, 0), f(&row, 1), s(&row, 2));
+        let (suffix, mult) = match unit.as_str() {
+            "8kB" => ("_bytes", 8192.0),
+            "kB" => ("_bytes", 1024.0),
+            "MB" => ("_bytes", 1024.0 * 1024.0),
+            "s" => ("_seconds", 1.0),
+            "ms" => ("_seconds", 0.001),
+            _ => ("", 1.0),
+        };
+        let full = format!("pg_settings_{name}{suffix}");
+        let n = series(&full);
+        if n != "pg_unknown" {
+            out.push(Sample {
+                name: n,
+                labels: vec![],
+                value: v * mult,
+            });
+        }
+    }
+
+    let q = "SELECT pg_database.datname::text, tmp.mode, COALESCE(count, 0)::float8
+             FROM (VALUES ('accesssharelock'), ('rowsharelock'), ('rowexclusivelock'),
+                          ('shareupdateexclusivelock'), ('sharelock'), ('sharerowexclusivelock'),
+                          ('exclusivelock'), ('accessexclusivelock'), ('sireadlock')) AS tmp(mode)
+             CROSS JOIN pg_database
+             LEFT JOIN (SELECT database, lower(mode) AS mode, count(*) AS count
+                        FROM pg_locks WHERE database IS NOT NULL GROUP BY database, lower(mode)) AS tmp2
+               ON tmp.mode = tmp2.mode AND pg_database.oid = tmp2.database";
+    for row in sqlx::query(q).fetch_all(&mut *conn).await? {
+        out.push(Sample {
+            name: "pg_locks_count",
+            labels: vec![("datname", s(&row, 0)), ("mode", s(&row, 1))],
+            value: f(&row, 2),
+        });
+    }
+
+    let q = "SELECT datname::text, pg_database_size(datname)::float8 FROM pg_database WHERE datallowconn";
+    for row in sqlx::query(q).fetch_all(&mut *conn).await? {
+        out.push(Sample {
+            name: "pg_database_size_bytes",
+            labels: vec![("datname", s(&row, 0))],
+            value: f(&row, 1),
+        });
+    }
+
+    let q = "SELECT current_database()::text, schemaname::text, relname::text,
+                    seq_scan::float8, COALESCE(idx_scan, 0)::float8, n_tup_ins::float8, n_tup_upd::float8,
+                    n_tup_del::float8, n_live_tup::float8, n_dead_tup::float8,
+                    COALESCE(EXTRACT(EPOCH FROM last_autovacuum), 0)::float8,
+                    COALESCE(EXTRACT(EPOCH FROM last_autoanalyze), 0)::float8,
+                    autovacuum_count::float8
+             FROM pg_stat_user_tables
+             ORDER BY n_tup_ins + n_tup_upd + n_tup_del + seq_scan + COALESCE(idx_scan, 0) DESC, relname
+             LIMIT $1";
+    for row in sqlx::query(q)
+        .bind(cfg.max_tables as i64)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let labels = vec![
+            ("datname", s(&row, 0)),
+            ("schemaname", s(&row, 1)),
+            ("relname", s(&row, 2)),
+        ];
+        for (i, c) in TABLE_COLUMNS.iter().enumerate() {
+            out.push(Sample {
+                name: series(&format!("pg_stat_user_tables_{c}")),
+                labels: labels.clone(),
+                value: f(&row, i + 3),
+            });
+        }
+    }
+
+    // Optional sections: absent views (pg_stat_bgwriter moved in PostgreSQL 17) or a
+    // missing extension leave their series out rather than marking the server down.
+    let cols: Vec<String> = BGWRITER_COLUMNS
+        .iter()
+        .map(|c| format!("{c}::float8"))
+        .collect();
+    let q = format!("SELECT {} FROM pg_stat_bgwriter", cols.join(", "));
+    match sqlx::query(&q).fetch_optional(&mut *conn).await {
+        Ok(Some(row)) => {
+            for (i, c) in BGWRITER_COLUMNS.iter().enumerate() {
+                out.push(Sample {
+                    name: series(&format!("pg_stat_bgwriter_{c}_total")),
+                    labels: vec![],
+                    value: f(&row, i),
+                });
+            }
+        }
+        Ok(None) => {}
+        Err(sqlx::Error::Database(e)) => tracing::debug!("pg_stat_bgwriter skipped: {e}"),
+        Err(e) => return Err(e),
+    }
+
+    let has_pss: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if has_pss && cfg.top_statements > 0 {
+        let q = "SELECT pg_get_userbyid(s.userid)::text, d.datname::text, s.queryid::text,
+                        s.calls::float8, (s.total_exec_time / 1000.0)::float8, s.rows::float8
+                 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+                 WHERE s.queryid IS NOT NULL
+                 ORDER BY s.total_exec_time DESC LIMIT $1";
+        match sqlx::query(q)
+            .bind(cfg.top_statements as i64)
+            .fetch_all(&mut *conn)
+            .await
+        {
+            Ok(rows) => {
+                for row in rows {
+                    let labels = vec![
+                        ("user", s(&row, 0)),
+                        ("datname", s(&row, 1)),
+                        ("queryid", s(&row, 2)),
+                    ];
+                    for (i, n) in [
+                        "pg_stat_statements_calls_total",
+                        "pg_stat_statements_seconds_total",
+                        "pg_stat_statements_rows_total",
+                    ]
+                    .iter()
+                    .enumerate()
+                    {
+                        out.push(Sample {
+                            name: series(n),
+                            labels: labels.clone(),
+                            value: f(&row, i + 3),
+                        });
+                    }
+                }
+            }
+            // Present but not preloaded: "must be loaded via shared_preload_libraries".
+            Err(sqlx::Error::Database(e)) => tracing::debug!("pg_stat_statements skipped: {e}"),
+            Err(e) => return Err(e),
+        }
+    }
+
+    let q = "SELECT CASE WHEN pg_is_in_recovery() THEN 1 ELSE 0 END::float8,
+                    CASE WHEN NOT pg_is_in_recovery() THEN 0
+                         ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())) END::float8";
+    let row = sqlx::query(q).fetch_one(&mut *conn).await?;
+    out.push(Sample {
+        name: "pg_replication_is_replica",
+        labels: vec![],
+        value: f(&row, 0),
+    });
+    out.push(Sample {
+        name: "pg_replication_lag_seconds",
+        labels: vec![],
+        value: f(&row, 1),
+    });
+    Ok(out)
+}
+
+/// Registers the snapshot with the registry and runs the collecting loop until the
+/// returned handle is aborted (when the target goes away).
+pub fn spawn(
+    target: String,
+    url: &str,
+    cfg: PgStatsConfig,
+    metrics: &Metrics,
+    snapshot: Arc<Snapshot>,
+) -> Result<tokio::task::JoinHandle<()>, sqlx::Error> {
+    let opts: PgConnectOptions = url
+        .parse::<PgConnectOptions>()?
+        .application_name("soakd-stats");
+    let timeout_ms = cfg.query_timeout.0.as_millis();
+    let opts = opts.options([("statement_timeout", timeout_ms.to_string())]);
+    let errors = metrics.pgstats_errors.with_label_values(&[target.as_str()]);
+    *snapshot.samples.lock() = vec![Sample {
+        name: "pg_up",
+        labels: vec![],
+        value: 0.0,
+    }];
+    Ok(tokio::spawn(async move {
+        let mut conn: Option<PgConnection> = None;
+        let mut ticker = tokio::time::interval(cfg.interval.0);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let budget = cfg.query_timeout.0 * 4 + Duration::from_secs(1);
+        loop {
+            ticker.tick().await;
+            if conn.is_none() {
+                match tokio::time::timeout(
+                    cfg.query_timeout.0 + Duration::from_secs(2),
+                    opts.connect(),
+                )
+                .await
+                {
+                    Ok(Ok(c)) => conn = Some(c),
+                    Ok(Err(e)) => {
+                        errors.inc();
+                        tracing::debug!(target = %target, "stats connection failed: {e}");
+                    }
+                    Err(_) => {
+                        errors.inc();
+                        tracing::debug!(target = %target, "stats connection timed out");
+                    }
+                }
+            }
+            let result = match conn.as_mut() {
+                Some(c) => match tokio::time::timeout(budget, collect_once(c, &cfg)).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err("collection timed out".to_string()),
+                },
+                None => Err("not connected".into()),
+            };
+            match result {
+                Ok(samples) => *snapshot.samples.lock() = samples,
+                Err(e) => {
+                    if conn.is_some() {
+                        errors.inc();
+                        tracing::debug!(target = %target, "stats collection failed: {e}");
+                        if let Some(c) = conn.take() {
+                            let _ = tokio::time::timeout(Duration::from_secs(1), c.close()).await;
+                        }
+                    }
+                    *snapshot.samples.lock() = vec![Sample {
+                        name: "pg_up",
+                        labels: vec![],
+                        value: 0.0,
+                    }];
+                }
+            }
+        }
+    }))
+}
