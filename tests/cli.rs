@@ -165,7 +165,10 @@ fn every_shipped_config_passes_check_config() {
             // Configs read secrets from the environment; check-config never connects.
             let o = Command::new(BIN)
                 .args(["check-config", "--config", p.to_str().unwrap()])
-                .env("DATABASE_URL", "postgres://soakd:secret@127.0.0.1:5432/soakd")
+                .env(
+                    "DATABASE_URL",
+                    "postgres://soakd:secret@127.0.0.1:5432/soakd",
+                )
                 .output()
                 .unwrap();
             assert!(
