@@ -1221,7 +1221,8 @@ fn build_op(
             errs.push(
                 path,
                 format!(
-                    "this op needs a {want_target} target, but target {:?} is {}",
+                    "this op needs {} {want_target} target, but target {:?} is {}",
+                    if want_target == "http" { "an" } else { "a" },
                     t.name,
                     t.kind.type_name()
                 ),
@@ -1788,5 +1789,80 @@ scenarios:
         );
         assert_eq!(redact_url("http://host/path"), "http://host/path");
         assert_eq!(format!("{:?}", Secret("x".into())), "Secret(***)");
+    }
+
+    #[test]
+    fn postgres_targets_and_ops() {
+        let text = r#"
+fixtures: {}
+targets:
+  db: {type: postgres, url: "postgres://u:p@127.0.0.1:5432/app", max_connections: 50, sslmode: verify-full}
+  api: {type: http, base_url: "http://x"}
+scenarios:
+  reads:
+    target: db
+    schedule: {hold: {rate: 1/s}}
+    ops:
+      q:
+        sql:
+          query: "SELECT * FROM t WHERE a = $1 AND b = $2 AND c = '$9'"
+          params: ["x", {value: "{{rand_int 1 5}}", type: int8}]
+  events:
+    target: db
+    buffer: {size_limit: 5000, flush_interval: 500ms}
+    schedule: {hold: {rate: 1/s}}
+    ops:
+      e: {event: {user: u1, stat_code: wins_ranked, value: "3"}}
+"#;
+        let c = parse_str(text).unwrap();
+        match &c.scenarios[0].ops[0].kind {
+            OpKind::Sql(s) => {
+                assert_eq!(s.params.len(), 2);
+                assert_eq!(s.params[1].ty, SqlType::Int8);
+            }
+            other => panic!("{other:?}"),
+        }
+        let b = c.scenarios[1].buffer.as_ref().unwrap();
+        assert_eq!((b.size_limit, b.max_batch), (5000, 10_000));
+        assert_eq!(b.flush_interval, Duration::from_millis(500));
+        assert!(c.describe().contains("postgres://u:***@127.0.0.1:5432/app"));
+        assert_eq!(highest_placeholder("SELECT $1, $12, '$99', \"$7\""), 12);
+    }
+
+    #[test]
+    fn postgres_mistakes_are_reported() {
+        let text = r#"
+targets:
+  db: {type: postgres, url: "mysql://x", min_connections: 9, max_connections: 2}
+  db2: {type: postgres, url: "postgres://y"}
+  api: {type: http, base_url: "http://x"}
+scenarios:
+  s:
+    target: db
+    schedule: {hold: {rate: 1/s}}
+    ops:
+      q: {sql: {query: "SELECT $1, $2", params: ["a"]}}
+      e: {event: {user: u, stat_code: s, value: "1"}}
+      h: {http: {path: /}}
+  t:
+    target: api
+    buffer: {}
+    schedule: {hold: {rate: 1/s}}
+    ops:
+      q: {sql: {query: "SELECT 1"}}
+"#;
+        let all = parse_str(text).unwrap_err().to_string();
+        for want in [
+            "targets.db.url: expected a postgres:// URL",
+            "targets.db.min_connections: must not exceed max_connections",
+            "targets.db2.stats: only one postgres target may export statistics",
+            "scenarios.s.ops.q.sql.params: the query uses $2 as its highest placeholder, but 1 param(s) are given",
+            "scenarios.s.ops.h: this op needs an http target, but target \"db\" is postgres",
+            "scenarios.s.buffer: event ops need a `buffer`",
+            "scenarios.t.ops.q: this op needs a postgres target, but target \"api\" is http",
+            "scenarios.t.buffer: a buffer is only used by event ops",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
     }
 }
