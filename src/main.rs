@@ -58,7 +58,8 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// The embedded default: the demo target plus soakd loading it.
+    /// The embedded default: the demo target (HTTP + gRPC), a throwaway PostgreSQL when
+    /// the machine has its binaries, and soakd loading them with fixtures/demo.yaml.
     Demo {
         /// soakd's admin server address.
         #[arg(long, default_value = config::DEFAULT_LISTEN)]
@@ -66,6 +67,12 @@ enum Cmd {
         /// The demo target's HTTP address (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:0")]
         target_listen: SocketAddr,
+        /// The demo target's gRPC address (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        grpc_listen: SocketAddr,
+        /// Keep progress in memory even when PostgreSQL binaries are found.
+        #[arg(long)]
+        no_postgres: bool,
         /// Stop by itself after this long.
         #[arg(long, value_parser = parse_dur)]
         duration: Option<Duration>,
@@ -74,6 +81,12 @@ enum Cmd {
     Target {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Also serve the gRPC event handler here (e.g. 127.0.0.1:6565).
+        #[arg(long)]
+        grpc_listen: Option<SocketAddr>,
+        /// Keep goal progress in this PostgreSQL database (buffered writer) instead of memory.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
         /// Added latency in ms, "MIN-MAX" (the seed's mock platform: 50-200).
         #[arg(long)]
         latency_ms: Option<String>,
@@ -179,10 +192,20 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Demo {
             listen,
             target_listen,
+            grpc_listen,
+            no_postgres,
             duration,
-        } => runtime()?.block_on(run_demo(listen, target_listen, duration)),
+        } => runtime()?.block_on(run_demo(
+            listen,
+            target_listen,
+            grpc_listen,
+            no_postgres,
+            duration,
+        )),
         Cmd::Target {
             listen,
+            grpc_listen,
+            database_url,
             latency_ms,
             error_ratio,
             concurrency_limit,
@@ -209,16 +232,53 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 concurrency_limit,
                 ..Default::default()
             };
-            let st = DemoState::new(knobs).map_err(|e| UsageError(e.to_string()))?;
+            knobs.validate().map_err(UsageError)?;
             runtime()?.block_on(async move {
+                let store = match &database_url {
+                    Some(url) => demo::store::postgres(url, 20)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("database: {e}"))?,
+                    None => demo::store::Store::memory(),
+                };
+                let st = DemoState::with_store(knobs, store)?;
                 let l = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 eprintln!(
-                    "demo target on http://{} (knobs: GET/PUT /admin/knobs)",
-                    l.local_addr()?
+                    "demo target on http://{} (knobs: GET/PUT /admin/knobs; progress in {})",
+                    l.local_addr()?,
+                    if database_url.is_some() {
+                        "PostgreSQL"
+                    } else {
+                        "memory"
+                    }
                 );
-                demo::serve_http(l, st, shutdown_signal()).await?;
+                let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+                let grpc = match grpc_listen {
+                    Some(a) => {
+                        let gl = tokio::net::TcpListener::bind(a)
+                            .await
+                            .with_context(|| format!("cannot listen on {a}"))?;
+                        eprintln!("demo gRPC event handler on {}", gl.local_addr()?);
+                        let mut rx = stop_tx.subscribe();
+                        Some(tokio::spawn(demo::grpc::serve(
+                            gl,
+                            st.clone(),
+                            async move {
+                                let _ = rx.recv().await;
+                            },
+                        )))
+                    }
+                    None => None,
+                };
+                demo::serve_http(l, st.clone(), shutdown_signal()).await?;
+                let _ = stop_tx.send(());
+                if let Some(g) = grpc {
+                    let _ = g.await;
+                }
+                st.store
+                    .drain(std::time::Instant::now() + Duration::from_secs(10))
+                    .await;
                 Ok(())
             })
         }
@@ -242,29 +302,83 @@ async fn shutdown_signal() {
 async fn run_demo(
     listen: SocketAddr,
     target_listen: SocketAddr,
+    grpc_listen: SocketAddr,
+    no_postgres: bool,
     duration: Option<Duration>,
 ) -> anyhow::Result<()> {
-    // The demo target, in this process.
-    let st = DemoState::new(Knobs::default())?;
+    // A throwaway PostgreSQL when the machine has the binaries.
+    let cluster = if no_postgres {
+        None
+    } else {
+        match tokio::task::spawn_blocking(|| soakd::pgcluster::Cluster::start(false)).await? {
+            Ok(c) => Some(c),
+            Err(soakd::pgcluster::ClusterError::NoBinaries) => {
+                eprintln!("PostgreSQL binaries not found: the demo target keeps progress in memory and soakd exports no pg_* series. Install the `postgresql` package to include the database.");
+                None
+            }
+            Err(e) => {
+                eprintln!("could not start a throwaway PostgreSQL ({e}); continuing without it");
+                None
+            }
+        }
+    };
+    let db_url = cluster.as_ref().map(|c| c.url("postgres"));
+    let store = match &db_url {
+        Some(u) => demo::store::postgres(u, 20)
+            .await
+            .map_err(|e| anyhow::anyhow!("demo database: {e}"))?,
+        None => demo::store::Store::memory(),
+    };
+    let st = DemoState::with_store(Knobs::default(), store)?;
+
+    // The demo target: HTTP and gRPC, in this process.
     let l = tokio::net::TcpListener::bind(target_listen)
         .await
         .with_context(|| format!("cannot listen on {target_listen}"))?;
     let target_addr = l.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let target = tokio::spawn(demo::serve_http(l, st, async move {
-        let _ = stop_rx.await;
+    let gl = tokio::net::TcpListener::bind(grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen on {grpc_listen}"))?;
+    let grpc_addr = gl.local_addr()?;
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut rx1 = stop_tx.subscribe();
+    let mut rx2 = stop_tx.subscribe();
+    let http_task = tokio::spawn(demo::serve_http(l, st.clone(), async move {
+        let _ = rx1.recv().await;
+    }));
+    let grpc_task = tokio::spawn(demo::grpc::serve(gl, st.clone(), async move {
+        let _ = rx2.recv().await;
     }));
 
     // The embedded config and fixtures, written where the loader can find them.
     let dir = tempfile::tempdir().context("creating a temp dir for the demo config")?;
     std::fs::write(dir.path().join("users.json"), demo::USERS_JSON)?;
+    std::fs::write(dir.path().join("stats.json"), demo::STATS_JSON)?;
     let text = include_str!("../fixtures/demo.yaml");
-    let env: HashMap<String, String> = HashMap::from([(
-        "SOAKD_DEMO_HTTP_URL".to_string(),
-        format!("http://{target_addr}"),
-    )]);
-    let cfg = config::parse(text, "fixtures/demo.yaml (embedded)", dir.path(), &env)
+    let env: HashMap<String, String> = HashMap::from([
+        (
+            "SOAKD_DEMO_HTTP_URL".to_string(),
+            format!("http://{target_addr}"),
+        ),
+        (
+            "SOAKD_DEMO_GRPC_URL".to_string(),
+            format!("http://{grpc_addr}"),
+        ),
+        (
+            "DATABASE_URL".to_string(),
+            db_url
+                .clone()
+                .unwrap_or_else(|| "postgres://unused@127.0.0.1:1/unused".into()),
+        ),
+    ]);
+    let mut cfg = config::parse(text, "fixtures/demo.yaml (embedded)", dir.path(), &env)
         .map_err(|e| UsageError(e.to_string()))?;
+    if db_url.is_none() {
+        // No database: drop the statistics target (no scenario uses it).
+        cfg.targets.retain(|t| t.kind.type_name() != "postgres");
+        cfg.scenarios
+            .retain(|s| cfg.targets.iter().any(|t| t.name == s.target));
+    }
     let grace = cfg.shutdown_grace;
     let daemon = Daemon::start(
         cfg,
@@ -276,13 +390,26 @@ async fn run_demo(
     )?;
     let a = daemon.addr();
     eprintln!(
-        "\nsoakd demo is running.\n  landing page  http://{a}/\n  metrics       http://{a}/metrics\n  status API    http://{a}/api/v1/status\n  demo target   http://{target_addr}/v1/challenges (knobs: http://{target_addr}/admin/knobs, its metrics: http://{target_addr}/metrics)\nCtrl-C stops everything.\n"
+        "\nsoakd demo is running.\n  landing page  http://{a}/\n  metrics       http://{a}/metrics\n  status API    http://{a}/api/v1/status\n  demo target   http://{target_addr}/v1/challenges, gRPC {grpc_addr} (knobs: http://{target_addr}/admin/knobs, its metrics: http://{target_addr}/metrics)\n  database      {}\nCtrl-C stops everything{}.\n",
+        db_url.as_deref().map(config::redact_url).unwrap_or_else(|| "none (in-memory progress)".into()),
+        if db_url.is_some() { " and removes the database" } else { "" }
     );
-
     let why = daemon.wait_for_stop(duration).await?;
     tracing::info!(reason = why, "stopping the demo");
     daemon.shutdown(grace).await;
     let _ = stop_tx.send(());
-    let _ = target.await;
+    let _ = http_task.await;
+    let _ = grpc_task.await;
+    let left = st
+        .store
+        .drain(std::time::Instant::now() + Duration::from_secs(10))
+        .await;
+    if left > 0 {
+        tracing::warn!(entries = left, "demo target could not flush everything");
+    }
+    drop(st);
+    if let Some(c) = cluster {
+        tokio::task::spawn_blocking(move || drop(c)).await?;
+    }
     Ok(())
 }

@@ -74,6 +74,17 @@ scenarios:
             peak_in_use = peak_in_use.max(v);
         }
     }
+    // Stop the clock and let in-flight work finish so counters stand still.
+    d.engine
+        .scenario("sleepy")
+        .unwrap()
+        .paused
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let idle = eventually(Duration::from_secs(5), || async {
+        (scenario_status(d.addr(), "sleepy").await["in_flight"] == 0).then_some(())
+    })
+    .await;
+    assert!(idle.is_some());
     let m = metrics_text(d.addr()).await;
     let st = scenario_status(d.addr(), "sleepy").await;
     d.shutdown(Duration::from_secs(5)).await;

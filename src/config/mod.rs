@@ -151,6 +151,7 @@ pub struct Target {
 pub enum TargetKind {
     Http(HttpTarget),
     Postgres(PostgresTarget),
+    Grpc(GrpcTarget),
 }
 
 impl TargetKind {
@@ -158,6 +159,7 @@ impl TargetKind {
         match self {
             TargetKind::Http(_) => "http",
             TargetKind::Postgres(_) => "postgres",
+            TargetKind::Grpc(_) => "grpc",
         }
     }
 
@@ -166,7 +168,77 @@ impl TargetKind {
         match self {
             TargetKind::Http(h) => redact_url(&h.base_url),
             TargetKind::Postgres(p) => redact_url(&p.url),
+            TargetKind::Grpc(g) => redact_url(&g.endpoint),
         }
+    }
+}
+
+/// `targets.<name>` with `type: grpc`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcTarget {
+    /// `http://host:port` (plaintext HTTP/2) or `https://host:port` (TLS).
+    pub endpoint: String,
+    /// HTTP/2 connections; calls are spread over them round-robin. One connection
+    /// multiplexes up to `max_in_flight` calls (the seed's 500).
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    #[serde(default)]
+    pub connect_timeout: Option<Dur>,
+    /// Metadata sent with every call (templates).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, Template>,
+    /// TLS: a CA bundle (PEM) to trust, and the name to verify (default: the host).
+    #[serde(default)]
+    pub tls: Option<GrpcTls>,
+    /// Serialized FileDescriptorSet files (`protoc -o` / `buf build -o`) describing
+    /// services to call, relative to the config.
+    #[serde(default)]
+    pub descriptors: Vec<String>,
+    /// .proto files compiled at start-up (no protoc needed).
+    #[serde(default)]
+    pub protos: Option<ProtoSources>,
+    /// Every service this target knows: the seed's event services plus the above.
+    #[serde(skip)]
+    pub pool: DescPool,
+}
+
+fn default_connections() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcTls {
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtoSources {
+    pub files: Vec<String>,
+    #[serde(default)]
+    pub include: Vec<String>,
+}
+
+/// A descriptor pool; equal when it holds the same files.
+#[derive(Debug, Clone)]
+pub struct DescPool(pub prost_reflect::DescriptorPool);
+
+impl Default for DescPool {
+    fn default() -> Self {
+        DescPool(crate::drivers::grpc::builtin_pool())
+    }
+}
+
+impl PartialEq for DescPool {
+    fn eq(&self, other: &Self) -> bool {
+        self.0
+            .file_descriptor_protos()
+            .eq(other.0.file_descriptor_protos())
     }
 }
 
@@ -254,7 +326,7 @@ pub fn redact_url(url: &str) -> String {
     let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..auth_end];
     match authority.rfind('@') {
-        Some(at) => {
+        Some(at) if authority[..at].contains(':') => {
             let userinfo = &authority[..at];
             let user = userinfo.split(':').next().unwrap_or("");
             format!(
@@ -264,7 +336,7 @@ pub fn redact_url(url: &str) -> String {
                 &rest[auth_end..]
             )
         }
-        None => url.to_string(),
+        _ => url.to_string(),
     }
 }
 
@@ -357,6 +429,26 @@ pub enum OpKind {
     Sql(SqlOp),
     /// One event into the scenario's buffered writer.
     Event(EventOp),
+    /// One unary gRPC call.
+    Grpc(GrpcOp),
+}
+
+/// `grpc:` — a unary call described by the target's descriptors.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcOp {
+    /// `package.Service/Method` (or `package.Service.Method`).
+    pub method: String,
+    /// The request as YAML/JSON (protobuf JSON mapping); string leaves are templates.
+    #[serde(default = "empty_json")]
+    pub message: JsonTemplate,
+    /// Metadata for this call (templates), added to the target's.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, Template>,
+}
+
+fn empty_json() -> JsonTemplate {
+    JsonTemplate::Object(vec![])
 }
 
 impl OpKind {
@@ -365,6 +457,7 @@ impl OpKind {
             OpKind::Http(_) => "http",
             OpKind::Sql(_) => "sql",
             OpKind::Event(_) => "event",
+            OpKind::Grpc(_) => "grpc",
         }
     }
 }
@@ -635,6 +728,7 @@ enum FixturePick {
 enum RawTarget {
     Http(HttpTarget),
     Postgres(PostgresTarget),
+    Grpc(GrpcTarget),
 }
 
 #[derive(Deserialize)]
@@ -678,6 +772,8 @@ struct RawOp {
     sql: Option<SqlOp>,
     #[serde(default)]
     event: Option<EventOp>,
+    #[serde(default)]
+    grpc: Option<GrpcOp>,
 }
 
 fn default_weight() -> u32 {
@@ -935,6 +1031,79 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
                     kind: TargetKind::Postgres(p),
                 });
             }
+            RawTarget::Grpc(mut g) => {
+                if !(g.endpoint.starts_with("http://") || g.endpoint.starts_with("https://")) {
+                    errs.push(
+                        format!("{path}.endpoint"),
+                        "expected http://host:port (plaintext) or https://host:port (TLS)",
+                    );
+                }
+                if g.connections == 0 || g.connections > 1024 {
+                    errs.push(format!("{path}.connections"), "must be between 1 and 1024");
+                }
+                check_grpc_metadata(&g.metadata, &format!("{path}.metadata"), errs);
+                let roots: Vec<&str> = g.metadata.values().flat_map(|t| t.roots()).collect();
+                check_roots(
+                    &roots,
+                    &fixtures,
+                    &HashSet::new(),
+                    &format!("{path}.metadata"),
+                    errs,
+                );
+                if let Some(ca) = g.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+                    let f = resolve(base_dir, ca);
+                    if !f.exists() {
+                        errs.push(
+                            format!("{path}.tls.ca_file"),
+                            format!("{}: no such file", f.display()),
+                        );
+                    }
+                    if let Some(t) = g.tls.as_mut() {
+                        t.ca_file = Some(f.display().to_string());
+                    }
+                }
+                for (i, d) in g.descriptors.iter().enumerate() {
+                    let f = resolve(base_dir, d);
+                    let added = std::fs::read(&f)
+                        .map_err(|e| e.to_string())
+                        .and_then(|bytes| {
+                            g.pool
+                                .0
+                                .decode_file_descriptor_set(bytes.as_slice())
+                                .map_err(|e| e.to_string())
+                        });
+                    if let Err(e) = added {
+                        errs.push(
+                            format!("{path}.descriptors[{i}]"),
+                            format!("{}: {e}", f.display()),
+                        );
+                    }
+                }
+                if let Some(p) = &g.protos {
+                    let includes: Vec<PathBuf> =
+                        p.include.iter().map(|d| resolve(base_dir, d)).collect();
+                    let includes = if includes.is_empty() {
+                        vec![base_dir.to_path_buf()]
+                    } else {
+                        includes
+                    };
+                    let added = protox::compile(&p.files, &includes)
+                        .map_err(|e| e.to_string())
+                        .and_then(|fds| {
+                            g.pool
+                                .0
+                                .add_file_descriptor_set(fds)
+                                .map_err(|e| e.to_string())
+                        });
+                    if let Err(e) = added {
+                        errs.push(format!("{path}.protos"), e);
+                    }
+                }
+                targets.push(Target {
+                    name,
+                    kind: TargetKind::Grpc(g),
+                });
+            }
         }
     }
 
@@ -1005,6 +1174,21 @@ fn load_fixture_rows(file: &Path) -> Result<Vec<serde_json::Value>, String> {
         Ok(serde_json::Value::Array(_)) => Err("the array is empty".into()),
         Ok(_) => Err("expected a JSON array of rows".into()),
         Err(e) => Err(format!("invalid JSON: {e}")),
+    }
+}
+
+fn check_grpc_metadata(m: &BTreeMap<String, Template>, path: &str, errs: &mut Errs) {
+    for k in m.keys() {
+        let ok = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+            && !k.ends_with("-bin");
+        if !ok {
+            errs.push(
+                format!("{path}.{k}"),
+                "metadata keys are lowercase ASCII letters, digits, '-', '_' or '.' (binary keys are not supported)",
+            );
+        }
     }
 }
 
@@ -1203,16 +1387,19 @@ fn build_op(
     let kinds = raw.http.is_some() as u8
         + raw.steps.is_some() as u8
         + raw.sql.is_some() as u8
-        + raw.event.is_some() as u8;
+        + raw.event.is_some() as u8
+        + raw.grpc.is_some() as u8;
     if kinds != 1 {
         errs.push(
             path,
-            "an op is exactly one of `http` (one request), `steps` (a sequence), `sql` or `event`",
+            "an op is exactly one of `http` (one request), `steps` (a sequence), `sql`, `event` or `grpc`",
         );
         return None;
     }
     let want_target = if raw.sql.is_some() || raw.event.is_some() {
         "postgres"
+    } else if raw.grpc.is_some() {
+        "grpc"
     } else {
         "http"
     };
@@ -1248,6 +1435,35 @@ fn build_op(
             weight: raw.weight,
             timeout: raw.timeout.map(|d| d.0),
             kind: OpKind::Sql(sql),
+        });
+    }
+    if let Some(g) = raw.grpc {
+        let gp = format!("{path}.grpc");
+        if let Some(Target {
+            kind: TargetKind::Grpc(t),
+            ..
+        }) = target
+        {
+            match crate::drivers::grpc::find_method(&t.pool.0, &g.method) {
+                Ok(m) => {
+                    for (field_path, msg) in
+                        crate::drivers::grpc::check_message(&m.input(), &g.message)
+                    {
+                        errs.push(join_path(&format!("{gp}.message"), &field_path), msg);
+                    }
+                }
+                Err(e) => errs.push(format!("{gp}.method"), e),
+            }
+        }
+        check_grpc_metadata(&g.metadata, &format!("{gp}.metadata"), errs);
+        let mut roots: Vec<&str> = g.message.roots();
+        roots.extend(g.metadata.values().flat_map(|t| t.roots()));
+        check_roots(&roots, fixtures, &HashSet::new(), &gp, errs);
+        return Some(Op {
+            name,
+            weight: raw.weight,
+            timeout: raw.timeout.map(|d| d.0),
+            kind: OpKind::Grpc(g),
         });
     }
     if let Some(ev) = raw.event {
@@ -1788,6 +2004,10 @@ scenarios:
             "postgres://soak:***@db:5432/app?x=1"
         );
         assert_eq!(redact_url("http://host/path"), "http://host/path");
+        assert_eq!(
+            redact_url("postgres://user@host/db"),
+            "postgres://user@host/db"
+        );
         assert_eq!(format!("{:?}", Secret("x".into())), "Secret(***)");
     }
 

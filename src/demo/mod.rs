@@ -8,10 +8,16 @@
 //! completed or already claimed), `/healthz`, its own `/metrics`, and `GET|PUT
 //! /admin/knobs` for the demonstration knobs in [`Knobs`].
 //!
-//! Progress is synthesized per (user, goal) from a hash until events arrive; claims are
-//! kept in memory in a bounded set.
+//! gRPC (see [`grpc`]): the seed's two event services; stat updates and logins advance
+//! goal progress in the [`store`] — in memory, or in PostgreSQL through the buffered
+//! writer when a database is configured. Goals no event has touched show a synthetic
+//! progress, so there are completed goals to claim from the first request.
+//! `GET /admin/events` lists the last events received (tests use it).
 
-use crate::challenges::{Challenge, ChallengeIndex, Goal};
+pub mod grpc;
+pub mod store;
+
+use crate::challenges::ChallengeIndex;
 use crate::metrics::DemoMetrics;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -23,17 +29,17 @@ use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// The 10,000 fixture users with their tokens.
 pub const USERS_JSON: &str = include_str!("../../fixtures/users.json");
-
-/// At most this many claims are remembered; past it the set starts over (a "season").
-const MAX_CLAIMS: usize = 1_000_000;
+/// The 250 stat codes of the challenge definitions.
+pub const STATS_JSON: &str = include_str!("../../fixtures/stats.json");
 
 /// Demonstration knobs, settable at start and at runtime (`PUT /admin/knobs` with any
 /// subset of the fields).
@@ -55,7 +61,7 @@ pub struct Knobs {
 }
 
 impl Knobs {
-    fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.error_ratio) {
             return Err("error_ratio must be within 0..1".into());
         }
@@ -73,12 +79,19 @@ impl Knobs {
 }
 
 pub struct DemoState {
-    challenges: Vec<Challenge>,
+    pub index: Arc<ChallengeIndex>,
     knobs: RwLock<Knobs>,
     limiter: RwLock<Option<Arc<Semaphore>>>,
-    claimed: Mutex<HashSet<(String, String)>>,
+    pub store: store::Store,
     pub metrics: DemoMetrics,
     started: Instant,
+    /// The last events received, newest last (bounded).
+    events: Mutex<VecDeque<grpc::Received>>,
+    logins: Mutex<HashMap<String, u32>>,
+    pub grpc_in_flight: AtomicUsize,
+    pub grpc_peak: AtomicUsize,
+    pub grpc_connections: AtomicUsize,
+    namespace: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,16 +104,29 @@ pub enum DemoError {
     Knobs(String),
 }
 
+const MAX_EVENTS_KEPT: usize = 1000;
+
 impl DemoState {
+    /// A demo target keeping progress in memory.
     pub fn new(knobs: Knobs) -> Result<Arc<DemoState>, DemoError> {
+        Self::with_store(knobs, store::Store::memory())
+    }
+
+    pub fn with_store(knobs: Knobs, store: store::Store) -> Result<Arc<DemoState>, DemoError> {
         knobs.validate().map_err(DemoError::Knobs)?;
         let st = Arc::new(DemoState {
-            challenges: ChallengeIndex::embedded()?.challenges,
+            index: Arc::new(ChallengeIndex::embedded()?),
             knobs: RwLock::new(Knobs::default()),
             limiter: RwLock::new(None),
-            claimed: Mutex::new(HashSet::new()),
+            store,
             metrics: DemoMetrics::new()?,
             started: Instant::now(),
+            events: Mutex::new(VecDeque::new()),
+            logins: Mutex::new(HashMap::new()),
+            grpc_in_flight: AtomicUsize::new(0),
+            grpc_peak: AtomicUsize::new(0),
+            grpc_connections: AtomicUsize::new(0),
+            namespace: "test".into(),
         });
         st.set_knobs(knobs);
         Ok(st)
@@ -119,15 +145,60 @@ impl DemoState {
         *cur = k;
     }
 
-    /// Synthetic progress of `user` on goal `g` of challenge `c`: stable per pair, so
-    /// repeated reads agree; about a third of goals come out completed.
-    fn progress(user: &str, goal: &Goal) -> u64 {
-        let mut h: u64 = 0xcbf29ce484222325;
-        for b in user.bytes().chain(goal.id.bytes()) {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x100000001b3);
+    /// Applies stalls, the concurrency limit and added latency; returns whether to
+    /// inject a failure, and the permit to hold while the request is served.
+    pub async fn apply_knobs(&self) -> (bool, Option<tokio::sync::OwnedSemaphorePermit>) {
+        let k = self.knobs();
+        if k.stall_every_ms > 0 && k.stall_for_ms > 0 {
+            let phase = self.started.elapsed().as_millis() as u64 % k.stall_every_ms;
+            if phase < k.stall_for_ms {
+                tokio::time::sleep(Duration::from_millis(k.stall_for_ms - phase)).await;
+            }
         }
-        h % (goal.target * 3 / 2 + 1)
+        let limiter = self.limiter.read().clone();
+        let permit = match limiter {
+            Some(s) => s.acquire_owned().await.ok(),
+            None => None,
+        };
+        let (delay, fail) = {
+            let mut rng = rand::rng();
+            let delay = if k.latency_max_ms > 0 {
+                rng.random_range(k.latency_min_ms..=k.latency_max_ms)
+            } else {
+                0
+            };
+            (
+                delay,
+                k.error_ratio > 0.0 && rng.random::<f64>() < k.error_ratio,
+            )
+        };
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        (fail, permit)
+    }
+
+    fn record(&self, ev: grpc::Received) {
+        let mut q = self.events.lock();
+        if q.len() >= MAX_EVENTS_KEPT {
+            q.pop_front();
+        }
+        q.push_back(ev);
+    }
+
+    pub fn received(&self) -> Vec<grpc::Received> {
+        self.events.lock().iter().cloned().collect()
+    }
+
+    /// Logins so far for a user (the value of its login stat).
+    fn count_login(&self, user: &str) -> u32 {
+        let mut m = self.logins.lock();
+        if m.len() >= 1_000_000 {
+            m.clear();
+        }
+        let n = m.entry(user.to_string()).or_default();
+        *n += 1;
+        *n
     }
 }
 
@@ -149,33 +220,7 @@ where
 {
     let start = Instant::now();
     st.metrics.in_flight.inc();
-    let k = st.knobs();
-    if k.stall_every_ms > 0 && k.stall_for_ms > 0 {
-        let phase = st.started.elapsed().as_millis() as u64 % k.stall_every_ms;
-        if phase < k.stall_for_ms {
-            tokio::time::sleep(Duration::from_millis(k.stall_for_ms - phase)).await;
-        }
-    }
-    let limiter = st.limiter.read().clone();
-    let _permit = match limiter {
-        Some(s) => s.acquire_owned().await.ok(),
-        None => None,
-    };
-    let (delay, fail) = {
-        let mut rng = rand::rng();
-        let delay = if k.latency_max_ms > 0 {
-            rng.random_range(k.latency_min_ms..=k.latency_max_ms)
-        } else {
-            0
-        };
-        (
-            delay,
-            k.error_ratio > 0.0 && rng.random::<f64>() < k.error_ratio,
-        )
-    };
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
+    let (fail, _permit) = st.apply_knobs().await;
     let resp = if fail {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -203,8 +248,14 @@ async fn list_challenges(State(st): State<Arc<DemoState>>, headers: HeaderMap) -
         let Some(user) = user_of(&headers) else {
             return (StatusCode::UNAUTHORIZED, Json(json!({"error": "missing bearer token"}))).into_response();
         };
-        let claimed = st2.claimed.lock();
+        let stored = match st2.store.states(&user).await {
+            Ok(s) => s,
+            Err(e) => {
+                return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e}))).into_response();
+            }
+        };
         let challenges: Vec<serde_json::Value> = st2
+            .index
             .challenges
             .iter()
             .map(|c| {
@@ -212,14 +263,16 @@ async fn list_challenges(State(st): State<Arc<DemoState>>, headers: HeaderMap) -
                     .goals
                     .iter()
                     .map(|g| {
-                        let p = DemoState::progress(&user, g).min(g.target);
-                        let done = p >= g.target;
-                        let is_claimed = done && claimed.contains(&(user.clone(), g.id.clone()));
+                        let s = stored.get(&g.id).copied().unwrap_or(store::GoalState {
+                            progress: store::synthetic(&user, g),
+                            claimed: false,
+                        });
+                        let done = s.progress >= g.target;
                         json!({
                             "id": g.id, "name": g.name, "stat_code": g.stat_code,
-                            "progress": p, "target": g.target,
-                            "status": if is_claimed { "claimed" } else if done { "completed" } else { "in_progress" },
-                            "claimed_at": if is_claimed { json!("2026-01-01T00:00:00Z") } else { serde_json::Value::Null },
+                            "progress": s.progress.min(g.target), "target": g.target,
+                            "status": if s.claimed { "claimed" } else if done { "completed" } else { "in_progress" },
+                            "claimed_at": if s.claimed { json!("2026-01-01T00:00:00Z") } else { serde_json::Value::Null },
                         })
                     })
                     .collect();
@@ -246,6 +299,7 @@ async fn claim(
                 .into_response();
         };
         let Some(goal) = st2
+            .index
             .challenges
             .iter()
             .find(|c| c.id == cid)
@@ -257,37 +311,48 @@ async fn claim(
             )
                 .into_response();
         };
-        if DemoState::progress(&user, goal) < goal.target {
-            st2.metrics
-                .claims
-                .with_label_values(&["not_completed"])
-                .inc();
-            return (
-                StatusCode::CONFLICT,
-                Json(json!({"error": "goal not completed"})),
-            )
-                .into_response();
-        }
-        let mut claimed = st2.claimed.lock();
-        if claimed.len() >= MAX_CLAIMS {
-            claimed.clear();
-        }
-        if claimed.insert((user, gid)) {
-            st2.metrics.claims.with_label_values(&["claimed"]).inc();
-            Json(json!({"claimed": true})).into_response()
-        } else {
-            st2.metrics
-                .claims
-                .with_label_values(&["already_claimed"])
-                .inc();
-            (
-                StatusCode::CONFLICT,
-                Json(json!({"error": "already claimed"})),
-            )
-                .into_response()
+        match st2.store.claim(&user, &cid, goal, &st2.namespace).await {
+            Ok(()) => {
+                st2.metrics.claims.with_label_values(&["claimed"]).inc();
+                Json(json!({"claimed": true})).into_response()
+            }
+            Err(store::ClaimError::AlreadyClaimed) => {
+                st2.metrics
+                    .claims
+                    .with_label_values(&["already_claimed"])
+                    .inc();
+                (
+                    StatusCode::CONFLICT,
+                    Json(json!({"error": "already claimed"})),
+                )
+                    .into_response()
+            }
+            Err(store::ClaimError::NotCompleted) => {
+                st2.metrics
+                    .claims
+                    .with_label_values(&["not_completed"])
+                    .inc();
+                (
+                    StatusCode::CONFLICT,
+                    Json(json!({"error": "goal not completed"})),
+                )
+                    .into_response()
+            }
+            Err(store::ClaimError::Unavailable(e)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e}))).into_response()
+            }
         }
     })
     .await
+}
+
+/// `GET /admin/events`: the last events received, and gRPC concurrency figures.
+async fn admin_events(State(st): State<Arc<DemoState>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "events": st.received(),
+        "grpc_peak_in_flight": st.grpc_peak.load(Ordering::Relaxed),
+        "grpc_connections": st.grpc_connections.load(Ordering::Relaxed),
+    }))
 }
 
 async fn get_knobs(State(st): State<Arc<DemoState>>) -> Json<Knobs> {
@@ -346,9 +411,12 @@ pub fn router(st: Arc<DemoState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/metrics",
-            get(|State(st): State<Arc<DemoState>>| async move { st.metrics.encode() }),
+            get(|State(st): State<Arc<DemoState>>| async move {
+                format!("{}{}", st.metrics.encode(), st.store.extra_metrics())
+            }),
         )
         .route("/admin/knobs", get(get_knobs).put(put_knobs))
+        .route("/admin/events", get(admin_events))
         .with_state(st)
 }
 
@@ -370,17 +438,14 @@ mod tests {
     #[test]
     fn fixtures_parse_and_progress_is_stable() {
         let st = DemoState::new(Knobs::default()).unwrap();
-        assert_eq!(st.challenges.len(), 10);
-        assert!(st.challenges.iter().all(|c| c.goals.len() == 50));
-        let g = &st.challenges[0].goals[0];
-        assert_eq!(
-            DemoState::progress("user-000001", g),
-            DemoState::progress("user-000001", g)
-        );
-        let done = st.challenges[0]
-            .goals
+        assert_eq!(st.index.challenges.len(), 10);
+        let goals = &st.index.challenges[0].goals;
+        assert!(goals
             .iter()
-            .filter(|g| DemoState::progress("user-000001", g) >= g.target)
+            .all(|g| store::synthetic("u1", g) == store::synthetic("u1", g)));
+        let done = goals
+            .iter()
+            .filter(|g| store::synthetic("user-000001", g) >= g.target)
             .count();
         assert!(done > 0 && done < 50, "{done}");
     }
@@ -414,5 +479,32 @@ mod tests {
         }
         .validate()
         .is_ok());
+    }
+
+    #[tokio::test]
+    async fn memory_store_events_and_claims() {
+        let st = DemoState::new(Knobs::default()).unwrap();
+        let goal = st.index.goals_for("wins_ranked")[0].clone();
+        st.store
+            .apply(&st.index, "u9", "wins_ranked", 100, "test")
+            .unwrap();
+        let states = st.store.states("u9").await.unwrap();
+        assert_eq!(states[&*goal.goal_id].progress, goal.target);
+        let g = st
+            .index
+            .challenges
+            .iter()
+            .flat_map(|c| c.goals.iter())
+            .find(|g| g.id == *goal.goal_id)
+            .unwrap()
+            .clone();
+        assert_eq!(
+            st.store.claim("u9", &goal.challenge_id, &g, "test").await,
+            Ok(())
+        );
+        assert_eq!(
+            st.store.claim("u9", &goal.challenge_id, &g, "test").await,
+            Err(store::ClaimError::AlreadyClaimed)
+        );
     }
 }

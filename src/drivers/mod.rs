@@ -1,6 +1,7 @@
 //! Drivers run one operation against one kind of target and classify its failure.
 //! They know nothing about time, rates or metrics: the engine owns those.
 
+pub mod grpc;
 pub mod http;
 pub mod postgres;
 
@@ -53,6 +54,7 @@ pub trait Driver: Send + Sync + 'static {
 pub enum TargetClient {
     Http(reqwest::Client),
     Postgres(postgres::PgClient),
+    Grpc(grpc::GrpcClient),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,9 @@ impl TargetClient {
             TargetKind::Http(h) => http::build_client(h)
                 .map(TargetClient::Http)
                 .map_err(|e| fail(e.to_string())),
+            TargetKind::Grpc(g) => grpc::GrpcClient::new(g)
+                .map(TargetClient::Grpc)
+                .map_err(fail),
             TargetKind::Postgres(p) => {
                 let pool = postgres::build_pool(p).map_err(|e| fail(e.to_string()))?;
                 let pm = Arc::new(metrics.pool(&target.name, &pool));
@@ -109,7 +114,7 @@ impl TargetClient {
     pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
         match self {
             TargetClient::Postgres(c) => Some(&c.pool),
-            TargetClient::Http(_) => None,
+            TargetClient::Http(_) | TargetClient::Grpc(_) => None,
         }
     }
 }
@@ -120,6 +125,7 @@ pub fn build(
     client: &TargetClient,
     ops: &[Op],
     buffer: Option<Arc<BufferedWriter>>,
+    default_timeout: std::time::Duration,
 ) -> Result<Arc<dyn Driver>, DriverError> {
     let fail = |message: String| DriverError::Build {
         target: target.name.clone(),
@@ -131,6 +137,9 @@ pub fn build(
         )),
         (TargetKind::Postgres(_), TargetClient::Postgres(c)) => Ok(Arc::new(
             postgres::PostgresDriver::new(c.clone(), ops, buffer).map_err(fail)?,
+        )),
+        (TargetKind::Grpc(g), TargetClient::Grpc(c)) => Ok(Arc::new(
+            grpc::GrpcDriver::new(c.clone(), g, ops, default_timeout).map_err(fail)?,
         )),
         _ => Err(fail("target and client kinds differ".into())),
     }

@@ -143,9 +143,10 @@ impl PostgresDriver {
                     }
                     Ok(PgOp::Event(e.clone()))
                 }
-                OpKind::Http(_) => Err(format!(
-                    "op {}: an http op cannot run on a postgres target",
-                    op.name
+                other => Err(format!(
+                    "op {}: a {} op cannot run on a postgres target",
+                    op.name,
+                    other.type_name()
                 )),
             })
             .collect::<Result<_, _>>()?;

@@ -347,7 +347,7 @@ impl Engine {
             target: sc.target.clone(),
             message: "no such target".into(),
         })?;
-        let driver = drivers::build(target, client, &sc.ops, buffer)?;
+        let driver = drivers::build(target, client, &sc.ops, buffer, sc.timeout)?;
         let names: Vec<&str> = sc.ops.iter().map(|o| o.name.as_str()).collect();
         let metrics = Arc::new(self.metrics.scenario(&sc.name, &names));
         metrics.max_in_flight.set(sc.max_in_flight as i64);

@@ -661,6 +661,9 @@ pub struct DemoMetrics {
     pub duration: HistogramVec,
     pub in_flight: IntGauge,
     pub claims: IntCounterVec,
+    pub grpc_requests: IntCounterVec,
+    pub grpc_duration: HistogramVec,
+    pub grpc_in_flight: IntGauge,
 }
 
 impl DemoMetrics {
@@ -692,13 +695,38 @@ impl DemoMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        let grpc_requests = IntCounterVec::new(
+            opts(
+                "demo_grpc_requests_total",
+                "Event calls the demo target answered, by method (login, stat) and status code.",
+            ),
+            &["method", "code"],
+        )?;
+        let grpc_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "demo_grpc_request_duration_seconds",
+                "Time the demo target spent on an event call, including injected latency.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["method"],
+        )?;
+        let grpc_in_flight = IntGauge::new(
+            "demo_grpc_in_flight",
+            "Event calls the demo target is working on.",
+        )?;
         registry.register(Box::new(claims.clone()))?;
+        registry.register(Box::new(grpc_requests.clone()))?;
+        registry.register(Box::new(grpc_duration.clone()))?;
+        registry.register(Box::new(grpc_in_flight.clone()))?;
         Ok(DemoMetrics {
             registry,
             requests,
             duration,
             in_flight,
             claims,
+            grpc_requests,
+            grpc_duration,
+            grpc_in_flight,
         })
     }
 
