@@ -3,8 +3,10 @@
 # (one worker, `return 200 "ok"`), all in one run on this machine.
 #
 #   (a) fixed RATE (default 5000/s) for DURATION (default 20 s): achieved rate, p50/p99,
-#       generator CPU seconds per 1,000 requests. (wrk has no rate control: it runs
-#       closed-loop with the same connection count, as a throughput reference.)
+#       generator CPU seconds per 1,000 requests; ROUNDS (default 3) alternating runs
+#       of soakd and oha, medians reported (CPU on a shared VM varies by ~20 % run to
+#       run). wrk has no rate control: it runs closed-loop with the same connection
+#       count, as a throughput reference.
 #   (b) the highest rate each sustains: rates stepped up, STEP_SECS (default 10) each;
 #       a step passes when achieved >= 99 % of offered and, for soakd, dropped + late
 #       (started > 10 ms after the intended time) < 1 %. wrk reports its closed-loop
@@ -19,6 +21,7 @@ DURATION=${DURATION:-20}
 STEP_SECS=${STEP_SECS:-10}
 STEPS=${STEPS:-"5000 10000 15000 20000 25000 30000 40000 50000"}
 CONNS=${CONNS:-100}
+ROUNDS=${ROUNDS:-3}
 
 need_apt wrk wrk
 command -v oha >/dev/null 2>&1 || { echo "installing oha" >&2; cargo install oha --locked -q; }
@@ -75,8 +78,23 @@ def wrk():
         return v * {"us": 1e-6, "ms": 1e-3, "s": 1}[u]
     return dict(rate=rps, req=req, p50=lat(50), p99=lat(99), cpu=c)
 mode = sys.argv[3]
+def median_round(kind, n):
+    import shutil, statistics
+    runs = []
+    for i in range(1, n + 1):
+        shutil.copy(f"{work}/r{i}-{kind}.json", f"{work}/{kind}-{rate}.json")
+        shutil.copy(f"{work}/r{i}-{kind}.cpu", f"{work}/{kind}-{rate}.cpu")
+        runs.append(soakd(rate) if kind == "soakd" else oha(rate))
+    per = sorted(runs, key=lambda x: x["cpu"] / x["req"])
+    m = dict(per[len(per) // 2])
+    m["all"] = [round(x["cpu"] / x["req"] * 1000, 4) for x in runs]
+    m["rate"] = statistics.median(x["rate"] for x in runs)
+    m["p50"] = statistics.median(x["p50"] for x in runs)
+    m["p99"] = statistics.median(x["p99"] for x in runs)
+    return m
 if mode == "fixed":
-    s, o, w = soakd(rate), oha(rate), wrk()
+    n = int(sys.argv[4])
+    s, o, w = median_round("soakd", n), median_round("oha", n), wrk()
     ms = lambda v: f"{v*1000:.2f} ms"
     per = lambda x: x["cpu"] / x["req"] * 1000
     print(f"### (a) Fixed {rate}/s\n")
@@ -85,7 +103,8 @@ if mode == "fixed":
     print(f"| soakd | {s['rate']:.0f} | {s['rate']/rate:.4f} | {ms(s['p50'])} | {ms(s['p99'])} | {per(s):.4f} |")
     print(f"| oha | {o['rate']:.0f} | {o['rate']/rate:.4f} | {ms(o['p50'])} | {ms(o['p99'])} | {per(o):.4f} |")
     print(f"| wrk (closed loop, no rate control) | {w['rate']:.0f} | – | {ms(w['p50'])} | {ms(w['p99'])} | {per(w):.4f} |")
-    print(f"\nRatios: soakd/oha CPU per request {per(s)/per(o):.2f}; soakd dropped {s['dropped']}, late (>10 ms) {s['late']} of {s['started']} started.\n")
+    print(f"\nMedians of {n} alternating runs; CPU s per 1,000 in each run: soakd {s['all']}, oha {o['all']}.")
+    print(f"Ratios: soakd/oha CPU per request **{per(s)/per(o):.2f}**, achieved rate **{s['rate']/o['rate']:.4f}**; soakd dropped {s['dropped']}, late (>10 ms) {s['late']} of {s['started']} started (median run).\n")
 else:
     best = json.loads(sys.argv[4])
     w = wrk()
@@ -129,10 +148,12 @@ echo
 echo "Machine: $(machine). nginx $(nginx -v 2>&1 | cut -d/ -f2), 1 worker; $CONNS connections for oha and wrk; $(oha --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); soakd $($SOAKD --version | awk '{print $2}'). Command: \`scripts/bench/http.sh\`."
 echo
 
-soakd_once "$RATE" "$DURATION"
-oha_once "$RATE" "$DURATION"
+for i in $(seq "$ROUNDS"); do
+  soakd_once "$RATE" "$DURATION"; cp "$WORK/soakd-$RATE.json" "$WORK/r$i-soakd.json"; cp "$WORK/soakd-$RATE.cpu" "$WORK/r$i-soakd.cpu"
+  oha_once "$RATE" "$DURATION"; cp "$WORK/oha-$RATE.json" "$WORK/r$i-oha.json"; cp "$WORK/oha-$RATE.cpu" "$WORK/r$i-oha.cpu"
+done
 wrk_once "$DURATION"
-report fixed
+report fixed "$ROUNDS"
 
 LOG=()
 best_s=0; best_o=0

@@ -58,6 +58,8 @@ enum Body {
 struct Step {
     method: Method,
     path: Template,
+    /// The whole URL, parsed once, when the path has no template.
+    fixed_url: Option<reqwest::Url>,
     headers: Vec<(HeaderName, Template)>,
     body: Body,
     expect: Vec<StatusMatch>,
@@ -97,10 +99,20 @@ impl HttpDriver {
             let mut out = Vec::with_capacity(steps.len());
             for s in steps {
                 let r = &s.request;
+                let base = target.base_url.trim_end_matches('/');
+                let fixed_url = if r.path.is_static() {
+                    Some(
+                        reqwest::Url::parse(&format!("{base}{}", r.path.source()))
+                            .map_err(|e| format!("op {}: url: {e}", op.name))?,
+                    )
+                } else {
+                    None
+                };
                 out.push(Step {
                     method: Method::from_bytes(r.method.as_bytes())
                         .map_err(|e| format!("op {}: method: {e}", op.name))?,
                     path: r.path.clone(),
+                    fixed_url,
                     headers: header_list(&r.headers)?,
                     body: match (&r.body, &r.json) {
                         (Some(b), _) => Body::Raw(b.clone()),
@@ -127,9 +139,20 @@ impl HttpDriver {
     async fn run_step(&self, step: &Step, vars: &mut IterVars<'_>) -> Result<Flow, OpError> {
         let tmpl_err =
             |e: crate::template::RenderError| OpError::new(kind::TEMPLATE, e.to_string());
-        let mut url = self.base.clone();
-        step.path.render_into(vars, &mut url).map_err(tmpl_err)?;
-        let mut req = self.client.request(step.method.clone(), &url);
+        let (mut req, url) = match &step.fixed_url {
+            Some(u) => (self.client.request(step.method.clone(), u.clone()), None),
+            None => {
+                let mut url = self.base.clone();
+                step.path.render_into(vars, &mut url).map_err(tmpl_err)?;
+                (self.client.request(step.method.clone(), &url), Some(url))
+            }
+        };
+        // For error messages only: built when needed.
+        let url = || {
+            url.clone()
+                .or_else(|| step.fixed_url.as_ref().map(|u| u.to_string()))
+                .unwrap_or_default()
+        };
         for (name, t) in self.headers.iter().chain(step.headers.iter()) {
             let v = t.render(vars).map_err(tmpl_err)?;
             let v = HeaderValue::from_str(&v).map_err(|_| {
@@ -160,14 +183,14 @@ impl HttpDriver {
             };
             return Err(OpError::new(
                 k,
-                format!("{} {url}: status {status}", step.method),
+                format!("{} {}: status {status}", step.method, url()),
             ));
         }
         if step.extract.is_empty() {
             return Ok(Flow::Continue);
         }
         let doc: Json = serde_json::from_slice(&bytes)
-            .map_err(|e| OpError::new(BODY, format!("{url}: response is not JSON: {e}")))?;
+            .map_err(|e| OpError::new(BODY, format!("{}: response is not JSON: {e}", url())))?;
         for ex in &step.extract {
             match extract(&doc, ex) {
                 Some(bound) => {
@@ -180,7 +203,7 @@ impl HttpDriver {
                     OnEmpty::Error => {
                         return Err(OpError::new(
                             BODY,
-                            format!("{url}: nothing matched {}", ex.from),
+                            format!("{}: nothing matched {}", url(), ex.from),
                         ))
                     }
                 },
