@@ -101,6 +101,11 @@ enum Cmd {
         /// Requests processed at once (0 = unlimited).
         #[arg(long, default_value_t = 0)]
         concurrency_limit: usize,
+        /// Every this many ms, stall all requests for --stall-for-ms.
+        #[arg(long, default_value_t = 0)]
+        stall_every_ms: u64,
+        #[arg(long, default_value_t = 0)]
+        stall_for_ms: u64,
     },
 }
 
@@ -214,6 +219,8 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             latency_ms,
             error_ratio,
             concurrency_limit,
+            stall_every_ms,
+            stall_for_ms,
         } => {
             let (latency_min_ms, latency_max_ms) = match latency_ms.as_deref() {
                 None => (0, 0),
@@ -235,7 +242,8 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 latency_max_ms,
                 error_ratio,
                 concurrency_limit,
-                ..Default::default()
+                stall_every_ms,
+                stall_for_ms,
             };
             knobs.validate().map_err(UsageError)?;
             runtime()?.block_on(async move {
