@@ -509,3 +509,41 @@ async fn claim_flow_against_the_demo_target() {
     assert!(claimed >= 50, "claims: {claimed}; {s}");
     assert_eq!(s["errors"].as_object().unwrap().len(), 0, "{s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_and_http1_are_both_spoken() {
+    // The target records which protocol version each request arrived with.
+    let seen = Arc::new(parking_lot::Mutex::new(std::collections::BTreeMap::<
+        String,
+        u64,
+    >::new()));
+    let s2 = seen.clone();
+    let app = Router::new().route(
+        "/",
+        get(move |req: axum::extract::Request| {
+            let s = s2.clone();
+            async move {
+                *s.lock().entry(format!("{:?}", req.version())).or_default() += 1;
+                "ok"
+            }
+        }),
+    );
+    let addr = serve(app).await;
+    let cfg = config(
+        r#"
+targets:
+  h2: {type: http, base_url: "${TARGET}", version: http2}
+  h1: {type: http, base_url: "${TARGET}", version: http1}
+scenarios:
+  a: {target: h2, schedule: {hold: {rate: 50/s}}, ops: {get: {http: {path: /}}}}
+  b: {target: h1, schedule: {hold: {rate: 50/s}}, ops: {get: {http: {path: /}}}}
+"#,
+        addr,
+    );
+    let d = daemon(cfg);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    d.shutdown(Duration::from_secs(5)).await;
+    let seen = seen.lock().clone();
+    assert!(seen.get("HTTP/2.0").copied().unwrap_or(0) > 20, "{seen:?}");
+    assert!(seen.get("HTTP/1.1").copied().unwrap_or(0) > 20, "{seen:?}");
+}
