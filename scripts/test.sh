@@ -16,6 +16,8 @@ need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # Server binaries for the throwaway clusters the PostgreSQL tests start.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# amtool checks the Alertmanager config.
+command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 # The compatibility test runs the real postgres_exporter beside soakd.
 command -v prometheus-postgres-exporter >/dev/null 2>&1 || need+=(prometheus-postgres-exporter)
 if ((${#need[@]})); then
@@ -31,6 +33,8 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
+# The compose schema check (scripts/check-compose.py) uses PyYAML and jsonschema.
+python3 -c 'import yaml, jsonschema' 2>/dev/null || python3 -m pip install --quiet pyyaml jsonschema
 cargo test --locked --all-targets 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "\n%d passed, %d failed\n", p, f }' "$log"

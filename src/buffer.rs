@@ -71,8 +71,21 @@ impl BufferedWriter {
         pool: sqlx::PgPool,
         metrics: BufferMetrics,
     ) -> Arc<Self> {
+        let w = Self::create(scenario, cfg, pool, metrics);
+        w.run();
+        w
+    }
+
+    /// Creates the writer without starting its flusher: a reload builds everything first
+    /// and starts it only once nothing can fail.
+    pub fn create(
+        scenario: &str,
+        cfg: BufferConfig,
+        pool: sqlx::PgPool,
+        metrics: BufferMetrics,
+    ) -> Arc<Self> {
         metrics.capacity.set(cfg.size_limit as i64);
-        let w = Arc::new(BufferedWriter {
+        Arc::new(BufferedWriter {
             scenario: scenario.to_string(),
             namespace: Arc::from(cfg.namespace.as_str()),
             cfg,
@@ -82,9 +95,12 @@ impl BufferedWriter {
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
             metrics,
-        });
-        tokio::spawn(flusher(w.clone()));
-        w
+        })
+    }
+
+    /// Starts the flusher of a writer made by [`BufferedWriter::create`].
+    pub fn run(self: &Arc<Self>) {
+        tokio::spawn(flusher(self.clone()));
     }
 
     /// Entries waiting (buffered plus being flushed).

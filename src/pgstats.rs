@@ -589,7 +589,10 @@ pub fn spawn(
         .parse::<PgConnectOptions>()?
         .application_name("soakd-stats");
     let timeout_ms = cfg.query_timeout.0.as_millis();
-    let opts = opts.options([("statement_timeout", timeout_ms.to_string())]);
+    let opts = opts
+        .options([("statement_timeout", timeout_ms.to_string())])
+        .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1))
+        .log_statements(log::LevelFilter::Trace);
     let errors = metrics.pgstats_errors.with_label_values(&[target.as_str()]);
     *snapshot.samples.lock() = vec![Sample {
         name: "pg_up",

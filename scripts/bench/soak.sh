@@ -48,12 +48,21 @@ peak = max(int(r["rss_kib"]) for r in after)
 last = int(after[-1]["rss_kib"])
 fds = sorted({int(r["open_fds"]) for r in rows})
 growth = (peak - base) / base * 100
+end_growth = (last - base) / base * 100
+# Least-squares slope of RSS after the warm-up, in % of the base per hour: a leak shows
+# as a steady slope; a burst of connections (latency spike) as a transient peak.
+xs = [int(r["elapsed_s"]) for r in after]; ys = [int(r["rss_kib"]) for r in after]
+n = len(xs); mx = sum(xs) / n; my = sum(ys) / n
+slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / max(sum((x - mx) ** 2 for x in xs), 1)
+slope_pct_h = slope * 3600 / base * 100
 print(f"## Soak: {rate}/s for {minutes} min\n")
 print("| | value |")
 print("|---|---|")
 print(f"| samples | {len(rows)} (every 10 s) |")
 print(f"| RSS at start / at {warm//60} min / peak after / at end | {int(rows[0]['rss_kib'])/1024:.1f} / {base/1024:.1f} / {peak/1024:.1f} / {last/1024:.1f} MiB |")
-print(f"| RSS growth after {warm//60} min (peak vs {warm//60}-min mark) | {growth:+.2f} % (limit 2 %) -> {'PASS' if growth <= 2 else 'FAIL'} |")
+print(f"| RSS growth after {warm//60} min: peak vs {warm//60}-min mark | {growth:+.2f} % (limit 2 %) -> {'PASS' if growth <= 2 else 'FAIL'} |")
+print(f"| RSS growth after {warm//60} min: end vs {warm//60}-min mark | {end_growth:+.2f} % -> {'PASS' if end_growth <= 2 else 'FAIL'} |")
+print(f"| RSS trend after {warm//60} min (least squares) | {slope_pct_h:+.2f} % per hour |")
 print(f"| open fds (min..max) | {fds[0]}..{fds[-1]} |")
 print(f"| requests completed | {summ['completed']} ({summ['completed']/(minutes*60):.1f}/s), dropped {summ['dropped']}, late {summ['late']}, errors {summ['errors']} |")
 print(f"| p50 / p99 (last window) | {summ['p50_seconds']*1000:.2f} / {summ['p99_seconds']*1000:.2f} ms |")

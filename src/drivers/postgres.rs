@@ -15,7 +15,7 @@ use crate::template::{IterVars, RenderError};
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::query::Query;
-use sqlx::{PgPool, Postgres};
+use sqlx::{ConnectOptions, PgPool, Postgres};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,7 +62,11 @@ pub fn build_pool(t: &PostgresTarget) -> Result<PgPool, sqlx::Error> {
     }
     opts = opts
         .statement_cache_capacity(t.statement_cache.unwrap_or(100))
-        .application_name("soakd");
+        .application_name("soakd")
+        // sqlx logs every statement slower than 1 s at WARN with its full text; under load
+        // that floods the log, and soakd's histograms already show slow statements.
+        .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1))
+        .log_statements(log::LevelFilter::Trace);
     Ok(PgPoolOptions::new()
         .max_connections(t.max_connections)
         .min_connections(t.min_connections)

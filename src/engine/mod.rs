@@ -404,8 +404,10 @@ impl Engine {
                 }
             }
         }
-        // 2. Buffered writers: kept while their pool and settings stay the same.
+        // 2. Buffered writers: kept while their pool and settings stay the same. New ones
+        //    are created here but started only in step 4.
         let mut buffers: HashMap<String, Arc<BufferedWriter>> = HashMap::new();
+        let mut new_writers: Vec<Arc<BufferedWriter>> = Vec::new();
         for sc in &cfg.scenarios {
             let (Some(bc), Some(pool)) = (
                 &sc.buffer,
@@ -419,19 +421,21 @@ impl Engine {
                         .clients
                         .get(&sc.target)
                         .and_then(|(_, c)| c.pg_pool())
-                        .is_some_and(|p| {
-                            // Same pool object: the target did not change.
-                            std::ptr::eq(p as *const _, pool as *const _) || same_pool(p, pool)
-                        })
+                        // The same pool: the target did not change.
+                        .is_some_and(|p| same_pool(p, pool))
             });
             let w = match keep {
                 Some(w) => w.clone(),
-                None => BufferedWriter::start(
-                    &sc.name,
-                    bc.clone(),
-                    pool.clone(),
-                    self.metrics.buffer(&sc.name),
-                ),
+                None => {
+                    let w = BufferedWriter::create(
+                        &sc.name,
+                        bc.clone(),
+                        pool.clone(),
+                        self.metrics.buffer(&sc.name),
+                    );
+                    new_writers.push(w.clone());
+                    w
+                }
             };
             buffers.insert(sc.name.clone(), w);
         }
@@ -439,6 +443,7 @@ impl Engine {
         let generation = inner.generation + 1;
         let mut plans = Vec::new();
         let mut summary = ApplySummary::default();
+        let fixtures_changed = cfg.fixtures != inner.config.fixtures;
         for sc in &cfg.scenarios {
             let existing = inner.scenarios.iter().find(|h| h.state.name == sc.name);
             let target_changed = existing.is_some_and(|h| {
@@ -447,7 +452,6 @@ impl Engine {
                     != clients.get(&sc.target).map(|(t, _)| t)
                     || p.scenario.target != sc.target
             });
-            let fixtures_changed = cfg.fixtures != inner.config.fixtures;
             let buffer = buffers.get(&sc.name).cloned();
             let buffer_changed = match (inner.buffers.get(&sc.name), &buffer) {
                 (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
@@ -467,6 +471,9 @@ impl Engine {
             }
         }
         // 4. Swap in. Nothing below can fail.
+        for w in &new_writers {
+            w.run();
+        }
         // Writers no longer used flush what they hold, in the background.
         for (name, w) in inner.buffers.drain() {
             if !buffers.get(&name).is_some_and(|n| Arc::ptr_eq(n, &w)) {
@@ -482,6 +489,10 @@ impl Engine {
         inner.generation = generation;
         for plan in plans {
             let name = plan.scenario.name.clone();
+            if let Some((t, _)) = clients.get(&plan.scenario.target) {
+                self.metrics
+                    .set_scenario_info(&name, &t.name, t.kind.type_name());
+            }
             if let Some(h) = inner.scenarios.iter().find(|h| h.state.name == name) {
                 let old = h.state.plan();
                 plan.metrics.inherit_errors(&old.metrics);

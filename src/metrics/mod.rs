@@ -56,6 +56,7 @@ pub struct Metrics {
     in_flight: IntGaugeVec,
     max_in_flight: IntGaugeVec,
     dropped: IntCounterVec,
+    scenario_info: IntGaugeVec,
     pub reload_successful: IntGauge,
     pub reload_timestamp: Gauge,
     windows: Arc<WindowSet>,
@@ -275,6 +276,13 @@ impl Metrics {
             ),
             &["scenario"],
         )?;
+        let scenario_info = IntGaugeVec::new(
+            opts(
+                "soakd_scenario_info",
+                "Always 1 per running scenario; labels say which target and target type (http, grpc, postgres) it loads, so rules can treat API and event scenarios apart.",
+            ),
+            &["scenario", "target", "target_type"],
+        )?;
         let build_info = IntGaugeVec::new(
             opts(
                 "soakd_build_info",
@@ -398,6 +406,7 @@ impl Metrics {
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(max_in_flight.clone()))?;
         registry.register(Box::new(dropped.clone()))?;
+        registry.register(Box::new(scenario_info.clone()))?;
         registry.register(Box::new(build_info))?;
         registry.register(Box::new(reload_successful.clone()))?;
         registry.register(Box::new(reload_timestamp.clone()))?;
@@ -416,6 +425,7 @@ impl Metrics {
             in_flight,
             max_in_flight,
             dropped,
+            scenario_info,
             reload_successful,
             reload_timestamp,
             windows,
@@ -487,6 +497,26 @@ impl Metrics {
         }
     }
 
+    /// Marks `scenario` as loading `target` of `target_type`, replacing what it loaded before.
+    pub fn set_scenario_info(&self, scenario: &str, target: &str, target_type: &str) {
+        self.clear_scenario_info(scenario);
+        self.scenario_info
+            .with_label_values(&[scenario, target, target_type])
+            .set(1);
+    }
+
+    fn clear_scenario_info(&self, scenario: &str) {
+        for mf in self.scenario_info.collect() {
+            for m in mf.get_metric() {
+                let labels: Vec<&str> = m.get_label().iter().map(|l| l.value()).collect();
+                // Label pairs come sorted by name: scenario, target, target_type.
+                if labels.first() == Some(&scenario) {
+                    let _ = self.scenario_info.remove_label_values(&labels);
+                }
+            }
+        }
+    }
+
     /// Forget the series of ops (or a whole scenario) that a reload removed.
     pub fn remove(&self, scenario: &str, ops: &[String], whole_scenario: bool) {
         let mut w = self.windows.map.lock();
@@ -496,6 +526,7 @@ impl Metrics {
             let _ = self.duration.remove_label_values(&[scenario, op]);
         }
         if whole_scenario {
+            self.clear_scenario_info(scenario);
             let s = [scenario];
             let _ = self.target_rate.remove_label_values(&s);
             let _ = self.in_flight.remove_label_values(&s);

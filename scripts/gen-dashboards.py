@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Writes grafana/dashboards/*.json: soakd's three dashboards.
+
+Every panel uses the datasource template variable, has a unit, uses $__rate_interval for
+rates and filters by $job (no hard-coded instance); uids are stable. Edit the panel
+lists below and re-run:  scripts/gen-dashboards.py
+"""
+import json, os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "grafana", "dashboards")
+DS = {"type": "prometheus", "uid": "${datasource}"}
+J = 'job=~"$job"'
+S = 'job=~"$job",scenario=~"$scenario"'
+RI = "$__rate_interval"
+
+
+def var_datasource():
+    return {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+            "current": {}, "hide": 0, "refresh": 1, "options": []}
+
+
+def var_query(name, label, query, multi=True):
+    return {"name": name, "label": label, "type": "query", "datasource": DS,
+            "query": {"query": query, "refId": f"{name}-var"}, "definition": query,
+            "refresh": 2, "includeAll": multi, "multi": multi, "allValue": ".*" if multi else None,
+            "current": {}, "options": [], "hide": 0, "sort": 1}
+
+
+def panel(title, unit, targets, kind="timeseries", desc="", overrides=None):
+    return {"type": kind, "title": title, "description": desc, "datasource": DS,
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": overrides or []},
+            "options": {"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]}}
+            if kind == "timeseries" else {},
+            "targets": [{"refId": chr(65 + i), "datasource": DS, "expr": e, "legendFormat": l}
+                        for i, (e, l) in enumerate(targets)]}
+
+
+def dashboard(uid, title, desc, variables, panels):
+    # Two panels per row, 8 high.
+    for i, p in enumerate(panels):
+        p["id"] = i + 1
+        p["gridPos"] = {"x": (i % 2) * 12, "y": (i // 2) * 8, "w": 12, "h": 8}
+    return {"uid": uid, "title": title, "description": desc, "tags": ["soakd"], "editable": True,
+            "schemaVersion": 38, "version": 1, "refresh": "10s", "time": {"from": "now-1h", "to": "now"},
+            "timepicker": {}, "timezone": "", "graphTooltip": 1, "annotations": {"list": []},
+            "links": [{"title": "soakd dashboards", "type": "dashboards", "tags": ["soakd"], "asDropdown": True}],
+            "templating": {"list": variables}, "panels": panels}
+
+
+overview = dashboard(
+    "soakd-overview", "soakd — Soak overview",
+    "Offered vs achieved load, latency from intended start, errors, in-flight, drops and schedule lag.",
+    [var_datasource(), var_query("job", "Job", "label_values(soakd_build_info, job)"),
+     var_query("scenario", "Scenario", f'label_values(soakd_target_rate{{{J}}}, scenario)')],
+    [
+        panel("Target vs achieved rate", "reqps", [
+            (f"sum by (scenario) (soakd_target_rate{{{S}}})", "{{scenario}} target"),
+            (f"sum by (scenario) (rate(soakd_requests_total{{{S}}}[{RI}]))", "{{scenario}} achieved")],
+            desc="The schedule's rate (or override) and what completed. A gap means soakd cannot keep up (see dropped and lag)."),
+        panel("Latency p50 / p95 / p99 per op (from intended start)", "s", [
+            (f"histogram_quantile(0.50, sum by (scenario, op, le) (rate(soakd_request_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}}/{{op}} p50"),
+            (f"histogram_quantile(0.95, sum by (scenario, op, le) (rate(soakd_request_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}}/{{op}} p95"),
+            (f"histogram_quantile(0.99, sum by (scenario, op, le) (rate(soakd_request_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}}/{{op}} p99")]),
+        panel("Errors by kind", "reqps", [
+            (f"sum by (scenario, kind) (rate(soakd_request_errors_total{{{S}}}[{RI}]))", "{{scenario}} {{kind}}")]),
+        panel("Error ratio", "percentunit", [
+            (f"sum by (scenario) (rate(soakd_request_errors_total{{{S}}}[{RI}])) / sum by (scenario) (rate(soakd_requests_total{{{S}}}[{RI}]))", "{{scenario}}")]),
+        panel("In flight vs cap", "short", [
+            (f"sum by (scenario) (soakd_in_flight{{{S}}})", "{{scenario}} in flight"),
+            (f"sum by (scenario) (soakd_max_in_flight{{{S}}})", "{{scenario}} max_in_flight")]),
+        panel("Dropped iterations", "reqps", [
+            (f"sum by (scenario) (rate(soakd_dropped_iterations_total{{{S}}}[{RI}]))", "{{scenario}}")],
+            desc="Arrivals not started: the cap was reached or the clock fell more than 1 s behind."),
+        panel("Schedule lag p99", "s", [
+            (f"histogram_quantile(0.99, sum by (scenario, le) (rate(soakd_schedule_lag_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}}")]),
+        panel("Firing alerts", "short", [
+            ('sum by (alertname, severity) (ALERTS{alertstate="firing"})', "{{alertname}} ({{severity}})")],
+            kind="table"),
+        panel("Config reloads", "bool", [
+            (f"min by (instance) (soakd_config_last_reload_successful{{{J}}})", "{{instance}} last reload ok")]),
+        panel("soakd CPU and memory", "short", [
+            (f"sum by (instance) (rate(process_cpu_seconds_total{{{J}}}[{RI}]))", "{{instance}} CPU cores"),
+            (f"sum by (instance) (process_resident_memory_bytes{{{J}}}) / 1048576", "{{instance}} RSS MiB")]),
+    ])
+
+capacity = dashboard(
+    "soakd-capacity", "soakd — Capacity",
+    "Latency and errors against the offered level, and the saturation signals that explain a knee: pool, buffer, flushes, end-to-end events.",
+    [var_datasource(), var_query("job", "Job", "label_values(soakd_build_info, job)"),
+     var_query("scenario", "Scenario", f'label_values(soakd_target_rate{{{J}}}, scenario)')],
+    [
+        panel("Latency percentiles and offered level", "s", [
+            (f"histogram_quantile(0.50, sum by (scenario, le) (rate(soakd_request_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}} p50"),
+            (f"histogram_quantile(0.95, sum by (scenario, le) (rate(soakd_request_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}} p95"),
+            (f"histogram_quantile(0.99, sum by (scenario, le) (rate(soakd_request_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}} p99"),
+            (f"sum by (scenario) (soakd_target_rate{{{S}}})", "{{scenario}} offered")],
+            overrides=[{"matcher": {"id": "byRegexp", "options": ".* offered"},
+                        "properties": [{"id": "unit", "value": "reqps"}, {"id": "custom.axisPlacement", "value": "right"}]}]),
+        panel("Error ratio and offered level", "percentunit", [
+            (f"sum by (scenario) (rate(soakd_request_errors_total{{{S}}}[{RI}])) / sum by (scenario) (rate(soakd_requests_total{{{S}}}[{RI}]))", "{{scenario}} error ratio"),
+            (f"sum by (scenario) (soakd_target_rate{{{S}}})", "{{scenario}} offered")],
+            overrides=[{"matcher": {"id": "byRegexp", "options": ".* offered"},
+                        "properties": [{"id": "unit", "value": "reqps"}, {"id": "custom.axisPlacement", "value": "right"}]}]),
+        panel("Pool: in use vs max", "short", [
+            (f"sum by (target) (soakd_db_pool_connections_in_use{{{J}}})", "{{target}} in use"),
+            (f"sum by (target) (soakd_db_pool_connections_idle{{{J}}})", "{{target}} idle"),
+            (f"sum by (target) (soakd_db_pool_max_connections{{{J}}})", "{{target}} max")]),
+        panel("Pool: acquire wait p95 and timeouts", "s", [
+            (f"histogram_quantile(0.95, sum by (target, le) (rate(soakd_db_pool_acquire_seconds_bucket{{{J}}}[{RI}])))", "{{target}} acquire p95"),
+            (f"sum by (target) (rate(soakd_db_pool_acquire_timeouts_total{{{J}}}[{RI}]))", "{{target}} timeouts/s")],
+            overrides=[{"matcher": {"id": "byRegexp", "options": ".* timeouts/s"},
+                        "properties": [{"id": "unit", "value": "reqps"}, {"id": "custom.axisPlacement", "value": "right"}]}]),
+        panel("Buffer fill vs limit", "short", [
+            (f"sum by (scenario) (soakd_buffer_events{{{S}}})", "{{scenario}} buffered"),
+            (f"sum by (scenario) (soakd_buffer_capacity_events{{{S}}})", "{{scenario}} limit")]),
+        panel("Flush duration p95 and flush errors", "s", [
+            (f"histogram_quantile(0.95, sum by (scenario, le) (rate(soakd_buffer_flush_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}} flush p95"),
+            (f"sum by (scenario) (rate(soakd_buffer_flush_errors_total{{{S}}}[{RI}]))", "{{scenario}} errors/s")],
+            overrides=[{"matcher": {"id": "byRegexp", "options": ".* errors/s"},
+                        "properties": [{"id": "unit", "value": "reqps"}, {"id": "custom.axisPlacement", "value": "right"}]}]),
+        panel("Event end-to-end latency (accept to commit)", "s", [
+            (f"histogram_quantile(0.50, sum by (scenario, le) (rate(soakd_event_e2e_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}} p50"),
+            (f"histogram_quantile(0.95, sum by (scenario, le) (rate(soakd_event_e2e_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}} p95")]),
+        panel("Events flushed and dropped", "reqps", [
+            (f"sum by (scenario) (rate(soakd_buffer_flushed_events_total{{{S}}}[{RI}]))", "{{scenario}} flushed"),
+            (f"sum by (scenario) (rate(soakd_buffer_dropped_events_total{{{S}}}[{RI}]))", "{{scenario}} dropped")]),
+    ])
+
+postgres = dashboard(
+    "soakd-postgres", "soakd — PostgreSQL",
+    "postgres_exporter's series (from soakd's collector or the exporter): connections, transactions, cache, vacuum, locks, statements.",
+    [var_datasource(), var_query("job", "Job", "label_values(pg_up, job)"),
+     var_query("datname", "Database", f'label_values(pg_stat_database_xact_commit{{{J}}}, datname)')],
+    [
+        panel("Connections by state vs max_connections", "short", [
+            (f'sum by (state) (pg_stat_activity_count{{{J},datname=~"$datname"}})', "{{state}}"),
+            (f"max(pg_settings_max_connections{{{J}}})", "max_connections")]),
+        panel("Transactions per second", "reqps", [
+            (f'sum by (datname) (rate(pg_stat_database_xact_commit{{{J},datname=~"$datname"}}[{RI}]))', "{{datname}} commits"),
+            (f'sum by (datname) (rate(pg_stat_database_xact_rollback{{{J},datname=~"$datname"}}[{RI}]))', "{{datname}} rollbacks")]),
+        panel("Cache hit ratio", "percentunit", [
+            (f'sum by (datname) (rate(pg_stat_database_blks_hit{{{J},datname=~"$datname"}}[{RI}])) / (sum by (datname) (rate(pg_stat_database_blks_hit{{{J},datname=~"$datname"}}[{RI}])) + sum by (datname) (rate(pg_stat_database_blks_read{{{J},datname=~"$datname"}}[{RI}])))', "{{datname}}")]),
+        panel("Dead tuples", "short", [
+            (f'sum by (relname) (pg_stat_user_tables_n_dead_tup{{{J},datname=~"$datname"}})', "{{relname}} dead"),
+            (f'sum by (relname) (pg_stat_user_tables_n_live_tup{{{J},datname=~"$datname"}})', "{{relname}} live")]),
+        panel("Autovacuum runs", "short", [
+            (f'sum by (relname) (increase(pg_stat_user_tables_autovacuum_count{{{J},datname=~"$datname"}}[{RI}]))', "{{relname}}")]),
+        panel("Locks by mode", "short", [
+            (f'sum by (mode) (pg_locks_count{{{J},datname=~"$datname"}})', "{{mode}}")]),
+        panel("Top statements by time", "s", [
+            (f'topk(10, sum by (queryid) (rate(pg_stat_statements_seconds_total{{{J},datname=~"$datname"}}[{RI}])))', "query {{queryid}}")],
+            desc="Execution seconds per second by statement (pg_stat_statements). Look the queryid up in pg_stat_statements for its text."),
+        panel("Rows written", "reqps", [
+            (f'sum by (datname) (rate(pg_stat_database_tup_inserted{{{J},datname=~"$datname"}}[{RI}]))', "{{datname}} inserted"),
+            (f'sum by (datname) (rate(pg_stat_database_tup_updated{{{J},datname=~"$datname"}}[{RI}]))', "{{datname}} updated")]),
+        panel("Deadlocks", "short", [
+            (f'sum by (datname) (increase(pg_stat_database_deadlocks{{{J},datname=~"$datname"}}[{RI}]))', "{{datname}}")]),
+        panel("Replication lag", "s", [
+            (f"max by (instance) (pg_replication_lag_seconds{{{J}}})", "{{instance}}")]),
+        panel("Database size", "bytes", [
+            (f'sum by (datname) (pg_database_size_bytes{{{J},datname=~"$datname"}})', "{{datname}}")]),
+        panel("Up", "bool", [(f"min by (instance) (pg_up{{{J}}})", "{{instance}}")]),
+    ])
+
+os.makedirs(OUT, exist_ok=True)
+for name, d in (("soak-overview", overview), ("capacity", capacity), ("postgresql", postgres)):
+    with open(os.path.join(OUT, f"{name}.json"), "w") as f:
+        json.dump(d, f, indent=1)
+        f.write("\n")
+print("wrote", ", ".join(["soak-overview", "capacity", "postgresql"]))

@@ -1,0 +1,185 @@
+//! The deployable stack, checked without a Docker engine: the compose file's images are
+//! pinned, host ports unique, every mounted file present; the Dockerfile copies what
+//! exists; Alertmanager's config passes amtool.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn compose_file_is_consistent() {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root().join("docker-compose.yml")).unwrap())
+            .unwrap();
+    let services = doc["services"].as_mapping().unwrap();
+    for want in [
+        "postgres",
+        "soakd",
+        "demo-target",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "postgres-exporter",
+    ] {
+        assert!(services.contains_key(want), "no service {want}");
+    }
+    let mut ports = HashSet::new();
+    for (name, svc) in services {
+        let name = name.as_str().unwrap();
+        match svc["image"].as_str() {
+            Some(img) => assert!(
+                img.contains(':') && !img.ends_with(":latest"),
+                "{name}: pin the image version ({img})"
+            ),
+            None => assert!(svc["build"].is_string(), "{name}: neither image nor build"),
+        }
+        for p in svc["ports"].as_sequence().into_iter().flatten() {
+            let host = p.as_str().unwrap().split(':').next().unwrap().to_string();
+            assert!(ports.insert(host.clone()), "host port {host} used twice");
+        }
+        for v in svc["volumes"].as_sequence().into_iter().flatten() {
+            let src = v.as_str().unwrap().split(':').next().unwrap();
+            if src.starts_with("./") {
+                assert!(
+                    root().join(src).exists(),
+                    "{name}: mounted {src} does not exist"
+                );
+            }
+        }
+    }
+    // postgres_exporter stays optional.
+    assert_eq!(services["postgres-exporter"]["profiles"][0], "exporter");
+    // The soakd service runs a config that exists in the mounted folder.
+    let cmd: Vec<&str> = services["soakd"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let cfg = cmd[cmd.iter().position(|a| *a == "--config").unwrap() + 1];
+    let local = root()
+        .join("fixtures")
+        .join(cfg.trim_start_matches("/etc/soakd/"));
+    assert!(local.exists(), "{cfg} is not in ./fixtures");
+}
+
+#[test]
+fn compose_file_matches_the_compose_schema() {
+    let out = Command::new("python3")
+        .arg(root().join("scripts/check-compose.py"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{text}\n(scripts/test.sh installs PyYAML and jsonschema when missing)"
+    );
+}
+
+#[test]
+fn dockerfile_copies_what_exists() {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for src in &parts[1..parts.len() - 1] {
+            assert!(root().join(src).exists(), "Dockerfile copies missing {src}");
+        }
+    }
+    assert!(text.contains("USER soakd"), "runs as root");
+    assert!(text.contains("HEALTHCHECK"), "no healthcheck");
+}
+
+#[test]
+fn alertmanager_config_is_valid() {
+    let amtool = PathBuf::from("/usr/bin/amtool");
+    assert!(
+        amtool.exists(),
+        "amtool is missing: run scripts/test.sh (it installs the Debian package prometheus-alertmanager)"
+    );
+    let out = Command::new(amtool)
+        .args(["check-config"])
+        .arg(root().join("prometheus/alertmanager.yml"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("SUCCESS"), "{text}");
+}
+
+#[test]
+fn kubernetes_prometheusrule_matches_rules() {
+    // The generated PrometheusRule carries exactly the groups of rules/*.yml, in order.
+    let mut want = Vec::new();
+    for f in ["thresholds.yml", "recording.yml", "alerts.yml"] {
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(root().join("rules").join(f)).unwrap())
+                .unwrap();
+        want.extend(doc["groups"].as_sequence().unwrap().clone());
+    }
+    let rule: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("deploy/kubernetes/prometheusrule.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rule["kind"], "PrometheusRule");
+    assert!(
+        rule["spec"]["groups"].as_sequence().unwrap() == &want,
+        "deploy/kubernetes/prometheusrule.yaml is out of date: run scripts/gen-k8s-rules.py"
+    );
+}
+
+#[test]
+fn kubernetes_shards_match_replicas() {
+    let text = std::fs::read_to_string(root().join("deploy/kubernetes/soakd.yaml")).unwrap();
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    for k in ["ConfigMap", "StatefulSet", "Service", "ServiceMonitor"] {
+        assert!(kinds.contains(&k), "no {k}");
+    }
+    let sts = docs.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
+    let replicas = sts["spec"]["replicas"].as_u64().unwrap();
+    let c = &sts["spec"]["template"]["spec"]["containers"][0];
+    let shards = c["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "SOAKD_SHARDS")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    assert_eq!(replicas, shards, "replicas and SOAKD_SHARDS must agree");
+    assert!(c["command"][2]
+        .as_str()
+        .unwrap()
+        .contains("--shard ${HOSTNAME##*-}/${SOAKD_SHARDS}"));
+    // The embedded config is a valid soakd config (variables filled in).
+    let cm = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let cfg = cm["data"]["soakd.yaml"]
+        .as_str()
+        .unwrap()
+        .replace("/etc/soakd/users.json", "users.json");
+    let env = std::collections::HashMap::from([
+        ("SOAKD_TOKEN".to_string(), "t".to_string()),
+        ("API_URL".to_string(), "http://127.0.0.1:1".to_string()),
+    ]);
+    soakd::config::parse(&cfg, "configmap", &root().join("fixtures"), &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
