@@ -199,18 +199,7 @@ scenarios:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_by_http_and_sighup_and_invalid_reload_keeps_config() {
     let count = Arc::new(AtomicU64::new(0));
-    let c2 = count.clone();
-    let target = serve(Router::new().route(
-        "/",
-        get(move || {
-            let c = c2.clone();
-            async move {
-                c.fetch_add(1, Ordering::Relaxed);
-                "ok"
-            }
-        }),
-    ))
-    .await;
+    let target = serve(counting_router(count.clone())).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "soakd.yaml", &config_text(target, "20/s"));
     let port = free_port();
@@ -477,18 +466,7 @@ async fn demo_serves_lint_clean_metrics_and_stops_on_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_shards_split_the_rate_and_sum_to_it() {
     let count = Arc::new(AtomicU64::new(0));
-    let c2 = count.clone();
-    let target = serve(Router::new().route(
-        "/",
-        get(move || {
-            let c = c2.clone();
-            async move {
-                c.fetch_add(1, Ordering::Relaxed);
-                "ok"
-            }
-        }),
-    ))
-    .await;
+    let target = serve(counting_router(count.clone())).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "soakd.yaml", &config_text(target, "300/s"));
     let cfg_s = cfg.to_str().unwrap().to_string();

@@ -11,19 +11,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn counting_router(count: Arc<AtomicU64>) -> Router {
-    Router::new().route(
-        "/",
-        get(move || {
-            let c = count.clone();
-            async move {
-                c.fetch_add(1, Ordering::Relaxed);
-                "ok"
-            }
-        }),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn achieved_rate_matches_target() {
     let count = Arc::new(AtomicU64::new(0));

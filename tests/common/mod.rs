@@ -98,6 +98,20 @@ pub fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A target that answers "ok" on `/` and counts the requests it got.
+pub fn counting_router(count: std::sync::Arc<std::sync::atomic::AtomicU64>) -> axum::Router {
+    axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let c = count.clone();
+            async move {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                "ok"
+            }
+        }),
+    )
+}
+
 /// A free loopback port (bound and released; fine for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
