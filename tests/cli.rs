@@ -364,14 +364,7 @@ async fn demo_serves_lint_clean_metrics_and_stops_on_sigterm() {
         .unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let m = eventually(Duration::from_secs(30), || async {
-        let m = client()
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let m = try_text(&format!("http://{addr}/metrics")).await?;
         (sample(
             &m,
             "soakd_requests_total{op=\"list_challenges\",scenario=\"api\"}",

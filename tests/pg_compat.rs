@@ -106,14 +106,7 @@ scenarios:
         .spawn()
         .unwrap();
     let theirs = eventually(Duration::from_secs(10), || async {
-        let t = client()
-            .get(format!("http://127.0.0.1:{port}/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let t = try_text(&format!("http://127.0.0.1:{port}/metrics")).await?;
         t.contains("pg_stat_user_tables_n_live_tup").then_some(t)
     })
     .await;

@@ -446,14 +446,7 @@ async fn sigterm_commits_everything_buffered_before_exit() {
     wait_bootstrapped(&url).await;
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let pending = eventually(Duration::from_secs(10), || async {
-        let m = client()
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let m = try_text(&format!("http://{addr}/metrics")).await?;
         let v = sample(&m, "soakd_buffer_events{scenario=\"events\"}")?;
         (v >= 400.0).then_some(v)
     })

@@ -72,6 +72,11 @@ pub async fn metrics_text(addr: SocketAddr) -> String {
         .unwrap()
 }
 
+/// The body of `GET url`, or None while the server is not answering yet.
+pub async fn try_text(url: &str) -> Option<String> {
+    client().get(url).send().await.ok()?.text().await.ok()
+}
+
 /// Polls `f` until it returns Some or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
 where
