@@ -1,10 +1,13 @@
 //! Wiring: a daemon is an engine plus its admin server; it runs until a signal (or a
 //! fixed duration) and then drains. `main.rs` and the integration tests both use this.
 
+use crate::capacity::controller::{self, Progress, SharedProgress};
+use crate::capacity::store::Store;
+use crate::config::search::{ResultsConfig, SearchConfig};
 use crate::config::Config;
 use crate::engine::{ApplyError, Engine, Loader};
 use crate::metrics::{Metrics, MetricsError};
-use crate::server::{self, AdminThread, AppState};
+use crate::server::{self, AdminThread, AppState, SharedStore};
 use futures::StreamExt;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -54,6 +57,52 @@ pub struct Daemon {
     pub engine: Arc<Engine>,
     admin: Option<AdminThread>,
     started: Instant,
+    /// The capacity search's progress, when one is configured.
+    pub search: Option<SharedProgress>,
+}
+
+/// Opens the results store in the background (a database may not be up yet: retried
+/// with backoff), then runs the capacity search if one is configured.
+fn start_results(
+    engine: &Arc<Engine>,
+    cfg: ResultsConfig,
+    search: Option<SearchConfig>,
+    progress: Option<SharedProgress>,
+    results: SharedStore,
+) {
+    // Without a search, a results directory is only read: do not create one.
+    if let (ResultsConfig::Dir(d), None) = (&cfg, &search) {
+        *results.write() = Some(Store::Jsonl(d.clone()));
+        return;
+    }
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(500);
+        let store = loop {
+            match Store::open(&cfg).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::error!("results store: {e}; retrying in {backoff:?}");
+                    if let Some(p) = &progress {
+                        p.lock().error = Some(e.to_string());
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        };
+        *results.write() = Some(store.clone());
+        let (Some(search), Some(progress)) = (search, progress) else {
+            return;
+        };
+        progress.lock().error = None;
+        if let Err(e) = controller::run(engine, search, store, progress.clone()).await {
+            tracing::error!("capacity search stopped: {e}");
+            let mut p = progress.lock();
+            p.state = "failed".into();
+            p.error = Some(e.to_string());
+        }
+    });
 }
 
 impl Daemon {
@@ -72,10 +121,24 @@ impl Daemon {
             })?;
         let metrics = Arc::new(Metrics::new(config.quantile_window)?);
         let divisor = opts.shard.map(|s| s.count as f64).unwrap_or(1.0);
+        let (results_cfg, search_cfg) = (config.results.clone(), config.search.clone());
         let engine = Engine::start(config, metrics, loader, divisor)?;
+        let results: SharedStore = Arc::new(parking_lot::RwLock::new(None));
+        let search = search_cfg
+            .as_ref()
+            .map(|_| Arc::new(parking_lot::Mutex::new(Progress::default())));
+        start_results(
+            &engine,
+            results_cfg,
+            search_cfg,
+            search.clone(),
+            results.clone(),
+        );
         let state = AppState {
             engine: engine.clone(),
             loopback_only: listen.ip().is_loopback(),
+            search: search.clone(),
+            results,
         };
         let admin =
             server::spawn_admin_thread(listener, state).map_err(|source| StartError::Listen {
@@ -87,6 +150,7 @@ impl Daemon {
             engine,
             admin: Some(admin),
             started: Instant::now(),
+            search,
         })
     }
 

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod buffer;
+pub mod capacity;
 pub mod challenges;
 pub mod config;
 pub mod demo;

@@ -82,6 +82,30 @@ enum Cmd {
         #[arg(long, value_parser = parse_dur)]
         duration: Option<Duration>,
     },
+    /// Render a stored capacity run as the performance-baseline report (Markdown + SVG).
+    Report {
+        /// The run id, or `latest`.
+        #[arg(long, default_value = "latest")]
+        run: String,
+        /// Write report.md and the charts here (default: the Markdown to stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Read the store the config's `results:` names.
+        #[arg(long, short, conflicts_with_all = ["results_dir", "results_url"])]
+        config: Option<PathBuf>,
+        /// A JSONL results directory (default ./results).
+        #[arg(long, conflicts_with = "results_url")]
+        results_dir: Option<PathBuf>,
+        /// A PostgreSQL results database.
+        #[arg(long, env = "SOAKD_RESULTS_URL")]
+        results_url: Option<String>,
+        /// List the stored runs instead.
+        #[arg(long)]
+        list: bool,
+        /// Print the stored run (every level's measurements) as JSON instead.
+        #[arg(long, conflicts_with_all = ["list", "out"])]
+        json: bool,
+    },
     /// Run only the demo target (a challenge-service look-alike).
     Target {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -195,6 +219,60 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 let s = daemon.shutdown(grace).await;
                 if summary {
                     println!("{}", serde_json::to_string_pretty(&s)?);
+                }
+                Ok(())
+            })
+        }
+        Cmd::Report {
+            run,
+            out,
+            config,
+            results_dir,
+            results_url,
+            list,
+            json,
+        } => {
+            use soakd::capacity::{report, store::Store};
+            use soakd::config::search::ResultsConfig;
+            let cfg = match (config, results_dir, results_url) {
+                (Some(c), _, _) => load_or_usage(&c)?.results,
+                (None, _, Some(u)) => ResultsConfig::Postgres(config::Secret(u)),
+                (None, Some(d), None) => ResultsConfig::Dir(d),
+                (None, None, None) => ResultsConfig::Dir(PathBuf::from("results")),
+            };
+            runtime()?.block_on(async move {
+                let store = match &cfg {
+                    ResultsConfig::Dir(d) => Store::Jsonl(d.clone()),
+                    pg => Store::open(pg).await?,
+                };
+                if list {
+                    for r in store.list_runs().await? {
+                        println!(
+                            "{}\t{}\t{:?}\t{} levels\t{}",
+                            r.id,
+                            r.name,
+                            r.status,
+                            r.levels,
+                            soakd::capacity::store::format_utc(r.started_at)
+                        );
+                    }
+                    return Ok(());
+                }
+                let run = store.load_run(&run).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&run)?);
+                    return Ok(());
+                }
+                let rep = report::render(&run);
+                match out {
+                    Some(dir) => {
+                        for p in report::write(&rep, &dir)
+                            .with_context(|| format!("writing {}", dir.display()))?
+                        {
+                            println!("{}", p.display());
+                        }
+                    }
+                    None => print!("{}", rep.markdown),
                 }
                 Ok(())
             })

@@ -8,6 +8,8 @@
 //! configured (401 otherwise); with no token they are refused (403) unless the server
 //! listens on a loopback address.
 
+use crate::capacity::controller::SharedProgress;
+use crate::capacity::store::{Store, StoreError};
 use crate::engine::{ApplyError, Engine};
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
@@ -26,7 +28,14 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// The configured listen address is loopback (decides the no-token policy).
     pub loopback_only: bool,
+    /// The capacity search's progress, when the config has a `search:` section.
+    pub search: Option<SharedProgress>,
+    /// The results store, once open (None until then, or when it cannot be opened).
+    pub results: SharedStore,
 }
+
+/// The results store, shared between the search controller and the API.
+pub type SharedStore = Arc<parking_lot::RwLock<Option<Store>>>;
 
 pub fn router(state: AppState) -> Router {
     let control = Router::new()
@@ -44,6 +53,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/search", get(search))
+        .route("/api/v1/runs", get(runs))
+        .route("/api/v1/runs/{id}", get(run_json))
+        .route("/api/v1/runs/{id}/report", get(run_report))
+        .route("/api/v1/runs/{id}/{file}", get(run_chart))
         .merge(control)
         .fallback(|| async { err(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
@@ -128,8 +142,96 @@ async fn status(State(st): State<AppState>) -> Response {
         "uptime_seconds": e.uptime().as_secs_f64(),
         "config_last_reload_successful": e.metrics.reload_successful.get() == 1,
         "scenarios": e.status(),
+        "search": st.search.as_ref().map(|p| p.lock().now()),
     }))
     .into_response()
+}
+
+async fn search(State(st): State<AppState>) -> Response {
+    match &st.search {
+        Some(p) => Json(p.lock().now()).into_response(),
+        None => err(
+            StatusCode::NOT_FOUND,
+            "no capacity search configured (add a `search:` section)",
+        ),
+    }
+}
+
+/// Why a results endpoint could not answer.
+enum RunsError {
+    NoStore,
+    Store(StoreError),
+}
+
+impl IntoResponse for RunsError {
+    fn into_response(self) -> Response {
+        match self {
+            RunsError::NoStore => err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the results store is not open (see the logs)",
+            ),
+            RunsError::Store(e @ (StoreError::NoSuchRun(_) | StoreError::NoRuns)) => {
+                err(StatusCode::NOT_FOUND, e.to_string())
+            }
+            RunsError::Store(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+fn store_of(st: &AppState) -> Result<Store, RunsError> {
+    st.results.read().clone().ok_or(RunsError::NoStore)
+}
+
+async fn runs(State(st): State<AppState>) -> Response {
+    let list = match store_of(&st) {
+        Ok(s) => s.list_runs().await.map_err(RunsError::Store),
+        Err(e) => Err(e),
+    };
+    match list {
+        Ok(list) => Json(json!({ "runs": list })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn load(st: &AppState, id: &str) -> Result<crate::capacity::Run, RunsError> {
+    store_of(st)?.load_run(id).await.map_err(RunsError::Store)
+}
+
+async fn run_json(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    match load(&st, &id).await {
+        Ok(run) => Json(run).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run_report(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    match load(&st, &id).await {
+        Ok(run) => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            crate::capacity::report::render(&run).markdown,
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The report's charts, at the relative paths its Markdown links to.
+async fn run_chart(
+    State(st): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+) -> Response {
+    let run = match load(&st, &id).await {
+        Ok(run) => run,
+        Err(e) => return e.into_response(),
+    };
+    let report = crate::capacity::report::render(&run);
+    match report.charts.into_iter().find(|(n, _)| *n == file) {
+        Some((_, svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        None => err(
+            StatusCode::NOT_FOUND,
+            format!("no chart {file:?} in run {id:?}"),
+        ),
+    }
 }
 
 fn with_scenario(
@@ -256,6 +358,51 @@ async fn landing(State(st): State<AppState>) -> Html<String> {
             s.dropped_total,
         ));
     }
+    let search = match &st.search {
+        Some(p) => {
+            let p = p.lock().now();
+            let last = p
+                .last
+                .as_ref()
+                .map(|l| {
+                    format!(
+                        "<br>Last level: {} — <b>{}</b>: {}",
+                        esc(&l.level),
+                        l.verdict.as_str(),
+                        esc(&l.reason)
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "<h2>Capacity search {name}</h2><p>Run <code>{run}</code>: <b>{state}</b>{level}; levels done {done} of at most {max}{resumed}.{last}<br><a href=\"/api/v1/search\">/api/v1/search</a> · <a href=\"/api/v1/runs\">/api/v1/runs</a>{report}</p>",
+                name = esc(&p.name),
+                run = esc(p.run_id.as_deref().unwrap_or("–")),
+                state = esc(&p.state),
+                level = p
+                    .level
+                    .as_ref()
+                    .map(|l| format!(
+                        " at <b>{}</b> ({:.0} s left in this level)",
+                        esc(l),
+                        p.level_remaining_seconds.unwrap_or(0.0)
+                    ))
+                    .unwrap_or_default(),
+                done = p.levels_done,
+                max = p.levels_max,
+                resumed = if p.resumed > 0 {
+                    format!(" ({} resumed from an interrupted run)", p.resumed)
+                } else {
+                    String::new()
+                },
+                report = p
+                    .run_id
+                    .as_ref()
+                    .map(|id| format!(" · <a href=\"/api/v1/runs/{0}/report\">report</a>", esc(id)))
+                    .unwrap_or_default(),
+            )
+        }
+        None => String::new(),
+    };
     Html(format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>soakd</title>
 <meta http-equiv="refresh" content="5">
@@ -264,6 +411,7 @@ async fn landing(State(st): State<AppState>) -> Html<String> {
 <p>Up {uptime:.0} s. <a href="/metrics">/metrics</a> · <a href="/api/v1/status">/api/v1/status</a> · <a href="/healthz">/healthz</a> · <a href="/readyz">/readyz</a></p>
 <table><tr><th>scenario</th><th>target</th><th>state</th><th>stage</th><th>target/s</th><th>achieved/s</th><th>in flight</th><th>p50</th><th>p95</th><th>p99</th><th>errors</th><th>dropped</th></tr>
 {rows}</table>
+{search}
 <p>Latency percentiles cover the last quantile window, measured from each operation's intended start.</p>
 </body></html>"#,
         version = env!("CARGO_PKG_VERSION"),

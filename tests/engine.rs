@@ -406,6 +406,8 @@ scenarios:
     let state = soakd::server::AppState {
         engine: engine.clone(),
         loopback_only: false,
+        search: None,
+        results: Default::default(),
     };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a2 = l.local_addr().unwrap();

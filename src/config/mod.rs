@@ -6,6 +6,7 @@
 //! line and column it points at.
 
 pub mod interp;
+pub mod search;
 pub mod units;
 pub mod yamlpos;
 
@@ -129,6 +130,10 @@ pub struct Config {
     pub fixtures: Vec<Fixture>,
     pub targets: Vec<Target>,
     pub scenarios: Vec<Scenario>,
+    /// A capacity search driving the named scenarios, if configured.
+    pub search: Option<search::SearchConfig>,
+    /// Where capacity-search results are kept.
+    pub results: search::ResultsConfig,
 }
 
 /// A string that is never printed.
@@ -409,6 +414,8 @@ pub struct Slo {
     pub p95: Option<Dur>,
     pub p99: Option<Dur>,
     pub error_rate: Option<Ratio>,
+    /// Buffered writers: accept-to-commit p95 (the seed's event E2E latency).
+    pub e2e_p95: Option<Dur>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -703,6 +710,10 @@ struct RawTop {
     targets: Mapping,
     #[serde(default)]
     scenarios: Mapping,
+    #[serde(default)]
+    search: Option<Value>,
+    #[serde(default)]
+    results: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -1144,7 +1155,14 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
         }
     }
 
+    let search = top
+        .search
+        .as_ref()
+        .and_then(|v| search::build_search(v, &scenarios, &targets, errs));
+    let results = search::build_results(top.results.as_ref(), base_dir, errs);
     Config {
+        search,
+        results,
         listen,
         control_token,
         shutdown_grace: top
@@ -1815,7 +1833,12 @@ impl Config {
                 format!("{:?}", s.arrival).to_lowercase()
             ));
             let mut slo = Vec::new();
-            for (n, v) in [("p50", s.slo.p50), ("p95", s.slo.p95), ("p99", s.slo.p99)] {
+            for (n, v) in [
+                ("p50", s.slo.p50),
+                ("p95", s.slo.p95),
+                ("p99", s.slo.p99),
+                ("event e2e p95", s.slo.e2e_p95),
+            ] {
                 if let Some(d) = v {
                     slo.push(format!("{n} < {d}"));
                 }
@@ -1830,6 +1853,9 @@ impl Config {
             for line in s.schedule.timeline() {
                 out.push_str(&format!("    {line}\n"));
             }
+        }
+        if let Some(search) = &self.search {
+            out.push_str(&search.describe());
         }
         out
     }

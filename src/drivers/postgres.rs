@@ -270,10 +270,11 @@ impl Driver for PostgresDriver {
     }
 }
 
-/// The embedded migrations behind `bootstrap: true`.
-#[derive(Debug)]
-struct Embedded;
+/// Migrations compiled into the binary: (version, description, SQL).
+#[derive(Debug, Clone, Copy)]
+pub struct Embedded(pub &'static [(i64, &'static str, &'static str)]);
 
+/// The embedded migrations behind `bootstrap: true`.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "user_goal_progress",
@@ -285,7 +286,8 @@ impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
         self,
     ) -> BoxFuture<'s, Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>> {
         Box::pin(async move {
-            Ok(MIGRATIONS
+            Ok(self
+                .0
                 .iter()
                 .map(|(v, d, sql)| {
                     sqlx::migrate::Migration::new(
@@ -301,15 +303,22 @@ impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
     }
 }
 
-/// Creates the seed's schema (idempotent) and, where allowed, pg_stat_statements.
-pub async fn bootstrap(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let migrator = sqlx::migrate::Migrator::new(Embedded)
+/// Runs `set` on `pool`. Two sets share the database's migration table (the seed
+/// schema 1..999, the results store 1001..), so each ignores the other's versions.
+pub async fn migrate(pool: &PgPool, set: Embedded) -> Result<(), sqlx::Error> {
+    let mut migrator = sqlx::migrate::Migrator::new(set)
         .await
         .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+    migrator.set_ignore_missing(true);
     migrator
         .run(pool)
         .await
-        .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+        .map_err(|e| sqlx::Error::Migrate(Box::new(e)))
+}
+
+/// Creates the seed's schema (idempotent) and, where allowed, pg_stat_statements.
+pub async fn bootstrap(pool: &PgPool) -> Result<(), sqlx::Error> {
+    migrate(pool, Embedded(MIGRATIONS)).await?;
     // Needs the library preloaded and enough privilege; the statistics collector
     // simply skips statements without it.
     if let Err(e) = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")

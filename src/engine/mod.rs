@@ -62,6 +62,45 @@ pub struct ScenarioState {
     pub draining: AtomicBool,
     current: Mutex<(f64, Option<At>)>,
     samples: Mutex<VecDeque<(Instant, u64)>>,
+    /// Latency of every operation finished while a capacity level measures.
+    pub capture: Capture,
+}
+
+/// An on-demand HdrHistogram of operation latency: off (one relaxed load per
+/// operation) until a capacity level opens its measurement window.
+pub struct Capture {
+    on: AtomicBool,
+    hist: Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture {
+            on: AtomicBool::new(false),
+            hist: Mutex::new(crate::metrics::window::new_hist()),
+        }
+    }
+}
+
+impl Capture {
+    /// Clears and starts recording.
+    pub fn start(&self) {
+        self.hist.lock().reset();
+        self.on.store(true, Ordering::Release);
+    }
+
+    pub fn record(&self, latency: Duration) {
+        if self.on.load(Ordering::Relaxed) {
+            let us = (latency.as_micros() as u64).clamp(1, crate::metrics::window::MAX_MICROS);
+            self.hist.lock().saturating_record(us);
+        }
+    }
+
+    /// Stops recording and returns what was recorded (microseconds).
+    pub fn stop(&self) -> hdrhistogram::Histogram<u64> {
+        self.on.store(false, Ordering::Release);
+        self.hist.lock().clone()
+    }
 }
 
 const NO_OVERRIDE: u64 = u64::MAX;
@@ -331,6 +370,15 @@ impl Engine {
             .map(|h| h.state.clone())
     }
 
+    /// The pool of a postgres target.
+    pub fn pg_pool(&self, target: &str) -> Option<sqlx::PgPool> {
+        self.inner
+            .lock()
+            .clients
+            .get(target)
+            .and_then(|(_, c)| c.pg_pool().cloned())
+    }
+
     pub fn status(&self) -> Vec<ScenarioStatus> {
         self.states().iter().map(|s| s.status()).collect()
     }
@@ -521,6 +569,7 @@ impl Engine {
                     draining: AtomicBool::new(false),
                     current: Mutex::new((0.0, None)),
                     samples: Mutex::new(VecDeque::new()),
+                    capture: Capture::default(),
                 });
                 let (stop, rx) = watch::channel(false);
                 let task = self.rt.spawn(runner::run(state.clone(), rx));

@@ -120,6 +120,7 @@ fn launch(state: &Arc<ScenarioState>, plan: &Arc<super::Plan>, intended: Instant
         om.requests.inc();
         om.duration.observe(latency.as_secs_f64());
         om.window.record(latency);
+        state.capture.record(latency);
         if let Err(e) = result {
             plan.metrics.record_error(op, &e.kind);
             tracing::debug!(scenario = %plan.metrics.scenario, op = %om.op, kind = %e.kind, detail = %e.detail, "operation failed");

@@ -455,6 +455,14 @@ impl Metrics {
         }
     }
 
+    /// The same handles as [`Metrics::pool`], without registering a pool (for readers).
+    pub fn pool_handles(&self, target: &str) -> PoolMetrics {
+        PoolMetrics {
+            acquire: self.pool_acquire.with_label_values(&[target]),
+            timeouts: self.pool_timeouts.with_label_values(&[target]),
+        }
+    }
+
     pub fn forget_pool(&self, target: &str) {
         self.pools.pools.lock().retain(|(t, _)| t != target);
     }
@@ -749,6 +757,10 @@ impl DemoMetrics {
         registry.register(Box::new(grpc_requests.clone()))?;
         registry.register(Box::new(grpc_duration.clone()))?;
         registry.register(Box::new(grpc_in_flight.clone()))?;
+        // The target's own CPU and memory, for capacity reports (`target_process`).
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(DemoMetrics {
             registry,
             requests,

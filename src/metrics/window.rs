@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 const SLOTS: u64 = 6;
 /// Largest recordable value, in microseconds (10 minutes); larger values are clamped.
-const MAX_MICROS: u64 = 600_000_000;
+pub const MAX_MICROS: u64 = 600_000_000;
 const SIGFIGS: u8 = 3;
 
 pub struct Window {
@@ -20,7 +20,7 @@ pub struct Window {
     inner: Mutex<Vec<(u64, Histogram<u32>)>>,
 }
 
-fn new_hist<T: hdrhistogram::Counter>() -> Histogram<T> {
+pub fn new_hist<T: hdrhistogram::Counter>() -> Histogram<T> {
     // Constant bounds that hdrhistogram accepts (the unit tests build these); no input
     // can make this fail.
     #[allow(clippy::expect_used)]

@@ -1,0 +1,716 @@
+//! Runs a capacity search against the live engine: sets each level's rates (through the
+//! scenarios' rate overrides), waits out the warm-up, measures the window, judges it,
+//! stores it, and asks [`plan_next`](super::plan_next) for the next level. At the end
+//! every searched scenario goes to its soak level (`then`) or back to its schedule.
+
+use super::store::{new_run_id, Store, StoreError};
+use super::sysinfo::{self, ProcSample};
+use super::{
+    combine, fingerprint, judge, plan_next, BufferLevel, LevelResult, PgLevel, PoolLevel,
+    ProcessLevel, Quantiles, Run, RunRecord, RunStatus, ScenarioLevel, SloView, Statement, Verdict,
+};
+use crate::config::search::{SearchConfig, TargetProcess};
+use crate::config::{Config, TargetKind};
+use crate::engine::{Engine, ScenarioState};
+use crate::metrics::window::quantile_secs;
+use parking_lot::Mutex;
+use prometheus::core::Metric as _;
+use serde::Serialize;
+use sqlx::{Connection, PgConnection, Row};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("searched scenario {0:?} is not running (removed by a reload?)")]
+    NoScenario(String),
+}
+
+/// The search's progress, for logs, `/api/v1/status` and the landing page.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Progress {
+    pub name: String,
+    pub run_id: Option<String>,
+    /// `starting`, `warmup`, `measuring`, `cooldown` (after a broken level, until its
+    /// backlog drains), `complete` or `failed`.
+    pub state: String,
+    pub level: Option<String>,
+    pub phase: Option<super::Phase>,
+    pub level_remaining_seconds: Option<f64>,
+    pub levels_done: usize,
+    pub levels_max: usize,
+    /// Levels resumed from an interrupted run.
+    pub resumed: usize,
+    pub last: Option<LastLevel>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub level_ends: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastLevel {
+    pub level: String,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+impl Progress {
+    /// With the time left in the current level computed now.
+    pub fn now(&self) -> Progress {
+        let mut p = self.clone();
+        p.level_remaining_seconds = p
+            .level_ends
+            .map(|e| e.saturating_duration_since(Instant::now()).as_secs_f64());
+        p
+    }
+}
+
+pub type SharedProgress = Arc<Mutex<Progress>>;
+
+fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Cumulative counts of a prometheus histogram, to difference two moments.
+#[derive(Debug, Clone, Default)]
+pub struct HistSnap {
+    pub count: u64,
+    /// (upper bound, cumulative count), ascending; +Inf not included.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl HistSnap {
+    pub fn of(h: &prometheus::Histogram) -> HistSnap {
+        let m = h.metric();
+        let hist = m.get_histogram();
+        HistSnap {
+            count: hist.get_sample_count(),
+            buckets: hist
+                .get_bucket()
+                .iter()
+                .map(|b| (b.upper_bound(), b.cumulative_count()))
+                .collect(),
+        }
+    }
+
+    /// Quantile `q` of what was observed between `before` and `self`, interpolated
+    /// within a bucket as PromQL's histogram_quantile does; None when nothing was.
+    pub fn quantile_since(&self, before: &HistSnap, q: f64) -> Option<f64> {
+        let total = self.count.saturating_sub(before.count);
+        if total == 0 {
+            return None;
+        }
+        let rank = q * total as f64;
+        let mut prev_bound = 0.0;
+        let mut prev_count = 0u64;
+        for (i, (ub, c)) in self.buckets.iter().enumerate() {
+            let b = before.buckets.get(i).map(|x| x.1).unwrap_or(0);
+            let c = c.saturating_sub(b);
+            if c as f64 >= rank {
+                let in_bucket = (c - prev_count) as f64;
+                let f = if in_bucket > 0.0 {
+                    (rank - prev_count as f64) / in_bucket
+                } else {
+                    1.0
+                };
+                return Some(prev_bound + (ub - prev_bound) * f.clamp(0.0, 1.0));
+            }
+            prev_bound = *ub;
+            prev_count = c;
+        }
+        // In the +Inf bucket: the largest finite bound is all that is known.
+        Some(prev_bound)
+    }
+}
+
+struct ScenarioSnap {
+    started: u64,
+    dropped: u64,
+    completed: u64,
+    errors: BTreeMap<String, u64>,
+    lag: HistSnap,
+    pool: Option<(HistSnap, u64)>,
+    buffer: Option<BufSnap>,
+}
+
+struct BufSnap {
+    flush: HistSnap,
+    e2e: HistSnap,
+    flushed: u64,
+    dropped: u64,
+    errors: u64,
+}
+
+/// What the controller needs about one searched scenario.
+struct Watched {
+    name: String,
+    state: Arc<ScenarioState>,
+    pg_target: Option<String>,
+    pool: Option<sqlx::PgPool>,
+    has_buffer: bool,
+}
+
+fn snap(engine: &Engine, w: &Watched) -> ScenarioSnap {
+    let m = w.state.metrics();
+    ScenarioSnap {
+        started: w.state.started.load(Ordering::Relaxed),
+        dropped: w.state.dropped.load(Ordering::Relaxed),
+        completed: m.ops.iter().map(|o| o.requests.get()).sum(),
+        errors: m.errors_by_kind().into_iter().collect(),
+        lag: HistSnap::of(&m.lag),
+        pool: w.pg_target.as_ref().map(|t| {
+            let p = engine.metrics.pool_handles(t);
+            (HistSnap::of(&p.acquire), p.timeouts.get())
+        }),
+        buffer: w.has_buffer.then(|| {
+            let b = engine.metrics.buffer(&w.name);
+            BufSnap {
+                flush: HistSnap::of(&b.flush),
+                e2e: HistSnap::of(&b.e2e),
+                flushed: b.flushed.get(),
+                dropped: b.dropped.get(),
+                errors: b.flush_errors.get(),
+            }
+        }),
+    }
+}
+
+/// Peaks sampled through the window.
+#[derive(Default)]
+struct Peaks {
+    in_flight: BTreeMap<String, usize>,
+    pool_in_use: BTreeMap<String, u32>,
+    buffer: BTreeMap<String, u64>,
+    soakd_rss: u64,
+    target_rss: u64,
+}
+
+fn sample_peaks(engine: &Engine, watched: &[Watched], target: Option<u32>, p: &mut Peaks) {
+    for w in watched {
+        let n = w.state.in_flight.load(Ordering::Relaxed);
+        let e = p.in_flight.entry(w.name.clone()).or_default();
+        *e = (*e).max(n);
+        if let Some(pool) = &w.pool {
+            let in_use = pool.size().saturating_sub(pool.num_idle() as u32);
+            let e = p.pool_in_use.entry(w.name.clone()).or_default();
+            *e = (*e).max(in_use);
+        }
+        if w.has_buffer {
+            let n = engine.metrics.buffer(&w.name).events.get().max(0) as u64;
+            let e = p.buffer.entry(w.name.clone()).or_default();
+            *e = (*e).max(n);
+        }
+    }
+    if let Some(s) = sysinfo::read_proc(None) {
+        p.soakd_rss = p.soakd_rss.max(s.rss_bytes);
+    }
+    if let Some(s) = target.and_then(|pid| sysinfo::read_proc(Some(pid))) {
+        p.target_rss = p.target_rss.max(s.rss_bytes);
+    }
+}
+
+/// Cumulative database statistics at one moment.
+#[derive(Default)]
+struct PgSnap {
+    xacts: i64,
+    hit: i64,
+    read: i64,
+    dead: i64,
+    statements: BTreeMap<String, (String, i64, f64, i64)>,
+    notes: Vec<String>,
+}
+
+async fn pg_snap(conn: &mut PgConnection) -> Result<PgSnap, sqlx::Error> {
+    let mut s = PgSnap::default();
+    let r = sqlx::query(
+        "SELECT (xact_commit + xact_rollback)::bigint AS x, blks_hit::bigint AS h, blks_read::bigint AS r FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    s.xacts = r.try_get("x")?;
+    s.hit = r.try_get("h")?;
+    s.read = r.try_get("r")?;
+    s.dead = sqlx::query_scalar::<_, i64>(
+        "SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    match sqlx::query(
+        "SELECT queryid::text AS id, left(regexp_replace(query, '\\s+', ' ', 'g'), 200) AS q, calls::bigint AS calls, total_exec_time AS t, rows::bigint AS rows FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND queryid IS NOT NULL",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    {
+        Ok(rows) => {
+            for r in rows {
+                s.statements.insert(
+                    r.try_get("id")?,
+                    (
+                        r.try_get("q")?,
+                        r.try_get("calls")?,
+                        r.try_get("t")?,
+                        r.try_get("rows")?,
+                    ),
+                );
+            }
+        }
+        Err(e) => s
+            .notes
+            .push(format!("top statements unavailable (pg_stat_statements: {e})")),
+    }
+    Ok(s)
+}
+
+async fn pg_level(
+    conn: &mut PgConnection,
+    before: &PgSnap,
+    secs: f64,
+) -> Result<PgLevel, sqlx::Error> {
+    // Backends publish their counters at most once a second; give them the chance.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let after = pg_snap(conn).await?;
+    let dh = after.hit - before.hit;
+    let dr = after.read - before.read;
+    let mut top: Vec<Statement> = after
+        .statements
+        .iter()
+        .filter_map(|(id, (q, calls, t, rows))| {
+            let (c0, t0, r0) = before
+                .statements
+                .get(id)
+                .map(|b| (b.1, b.2, b.3))
+                .unwrap_or((0, 0.0, 0));
+            let calls = calls - c0;
+            (calls > 0).then(|| Statement {
+                queryid: id.clone(),
+                query: q.clone(),
+                calls: calls as u64,
+                mean_ms: (t - t0) / calls as f64,
+                rows: (rows - r0).max(0) as u64,
+            })
+        })
+        // Statements run a handful of times (the collector's own) are noise here.
+        .filter(|s| s.calls as f64 >= secs.max(1.0))
+        .collect();
+    top.sort_by(|a, b| b.mean_ms.total_cmp(&a.mean_ms));
+    top.truncate(5);
+    let mut by_state = BTreeMap::new();
+    for r in sqlx::query(
+        "SELECT coalesce(state, 'background') AS s, count(*)::bigint AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() GROUP BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        by_state.insert(r.try_get::<String, _>("s")?, r.try_get::<i64, _>("n")?);
+    }
+    let max_connections = sqlx::query_scalar::<_, String>(
+        "SELECT setting FROM pg_settings WHERE name = 'max_connections'",
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .and_then(|s| s.parse().ok());
+    Ok(PgLevel {
+        transactions_per_second: (after.xacts - before.xacts) as f64 / secs.max(1e-9),
+        cache_hit_ratio: (dh + dr > 0).then(|| dh as f64 / (dh + dr) as f64),
+        dead_tuples: after.dead,
+        dead_tuples_delta: after.dead - before.dead,
+        connections_by_state: by_state,
+        max_connections,
+        top_statements: top,
+        notes: after.notes,
+    })
+}
+
+async fn scrape_process(client: &reqwest::Client, url: &str) -> Option<ProcSample> {
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    sysinfo::parse_process_metrics(&text)
+}
+
+async fn target_sample(tp: &Option<TargetProcess>, client: &reqwest::Client) -> Option<ProcSample> {
+    match tp {
+        None => None,
+        Some(TargetProcess::Pid(p)) => sysinfo::read_proc(Some(*p)),
+        Some(TargetProcess::MetricsUrl(u)) => scrape_process(client, u).await,
+    }
+}
+
+fn cpu_percent(a: Option<ProcSample>, b: Option<ProcSample>, secs: f64) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    Some(100.0 * b.cpu.saturating_sub(a.cpu).as_secs_f64() / secs.max(1e-9))
+}
+
+/// The SLOs and target names of the searched scenarios, as stored with a run.
+pub fn plan_of(
+    cfg: &Config,
+    search: &SearchConfig,
+) -> (BTreeMap<String, SloView>, BTreeMap<String, String>) {
+    let mut slos = BTreeMap::new();
+    let mut targets = BTreeMap::new();
+    for s in &search.scenarios {
+        if let Some(sc) = cfg.scenarios.iter().find(|x| x.name == s.name) {
+            slos.insert(s.name.clone(), SloView::from(&sc.slo));
+            let ty = cfg
+                .targets
+                .iter()
+                .find(|t| t.name == sc.target)
+                .map(|t| t.kind.type_name())
+                .unwrap_or("?");
+            targets.insert(s.name.clone(), format!("{} ({ty})", sc.target));
+        }
+    }
+    (slos, targets)
+}
+
+/// Runs the search to the end (resuming an interrupted run of the same plan) and
+/// returns the run id. Dropping the future leaves the run resumable.
+pub async fn run(
+    engine: Arc<Engine>,
+    search: SearchConfig,
+    store: Store,
+    progress: SharedProgress,
+) -> Result<String, SearchError> {
+    let cfg = engine.config();
+    let (slos, targets) = plan_of(&cfg, &search);
+    let fp = fingerprint(&search, &slos);
+    let mut run = match store.find_resumable(&search.name, &fp).await? {
+        Some(r) => {
+            tracing::info!(run = %r.record.id, levels = r.levels.len(), "capacity search: resuming an interrupted run");
+            r
+        }
+        None => {
+            let started = now_unix();
+            let record = RunRecord {
+                id: new_run_id(&search.name, started),
+                name: search.name.clone(),
+                fingerprint: fp,
+                started_at: started,
+                finished_at: None,
+                status: RunStatus::Running,
+                soakd_version: env!("CARGO_PKG_VERSION").into(),
+                machine: sysinfo::machine(),
+                cpus: std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+                search: search.clone(),
+                slos: slos.clone(),
+                targets,
+            };
+            store.create_run(&record).await?;
+            tracing::info!(run = %record.id, levels_max = search.max_levels(), "capacity search: started");
+            Run {
+                record,
+                levels: vec![],
+            }
+        }
+    };
+    let run_id = run.record.id.clone();
+    {
+        let mut p = progress.lock();
+        p.name = search.name.clone();
+        p.run_id = Some(run_id.clone());
+        p.state = "starting".into();
+        p.levels_done = run.levels.len();
+        p.resumed = run.levels.len();
+        p.levels_max = search.max_levels();
+    }
+    let watched: Vec<Watched> = search
+        .scenarios
+        .iter()
+        .map(|s| {
+            let state = engine
+                .scenario(&s.name)
+                .ok_or_else(|| SearchError::NoScenario(s.name.clone()))?;
+            let sc = state.plan().scenario.clone();
+            let pg_target = cfg
+                .targets
+                .iter()
+                .find(|t| t.name == sc.target && matches!(t.kind, TargetKind::Postgres(_)))
+                .map(|t| t.name.clone());
+            Ok(Watched {
+                name: s.name.clone(),
+                pool: pg_target.as_deref().and_then(|t| engine.pg_pool(t)),
+                pg_target,
+                has_buffer: sc.buffer.is_some(),
+                state,
+            })
+        })
+        .collect::<Result<_, SearchError>>()?;
+    let pg_url = search.postgres.as_ref().and_then(|n| {
+        cfg.targets.iter().find_map(|t| match &t.kind {
+            TargetKind::Postgres(p) if t.name == *n => Some(p.url.clone()),
+            _ => None,
+        })
+    });
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
+    let target_pid = match &search.target_process {
+        Some(TargetProcess::Pid(p)) => Some(*p),
+        _ => None,
+    };
+    let window = search.each.saturating_sub(search.warmup);
+    loop {
+        let verdicts: Vec<Verdict> = run.levels.iter().map(|l| l.verdict).collect();
+        let Some(spec) = plan_next(&search, &verdicts) else {
+            break;
+        };
+        let seq = run.levels.len() as u32;
+        let label = spec.label();
+        for (name, rate) in &spec.rates {
+            let w = watched
+                .iter()
+                .find(|w| w.name == *name)
+                .ok_or_else(|| SearchError::NoScenario(name.clone()))?;
+            w.state.set_rate_override(Some(*rate));
+        }
+        let level_start = Instant::now();
+        {
+            let mut p = progress.lock();
+            p.state = "warmup".into();
+            p.level = Some(label.clone());
+            p.phase = Some(spec.phase);
+            p.level_ends = Some(level_start + search.each);
+        }
+        tracing::info!(run = %run_id, level = seq + 1, max = search.max_levels(), phase = ?spec.phase, "capacity level: {label} (warm-up {:?}, window {:?})", search.warmup, window);
+        tokio::time::sleep(search.warmup).await;
+        // Open the window.
+        let mut pg = match &pg_url {
+            Some(u) => match PgConnection::connect(u).await {
+                Ok(mut c) => match pg_snap(&mut c).await {
+                    Ok(s) => Some((c, s)),
+                    Err(e) => {
+                        tracing::warn!("capacity level: database statistics unavailable: {e}");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!("capacity level: cannot connect for database statistics: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let active: Vec<&Watched> = watched
+            .iter()
+            .filter(|w| spec.rates.iter().any(|(n, r)| *n == w.name && *r > 0.0))
+            .collect();
+        let before: Vec<ScenarioSnap> = active.iter().map(|w| snap(&engine, w)).collect();
+        for w in &active {
+            w.state.capture.start();
+        }
+        let soakd0 = sysinfo::read_proc(None);
+        let target0 = target_sample(&search.target_process, &http).await;
+        let window_start_unix = now_unix();
+        let t0 = Instant::now();
+        progress.lock().state = "measuring".into();
+        let mut peaks = Peaks::default();
+        let end = t0 + window;
+        while Instant::now() < end {
+            sample_peaks(&engine, &watched, target_pid, &mut peaks);
+            let left = end.saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(Duration::from_millis(200))).await;
+        }
+        sample_peaks(&engine, &watched, target_pid, &mut peaks);
+        let secs = t0.elapsed().as_secs_f64();
+        let hists: Vec<_> = active.iter().map(|w| w.state.capture.stop()).collect();
+        let after: Vec<ScenarioSnap> = active.iter().map(|w| snap(&engine, w)).collect();
+        let soakd1 = sysinfo::read_proc(None);
+        let target1 = target_sample(&search.target_process, &http).await;
+
+        let mut scen = Vec::new();
+        for (i, w) in active.iter().enumerate() {
+            let (b, a, h) = (&before[i], &after[i], &hists[i]);
+            let offered = spec
+                .rates
+                .iter()
+                .find(|(n, _)| *n == w.name)
+                .map(|x| x.1)
+                .unwrap_or(0.0);
+            let completed = a.completed.saturating_sub(b.completed);
+            let errors: BTreeMap<String, u64> = a
+                .errors
+                .iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(*b.errors.get(k).unwrap_or(&0))))
+                .filter(|(_, v)| *v > 0)
+                .collect();
+            let n_err: u64 = errors.values().sum();
+            let pool = match (&w.pg_target, &w.pool, &a.pool, &b.pool) {
+                (Some(t), Some(p), Some((ah, at)), Some((bh, bt))) => Some(PoolLevel {
+                    target: t.clone(),
+                    max: p.options().get_max_connections(),
+                    in_use_peak: peaks.pool_in_use.get(&w.name).copied().unwrap_or(0),
+                    acquire_p95: ah.quantile_since(bh, 0.95),
+                    acquire_timeouts: at.saturating_sub(*bt),
+                }),
+                _ => None,
+            };
+            let buffer = match (&a.buffer, &b.buffer) {
+                (Some(ab), Some(bb)) => Some(BufferLevel {
+                    capacity: engine.metrics.buffer(&w.name).capacity.get().max(0) as u64,
+                    peak: peaks.buffer.get(&w.name).copied().unwrap_or(0),
+                    flush_p95: ab.flush.quantile_since(&bb.flush, 0.95),
+                    flushes: ab.flush.count.saturating_sub(bb.flush.count),
+                    flushed_events: ab.flushed.saturating_sub(bb.flushed),
+                    dropped_events: ab.dropped.saturating_sub(bb.dropped),
+                    flush_errors: ab.errors.saturating_sub(bb.errors),
+                    e2e_p95: ab.e2e.quantile_since(&bb.e2e, 0.95),
+                }),
+                _ => None,
+            };
+            let mut sl = ScenarioLevel {
+                scenario: w.name.clone(),
+                offered_rate: offered,
+                achieved_rate: a.started.saturating_sub(b.started) as f64 / secs.max(1e-9),
+                completed,
+                error_ratio: if completed > 0 {
+                    n_err as f64 / completed as f64
+                } else {
+                    0.0
+                },
+                errors,
+                dropped: a.dropped.saturating_sub(b.dropped),
+                max_in_flight: w.state.plan().max_in_flight,
+                in_flight_peak: peaks.in_flight.get(&w.name).copied().unwrap_or(0),
+                latency: Quantiles {
+                    p50: quantile_secs(h, 0.5),
+                    p95: quantile_secs(h, 0.95),
+                    p99: quantile_secs(h, 0.99),
+                    p999: quantile_secs(h, 0.999),
+                },
+                lag_p99: a.lag.quantile_since(&b.lag, 0.99),
+                pool,
+                buffer,
+                verdict: None,
+                reason: String::new(),
+            };
+            let slo = slos.get(&w.name).cloned().unwrap_or_default();
+            let (v, why) = judge(&slo, &sl, &search);
+            sl.verdict = Some(v);
+            sl.reason = why;
+            scen.push(sl);
+        }
+        let postgres = match pg.as_mut() {
+            Some((c, s0)) => match pg_level(c, s0, secs).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!("capacity level: database statistics failed: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some((c, _)) = pg {
+            let _ = c.close().await;
+        }
+        let (verdict, reason) = combine(&scen);
+        let level = LevelResult {
+            run_id: run_id.clone(),
+            seq,
+            spec: spec.clone(),
+            window_start: window_start_unix,
+            window_seconds: secs,
+            scenarios: scen,
+            soakd: ProcessLevel {
+                cpu_percent: cpu_percent(soakd0, soakd1, secs),
+                rss_bytes: (peaks.soakd_rss > 0).then_some(peaks.soakd_rss),
+            },
+            target: search.target_process.as_ref().map(|_| ProcessLevel {
+                cpu_percent: cpu_percent(target0, target1, secs),
+                rss_bytes: match target_pid {
+                    Some(_) => (peaks.target_rss > 0).then_some(peaks.target_rss),
+                    None => target1.map(|s| s.rss_bytes),
+                },
+            }),
+            postgres,
+            verdict,
+            reason: reason.clone(),
+        };
+        store.append_level(&level).await?;
+        tracing::info!(run = %run_id, level = seq + 1, verdict = verdict.as_str(), "capacity level {label}: {reason}");
+        run.levels.push(level);
+        {
+            let mut p = progress.lock();
+            p.levels_done = run.levels.len();
+            p.last = Some(LastLevel {
+                level: label,
+                verdict,
+                reason,
+            });
+        }
+        if verdict != Verdict::Pass {
+            // A broken level leaves a backlog (queued requests, a full pool) that would
+            // spill into the next level's warm-up: stop offering load and let it drain,
+            // for up to one level's length.
+            for w in &active {
+                w.state.set_rate_override(Some(0.0));
+            }
+            progress.lock().state = "cooldown".into();
+            let until = Instant::now() + search.each;
+            while Instant::now() < until
+                && active
+                    .iter()
+                    .any(|w| w.state.in_flight.load(Ordering::Relaxed) > 0)
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    store.finish_run(&run_id, now_unix()).await?;
+    for s in &search.scenarios {
+        if let Some(w) = watched.iter().find(|w| w.name == s.name) {
+            w.state.set_rate_override(s.then);
+        }
+    }
+    let found = super::findings(&run);
+    for f in &found {
+        tracing::info!(run = %run_id, scenario = %f.scenario, max_sustainable = ?f.max_sustainable, first_failure = ?f.first_failure, first_invalid = ?f.first_invalid, "capacity search: complete");
+    }
+    let mut p = progress.lock();
+    p.state = "complete".into();
+    p.level = None;
+    p.phase = None;
+    p.level_ends = None;
+    Ok(run_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_quantiles_of_a_window() {
+        let h = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new("x", "x").buckets(vec![0.1, 0.2, 0.5, 1.0]),
+        )
+        .unwrap();
+        for _ in 0..100 {
+            h.observe(0.05);
+        }
+        let before = HistSnap::of(&h);
+        assert_eq!(HistSnap::of(&h).quantile_since(&before, 0.5), None);
+        // 10 in (0.1, 0.2], 90 in (0.2, 0.5]: p95 lies in the third bucket.
+        for _ in 0..10 {
+            h.observe(0.15);
+        }
+        for _ in 0..90 {
+            h.observe(0.3);
+        }
+        let after = HistSnap::of(&h);
+        let p95 = after.quantile_since(&before, 0.95).unwrap();
+        // rank 95 of 100: 10 below 0.2, so 85/90 of the way through (0.2, 0.5].
+        assert!((p95 - (0.2 + 0.3 * 85.0 / 90.0)).abs() < 1e-9, "{p95}");
+        let p05 = after.quantile_since(&before, 0.05).unwrap();
+        assert!(p05 > 0.1 && p05 <= 0.2, "{p05}");
+        // Above the last bound: the last finite bound.
+        h.observe(5.0);
+        assert_eq!(HistSnap::of(&h).quantile_since(&after, 0.99), Some(1.0));
+    }
+}

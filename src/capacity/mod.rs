@@ -1,0 +1,740 @@
+//! Capacity analysis: step a scenario through load levels until its SLO breaks, keep
+//! every level's measurements, and turn a run into the baseline report.
+//!
+//! - [`plan_next`] is the search itself, a pure function of the verdicts so far: the
+//!   controller asks it what to run next, and a restarted soakd replays the stored
+//!   levels through it to resume where it stopped.
+//! - [`judge`] turns one scenario's measurements into pass / fail / invalid.
+//! - [`controller`] drives the engine (rate overrides) and measures each level.
+//! - [`store`] keeps runs in PostgreSQL or append-only JSONL; [`report`] renders them.
+
+pub mod controller;
+pub mod report;
+pub mod store;
+pub mod sysinfo;
+
+use crate::config::search::{SearchConfig, SearchMode};
+use crate::config::Slo;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// soakd could not offer the level (late starts, dropped iterations): neither
+    /// passed nor failed.
+    Invalid,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Invalid => "invalid",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Step,
+    Refine,
+    Matrix,
+}
+
+/// What to run next: the rate of every searched scenario (0: held idle).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelSpec {
+    pub phase: Phase,
+    pub rates: Vec<(String, f64)>,
+}
+
+impl LevelSpec {
+    pub fn label(&self) -> String {
+        self.rates
+            .iter()
+            .filter(|(_, r)| *r > 0.0)
+            .map(|(s, r)| format!("{s} {}", crate::config::units::format_rate(*r)))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+}
+
+/// Replays stored verdicts; the first question past them is the next level to run.
+struct Replay<'a> {
+    done: &'a [Verdict],
+    k: usize,
+}
+
+impl Replay<'_> {
+    fn ask(&mut self, spec: LevelSpec) -> Result<Verdict, LevelSpec> {
+        match self.done.get(self.k) {
+            Some(v) => {
+                self.k += 1;
+                Ok(*v)
+            }
+            None => Err(spec),
+        }
+    }
+}
+
+/// Rounds a bisection midpoint to a rate worth printing.
+fn nice_mid(lo: f64, hi: f64) -> f64 {
+    let mid = (lo + hi) / 2.0;
+    if mid >= 10.0 {
+        mid.round()
+    } else {
+        (mid * 100.0).round() / 100.0
+    }
+}
+
+/// The next level of the search after the levels whose verdicts are `done` (in the
+/// order they ran), or None when the search is complete.
+pub fn plan_next(cfg: &SearchConfig, done: &[Verdict]) -> Option<LevelSpec> {
+    let mut r = Replay { done, k: 0 };
+    walk(cfg, &mut r).err()
+}
+
+fn rates_with(cfg: &SearchConfig, set: &[(&str, f64)]) -> Vec<(String, f64)> {
+    cfg.scenarios
+        .iter()
+        .map(|s| {
+            let r = set
+                .iter()
+                .find(|(n, _)| *n == s.name)
+                .map(|(_, r)| *r)
+                .unwrap_or(0.0);
+            (s.name.clone(), r)
+        })
+        .collect()
+}
+
+fn walk(cfg: &SearchConfig, r: &mut Replay) -> Result<(), LevelSpec> {
+    match cfg.mode {
+        SearchMode::Isolated => {
+            for s in &cfg.scenarios {
+                let mut last_pass: Option<f64> = None;
+                let mut first_fail: Option<f64> = None;
+                for &rate in &s.levels {
+                    let v = r.ask(LevelSpec {
+                        phase: Phase::Step,
+                        rates: rates_with(cfg, &[(&s.name, rate)]),
+                    })?;
+                    match v {
+                        Verdict::Pass => last_pass = Some(rate),
+                        Verdict::Fail => {
+                            first_fail = Some(rate);
+                            break;
+                        }
+                        Verdict::Invalid => break,
+                    }
+                }
+                if let Some(mut hi) = first_fail {
+                    let mut lo = last_pass.unwrap_or(0.0);
+                    for _ in 0..cfg.refine {
+                        let mid = nice_mid(lo, hi);
+                        if mid <= lo || mid >= hi || hi - lo < (0.02 * hi).max(0.01) {
+                            break;
+                        }
+                        let v = r.ask(LevelSpec {
+                            phase: Phase::Refine,
+                            rates: rates_with(cfg, &[(&s.name, mid)]),
+                        })?;
+                        match v {
+                            Verdict::Pass => lo = mid,
+                            Verdict::Fail => hi = mid,
+                            Verdict::Invalid => break,
+                        }
+                    }
+                }
+            }
+        }
+        SearchMode::Matrix => {
+            let (Some(a), Some(b)) = (cfg.scenarios.first(), cfg.scenarios.get(1)) else {
+                return Ok(());
+            };
+            for &ra in &a.levels {
+                for (j, &rb) in b.levels.iter().enumerate() {
+                    let v = r.ask(LevelSpec {
+                        phase: Phase::Matrix,
+                        rates: rates_with(cfg, &[(&a.name, ra), (&b.name, rb)]),
+                    })?;
+                    if v != Verdict::Pass {
+                        if j == 0 {
+                            // Even the lightest column breaks: higher rows will too.
+                            return Ok(());
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Latency quantiles over a level's window, seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quantiles {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub p999: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolLevel {
+    pub target: String,
+    pub max: u32,
+    pub in_use_peak: u32,
+    pub acquire_p95: Option<f64>,
+    pub acquire_timeouts: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BufferLevel {
+    pub capacity: u64,
+    pub peak: u64,
+    pub flush_p95: Option<f64>,
+    pub flushes: u64,
+    pub flushed_events: u64,
+    pub dropped_events: u64,
+    pub flush_errors: u64,
+    pub e2e_p95: Option<f64>,
+}
+
+/// One scenario's measurements over one level's window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioLevel {
+    pub scenario: String,
+    pub offered_rate: f64,
+    pub achieved_rate: f64,
+    pub completed: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub error_ratio: f64,
+    pub dropped: u64,
+    pub max_in_flight: usize,
+    /// Operations in flight at once, peak over the window (Little's law: rate × latency).
+    pub in_flight_peak: usize,
+    pub latency: Quantiles,
+    pub lag_p99: Option<f64>,
+    pub pool: Option<PoolLevel>,
+    pub buffer: Option<BufferLevel>,
+    pub verdict: Option<Verdict>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessLevel {
+    /// Percent of one CPU over the window.
+    pub cpu_percent: Option<f64>,
+    /// Peak resident set over the window.
+    pub rss_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Statement {
+    pub queryid: String,
+    pub query: String,
+    pub calls: u64,
+    pub mean_ms: f64,
+    pub rows: u64,
+}
+
+/// The database over one level's window (deltas of its cumulative statistics).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PgLevel {
+    pub transactions_per_second: f64,
+    pub cache_hit_ratio: Option<f64>,
+    pub dead_tuples: i64,
+    pub dead_tuples_delta: i64,
+    pub connections_by_state: BTreeMap<String, i64>,
+    pub max_connections: Option<i64>,
+    pub top_statements: Vec<Statement>,
+    /// Why some of the above is missing (e.g. no pg_stat_statements).
+    pub notes: Vec<String>,
+}
+
+/// Everything measured at one level, with its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelResult {
+    pub run_id: String,
+    /// 0-based position in the run.
+    pub seq: u32,
+    pub spec: LevelSpec,
+    /// Unix seconds when the measurement window opened.
+    pub window_start: f64,
+    pub window_seconds: f64,
+    pub scenarios: Vec<ScenarioLevel>,
+    pub soakd: ProcessLevel,
+    pub target: Option<ProcessLevel>,
+    pub postgres: Option<PgLevel>,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// A scenario's SLO as stored with a run (plain seconds and ratios).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SloView {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub e2e_p95: Option<f64>,
+}
+
+impl From<&Slo> for SloView {
+    fn from(s: &Slo) -> SloView {
+        SloView {
+            p50: s.p50.map(|d| d.0.as_secs_f64()),
+            p95: s.p95.map(|d| d.0.as_secs_f64()),
+            p99: s.p99.map(|d| d.0.as_secs_f64()),
+            error_rate: s.error_rate.map(|r| r.0),
+            e2e_p95: s.e2e_p95.map(|d| d.0.as_secs_f64()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Complete,
+}
+
+/// A run's header: what was searched, on what, and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub name: String,
+    /// Identifies the search plan: a restart resumes only an identical plan.
+    pub fingerprint: String,
+    pub started_at: f64,
+    pub finished_at: Option<f64>,
+    pub status: RunStatus,
+    pub soakd_version: String,
+    pub machine: String,
+    /// CPUs of the machine soakd ran on (CPU % is of one CPU).
+    pub cpus: usize,
+    pub search: SearchConfig,
+    pub slos: BTreeMap<String, SloView>,
+    /// Scenario name → its target's name and type, for the report.
+    pub targets: BTreeMap<String, String>,
+}
+
+/// A run with its levels, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub record: RunRecord,
+    pub levels: Vec<LevelResult>,
+}
+
+/// 64-bit FNV-1a over the plan's JSON: stable across builds, unlike `DefaultHasher`.
+pub fn fingerprint(search: &SearchConfig, slos: &BTreeMap<String, SloView>) -> String {
+    let text = serde_json::json!({ "search": search, "slos": slos }).to_string();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn fmt_secs(s: f64) -> String {
+    crate::config::units::format_duration(Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// Judges one scenario's window against its SLO. Order matters: late starts make any
+/// latency breach suspect (latency counts from the intended start), so they come
+/// first; a breach among operations that did run is real even if some were dropped;
+/// a clean result with load missing cannot be called a pass.
+pub fn judge(slo: &SloView, m: &ScenarioLevel, cfg: &SearchConfig) -> (Verdict, String) {
+    let lag_limit = cfg.lag_limit.as_secs_f64();
+    if let Some(lag) = m.lag_p99.filter(|l| *l > lag_limit) {
+        return (
+            Verdict::Invalid,
+            format!(
+                "soakd started operations late (schedule lag p99 {} > {}): the generator, not the target, limited this level",
+                fmt_secs(lag),
+                fmt_secs(lag_limit)
+            ),
+        );
+    }
+    let mut breaches = Vec::new();
+    if let (Some(max), true) = (slo.error_rate, m.completed > 0) {
+        if m.error_ratio > max {
+            breaches.push(format!(
+                "error rate {:.2}% > {:.2}%",
+                m.error_ratio * 100.0,
+                max * 100.0
+            ));
+        }
+    }
+    for (name, limit, got) in [
+        ("p50", slo.p50, m.latency.p50),
+        ("p95", slo.p95, m.latency.p95),
+        ("p99", slo.p99, m.latency.p99),
+        (
+            "event e2e p95",
+            slo.e2e_p95,
+            m.buffer.as_ref().and_then(|b| b.e2e_p95),
+        ),
+    ] {
+        if let (Some(limit), Some(got)) = (limit, got) {
+            if got > limit {
+                breaches.push(format!("{name} {} > {}", fmt_secs(got), fmt_secs(limit)));
+            }
+        }
+    }
+    if !breaches.is_empty() {
+        return (Verdict::Fail, breaches.join(", "));
+    }
+    if m.completed == 0 {
+        return (
+            Verdict::Invalid,
+            "no operation completed in the window".into(),
+        );
+    }
+    if m.achieved_rate < cfg.min_achieved * m.offered_rate {
+        let why = if m.dropped > 0 {
+            format!(
+                "; {} iterations dropped at max_in_flight {} (raise it to offer this level)",
+                m.dropped, m.max_in_flight
+            )
+        } else {
+            String::new()
+        };
+        return (
+            Verdict::Invalid,
+            format!(
+                "soakd achieved only {:.1}/s of {:.1}/s offered ({:.0}%){why}",
+                m.achieved_rate,
+                m.offered_rate,
+                100.0 * m.achieved_rate / m.offered_rate.max(1e-9)
+            ),
+        );
+    }
+    let mut ok = Vec::new();
+    if let (Some(l), Some(g)) = (slo.p95, m.latency.p95) {
+        ok.push(format!("p95 {} <= {}", fmt_secs(g), fmt_secs(l)));
+    }
+    if let Some(max) = slo.error_rate {
+        ok.push(format!(
+            "errors {:.2}% <= {:.2}%",
+            m.error_ratio * 100.0,
+            max * 100.0
+        ));
+    }
+    (Verdict::Pass, format!("within SLO: {}", ok.join(", ")))
+}
+
+/// The level's verdict from its scenarios': any invalid makes it invalid, else any
+/// failure fails it.
+pub fn combine(scenarios: &[ScenarioLevel]) -> (Verdict, String) {
+    let pick = |v: Verdict| -> Vec<String> {
+        scenarios
+            .iter()
+            .filter(|s| s.verdict == Some(v))
+            .map(|s| format!("{}: {}", s.scenario, s.reason))
+            .collect()
+    };
+    for v in [Verdict::Invalid, Verdict::Fail] {
+        let r = pick(v);
+        if !r.is_empty() {
+            return (v, r.join("; "));
+        }
+    }
+    (Verdict::Pass, pick(Verdict::Pass).join("; "))
+}
+
+/// What a finished (or partial) run found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub scenario: String,
+    /// The highest passing level (None: not even the first level passed).
+    pub max_sustainable: Option<f64>,
+    /// The lowest failing level above it, if the search reached one.
+    pub first_failure: Option<f64>,
+    /// The lowest invalid level, if soakd could not offer one.
+    pub first_invalid: Option<f64>,
+}
+
+/// Isolated searches: per scenario, the highest passing level among levels where it was
+/// the only searched scenario under load.
+pub fn findings(run: &Run) -> Vec<Finding> {
+    run.record
+        .search
+        .scenarios
+        .iter()
+        .map(|s| {
+            let mut f = Finding {
+                scenario: s.name.clone(),
+                max_sustainable: None,
+                first_failure: None,
+                first_invalid: None,
+            };
+            for l in &run.levels {
+                let active: Vec<&(String, f64)> =
+                    l.spec.rates.iter().filter(|(_, r)| *r > 0.0).collect();
+                let [(name, rate)] = active.as_slice() else {
+                    continue;
+                };
+                if *name != s.name {
+                    continue;
+                }
+                let rate = *rate;
+                match l.verdict {
+                    Verdict::Pass => {
+                        f.max_sustainable = Some(f.max_sustainable.map_or(rate, |m| m.max(rate)))
+                    }
+                    Verdict::Fail => {
+                        f.first_failure = Some(f.first_failure.map_or(rate, |m| m.min(rate)))
+                    }
+                    Verdict::Invalid => {
+                        f.first_invalid = Some(f.first_invalid.map_or(rate, |m| m.min(rate)))
+                    }
+                }
+            }
+            f
+        })
+        .collect()
+}
+
+/// Matrix searches: for each row rate, the highest passing column rate.
+pub fn frontier(run: &Run) -> Vec<(f64, Option<f64>)> {
+    let (Some(a), Some(b)) = (
+        run.record.search.scenarios.first(),
+        run.record.search.scenarios.get(1),
+    ) else {
+        return vec![];
+    };
+    let mut rows: Vec<(f64, Option<f64>)> = Vec::new();
+    for l in run.levels.iter().filter(|l| l.spec.phase == Phase::Matrix) {
+        let get = |n: &str| {
+            l.spec
+                .rates
+                .iter()
+                .find(|(s, _)| s == n)
+                .map(|(_, r)| *r)
+                .unwrap_or(0.0)
+        };
+        let (ra, rb) = (get(&a.name), get(&b.name));
+        let i = match rows.iter().position(|(r, _)| *r == ra) {
+            Some(i) => i,
+            None => {
+                rows.push((ra, None));
+                rows.len() - 1
+            }
+        };
+        if l.verdict == Verdict::Pass {
+            let best = &mut rows[i].1;
+            *best = Some(best.map_or(rb, |m: f64| m.max(rb)));
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::search::SearchScenario;
+
+    fn cfg(mode: SearchMode, refine: u32) -> SearchConfig {
+        SearchConfig {
+            name: "t".into(),
+            mode,
+            each: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            refine,
+            lag_limit: Duration::from_millis(100),
+            min_achieved: 0.95,
+            postgres: None,
+            target_process: None,
+            scenarios: vec![
+                SearchScenario {
+                    name: "api".into(),
+                    levels: vec![50.0, 100.0, 200.0, 500.0, 1000.0],
+                    then: Some(20.0),
+                },
+                SearchScenario {
+                    name: "events".into(),
+                    levels: vec![100.0, 500.0, 1000.0],
+                    then: None,
+                },
+            ],
+        }
+    }
+
+    /// Runs the search against a system that passes below `limit_api`/`limit_ev`
+    /// (and is invalid above `gen_limit`), returning the levels asked for.
+    fn simulate(
+        c: &SearchConfig,
+        ok: impl Fn(&[(String, f64)]) -> Verdict,
+    ) -> Vec<(LevelSpec, Verdict)> {
+        let mut done = Vec::new();
+        let mut asked = Vec::new();
+        while let Some(spec) = plan_next(c, &done) {
+            let v = ok(&spec.rates);
+            done.push(v);
+            asked.push((spec, v));
+            assert!(asked.len() < 100, "search does not end");
+        }
+        asked
+    }
+
+    fn rate(r: &[(String, f64)], n: &str) -> f64 {
+        r.iter().find(|(s, _)| s == n).map(|x| x.1).unwrap_or(0.0)
+    }
+
+    #[test]
+    fn isolated_steps_until_breach_then_bisects() {
+        let c = cfg(SearchMode::Isolated, 3);
+        let asked = simulate(&c, |r| {
+            if rate(r, "api") > 300.0 || rate(r, "events") > 700.0 {
+                Verdict::Fail
+            } else {
+                Verdict::Pass
+            }
+        });
+        let api: Vec<f64> = asked
+            .iter()
+            .filter(|(s, _)| rate(&s.rates, "api") > 0.0)
+            .map(|(s, _)| rate(&s.rates, "api"))
+            .collect();
+        // Steps 50, 100, 200, 500 (fail), then 350 (fail), 275 (pass), 313 (fail).
+        assert_eq!(api, vec![50.0, 100.0, 200.0, 500.0, 350.0, 275.0, 313.0]);
+        // While api is searched, events is held at 0 and vice versa.
+        for (s, _) in &asked {
+            assert!(rate(&s.rates, "api") == 0.0 || rate(&s.rates, "events") == 0.0);
+        }
+        let ev: Vec<f64> = asked
+            .iter()
+            .filter(|(s, _)| rate(&s.rates, "events") > 0.0)
+            .map(|(s, _)| rate(&s.rates, "events"))
+            .collect();
+        assert_eq!(ev, vec![100.0, 500.0, 1000.0, 750.0, 625.0, 688.0]);
+        assert_eq!(asked[4].0.phase, Phase::Refine);
+    }
+
+    #[test]
+    fn invalid_level_ends_a_scenario_without_refining() {
+        let c = cfg(SearchMode::Isolated, 3);
+        let asked = simulate(&c, |r| {
+            if rate(r, "api") >= 200.0 {
+                Verdict::Invalid
+            } else {
+                Verdict::Pass
+            }
+        });
+        let api: Vec<f64> = asked
+            .iter()
+            .map(|(s, _)| rate(&s.rates, "api"))
+            .filter(|r| *r > 0.0)
+            .collect();
+        assert_eq!(api, vec![50.0, 100.0, 200.0]);
+    }
+
+    #[test]
+    fn resume_replays_to_the_same_next_level() {
+        let c = cfg(SearchMode::Isolated, 2);
+        let done = [Verdict::Pass, Verdict::Pass, Verdict::Pass, Verdict::Fail];
+        let next = plan_next(&c, &done).unwrap();
+        assert_eq!(next.phase, Phase::Refine);
+        assert_eq!(rate(&next.rates, "api"), 350.0);
+    }
+
+    #[test]
+    fn matrix_walks_rows_and_stops_when_the_first_column_breaks() {
+        let c = cfg(SearchMode::Matrix, 0);
+        let asked = simulate(&c, |r| {
+            // Combined capacity: api + events/2 <= 700.
+            if rate(r, "api") + rate(r, "events") / 2.0 <= 700.0 {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            }
+        });
+        let cells: Vec<(f64, f64)> = asked
+            .iter()
+            .map(|(s, _)| (rate(&s.rates, "api"), rate(&s.rates, "events")))
+            .collect();
+        assert_eq!(
+            cells,
+            vec![
+                (50.0, 100.0),
+                (50.0, 500.0),
+                (50.0, 1000.0),
+                (100.0, 100.0),
+                (100.0, 500.0),
+                (100.0, 1000.0),
+                (200.0, 100.0),
+                (200.0, 500.0),
+                (200.0, 1000.0),
+                (500.0, 100.0),
+                (500.0, 500.0),
+                (1000.0, 100.0),
+            ]
+        );
+    }
+
+    fn level(offered: f64, achieved: f64, p95: f64, errs: f64, lag: f64) -> ScenarioLevel {
+        ScenarioLevel {
+            scenario: "api".into(),
+            offered_rate: offered,
+            achieved_rate: achieved,
+            completed: 1000,
+            error_ratio: errs,
+            dropped: if achieved < offered { 10 } else { 0 },
+            max_in_flight: 5,
+            latency: Quantiles {
+                p95: Some(p95),
+                ..Default::default()
+            },
+            lag_p99: Some(lag),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn judge_separates_target_failures_from_generator_limits() {
+        let c = cfg(SearchMode::Isolated, 0);
+        let slo = SloView {
+            p95: Some(2.0),
+            error_rate: Some(0.01),
+            ..Default::default()
+        };
+        assert_eq!(
+            judge(&slo, &level(100.0, 100.0, 0.5, 0.0, 0.001), &c).0,
+            Verdict::Pass
+        );
+        let (v, why) = judge(&slo, &level(100.0, 100.0, 2.5, 0.0, 0.001), &c);
+        assert_eq!(v, Verdict::Fail);
+        assert!(why.contains("p95"), "{why}");
+        let (v, why) = judge(&slo, &level(100.0, 100.0, 0.1, 0.02, 0.001), &c);
+        assert_eq!(v, Verdict::Fail);
+        assert!(why.contains("error rate 2.00%"), "{why}");
+        // Late starts inflate latency measured from the intended start: not the target.
+        let (v, why) = judge(&slo, &level(100.0, 100.0, 2.5, 0.0, 0.5), &c);
+        assert_eq!(v, Verdict::Invalid);
+        assert!(why.contains("lag"), "{why}");
+        // Load missing, SLO fine: cannot be called a pass.
+        let (v, why) = judge(&slo, &level(100.0, 50.0, 0.1, 0.0, 0.001), &c);
+        assert_eq!(v, Verdict::Invalid);
+        assert!(why.contains("max_in_flight 5"), "{why}");
+    }
+
+    #[test]
+    fn fingerprint_changes_with_the_plan() {
+        let a = cfg(SearchMode::Isolated, 0);
+        let mut b = a.clone();
+        b.scenarios[0].levels.push(2000.0);
+        let s = BTreeMap::new();
+        assert_eq!(fingerprint(&a, &s), fingerprint(&a.clone(), &s));
+        assert_ne!(fingerprint(&a, &s), fingerprint(&b, &s));
+    }
+}

@@ -1,0 +1,562 @@
+//! Capacity search end to end: against the demo target with a known limit, with an
+//! overloaded generator, across a restart, against PostgreSQL (pool and database
+//! evidence), both results stores, and the report.
+
+mod common;
+
+use common::*;
+use soakd::capacity::store::Store;
+use soakd::capacity::{self, report, Run, RunStatus, Verdict};
+use soakd::config::search::ResultsConfig;
+use soakd::demo::{DemoState, Knobs};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_soakd");
+
+/// The demo target in this process, with `knobs`.
+async fn demo(knobs: Knobs) -> std::net::SocketAddr {
+    let st = DemoState::new(knobs).unwrap();
+    serve(soakd::demo::router(st)).await
+}
+
+fn api_config(target: std::net::SocketAddr, results: &Path, extra: &str) -> String {
+    format!(
+        r#"
+fixtures: {{user: {{file: "{}/fixtures/users.json"}}}}
+targets:
+  api: {{type: http, base_url: "http://{target}", headers: {{Authorization: "Bearer {{{{user.token}}}}"}}}}
+results: {{dir: "{}"}}
+{extra}
+"#,
+        env!("CARGO_MANIFEST_DIR"),
+        results.display()
+    )
+}
+
+/// Waits for the in-process daemon's search to finish; returns the run id.
+async fn wait_complete(d: &soakd::app::Daemon, timeout: Duration) -> String {
+    let p = d.search.clone().expect("a search is configured");
+    let done = eventually(timeout, || {
+        let p = p.clone();
+        async move {
+            let p = p.lock();
+            assert_ne!(p.state, "failed", "search failed: {:?}", p.error);
+            (p.state == "complete").then(|| p.run_id.clone().unwrap())
+        }
+    })
+    .await;
+    done.unwrap_or_else(|| panic!("search did not finish: {:?}", p.lock().now()))
+}
+
+fn rates(run: &Run, scenario: &str) -> Vec<(f64, Verdict)> {
+    run.levels
+        .iter()
+        .map(|l| {
+            let r = l
+                .spec
+                .rates
+                .iter()
+                .find(|(n, _)| n == scenario)
+                .map(|x| x.1)
+                .unwrap();
+            (r, l.verdict)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_stops_at_the_known_limit_and_reports_it() {
+    // 4 requests at a time, each holding its slot for >= 40 ms: at most 100/s.
+    let target = demo(Knobs {
+        latency_min_ms: 40,
+        latency_max_ms: 40,
+        concurrency_limit: 4,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = api_config(
+        target,
+        dir.path(),
+        r#"
+scenarios:
+  api:
+    target: api
+    max_in_flight: 5000
+    timeout: 10s
+    slo: {p95: 200ms, error_rate: 1%}
+    schedule: {hold: {rate: 1/s}}
+    ops: {list: {http: {path: /v1/challenges}}}
+search:
+  name: known-limit
+  each: 3s
+  warmup: 1s
+  refine: 1
+  scenarios:
+    api: {levels: [20/s, 40/s, 400/s], then: 5/s}
+"#,
+    );
+    let d = daemon(config(&text, target));
+    let addr = d.addr();
+    let id = wait_complete(&d, Duration::from_secs(90)).await;
+
+    let store = Store::Jsonl(dir.path().to_path_buf());
+    let run = store.load_run(&id).await.unwrap();
+    assert_eq!(run.record.status, RunStatus::Complete);
+    // 20 and 40 fit under 100/s, 400 does not; the one bisection step (220) neither.
+    assert_eq!(
+        rates(&run, "api"),
+        vec![
+            (20.0, Verdict::Pass),
+            (40.0, Verdict::Pass),
+            (400.0, Verdict::Fail),
+            (220.0, Verdict::Fail),
+        ],
+        "{:#?}",
+        run.levels.iter().map(|l| &l.reason).collect::<Vec<_>>()
+    );
+    let f = &capacity::findings(&run)[0];
+    assert_eq!(f.max_sustainable, Some(40.0));
+    assert_eq!(f.first_failure, Some(220.0));
+    assert_eq!(f.first_invalid, None);
+    for l in &run.levels {
+        let s = &l.scenarios[0];
+        // The window holds what was offered (soakd kept up at every level).
+        assert!(
+            (s.achieved_rate - s.offered_rate).abs() / s.offered_rate < 0.1,
+            "{s:?}"
+        );
+        assert!(s.completed > 0 && s.latency.p50.is_some() && s.latency.p999.is_some());
+        assert!(l.soakd.cpu_percent.is_some() && l.soakd.rss_bytes.is_some());
+    }
+    let ok = &run.levels[1].scenarios[0];
+    assert!(ok.latency.p95.unwrap() >= 0.04 && ok.latency.p95.unwrap() < 0.2);
+    let bad = &run.levels[2].scenarios[0];
+    assert!(bad.latency.p95.unwrap() > 0.2, "{bad:?}");
+    assert!(
+        run.levels[2].reason.contains("p95"),
+        "{}",
+        run.levels[2].reason
+    );
+
+    // After the search the scenario runs at its soak level.
+    let s = scenario_status(addr, "api").await;
+    assert_eq!(s["rate_override"], 5.0);
+
+    // The report: the seed's table with the measured values, and well-formed charts.
+    let rep = report::render(&run);
+    let md = &rep.markdown;
+    assert!(
+        md.contains("| RPS | p50 | p95 | p99 | Error Rate | CPU % | Memory |"),
+        "{md}"
+    );
+    assert!(md.contains("**api: 40/s**"), "{md}");
+    assert!(md.contains("breaks at 220/s"), "{md}");
+    assert!(md.contains("Latency knee"), "{md}");
+    let p95_40 = format!("{:.0}ms", ok.latency.p95.unwrap() * 1e3);
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| 40 | "))
+        .unwrap_or_else(|| panic!("no 40/s row in {md}"));
+    assert!(row.contains(&p95_40), "{p95_40} in {row}");
+    let out = tempfile::tempdir().unwrap();
+    let files = report::write(&rep, out.path()).unwrap();
+    assert_eq!(files.len(), 3, "{files:?}");
+    for (name, svg) in &rep.charts {
+        let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        let lines = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .count();
+        assert!(lines >= 1, "{name}");
+        let text: String = doc
+            .descendants()
+            .filter_map(|n| n.text())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(text.contains("knee 220/s"), "{name}: {text}");
+    }
+    let lat = &rep
+        .charts
+        .iter()
+        .find(|(n, _)| n == "api-latency.svg")
+        .unwrap()
+        .1;
+    assert_eq!(lat.matches("<polyline").count(), 3, "p50, p95, p99");
+
+    // The same over the API.
+    let runs: serde_json::Value = client()
+        .get(format!("http://{addr}/api/v1/runs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs["runs"][0]["id"], id.as_str());
+    assert_eq!(runs["runs"][0]["levels"], 4);
+    let r = client()
+        .get(format!("http://{addr}/api/v1/runs/latest/report"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("Performance Baseline Report"));
+    let r = client()
+        .get(format!("http://{addr}/api/v1/runs/{id}/api-errors.svg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "image/svg+xml");
+    let r = client()
+        .get(format!("http://{addr}/api/v1/runs/..%2Fetc/report"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let st = status(addr).await;
+    assert_eq!(st["search"]["state"], "complete");
+    assert_eq!(st["search"]["levels_done"], 4);
+    d.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_generator_gives_an_invalid_level_not_a_limit() {
+    // 100 ms per request and no limit at the target; soakd may hold only 3 in flight,
+    // so it can offer at most ~30/s.
+    let target = demo(Knobs {
+        latency_min_ms: 100,
+        latency_max_ms: 100,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = api_config(
+        target,
+        dir.path(),
+        r#"
+scenarios:
+  api:
+    target: api
+    max_in_flight: 3
+    timeout: 10s
+    slo: {p95: 1s, error_rate: 1%}
+    schedule: {hold: {rate: 1/s}}
+    ops: {list: {http: {path: /v1/challenges}}}
+search:
+  name: overloaded
+  each: 3s
+  warmup: 1s
+  refine: 2
+  scenarios:
+    api: {levels: [10/s, 100/s, 200/s]}
+"#,
+    );
+    let d = daemon(config(&text, target));
+    let id = wait_complete(&d, Duration::from_secs(60)).await;
+    let run = Store::Jsonl(dir.path().to_path_buf())
+        .load_run(&id)
+        .await
+        .unwrap();
+    // 100/s is invalid (not failed), nothing is refined, and 200/s is not tried.
+    assert_eq!(
+        rates(&run, "api"),
+        vec![(10.0, Verdict::Pass), (100.0, Verdict::Invalid)]
+    );
+    let bad = &run.levels[1].scenarios[0];
+    assert!(bad.dropped > 0, "{bad:?}");
+    assert!(bad.achieved_rate < 50.0, "{bad:?}");
+    assert!(bad.reason.contains("max_in_flight 3"), "{}", bad.reason);
+    let f = &capacity::findings(&run)[0];
+    assert_eq!(
+        (f.max_sustainable, f.first_failure, f.first_invalid),
+        (Some(10.0), None, Some(100.0))
+    );
+    let md = report::render(&run).markdown;
+    assert!(md.contains("soakd could not offer 100/s"), "{md}");
+    assert!(md.contains("*invalid*"), "{md}");
+    assert!(!md.contains("breaks at"), "no false limit: {md}");
+    d.shutdown(Duration::from_secs(5)).await;
+}
+
+fn spawn_soakd(config: &Path, port: u16) -> Child {
+    Command::new(BIN)
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+async fn search_progress(port: u16) -> Option<serde_json::Value> {
+    let t = try_text(&format!("http://127.0.0.1:{port}/api/v1/search")).await?;
+    serde_json::from_str(&t).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_survive_a_restart_and_the_search_resumes() {
+    let target = demo(Knobs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let text = api_config(
+        target,
+        &results,
+        r#"
+scenarios:
+  api:
+    target: api
+    max_in_flight: 100
+    slo: {p95: 1s, error_rate: 1%}
+    schedule: {hold: {rate: 1/s}}
+    ops: {list: {http: {path: /v1/challenges}}}
+search:
+  name: resumable
+  each: 2s
+  warmup: 500ms
+  scenarios:
+    api: {levels: [10/s, 20/s, 30/s, 40/s]}
+"#,
+    );
+    let cfg = dir.path().join("soakd.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    let port = free_port();
+    let mut first = spawn_soakd(&cfg, port);
+    let two = eventually(Duration::from_secs(30), || async {
+        let p = search_progress(port).await?;
+        (p["levels_done"].as_u64()? >= 2).then_some(p)
+    })
+    .await
+    .expect("two levels done");
+    let id = two["run_id"].as_str().unwrap().to_string();
+    // A crash, not a clean stop.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let store = Store::Jsonl(results.clone());
+    let before = store.load_run(&id).await.unwrap();
+    assert_eq!(before.record.status, RunStatus::Running);
+    let kept = before.levels.len();
+    assert!(kept >= 2);
+
+    let port = free_port();
+    let mut second = spawn_soakd(&cfg, port);
+    let p = eventually(Duration::from_secs(40), || async {
+        let p = search_progress(port).await?;
+        (p["state"] == "complete").then_some(p)
+    })
+    .await
+    .expect("resumed search completes");
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(p["run_id"], id.as_str(), "the same run continued");
+    assert_eq!(p["resumed"].as_u64(), Some(kept as u64));
+    let after = store.load_run(&id).await.unwrap();
+    assert_eq!(after.record.status, RunStatus::Complete);
+    assert_eq!(
+        rates(&after, "api").iter().map(|x| x.0).collect::<Vec<_>>(),
+        vec![10.0, 20.0, 30.0, 40.0]
+    );
+    // The levels stored before the crash are untouched, and none was run twice.
+    assert_eq!(&after.levels[..kept], &before.levels[..]);
+    let seqs: Vec<u32> = after.levels.iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3]);
+    assert_eq!(std::fs::read_dir(&results).unwrap().count(), 1);
+    // The CLI renders it.
+    let out = dir.path().join("report");
+    let o = Command::new(BIN)
+        .args([
+            "report",
+            "--results-dir",
+            results.to_str().unwrap(),
+            "--run",
+            "latest",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains(&id) && md.contains("| 40 |"), "{md}");
+}
+
+fn sample_run(id: &str) -> Run {
+    let raw = include_str!("data/sample-run.json");
+    let mut run: Run = serde_json::from_str(raw).unwrap();
+    run.record.id = id.into();
+    run.record.status = RunStatus::Running;
+    run.record.finished_at = None;
+    for l in &mut run.levels {
+        l.run_id = id.into();
+    }
+    run
+}
+
+async fn round_trip(store: &Store) {
+    let run = sample_run("20261122T000000Z-rt-0001");
+    store.create_run(&run.record).await.unwrap();
+    // A run is never replaced.
+    assert!(store.create_run(&run.record).await.is_err());
+    for l in &run.levels {
+        store.append_level(l).await.unwrap();
+    }
+    // Nor a level.
+    assert!(store.append_level(&run.levels[0]).await.is_err());
+    let r = store
+        .find_resumable(&run.record.name, &run.record.fingerprint)
+        .await
+        .unwrap()
+        .expect("unfinished run is resumable");
+    assert_eq!(r, run);
+    store
+        .finish_run(&run.record.id, 1_795_400_000.0)
+        .await
+        .unwrap();
+    assert!(store.finish_run(&run.record.id, 1.0).await.is_err());
+    let back = store.load_run("latest").await.unwrap();
+    let mut want = run.clone();
+    want.record.status = RunStatus::Complete;
+    want.record.finished_at = Some(1_795_400_000.0);
+    assert_eq!(back, want);
+    assert!(store
+        .find_resumable(&run.record.name, &run.record.fingerprint)
+        .await
+        .unwrap()
+        .is_none());
+    let list = store.list_runs().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].levels, run.levels.len());
+    assert!(matches!(
+        store.load_run("nope").await,
+        Err(soakd::capacity::store::StoreError::NoSuchRun(_))
+    ));
+    // The report is the same whichever store it came from.
+    assert!(report::render(&back).markdown.contains("Database"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_stores_round_trip_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = Store::open(&ResultsConfig::Dir(dir.path().join("r")))
+        .await
+        .unwrap();
+    round_trip(&jsonl).await;
+    // A torn last line (crash mid-write) is ignored, not fatal.
+    let f = dir.path().join("r/20261122T000000Z-rt-0001.jsonl");
+    let mut text = std::fs::read_to_string(&f).unwrap();
+    text.push_str("{\"level\": {\"run_id\"");
+    std::fs::write(&f, text).unwrap();
+    assert_eq!(jsonl.load_run("latest").await.unwrap().levels.len(), 2);
+
+    let pg = soakd::pgcluster::Cluster::start(true).unwrap();
+    let url = pg.url("postgres");
+    let store = Store::open(&ResultsConfig::Postgres(soakd::config::Secret(url.clone())))
+        .await
+        .unwrap();
+    round_trip(&store).await;
+    // Opening again (a restart) migrates nothing twice and keeps the data.
+    let again = Store::open(&ResultsConfig::Postgres(soakd::config::Secret(url)))
+        .await
+        .unwrap();
+    assert_eq!(again.list_runs().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_levels_carry_pool_and_postgres_evidence() {
+    let pg = soakd::pgcluster::Cluster::start(true).unwrap();
+    let url = pg.url("postgres");
+    let env = std::collections::HashMap::from([("DATABASE_URL".to_string(), url.clone())]);
+    let text = r#"
+targets:
+  db:
+    type: postgres
+    url: ${DATABASE_URL}
+    max_connections: 4
+    acquire_timeout: 2s
+    stats: {enabled: false}
+scenarios:
+  sleepy:
+    target: db
+    max_in_flight: 500
+    timeout: 5s
+    slo: {p95: 150ms, error_rate: 1%}
+    schedule: {hold: {rate: 1/s}}
+    ops:
+      nap:
+        sql:
+          query: SELECT pg_sleep(0.05)
+search:
+  name: db
+  each: 4s
+  warmup: 1s
+  postgres: db
+  scenarios:
+    sleepy: {levels: [10/s, 200/s]}
+results:
+  url: ${DATABASE_URL}
+"#;
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let cfg = soakd::config::parse(text, "test.yaml", &dir, &env).unwrap_or_else(|e| panic!("{e}"));
+    let d = daemon(cfg);
+    let id = wait_complete(&d, Duration::from_secs(60)).await;
+    d.shutdown(Duration::from_secs(5)).await;
+    let store = Store::open(&ResultsConfig::Postgres(soakd::config::Secret(url)))
+        .await
+        .unwrap();
+    let run = store.load_run(&id).await.unwrap();
+    assert_eq!(
+        rates(&run, "sleepy"),
+        vec![(10.0, Verdict::Pass), (200.0, Verdict::Fail)]
+    );
+    // 200/s × 50 ms needs 10 connections; the pool has 4.
+    let hot = &run.levels[1];
+    let pool = hot.scenarios[0].pool.as_ref().unwrap();
+    assert_eq!((pool.in_use_peak, pool.max), (4, 4), "{pool:?}");
+    assert!(pool.acquire_p95.unwrap() > 0.05, "{pool:?}");
+    let cold = run.levels[0].scenarios[0].pool.as_ref().unwrap();
+    assert!(cold.in_use_peak < 4, "{cold:?}");
+    let db = hot.postgres.as_ref().unwrap();
+    assert!(db.transactions_per_second > 10.0, "{db:?}");
+    assert!(db.cache_hit_ratio.is_some());
+    assert!(db.max_connections.unwrap() > 0);
+    assert!(!db.connections_by_state.is_empty());
+    let top = db
+        .top_statements
+        .iter()
+        .find(|s| s.query.contains("pg_sleep"))
+        .unwrap_or_else(|| panic!("{db:?}"));
+    assert!(top.mean_ms >= 50.0 && top.calls > 0, "{top:?}");
+    let md = report::render(&run).markdown;
+    assert!(
+        md.contains("**Connection pool saturated** at 200/s: 4/4"),
+        "{md}"
+    );
+    assert!(md.contains("Raise the connection pool"), "{md}");
+    // Statements are kept in their own table too.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM soakd_statements WHERE run_id = $1")
+        .bind(&id)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert!(n >= 1);
+}
