@@ -163,7 +163,34 @@ impl Daemon {
 
     /// Runs until SIGTERM or SIGINT (SIGHUP reloads), or until `duration` passes.
     pub async fn wait_for_stop(&self, duration: Option<Duration>) -> std::io::Result<&'static str> {
+        self.wait_for_stop_or_search(duration, false).await
+    }
+
+    /// As [`Daemon::wait_for_stop`]; with `search_done`, also stops once the capacity
+    /// search has completed (or failed).
+    pub async fn wait_for_stop_or_search(
+        &self,
+        duration: Option<Duration>,
+        search_done: bool,
+    ) -> std::io::Result<&'static str> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let progress = self.search.clone().filter(|_| search_done);
+        let finished = async move {
+            let Some(p) = progress else {
+                return futures::future::pending().await;
+            };
+            loop {
+                let state = p.lock().state.clone();
+                if state == "complete" {
+                    return "capacity search complete";
+                }
+                if state == "failed" {
+                    return "capacity search failed";
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::pin!(finished);
         let mut signals = signal_hook_tokio::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
         let handle = signals.handle();
         let deadline = async {
@@ -176,6 +203,7 @@ impl Daemon {
         let why = loop {
             tokio::select! {
                 _ = &mut deadline => break "duration elapsed",
+                why = &mut finished => break why,
                 sig = signals.next() => match sig {
                     Some(SIGHUP) => {
                         tracing::info!("SIGHUP: reloading config");

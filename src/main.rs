@@ -57,6 +57,9 @@ enum Cmd {
         /// Print a JSON summary of the run to stdout at exit.
         #[arg(long)]
         summary: bool,
+        /// Stop once the config's capacity search has finished (exit 1 if it failed).
+        #[arg(long)]
+        exit_after_search: bool,
     },
     /// Validate a config file and print what would run.
     CheckConfig {
@@ -207,18 +210,30 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             shard,
             duration,
             summary,
+            exit_after_search,
         } => {
             let cfg = load_or_usage(&config)?;
             let grace = cfg.shutdown_grace;
             let path = config.clone();
             let loader: soakd::engine::Loader = Box::new(move || config::load(&path));
+            if exit_after_search && cfg.search.is_none() {
+                return Err(UsageError(
+                    "--exit-after-search: the config has no `search:` section".into(),
+                )
+                .into());
+            }
             runtime()?.block_on(async move {
                 let daemon = Daemon::start(cfg, Some(loader), Options { listen, shard })?;
-                let why = daemon.wait_for_stop(duration).await?;
+                let why = daemon
+                    .wait_for_stop_or_search(duration, exit_after_search)
+                    .await?;
                 tracing::info!(reason = why, "stopping: draining in-flight operations");
                 let s = daemon.shutdown(grace).await;
                 if summary {
                     println!("{}", serde_json::to_string_pretty(&s)?);
+                }
+                if why == "capacity search failed" {
+                    anyhow::bail!("the capacity search failed (see the log above)");
                 }
                 Ok(())
             })

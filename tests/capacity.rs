@@ -352,17 +352,41 @@ search:
     assert!(kept >= 2);
 
     let port = free_port();
-    let mut second = spawn_soakd(&cfg, port);
-    let p = eventually(Duration::from_secs(40), || async {
+    let mut second = Command::new(BIN)
+        .args([
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--exit-after-search",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let p = eventually(Duration::from_secs(20), || async {
         let p = search_progress(port).await?;
-        (p["state"] == "complete").then_some(p)
+        p["run_id"].is_string().then_some(p)
     })
     .await
-    .expect("resumed search completes");
-    second.kill().unwrap();
-    second.wait().unwrap();
+    .expect("the restarted search reports progress");
     assert_eq!(p["run_id"], id.as_str(), "the same run continued");
     assert_eq!(p["resumed"].as_u64(), Some(kept as u64));
+    // --exit-after-search: it stops by itself, cleanly, when the search is done.
+    let end = std::time::Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > end {
+            let _ = second.kill();
+            panic!("soakd did not exit after the search");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status:?}");
     let after = store.load_run(&id).await.unwrap();
     assert_eq!(after.record.status, RunStatus::Complete);
     assert_eq!(
@@ -559,4 +583,88 @@ results:
         .await
         .unwrap();
     assert!(n >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_search_walks_both_scenarios_against_one_limit() {
+    // Both scenarios share the target's 4 slots of >= 40 ms: about 100/s together.
+    let target = demo(Knobs {
+        latency_min_ms: 40,
+        latency_max_ms: 40,
+        concurrency_limit: 4,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = api_config(
+        target,
+        dir.path(),
+        r#"
+scenarios:
+  api:
+    target: api
+    max_in_flight: 5000
+    timeout: 10s
+    slo: {p95: 200ms, error_rate: 1%}
+    schedule: {hold: {rate: 1/s}}
+    ops: {list: {http: {path: /v1/challenges}}}
+  other:
+    target: api
+    max_in_flight: 5000
+    timeout: 10s
+    slo: {p95: 200ms, error_rate: 1%}
+    schedule: {hold: {rate: 1/s}}
+    ops: {list: {http: {path: /v1/challenges}}}
+search:
+  name: matrix
+  mode: matrix
+  each: 3s
+  warmup: 1s
+  scenarios:
+    api: {levels: [10/s, 30/s, 300/s]}
+    other: {levels: [10/s, 300/s]}
+"#,
+    );
+    let d = daemon(config(&text, target));
+    let id = wait_complete(&d, Duration::from_secs(90)).await;
+    let run = Store::Jsonl(dir.path().to_path_buf())
+        .load_run(&id)
+        .await
+        .unwrap();
+    let cells: Vec<(f64, f64, Verdict)> = run
+        .levels
+        .iter()
+        .map(|l| (l.spec.rates[0].1, l.spec.rates[1].1, l.verdict))
+        .collect();
+    // Rows 10 and 30 pass with 10 and break with 300; row 300 breaks at once and ends it.
+    assert_eq!(
+        cells,
+        vec![
+            (10.0, 10.0, Verdict::Pass),
+            (10.0, 300.0, Verdict::Fail),
+            (30.0, 10.0, Verdict::Pass),
+            (30.0, 300.0, Verdict::Fail),
+            (300.0, 10.0, Verdict::Fail),
+        ]
+    );
+    // Both scenarios measured at every cell.
+    assert!(run.levels.iter().all(|l| l.scenarios.len() == 2));
+    assert_eq!(
+        capacity::frontier(&run),
+        vec![(10.0, Some(10.0)), (30.0, Some(10.0)), (300.0, None)]
+    );
+    let md = report::render(&run).markdown;
+    assert!(md.contains("## Combined Load (api × other)"), "{md}");
+    assert!(md.contains("- api 30/s + other 10/s"), "{md}");
+    assert!(md.contains("| 30 | 10 | other |"), "{md}");
+    let rep = report::render(&run);
+    let svg = &rep
+        .charts
+        .iter()
+        .find(|(n, _)| n == "frontier.svg")
+        .unwrap()
+        .1;
+    roxmltree::Document::parse(svg).unwrap();
+    assert!(svg.contains("knee 300/s"), "{svg}");
+    d.shutdown(Duration::from_secs(5)).await;
 }

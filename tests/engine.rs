@@ -536,3 +536,72 @@ scenarios:
     assert!(seen.get("HTTP/2.0").copied().unwrap_or(0) > 20, "{seen:?}");
     assert!(seen.get("HTTP/1.1").copied().unwrap_or(0) > 20, "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_keeps_exactly_n_in_flight_and_pauses() {
+    // Each request takes 20 ms at the target; 4 workers back to back.
+    let count = Arc::new(AtomicU64::new(0));
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (c, n, p) = (count.clone(), now.clone(), peak.clone());
+    let app = Router::new().route(
+        "/",
+        get(move || {
+            let (c, n, p) = (c.clone(), n.clone(), p.clone());
+            async move {
+                let cur = n.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(cur, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                n.fetch_sub(1, Ordering::SeqCst);
+                c.fetch_add(1, Ordering::Relaxed);
+                "ok"
+            }
+        }),
+    );
+    let addr = serve(app).await;
+    let cfg = config(
+        r#"
+targets: {t: {type: http, base_url: "${TARGET}"}}
+scenarios:
+  s:
+    target: t
+    arrival: closed
+    max_in_flight: 4
+    schedule: {hold: {rate: 1/s}}
+    ops: {get: {http: {path: /}}}
+"#,
+        addr,
+    );
+    let d = daemon(cfg);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (c0, t0) = (count.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rate = (count.load(Ordering::Relaxed) - c0) as f64 / t0.elapsed().as_secs_f64();
+    let st = scenario_status(d.addr(), "s").await;
+    // The offered rate (1/s) does not throttle a closed loop: 4 / 20 ms is at most 200/s.
+    assert!((100.0..=200.0).contains(&rate), "{rate:.1}/s");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        4,
+        "never more than the workers"
+    );
+    assert_eq!(st["dropped_total"], 0);
+    assert_eq!(st["in_flight"], 4);
+    // Paused: the workers stop starting iterations.
+    let r = client()
+        .post(format!("http://{}/api/v1/scenarios/s/pause", d.addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let c1 = count.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        count.load(Ordering::Relaxed),
+        c1,
+        "paused closed loop still sends"
+    );
+    let s = d.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(s.abandoned_in_flight, 0);
+}

@@ -151,6 +151,7 @@ struct BufSnap {
 /// What the controller needs about one searched scenario.
 struct Watched {
     name: String,
+    target: String,
     state: Arc<ScenarioState>,
     pg_target: Option<String>,
     pool: Option<sqlx::PgPool>,
@@ -435,6 +436,7 @@ pub async fn run(
                 .map(|t| t.name.clone());
             Ok(Watched {
                 name: s.name.clone(),
+                target: sc.target.clone(),
                 pool: pg_target.as_deref().and_then(|t| engine.pg_pool(t)),
                 pg_target,
                 has_buffer: sc.buffer.is_some(),
@@ -622,13 +624,23 @@ pub async fn run(
                 cpu_percent: cpu_percent(soakd0, soakd1, secs),
                 rss_bytes: (peaks.soakd_rss > 0).then_some(peaks.soakd_rss),
             },
-            target: search.target_process.as_ref().map(|_| ProcessLevel {
-                cpu_percent: cpu_percent(target0, target1, secs),
-                rss_bytes: match target_pid {
-                    Some(_) => (peaks.target_rss > 0).then_some(peaks.target_rss),
-                    None => target1.map(|s| s.rss_bytes),
-                },
-            }),
+            // Only for levels whose load all goes to the measured process.
+            target: search
+                .target_process
+                .as_ref()
+                .filter(|_| {
+                    search.target_process_targets.is_empty()
+                        || active
+                            .iter()
+                            .all(|w| search.target_process_targets.contains(&w.target))
+                })
+                .map(|_| ProcessLevel {
+                    cpu_percent: cpu_percent(target0, target1, secs),
+                    rss_bytes: match target_pid {
+                        Some(_) => (peaks.target_rss > 0).then_some(peaks.target_rss),
+                        None => target1.map(|s| s.rss_bytes),
+                    },
+                }),
             postgres,
             verdict,
             reason: reason.clone(),
@@ -647,13 +659,19 @@ pub async fn run(
         }
         if verdict != Verdict::Pass {
             // A broken level leaves a backlog (queued requests, a full pool) that would
-            // spill into the next level's warm-up: stop offering load and let it drain,
-            // for up to one level's length.
+            // spill into the next level's warm-up: stop offering load and let it drain.
+            // Every operation ends by its timeout, so wait at most that long (or one
+            // level's length, if longer).
             for w in &active {
                 w.state.set_rate_override(Some(0.0));
             }
             progress.lock().state = "cooldown".into();
-            let until = Instant::now() + search.each;
+            let longest = active
+                .iter()
+                .flat_map(|w| w.state.plan().op_timeouts.clone())
+                .max()
+                .unwrap_or_default();
+            let until = Instant::now() + search.each.max(longest + Duration::from_secs(1));
             while Instant::now() < until
                 && active
                     .iter()
@@ -669,9 +687,14 @@ pub async fn run(
             w.state.set_rate_override(s.then);
         }
     }
-    let found = super::findings(&run);
-    for f in &found {
-        tracing::info!(run = %run_id, scenario = %f.scenario, max_sustainable = ?f.max_sustainable, first_failure = ?f.first_failure, first_invalid = ?f.first_invalid, "capacity search: complete");
+    if search.mode == crate::config::search::SearchMode::Matrix {
+        for (row, best) in super::frontier(&run) {
+            tracing::info!(run = %run_id, row_rate = row, best_column_rate = ?best, "capacity search: complete (matrix row)");
+        }
+    } else {
+        for f in &super::findings(&run) {
+            tracing::info!(run = %run_id, scenario = %f.scenario, max_sustainable = ?f.max_sustainable, first_failure = ?f.first_failure, first_invalid = ?f.first_invalid, "capacity search: complete");
+        }
     }
     let mut p = progress.lock();
     p.state = "complete".into();

@@ -17,7 +17,6 @@ use crate::config::search::{SearchConfig, SearchMode};
 use crate::config::Slo;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -345,8 +344,19 @@ pub fn fingerprint(search: &SearchConfig, slos: &BTreeMap<String, SloView>) -> S
     format!("{h:016x}")
 }
 
+/// A latency for people: `0.42ms`, `3.1ms`, `52ms`, `1.40s`.
+pub fn fmt_latency(s: f64) -> String {
+    match s {
+        s if s >= 10.0 => format!("{s:.1}s"),
+        s if s >= 1.0 => format!("{s:.2}s"),
+        s if s >= 0.01 => format!("{:.0}ms", s * 1e3),
+        s if s >= 0.001 => format!("{:.1}ms", s * 1e3),
+        s => format!("{:.2}ms", s * 1e3),
+    }
+}
+
 fn fmt_secs(s: f64) -> String {
-    crate::config::units::format_duration(Duration::from_secs_f64(s.max(0.0)))
+    fmt_latency(s)
 }
 
 /// Judges one scenario's window against its SLO. Order matters: late starts make any
@@ -543,6 +553,7 @@ pub fn frontier(run: &Run) -> Vec<(f64, Option<f64>)> {
 mod tests {
     use super::*;
     use crate::config::search::SearchScenario;
+    use std::time::Duration;
 
     fn cfg(mode: SearchMode, refine: u32) -> SearchConfig {
         SearchConfig {
@@ -555,6 +566,7 @@ mod tests {
             min_achieved: 0.95,
             postgres: None,
             target_process: None,
+            target_process_targets: vec![],
             scenarios: vec![
                 SearchScenario {
                     name: "api".into(),

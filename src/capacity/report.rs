@@ -18,14 +18,7 @@ pub struct Report {
 }
 
 fn ms(s: Option<f64>) -> String {
-    match s {
-        None => "–".into(),
-        Some(s) if s >= 10.0 => format!("{:.1}s", s),
-        Some(s) if s >= 1.0 => format!("{:.2}s", s),
-        Some(s) if s >= 0.01 => format!("{:.0}ms", s * 1e3),
-        Some(s) if s >= 0.001 => format!("{:.1}ms", s * 1e3),
-        Some(s) => format!("{:.2}ms", s * 1e3),
-    }
+    s.map(super::fmt_latency).unwrap_or_else(|| "–".into())
 }
 
 fn pct(r: f64) -> String {
@@ -96,28 +89,6 @@ fn bottlenecks(levels: &[(&LevelResult, &ScenarioLevel)], cpus: usize, f: &Findi
     let rise = levels.iter().find(|(_, s)| {
         matches!((base_p95, s.latency.p95), (Some(b), Some(p)) if p > 2.0 * b && p > 0.005)
     });
-    // The knee itself: how latency and concurrency moved from the lightest level.
-    if let (Some((_, first)), true) = (levels.first(), fs.verdict == Some(Verdict::Fail)) {
-        if let (Some(a), Some(b)) = (first.latency.p95, fs.latency.p95) {
-            out.push(format!(
-                "Latency knee: p95 went from {} at {} to {} at {} (×{:.1}) while errors went from {} to {}; operations in flight peaked at {} (from {}).{}",
-                ms(Some(a)),
-                at(first.offered_rate),
-                ms(Some(b)),
-                at(fs.offered_rate),
-                b / a.max(1e-9),
-                pct(first.error_ratio),
-                pct(fs.error_ratio),
-                fs.in_flight_peak,
-                first.in_flight_peak,
-                if fs.error_ratio < 0.001 && b > 2.0 * a {
-                    " Latency rose without errors: requests queue at the target (a saturated resource — workers, a concurrency limit, connections), they are not being rejected."
-                } else {
-                    ""
-                }
-            ));
-        }
-    }
     // Pool saturation.
     let sat = levels.iter().find(|(_, s)| {
         s.pool
@@ -186,6 +157,35 @@ fn bottlenecks(levels: &[(&LevelResult, &ScenarioLevel)], cpus: usize, f: &Findi
             }
         }
     }
+    // The knee itself: how latency and concurrency moved from the lightest level.
+    if let (Some((_, first)), true) = (levels.first(), fs.verdict == Some(Verdict::Fail)) {
+        if let (Some(a), Some(b)) = (first.latency.p95, fs.latency.p95) {
+            out.push(format!(
+                "Latency knee: p95 went from {} at {} to {} at {} (×{:.1}) {}; operations in flight peaked at {} (from {}).{}",
+                ms(Some(a)),
+                at(first.offered_rate),
+                ms(Some(b)),
+                at(fs.offered_rate),
+                b / a.max(1e-9),
+                if first.error_ratio == 0.0 && fs.error_ratio == 0.0 {
+                    "with no errors".to_string()
+                } else {
+                    format!(
+                        "while errors went from {} to {}",
+                        pct(first.error_ratio),
+                        pct(fs.error_ratio)
+                    )
+                },
+                fs.in_flight_peak,
+                first.in_flight_peak,
+                if fs.error_ratio < 0.001 && b > 2.0 * a {
+                    " Latency rose without errors: requests queue at the target (a saturated resource — workers, a concurrency limit, connections), they are not being rejected."
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
     if let Some(c) = fl.soakd.cpu_percent {
         if c / (cpus.max(1) as f64) >= 50.0 {
             out.push(format!(
@@ -216,6 +216,15 @@ fn bottlenecks(levels: &[(&LevelResult, &ScenarioLevel)], cpus: usize, f: &Findi
                 top.calls,
                 top.query.replace('`', "'")
             );
+            // Slow *and* busy: it keeps at least half a backend occupied. A batched
+            // upsert taking 25 ms once a second is not a bottleneck.
+            let busy = top.calls as f64 * top.mean_ms / 1000.0 / fl.window_seconds.max(1e-9);
+            if top.mean_ms >= 10.0 && busy >= 0.5 {
+                s = format!(
+                    "**Slow statement** ({:.1} ms mean, {busy:.1} backends busy with it). {s}",
+                    top.mean_ms
+                );
+            }
         }
         s.push('.');
         if pg
@@ -246,6 +255,16 @@ fn bottlenecks(levels: &[(&LevelResult, &ScenarioLevel)], cpus: usize, f: &Findi
                 .unwrap_or_default()
         ));
     }
+    // Findings first (bold), then the knee, then context.
+    out.sort_by_key(|n| {
+        if n.starts_with("**") {
+            0
+        } else if n.starts_with("Latency knee") {
+            1
+        } else {
+            2
+        }
+    });
     out
 }
 
@@ -253,7 +272,7 @@ fn recommendations(notes: &[String], f: &Finding) -> Vec<String> {
     let has = |k: &str| notes.iter().any(|n| n.contains(k));
     let mut out = Vec::new();
     if has("Connection pool saturated") && !has("symptom") {
-        out.push("Raise the connection pool (max_connections) or put PgBouncer in front; alert on pool utilization > 80 % (`SoakdDbPoolSaturated`).".to_string());
+        out.push("Raise the connection pool (max_connections) or put PgBouncer in front; alert on pool utilization > 80 % (`DatabaseConnectionPoolHigh`).".to_string());
     }
     if has("Event buffer near its limit") {
         out.push("Flush more often or in larger batches, or raise buffer_size_limit; watch `soakd_buffer_events / soakd_buffer_capacity_events`.".to_string());
@@ -266,7 +285,7 @@ fn recommendations(notes: &[String], f: &Finding) -> Vec<String> {
             "Raise PostgreSQL max_connections or pool connections in front of it.".to_string(),
         );
     }
-    if has("slowest statement") {
+    if has("**Slow statement**") {
         out.push(
             "Check the slowest statement's plan (EXPLAIN ANALYZE) and its indexes.".to_string(),
         );
@@ -422,7 +441,8 @@ pub fn render(run: &Run) -> Report {
         for f in &found {
             let levels = isolated_levels(run, &f.scenario);
             let notes = bottlenecks(&levels, r.cpus, f);
-            if let Some(n) = notes.first() {
+            let limited = f.first_failure.is_some() || f.first_invalid.is_some();
+            if let (Some(n), true) = (notes.first(), limited) {
                 let _ = writeln!(md, "Primary bottleneck for {}: {}\n", f.scenario, n);
             }
             all_notes.push((f.scenario.clone(), notes));
@@ -444,6 +464,7 @@ pub fn render(run: &Run) -> Report {
             continue;
         }
         let target_known = levels.iter().any(|(l, _)| l.target.is_some());
+        let measured = r.search.target_process.is_some();
         md.push_str("### Test Results\n\n");
         let _ = writeln!(
             md,
@@ -453,6 +474,7 @@ pub fn render(run: &Run) -> Report {
         for (l, x) in &levels {
             let (c, m) = match &l.target {
                 Some(t) => (cpu(t.cpu_percent), mib(t.rss_bytes)),
+                None if measured => ("–".into(), "–".into()),
                 None => (cpu(l.soakd.cpu_percent), mib(l.soakd.rss_bytes)),
             };
             let _ = writeln!(
@@ -480,6 +502,8 @@ pub fn render(run: &Run) -> Report {
             "\nCPU % (of one CPU) and Memory (peak RSS) are {}. ʳ: a bisection level between the last good and the first bad step.\n",
             if target_known {
                 "the target process's"
+            } else if measured {
+                "not measured: this scenario's target is not the configured `target_process`"
             } else {
                 "soakd's own (no `target_process` configured)"
             }
@@ -689,6 +713,85 @@ pub fn render(run: &Run) -> Report {
                 md.push('\n');
             }
             md.push('\n');
+            // Every cell with the seed's columns, per scenario.
+            md.push_str("### Test Results\n\n");
+            let _ = writeln!(
+                md,
+                "| {} | {} | Scenario | p50 | p95 | p99 | Error Rate | CPU % | Memory | Achieved | Verdict |",
+                a.name, b.name
+            );
+            md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+            for l in &run.levels {
+                let get = |n: &str| {
+                    l.spec
+                        .rates
+                        .iter()
+                        .find(|(s, _)| s == n)
+                        .map(|(_, r)| *r)
+                        .unwrap_or(0.0)
+                };
+                for x in &l.scenarios {
+                    let (c, m) = match &l.target {
+                        Some(t) => (cpu(t.cpu_percent), mib(t.rss_bytes)),
+                        None => (cpu(l.soakd.cpu_percent), mib(l.soakd.rss_bytes)),
+                    };
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1}/s | {} |",
+                        rate_num(get(&a.name)),
+                        rate_num(get(&b.name)),
+                        x.scenario,
+                        ms(x.latency.p50),
+                        ms(x.latency.p95),
+                        ms(x.latency.p99),
+                        pct(x.error_ratio),
+                        c,
+                        m,
+                        x.achieved_rate,
+                        verdict_cell(x.verdict)
+                    );
+                }
+            }
+            let _ = writeln!(
+                md,
+                "\nCPU % (of one CPU) and Memory (peak RSS) are {}.\n",
+                if run.levels.iter().any(|l| l.target.is_some()) {
+                    "the target process's"
+                } else {
+                    "soakd's own (no `target_process` configured)"
+                }
+            );
+            let points: Vec<(f64, f64)> = frontier(run)
+                .into_iter()
+                .filter_map(|(ra, rb)| rb.map(|rb| (ra, rb)))
+                .collect();
+            let knee = frontier(run)
+                .into_iter()
+                .find(|(_, rb)| rb.is_none())
+                .map(|(ra, _)| ra);
+            let x_label = format!("{} rate (/s)", a.name);
+            charts.push((
+                "frontier.svg".to_string(),
+                render_chart(&Chart {
+                    title: format!(
+                        "combined capacity: highest {} rate per {} rate",
+                        b.name, a.name
+                    ),
+                    x_label: &x_label,
+                    y_label: "highest passing rate (/s)",
+                    y_log: false,
+                    series: vec![Series {
+                        name: format!("{} within SLO", b.name),
+                        color: "#1f77b4",
+                        points,
+                        dashed: false,
+                    }],
+                    hlines: vec![],
+                    knee,
+                    y_fmt: fmt_int,
+                }),
+            ));
+            md.push_str("![combined capacity frontier](frontier.svg)\n\n");
         }
     }
 

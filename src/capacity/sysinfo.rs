@@ -32,15 +32,27 @@ pub fn read_proc(pid: Option<u32>) -> Option<ProcSample> {
 
 fn cpu_of(dir: &str) -> Option<Duration> {
     // utime and stime (fields 14 and 15) in clock ticks; after the last ')' because
-    // the command name may hold spaces. Linux's USER_HZ is 100 on every architecture
-    // soakd builds for.
+    // the command name may hold spaces.
     let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
     // Summed over all threads, including ones that exited (the kernel folds them in).
-    Some(Duration::from_millis((utime + stime) * 10))
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / clock_ticks(),
+    ))
+}
+
+/// USER_HZ: clock ticks per second in /proc times.
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions; it returns -1 for unknown names.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
 }
 
 /// Reads `process_cpu_seconds_total` and `process_resident_memory_bytes` from a

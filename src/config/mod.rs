@@ -391,6 +391,9 @@ pub enum Arrival {
     Uniform,
     /// Exponentially distributed gaps (a Poisson process) with the same mean rate.
     Poisson,
+    /// A closed loop: `max_in_flight` workers run iterations back to back (pgbench's
+    /// and wrk's model); the schedule's rate only switches them on (> 0) or off.
+    Closed,
 }
 
 #[derive(Debug, Clone, PartialEq)]

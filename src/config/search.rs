@@ -58,6 +58,9 @@ pub struct SearchConfig {
     /// ratio, dead tuples, connections by state, top statements).
     pub postgres: Option<String>,
     pub target_process: Option<TargetProcess>,
+    /// The targets served by that process (empty: every searched scenario's).
+    #[serde(default)]
+    pub target_process_targets: Vec<String>,
     pub scenarios: Vec<SearchScenario>,
 }
 
@@ -97,6 +100,9 @@ struct RawSearch {
 struct RawTargetProcess {
     #[serde(default)]
     pid: Option<u32>,
+    /// Which targets this process serves (default: all).
+    #[serde(default)]
+    targets: Vec<String>,
     #[serde(default)]
     metrics_url: Option<String>,
 }
@@ -174,15 +180,30 @@ pub(super) fn build_search(
             errs.push("search.postgres", format!("no postgres target named {p:?}"));
         }
     }
+    let tp_targets = raw
+        .target_process
+        .as_ref()
+        .map(|t| t.targets.clone())
+        .unwrap_or_default();
+    for (i, t) in tp_targets.iter().enumerate() {
+        if !targets.iter().any(|x| x.name == *t) {
+            errs.push(
+                format!("search.target_process.targets[{i}]"),
+                format!("no target named {t:?}"),
+            );
+        }
+    }
     let target_process = match raw.target_process {
         None => None,
         Some(RawTargetProcess {
             pid: Some(p),
             metrics_url: None,
+            ..
         }) => Some(TargetProcess::Pid(p)),
         Some(RawTargetProcess {
             pid: None,
             metrics_url: Some(u),
+            ..
         }) => {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 errs.push(
@@ -212,6 +233,12 @@ pub(super) fn build_search(
         match scenarios.iter().find(|s| s.name == name) {
             None => errs.push(&path, format!("no scenario named {name:?}")),
             Some(s) => {
+                if s.arrival == super::Arrival::Closed {
+                    errs.push(
+                        &path,
+                        format!("scenario {name:?} has `arrival: closed`: a search offers rates, so it needs an open-model scenario (uniform or poisson)"),
+                    );
+                }
                 let slo = &s.slo;
                 if slo.p50.is_none()
                     && slo.p95.is_none()
@@ -274,6 +301,7 @@ pub(super) fn build_search(
         min_achieved,
         postgres: raw.postgres,
         target_process,
+        target_process_targets: tp_targets,
         scenarios: list,
     })
 }

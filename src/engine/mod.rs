@@ -29,6 +29,8 @@ pub struct Plan {
     pub scenario: Scenario,
     pub schedule: Schedule,
     pub poisson: bool,
+    /// `arrival: closed`: max_in_flight workers back to back instead of a clock.
+    pub closed: bool,
     pub max_in_flight: usize,
     cumulative_weights: Vec<u32>,
     pub total_weight: u32,
@@ -417,6 +419,7 @@ impl Engine {
             scenario: sc.clone(),
             schedule,
             poisson: sc.arrival == Arrival::Poisson,
+            closed: sc.arrival == Arrival::Closed,
             max_in_flight: sc.max_in_flight,
             cumulative_weights,
             total_weight: acc.max(1),

@@ -7,7 +7,7 @@ use super::ScenarioState;
 use crate::drivers::{kind, OpError};
 use crate::template::IterVars;
 use rand::Rng;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -29,7 +29,14 @@ fn time_of_day_utc() -> f64 {
 
 /// Runs until `stop` turns true. In-flight operations are left to finish on their own;
 /// the engine waits for them.
-pub async fn run(state: Arc<ScenarioState>, mut stop: watch::Receiver<bool>) {
+pub async fn run(state: Arc<ScenarioState>, stop: watch::Receiver<bool>) {
+    if state.plan().closed {
+        return run_closed(state, stop).await;
+    }
+    run_open(state, stop).await
+}
+
+async fn run_open(state: Arc<ScenarioState>, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut plan = state.plan();
@@ -48,6 +55,10 @@ pub async fn run(state: Arc<ScenarioState>, mut stop: watch::Receiver<bool>) {
         }
         if state.generation.load(Ordering::Acquire) != generation {
             let new = state.plan();
+            if new.closed {
+                // A reload switched the arrival model: hand over to the closed loop.
+                return Box::pin(run_closed(state, stop)).await;
+            }
             if new.schedule != plan.schedule {
                 schedule_start = Instant::now();
             }
@@ -100,32 +111,109 @@ fn launch(state: &Arc<ScenarioState>, plan: &Arc<super::Plan>, intended: Instant
             .observe(actual.saturating_duration_since(intended).as_secs_f64());
         // Late: measure from the intended start (coordinated omission corrected).
         // Released early by up to EARLY: measure from the actual start.
-        let start = intended.min(actual);
-        let op = plan.pick_op(rand::rng().random_range(0..plan.total_weight));
-        let seq = state.seq.fetch_add(1, Ordering::Relaxed);
-        let mut vars = IterVars::new(&plan.fixtures, seq);
-        let timeout = plan.op_timeouts[op];
-        let result = match tokio::time::timeout(timeout, plan.driver.execute(op, &mut vars)).await {
-            Ok(r) => r,
-            Err(_) => Err(OpError::new(
-                kind::TIMEOUT,
-                format!(
-                    "no answer within {}",
-                    crate::config::units::format_duration(timeout)
-                ),
-            )),
-        };
-        let latency = Instant::now().saturating_duration_since(start);
-        let om = &plan.metrics.ops[op];
-        om.requests.inc();
-        om.duration.observe(latency.as_secs_f64());
-        om.window.record(latency);
-        state.capture.record(latency);
-        if let Err(e) = result {
-            plan.metrics.record_error(op, &e.kind);
-            tracing::debug!(scenario = %plan.metrics.scenario, op = %om.op, kind = %e.kind, detail = %e.detail, "operation failed");
-        }
-        plan.metrics.in_flight.dec();
-        state.in_flight.fetch_sub(1, Ordering::AcqRel);
+        execute(&state, &plan, intended.min(actual)).await;
     });
+}
+
+/// Runs one iteration (an op picked by weight, under its timeout) and records it as
+/// started at `start`. The caller has counted it in flight; this uncounts it.
+async fn execute(state: &ScenarioState, plan: &super::Plan, start: Instant) {
+    let op = plan.pick_op(rand::rng().random_range(0..plan.total_weight));
+    let seq = state.seq.fetch_add(1, Ordering::Relaxed);
+    let mut vars = IterVars::new(&plan.fixtures, seq);
+    let timeout = plan.op_timeouts[op];
+    let result = match tokio::time::timeout(timeout, plan.driver.execute(op, &mut vars)).await {
+        Ok(r) => r,
+        Err(_) => Err(OpError::new(
+            kind::TIMEOUT,
+            format!(
+                "no answer within {}",
+                crate::config::units::format_duration(timeout)
+            ),
+        )),
+    };
+    let latency = Instant::now().saturating_duration_since(start);
+    let om = &plan.metrics.ops[op];
+    om.requests.inc();
+    om.duration.observe(latency.as_secs_f64());
+    om.window.record(latency);
+    state.capture.record(latency);
+    if let Err(e) = result {
+        plan.metrics.record_error(op, &e.kind);
+        tracing::debug!(scenario = %plan.metrics.scenario, op = %om.op, kind = %e.kind, detail = %e.detail, "operation failed");
+    }
+    plan.metrics.in_flight.dec();
+    state.in_flight.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// The closed model (`arrival: closed`): `max_in_flight` workers each run iterations
+/// back to back, as pgbench and wrk do. There is no intended start, so no schedule lag
+/// and no coordinated-omission correction: latency is service time, and throughput is
+/// what the target allows. The schedule only switches the workers on (rate > 0) and off
+/// (0, or paused).
+async fn run_closed(state: Arc<ScenarioState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let plan = state.plan();
+        if !plan.closed {
+            return Box::pin(run_open(state, stop)).await;
+        }
+        let generation = plan.generation;
+        let halt = Arc::new(AtomicBool::new(false));
+        let on = Arc::new(AtomicBool::new(false));
+        for _ in 0..plan.max_in_flight {
+            tokio::spawn(worker(
+                state.clone(),
+                plan.clone(),
+                halt.clone(),
+                on.clone(),
+            ));
+        }
+        let start = Instant::now();
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let restart = loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break false;
+                    }
+                }
+            }
+            if state.generation.load(Ordering::Acquire) != generation {
+                break true;
+            }
+            let at = plan.schedule.at(start.elapsed(), time_of_day_utc());
+            let rate = if state.paused.load(Ordering::Relaxed) {
+                0.0
+            } else {
+                state.rate_override().unwrap_or(at.rate)
+            };
+            state.publish(rate, at);
+            on.store(rate > 0.0, Ordering::Relaxed);
+        };
+        // Workers finish the iteration they are in; the engine waits for in_flight.
+        halt.store(true, Ordering::Relaxed);
+        if !restart {
+            return;
+        }
+    }
+}
+
+async fn worker(
+    state: Arc<ScenarioState>,
+    plan: Arc<super::Plan>,
+    halt: Arc<AtomicBool>,
+    on: Arc<AtomicBool>,
+) {
+    while !halt.load(Ordering::Relaxed) {
+        if !on.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        state.started.fetch_add(1, Ordering::Relaxed);
+        plan.metrics.in_flight.inc();
+        execute(&state, &plan, Instant::now()).await;
+    }
 }
