@@ -456,8 +456,17 @@ pub fn render(run: &Run) -> Report {
         }
         let levels = isolated_levels(run, &s.name);
         let f = &found[i];
+        // The seed's units: RPS for the API, EPS for events (buffered writes, or the
+        // gRPC event handler), QPS for direct database load.
         let buffered = levels.iter().any(|(_, x)| x.buffer.is_some());
-        let unit = if buffered { "EPS" } else { "RPS" };
+        let target = r.targets.get(&s.name).map(String::as_str).unwrap_or("");
+        let unit = if buffered || target.ends_with("(grpc)") {
+            "EPS"
+        } else if target.ends_with("(postgres)") {
+            "QPS"
+        } else {
+            "RPS"
+        };
         let _ = writeln!(md, "---\n\n## Scenario {}: {} (isolated)\n", i + 1, s.name);
         if levels.is_empty() {
             md.push_str("No level measured yet.\n\n");
