@@ -262,20 +262,20 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 };
                 if list {
                     for r in store.list_runs().await? {
-                        println!(
+                        stdout_line(&format!(
                             "{}\t{}\t{:?}\t{} levels\t{}",
                             r.id,
                             r.name,
                             r.status,
                             r.levels,
                             soakd::capacity::store::format_utc(r.started_at)
-                        );
+                        ))?;
                     }
                     return Ok(());
                 }
                 let run = store.load_run(&run).await?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&run)?);
+                    stdout_line(&serde_json::to_string_pretty(&run)?)?;
                     return Ok(());
                 }
                 let rep = report::render(&run);
@@ -284,10 +284,10 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                         for p in report::write(&rep, &dir)
                             .with_context(|| format!("writing {}", dir.display()))?
                         {
-                            println!("{}", p.display());
+                            stdout_line(&p.display().to_string())?;
                         }
                     }
-                    None => print!("{}", rep.markdown),
+                    None => stdout_line(rep.markdown.trim_end())?,
                 }
                 Ok(())
             })
@@ -388,6 +388,17 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+    }
+}
+
+/// Writes a line to stdout; a closed pipe (`soakd report | head`) ends the output
+/// quietly instead of panicking as `println!` would.
+fn stdout_line(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
     }
 }
 
