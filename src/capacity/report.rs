@@ -801,6 +801,54 @@ pub fn render(run: &Run) -> Report {
                 }),
             ));
             md.push_str("![combined capacity frontier](frontier.svg)\n\n");
+            md.push_str("### Bottleneck Analysis\n\n");
+            let sums: Vec<(f64, f64)> = frontier(run)
+                .into_iter()
+                .filter_map(|(ra, rb)| rb.map(|rb| (ra, ra + rb)))
+                .collect();
+            let lo = sums.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+            let hi = sums.iter().map(|x| x.1).fold(0.0, f64::max);
+            if sums.len() >= 2 && hi <= 1.5 * lo {
+                let _ = writeln!(
+                    md,
+                    "- **One shared limit**: along the frontier {} + {} stays between {} and {} operations/s whatever the mix — both paths draw on the same resource, so plan capacity for their sum.",
+                    a.name,
+                    b.name,
+                    rate_num(lo),
+                    rate_num(hi)
+                );
+            } else if sums.len() >= 2 {
+                let _ = writeln!(
+                    md,
+                    "- The passing sum of {} + {} ranges from {} to {} operations/s along the frontier: the paths do not share one simple budget.",
+                    a.name,
+                    b.name,
+                    rate_num(lo),
+                    rate_num(hi)
+                );
+            }
+            // Why each row ended: its first failing cell.
+            for (ra, _) in frontier(run) {
+                let first_bad = run.levels.iter().find(|l| {
+                    l.verdict != Verdict::Pass
+                        && l.spec.rates.iter().any(|(n, v)| *n == a.name && *v == ra)
+                });
+                if let Some(l) = first_bad {
+                    let cpu_note = l
+                        .target
+                        .as_ref()
+                        .and_then(|t| t.cpu_percent)
+                        .map(|c| format!(" (target CPU {c:.0}% of one CPU)"))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        md,
+                        "- At {}: {}{cpu_note}.",
+                        l.spec.label(),
+                        l.reason.replace('|', "\\|")
+                    );
+                }
+            }
+            md.push('\n');
         }
     }
 

@@ -829,6 +829,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn process_cpu_is_not_truncated_to_whole_seconds() {
+        // Burn a little CPU so there is something below one second to see.
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(200) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        let r = Registry::new();
+        r.register(Box::new(ProcessMetrics::new())).unwrap();
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&r.gather(), &mut buf).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let v: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let now = crate::capacity::sysinfo::read_proc(None)
+            .unwrap()
+            .cpu
+            .as_secs_f64();
+        assert!(
+            v > 0.1 && v <= now + 1e-9 && now - v < 0.5,
+            "{v} vs {now} ({x})"
+        );
+        assert!(text.contains("process_resident_memory_bytes"));
+    }
+
+    #[test]
     fn series_survive_reacquire_and_quantiles_export() {
         let m = Metrics::new(Duration::from_secs(60)).unwrap();
         let a = m.scenario("api", &["list"]);
