@@ -124,9 +124,12 @@ impl Daemon {
         let (results_cfg, search_cfg) = (config.results.clone(), config.search.clone());
         let engine = Engine::start(config, metrics, loader, divisor)?;
         let results: SharedStore = Arc::new(parking_lot::RwLock::new(None));
-        let search = search_cfg
-            .as_ref()
-            .map(|_| Arc::new(parking_lot::Mutex::new(Progress::default())));
+        let search = search_cfg.as_ref().map(|_| {
+            Arc::new(parking_lot::Mutex::new(Progress {
+                state: "opening the results store".into(),
+                ..Progress::default()
+            }))
+        });
         start_results(
             &engine,
             results_cfg,

@@ -35,7 +35,7 @@ pub enum SearchError {
 pub struct Progress {
     pub name: String,
     pub run_id: Option<String>,
-    /// `starting`, `warmup`, `measuring`, `cooldown` (after a broken level, until its
+    /// `opening the results store`, `starting`, `warmup`, `measuring`, `cooldown` (after a broken level, until its
     /// backlog drains), `complete` or `failed`.
     pub state: String,
     pub level: Option<String>,
