@@ -14,14 +14,8 @@ source "$(dirname "$0")/bench/lib.sh"
 OUT=${OUT:-$ROOT/docs/capacity}
 CONCURRENCY=${CONCURRENCY:-8}
 build_soakd
-(cd "$ROOT" && cargo build --release --locked -q --example pgcluster)
-
-"$CARGO_TARGET_DIR/release/examples/pgcluster" > "$WORK/pgurl" &
-PGPID=$!
-CLEANUP+=("kill $PGPID 2>/dev/null; sleep 1")
-for _ in $(seq 100); do [ -s "$WORK/pgurl" ] && break; sleep 0.2; done
-export DATABASE_URL=$(cat "$WORK/pgurl")
-[ -n "$DATABASE_URL" ] || { echo "no PostgreSQL" >&2; exit 1; }
+start_pgcluster
+export DATABASE_URL=$PG_URL
 
 HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 GRPC_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

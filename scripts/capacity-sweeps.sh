@@ -23,12 +23,8 @@ POOLS=${POOLS:-"5 10 25 50"}
 INTERVALS=${INTERVALS:-"500ms 1s 2s 5s"}
 COMMON_EPS=${COMMON_EPS:-5000}
 build_soakd
-(cd "$ROOT" && cargo build --release --locked -q --example pgcluster)
-"$CARGO_TARGET_DIR/release/examples/pgcluster" > "$WORK/pgurl" &
-PGPID=$!
-CLEANUP+=("kill $PGPID 2>/dev/null; sleep 1")
-for _ in $(seq 100); do [ -s "$WORK/pgurl" ] && break; sleep 0.2; done
-URL=$(cat "$WORK/pgurl")
+start_pgcluster
+URL=$PG_URL
 RESULTS="$OUT/sweeps-results"
 mkdir -p "$RESULTS"
 

@@ -10,7 +10,7 @@ use soakd::capacity::{self, report, Run, RunStatus, Verdict};
 use soakd::config::search::ResultsConfig;
 use soakd::demo::{DemoState, Knobs};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_soakd");
@@ -53,16 +53,7 @@ async fn wait_complete(d: &soakd::app::Daemon, timeout: Duration) -> String {
 fn rates(run: &Run, scenario: &str) -> Vec<(f64, Verdict)> {
     run.levels
         .iter()
-        .map(|l| {
-            let r = l
-                .spec
-                .rates
-                .iter()
-                .find(|(n, _)| n == scenario)
-                .map(|x| x.1)
-                .unwrap();
-            (r, l.verdict)
-        })
+        .map(|l| (l.spec.rate_of(scenario), l.verdict))
         .collect()
 }
 
@@ -287,22 +278,6 @@ search:
     d.shutdown(Duration::from_secs(5)).await;
 }
 
-fn spawn_soakd(config: &Path, port: u16) -> Child {
-    Command::new(BIN)
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
 async fn search_progress(port: u16) -> Option<serde_json::Value> {
     let t = try_text(&format!("http://127.0.0.1:{port}/api/v1/search")).await?;
     serde_json::from_str(&t).ok()
@@ -335,7 +310,7 @@ search:
     let cfg = dir.path().join("soakd.yaml");
     std::fs::write(&cfg, text).unwrap();
     let port = free_port();
-    let mut first = spawn_soakd(&cfg, port);
+    let mut first = soakd_run(&cfg, port, &[], "warn");
     let two = eventually(Duration::from_secs(30), || async {
         let p = search_progress(port).await?;
         (p["levels_done"].as_u64()? >= 2).then_some(p)
@@ -353,20 +328,7 @@ search:
     assert!(kept >= 2);
 
     let port = free_port();
-    let mut second = Command::new(BIN)
-        .args([
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--exit-after-search",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut second = soakd_run(&cfg, port, &["--exit-after-search"], "warn");
     let p = eventually(Duration::from_secs(20), || async {
         let p = search_progress(port).await?;
         p["run_id"].is_string().then_some(p)

@@ -34,19 +34,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// Starts `soakd run` and waits until its admin server answers.
 async fn spawn_run(config: &Path, port: u16) -> Child {
-    let child = Command::new(BIN)
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let child = soakd_run(config, port, &[], "info");
     let up = eventually(Duration::from_secs(10), || async {
         client()
             .get(format!("http://127.0.0.1:{port}/healthz"))

@@ -21,6 +21,18 @@ build_soakd() {
   (cd "$ROOT" && cargo build --release --locked -q)
 }
 
+# start_pgcluster: a throwaway PostgreSQL (examples/pgcluster.rs, removed at exit);
+# sets PG_URL.
+start_pgcluster() {
+  (cd "$ROOT" && cargo build --release --locked -q --example pgcluster)
+  "$CARGO_TARGET_DIR/release/examples/pgcluster" > "$WORK/pgurl" &
+  local pid=$!
+  CLEANUP+=("kill $pid 2>/dev/null; sleep 1")
+  for _ in $(seq 100); do [ -s "$WORK/pgurl" ] && break; sleep 0.2; done
+  PG_URL=$(cat "$WORK/pgurl")
+  [ -n "$PG_URL" ] || { echo "the throwaway PostgreSQL did not start" >&2; exit 1; }
+}
+
 # start_nginx PORT: one worker answering `200 ok`, no logs.
 start_nginx() {
   local port=$1

@@ -20,13 +20,8 @@ build_soakd
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 [ -x "$PGBIN/pgbench" ] || need_apt pgbench postgresql
 
-# A cluster: the pgcluster example prints its URL and lives until killed.
-(cd "$ROOT" && cargo build --release --locked -q --example pgcluster)
-"$CARGO_TARGET_DIR/release/examples/pgcluster" > "$WORK/pgurl" &
-PGPID=$!
-CLEANUP+=("kill $PGPID 2>/dev/null; sleep 1")
-for _ in $(seq 100); do [ -s "$WORK/pgurl" ] && break; sleep 0.2; done
-URL=$(cat "$WORK/pgurl")
+start_pgcluster
+URL=$PG_URL
 PORT=$(echo "$URL" | sed -E 's|.*:([0-9]+)/.*|\1|')
 PGB=(runuser -u postgres -- "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres)
 [ "$(id -u)" -eq 0 ] || PGB=("$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres)

@@ -530,12 +530,7 @@ pub async fn run(
         let mut scen = Vec::new();
         for (i, w) in active.iter().enumerate() {
             let (b, a, h) = (&before[i], &after[i], &hists[i]);
-            let offered = spec
-                .rates
-                .iter()
-                .find(|(n, _)| *n == w.name)
-                .map(|x| x.1)
-                .unwrap_or(0.0);
+            let offered = spec.rate_of(&w.name);
             let completed = a.completed.saturating_sub(b.completed);
             let errors: BTreeMap<String, u64> = a
                 .errors

@@ -54,6 +54,15 @@ pub struct LevelSpec {
 }
 
 impl LevelSpec {
+    /// The rate this level offers `scenario` (0 when it is held idle or not searched).
+    pub fn rate_of(&self, scenario: &str) -> f64 {
+        self.rates
+            .iter()
+            .find(|(s, _)| s == scenario)
+            .map(|(_, r)| *r)
+            .unwrap_or(0.0)
+    }
+
     pub fn label(&self) -> String {
         self.rates
             .iter()
@@ -525,15 +534,7 @@ pub fn frontier(run: &Run) -> Vec<(f64, Option<f64>)> {
     };
     let mut rows: Vec<(f64, Option<f64>)> = Vec::new();
     for l in run.levels.iter().filter(|l| l.spec.phase == Phase::Matrix) {
-        let get = |n: &str| {
-            l.spec
-                .rates
-                .iter()
-                .find(|(s, _)| s == n)
-                .map(|(_, r)| *r)
-                .unwrap_or(0.0)
-        };
-        let (ra, rb) = (get(&a.name), get(&b.name));
+        let (ra, rb) = (l.spec.rate_of(&a.name), l.spec.rate_of(&b.name));
         let i = match rows.iter().position(|(r, _)| *r == ra) {
             Some(i) => i,
             None => {

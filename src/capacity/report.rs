@@ -731,14 +731,6 @@ pub fn render(run: &Run) -> Report {
             );
             md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
             for l in &run.levels {
-                let get = |n: &str| {
-                    l.spec
-                        .rates
-                        .iter()
-                        .find(|(s, _)| s == n)
-                        .map(|(_, r)| *r)
-                        .unwrap_or(0.0)
-                };
                 for x in &l.scenarios {
                     let (c, m) = match &l.target {
                         Some(t) => (cpu(t.cpu_percent), mib(t.rss_bytes)),
@@ -747,8 +739,8 @@ pub fn render(run: &Run) -> Report {
                     let _ = writeln!(
                         md,
                         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1}/s | {} |",
-                        rate_num(get(&a.name)),
-                        rate_num(get(&b.name)),
+                        rate_num(l.spec.rate_of(&a.name)),
+                        rate_num(l.spec.rate_of(&b.name)),
                         x.scenario,
                         ms(x.latency.p50),
                         ms(x.latency.p95),

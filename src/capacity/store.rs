@@ -416,17 +416,20 @@ impl Store {
     }
 }
 
-/// A run id: UTC start time, the search name and a random suffix, e.g.
-/// `20261122T091500Z-api-3f2a`.
-pub fn new_run_id(name: &str, unix: f64) -> String {
+/// (year, month, day, hour, minute, second) in UTC of unix seconds.
+fn utc_parts(unix: f64) -> (i64, u32, u32, i64, i64, i64) {
     let secs = unix.max(0.0) as i64;
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
+    (y, m, d, s / 3600, (s % 3600) / 60, s % 60)
+}
+
+/// A run id: UTC start time, the search name and a random suffix, e.g.
+/// `20261122T091500Z-api-3f2a`.
+pub fn new_run_id(name: &str, unix: f64) -> String {
+    let (y, m, d, h, mi, s) = utc_parts(unix);
     format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{name}-{:04x}",
-        s / 3600,
-        (s % 3600) / 60,
-        s % 60,
+        "{y:04}{m:02}{d:02}T{h:02}{mi:02}{s:02}Z-{name}-{:04x}",
         rand::random::<u16>()
     )
 }
@@ -447,15 +450,8 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// `2026-11-22 09:15:00 UTC` from unix seconds.
 pub fn format_utc(unix: f64) -> String {
-    let secs = unix.max(0.0) as i64;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        s / 3600,
-        (s % 3600) / 60,
-        s % 60
-    )
+    let (y, m, d, h, mi, s) = utc_parts(unix);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 
 #[cfg(test)]

@@ -125,3 +125,22 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Starts `soakd run --config CONFIG --listen 127.0.0.1:PORT EXTRA...` (the test's
+/// binary) with `RUST_LOG=log`, stdout discarded and stderr passed through.
+pub fn soakd_run(config: &Path, port: u16, extra: &[&str], log: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_soakd"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(extra)
+        .env("RUST_LOG", log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
