@@ -17,8 +17,8 @@ build_soakd
 start_pgcluster
 export DATABASE_URL=$PG_URL
 
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-GRPC_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HTTP_PORT=$(free_port)
+GRPC_PORT=$(free_port)
 "$SOAKD" target --listen "127.0.0.1:$HTTP_PORT" --grpc-listen "127.0.0.1:$GRPC_PORT" \
   --database-url "$DATABASE_URL" --latency-ms 5-15 --concurrency-limit "$CONCURRENCY" \
   > "$WORK/target.log" 2>&1 &

@@ -302,14 +302,11 @@ pub struct ScenarioSummary {
 
 /// Observations of a histogram above `bound` (which must be one of its buckets).
 pub fn late_count(h: &prometheus::Histogram, bound: f64) -> u64 {
-    use prometheus::core::Metric as _;
-    let m = h.metric();
-    let hist = m.get_histogram();
-    let below = hist
-        .get_bucket()
+    let snap = crate::capacity::controller::HistSnap::of(h);
+    let below = snap
+        .buckets
         .iter()
-        .find(|b| (b.upper_bound() - bound).abs() < 1e-12)
-        .map(|b| b.cumulative_count())
-        .unwrap_or(0);
-    hist.get_sample_count().saturating_sub(below)
+        .find(|(ub, _)| (ub - bound).abs() < 1e-12)
+        .map_or(0, |(_, c)| *c);
+    snap.count.saturating_sub(below)
 }

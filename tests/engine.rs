@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use common::*;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,22 +116,8 @@ scenarios:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cap_drops_iterations_and_is_never_exceeded() {
-    let now = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let (n, p) = (now.clone(), peak.clone());
-    let app = Router::new().route(
-        "/",
-        get(move || {
-            let (n, p) = (n.clone(), p.clone());
-            async move {
-                let cur = n.fetch_add(1, Ordering::SeqCst) + 1;
-                p.fetch_max(cur, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                n.fetch_sub(1, Ordering::SeqCst);
-                "ok"
-            }
-        }),
-    );
+    let seen = Arc::new(Seen::default());
+    let app = slow_router(Duration::from_millis(300), seen.clone());
     let addr = serve(app).await;
     let cfg = config(
         r#"
@@ -163,9 +149,9 @@ scenarios:
     let m = metrics_text(d.addr()).await;
     d.shutdown(Duration::from_secs(5)).await;
     assert!(
-        peak.load(Ordering::SeqCst) <= 5,
+        seen.peak.load(Ordering::SeqCst) <= 5,
         "target saw {} at once",
-        peak.load(Ordering::SeqCst)
+        seen.peak.load(Ordering::SeqCst)
     );
     assert!(max_seen <= 5.0, "soakd_in_flight reached {max_seen}");
     // ~100/s offered, ~16/s possible: most arrivals are dropped, and counted.
@@ -540,24 +526,8 @@ scenarios:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_loop_keeps_exactly_n_in_flight_and_pauses() {
     // Each request takes 20 ms at the target; 4 workers back to back.
-    let count = Arc::new(AtomicU64::new(0));
-    let now = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let (c, n, p) = (count.clone(), now.clone(), peak.clone());
-    let app = Router::new().route(
-        "/",
-        get(move || {
-            let (c, n, p) = (c.clone(), n.clone(), p.clone());
-            async move {
-                let cur = n.fetch_add(1, Ordering::SeqCst) + 1;
-                p.fetch_max(cur, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                n.fetch_sub(1, Ordering::SeqCst);
-                c.fetch_add(1, Ordering::Relaxed);
-                "ok"
-            }
-        }),
-    );
+    let seen = Arc::new(Seen::default());
+    let app = slow_router(Duration::from_millis(20), seen.clone());
     let addr = serve(app).await;
     let cfg = config(
         r#"
@@ -574,14 +544,14 @@ scenarios:
     );
     let d = daemon(cfg);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (c0, t0) = (count.load(Ordering::Relaxed), Instant::now());
+    let (c0, t0) = (seen.done.load(Ordering::Relaxed), Instant::now());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rate = (count.load(Ordering::Relaxed) - c0) as f64 / t0.elapsed().as_secs_f64();
+    let rate = (seen.done.load(Ordering::Relaxed) - c0) as f64 / t0.elapsed().as_secs_f64();
     let st = scenario_status(d.addr(), "s").await;
     // The offered rate (1/s) does not throttle a closed loop: 4 / 20 ms is at most 200/s.
     assert!((100.0..=200.0).contains(&rate), "{rate:.1}/s");
     assert_eq!(
-        peak.load(Ordering::SeqCst),
+        seen.peak.load(Ordering::SeqCst),
         4,
         "never more than the workers"
     );
@@ -595,10 +565,10 @@ scenarios:
         .unwrap();
     assert_eq!(r.status(), 200);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let c1 = count.load(Ordering::Relaxed);
+    let c1 = seen.done.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        count.load(Ordering::Relaxed),
+        seen.done.load(Ordering::Relaxed),
         c1,
         "paused closed loop still sends"
     );

@@ -13,8 +13,7 @@ ROUNDS=${ROUNDS:-3}
 build_soakd
 (cd "$ROOT" && cargo build --release --locked -q --example grpc_loop)
 LOOP="$CARGO_TARGET_DIR/release/examples/grpc_loop"
-free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-HTTP=$(free); GRPC=$(free)
+HTTP=$(free_port); GRPC=$(free_port)
 RUST_LOG=warn "$SOAKD" target --listen "127.0.0.1:$HTTP" --grpc-listen "127.0.0.1:$GRPC" &
 TPID=$!
 CLEANUP+=("kill $TPID 2>/dev/null")

@@ -28,7 +28,7 @@ ROUNDS=${ROUNDS:-3}
 need_apt wrk wrk
 command -v oha >/dev/null 2>&1 || { echo "installing oha" >&2; cargo install oha --locked -q; }
 build_soakd
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 start_nginx "$PORT"
 URL="http://127.0.0.1:$PORT/"
 

@@ -11,6 +11,10 @@ cleanup() {
   rm -rf "$WORK"
 }
 
+free_port() {  # a free loopback port (bound and released)
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
 need_apt() {  # need_apt COMMAND PACKAGE
   command -v "$1" >/dev/null 2>&1 && return
   echo "installing $2" >&2

@@ -85,7 +85,7 @@ RUST_LOG=warn cpu_run "$WORK/soakd-fixed.cpu" "$SOAKD" run --config "$WORK/fixed
 
 # (c) buffered writer
 for r in $EVENT_RATES; do
-  ADMIN=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  ADMIN=$(free_port)
   cat > "$WORK/ev-$r.yaml" <<YAML
 listen: 127.0.0.1:$ADMIN
 shutdown_grace: 10s

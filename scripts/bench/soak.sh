@@ -15,9 +15,9 @@ WARMUP_MINUTES=${WARMUP_MINUTES:-5}
 CSV=${CSV:-$WORK/soak.csv}
 
 build_soakd
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 start_nginx "$PORT"
-ADMIN=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ADMIN=$(free_port)
 soakd_config "$WORK/soak.yaml" "http://127.0.0.1:$PORT" "{hold: {rate: $RATE/s}}" 2000
 RUST_LOG=warn "$SOAKD" run --config "$WORK/soak.yaml" --listen "127.0.0.1:$ADMIN" \
   --duration "${MINUTES}m" --summary > "$WORK/summary.json" &

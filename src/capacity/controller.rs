@@ -155,10 +155,12 @@ struct Watched {
     state: Arc<ScenarioState>,
     pg_target: Option<String>,
     pool: Option<sqlx::PgPool>,
-    has_buffer: bool,
+    /// Label lookups done once, not at every sample.
+    pool_metrics: Option<crate::metrics::PoolMetrics>,
+    buffer: Option<crate::metrics::BufferMetrics>,
 }
 
-fn snap(engine: &Engine, w: &Watched) -> ScenarioSnap {
+fn snap(w: &Watched) -> ScenarioSnap {
     let m = w.state.metrics();
     ScenarioSnap {
         started: w.state.started.load(Ordering::Relaxed),
@@ -166,19 +168,16 @@ fn snap(engine: &Engine, w: &Watched) -> ScenarioSnap {
         completed: m.ops.iter().map(|o| o.requests.get()).sum(),
         errors: m.errors_by_kind().into_iter().collect(),
         lag: HistSnap::of(&m.lag),
-        pool: w.pg_target.as_ref().map(|t| {
-            let p = engine.metrics.pool_handles(t);
-            (HistSnap::of(&p.acquire), p.timeouts.get())
-        }),
-        buffer: w.has_buffer.then(|| {
-            let b = engine.metrics.buffer(&w.name);
-            BufSnap {
-                flush: HistSnap::of(&b.flush),
-                e2e: HistSnap::of(&b.e2e),
-                flushed: b.flushed.get(),
-                dropped: b.dropped.get(),
-                errors: b.flush_errors.get(),
-            }
+        pool: w
+            .pool_metrics
+            .as_ref()
+            .map(|p| (HistSnap::of(&p.acquire), p.timeouts.get())),
+        buffer: w.buffer.as_ref().map(|b| BufSnap {
+            flush: HistSnap::of(&b.flush),
+            e2e: HistSnap::of(&b.e2e),
+            flushed: b.flushed.get(),
+            dropped: b.dropped.get(),
+            errors: b.flush_errors.get(),
         }),
     }
 }
@@ -193,7 +192,7 @@ struct Peaks {
     target_rss: u64,
 }
 
-fn sample_peaks(engine: &Engine, watched: &[Watched], target: Option<u32>, p: &mut Peaks) {
+fn sample_peaks(watched: &[Watched], target: Option<u32>, p: &mut Peaks) {
     for w in watched {
         let n = w.state.in_flight.load(Ordering::Relaxed);
         let e = p.in_flight.entry(w.name.clone()).or_default();
@@ -203,8 +202,8 @@ fn sample_peaks(engine: &Engine, watched: &[Watched], target: Option<u32>, p: &m
             let e = p.pool_in_use.entry(w.name.clone()).or_default();
             *e = (*e).max(in_use);
         }
-        if w.has_buffer {
-            let n = engine.metrics.buffer(&w.name).events.get().max(0) as u64;
+        if let Some(b) = &w.buffer {
+            let n = b.events.get().max(0) as u64;
             let e = p.buffer.entry(w.name.clone()).or_default();
             *e = (*e).max(n);
         }
@@ -438,8 +437,9 @@ pub async fn run(
                 name: s.name.clone(),
                 target: sc.target.clone(),
                 pool: pg_target.as_deref().and_then(|t| engine.pg_pool(t)),
+                pool_metrics: pg_target.as_deref().map(|t| engine.metrics.pool_handles(t)),
                 pg_target,
-                has_buffer: sc.buffer.is_some(),
+                buffer: sc.buffer.is_some().then(|| engine.metrics.buffer(&s.name)),
                 state,
             })
         })
@@ -504,7 +504,7 @@ pub async fn run(
             .iter()
             .filter(|w| spec.rates.iter().any(|(n, r)| *n == w.name && *r > 0.0))
             .collect();
-        let before: Vec<ScenarioSnap> = active.iter().map(|w| snap(&engine, w)).collect();
+        let before: Vec<ScenarioSnap> = active.iter().map(|w| snap(w)).collect();
         for w in &active {
             w.state.capture.start();
         }
@@ -516,14 +516,14 @@ pub async fn run(
         let mut peaks = Peaks::default();
         let end = t0 + window;
         while Instant::now() < end {
-            sample_peaks(&engine, &watched, target_pid, &mut peaks);
+            sample_peaks(&watched, target_pid, &mut peaks);
             let left = end.saturating_duration_since(Instant::now());
             tokio::time::sleep(left.min(Duration::from_millis(200))).await;
         }
-        sample_peaks(&engine, &watched, target_pid, &mut peaks);
+        sample_peaks(&watched, target_pid, &mut peaks);
         let secs = t0.elapsed().as_secs_f64();
         let hists: Vec<_> = active.iter().map(|w| w.state.capture.stop()).collect();
-        let after: Vec<ScenarioSnap> = active.iter().map(|w| snap(&engine, w)).collect();
+        let after: Vec<ScenarioSnap> = active.iter().map(|w| snap(w)).collect();
         let soakd1 = sysinfo::read_proc(None);
         let target1 = target_sample(&search.target_process, &http).await;
 
@@ -551,7 +551,10 @@ pub async fn run(
             };
             let buffer = match (&a.buffer, &b.buffer) {
                 (Some(ab), Some(bb)) => Some(BufferLevel {
-                    capacity: engine.metrics.buffer(&w.name).capacity.get().max(0) as u64,
+                    capacity: w
+                        .buffer
+                        .as_ref()
+                        .map_or(0, |b| b.capacity.get().max(0) as u64),
                     peak: peaks.buffer.get(&w.name).copied().unwrap_or(0),
                     flush_p95: ab.flush.quantile_since(&bb.flush, 0.95),
                     flushes: ab.flush.count.saturating_sub(bb.flush.count),

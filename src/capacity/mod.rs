@@ -364,10 +364,6 @@ pub fn fmt_latency(s: f64) -> String {
     }
 }
 
-fn fmt_secs(s: f64) -> String {
-    fmt_latency(s)
-}
-
 /// Judges one scenario's window against its SLO. Order matters: late starts make any
 /// latency breach suspect (latency counts from the intended start), so they come
 /// first; a breach among operations that did run is real even if some were dropped;
@@ -379,8 +375,8 @@ pub fn judge(slo: &SloView, m: &ScenarioLevel, cfg: &SearchConfig) -> (Verdict, 
             Verdict::Invalid,
             format!(
                 "soakd started operations late (schedule lag p99 {} > {}): the generator, not the target, limited this level",
-                fmt_secs(lag),
-                fmt_secs(lag_limit)
+                fmt_latency(lag),
+                fmt_latency(lag_limit)
             ),
         );
     }
@@ -406,7 +402,11 @@ pub fn judge(slo: &SloView, m: &ScenarioLevel, cfg: &SearchConfig) -> (Verdict, 
     ] {
         if let (Some(limit), Some(got)) = (limit, got) {
             if got > limit {
-                breaches.push(format!("{name} {} > {}", fmt_secs(got), fmt_secs(limit)));
+                breaches.push(format!(
+                    "{name} {} > {}",
+                    fmt_latency(got),
+                    fmt_latency(limit)
+                ));
             }
         }
     }
@@ -440,7 +440,7 @@ pub fn judge(slo: &SloView, m: &ScenarioLevel, cfg: &SearchConfig) -> (Verdict, 
     }
     let mut ok = Vec::new();
     if let (Some(l), Some(g)) = (slo.p95, m.latency.p95) {
-        ok.push(format!("p95 {} <= {}", fmt_secs(g), fmt_secs(l)));
+        ok.push(format!("p95 {} <= {}", fmt_latency(g), fmt_latency(l)));
     }
     if let Some(max) = slo.error_rate {
         ok.push(format!(

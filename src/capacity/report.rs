@@ -762,14 +762,12 @@ pub fn render(run: &Run) -> Report {
                     "soakd's own (no `target_process` configured)"
                 }
             );
-            let points: Vec<(f64, f64)> = frontier(run)
-                .into_iter()
-                .filter_map(|(ra, rb)| rb.map(|rb| (ra, rb)))
+            let rows = frontier(run);
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter_map(|(ra, rb)| rb.map(|rb| (*ra, rb)))
                 .collect();
-            let knee = frontier(run)
-                .into_iter()
-                .find(|(_, rb)| rb.is_none())
-                .map(|(ra, _)| ra);
+            let knee = rows.iter().find(|(_, rb)| rb.is_none()).map(|(ra, _)| *ra);
             let x_label = format!("{} rate (/s)", a.name);
             charts.push((
                 "frontier.svg".to_string(),
@@ -784,7 +782,7 @@ pub fn render(run: &Run) -> Report {
                     series: vec![Series {
                         name: format!("{} within SLO", b.name),
                         color: "#1f77b4",
-                        points,
+                        points: points.clone(),
                         dashed: false,
                     }],
                     hlines: vec![],
@@ -794,12 +792,9 @@ pub fn render(run: &Run) -> Report {
             ));
             md.push_str("![combined capacity frontier](frontier.svg)\n\n");
             md.push_str("### Bottleneck Analysis\n\n");
-            let sums: Vec<(f64, f64)> = frontier(run)
-                .into_iter()
-                .filter_map(|(ra, rb)| rb.map(|rb| (ra, ra + rb)))
-                .collect();
-            let lo = sums.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
-            let hi = sums.iter().map(|x| x.1).fold(0.0, f64::max);
+            let sums: Vec<f64> = points.iter().map(|(ra, rb)| ra + rb).collect();
+            let lo = sums.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = sums.iter().copied().fold(0.0, f64::max);
             if sums.len() >= 2 && hi <= 1.5 * lo {
                 let _ = writeln!(
                     md,
@@ -820,7 +815,7 @@ pub fn render(run: &Run) -> Report {
                 );
             }
             // Why each row ended: its first failing cell.
-            for (ra, _) in frontier(run) {
+            for &(ra, _) in &rows {
                 let first_bad = run.levels.iter().find(|l| {
                     l.verdict != Verdict::Pass
                         && l.spec.rates.iter().any(|(n, v)| *n == a.name && *v == ra)

@@ -144,3 +144,30 @@ pub fn soakd_run(config: &Path, port: u16, extra: &[&str], log: &str) -> std::pr
         .spawn()
         .unwrap()
 }
+
+/// What [`slow_router`] saw: requests finished, in progress now, and the peak.
+#[derive(Default)]
+pub struct Seen {
+    pub done: std::sync::atomic::AtomicU64,
+    pub now: std::sync::atomic::AtomicUsize,
+    pub peak: std::sync::atomic::AtomicUsize,
+}
+
+/// A target that answers "ok" on `/` after `delay`, recording concurrency in `seen`.
+pub fn slow_router(delay: Duration, seen: std::sync::Arc<Seen>) -> axum::Router {
+    use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+    axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let s = seen.clone();
+            async move {
+                let cur = s.now.fetch_add(1, SeqCst) + 1;
+                s.peak.fetch_max(cur, SeqCst);
+                tokio::time::sleep(delay).await;
+                s.now.fetch_sub(1, SeqCst);
+                s.done.fetch_add(1, Relaxed);
+                "ok"
+            }
+        }),
+    )
+}
