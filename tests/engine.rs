@@ -575,3 +575,110 @@ scenarios:
     let s = d.shutdown(Duration::from_secs(5)).await;
     assert_eq!(s.abandoned_in_flight, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_bounds_the_target_and_the_wait_counts_in_latency() {
+    // 100 ms per request over at most 3 connections serves 30/s; 40/s are offered, so
+    // requests queue for a connection (not dropped: max_in_flight is far away), and
+    // latency measured from the intended start includes that wait.
+    let seen = Arc::new(Seen::default());
+    let addr = serve(slow_router(Duration::from_millis(100), seen.clone())).await;
+    let cfg = config(
+        r#"
+targets: {t: {type: http, base_url: "${TARGET}", max_connections: 3}}
+scenarios:
+  s:
+    target: t
+    max_in_flight: 200
+    schedule: {hold: {rate: 40/s}}
+    ops: {get: {http: {path: /}}}
+"#,
+        addr,
+    );
+    let d = daemon(cfg);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let m = metrics_text(d.addr()).await;
+    let st = scenario_status(d.addr(), "s").await;
+    d.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(seen.peak.load(Ordering::SeqCst), 3, "connections at once");
+    assert_eq!(st["dropped_total"].as_u64(), Some(0), "{st}");
+    let p99 = sample(
+        &m,
+        "soakd_request_duration_quantile_seconds{op=\"get\",scenario=\"s\",quantile=\"0.99\"}",
+    )
+    .unwrap();
+    assert!(p99 > 0.2, "the queueing shows in p99: {p99}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_with_browser_method_rules() {
+    use axum::response::Redirect;
+    use axum::routing::post;
+    let hits = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let (h1, h2, h3) = (hits.clone(), hits.clone(), hits.clone());
+    let app = Router::new()
+        .route("/old", get(|| async { Redirect::temporary("/new?x=1") }))
+        .route(
+            "/new",
+            get(move |q: axum::extract::RawQuery| {
+                let h = h1.clone();
+                async move {
+                    h.lock().push(format!("GET /new?{}", q.0.unwrap_or_default()));
+                    "ok"
+                }
+            }),
+        )
+        .route("/form", post(|| async { Redirect::to("/done") }))
+        .route(
+            "/done",
+            get(move || {
+                let h = h2.clone();
+                async move {
+                    h.lock().push("GET /done".into());
+                    "ok"
+                }
+            })
+            .post(move || {
+                let h = h3.clone();
+                async move {
+                    h.lock().push("POST /done".into());
+                    "ok"
+                }
+            }),
+        )
+        .route("/loop", get(|| async { Redirect::temporary("/loop") }));
+    let addr = serve(app).await;
+    let cfg = config(
+        r#"
+targets: {t: {type: http, base_url: "${TARGET}"}}
+scenarios:
+  s:
+    target: t
+    schedule: {hold: {rate: 30/s}}
+    ops:
+      old: {http: {path: /old}}
+      form: {http: {method: POST, path: /form, json: {a: 1}}}
+      loop: {http: {path: /loop}}
+"#,
+        addr,
+    );
+    let d = daemon(cfg);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let m = metrics_text(d.addr()).await;
+    d.shutdown(Duration::from_secs(5)).await;
+    let hits = hits.lock().clone();
+    assert!(hits.iter().any(|h| h == "GET /new?x=1"), "{hits:?}");
+    // 303 turns the POST into a GET.
+    assert!(hits.iter().any(|h| h == "GET /done"), "{hits:?}");
+    assert!(!hits.iter().any(|h| h == "POST /done"), "{hits:?}");
+    let err = |op: &str, kind: &str| {
+        sample(
+            &m,
+            &format!("soakd_request_errors_total{{kind=\"{kind}\",op=\"{op}\",scenario=\"s\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(err("old", "status_other"), 0.0);
+    assert_eq!(err("form", "status_other"), 0.0);
+    assert!(err("loop", "status_other") > 0.0, "{m}");
+}

@@ -21,7 +21,7 @@ source "$(dirname "$0")/lib.sh"
 RATE=${RATE:-5000}
 DURATION=${DURATION:-20}
 STEP_SECS=${STEP_SECS:-10}
-STEPS=${STEPS:-"5000 10000 15000 20000 25000 30000 40000 50000"}
+STEPS=${STEPS:-"5000 10000 20000 30000 40000 50000 60000 70000 80000 90000 100000"}
 CONNS=${CONNS:-100}
 ROUNDS=${ROUNDS:-3}
 
@@ -34,7 +34,7 @@ URL="http://127.0.0.1:$PORT/"
 
 # soakd_once RATE SECS -> writes $WORK/soakd-RATE.{json,cpu}
 soakd_once() {
-  soakd_config "$WORK/s-$1.yaml" "http://127.0.0.1:$PORT" "{hold: {rate: $1/s}}" 4096
+  soakd_config "$WORK/s-$1.yaml" "http://127.0.0.1:$PORT" "{hold: {rate: $1/s}}" 4096 "$CONNS"
   RUST_LOG=warn cpu_run "$WORK/soakd-$1.cpu" "$SOAKD" run --config "$WORK/s-$1.yaml" \
     --duration "${2}s" --summary > "$WORK/soakd-$1.json"
 }

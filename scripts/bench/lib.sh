@@ -77,13 +77,15 @@ json.dump({"wall": wall, "user": ru.ru_utime, "sys": ru.ru_stime, "rc": p.return
 PY
 }
 
-# soakd_config FILE URL RATE_STAGE_YAML MAX_IN_FLIGHT
+# soakd_config FILE URL RATE_STAGE_YAML MAX_IN_FLIGHT [MAX_CONNECTIONS]
 soakd_config() {
+  local conns=""
+  [ -n "${5:-}" ] && conns=", max_connections: $5"
   cat > "$1" <<YAML
 listen: 127.0.0.1:0
 quantile_window: 1m
 shutdown_grace: 5s
-targets: {t: {type: http, base_url: "$2", version: http1}}
+targets: {t: {type: http, base_url: "$2", version: http1$conns}}
 scenarios:
   s:
     target: t

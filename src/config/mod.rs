@@ -381,6 +381,10 @@ pub struct HttpTarget {
     /// How long an idle pooled connection is kept.
     #[serde(default)]
     pub pool_idle_timeout: Option<Dur>,
+    /// At most this many requests on the wire at once (for HTTP/1.1: connections);
+    /// more wait for a free one. Unset: bounded only by the scenarios' `max_in_flight`.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -1000,6 +1004,9 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
                         format!("{path}.base_url"),
                         "expected an http:// or https:// URL",
                     );
+                }
+                if h.max_connections == Some(0) {
+                    errs.push(format!("{path}.max_connections"), "must be at least 1");
                 }
                 check_header_names(&h.headers, &format!("{path}.headers"), errs);
                 let roots: Vec<&str> = h.headers.values().flat_map(|t| t.roots()).collect();

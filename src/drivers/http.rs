@@ -5,15 +5,20 @@
 //! `body` (the body could not be read, was not JSON where a step extracts, or held no
 //! match with `on_empty: error`), `template`.
 
+use super::h1::{self, H1Pool};
 use super::{kind, Driver, OpError, OpResult};
 use crate::config::{Extract, HttpTarget, HttpVersion, OnEmpty, Op, OpKind, Pick, StatusMatch};
 use crate::template::{IterVars, JsonTemplate, Template};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use rand::Rng;
-use reqwest::header::{HeaderName, HeaderValue};
-use reqwest::Method;
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, Url};
 use serde_json::Value as Json;
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 pub const CONNECT: &str = "connect";
 pub const IO: &str = "io";
@@ -22,31 +27,249 @@ pub const STATUS_5XX: &str = "status_5xx";
 pub const STATUS_OTHER: &str = "status_other";
 pub const BODY: &str = "body";
 
-pub fn build_client(h: &HttpTarget) -> Result<reqwest::Client, reqwest::Error> {
-    let mut b = reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .connect_timeout(
-            h.connect_timeout
-                .map(|d| d.0)
-                .unwrap_or(Duration::from_secs(5)),
-        )
-        .pool_max_idle_per_host(h.pool_max_idle_per_host.unwrap_or(1024))
-        .pool_idle_timeout(
-            h.pool_idle_timeout
-                .map(|d| d.0)
-                .unwrap_or(Duration::from_secs(90)),
-        )
-        .user_agent(concat!("soakd/", env!("CARGO_PKG_VERSION")));
-    b = match h.version {
-        HttpVersion::Auto => b,
-        HttpVersion::Http1 => b.http1_only(),
-        HttpVersion::Http2 => b.http2_prior_knowledge(),
-    };
-    if h.tls_skip_verify {
-        b = b.danger_accept_invalid_certs(true);
+/// Redirects followed per request, as reqwest's default policy.
+const MAX_REDIRECTS: usize = 10;
+
+const USER_AGENT: &str = concat!("soakd/", env!("CARGO_PKG_VERSION"));
+
+/// A target's connections, shared by every scenario on it and kept across reloads.
+///
+/// Plain `http://` targets (version `auto` or `http1`) go through soakd's own HTTP/1.1
+/// pool ([`H1Pool`]); `https://` and HTTP/2 go through reqwest. Either way at most
+/// `max_connections` requests are on the wire at once (for HTTP/1.1 that bounds the
+/// connections; further requests wait for a slot, and the wait counts in their latency).
+#[derive(Clone)]
+pub struct HttpClient {
+    reqwest: reqwest::Client,
+    fast: Option<Arc<FastPath>>,
+    slots: Option<Arc<Semaphore>>,
+}
+
+struct FastPath {
+    pool: H1Pool,
+    /// The base URL, to resolve redirects against.
+    base: Url,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("base_url: {0}")]
+    Url(String),
+    #[error("base_url: no host")]
+    NoHost,
+    #[error(transparent)]
+    Reqwest(#[from] reqwest::Error),
+}
+
+impl HttpClient {
+    pub fn new(h: &HttpTarget) -> Result<HttpClient, ClientError> {
+        let connect_timeout = h
+            .connect_timeout
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(5));
+        let idle_timeout = h
+            .pool_idle_timeout
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(90));
+        let max_idle = h.pool_max_idle_per_host.unwrap_or(1024);
+        let mut b = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .connect_timeout(connect_timeout)
+            .pool_max_idle_per_host(max_idle)
+            .pool_idle_timeout(idle_timeout)
+            .user_agent(USER_AGENT);
+        b = match h.version {
+            HttpVersion::Auto => b,
+            HttpVersion::Http1 => b.http1_only(),
+            HttpVersion::Http2 => b.http2_prior_knowledge(),
+        };
+        if h.tls_skip_verify {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        let base = Url::parse(&h.base_url).map_err(|e| ClientError::Url(e.to_string()))?;
+        let fast = if base.scheme() == "http" && h.version != HttpVersion::Http2 {
+            let host = base.host_str().ok_or(ClientError::NoHost)?;
+            let port = base.port_or_known_default().unwrap_or(80);
+            let host_header = match base.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_string(),
+            };
+            Some(Arc::new(FastPath {
+                pool: H1Pool::new(
+                    format!("{host}:{port}"),
+                    host_header,
+                    USER_AGENT,
+                    connect_timeout,
+                    idle_timeout,
+                    max_idle,
+                ),
+                base,
+            }))
+        } else {
+            None
+        };
+        Ok(HttpClient {
+            reqwest: b.build()?,
+            fast,
+            slots: h.max_connections.map(|n| Arc::new(Semaphore::new(n))),
+        })
     }
-    b.build()
+
+    /// Sends one request and reads the whole response (its body only when
+    /// `want_body`), following redirects.
+    async fn send(&self, req: &Prepared<'_>, want_body: bool) -> Result<h1::Response, OpError> {
+        let _slot = match &self.slots {
+            Some(s) => Some(
+                s.acquire()
+                    .await
+                    .map_err(|_| OpError::new(IO, "the target's client was closed"))?,
+            ),
+            None => None,
+        };
+        match (&self.fast, &req.url) {
+            (Some(f), Target::Origin(target)) => self.send_fast(f, req, target, want_body).await,
+            (_, Target::Origin(_)) => Err(OpError::new(IO, "no fast path for this target")),
+            (_, Target::Url(url)) => {
+                self.send_reqwest(
+                    req.method.clone(),
+                    url.clone(),
+                    req.headers.clone(),
+                    req.body.clone(),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn send_fast(
+        &self,
+        f: &FastPath,
+        req: &Prepared<'_>,
+        target: &str,
+        want_body: bool,
+    ) -> Result<h1::Response, OpError> {
+        // Owned copies only when a redirect changes them.
+        let mut method = req.method.clone();
+        let mut target = Cow::Borrowed(target);
+        let mut headers = Cow::Borrowed(&req.headers);
+        let mut body = req.body.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let req = h1::Request {
+                method: &method,
+                target: &target,
+                headers: &headers,
+                body: body.as_deref(),
+            };
+            let resp = f.pool.send(&req, want_body).await?;
+            let Some(next) = redirect(&resp, &method) else {
+                return Ok(resp);
+            };
+            let here = f
+                .base
+                .join(&target)
+                .map_err(|e| OpError::new(IO, format!("{target}: {e}")))?;
+            let to = here.join(&next.location).map_err(|e| {
+                OpError::new(
+                    STATUS_OTHER,
+                    format!("redirect to {:?}: {e}", next.location),
+                )
+            })?;
+            if next.drop_body {
+                method = next.method;
+                body = None;
+                headers.to_mut().remove(header::CONTENT_TYPE);
+            }
+            let same_origin = to.scheme() == "http"
+                && to.host_str() == f.base.host_str()
+                && to.port_or_known_default() == f.base.port_or_known_default();
+            if !same_origin {
+                // Elsewhere: reqwest follows the rest. It strips credentials only on
+                // the redirects it follows itself, so strip them here.
+                for h in [
+                    header::AUTHORIZATION,
+                    header::COOKIE,
+                    header::PROXY_AUTHORIZATION,
+                ] {
+                    headers.to_mut().remove(h);
+                }
+                return self
+                    .send_reqwest(method, to, headers.into_owned(), body)
+                    .await;
+            }
+            target = Cow::Owned(origin_form(&to));
+        }
+        Err(OpError::new(
+            STATUS_OTHER,
+            format!("more than {MAX_REDIRECTS} redirects"),
+        ))
+    }
+
+    async fn send_reqwest(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<h1::Response, OpError> {
+        let mut req = self.reqwest.request(method, url).headers(headers);
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.map_err(classify)?;
+        let status = resp.status().as_u16();
+        // Read the whole body so the connection goes back to the pool.
+        let body = resp.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                OpError::new(kind::TIMEOUT, e.to_string())
+            } else {
+                OpError::new(BODY, e.to_string())
+            }
+        })?;
+        Ok(h1::Response {
+            status,
+            location: None,
+            body,
+        })
+    }
+}
+
+struct Redirect {
+    location: String,
+    method: Method,
+    drop_body: bool,
+}
+
+/// Where a 3xx response sends the request, with browsers' (and reqwest's) method
+/// rules: 303, and 301/302 after a POST, become a GET without a body.
+fn redirect(resp: &h1::Response, method: &Method) -> Option<Redirect> {
+    let location = resp.location.clone()?;
+    let (method, drop_body) = match resp.status {
+        303 if *method == Method::HEAD => (Method::HEAD, true),
+        303 => (Method::GET, true),
+        301 | 302 if *method == Method::POST => (Method::GET, true),
+        301 | 302 | 307 | 308 => (method.clone(), false),
+        _ => return None,
+    };
+    Some(Redirect {
+        location,
+        method,
+        drop_body,
+    })
+}
+
+/// Where a request goes: an origin-form target on the fast path, a URL for reqwest.
+enum Target<'a> {
+    Origin(Cow<'a, str>),
+    Url(Url),
+}
+
+/// A rendered request.
+struct Prepared<'a> {
+    method: Method,
+    url: Target<'a>,
+    headers: HeaderMap,
+    body: Option<Bytes>,
 }
 
 enum Body {
@@ -58,17 +281,25 @@ enum Body {
 struct Step {
     method: Method,
     path: Template,
-    /// The whole URL, parsed once, when the path has no template.
-    fixed_url: Option<reqwest::Url>,
+    /// The request target, parsed once, when the path has no template.
+    fixed: Option<FixedUrl>,
     headers: Vec<(HeaderName, Template)>,
     body: Body,
     expect: Vec<StatusMatch>,
     extract: Vec<Extract>,
 }
 
+struct FixedUrl {
+    url: Url,
+    origin: String,
+}
+
 pub struct HttpDriver {
-    client: reqwest::Client,
+    client: HttpClient,
+    /// The base URL without a trailing slash (reqwest's path).
     base: String,
+    /// The base URL's path without a trailing slash (the fast path's request target).
+    base_path: String,
     headers: Vec<(HeaderName, Template)>,
     ops: Vec<Vec<Step>>,
 }
@@ -85,8 +316,26 @@ fn header_list(
         .collect()
 }
 
+/// The origin-form request target (path and query) of a URL.
+fn origin_form(url: &Url) -> String {
+    let mut s = url.path().to_string();
+    if let Some(q) = url.query() {
+        s.push('?');
+        s.push_str(q);
+    }
+    s
+}
+
+/// Whether `s` can go on the request line as it is: a path with no bytes that need
+/// percent-encoding (else the URL parser encodes it).
+fn plain_target(s: &str) -> bool {
+    s.starts_with('/') && s.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
+}
+
 impl HttpDriver {
-    pub fn new(client: reqwest::Client, target: &HttpTarget, ops: &[Op]) -> Result<Self, String> {
+    pub fn new(client: HttpClient, target: &HttpTarget, ops: &[Op]) -> Result<Self, String> {
+        let base = target.base_url.trim_end_matches('/');
+        let base_url = Url::parse(base).map_err(|e| format!("base_url: {e}"))?;
         let mut compiled = Vec::with_capacity(ops.len());
         for op in ops {
             let OpKind::Http(steps) = &op.kind else {
@@ -99,12 +348,11 @@ impl HttpDriver {
             let mut out = Vec::with_capacity(steps.len());
             for s in steps {
                 let r = &s.request;
-                let base = target.base_url.trim_end_matches('/');
-                let fixed_url = if r.path.is_static() {
-                    Some(
-                        reqwest::Url::parse(&format!("{base}{}", r.path.source()))
-                            .map_err(|e| format!("op {}: url: {e}", op.name))?,
-                    )
+                let fixed = if r.path.is_static() {
+                    let url = Url::parse(&format!("{base}{}", r.path.source()))
+                        .map_err(|e| format!("op {}: url: {e}", op.name))?;
+                    let origin = origin_form(&url);
+                    Some(FixedUrl { url, origin })
                 } else {
                     None
                 };
@@ -112,7 +360,7 @@ impl HttpDriver {
                     method: Method::from_bytes(r.method.as_bytes())
                         .map_err(|e| format!("op {}: method: {e}", op.name))?,
                     path: r.path.clone(),
-                    fixed_url,
+                    fixed,
                     headers: header_list(&r.headers)?,
                     body: match (&r.body, &r.json) {
                         (Some(b), _) => Body::Raw(b.clone()),
@@ -130,51 +378,91 @@ impl HttpDriver {
         }
         Ok(HttpDriver {
             client,
-            base: target.base_url.trim_end_matches('/').to_string(),
+            base: base.to_string(),
+            base_path: base_url.path().trim_end_matches('/').to_string(),
             headers: header_list(&target.headers)?,
             ops: compiled,
         })
     }
 
-    async fn run_step(&self, step: &Step, vars: &mut IterVars<'_>) -> Result<Flow, OpError> {
+    fn prepare<'s>(
+        &self,
+        step: &'s Step,
+        vars: &mut IterVars<'_>,
+    ) -> Result<Prepared<'s>, OpError> {
         let tmpl_err =
             |e: crate::template::RenderError| OpError::new(kind::TEMPLATE, e.to_string());
-        let (mut req, url) = match &step.fixed_url {
-            Some(u) => (self.client.request(step.method.clone(), u.clone()), None),
+        let fast = self.client.fast.is_some();
+        let url = match &step.fixed {
+            Some(f) if fast => Target::Origin(Cow::Borrowed(&f.origin)),
+            Some(f) => Target::Url(f.url.clone()),
             None => {
-                let mut url = self.base.clone();
-                step.path.render_into(vars, &mut url).map_err(tmpl_err)?;
-                (self.client.request(step.method.clone(), &url), Some(url))
+                let mut s = if fast {
+                    self.base_path.clone()
+                } else {
+                    self.base.clone()
+                };
+                step.path.render_into(vars, &mut s).map_err(tmpl_err)?;
+                if fast && plain_target(&s) {
+                    Target::Origin(Cow::Owned(s))
+                } else {
+                    let full = if fast {
+                        format!("{}{}", self.base, &s[self.base_path.len()..])
+                    } else {
+                        s
+                    };
+                    let url = Url::parse(&full)
+                        .map_err(|e| OpError::new(kind::TEMPLATE, format!("url {full:?}: {e}")))?;
+                    if fast {
+                        Target::Origin(Cow::Owned(origin_form(&url)))
+                    } else {
+                        Target::Url(url)
+                    }
+                }
             }
         };
-        // For error messages only: built when needed.
-        let url = || {
-            url.clone()
-                .or_else(|| step.fixed_url.as_ref().map(|u| u.to_string()))
-                .unwrap_or_default()
-        };
+        let mut headers = HeaderMap::new();
         for (name, t) in self.headers.iter().chain(step.headers.iter()) {
             let v = t.render(vars).map_err(tmpl_err)?;
             let v = HeaderValue::from_str(&v).map_err(|_| {
                 OpError::new(kind::TEMPLATE, format!("header {name}: invalid value"))
             })?;
-            req = req.header(name.clone(), v);
+            headers.insert(name.clone(), v);
         }
-        req = match &step.body {
-            Body::None => req,
-            Body::Raw(t) => req.body(t.render(vars).map_err(tmpl_err)?),
-            Body::Json(j) => req.json(&j.render(vars).map_err(tmpl_err)?),
-        };
-        let resp = req.send().await.map_err(classify)?;
-        let status = resp.status().as_u16();
-        // Read the whole body so the connection goes back to the pool.
-        let bytes = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                OpError::new(kind::TIMEOUT, e.to_string())
-            } else {
-                OpError::new(BODY, e.to_string())
+        let body = match &step.body {
+            Body::None => None,
+            Body::Raw(t) => Some(Bytes::from(t.render(vars).map_err(tmpl_err)?)),
+            Body::Json(j) => {
+                let v = j.render(vars).map_err(tmpl_err)?;
+                let b = serde_json::to_vec(&v)
+                    .map_err(|e| OpError::new(kind::TEMPLATE, format!("json body: {e}")))?;
+                if !headers.contains_key(header::CONTENT_TYPE) {
+                    headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                }
+                Some(Bytes::from(b))
             }
-        })?;
+        };
+        Ok(Prepared {
+            method: step.method.clone(),
+            url,
+            headers,
+            body,
+        })
+    }
+
+    async fn run_step(&self, step: &Step, vars: &mut IterVars<'_>) -> Result<Flow, OpError> {
+        let req = self.prepare(step, vars)?;
+        // For error messages only.
+        let url = || match &req.url {
+            Target::Origin(u) => format!("{}{u}", self.base.trim_end_matches(&*self.base_path)),
+            Target::Url(u) => u.to_string(),
+        };
+        let resp = self.client.send(&req, !step.extract.is_empty()).await?;
+        let status = resp.status;
+        let bytes = resp.body;
         if !step.expect.iter().any(|m| m.matches(status)) {
             let k = match status {
                 400..=499 => STATUS_4XX,

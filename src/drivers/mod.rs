@@ -2,6 +2,7 @@
 //! They know nothing about time, rates or metrics: the engine owns those.
 
 pub mod grpc;
+pub mod h1;
 pub mod http;
 pub mod postgres;
 
@@ -52,7 +53,7 @@ pub trait Driver: Send + Sync + 'static {
 /// What a target keeps between reloads: connection pools.
 #[derive(Clone)]
 pub enum TargetClient {
-    Http(reqwest::Client),
+    Http(http::HttpClient),
     Postgres(postgres::PgClient),
     Grpc(grpc::GrpcClient),
 }
@@ -72,7 +73,7 @@ impl TargetClient {
             message,
         };
         match &target.kind {
-            TargetKind::Http(h) => http::build_client(h)
+            TargetKind::Http(h) => http::HttpClient::new(h)
                 .map(TargetClient::Http)
                 .map_err(|e| fail(e.to_string())),
             TargetKind::Grpc(g) => grpc::GrpcClient::new(g)

@@ -1,0 +1,823 @@
+//! soakd's own HTTP/1.1 client for plain `http://` targets: a stack of keep-alive
+//! connections, each request one write and (usually) one read, in the task that runs
+//! the operation.
+//!
+//! reqwest (the general path: TLS, HTTP/2) costs per request a client and connector
+//! clone, a pool checkout keyed by URL, header maps, and hand-offs between the request's
+//! task and the connection's task over channels (hyper's dispatcher) for the request,
+//! the response and its body. At tens of thousands of requests a second on two cores
+//! that is what limits the generator (`docs/BENCHMARKS.md`). Here the operation's task
+//! owns the connection while it uses it: it serializes the request into the
+//! connection's write buffer, parses the response head with `httparse` and frames the
+//! body itself (`Content-Length`, chunked, or until close). The body is only kept when
+//! the step extracts from it.
+//!
+//! The pool is a stack so the busiest connections stay warm and those a burst opened
+//! sink to the bottom, where a check-in closes them once they have idled for
+//! `idle_timeout`: memory and file descriptors come back after the burst. Buffers are
+//! per connection and shrink back after a large response. How many connections may be
+//! open at once is bounded above this module (the target's `max_connections`: a
+//! connection is only opened by a request holding a slot when no idle one is left).
+
+use super::http::{BODY, CONNECT, IO};
+use super::OpError;
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Largest response body accepted (bounded memory per in-flight request).
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+/// A connection's buffers shrink back to this after a larger response.
+const KEEP_BUF: usize = 16 * 1024;
+/// Response headers parsed at most.
+const MAX_HEADERS: usize = 100;
+
+struct Conn {
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+pub struct H1Pool {
+    /// `host:port` to connect to.
+    addr: String,
+    /// The Host header's value.
+    host: String,
+    user_agent: &'static str,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    /// Most recently used at the back.
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+/// One request; `target` is origin-form (path and query).
+pub struct Request<'a> {
+    pub method: &'a Method,
+    pub target: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: Option<&'a [u8]>,
+}
+
+/// A response, read whole. `body` is empty unless it was asked for.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// The `Location` header of a 3xx response.
+    pub location: Option<String>,
+    pub body: Bytes,
+}
+
+/// How a round trip failed.
+#[derive(Debug)]
+enum Failure {
+    /// The connection was closed before any of the response arrived: on a kept-alive
+    /// connection, the server closed it while idle and the request may be resent.
+    Closed(String),
+    Io(String),
+    Body(String),
+}
+
+impl Failure {
+    fn into_op_error(self) -> OpError {
+        match self {
+            Failure::Closed(d) | Failure::Io(d) => OpError::new(IO, d),
+            Failure::Body(d) => OpError::new(BODY, d),
+        }
+    }
+}
+
+/// How the response body is delimited.
+#[derive(Debug, PartialEq)]
+enum Framing {
+    None,
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// What the response head said.
+struct Head {
+    status: u16,
+    len: usize,
+    framing: Framing,
+    keep_alive: bool,
+    location: Option<String>,
+}
+
+impl H1Pool {
+    pub fn new(
+        addr: String,
+        host: String,
+        user_agent: &'static str,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        max_idle: usize,
+    ) -> H1Pool {
+        H1Pool {
+            addr,
+            host,
+            user_agent,
+            connect_timeout,
+            idle_timeout,
+            max_idle,
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Connections idle in the pool now.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().len()
+    }
+
+    /// The most recently used idle connection that has not idled out.
+    fn checkout(&self) -> Option<Conn> {
+        let mut expired = Vec::new();
+        let found = {
+            let mut idle = self.idle.lock();
+            loop {
+                match idle.pop_back() {
+                    Some(c) if c.since.elapsed() > self.idle_timeout => expired.push(c),
+                    Some(c) => break Some(c.conn),
+                    None => break None,
+                }
+            }
+        };
+        // Closing happens outside the lock.
+        drop(expired);
+        found
+    }
+
+    fn checkin(&self, mut conn: Conn) {
+        for b in [&mut conn.rbuf, &mut conn.wbuf] {
+            b.clear();
+            if b.capacity() > KEEP_BUF {
+                b.shrink_to(KEEP_BUF);
+            }
+        }
+        let mut idle = self.idle.lock();
+        // The coldest connection is at the front: close it once it has idled out.
+        let expired = match idle.front() {
+            Some(c) if c.since.elapsed() > self.idle_timeout => idle.pop_front(),
+            _ => None,
+        };
+        let extra = if idle.len() < self.max_idle {
+            idle.push_back(Idle {
+                conn,
+                since: Instant::now(),
+            });
+            None
+        } else {
+            Some(conn)
+        };
+        drop(idle);
+        drop((expired, extra));
+    }
+
+    async fn connect(&self) -> Result<Conn, OpError> {
+        let fail = |e: String| OpError::new(CONNECT, format!("connect {}: {e}", self.addr));
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| {
+                fail(format!(
+                    "no connection within {}",
+                    crate::config::units::format_duration(self.connect_timeout)
+                ))
+            })?
+            .map_err(|e| fail(e.to_string()))?;
+        // Requests are single small writes: never wait for Nagle.
+        stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+        Ok(Conn {
+            stream,
+            rbuf: Vec::with_capacity(4096),
+            wbuf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Sends `req` and reads the whole response; keeps its body when `want_body`.
+    pub async fn send(&self, req: &Request<'_>, want_body: bool) -> Result<Response, OpError> {
+        let (mut conn, reused) = match self.checkout() {
+            Some(c) => (c, true),
+            None => (self.connect().await?, false),
+        };
+        let result = match self.round_trip(&mut conn, req, want_body).await {
+            // A kept-alive connection the server closed while it was idle: nothing of
+            // the response came back, so send once more on a fresh connection, as
+            // browsers and HTTP libraries do.
+            Err(Failure::Closed(_)) if reused => {
+                conn = self.connect().await?;
+                self.round_trip(&mut conn, req, want_body).await
+            }
+            r => r,
+        };
+        match result {
+            Ok((resp, keep_alive)) => {
+                if keep_alive {
+                    self.checkin(conn);
+                }
+                Ok(resp)
+            }
+            Err(f) => Err(f.into_op_error()),
+        }
+    }
+
+    async fn round_trip(
+        &self,
+        conn: &mut Conn,
+        req: &Request<'_>,
+        want_body: bool,
+    ) -> Result<(Response, bool), Failure> {
+        conn.rbuf.clear();
+        conn.wbuf.clear();
+        encode_request(&mut conn.wbuf, req, &self.host, self.user_agent);
+        conn.stream
+            .write_all(&conn.wbuf)
+            .await
+            .map_err(|e| lost(e, "sending the request"))?;
+        if let Some(body) = req.body {
+            if !body.is_empty() {
+                conn.stream
+                    .write_all(body)
+                    .await
+                    .map_err(|e| lost(e, "sending the body"))?;
+            }
+        }
+        // The head, skipping interim 1xx responses.
+        let head = loop {
+            let head = loop {
+                if let Some(h) = parse_head(&conn.rbuf, req.method)? {
+                    break h;
+                }
+                if conn.rbuf.len() > MAX_HEAD {
+                    return Err(Failure::Io(format!(
+                        "response head larger than {MAX_HEAD} bytes"
+                    )));
+                }
+                if read_more(conn).await? == 0 {
+                    return Err(if conn.rbuf.is_empty() {
+                        Failure::Closed("connection closed before the response".into())
+                    } else {
+                        Failure::Io("connection closed in the response head".into())
+                    });
+                }
+            };
+            if (100..200).contains(&head.status) {
+                if head.status == 101 {
+                    return Err(Failure::Io(
+                        "101 Switching Protocols is not supported".into(),
+                    ));
+                }
+                conn.rbuf.drain(..head.len);
+                continue;
+            }
+            break head;
+        };
+        let start = head.len;
+        let mut keep_alive = head.keep_alive;
+        let (body, end) = match head.framing {
+            Framing::None => (Bytes::new(), start),
+            Framing::Length(n) => {
+                if n > MAX_BODY {
+                    return Err(Failure::Body(format!(
+                        "body of {n} bytes is larger than {MAX_BODY}"
+                    )));
+                }
+                while conn.rbuf.len() < start + n {
+                    conn.rbuf
+                        .reserve((start + n - conn.rbuf.len()).min(1 << 20));
+                    if read_more(conn).await? == 0 {
+                        return Err(Failure::Body("connection closed in the body".into()));
+                    }
+                }
+                let body = if want_body {
+                    Bytes::copy_from_slice(&conn.rbuf[start..start + n])
+                } else {
+                    Bytes::new()
+                };
+                (body, start + n)
+            }
+            Framing::Chunked => {
+                let mut dec = Chunked {
+                    pos: start,
+                    total: 0,
+                    out: Vec::new(),
+                };
+                while !dec.advance(&conn.rbuf, want_body)? {
+                    if read_more(conn).await? == 0 {
+                        return Err(Failure::Body("connection closed in the body".into()));
+                    }
+                }
+                (Bytes::from(dec.out), dec.pos)
+            }
+            Framing::UntilClose => {
+                keep_alive = false;
+                while read_more(conn).await? > 0 {
+                    if conn.rbuf.len() - start > MAX_BODY {
+                        return Err(Failure::Body(format!("body larger than {MAX_BODY}")));
+                    }
+                }
+                let end = conn.rbuf.len();
+                let body = if want_body {
+                    Bytes::copy_from_slice(&conn.rbuf[start..end])
+                } else {
+                    Bytes::new()
+                };
+                (body, end)
+            }
+        };
+        // Anything after the response was not asked for: do not reuse the connection.
+        if conn.rbuf.len() != end {
+            keep_alive = false;
+        }
+        Ok((
+            Response {
+                status: head.status,
+                location: head.location,
+                body,
+            },
+            keep_alive,
+        ))
+    }
+}
+
+/// Reads what is available into the connection's buffer; 0 at end of stream.
+async fn read_more(conn: &mut Conn) -> Result<usize, Failure> {
+    if conn.rbuf.capacity() - conn.rbuf.len() < 2048 {
+        conn.rbuf.reserve(8192);
+    }
+    match conn.stream.read_buf(&mut conn.rbuf).await {
+        Ok(n) => Ok(n),
+        Err(e) if conn.rbuf.is_empty() => Err(lost(e, "reading the response")),
+        Err(e) => Err(Failure::Io(format!("reading the response: {e}"))),
+    }
+}
+
+/// An I/O error before any of the response: `Closed` when the peer closed or reset
+/// the connection (resendable on a reused one), else `Io`.
+fn lost(e: std::io::Error, what: &str) -> Failure {
+    match e.kind() {
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+            Failure::Closed(format!("{what}: {e}"))
+        }
+        _ => Failure::Io(format!("{what}: {e}")),
+    }
+}
+
+fn encode_request(out: &mut Vec<u8>, req: &Request<'_>, host: &str, user_agent: &str) {
+    let line = |out: &mut Vec<u8>, k: &[u8], v: &[u8]| {
+        out.extend_from_slice(k);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
+    };
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let h = req.headers;
+    if !h.contains_key(http::header::HOST) {
+        line(out, b"host", host.as_bytes());
+    }
+    if !h.contains_key(http::header::USER_AGENT) {
+        line(out, b"user-agent", user_agent.as_bytes());
+    }
+    if !h.contains_key(http::header::ACCEPT) {
+        line(out, b"accept", b"*/*");
+    }
+    for (k, v) in h {
+        // soakd frames the body itself.
+        if k == http::header::CONTENT_LENGTH || k == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        line(out, k.as_str().as_bytes(), v.as_bytes());
+    }
+    let len = req.body.map_or(0, <[u8]>::len);
+    if len > 0 || matches!(*req.method, Method::POST | Method::PUT | Method::PATCH) {
+        line(out, b"content-length", len.to_string().as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Parses a complete response head at the start of `buf`; None when more is needed.
+fn parse_head(buf: &[u8], method: &Method) -> Result<Option<Head>, Failure> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(Failure::Io(format!("invalid response head: {e}"))),
+    };
+    let status = resp.code.unwrap_or(0);
+    let http10 = resp.version == Some(0);
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    let mut close = http10;
+    let mut location = None;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or_else(|| Failure::Io("invalid content-length".into()))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Failure::Io("conflicting content-length headers".into()));
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|b| *b == b',') {
+                let t = token.trim_ascii();
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") && http10 {
+                    close = false;
+                }
+            }
+        } else if h.name.eq_ignore_ascii_case("location") && (300..400).contains(&status) {
+            location = std::str::from_utf8(h.value).ok().map(str::to_string);
+        }
+    }
+    let framing = if *method == Method::HEAD || status == 204 || status == 304 || status < 200 {
+        Framing::None
+    } else if chunked {
+        // Transfer-Encoding wins over Content-Length (RFC 9112, 6.3).
+        Framing::Chunked
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    Ok(Some(Head {
+        status,
+        len,
+        framing,
+        keep_alive: !close,
+        location,
+    }))
+}
+
+/// A resumable chunked-body decoder over the connection's read buffer: `pos` is where
+/// the next chunk's size line starts; complete chunks are consumed as they arrive.
+struct Chunked {
+    pos: usize,
+    total: usize,
+    out: Vec<u8>,
+}
+
+impl Chunked {
+    /// Consumes what `buf` holds; true when the last chunk and trailers are complete.
+    fn advance(&mut self, buf: &[u8], keep: bool) -> Result<bool, Failure> {
+        let bad = |what: &str| Failure::Body(format!("invalid chunked body: {what}"));
+        loop {
+            let rest = &buf[self.pos..];
+            let Some(eol) = find_crlf(rest) else {
+                return if rest.len() > 1024 {
+                    Err(bad("chunk size line too long"))
+                } else {
+                    Ok(false)
+                };
+            };
+            let size_field = rest[..eol]
+                .split(|b| *b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            let size = std::str::from_utf8(size_field)
+                .ok()
+                .and_then(|s| usize::from_str_radix(s, 16).ok())
+                .ok_or_else(|| bad("chunk size"))?;
+            if size == 0 {
+                // Trailer lines up to an empty one.
+                let mut p = eol + 2;
+                loop {
+                    let Some(e) = find_crlf(&rest[p..]) else {
+                        return Ok(false);
+                    };
+                    p += e + 2;
+                    if e == 0 {
+                        self.pos += p;
+                        return Ok(true);
+                    }
+                }
+            }
+            self.total = self.total.saturating_add(size);
+            if self.total > MAX_BODY {
+                return Err(Failure::Body(format!("body larger than {MAX_BODY}")));
+            }
+            let data = eol + 2;
+            if rest.len() < data + size + 2 {
+                self.total -= size;
+                return Ok(false);
+            }
+            if &rest[data + size..data + size + 2] != b"\r\n" {
+                return Err(bad("missing CRLF after a chunk"));
+            }
+            if keep {
+                self.out.extend_from_slice(&rest[data..data + size]);
+            }
+            self.pos += data + size + 2;
+        }
+    }
+}
+
+fn find_crlf(b: &[u8]) -> Option<usize> {
+    b.windows(2).position(|w| w == b"\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::net::TcpListener;
+
+    /// A keep-alive server that answers every request head with `reply`, counting
+    /// accepted connections; with `close_after` it closes each connection after that
+    /// many responses without saying so (the stale keep-alive case). Keeps the last
+    /// request it saw.
+    async fn server(
+        reply: &'static [u8],
+        close_after: Option<usize>,
+    ) -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<u8>>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let last = Arc::new(Mutex::new(Vec::new()));
+        let (a, seen) = (accepted.clone(), last.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let mut served = 0;
+                    let mut pending = Vec::new();
+                    loop {
+                        let Ok(n) = s.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let req: Vec<u8> = pending.drain(..end + 4).collect();
+                            // A body, if any, is drained by length.
+                            let text = String::from_utf8_lossy(&req).to_lowercase();
+                            let len = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length: "))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            while pending.len() < len {
+                                let Ok(n) = s.read(&mut buf).await else {
+                                    return;
+                                };
+                                pending.extend_from_slice(&buf[..n]);
+                            }
+                            let mut whole = req;
+                            whole.extend(pending.drain(..len));
+                            *seen.lock() = whole;
+                            if s.write_all(reply).await.is_err() {
+                                return;
+                            }
+                            served += 1;
+                            if close_after == Some(served) {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted, last)
+    }
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    fn pool(addr: &str, idle_timeout: Duration, max_idle: usize) -> H1Pool {
+        H1Pool::new(
+            addr.into(),
+            addr.into(),
+            "soakd-test",
+            Duration::from_secs(1),
+            idle_timeout,
+            max_idle,
+        )
+    }
+
+    async fn get(p: &H1Pool, want_body: bool) -> Result<Response, OpError> {
+        let headers = HeaderMap::new();
+        let req = Request {
+            method: &Method::GET,
+            target: "/x?y=1",
+            headers: &headers,
+            body: None,
+        };
+        p.send(&req, want_body).await
+    }
+
+    #[tokio::test]
+    async fn reuses_one_connection_for_sequential_requests() {
+        let (addr, accepted, last) = server(OK, None).await;
+        let p = pool(&addr, Duration::from_secs(60), 8);
+        for _ in 0..50 {
+            let r = get(&p, true).await.unwrap();
+            assert_eq!(r.status, 200);
+            assert_eq!(&r.body[..], b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(p.idle_count(), 1);
+        let req = String::from_utf8(last.lock().clone()).unwrap();
+        assert!(req.starts_with("GET /x?y=1 HTTP/1.1\r\n"), "{req}");
+        assert!(req.contains(&format!("host: {addr}\r\n")), "{req}");
+        assert!(req.contains("user-agent: soakd-test\r\n"), "{req}");
+        assert!(!req.contains("content-length"), "{req}");
+        // Without want_body the body is read (the connection stays usable) but not kept.
+        let r = get(&p, false).await.unwrap();
+        assert!(r.body.is_empty());
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn sends_headers_and_body_with_its_length() {
+        let (addr, _, last) = server(OK, None).await;
+        let p = pool(&addr, Duration::from_secs(60), 8);
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer t".parse().unwrap());
+        headers.insert("content-length", "999".parse().unwrap());
+        let req = Request {
+            method: &Method::POST,
+            target: "/claim",
+            headers: &headers,
+            body: Some(b"{\"a\":1}"),
+        };
+        assert_eq!(p.send(&req, false).await.unwrap().status, 200);
+        let seen = String::from_utf8(last.lock().clone()).unwrap();
+        assert!(seen.starts_with("POST /claim HTTP/1.1\r\n"), "{seen}");
+        assert!(seen.contains("authorization: Bearer t\r\n"), "{seen}");
+        assert!(seen.contains("content-length: 7\r\n"), "{seen}");
+        assert!(!seen.contains("999"), "{seen}");
+        assert!(seen.ends_with("\r\n\r\n{\"a\":1}"), "{seen}");
+        // A POST without a body says so.
+        let req = Request {
+            body: None,
+            headers: &HeaderMap::new(),
+            ..req
+        };
+        p.send(&req, false).await.unwrap();
+        assert!(String::from_utf8(last.lock().clone())
+            .unwrap()
+            .contains("content-length: 0\r\n"));
+    }
+
+    #[tokio::test]
+    async fn resends_on_a_fresh_connection_when_the_kept_one_was_closed() {
+        let (addr, accepted, _) = server(OK, Some(1)).await;
+        let p = pool(&addr, Duration::from_secs(60), 8);
+        for _ in 0..5 {
+            assert_eq!(get(&p, true).await.unwrap().status, 200);
+            // Let the server's close reach the client for some requests, not others.
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn closes_connections_idle_past_the_timeout_and_keeps_at_most_max_idle() {
+        let (addr, accepted, _) = server(OK, None).await;
+        let p = Arc::new(pool(&addr, Duration::from_millis(100), 3));
+        // A burst of 6 concurrent requests opens 6 connections; 3 are kept.
+        let burst: Vec<_> = (0..6)
+            .map(|_| {
+                let p = p.clone();
+                tokio::spawn(async move { get(&p, false).await.map(|r| r.status) })
+            })
+            .collect();
+        for b in burst {
+            assert_eq!(b.await.unwrap().unwrap(), 200);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 6);
+        assert_eq!(p.idle_count(), 3);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        get(&p, false).await.unwrap();
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            7,
+            "expired ones are not reused"
+        );
+        assert_eq!(p.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn frames_chunked_interim_and_close_delimited_responses() {
+        let chunked = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\ntrailer: t\r\n\r\n";
+        let (addr, accepted, _) = server(chunked, None).await;
+        let p = pool(&addr, Duration::from_secs(60), 8);
+        for _ in 0..3 {
+            let r = get(&p, true).await.unwrap();
+            assert_eq!(&r.body[..], b"abc0123456789abcdef");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "chunked keeps the connection"
+        );
+
+        let until_close = b"HTTP/1.0 200 OK\r\n\r\nall of it";
+        let (addr, accepted, _) = server(until_close, Some(1)).await;
+        let p = pool(&addr, Duration::from_secs(60), 8);
+        for _ in 0..2 {
+            assert_eq!(&get(&p, true).await.unwrap().body[..], b"all of it");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "never reused");
+        assert_eq!(p.idle_count(), 0);
+
+        let close = b"HTTP/1.1 503 Busy\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        let (addr, accepted, _) = server(close, None).await;
+        let p = pool(&addr, Duration::from_secs(60), 8);
+        for _ in 0..2 {
+            assert_eq!(get(&p, true).await.unwrap().status, 503);
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "connection: close is honoured"
+        );
+
+        let redirect = b"HTTP/1.1 302 Found\r\nLocation: /next\r\ncontent-length: 0\r\n\r\n";
+        let (addr, _, _) = server(redirect, None).await;
+        let r = get(&pool(&addr, Duration::from_secs(60), 8), true)
+            .await
+            .unwrap();
+        assert_eq!(r.location.as_deref(), Some("/next"));
+    }
+
+    #[tokio::test]
+    async fn malformed_and_oversized_responses_are_errors() {
+        let (addr, _, _) = server(b"NOT HTTP\r\n\r\n", None).await;
+        let e = get(&pool(&addr, Duration::from_secs(60), 8), true)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, IO);
+        let huge = b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999\r\n\r\n";
+        let (addr, _, _) = server(huge, None).await;
+        let e = get(&pool(&addr, Duration::from_secs(60), 8), true)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, BODY);
+        let bad_chunk = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n";
+        let (addr, _, _) = server(bad_chunk, None).await;
+        let e = get(&pool(&addr, Duration::from_secs(60), 8), true)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, BODY);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        drop(l);
+        let e = get(&pool(&addr, Duration::from_secs(60), 8), true)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, CONNECT);
+    }
+
+    #[test]
+    fn chunked_decoder_resumes_across_partial_reads() {
+        let whole = b"4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n";
+        let mut dec = Chunked {
+            pos: 0,
+            total: 0,
+            out: Vec::new(),
+        };
+        for end in 1..whole.len() {
+            assert!(
+                !dec.advance(&whole[..end], true).unwrap(),
+                "incomplete at {end}"
+            );
+        }
+        assert!(dec.advance(whole, true).unwrap());
+        assert_eq!(dec.out, b"wikipedia");
+        assert_eq!(dec.pos, whole.len());
+    }
+}
