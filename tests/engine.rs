@@ -623,7 +623,8 @@ async fn redirects_are_followed_with_browser_method_rules() {
             get(move |q: axum::extract::RawQuery| {
                 let h = h1.clone();
                 async move {
-                    h.lock().push(format!("GET /new?{}", q.0.unwrap_or_default()));
+                    h.lock()
+                        .push(format!("GET /new?{}", q.0.unwrap_or_default()));
                     "ok"
                 }
             }),

@@ -476,3 +476,79 @@ async fn sigterm_commits_everything_buffered_before_exit() {
         "everything accepted before SIGTERM is committed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_reused_and_a_failed_statement_does_not_poison_them() {
+    // Statements that fail on the server (division by zero), or are cancelled by the
+    // op timeout mid-statement, hand their connection back to sqlx, which tests it;
+    // clean ones go straight to the next operation. Either way the good statements
+    // keep succeeding on at most max_connections backends.
+    let pg = cluster();
+    let cfg = pg_config(
+        r#"
+targets:
+  db: {type: postgres, url: "${DATABASE_URL}", max_connections: 3, stats: {enabled: false}}
+scenarios:
+  mixed:
+    target: db
+    max_in_flight: 50
+    timeout: 100ms
+    schedule: {hold: {rate: 200/s}}
+    ops:
+      ok: {weight: 16, sql: {query: "SELECT $1::int4 + 1", params: [{value: "{{rand_int 1 9}}", type: int4}]}}
+      div0: {weight: 2, sql: {query: "SELECT 1/0"}}
+      slow: {weight: 1, sql: {query: "SELECT pg_sleep(0.15)"}}
+"#,
+        &pg.url("postgres"),
+    );
+    let d = daemon(cfg);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let backends = query_i64(
+        &pg.url("postgres"),
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'soakd'",
+    )
+    .await;
+    d.engine
+        .scenario("mixed")
+        .unwrap()
+        .paused
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let drained = eventually(Duration::from_secs(5), || async {
+        (scenario_status(d.addr(), "mixed").await["in_flight"] == 0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some());
+    // Cancelled statements finish on the server before sqlx takes them back.
+    let settled = eventually(Duration::from_secs(5), || async {
+        let m = metrics_text(d.addr()).await;
+        (sample(&m, "soakd_db_pool_connections_in_use{target=\"db\"}") == Some(0.0)).then_some(())
+    })
+    .await;
+    let m = metrics_text(d.addr()).await;
+    d.shutdown(Duration::from_secs(5)).await;
+    assert!(settled.is_some(), "connections stayed in use: {m}");
+    assert!(backends <= 3, "{backends} backends for a pool of 3");
+    let err = |op: &str, kind: &str| {
+        sample(
+            &m,
+            &format!(
+                "soakd_request_errors_total{{kind=\"{kind}\",op=\"{op}\",scenario=\"mixed\"}}"
+            ),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(err("div0", "sqlstate_22012") > 5.0, "{m}");
+    assert!(err("slow", "timeout") > 5.0, "{m}");
+    // The good statement only ever fails by waiting (behind cancelled pg_sleeps that
+    // hold their connection until the server finishes them), never on a connection
+    // left broken by the statements before it.
+    let ok_total = sample(&m, "soakd_requests_total{op=\"ok\",scenario=\"mixed\"}").unwrap();
+    let ok_waits = err("ok", "timeout") + err("ok", "pool_timeout");
+    let ok_errors: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("soakd_request_errors_total{") && l.contains("op=\"ok\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(ok_errors, ok_waits, "{m}");
+    assert!(ok_total - ok_errors > 100.0, "{m}");
+}

@@ -121,13 +121,14 @@ def summ(p):
     return json.load(open(p))["scenarios"][0], json.load(open(p))["duration_seconds"]
 # (a)
 pg_tps = tps(f"{work}/pgb-max.txt"); pg_cpu = float(open(f"{work}/pgb-max.cpu").read())
-s, sd = summ(f"{work}/soakd-max.json"); s_tps = s["completed"] / sd; s_cpu = cpu(f"{work}/soakd-max.cpu")
+s, sd = summ(f"{work}/soakd-max.json"); s_tps = (s["completed"] - s["errors"]) / sd; s_cpu = cpu(f"{work}/soakd-max.cpu")
 print("### (a) Select-only, closed-loop maximum, 16 connections\n")
 print("| tool | transactions/s | CPU s per 1,000 |")
 print("|---|---|---|")
 print(f"| pgbench -S -c 16 -j 2 | {pg_tps:.0f} | {pg_cpu / (pg_tps*dur) * 1000:.4f} |")
 print(f"| soakd (arrival: closed, 16 workers, pool 16) | {s_tps:.0f} | {s_cpu / s['completed'] * 1000:.4f} |")
-print(f"\nRatio soakd/pgbench throughput: **{s_tps/pg_tps:.2f}**\n")
+s_err = s["errors"]
+print(f"\nRatio soakd/pgbench throughput: **{s_tps/pg_tps:.2f}** (soakd errors: {s_err})\n")
 # (b)
 lat = []
 import glob

@@ -154,7 +154,7 @@ struct Watched {
     target: String,
     state: Arc<ScenarioState>,
     pg_target: Option<String>,
-    pool: Option<sqlx::PgPool>,
+    pool: Option<Arc<dyn crate::metrics::PoolStats>>,
     /// Label lookups done once, not at every sample.
     pool_metrics: Option<crate::metrics::PoolMetrics>,
     buffer: Option<crate::metrics::BufferMetrics>,
@@ -198,7 +198,7 @@ fn sample_peaks(watched: &[Watched], target: Option<u32>, p: &mut Peaks) {
         let e = p.in_flight.entry(w.name.clone()).or_default();
         *e = (*e).max(n);
         if let Some(pool) = &w.pool {
-            let in_use = pool.size().saturating_sub(pool.num_idle() as u32);
+            let in_use = pool.in_use().max(0) as u32;
             let e = p.pool_in_use.entry(w.name.clone()).or_default();
             *e = (*e).max(in_use);
         }
@@ -436,7 +436,7 @@ pub async fn run(
             Ok(Watched {
                 name: s.name.clone(),
                 target: sc.target.clone(),
-                pool: pg_target.as_deref().and_then(|t| engine.pg_pool(t)),
+                pool: pg_target.as_deref().and_then(|t| engine.pg_stats(t)),
                 pool_metrics: pg_target.as_deref().map(|t| engine.metrics.pool_handles(t)),
                 pg_target,
                 buffer: sc.buffer.is_some().then(|| engine.metrics.buffer(&s.name)),
@@ -542,7 +542,7 @@ pub async fn run(
             let pool = match (&w.pg_target, &w.pool, &a.pool, &b.pool) {
                 (Some(t), Some(p), Some((ah, at)), Some((bh, bt))) => Some(PoolLevel {
                     target: t.clone(),
-                    max: p.options().get_max_connections(),
+                    max: p.max().max(0) as u32,
                     in_use_peak: peaks.pool_in_use.get(&w.name).copied().unwrap_or(0),
                     acquire_p95: ah.quantile_since(bh, 0.95),
                     acquire_timeouts: at.saturating_sub(*bt),

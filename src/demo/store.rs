@@ -65,7 +65,7 @@ pub async fn postgres(url: &str, pool_size: u32) -> Result<Store, String> {
         crate::metrics::Metrics::new(std::time::Duration::from_secs(60))
             .map_err(|e| e.to_string())?,
     );
-    let _ = metrics.pool("demo-target", &pool);
+    let _ = metrics.pool("demo-target", Arc::new(pool.clone()));
     let cfg = crate::config::BufferConfig {
         size_limit: 100_000,
         flush_interval: std::time::Duration::from_secs(1),

@@ -4,6 +4,7 @@
 pub mod grpc;
 pub mod h1;
 pub mod http;
+pub mod pgconn;
 pub mod postgres;
 
 use crate::buffer::BufferedWriter;
@@ -81,7 +82,17 @@ impl TargetClient {
                 .map_err(fail),
             TargetKind::Postgres(p) => {
                 let pool = postgres::build_pool(p).map_err(|e| fail(e.to_string()))?;
-                let pm = Arc::new(metrics.pool(&target.name, &pool));
+                let conns = Arc::new(pgconn::ConnCache::new(
+                    pool.clone(),
+                    p.max_connections,
+                    p.acquire_timeout
+                        .map(|d| d.0)
+                        .unwrap_or(postgres::ACQUIRE_TIMEOUT),
+                    p.idle_timeout
+                        .map(|d| d.0)
+                        .unwrap_or(postgres::IDLE_TIMEOUT),
+                ));
+                let pm = Arc::new(metrics.pool(&target.name, conns.clone()));
                 let (ready_tx, ready) = tokio::sync::watch::channel(!p.bootstrap);
                 tokio::spawn(postgres::connect_watch(
                     target.name.clone(),
@@ -104,6 +115,7 @@ impl TargetClient {
                 };
                 Ok(TargetClient::Postgres(postgres::PgClient {
                     pool,
+                    conns,
                     metrics: pm,
                     stats,
                     ready,
@@ -115,6 +127,14 @@ impl TargetClient {
     pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
         match self {
             TargetClient::Postgres(c) => Some(&c.pool),
+            TargetClient::Http(_) | TargetClient::Grpc(_) => None,
+        }
+    }
+
+    /// The sizes of a postgres target's pool, as soakd's metrics count them.
+    pub fn pg_stats(&self) -> Option<Arc<dyn crate::metrics::PoolStats>> {
+        match self {
+            TargetClient::Postgres(c) => Some(c.conns.clone()),
             TargetClient::Http(_) | TargetClient::Grpc(_) => None,
         }
     }

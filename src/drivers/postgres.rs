@@ -7,6 +7,7 @@
 //! connections, `sqlstate_40001` serialization failure, `sqlstate_57014` canceled),
 //! `protocol`, `buffer_full` (the writer refused an event), `template`, `timeout`.
 
+use super::pgconn::AcquireError;
 use super::{kind, Driver, OpError, OpResult};
 use crate::buffer::BufferedWriter;
 use crate::config::{EventOp, Op, OpKind, PostgresTarget, SqlParam, SqlType, SslMode};
@@ -26,10 +27,16 @@ pub const IO: &str = "io";
 pub const PROTOCOL: &str = "protocol";
 pub const BUFFER_FULL: &str = "buffer_full";
 
+/// Defaults of `acquire_timeout` and `idle_timeout`.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// A pool and its metrics: what a postgres target keeps across reloads.
 #[derive(Clone)]
 pub struct PgClient {
     pub pool: PgPool,
+    /// Where SQL operations get their connections (over `pool`).
+    pub conns: Arc<super::pgconn::ConnCache>,
     pub metrics: Arc<PoolMetrics>,
     /// The statistics collector's task, stopped when the last clone goes.
     pub stats: Option<Arc<AbortOnDrop>>,
@@ -70,16 +77,8 @@ pub fn build_pool(t: &PostgresTarget) -> Result<PgPool, sqlx::Error> {
     Ok(PgPoolOptions::new()
         .max_connections(t.max_connections)
         .min_connections(t.min_connections)
-        .acquire_timeout(
-            t.acquire_timeout
-                .map(|d| d.0)
-                .unwrap_or(Duration::from_secs(5)),
-        )
-        .idle_timeout(Some(
-            t.idle_timeout
-                .map(|d| d.0)
-                .unwrap_or(Duration::from_secs(600)),
-        ))
+        .acquire_timeout(t.acquire_timeout.map(|d| d.0).unwrap_or(ACQUIRE_TIMEOUT))
+        .idle_timeout(Some(t.idle_timeout.map(|d| d.0).unwrap_or(IDLE_TIMEOUT)))
         .max_lifetime(Some(
             t.max_lifetime
                 .map(|d| d.0)
@@ -178,18 +177,18 @@ impl PostgresDriver {
         }
         let m = &self.client.metrics;
         let t0 = Instant::now();
-        let conn = self.client.pool.acquire().await;
+        let lease = self.client.conns.acquire().await;
         m.acquire.observe(t0.elapsed().as_secs_f64());
-        let mut conn = match conn {
+        let mut lease = match lease {
             Ok(c) => c,
-            Err(sqlx::Error::PoolTimedOut) => {
+            Err(AcquireError::Timeout) => {
                 m.timeouts.inc();
                 return Err(OpError::new(
                     POOL_TIMEOUT,
                     "no pooled connection within acquire_timeout",
                 ));
             }
-            Err(e) => {
+            Err(AcquireError::Sqlx(e)) => {
                 let mut err = op_error(e);
                 if err.kind == IO || err.kind == PROTOCOL {
                     // Failing while acquiring means the connection could not be made.
@@ -198,7 +197,12 @@ impl PostgresDriver {
                 return Err(err);
             }
         };
-        q.fetch_all(&mut *conn).await.map_err(op_error)?;
+        let Some(conn) = lease.conn() else {
+            return Err(OpError::new(IO, "lent without a connection"));
+        };
+        // On an error the lease goes back to sqlx, which tests the connection.
+        q.fetch_all(conn).await.map_err(op_error)?;
+        lease.keep();
         Ok(())
     }
 

@@ -381,6 +381,15 @@ impl Engine {
             .and_then(|(_, c)| c.pg_pool().cloned())
     }
 
+    /// The pool sizes of a postgres target.
+    pub fn pg_stats(&self, target: &str) -> Option<Arc<dyn crate::metrics::PoolStats>> {
+        self.inner
+            .lock()
+            .clients
+            .get(target)
+            .and_then(|(_, c)| c.pg_stats())
+    }
+
     pub fn status(&self) -> Vec<ScenarioStatus> {
         self.states().iter().map(|s| s.status()).collect()
     }

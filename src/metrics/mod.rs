@@ -105,9 +105,18 @@ pub struct BufferMetrics {
     pub e2e: Histogram,
 }
 
+/// A connection pool's sizes, read at scrape time.
+pub trait PoolStats: Send + Sync {
+    /// Connections lent to operations now.
+    fn in_use(&self) -> i64;
+    /// Connections open and idle now.
+    fn idle(&self) -> i64;
+    fn max(&self) -> i64;
+}
+
 /// Pool sizes read at scrape time from the live pools.
 struct PoolCollector {
-    pools: Mutex<Vec<(String, sqlx::PgPool)>>,
+    pools: Mutex<Vec<(String, Arc<dyn PoolStats>)>>,
     descs: Vec<Desc>,
 }
 
@@ -159,12 +168,10 @@ impl Collector for PoolCollector {
                 continue;
             };
             for (target, pool) in &pools {
-                let size = pool.size() as i64;
-                let idle = pool.num_idle() as i64;
                 let v = match i {
-                    0 => (size - idle).max(0),
-                    1 => idle,
-                    _ => pool.options().get_max_connections() as i64,
+                    0 => pool.in_use(),
+                    1 => pool.idle(),
+                    _ => pool.max(),
                 };
                 g.with_label_values(&[target.as_str()]).set(v);
             }
@@ -443,10 +450,10 @@ impl Metrics {
     }
 
     /// Handles for a postgres target; its pool's sizes are read at every scrape.
-    pub fn pool(&self, target: &str, pool: &sqlx::PgPool) -> PoolMetrics {
+    pub fn pool(&self, target: &str, pool: Arc<dyn PoolStats>) -> PoolMetrics {
         let mut pools = self.pools.pools.lock();
         pools.retain(|(t, _)| t != target);
-        pools.push((target.to_string(), pool.clone()));
+        pools.push((target.to_string(), pool));
         PoolMetrics {
             acquire: self.pool_acquire.with_label_values(&[target]),
             timeouts: self.pool_timeouts.with_label_values(&[target]),
