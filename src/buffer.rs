@@ -11,7 +11,7 @@
 use crate::config::BufferConfig;
 use crate::metrics::BufferMetrics;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,11 +50,24 @@ struct Entry {
 #[error("buffer full ({0} entries)")]
 pub struct Full(pub usize);
 
+const SHARDS: usize = 16;
+
+#[derive(Default)]
+struct Shard {
+    map: FxHashMap<Key, Entry>,
+    /// An empty map with capacity, left by the last flush, swapped in by the next.
+    spare: Option<FxHashMap<Key, Entry>>,
+}
+
 pub struct BufferedWriter {
     pub scenario: String,
     pub cfg: BufferConfig,
     pool: sqlx::PgPool,
-    map: Mutex<HashMap<Key, Entry>>,
+    /// The buffered entries, sharded by user so event ops on different workers
+    /// rarely wait for each other.
+    shards: Box<[Mutex<Shard>]>,
+    /// Entries in the shards.
+    held: AtomicUsize,
     /// Entries taken by a flush that has not committed yet (they still count).
     in_flush: AtomicUsize,
     wake: Notify,
@@ -90,12 +103,20 @@ impl BufferedWriter {
             namespace: Arc::from(cfg.namespace.as_str()),
             cfg,
             pool,
-            map: Mutex::new(HashMap::new()),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            held: AtomicUsize::new(0),
             in_flush: AtomicUsize::new(0),
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
             metrics,
         })
+    }
+
+    fn shard(&self, user: &str) -> &Mutex<Shard> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(user);
+        // The high bits: FxHash's low bits are weak for short keys.
+        &self.shards[(h >> 32) as usize % SHARDS]
     }
 
     /// Starts the flusher of a writer made by [`BufferedWriter::create`].
@@ -105,7 +126,7 @@ impl BufferedWriter {
 
     /// Entries waiting (buffered plus being flushed).
     pub fn len(&self) -> usize {
-        self.map.lock().len() + self.in_flush.load(Ordering::Acquire)
+        self.held.load(Ordering::Acquire) + self.in_flush.load(Ordering::Acquire)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -131,14 +152,18 @@ impl BufferedWriter {
             _ => self.namespace.clone(),
         };
         let now = Instant::now();
-        let mut map = self.map.lock();
+        let mut shard = self.shard(&user).lock();
+        let map = &mut shard.map;
         let fresh = goals
             .iter()
             .filter(|g| !map.contains_key(&(user.clone(), g.goal_id.clone())))
             .count();
-        let held = map.len() + self.in_flush.load(Ordering::Acquire);
+        // Reserve room first: concurrent accepts on other shards cannot overshoot.
+        let before = self.held.fetch_add(fresh, Ordering::AcqRel);
+        let held = before + self.in_flush.load(Ordering::Acquire);
         if held + fresh > self.cfg.size_limit {
-            drop(map);
+            self.held.fetch_sub(fresh, Ordering::AcqRel);
+            drop(shard);
             self.metrics.dropped.inc();
             return Err(Full(held));
         }
@@ -158,8 +183,8 @@ impl BufferedWriter {
                     accepted: now,
                 });
         }
-        let len = map.len();
-        drop(map);
+        drop(shard);
+        let len = before + fresh;
         self.metrics
             .events
             .set((len + self.in_flush.load(Ordering::Acquire)) as i64);
@@ -169,72 +194,118 @@ impl BufferedWriter {
         Ok(goals.len())
     }
 
-    /// One flush of up to `max_batch` entries. Ok(n): n committed.
+    /// One flush of up to `max_batch` entries, as `flush_connections` concurrent
+    /// statements over disjoint users. Ok(n): n committed; on an error the statements
+    /// that failed put their entries back (the others committed).
     async fn flush_once(&self) -> Result<usize, sqlx::Error> {
-        let batch: Vec<(Key, Entry)> = {
-            let mut map = self.map.lock();
-            if map.is_empty() {
-                return Ok(0);
+        let mut taken: Vec<(Key, Entry)> = Vec::new();
+        let mut budget = self.cfg.max_batch;
+        for shard in self.shards.iter() {
+            if budget == 0 {
+                break;
             }
-            let mut batch: Vec<(Key, Entry)> = if map.len() <= self.cfg.max_batch {
-                std::mem::take(&mut *map).into_iter().collect()
+            let mut sh = shard.lock();
+            if sh.map.is_empty() {
+                continue;
+            }
+            let got = if sh.map.len() <= budget {
+                // O(1) under the lock (the spare map is the one the last flush emptied):
+                // accept() never waits for a flush to collect.
+                let spare = sh.spare.take().unwrap_or_default();
+                let mut all = std::mem::replace(&mut sh.map, spare);
+                self.in_flush.fetch_add(all.len(), Ordering::AcqRel);
+                self.held.fetch_sub(all.len(), Ordering::AcqRel);
+                drop(sh);
+                let got = all.len();
+                taken.extend(all.drain());
+                // Emptied, with its capacity: the next flush's spare.
+                let mut sh = shard.lock();
+                if sh.spare.is_none() {
+                    sh.spare = Some(all);
+                }
+                got
             } else {
-                let keys: Vec<Key> = map.keys().take(self.cfg.max_batch).cloned().collect();
-                keys.into_iter()
-                    .filter_map(|k| map.remove(&k).map(|e| (k, e)))
-                    .collect()
+                let keys: Vec<Key> = sh.map.keys().take(budget).cloned().collect();
+                let before = taken.len();
+                for k in keys {
+                    if let Some(e) = sh.map.remove(&k) {
+                        taken.push((k, e));
+                    }
+                }
+                let got = taken.len() - before;
+                self.in_flush.fetch_add(got, Ordering::AcqRel);
+                self.held.fetch_sub(got, Ordering::AcqRel);
+                got
             };
-            self.in_flush.fetch_add(batch.len(), Ordering::AcqRel);
-            // A fixed row order keeps concurrent writers from deadlocking each other.
-            batch.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            batch
-        };
-        let n = batch.len();
+            budget -= got;
+        }
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        let n = taken.len();
         let t0 = Instant::now();
-        let result = {
-            let users: Vec<&str> = batch.iter().map(|(k, _)| &*k.0).collect();
-            let goals: Vec<&str> = batch.iter().map(|(k, _)| &*k.1).collect();
-            let chals: Vec<&str> = batch.iter().map(|(_, e)| &*e.challenge_id).collect();
-            let nss: Vec<&str> = batch.iter().map(|(_, e)| &*e.namespace).collect();
-            let prog: Vec<i32> = batch.iter().map(|(_, e)| e.progress).collect();
-            let done: Vec<bool> = batch.iter().map(|(_, e)| e.completed).collect();
-            sqlx::query(UPSERT)
-                .bind(users)
-                .bind(goals)
-                .bind(chals)
-                .bind(nss)
-                .bind(prog)
-                .bind(done)
-                .execute(&self.pool)
-                .await
+        // Hashing and sorting a large batch takes tens of milliseconds: off the runtime's
+        // workers, which run the arrival clock.
+        let k = self.cfg.flush_connections;
+        let parts = match tokio::task::spawn_blocking(move || partition(taken, k)).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Only a panic in partition() gets here; its entries are lost with it.
+                self.in_flush.fetch_sub(n, Ordering::AcqRel);
+                return Err(sqlx::Error::Protocol(format!(
+                    "flush preparation failed: {e}"
+                )));
+            }
         };
+        let results = futures::future::join_all(parts.iter().map(|p| upsert(&self.pool, p))).await;
         let committed = Instant::now();
         self.metrics
             .flush
             .observe(committed.duration_since(t0).as_secs_f64());
-        match result {
-            Ok(_) => {
-                self.in_flush.fetch_sub(n, Ordering::AcqRel);
-                self.metrics.flushed.inc_by(n as u64);
-                for (_, e) in &batch {
-                    self.metrics
-                        .e2e
-                        .observe(committed.duration_since(e.accepted).as_secs_f64());
+        let mut first_err = None;
+        let mut done = 0;
+        for (part, result) in parts.into_iter().zip(results) {
+            let m = part.len();
+            match result {
+                Ok(()) => {
+                    self.in_flush.fetch_sub(m, Ordering::AcqRel);
+                    self.metrics.flushed.inc_by(m as u64);
+                    for (_, e) in &part {
+                        self.metrics
+                            .e2e
+                            .observe(committed.duration_since(e.accepted).as_secs_f64());
+                    }
+                    done += m;
                 }
-                self.metrics.events.set(self.len() as i64);
-                Ok(n)
+                Err(err) => {
+                    // Put the part back; an entry accepted meanwhile for the same row
+                    // is newer, so it keeps its values and takes the older acceptance
+                    // time.
+                    let mut back = 0;
+                    for (k, e) in part {
+                        let mut sh = self.shard(&k.0).lock();
+                        match sh.map.entry(k) {
+                            std::collections::hash_map::Entry::Occupied(mut newer) => {
+                                let n = newer.get_mut();
+                                n.accepted = n.accepted.min(e.accepted);
+                            }
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                v.insert(e);
+                                back += 1;
+                            }
+                        }
+                    }
+                    // Held again before no longer in flush: the total never dips.
+                    self.held.fetch_add(back, Ordering::AcqRel);
+                    self.in_flush.fetch_sub(m, Ordering::AcqRel);
+                    first_err.get_or_insert(err);
+                }
             }
-            Err(err) => {
-                // Put the batch back; an entry accepted meanwhile for the same row is
-                // newer, so it keeps its values and takes the older acceptance time.
-                let mut map = self.map.lock();
-                for (k, e) in batch {
-                    map.entry(k)
-                        .and_modify(|newer| newer.accepted = newer.accepted.min(e.accepted))
-                        .or_insert(e);
-                }
-                self.in_flush.fetch_sub(n, Ordering::AcqRel);
-                drop(map);
+        }
+        self.metrics.events.set(self.len() as i64);
+        match first_err {
+            None => Ok(done),
+            Some(err) => {
                 self.metrics.flush_errors.inc();
                 Err(err)
             }
@@ -248,7 +319,7 @@ impl BufferedWriter {
         self.wake.notify_one();
         let mut backoff = Duration::from_millis(50);
         while !self.is_empty() && Instant::now() < deadline {
-            if self.map.lock().is_empty() {
+            if self.held.load(Ordering::Acquire) == 0 {
                 // The flusher holds the last batch; wait for it.
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
@@ -269,13 +340,68 @@ impl BufferedWriter {
     }
 }
 
+/// Splits a batch into `n` parts by user (so concurrent statements never touch the
+/// same row), each sorted by key: statements that lock rows in one global order cannot
+/// deadlock each other, even across writers.
+fn partition(batch: Vec<(Key, Entry)>, n: usize) -> Vec<Vec<(Key, Entry)>> {
+    use std::hash::{BuildHasher, Hasher};
+    let n = n.max(1);
+    let mut parts: Vec<Vec<(Key, Entry)>> = (0..n)
+        .map(|_| Vec::with_capacity(batch.len() / n + 1))
+        .collect();
+    let hasher = std::collections::hash_map::RandomState::new();
+    for (k, e) in batch {
+        let i = if n == 1 {
+            0
+        } else {
+            let mut h = hasher.build_hasher();
+            h.write(k.0.as_bytes());
+            (h.finish() % n as u64) as usize
+        };
+        parts[i].push((k, e));
+    }
+    parts.retain(|p| !p.is_empty());
+    for p in &mut parts {
+        p.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
+    parts
+}
+
+async fn upsert(pool: &sqlx::PgPool, part: &[(Key, Entry)]) -> Result<(), sqlx::Error> {
+    let users: Vec<&str> = part.iter().map(|(k, _)| &*k.0).collect();
+    let goals: Vec<&str> = part.iter().map(|(k, _)| &*k.1).collect();
+    let chals: Vec<&str> = part.iter().map(|(_, e)| &*e.challenge_id).collect();
+    let nss: Vec<&str> = part.iter().map(|(_, e)| &*e.namespace).collect();
+    let prog: Vec<i32> = part.iter().map(|(_, e)| e.progress).collect();
+    let done: Vec<bool> = part.iter().map(|(_, e)| e.completed).collect();
+    sqlx::query(UPSERT)
+        .bind(users)
+        .bind(goals)
+        .bind(chals)
+        .bind(nss)
+        .bind(prog)
+        .bind(done)
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
 async fn flusher(w: Arc<BufferedWriter>) {
     let mut backoff: Option<Duration> = None;
+    // Flushes start every flush_interval (not an interval after the last one ended),
+    // so a flush that takes half the interval does not stretch the period by half.
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + w.cfg.flush_interval,
+        w.cfg.flush_interval,
+    );
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let wait = backoff.unwrap_or(w.cfg.flush_interval);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = w.wake.notified(), if backoff.is_none() => {}
+        match backoff {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => tokio::select! {
+                _ = ticker.tick() => {}
+                _ = w.wake.notified() => {}
+            },
         }
         if w.stopping.load(Ordering::Acquire) {
             return;
@@ -284,7 +410,7 @@ async fn flusher(w: Arc<BufferedWriter>) {
             match w.flush_once().await {
                 Ok(_) => {
                     backoff = None;
-                    if w.map.lock().len() < w.cfg.max_batch {
+                    if w.held.load(Ordering::Acquire) < w.cfg.max_batch {
                         break;
                     }
                 }
@@ -300,5 +426,43 @@ async fn flusher(w: Arc<BufferedWriter>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            challenge_id: Arc::from("c"),
+            namespace: Arc::from("ns"),
+            progress: 1,
+            completed: false,
+            accepted: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn partitions_are_disjoint_by_user_sorted_and_complete() {
+        let mut batch = Vec::new();
+        for u in (0..200).rev() {
+            for g in ["g2", "g1", "g3"] {
+                batch.push(((Arc::from(format!("user-{u:03}")), Arc::from(g)), entry()));
+            }
+        }
+        let parts = partition(batch.clone(), 4);
+        assert!(parts.len() > 1 && parts.len() <= 4);
+        assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), batch.len());
+        let mut owner = std::collections::HashMap::new();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.windows(2).all(|w| w[0].0 < w[1].0), "part {i} is sorted");
+            for ((u, _), _) in p {
+                assert_eq!(*owner.entry(u.clone()).or_insert(i), i, "user {u} in two parts");
+            }
+        }
+        let one = partition(batch, 1);
+        assert_eq!(one.len(), 1);
+        assert!(one[0].windows(2).all(|w| w[0].0 < w[1].0));
     }
 }

@@ -130,7 +130,9 @@ scenarios:
   events:
     target: db
     max_in_flight: 100
-    buffer: {size_limit: LIMIT, flush_interval: FLUSH, max_batch: 10000, namespace: ns1}
+    # Three statements per flush: the rows they write must still add up exactly,
+    # and a failed flush must put back only what did not commit.
+    buffer: {size_limit: LIMIT, flush_interval: FLUSH, max_batch: 10000, flush_connections: 3, namespace: ns1}
     schedule: {hold: {rate: RATE/s}}
     ops:
       stat: {event: {user: "{{user.id}}", stat_code: wins_ranked, value: "20"}}

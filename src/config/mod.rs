@@ -558,6 +558,8 @@ pub struct BufferConfig {
     pub flush_interval: Duration,
     /// A flush starts early when this many entries wait, and writes at most this many.
     pub max_batch: usize,
+    /// Concurrent UPSERT statements one flush is split into (rows partitioned by user).
+    pub flush_connections: usize,
     pub namespace: String,
     pub challenges: Arc<crate::challenges::ChallengeIndex>,
 }
@@ -571,6 +573,8 @@ struct RawBuffer {
     flush_interval: Option<Dur>,
     #[serde(default)]
     max_batch: Option<usize>,
+    #[serde(default)]
+    flush_connections: Option<usize>,
     #[serde(default)]
     namespace: Option<String>,
     /// Challenge definitions (JSON) relative to the config; default: the seed's.
@@ -1372,6 +1376,13 @@ fn build_buffer(v: &Value, path: &str, base_dir: &Path, errs: &mut Errs) -> Opti
     if max_batch == 0 || max_batch > 1_000_000 {
         errs.push(format!("{path}.max_batch"), "must be between 1 and 1000000");
     }
+    let flush_connections = raw.flush_connections.unwrap_or(1);
+    if flush_connections == 0 || flush_connections > 64 {
+        errs.push(
+            format!("{path}.flush_connections"),
+            "must be between 1 and 64",
+        );
+    }
     if flush_interval < Duration::from_millis(10) {
         errs.push(format!("{path}.flush_interval"), "must be at least 10ms");
     }
@@ -1398,6 +1409,7 @@ fn build_buffer(v: &Value, path: &str, base_dir: &Path, errs: &mut Errs) -> Opti
         size_limit,
         flush_interval,
         max_batch,
+        flush_connections,
         namespace: raw.namespace.unwrap_or_else(|| "test".to_string()),
         challenges,
     })

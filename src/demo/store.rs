@@ -70,6 +70,7 @@ pub async fn postgres(url: &str, pool_size: u32) -> Result<Store, String> {
         size_limit: 100_000,
         flush_interval: std::time::Duration::from_secs(1),
         max_batch: 10_000,
+        flush_connections: 1,
         namespace: "test".into(),
         challenges: Arc::new(ChallengeIndex::embedded().map_err(|e| e.to_string())?),
     };
