@@ -16,6 +16,7 @@ source "$(dirname "$0")/lib.sh"
 
 DURATION=${DURATION:-20}
 EVENT_RATES=${EVENT_RATES:-"25000 50000 75000 100000"}
+FLUSH_CONNECTIONS=${FLUSH_CONNECTIONS:-1}  # statements per flush (buffer.flush_connections)
 build_soakd
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 [ -x "$PGBIN/pgbench" ] || need_apt pgbench postgresql
@@ -98,7 +99,7 @@ scenarios:
   events:
     target: db
     max_in_flight: 5000
-    buffer: {size_limit: 1000000, flush_interval: 1s, max_batch: 200000}
+    buffer: {size_limit: 1000000, flush_interval: 1s, max_batch: 200000, flush_connections: ${FLUSH_CONNECTIONS:-1}}
     schedule: {hold: {rate: $r/s}}
     ops:
       stat: {event: {user: "{{user.id}}", stat_code: "{{stat.code}}", value: "{{rand_int 1 60}}"}}

@@ -13,12 +13,13 @@ RATE=${RATE:-2000}
 MINUTES=${MINUTES:-30}
 WARMUP_MINUTES=${WARMUP_MINUTES:-5}
 CSV=${CSV:-$WORK/soak.csv}
+CONNS=${CONNS:-100}  # the target's max_connections, as oha's and wrk's -c in http.sh
 
 build_soakd
 PORT=$(free_port)
 start_nginx "$PORT"
 ADMIN=$(free_port)
-soakd_config "$WORK/soak.yaml" "http://127.0.0.1:$PORT" "{hold: {rate: $RATE/s}}" 2000
+soakd_config "$WORK/soak.yaml" "http://127.0.0.1:$PORT" "{hold: {rate: $RATE/s}}" 2000 "$CONNS"
 RUST_LOG=warn "$SOAKD" run --config "$WORK/soak.yaml" --listen "127.0.0.1:$ADMIN" \
   --duration "${MINUTES}m" --summary > "$WORK/summary.json" &
 PID=$!
