@@ -458,7 +458,11 @@ mod tests {
         for (i, p) in parts.iter().enumerate() {
             assert!(p.windows(2).all(|w| w[0].0 < w[1].0), "part {i} is sorted");
             for ((u, _), _) in p {
-                assert_eq!(*owner.entry(u.clone()).or_insert(i), i, "user {u} in two parts");
+                assert_eq!(
+                    *owner.entry(u.clone()).or_insert(i),
+                    i,
+                    "user {u} in two parts"
+                );
             }
         }
         let one = partition(batch, 1);

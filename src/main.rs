@@ -213,7 +213,10 @@ fn return_freed_memory() {
     }
     LAST.with(|last| {
         let now = Instant::now();
-        if last.get().is_some_and(|t| now.duration_since(t) < COLLECT_EVERY) {
+        if last
+            .get()
+            .is_some_and(|t| now.duration_since(t) < COLLECT_EVERY)
+        {
             return;
         }
         last.set(Some(now));
