@@ -772,23 +772,24 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_and_oversized_responses_are_errors() {
-        let (addr, _, _) = server(b"NOT HTTP\r\n\r\n", None).await;
-        let e = get(&pool(&addr, Duration::from_secs(60), 8), true)
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind, IO);
-        let huge = b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999\r\n\r\n";
-        let (addr, _, _) = server(huge, None).await;
-        let e = get(&pool(&addr, Duration::from_secs(60), 8), true)
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind, BODY);
-        let bad_chunk = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n";
-        let (addr, _, _) = server(bad_chunk, None).await;
-        let e = get(&pool(&addr, Duration::from_secs(60), 8), true)
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind, BODY);
+        let cases: [(&'static [u8], &str); 3] = [
+            (b"NOT HTTP\r\n\r\n", IO),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999\r\n\r\n",
+                BODY,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+                BODY,
+            ),
+        ];
+        for (reply, kind) in cases {
+            let (addr, _, _) = server(reply, None).await;
+            let e = get(&pool(&addr, Duration::from_secs(60), 8), true)
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, kind, "{}", String::from_utf8_lossy(reply));
+        }
     }
 
     #[tokio::test]
