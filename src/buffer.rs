@@ -9,6 +9,7 @@
 //! new events with a counter; nothing here ever blocks the arrival clock.
 
 use crate::config::BufferConfig;
+use crate::drivers::pgconn::{AcquireError, ConnCache};
 use crate::metrics::BufferMetrics;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
@@ -62,7 +63,7 @@ struct Shard {
 pub struct BufferedWriter {
     pub scenario: String,
     pub cfg: BufferConfig,
-    pool: sqlx::PgPool,
+    conns: Arc<ConnCache>,
     /// The buffered entries, sharded by user so event ops on different workers
     /// rarely wait for each other.
     shards: Box<[Mutex<Shard>]>,
@@ -81,10 +82,10 @@ impl BufferedWriter {
     pub fn start(
         scenario: &str,
         cfg: BufferConfig,
-        pool: sqlx::PgPool,
+        conns: Arc<ConnCache>,
         metrics: BufferMetrics,
     ) -> Arc<Self> {
-        let w = Self::create(scenario, cfg, pool, metrics);
+        let w = Self::create(scenario, cfg, conns, metrics);
         w.run();
         w
     }
@@ -94,7 +95,7 @@ impl BufferedWriter {
     pub fn create(
         scenario: &str,
         cfg: BufferConfig,
-        pool: sqlx::PgPool,
+        conns: Arc<ConnCache>,
         metrics: BufferMetrics,
     ) -> Arc<Self> {
         metrics.capacity.set(cfg.size_limit as i64);
@@ -102,7 +103,7 @@ impl BufferedWriter {
             scenario: scenario.to_string(),
             namespace: Arc::from(cfg.namespace.as_str()),
             cfg,
-            pool,
+            conns,
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             held: AtomicUsize::new(0),
             in_flush: AtomicUsize::new(0),
@@ -257,7 +258,7 @@ impl BufferedWriter {
                 )));
             }
         };
-        let results = futures::future::join_all(parts.iter().map(|p| upsert(&self.pool, p))).await;
+        let results = futures::future::join_all(parts.iter().map(|p| upsert(&self.conns, p))).await;
         let committed = Instant::now();
         self.metrics
             .flush
@@ -367,7 +368,16 @@ fn partition(batch: Vec<(Key, Entry)>, n: usize) -> Vec<Vec<(Key, Entry)>> {
     parts
 }
 
-async fn upsert(pool: &sqlx::PgPool, part: &[(Key, Entry)]) -> Result<(), sqlx::Error> {
+/// One statement, on a connection from the target's slots: the same ones SQL ops use, so
+/// a saturated read path queues fairly with the flusher instead of starving it.
+async fn upsert(conns: &ConnCache, part: &[(Key, Entry)]) -> Result<(), sqlx::Error> {
+    let mut lease = conns.acquire().await.map_err(|e| match e {
+        AcquireError::Timeout => sqlx::Error::PoolTimedOut,
+        AcquireError::Sqlx(e) => e,
+    })?;
+    let Some(conn) = lease.conn() else {
+        return Err(sqlx::Error::PoolClosed);
+    };
     let users: Vec<&str> = part.iter().map(|(k, _)| &*k.0).collect();
     let goals: Vec<&str> = part.iter().map(|(k, _)| &*k.1).collect();
     let chals: Vec<&str> = part.iter().map(|(_, e)| &*e.challenge_id).collect();
@@ -381,9 +391,10 @@ async fn upsert(pool: &sqlx::PgPool, part: &[(Key, Entry)]) -> Result<(), sqlx::
         .bind(nss)
         .bind(prog)
         .bind(done)
-        .execute(pool)
-        .await
-        .map(|_| ())
+        .execute(conn)
+        .await?;
+    lease.keep();
+    Ok(())
 }
 
 async fn flusher(w: Arc<BufferedWriter>) {

@@ -554,3 +554,50 @@ scenarios:
     assert_eq!(ok_errors, ok_waits, "{m}");
     assert!(ok_total - ok_errors > 100.0, "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_read_path_does_not_starve_the_writer() {
+    // SQL ops keep every connection of the target busy (and, between statements,
+    // cached); the writer's flushes take their turn in the same slots and commit.
+    let pg = cluster();
+    let cfg = pg_config(
+        r#"
+fixtures:
+  user: {file: users.json, pick: sequential}
+targets:
+  db: {type: postgres, url: "${DATABASE_URL}", max_connections: 3, bootstrap: true, acquire_timeout: 2s, stats: {enabled: false}}
+scenarios:
+  reads:
+    target: db
+    max_in_flight: 100
+    timeout: 3s
+    schedule: {hold: {rate: 200/s}}
+    ops:
+      sleep: {sql: {query: "SELECT pg_sleep(0.02)"}}
+  events:
+    target: db
+    max_in_flight: 100
+    buffer: {size_limit: 100000, flush_interval: 200ms, max_batch: 10000}
+    schedule: {hold: {rate: 200/s}}
+    ops:
+      stat: {event: {user: "{{user.id}}", stat_code: wins_ranked, value: "20"}}
+"#,
+        &pg.url("postgres"),
+    );
+    let d = daemon(cfg);
+    wait_bootstrapped(&pg.url("postgres")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = metrics_text(d.addr()).await;
+    d.shutdown(Duration::from_secs(10)).await;
+    // 200/s x 20 ms needs 4 connections; there are 3: the read path is saturated.
+    let in_use = sample(&m, "soakd_db_pool_connections_in_use{target=\"db\"}").unwrap();
+    let idle = sample(&m, "soakd_db_pool_connections_idle{target=\"db\"}").unwrap();
+    assert!(in_use + idle <= 3.0, "{m}");
+    let flushed = sample(&m, "soakd_buffer_flushed_events_total{scenario=\"events\"}").unwrap();
+    let errors = sample(&m, "soakd_buffer_flush_errors_total{scenario=\"events\"}").unwrap();
+    assert!(
+        flushed > 200.0,
+        "flushes committed: {flushed}, errors {errors}\n{m}"
+    );
+    assert_eq!(errors, 0.0, "{m}");
+}

@@ -65,7 +65,14 @@ pub async fn postgres(url: &str, pool_size: u32) -> Result<Store, String> {
         crate::metrics::Metrics::new(std::time::Duration::from_secs(60))
             .map_err(|e| e.to_string())?,
     );
-    let _ = metrics.pool("demo-target", Arc::new(pool.clone()));
+    // The writer's connections come from the same slots the pool metrics count.
+    let conns = Arc::new(crate::drivers::pgconn::ConnCache::new(
+        pool.clone(),
+        pool_size,
+        crate::drivers::postgres::ACQUIRE_TIMEOUT,
+        crate::drivers::postgres::IDLE_TIMEOUT,
+    ));
+    let _ = metrics.pool("demo-target", conns.clone());
     let cfg = crate::config::BufferConfig {
         size_limit: 100_000,
         flush_interval: std::time::Duration::from_secs(1),
@@ -74,12 +81,7 @@ pub async fn postgres(url: &str, pool_size: u32) -> Result<Store, String> {
         namespace: "test".into(),
         challenges: Arc::new(ChallengeIndex::embedded().map_err(|e| e.to_string())?),
     };
-    let writer = BufferedWriter::start(
-        "demo-target",
-        cfg,
-        pool.clone(),
-        metrics.buffer("demo-target"),
-    );
+    let writer = BufferedWriter::start("demo-target", cfg, conns, metrics.buffer("demo-target"));
     Ok(Store::Postgres {
         pool,
         writer,

@@ -131,6 +131,14 @@ impl TargetClient {
         }
     }
 
+    /// Where a postgres target's statements get connections.
+    pub fn pg_conns(&self) -> Option<Arc<pgconn::ConnCache>> {
+        match self {
+            TargetClient::Postgres(c) => Some(c.conns.clone()),
+            TargetClient::Http(_) | TargetClient::Grpc(_) => None,
+        }
+    }
+
     /// The sizes of a postgres target's pool, as soakd's metrics count them.
     pub fn pg_stats(&self) -> Option<Arc<dyn crate::metrics::PoolStats>> {
         match self {

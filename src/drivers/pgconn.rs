@@ -151,19 +151,6 @@ impl PoolStats for ConnCache {
     }
 }
 
-/// A plain sqlx pool (the demo's store, which runs no SQL operations).
-impl PoolStats for PgPool {
-    fn in_use(&self) -> i64 {
-        (self.size() as i64 - self.num_idle() as i64).max(0)
-    }
-    fn idle(&self) -> i64 {
-        self.num_idle() as i64
-    }
-    fn max(&self) -> i64 {
-        self.options().get_max_connections() as i64
-    }
-}
-
 impl Lease<'_> {
     pub fn conn(&mut self) -> Option<&mut PgConnection> {
         self.conn.as_mut().map(|c| &mut *c.conn)

@@ -469,9 +469,9 @@ impl Engine {
         let mut buffers: HashMap<String, Arc<BufferedWriter>> = HashMap::new();
         let mut new_writers: Vec<Arc<BufferedWriter>> = Vec::new();
         for sc in &cfg.scenarios {
-            let (Some(bc), Some(pool)) = (
+            let (Some(bc), Some(conns)) = (
                 &sc.buffer,
-                clients.get(&sc.target).and_then(|(_, c)| c.pg_pool()),
+                clients.get(&sc.target).and_then(|(_, c)| c.pg_conns()),
             ) else {
                 continue;
             };
@@ -480,9 +480,9 @@ impl Engine {
                     && inner
                         .clients
                         .get(&sc.target)
-                        .and_then(|(_, c)| c.pg_pool())
+                        .and_then(|(_, c)| c.pg_conns())
                         // The same pool: the target did not change.
-                        .is_some_and(|p| same_pool(p, pool))
+                        .is_some_and(|p| Arc::ptr_eq(&p, &conns))
             });
             let w = match keep {
                 Some(w) => w.clone(),
@@ -490,7 +490,7 @@ impl Engine {
                     let w = BufferedWriter::create(
                         &sc.name,
                         bc.clone(),
-                        pool.clone(),
+                        conns.clone(),
                         self.metrics.buffer(&sc.name),
                     );
                     new_writers.push(w.clone());
@@ -723,12 +723,6 @@ impl Engine {
         }
         left
     }
-}
-
-/// Two pools are the same when they share state (clones of one pool).
-fn same_pool(a: &sqlx::PgPool, b: &sqlx::PgPool) -> bool {
-    // PgPool is an Arc inside; clones compare equal by their connect options' identity.
-    std::ptr::eq(a.connect_options().as_ref(), b.connect_options().as_ref())
 }
 
 fn scale_schedule(s: &mut Schedule, f: f64) {
