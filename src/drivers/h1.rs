@@ -138,8 +138,13 @@ impl H1Pool {
     }
 
     /// Connections idle in the pool now.
-    pub fn idle_count(&self) -> usize {
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
         self.idle.lock().len()
+    }
+
+    fn expired(&self, c: &Idle) -> bool {
+        c.since.elapsed() > self.idle_timeout
     }
 
     /// The most recently used idle connection that has not idled out.
@@ -149,7 +154,7 @@ impl H1Pool {
             let mut idle = self.idle.lock();
             loop {
                 match idle.pop_back() {
-                    Some(c) if c.since.elapsed() > self.idle_timeout => expired.push(c),
+                    Some(c) if self.expired(&c) => expired.push(c),
                     Some(c) => break Some(c.conn),
                     None => break None,
                 }
@@ -170,7 +175,7 @@ impl H1Pool {
         let mut idle = self.idle.lock();
         // The coldest connection is at the front: close it once it has idled out.
         let expired = match idle.front() {
-            Some(c) if c.since.elapsed() > self.idle_timeout => idle.pop_front(),
+            Some(c) if self.expired(c) => idle.pop_front(),
             _ => None,
         };
         let extra = if idle.len() < self.max_idle {

@@ -114,7 +114,6 @@ impl TargetClient {
                     None
                 };
                 Ok(TargetClient::Postgres(postgres::PgClient {
-                    pool,
                     conns,
                     metrics: pm,
                     stats,
@@ -124,23 +123,8 @@ impl TargetClient {
         }
     }
 
-    pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
-        match self {
-            TargetClient::Postgres(c) => Some(&c.pool),
-            TargetClient::Http(_) | TargetClient::Grpc(_) => None,
-        }
-    }
-
     /// Where a postgres target's statements get connections.
     pub fn pg_conns(&self) -> Option<Arc<pgconn::ConnCache>> {
-        match self {
-            TargetClient::Postgres(c) => Some(c.conns.clone()),
-            TargetClient::Http(_) | TargetClient::Grpc(_) => None,
-        }
-    }
-
-    /// The sizes of a postgres target's pool, as soakd's metrics count them.
-    pub fn pg_stats(&self) -> Option<Arc<dyn crate::metrics::PoolStats>> {
         match self {
             TargetClient::Postgres(c) => Some(c.conns.clone()),
             TargetClient::Http(_) | TargetClient::Grpc(_) => None,

@@ -77,10 +77,6 @@ impl ConnCache {
         }
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// Connections on the stack now.
     pub fn cached(&self) -> usize {
         self.idle.lock().len()

@@ -34,8 +34,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// A pool and its metrics: what a postgres target keeps across reloads.
 #[derive(Clone)]
 pub struct PgClient {
-    pub pool: PgPool,
-    /// Where SQL operations get their connections (over `pool`).
+    /// Where SQL operations and the writer's flushes get their connections.
     pub conns: Arc<super::pgconn::ConnCache>,
     pub metrics: Arc<PoolMetrics>,
     /// The statistics collector's task, stopped when the last clone goes.

@@ -372,22 +372,14 @@ impl Engine {
             .map(|h| h.state.clone())
     }
 
-    /// The pool of a postgres target.
-    pub fn pg_pool(&self, target: &str) -> Option<sqlx::PgPool> {
-        self.inner
-            .lock()
-            .clients
-            .get(target)
-            .and_then(|(_, c)| c.pg_pool().cloned())
-    }
-
     /// The pool sizes of a postgres target.
     pub fn pg_stats(&self, target: &str) -> Option<Arc<dyn crate::metrics::PoolStats>> {
         self.inner
             .lock()
             .clients
             .get(target)
-            .and_then(|(_, c)| c.pg_stats())
+            .and_then(|(_, c)| c.pg_conns())
+            .map(|c| c as Arc<dyn crate::metrics::PoolStats>)
     }
 
     pub fn status(&self) -> Vec<ScenarioStatus> {
