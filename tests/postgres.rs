@@ -601,3 +601,103 @@ scenarios:
     );
     assert_eq!(errors, 0.0, "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_server_costs_one_failed_statement_not_one_per_cached_connection() {
+    // A restart or failover kills every connection kept between statements at once.
+    // The first statement to find its connection dead hands the other cached ones back
+    // to sqlx, which tests them before lending; the statements after it connect anew.
+    let pg = cluster();
+    let url = pg.url("postgres");
+    let cfg = pg_config(
+        r#"
+targets:
+  db: {type: postgres, url: "${DATABASE_URL}", max_connections: 8, stats: {enabled: false}}
+scenarios:
+  warm:
+    target: db
+    max_in_flight: 100
+    schedule: {hold: {rate: 400/s}}
+    ops:
+      sleep: {sql: {query: "SELECT pg_sleep(0.02)"}}
+  probe:
+    target: db
+    max_in_flight: 10
+    schedule: {hold: {rate: 20/s}}
+    ops:
+      one: {sql: {query: "SELECT 1"}}
+"#,
+        &url,
+    );
+    let d = daemon(cfg);
+    let pause = |name: &str, on: bool| {
+        d.engine
+            .scenario(name)
+            .unwrap()
+            .paused
+            .store(on, std::sync::atomic::Ordering::Relaxed)
+    };
+    pause("probe", true);
+    // 400/s of 20 ms statements keep all 8 slots busy.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pause("warm", true);
+    let drained = eventually(Duration::from_secs(5), || async {
+        let warm = scenario_status(d.addr(), "warm").await["in_flight"] == 0;
+        let probe = scenario_status(d.addr(), "probe").await["in_flight"] == 0;
+        (warm && probe).then_some(())
+    })
+    .await;
+    assert!(drained.is_some());
+    let before = metrics_text(d.addr()).await;
+    let idle = sample(&before, "soakd_db_pool_connections_idle{target=\"db\"}").unwrap();
+    assert!(
+        idle >= 6.0,
+        "connections kept after the warm-up: {idle}\n{before}"
+    );
+    let errors = |m: &str| -> f64 {
+        m.lines()
+            .filter(|l| {
+                l.starts_with("soakd_request_errors_total{") && l.contains("scenario=\"probe\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let errors_before = errors(&before);
+    let killed = query_i64(
+        &url,
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'soakd') t",
+    )
+    .await;
+    assert!(killed >= 6, "terminated {killed} backends");
+    let gone = eventually(Duration::from_secs(5), || async {
+        let n = query_i64(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'soakd'",
+        )
+        .await;
+        (n == 0).then_some(())
+    })
+    .await;
+    assert!(gone.is_some());
+    let ok =
+        |m: &str| sample(m, "soakd_requests_total{op=\"one\",scenario=\"probe\"}").unwrap_or(0.0);
+    let ok_before = ok(&before);
+    pause("probe", false);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pause("probe", true);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let m = metrics_text(d.addr()).await;
+    d.shutdown(Duration::from_secs(5)).await;
+    let failed = errors(&m) - errors_before;
+    let total = ok(&m) - ok_before;
+    // Without handing the cached connections back, each of the ~8 would fail once.
+    assert!(
+        failed <= 2.0,
+        "{failed} statements failed after the backends were killed\n{m}"
+    );
+    assert!(
+        total - failed >= 20.0,
+        "{total} statements, {failed} failed\n{m}"
+    );
+}

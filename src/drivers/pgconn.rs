@@ -8,7 +8,9 @@
 //! its statement cleanly goes onto this stack instead and the next operation takes it
 //! straight back: one round trip per statement, as pgbench. sqlx still opens, tests and
 //! closes connections: a connection that failed (or whose operation was cancelled
-//! mid-statement) is handed back to sqlx, which pings it and closes it if broken; a
+//! mid-statement) is handed back to sqlx, which pings it and closes it if broken — and
+//! when the failure says the connection was lost (server restart, failover), every
+//! cached connection is handed back with it, since they went down together; a
 //! cached one idle past `idle_timeout`, or held longer than [`KEEP_FOR`], is handed back
 //! too, so sqlx's idle and lifetime rules still apply.
 //!
@@ -134,6 +136,29 @@ impl ConnCache {
     }
 }
 
+/// Whether `e` means the statement's connection is gone — I/O or protocol failure,
+/// SQLSTATE class 08 (connection exception), 57P01–57P03 (administrator or crash
+/// shutdown, cannot connect now) — as after a server restart or failover, which takes
+/// every other connection to that server with it.
+pub fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+impl ConnCache {
+    /// Hands every cached connection back to sqlx, which tests each before lending it
+    /// again and closes the dead ones.
+    fn forget_cached(&self) {
+        let cached = std::mem::take(&mut *self.idle.lock());
+        drop(cached);
+    }
+}
+
 impl PoolStats for ConnCache {
     fn in_use(&self) -> i64 {
         let lent_by_sqlx = self.pool.size() as i64 - self.pool.num_idle() as i64;
@@ -150,6 +175,15 @@ impl PoolStats for ConnCache {
 impl Lease<'_> {
     pub fn conn(&mut self) -> Option<&mut PgConnection> {
         self.conn.as_mut().map(|c| &mut *c.conn)
+    }
+
+    /// The statement failed with `e`: the connection goes back to sqlx. If `e` says the
+    /// connection was lost, the cached ones go back too: after a server restart one
+    /// statement fails, not one per cached connection.
+    pub fn failed(self, e: &sqlx::Error) {
+        if connection_lost(e) {
+            self.cache.forget_cached();
+        }
     }
 
     /// The statement finished cleanly: the connection goes onto the stack.
@@ -174,6 +208,18 @@ mod tests {
             .connect_lazy("postgres://nobody@127.0.0.1:1/none")
             .unwrap();
         ConnCache::new(pool, max, acquire_timeout, Duration::from_secs(600))
+    }
+
+    #[test]
+    fn only_connection_failures_count_as_a_lost_connection() {
+        let io = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof");
+        assert!(connection_lost(&sqlx::Error::Io(io)));
+        assert!(connection_lost(&sqlx::Error::Protocol(
+            "bad message".into()
+        )));
+        assert!(!connection_lost(&sqlx::Error::PoolTimedOut));
+        assert!(!connection_lost(&sqlx::Error::RowNotFound));
+        assert!(!connection_lost(&sqlx::Error::ColumnNotFound("x".into())));
     }
 
     #[tokio::test]

@@ -199,10 +199,16 @@ impl PostgresDriver {
         let Some(conn) = lease.conn() else {
             return Err(OpError::new(IO, "lent without a connection"));
         };
-        // On an error the lease goes back to sqlx, which tests the connection.
-        q.fetch_all(conn).await.map_err(op_error)?;
-        lease.keep();
-        Ok(())
+        match q.fetch_all(conn).await {
+            Ok(_) => {
+                lease.keep();
+                Ok(())
+            }
+            Err(e) => {
+                lease.failed(&e);
+                Err(op_error(e))
+            }
+        }
     }
 
     fn run_event(&self, ev: &EventOp, vars: &mut IterVars<'_>) -> OpResult {
