@@ -77,7 +77,10 @@ scenarios:
     target: api
     max_in_flight: 5000
     timeout: 10s
-    slo: {p95: 200ms, error_rate: 1%}
+    # 40 ms per request: 500 ms leaves room for a machine busy with the other tests
+    # (initdb, debug builds: one run saw p95 293 ms at 10/s); past 100/s the queue
+    # grows by the second, far beyond it.
+    slo: {p95: 500ms, error_rate: 1%}
     schedule: {hold: {rate: 1/s}}
     ops: {list: {http: {path: /v1/challenges}}}
 search:
@@ -128,9 +131,9 @@ search:
         assert!(l.soakd.cpu_percent.is_some() && l.soakd.rss_bytes.is_some());
     }
     let ok = &run.levels[1].scenarios[0];
-    assert!(ok.latency.p95.unwrap() >= 0.04 && ok.latency.p95.unwrap() < 0.2);
+    assert!(ok.latency.p95.unwrap() >= 0.04 && ok.latency.p95.unwrap() < 0.5);
     let bad = &run.levels[2].scenarios[0];
-    assert!(bad.latency.p95.unwrap() > 0.2, "{bad:?}");
+    assert!(bad.latency.p95.unwrap() > 0.5, "{bad:?}");
     assert!(
         run.levels[2].reason.contains("p95"),
         "{}",
