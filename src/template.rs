@@ -40,8 +40,9 @@ pub enum RenderError {
 /// What a template can read while it renders: one iteration's fixture rows, extracted
 /// values and sequence number.
 pub trait Vars {
-    /// The value at `path` (`["user", "id"]`), or None.
-    fn lookup(&mut self, path: &[String]) -> Option<Json>;
+    /// The value at `path` (`["user", "id"]`), or None. Borrowed: rendering copies only
+    /// the text it writes.
+    fn lookup(&mut self, path: &[String]) -> Option<&Json>;
     fn seq(&self) -> u64;
 }
 
@@ -97,7 +98,7 @@ impl Template {
             match p {
                 Part::Lit(s) => out.push_str(s),
                 Part::Var(path) => match vars.lookup(path) {
-                    Some(Json::String(s)) => out.push_str(&s),
+                    Some(Json::String(s)) => out.push_str(s),
                     Some(Json::Null) | None => return Err(RenderError::Missing(path.join("."))),
                     Some(v) => {
                         let _ = write!(out, "{v}");
@@ -126,6 +127,7 @@ impl Template {
                 Part::Var(path) => {
                     return vars
                         .lookup(path)
+                        .cloned()
                         .ok_or_else(|| RenderError::Missing(path.join(".")))
                 }
                 g => return Ok(eval_generator(g, vars)),
@@ -343,7 +345,7 @@ impl<'a> IterVars<'a> {
 }
 
 impl Vars for IterVars<'_> {
-    fn lookup(&mut self, path: &[String]) -> Option<Json> {
+    fn lookup(&mut self, path: &[String]) -> Option<&Json> {
         let (root, rest) = path.split_first()?;
         let base: &Json = if let Some((_, v)) = self.bound.iter().find(|(n, _)| n == root) {
             v
@@ -370,7 +372,7 @@ impl Vars for IterVars<'_> {
                 _ => return None,
             };
         }
-        Some(cur.clone())
+        Some(cur)
     }
 
     fn seq(&self) -> u64 {
