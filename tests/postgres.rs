@@ -520,7 +520,7 @@ scenarios:
     })
     .await;
     assert!(drained.is_some());
-    // Cancelled statements finish on the server before sqlx takes them back.
+    // Cancelled statements are cancelled on the server before sqlx takes them back.
     let settled = eventually(Duration::from_secs(5), || async {
         let m = metrics_text(d.addr()).await;
         (sample(&m, "soakd_db_pool_connections_in_use{target=\"db\"}") == Some(0.0)).then_some(())
@@ -541,9 +541,9 @@ scenarios:
     };
     assert!(err("div0", "sqlstate_22012") > 5.0, "{m}");
     assert!(err("slow", "timeout") > 5.0, "{m}");
-    // The good statement only ever fails by waiting (behind cancelled pg_sleeps that
-    // hold their connection until the server finishes them), never on a connection
-    // left broken by the statements before it.
+    // The good statement only ever fails by waiting (behind pg_sleeps that hold their
+    // connection until the op timeout and the cancel), never on a connection left broken
+    // by the statements before it.
     let ok_total = sample(&m, "soakd_requests_total{op=\"ok\",scenario=\"mixed\"}").unwrap();
     let ok_waits = err("ok", "timeout") + err("ok", "pool_timeout");
     let ok_errors: f64 = m
@@ -700,4 +700,66 @@ scenarios:
         total - failed >= 20.0,
         "{total} statements, {failed} failed\n{m}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_abandoned_by_the_op_timeout_are_cancelled_on_the_server() {
+    // 5-second statements under a 300 ms op timeout: each is cancelled on the server
+    // (as a driver does on a context timeout), so its backend and its connection are
+    // free again in milliseconds, not when the sleep would have ended.
+    let pg = cluster();
+    let url = pg.url("postgres");
+    let cfg = pg_config(
+        r#"
+targets:
+  db: {type: postgres, url: "${DATABASE_URL}", max_connections: 2, stats: {enabled: false}}
+scenarios:
+  slow:
+    target: db
+    max_in_flight: 10
+    timeout: 300ms
+    schedule: {hold: {rate: 4/s}}
+    ops:
+      sleep: {sql: {query: "SELECT pg_sleep(5)"}}
+"#,
+        &url,
+    );
+    let d = daemon(cfg);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    d.engine
+        .scenario("slow")
+        .unwrap()
+        .paused
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let paused_at = std::time::Instant::now();
+    let sleeping = "SELECT count(*) FROM pg_stat_activity \
+                    WHERE application_name = 'soakd' AND state = 'active' \
+                    AND query LIKE 'SELECT pg_sleep%'";
+    let idle = eventually(Duration::from_secs(4), || async {
+        (query_i64(&url, sleeping).await == 0).then_some(())
+    })
+    .await;
+    let freed_after = paused_at.elapsed();
+    let cancelled = query_i64(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'soakd-cancel'",
+    )
+    .await;
+    let m = metrics_text(d.addr()).await;
+    d.shutdown(Duration::from_secs(5)).await;
+    assert!(
+        idle.is_some(),
+        "pg_sleep still running 4 s after the load paused\n{m}"
+    );
+    // Without the cancel the last sleeps would run until ~5 s after they started.
+    assert!(freed_after < Duration::from_secs(2), "{freed_after:?}");
+    assert_eq!(cancelled, 1, "one cancel connection per target");
+    let timeouts = sample(
+        &m,
+        "soakd_request_errors_total{kind=\"timeout\",op=\"sleep\",scenario=\"slow\"}",
+    )
+    .unwrap_or(0.0);
+    // With the connections freed at once, every arrival got one: ~10 in 2.5 s, not
+    // the 2 that would fit if each held its connection for 5 s.
+    assert!(timeouts >= 6.0, "{timeouts} timeouts\n{m}");
 }

@@ -16,20 +16,35 @@
 //!
 //! Waiting for a slot is the pool wait: it is timed into
 //! `soakd_db_pool_acquire_seconds` and bounded by `acquire_timeout`.
+//!
+//! A statement abandoned mid-flight (the op timeout dropped it) is cancelled on the
+//! server, as applications' drivers do on a context timeout: its connection is held
+//! until `pg_cancel_backend` has run over one extra connection per target
+//! (`application_name` `soakd-cancel`), then handed back to sqlx — never to another
+//! statement first, so a late cancel cannot hit the wrong one. At most
+//! [`MAX_PENDING_CANCELS`] wait; beyond that the server finishes the statement.
 
 use crate::metrics::PoolStats;
 use parking_lot::Mutex;
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// A cached connection goes back to sqlx at least this often (sqlx then applies
 /// `max_lifetime` and `idle_timeout`).
 pub const KEEP_FOR: Duration = Duration::from_secs(30);
+/// Abandoned statements waiting for their cancel, per target.
+pub const MAX_PENDING_CANCELS: usize = 64;
+/// Bounds connecting and running one cancel.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct Cached {
     conn: PoolConnection<Postgres>,
+    /// The server process behind it, for `pg_cancel_backend`.
+    pid: i32,
     /// When it was taken from sqlx.
     taken: Instant,
     /// When it last finished a statement.
@@ -38,6 +53,7 @@ struct Cached {
 
 pub struct ConnCache {
     pool: PgPool,
+    canceller: Arc<Canceller>,
     slots: Semaphore,
     idle: Mutex<Vec<Cached>>,
     max: u32,
@@ -59,7 +75,16 @@ pub enum AcquireError {
 pub struct Lease<'a> {
     cache: &'a ConnCache,
     conn: Option<Cached>,
+    /// A statement was started on it ([`Lease::conn`]).
+    started: bool,
     _slot: SemaphorePermit<'a>,
+}
+
+/// Cancels abandoned statements over its own connection.
+struct Canceller {
+    opts: PgConnectOptions,
+    conn: tokio::sync::Mutex<Option<PgConnection>>,
+    pending: Arc<Semaphore>,
 }
 
 impl ConnCache {
@@ -69,8 +94,16 @@ impl ConnCache {
         acquire_timeout: Duration,
         idle_timeout: Duration,
     ) -> ConnCache {
+        let opts = (*pool.connect_options())
+            .clone()
+            .application_name("soakd-cancel");
         ConnCache {
             pool,
+            canceller: Arc::new(Canceller {
+                opts,
+                conn: tokio::sync::Mutex::new(None),
+                pending: Arc::new(Semaphore::new(MAX_PENDING_CANCELS)),
+            }),
             slots: Semaphore::new(max as usize),
             idle: Mutex::new(Vec::new()),
             max,
@@ -114,15 +147,20 @@ impl ConnCache {
             Some(c) => c,
             None => {
                 let left = self.acquire_timeout.saturating_sub(start.elapsed());
-                let conn = tokio::time::timeout(left, self.pool.acquire())
+                let mut conn = tokio::time::timeout(left, self.pool.acquire())
                     .await
                     .map_err(|_| AcquireError::Timeout)?
                     .map_err(|e| match e {
                         sqlx::Error::PoolTimedOut => AcquireError::Timeout,
                         e => AcquireError::Sqlx(e),
                     })?;
+                // Once per connection taken from sqlx (at most every KEEP_FOR).
+                let pid = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                    .fetch_one(&mut *conn)
+                    .await?;
                 Cached {
                     conn,
+                    pid,
                     taken: now,
                     used: now,
                 }
@@ -131,6 +169,7 @@ impl ConnCache {
         Ok(Lease {
             cache: self,
             conn: Some(conn),
+            started: false,
             _slot: slot,
         })
     }
@@ -172,15 +211,63 @@ impl PoolStats for ConnCache {
     }
 }
 
+impl Canceller {
+    /// Cancels what `c` is running, then hands it back to sqlx; without a runtime or
+    /// with [`MAX_PENDING_CANCELS`] waiting, hands it back at once.
+    fn abandon(self: &Arc<Self>, c: Cached) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok(permit) = self.pending.clone().try_acquire_owned() else {
+            return;
+        };
+        let me = self.clone();
+        rt.spawn(async move {
+            me.cancel(c.pid).await;
+            drop(c);
+            drop(permit);
+        });
+    }
+
+    async fn cancel(&self, pid: i32) {
+        let mut conn = self.conn.lock().await;
+        if conn.is_none() {
+            match tokio::time::timeout(CANCEL_TIMEOUT, PgConnection::connect_with(&self.opts)).await
+            {
+                Ok(Ok(c)) => *conn = Some(c),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "cannot connect to cancel a statement");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        let Some(c) = conn.as_mut() else { return };
+        let done = tokio::time::timeout(
+            CANCEL_TIMEOUT,
+            sqlx::query("SELECT pg_cancel_backend($1)")
+                .bind(pid)
+                .execute(&mut *c),
+        )
+        .await;
+        if !matches!(done, Ok(Ok(_))) {
+            // Reconnect next time.
+            *conn = None;
+        }
+    }
+}
+
 impl Lease<'_> {
     pub fn conn(&mut self) -> Option<&mut PgConnection> {
+        self.started = true;
         self.conn.as_mut().map(|c| &mut *c.conn)
     }
 
     /// The statement failed with `e`: the connection goes back to sqlx. If `e` says the
     /// connection was lost, the cached ones go back too: after a server restart one
     /// statement fails, not one per cached connection.
-    pub fn failed(self, e: &sqlx::Error) {
+    pub fn failed(mut self, e: &sqlx::Error) {
+        drop(self.conn.take());
         if connection_lost(e) {
             self.cache.forget_cached();
         }
@@ -191,6 +278,18 @@ impl Lease<'_> {
         if let Some(mut c) = self.conn.take() {
             c.used = Instant::now();
             self.cache.idle.lock().push(c);
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    /// Neither kept nor failed after a statement started: the op was cancelled
+    /// mid-statement.
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            if self.started {
+                self.cache.canceller.abandon(c);
+            }
         }
     }
 }
