@@ -762,4 +762,10 @@ scenarios:
     // With the connections freed at once, every arrival got one: ~10 in 2.5 s, not
     // the 2 that would fit if each held its connection for 5 s.
     assert!(timeouts >= 6.0, "{timeouts} timeouts\n{m}");
+    let confirmed = sample(&m, "soakd_db_statements_cancelled_total{target=\"db\"}").unwrap();
+    assert!(
+        // (A timeout spent waiting for a slot has nothing to cancel.)
+        confirmed >= timeouts / 2.0 && confirmed <= timeouts,
+        "{confirmed} cancelled, {timeouts} timeouts\n{m}"
+    );
 }

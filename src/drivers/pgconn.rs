@@ -29,6 +29,7 @@ use parking_lot::Mutex;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -83,6 +84,8 @@ pub struct Lease<'a> {
 /// Cancels abandoned statements over its own connection.
 struct Canceller {
     opts: PgConnectOptions,
+    /// Cancels the server confirmed.
+    cancelled: AtomicU64,
     conn: tokio::sync::Mutex<Option<PgConnection>>,
     pending: Arc<Semaphore>,
 }
@@ -101,6 +104,7 @@ impl ConnCache {
             pool,
             canceller: Arc::new(Canceller {
                 opts,
+                cancelled: AtomicU64::new(0),
                 conn: tokio::sync::Mutex::new(None),
                 pending: Arc::new(Semaphore::new(MAX_PENDING_CANCELS)),
             }),
@@ -209,6 +213,9 @@ impl PoolStats for ConnCache {
     fn max(&self) -> i64 {
         self.max as i64
     }
+    fn statements_cancelled(&self) -> u64 {
+        self.canceller.cancelled.load(Ordering::Relaxed)
+    }
 }
 
 impl Canceller {
@@ -245,14 +252,18 @@ impl Canceller {
         let Some(c) = conn.as_mut() else { return };
         let done = tokio::time::timeout(
             CANCEL_TIMEOUT,
-            sqlx::query("SELECT pg_cancel_backend($1)")
+            sqlx::query_scalar::<_, bool>("SELECT pg_cancel_backend($1)")
                 .bind(pid)
-                .execute(&mut *c),
+                .fetch_one(&mut *c),
         )
         .await;
-        if !matches!(done, Ok(Ok(_))) {
+        match done {
+            Ok(Ok(true)) => {
+                self.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Ok(false)) => {}
             // Reconnect next time.
-            *conn = None;
+            _ => *conn = None,
         }
     }
 }

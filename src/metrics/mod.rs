@@ -112,6 +112,8 @@ pub trait PoolStats: Send + Sync {
     /// Connections open and idle now.
     fn idle(&self) -> i64;
     fn max(&self) -> i64;
+    /// Statements abandoned by the op timeout and cancelled on the server, so far.
+    fn statements_cancelled(&self) -> u64;
 }
 
 /// Pool sizes read at scrape time from the live pools.
@@ -135,10 +137,16 @@ const POOL_SERIES: [(&str, &str); 3] = [
     ),
 ];
 
+const CANCELLED: (&str, &str) = (
+    "soakd_db_statements_cancelled_total",
+    "Statements abandoned by the op timeout and cancelled on the server (pg_cancel_backend).",
+);
+
 impl PoolCollector {
     fn new() -> Result<Self, prometheus::Error> {
         let descs = POOL_SERIES
             .iter()
+            .chain([&CANCELLED])
             .map(|(n, h)| {
                 Desc::new(
                     n.to_string(),
@@ -176,6 +184,13 @@ impl Collector for PoolCollector {
                 g.with_label_values(&[target.as_str()]).set(v);
             }
             out.extend(g.collect());
+        }
+        if let Ok(c) = IntCounterVec::new(opts(CANCELLED.0, CANCELLED.1), &["target"]) {
+            for (target, pool) in &pools {
+                c.with_label_values(&[target.as_str()])
+                    .inc_by(pool.statements_cancelled());
+            }
+            out.extend(c.collect());
         }
         out
     }
