@@ -384,7 +384,7 @@ async fn upsert(conns: &ConnCache, part: &[(Key, Entry)]) -> Result<(), sqlx::Er
     let nss: Vec<&str> = part.iter().map(|(_, e)| &*e.namespace).collect();
     let prog: Vec<i32> = part.iter().map(|(_, e)| e.progress).collect();
     let done: Vec<bool> = part.iter().map(|(_, e)| e.completed).collect();
-    let done = sqlx::query(UPSERT)
+    let outcome = sqlx::query(UPSERT)
         .bind(users)
         .bind(goals)
         .bind(chals)
@@ -393,16 +393,7 @@ async fn upsert(conns: &ConnCache, part: &[(Key, Entry)]) -> Result<(), sqlx::Er
         .bind(done)
         .execute(conn)
         .await;
-    match done {
-        Ok(_) => {
-            lease.keep();
-            Ok(())
-        }
-        Err(e) => {
-            lease.failed(&e);
-            Err(e)
-        }
-    }
+    lease.finish(outcome).map(drop)
 }
 
 async fn flusher(w: Arc<BufferedWriter>) {

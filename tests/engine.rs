@@ -139,11 +139,7 @@ scenarios:
         max_seen = max_seen.max(sample(&m, "soakd_in_flight{scenario=\"s\"}").unwrap());
     }
     // Stop the clock so the counters stand still before comparing them.
-    d.engine
-        .scenario("s")
-        .unwrap()
-        .paused
-        .store(true, Ordering::Relaxed);
+    pause(&d, "s", true);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let st = scenario_status(d.addr(), "s").await;
     let m = metrics_text(d.addr()).await;

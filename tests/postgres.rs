@@ -75,11 +75,7 @@ scenarios:
         }
     }
     // Stop the clock and let in-flight work finish so counters stand still.
-    d.engine
-        .scenario("sleepy")
-        .unwrap()
-        .paused
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    pause(&d, "sleepy", true);
     let idle = eventually(Duration::from_secs(5), || async {
         (scenario_status(d.addr(), "sleepy").await["in_flight"] == 0).then_some(())
     })
@@ -155,11 +151,7 @@ async fn buffered_writer_commits_exactly_the_expected_rows() {
     // Let some events through, then stop the clock and drain.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let m0 = metrics_text(d.addr()).await;
-    d.engine
-        .scenario("events")
-        .unwrap()
-        .paused
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    pause(&d, "events", true);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let st = scenario_status(d.addr(), "events").await;
     let accepted = st["requests_total"].as_i64().unwrap();
@@ -203,11 +195,7 @@ async fn full_buffer_drops_and_counts_without_blocking() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let st = scenario_status(d.addr(), "events").await;
     let achieved = st["achieved_rate"].as_f64().unwrap();
-    d.engine
-        .scenario("events")
-        .unwrap()
-        .paused
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    pause(&d, "events", true);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let m = metrics_text(d.addr()).await;
     let st = scenario_status(d.addr(), "events").await;
@@ -317,11 +305,7 @@ async fn restart_mid_run_flush_retries_without_loss_and_load_resumes() {
         "reads did not resume: {before} -> {after}"
     );
 
-    d.engine
-        .scenario("events")
-        .unwrap()
-        .paused
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    pause(&d, "events", true);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let ev = scenario_status(a, "events").await;
     let accepted = ev["requests_total"].as_i64().unwrap()
@@ -351,11 +335,7 @@ async fn statistics_agree_with_direct_queries() {
     let d = daemon(pg_config(&text, &url));
     wait_bootstrapped(&url).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    d.engine
-        .scenario("events")
-        .unwrap()
-        .paused
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    pause(&d, "events", true);
     // Let the last flush land and the statistics catch up.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let m = metrics_text(d.addr()).await;
@@ -510,11 +490,7 @@ scenarios:
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'soakd'",
     )
     .await;
-    d.engine
-        .scenario("mixed")
-        .unwrap()
-        .paused
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    pause(&d, "mixed", true);
     let drained = eventually(Duration::from_secs(5), || async {
         (scenario_status(d.addr(), "mixed").await["in_flight"] == 0).then_some(())
     })
@@ -546,11 +522,7 @@ scenarios:
     // by the statements before it.
     let ok_total = sample(&m, "soakd_requests_total{op=\"ok\",scenario=\"mixed\"}").unwrap();
     let ok_waits = err("ok", "timeout") + err("ok", "pool_timeout");
-    let ok_errors: f64 = m
-        .lines()
-        .filter(|l| l.starts_with("soakd_request_errors_total{") && l.contains("op=\"ok\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let ok_errors = sum_samples(&m, "soakd_request_errors_total", "op=\"ok\"");
     assert_eq!(ok_errors, ok_waits, "{m}");
     assert!(ok_total - ok_errors > 100.0, "{m}");
 }
@@ -630,17 +602,10 @@ scenarios:
         &url,
     );
     let d = daemon(cfg);
-    let pause = |name: &str, on: bool| {
-        d.engine
-            .scenario(name)
-            .unwrap()
-            .paused
-            .store(on, std::sync::atomic::Ordering::Relaxed)
-    };
-    pause("probe", true);
+    pause(&d, "probe", true);
     // 400/s of 20 ms statements keep all 8 slots busy.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    pause("warm", true);
+    pause(&d, "warm", true);
     let drained = eventually(Duration::from_secs(5), || async {
         let warm = scenario_status(d.addr(), "warm").await["in_flight"] == 0;
         let probe = scenario_status(d.addr(), "probe").await["in_flight"] == 0;
@@ -654,14 +619,7 @@ scenarios:
         idle >= 6.0,
         "connections kept after the warm-up: {idle}\n{before}"
     );
-    let errors = |m: &str| -> f64 {
-        m.lines()
-            .filter(|l| {
-                l.starts_with("soakd_request_errors_total{") && l.contains("scenario=\"probe\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let errors = |m: &str| sum_samples(m, "soakd_request_errors_total", "scenario=\"probe\"");
     let errors_before = errors(&before);
     let killed = query_i64(
         &url,
@@ -683,9 +641,9 @@ scenarios:
     let ok =
         |m: &str| sample(m, "soakd_requests_total{op=\"one\",scenario=\"probe\"}").unwrap_or(0.0);
     let ok_before = ok(&before);
-    pause("probe", false);
+    pause(&d, "probe", false);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    pause("probe", true);
+    pause(&d, "probe", true);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let m = metrics_text(d.addr()).await;
     d.shutdown(Duration::from_secs(5)).await;
@@ -726,11 +684,7 @@ scenarios:
     );
     let d = daemon(cfg);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    d.engine
-        .scenario("slow")
-        .unwrap()
-        .paused
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    pause(&d, "slow", true);
     let paused_at = std::time::Instant::now();
     let sleeping = "SELECT count(*) FROM pg_stat_activity \
                     WHERE application_name = 'soakd' AND state = 'active' \

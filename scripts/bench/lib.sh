@@ -96,6 +96,29 @@ scenarios:
 YAML
 }
 
+# events_config FILE ADMIN_PORT DATABASE_URL RATE FLUSH_CONNECTIONS: the seed's event
+# write path (random users and stat codes, 2 rows per event) on the buffered writer,
+# 1 s flushes, a buffer large enough that only the database limits it.
+events_config() {
+  cat > "$1" <<YAML
+listen: 127.0.0.1:$2
+shutdown_grace: 10s
+fixtures:
+  user: {file: $ROOT/fixtures/users.json}
+  stat: {file: $ROOT/fixtures/stats.json}
+targets:
+  db: {type: postgres, url: "$3", max_connections: 4, bootstrap: true, stats: {enabled: false}}
+scenarios:
+  events:
+    target: db
+    max_in_flight: 5000
+    buffer: {size_limit: 1000000, flush_interval: 1s, max_batch: 200000, flush_connections: $5}
+    schedule: {hold: {rate: $4/s}}
+    ops:
+      stat: {event: {user: "{{user.id}}", stat_code: "{{stat.code}}", value: "{{rand_int 1 60}}"}}
+YAML
+}
+
 machine() {
   echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
 }

@@ -68,23 +68,7 @@ for r in $EVENT_RATES; do
   CLEANUP+=("pg $D stop -m immediate 2>/dev/null")
   psql_ -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
   ADMIN=$(free_port)
-  cat > "$WORK/ev-$r.yaml" <<YAML
-listen: 127.0.0.1:$ADMIN
-shutdown_grace: 10s
-fixtures:
-  user: {file: $ROOT/fixtures/users.json}
-  stat: {file: $ROOT/fixtures/stats.json}
-targets:
-  db: {type: postgres, url: "$URL", max_connections: 4, bootstrap: true, stats: {enabled: false}}
-scenarios:
-  events:
-    target: db
-    max_in_flight: 5000
-    buffer: {size_limit: 1000000, flush_interval: 1s, max_batch: 200000, flush_connections: $FLUSH_CONNECTIONS}
-    schedule: {hold: {rate: $r/s}}
-    ops:
-      stat: {event: {user: "{{user.id}}", stat_code: "{{stat.code}}", value: "{{rand_int 1 60}}"}}
-YAML
+  events_config "$WORK/ev-$r.yaml" "$ADMIN" "$URL" "$r" "$FLUSH_CONNECTIONS"
   RUST_LOG=warn "$SOAKD" run --config "$WORK/ev-$r.yaml" --duration "${DURATION}s" --summary > "$WORK/ev-$r.json" &
   SPID=$!
   CLEANUP+=("kill $SPID 2>/dev/null")

@@ -71,13 +71,12 @@ pub enum AcquireError {
     Sqlx(#[from] sqlx::Error),
 }
 
-/// A lent connection and its slot. Dropped without [`Lease::keep`], the connection
-/// goes back to sqlx (which tests it); with it, onto the stack.
+/// A lent connection and its slot. [`Lease::finish`] puts it onto the stack (the
+/// statement succeeded) or back to sqlx (it failed); dropped before that, its statement
+/// was abandoned mid-flight and is cancelled first.
 pub struct Lease<'a> {
     cache: &'a ConnCache,
     conn: Option<Cached>,
-    /// A statement was started on it ([`Lease::conn`]).
-    started: bool,
     _slot: SemaphorePermit<'a>,
 }
 
@@ -173,9 +172,15 @@ impl ConnCache {
         Ok(Lease {
             cache: self,
             conn: Some(conn),
-            started: false,
             _slot: slot,
         })
+    }
+
+    /// Hands every cached connection back to sqlx, which tests each before lending it
+    /// again and closes the dead ones.
+    fn forget_cached(&self) {
+        let cached = std::mem::take(&mut *self.idle.lock());
+        drop(cached);
     }
 }
 
@@ -190,15 +195,6 @@ pub fn connection_lost(e: &sqlx::Error) -> bool {
             .code()
             .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
         _ => false,
-    }
-}
-
-impl ConnCache {
-    /// Hands every cached connection back to sqlx, which tests each before lending it
-    /// again and closes the dead ones.
-    fn forget_cached(&self) {
-        let cached = std::mem::take(&mut *self.idle.lock());
-        drop(cached);
     }
 }
 
@@ -238,18 +234,21 @@ impl Canceller {
 
     async fn cancel(&self, pid: i32) {
         let mut conn = self.conn.lock().await;
-        if conn.is_none() {
-            match tokio::time::timeout(CANCEL_TIMEOUT, PgConnection::connect_with(&self.opts)).await
-            {
-                Ok(Ok(c)) => *conn = Some(c),
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "cannot connect to cancel a statement");
-                    return;
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => {
+                match tokio::time::timeout(CANCEL_TIMEOUT, PgConnection::connect_with(&self.opts))
+                    .await
+                {
+                    Ok(Ok(c)) => conn.insert(c),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "cannot connect to cancel a statement");
+                        return;
+                    }
+                    Err(_) => return,
                 }
-                Err(_) => return,
             }
-        }
-        let Some(c) = conn.as_mut() else { return };
+        };
         let done = tokio::time::timeout(
             CANCEL_TIMEOUT,
             sqlx::query_scalar::<_, bool>("SELECT pg_cancel_backend($1)")
@@ -270,37 +269,38 @@ impl Canceller {
 
 impl Lease<'_> {
     pub fn conn(&mut self) -> Option<&mut PgConnection> {
-        self.started = true;
         self.conn.as_mut().map(|c| &mut *c.conn)
     }
 
-    /// The statement failed with `e`: the connection goes back to sqlx. If `e` says the
-    /// connection was lost, the cached ones go back too: after a server restart one
-    /// statement fails, not one per cached connection.
-    pub fn failed(mut self, e: &sqlx::Error) {
-        drop(self.conn.take());
-        if connection_lost(e) {
-            self.cache.forget_cached();
+    /// The statement's outcome decides where the connection goes: onto the stack after
+    /// a success; back to sqlx (which tests it) after a failure — with every cached one
+    /// when the failure says the connection was lost, so a server restart costs one
+    /// failed statement, not one per cached connection.
+    pub fn finish<T>(mut self, outcome: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        let Some(mut c) = self.conn.take() else {
+            return outcome;
+        };
+        match &outcome {
+            Ok(_) => {
+                c.used = Instant::now();
+                self.cache.idle.lock().push(c);
+            }
+            Err(e) => {
+                drop(c);
+                if connection_lost(e) {
+                    self.cache.forget_cached();
+                }
+            }
         }
-    }
-
-    /// The statement finished cleanly: the connection goes onto the stack.
-    pub fn keep(mut self) {
-        if let Some(mut c) = self.conn.take() {
-            c.used = Instant::now();
-            self.cache.idle.lock().push(c);
-        }
+        outcome
     }
 }
 
 impl Drop for Lease<'_> {
-    /// Neither kept nor failed after a statement started: the op was cancelled
-    /// mid-statement.
+    /// Not finished: the op was dropped mid-statement (its timeout).
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            if self.started {
-                self.cache.canceller.abandon(c);
-            }
+            self.cache.canceller.abandon(c);
         }
     }
 }

@@ -199,16 +199,8 @@ impl PostgresDriver {
         let Some(conn) = lease.conn() else {
             return Err(OpError::new(IO, "lent without a connection"));
         };
-        match q.fetch_all(conn).await {
-            Ok(_) => {
-                lease.keep();
-                Ok(())
-            }
-            Err(e) => {
-                lease.failed(&e);
-                Err(op_error(e))
-            }
-        }
+        let outcome = q.fetch_all(conn).await;
+        lease.finish(outcome).map(drop).map_err(op_error)
     }
 
     fn run_event(&self, ev: &EventOp, vars: &mut IterVars<'_>) -> OpResult {

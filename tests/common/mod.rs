@@ -103,6 +103,24 @@ pub fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The sum of the samples of metric `name` whose labels include `label` (`op="x"`).
+pub fn sum_samples(text: &str, name: &str, label: &str) -> f64 {
+    let prefix = format!("{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Pauses (`true`) or resumes a scenario's arrival clock.
+pub fn pause(d: &Daemon, scenario: &str, on: bool) {
+    d.engine
+        .scenario(scenario)
+        .unwrap_or_else(|| panic!("no scenario {scenario}"))
+        .paused
+        .store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A target that answers "ok" on `/` and counts the requests it got.
 pub fn counting_router(count: std::sync::Arc<std::sync::atomic::AtomicU64>) -> axum::Router {
     axum::Router::new().route(
