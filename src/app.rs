@@ -6,6 +6,7 @@ use crate::capacity::store::Store;
 use crate::config::search::{ResultsConfig, SearchConfig};
 use crate::config::Config;
 use crate::engine::{ApplyError, Engine, Loader};
+use crate::history::History;
 use crate::metrics::{Metrics, MetricsError};
 use crate::server::{self, AdminThread, AppState, SharedStore};
 use futures::StreamExt;
@@ -20,6 +21,8 @@ pub enum StartError {
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error("cannot start the history sampler thread: {0}")]
+    Sampler(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -51,10 +54,18 @@ pub struct Options {
     /// Overrides the config's listen address.
     pub listen: Option<SocketAddr>,
     pub shard: Option<Shard>,
+    /// The config file, shown in the page's header (None: embedded, as in `demo`).
+    pub config_path: Option<std::path::PathBuf>,
+    /// Use these metrics instead of a new registry (the demo shares one with its
+    /// target's buffered writer, so the page shows that writer).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 pub struct Daemon {
     pub engine: Arc<Engine>,
+    /// The dashboard's history (None with `dashboard: {enabled: false}`).
+    pub history: Option<Arc<History>>,
+    sampler: Option<crate::history::SamplerThread>,
     admin: Option<AdminThread>,
     started: Instant,
     /// The capacity search's progress, when one is configured.
@@ -96,8 +107,14 @@ fn start_results(
             return;
         };
         progress.lock().error = None;
+        let events = engine.events.clone();
         if let Err(e) = controller::run(engine, search, store, progress.clone()).await {
             tracing::error!("capacity search stopped: {e}");
+            events.push(
+                crate::events::EventKind::Search,
+                None,
+                format!("capacity search failed: {e}"),
+            );
             let mut p = progress.lock();
             p.state = "failed".into();
             p.error = Some(e.to_string());
@@ -119,7 +136,11 @@ impl Daemon {
                 addr: listen,
                 source,
             })?;
-        let metrics = Arc::new(Metrics::new(config.quantile_window)?);
+        let metrics = match opts.metrics {
+            Some(m) => m,
+            None => Arc::new(Metrics::new(config.quantile_window)?),
+        };
+        let dashboard = config.dashboard.clone();
         let divisor = opts.shard.map(|s| s.count as f64).unwrap_or(1.0);
         let (results_cfg, search_cfg) = (config.results.clone(), config.search.clone());
         let engine = Engine::start(config, metrics, loader, divisor)?;
@@ -137,11 +158,20 @@ impl Daemon {
             search.clone(),
             results.clone(),
         );
+        let history = dashboard.enabled.then(|| Arc::new(History::new(dashboard)));
+        let sampler = match &history {
+            Some(h) => {
+                Some(crate::history::spawn(&engine, h.clone()).map_err(StartError::Sampler)?)
+            }
+            None => None,
+        };
         let state = AppState {
             engine: engine.clone(),
             loopback_only: listen.ip().is_loopback(),
             search: search.clone(),
             results,
+            history: history.clone(),
+            config_path: opts.config_path.map(|p| p.display().to_string()),
         };
         let admin =
             server::spawn_admin_thread(listener, state).map_err(|source| StartError::Listen {
@@ -151,6 +181,8 @@ impl Daemon {
         tracing::info!(addr = %admin.addr, scenarios = engine.states().len(), "soakd running");
         Ok(Daemon {
             engine,
+            history,
+            sampler,
             admin: Some(admin),
             started: Instant::now(),
             search,
@@ -237,6 +269,9 @@ impl Daemon {
             tracing::info!("drained");
         }
         let summary = self.summary_of(&states, left);
+        if let Some(s) = self.sampler.take() {
+            s.stop();
+        }
         if let Some(a) = self.admin.take() {
             a.stop();
         }

@@ -253,7 +253,16 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 .into());
             }
             runtime()?.block_on(async move {
-                let daemon = Daemon::start(cfg, Some(loader), Options { listen, shard })?;
+                let daemon = Daemon::start(
+                    cfg,
+                    Some(loader),
+                    Options {
+                        listen,
+                        shard,
+                        config_path: Some(config.clone()),
+                        metrics: None,
+                    },
+                )?;
                 let why = daemon
                     .wait_for_stop_or_search(duration, exit_after_search)
                     .await?;
@@ -371,7 +380,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             knobs.validate().map_err(UsageError)?;
             runtime()?.block_on(async move {
                 let store = match &database_url {
-                    Some(url) => demo::store::postgres(url, 20)
+                    Some(url) => demo::store::postgres(url, 20, None)
                         .await
                         .map_err(|e| anyhow::anyhow!("database: {e}"))?,
                     None => demo::store::Store::memory(),
@@ -470,8 +479,12 @@ async fn run_demo(
         }
     };
     let db_url = cluster.as_ref().map(|c| c.url("postgres"));
+    // One registry for soakd and the target's buffered writer, so soakd's /metrics and
+    // page show the writer the demo's events go through (the embedded config keeps the
+    // default 60 s quantile window).
+    let metrics = std::sync::Arc::new(soakd::metrics::Metrics::new(Duration::from_secs(60))?);
     let store = match &db_url {
-        Some(u) => demo::store::postgres(u, 20)
+        Some(u) => demo::store::postgres(u, 20, Some(metrics.buffer("demo-target")))
             .await
             .map_err(|e| anyhow::anyhow!("demo database: {e}"))?,
         None => demo::store::Store::memory(),
@@ -532,12 +545,13 @@ async fn run_demo(
         None,
         Options {
             listen: Some(listen),
-            shard: None,
+            metrics: Some(metrics),
+            ..Options::default()
         },
     )?;
     let a = daemon.addr();
     eprintln!(
-        "\nsoakd demo is running.\n  landing page  http://{a}/\n  metrics       http://{a}/metrics\n  status API    http://{a}/api/v1/status\n  demo target   http://{target_addr}/v1/challenges, gRPC {grpc_addr} (knobs: http://{target_addr}/admin/knobs, its metrics: http://{target_addr}/metrics)\n  database      {}\nCtrl-C stops everything{}.\n",
+        "\nsoakd demo is running.\n  dashboard     http://{a}/\n  metrics       http://{a}/metrics\n  status API    http://{a}/api/v1/status\n  demo target   http://{target_addr}/v1/challenges, gRPC {grpc_addr} (knobs: http://{target_addr}/admin/knobs, its metrics: http://{target_addr}/metrics)\n  database      {}\nCtrl-C stops everything{}.\n",
         db_url.as_deref().map(config::redact_url).unwrap_or_else(|| "none (in-memory progress)".into()),
         if db_url.is_some() { " and removes the database" } else { "" }
     );

@@ -11,8 +11,10 @@
 use crate::capacity::controller::SharedProgress;
 use crate::capacity::store::{Store, StoreError};
 use crate::engine::{ApplyError, Engine};
+use crate::events::EventKind;
+use crate::history::{History, Resolution};
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -32,6 +34,10 @@ pub struct AppState {
     pub search: Option<SharedProgress>,
     /// The results store, once open (None until then, or when it cannot be opened).
     pub results: SharedStore,
+    /// The dashboard's history (None when `dashboard.enabled` is false).
+    pub history: Option<Arc<History>>,
+    /// The config file, for the page's header (None: an embedded config).
+    pub config_path: Option<String>,
 }
 
 /// The results store, shared between the search controller and the API.
@@ -48,7 +54,12 @@ pub fn router(state: AppState) -> Router {
         .route("/-/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
-        .route("/", get(landing))
+        .route("/", get(page))
+        .route("/assets/{file}", get(asset))
+        // Browsers ask for it on every page, JSON ones included: no icon, no error.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/api/v1/history", get(history))
+        .route("/runs/{id}", get(run_page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -141,6 +152,10 @@ async fn status(State(st): State<AppState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": e.uptime().as_secs_f64(),
         "config_last_reload_successful": e.metrics.reload_successful.get() == 1,
+        "config_file": st.config_path,
+        "reload": e.last_reload(),
+        "control": control_policy(&st),
+        "results_store": st.results.read().is_some(),
         "scenarios": e.status(),
         "search": st.search.as_ref().map(|p| p.lock().now()),
     }))
@@ -252,6 +267,9 @@ async fn pause(State(st): State<AppState>, Path(name): Path<String>) -> Response
     with_scenario(&st, &name, |s| {
         s.paused.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(scenario = %name, "paused");
+        st.engine
+            .events
+            .push(EventKind::Pause, Some(&name), "paused (control API)");
     })
 }
 
@@ -259,6 +277,9 @@ async fn resume(State(st): State<AppState>, Path(name): Path<String>) -> Respons
     with_scenario(&st, &name, |s| {
         s.paused.store(false, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(scenario = %name, "resumed");
+        st.engine
+            .events
+            .push(EventKind::Resume, Some(&name), "resumed (control API)");
     })
 }
 
@@ -282,6 +303,14 @@ async fn set_rate(State(st): State<AppState>, Path(name): Path<String>, body: By
     with_scenario(&st, &name, |s| {
         s.set_rate_override(Some(rate));
         tracing::info!(scenario = %name, rate, "rate override set");
+        st.engine.events.push(
+            EventKind::Override,
+            Some(&name),
+            format!(
+                "rate override {} (control API)",
+                crate::config::units::format_rate(rate)
+            ),
+        );
     })
 }
 
@@ -289,6 +318,11 @@ async fn clear_rate(State(st): State<AppState>, Path(name): Path<String>) -> Res
     with_scenario(&st, &name, |s| {
         s.set_rate_override(None);
         tracing::info!(scenario = %name, "rate override cleared");
+        st.engine.events.push(
+            EventKind::Override,
+            Some(&name),
+            "rate override cleared: back to the schedule (control API)",
+        );
     })
 }
 
@@ -322,101 +356,95 @@ async fn reload(State(st): State<AppState>) -> Response {
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// What the page needs to know about the control API's rules, so it can disable its
+/// controls and say why instead of failing on click.
+#[derive(serde::Serialize)]
+struct ControlPolicy {
+    /// Mutations can go through (with a token when one is required).
+    enabled: bool,
+    /// A bearer token must be sent.
+    token_required: bool,
+    /// Why the controls are disabled, when they are.
+    reason: Option<&'static str>,
 }
 
-fn fmt_secs(v: Option<f64>) -> String {
-    match v {
-        Some(s) if s < 1.0 => format!("{:.1} ms", s * 1000.0),
-        Some(s) => format!("{s:.2} s"),
-        None => "–".into(),
+fn control_policy(st: &AppState) -> ControlPolicy {
+    let token = st.engine.config().control_token.is_some();
+    match check_auth(None, st.loopback_only, &HeaderMap::new()) {
+        _ if token => ControlPolicy {
+            enabled: true,
+            token_required: true,
+            reason: None,
+        },
+        Ok(()) => ControlPolicy {
+            enabled: true,
+            token_required: false,
+            reason: None,
+        },
+        Err((_, why)) => ControlPolicy {
+            enabled: false,
+            token_required: false,
+            reason: Some(why),
+        },
     }
 }
 
-async fn landing(State(st): State<AppState>) -> Html<String> {
-    let mut rows = String::new();
-    for s in st.engine.status() {
-        let errors: u64 = s.errors.values().sum();
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            esc(&s.name),
-            esc(&s.target),
-            s.state,
-            esc(&s.stage),
-            s.target_rate,
-            s.achieved_rate,
-            s.in_flight,
-            s.max_in_flight,
-            fmt_secs(s.latency_seconds.p50),
-            fmt_secs(s.latency_seconds.p95),
-            fmt_secs(s.latency_seconds.p99),
-            errors,
-            s.dropped_total,
-        ));
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        crate::dashboard::PAGE,
+    )
+        .into_response()
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match crate::dashboard::asset(&file) {
+        Some(a) => (
+            [
+                (header::CONTENT_TYPE, a.content_type),
+                // Embedded in the binary: they change only with it.
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            a.body,
+        )
+            .into_response(),
+        None => err(StatusCode::NOT_FOUND, format!("no asset {file:?}")),
     }
-    let search = match &st.search {
-        Some(p) => {
-            let p = p.lock().now();
-            let last = p
-                .last
-                .as_ref()
-                .map(|l| {
-                    format!(
-                        "<br>Last level: {} — <b>{}</b>: {}",
-                        esc(&l.level),
-                        l.verdict.as_str(),
-                        esc(&l.reason)
-                    )
-                })
-                .unwrap_or_default();
-            format!(
-                "<h2>Capacity search {name}</h2><p>Run <code>{run}</code>: <b>{state}</b>{level}; levels done {done} of at most {max}{resumed}.{last}<br><a href=\"/api/v1/search\">/api/v1/search</a> · <a href=\"/api/v1/runs\">/api/v1/runs</a>{report}</p>",
-                name = esc(&p.name),
-                run = esc(p.run_id.as_deref().unwrap_or("–")),
-                state = esc(&p.state),
-                level = p
-                    .level
-                    .as_ref()
-                    .map(|l| format!(
-                        " at <b>{}</b> ({:.0} s left in this level)",
-                        esc(l),
-                        p.level_remaining_seconds.unwrap_or(0.0)
-                    ))
-                    .unwrap_or_default(),
-                done = p.levels_done,
-                max = p.levels_max,
-                resumed = if p.resumed > 0 {
-                    format!(" ({} resumed from an interrupted run)", p.resumed)
-                } else {
-                    String::new()
-                },
-                report = p
-                    .run_id
-                    .as_ref()
-                    .map(|id| format!(" · <a href=\"/api/v1/runs/{0}/report\">report</a>", esc(id)))
-                    .unwrap_or_default(),
-            )
-        }
-        None => String::new(),
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    since: Option<i64>,
+    resolution: Option<String>,
+}
+
+/// `?since=<unix-ms>&resolution=1s|1m`: rows (and events) newer than `since`.
+async fn history(State(st): State<AppState>, Query(q): Query<HistoryQuery>) -> Response {
+    let Some(h) = &st.history else {
+        return err(
+            StatusCode::NOT_FOUND,
+            "history is off (dashboard.enabled: false)",
+        );
     };
-    Html(format!(
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>soakd</title>
-<meta http-equiv="refresh" content="5">
-<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}</style>
-</head><body><h1>soakd {version}</h1>
-<p>Up {uptime:.0} s. <a href="/metrics">/metrics</a> · <a href="/api/v1/status">/api/v1/status</a> · <a href="/healthz">/healthz</a> · <a href="/readyz">/readyz</a></p>
-<table><tr><th>scenario</th><th>target</th><th>state</th><th>stage</th><th>target/s</th><th>achieved/s</th><th>in flight</th><th>p50</th><th>p95</th><th>p99</th><th>errors</th><th>dropped</th></tr>
-{rows}</table>
-{search}
-<p>Latency percentiles cover the last quantile window, measured from each operation's intended start.</p>
-</body></html>"#,
-        version = env!("CARGO_PKG_VERSION"),
-        uptime = st.engine.uptime().as_secs_f64(),
-    ))
+    let Some(res) = Resolution::parse(q.resolution.as_deref().unwrap_or("1s")) else {
+        return err(StatusCode::BAD_REQUEST, "resolution must be 1s or 1m");
+    };
+    let payload =
+        crate::dashboard::history_payload(h, &st.engine.events, res, q.since.unwrap_or(0));
+    Json(payload).into_response()
+}
+
+async fn run_page(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    match load(&st, &id).await {
+        Ok(run) => {
+            let report = crate::capacity::report::render(&run);
+            Html(crate::dashboard::report::page(&run.record.id, &report)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 pub async fn serve(

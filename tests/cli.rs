@@ -427,21 +427,78 @@ async fn demo_serves_lint_clean_metrics_and_stops_on_sigterm() {
         "promtool check metrics: {}",
         real.join("\n")
     );
-    let landing = client()
-        .get(format!("http://{addr}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(landing.contains("<td>api</td>"), "{landing}");
+    // Every dashboard panel has something to draw: the read path on soakd's own pool,
+    // and the target's buffered writer on soakd's endpoint (not only the target's).
+    let m = eventually(Duration::from_secs(30), || async {
+        let m = try_text(&format!("http://{addr}/metrics")).await?;
+        (sample(
+            &m,
+            "soakd_requests_total{op=\"progress_by_user\",scenario=\"db-reads\"}",
+        )? > 0.0
+            && sample(
+                &m,
+                "soakd_buffer_flushed_events_total{scenario=\"demo-target\"}",
+            )? > 0.0
+            && sample(&m, "soakd_db_pool_acquire_seconds_count{target=\"db\"}")? > 0.0)
+            .then_some(m)
+    })
+    .await
+    .expect("the read path and the target's writer show on soakd's /metrics");
+    assert!(
+        sample(&m, "soakd_buffer_capacity_events{scenario=\"demo-target\"}") == Some(100_000.0)
+    );
+    let h = eventually(Duration::from_secs(20), || async {
+        let t = try_text(&format!("http://{addr}/api/v1/history?resolution=1s")).await?;
+        let h: serde_json::Value = serde_json::from_str(&t).ok()?;
+        let groups: std::collections::BTreeSet<String> = h["series"]
+            .as_array()?
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}:{}",
+                    s["group"].as_str().unwrap_or(""),
+                    s["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        [
+            "scenario:api",
+            "scenario:events",
+            "scenario:db-reads",
+            "postgres:db",
+            "buffer:demo-target",
+            "process:soakd",
+        ]
+        .iter()
+        .all(|g| groups.contains(*g))
+        .then_some(h)
+    })
+    .await
+    .expect("the history has every panel's series");
+    assert!(h["t"].as_array().unwrap().len() >= 2, "{h}");
+    let page = try_text(&format!("http://{addr}/")).await.unwrap();
+    assert!(page.contains("/assets/uPlot.iife.min.js"), "{page}");
     signal(&child, "-TERM");
-    let status =
-        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(20)))
-            .await
-            .unwrap();
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let status = wait_exit(&mut child, Duration::from_secs(20));
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+        (status, err)
+    })
+    .await
+    .unwrap();
     assert!(status.success());
+    // The address block opens with the dashboard.
+    let block = stderr
+        .split("soakd demo is running.")
+        .nth(1)
+        .expect("the demo printed its addresses");
+    let first = block.lines().find(|l| !l.trim().is_empty()).unwrap();
+    assert_eq!(
+        first.trim(),
+        format!("dashboard     http://{addr}/"),
+        "{block}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,7 +88,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
     let text = std::fs::read_to_string(root().join("fixtures/demo.yaml")).unwrap();
     let text = text.replace(
         "stats: {interval: 5s, top_statements: 20}",
-        "bootstrap: true\n    stats: {interval: 1s, top_statements: 20}",
+        "stats: {interval: 1s, top_statements: 20}",
     ) + r#"  # soakd's own database load, so pool and buffer series exist.
   pgload:
     target: db

@@ -390,6 +390,8 @@ scenarios:
         loopback_only: false,
         search: None,
         results: Default::default(),
+        history: None,
+        config_path: None,
     };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a2 = l.local_addr().unwrap();
@@ -469,7 +471,8 @@ async fn claim_flow_against_the_demo_target() {
         &text.replace("${SOAKD_DEMO_HTTP_URL:-http://127.0.0.1:8080}", "${TARGET}"),
         addr,
     );
-    // Faster than the demo's gentle ramp, and only the claim op.
+    // Faster than the demo's gentle ramp, and only the claim op; no database here.
+    cfg.scenarios.retain(|s| s.target != "db");
     cfg.scenarios[0].schedule = soakd::schedule::Schedule::constant(50.0);
     cfg.scenarios[0].ops.retain(|o| o.name == "claim");
     let d = daemon(cfg);

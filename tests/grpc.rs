@@ -370,6 +370,7 @@ async fn demo_knobs_change_behaviour_at_runtime() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let mut cfg = soakd::config::parse(&text, "demo.yaml", &dir, &env).unwrap();
     cfg.targets.retain(|t| t.name != "db");
+    cfg.scenarios.retain(|s| s.target != "db");
     // Sized so that 5 % injected errors land within the windows below at ~4 standard
     // deviations: the HTTP responses are 60 KB of JSON, so fewer of them.
     for s in &mut cfg.scenarios {

@@ -12,6 +12,7 @@ use super::{
 use crate::config::search::{SearchConfig, TargetProcess};
 use crate::config::{Config, TargetKind};
 use crate::engine::{Engine, ScenarioState};
+use crate::events::EventKind;
 use crate::metrics::window::quantile_secs;
 use parking_lot::Mutex;
 use prometheus::core::Metric as _;
@@ -47,8 +48,19 @@ pub struct Progress {
     pub resumed: usize,
     pub last: Option<LastLevel>,
     pub error: Option<String>,
+    /// The configured ladder of each searched scenario (levels per second, ascending;
+    /// bisection adds levels between them).
+    pub plan: Vec<PlanLine>,
     #[serde(skip)]
     pub level_ends: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanLine {
+    pub scenario: String,
+    pub levels: Vec<f64>,
+    /// The soak rate after the search (None: back to the schedule).
+    pub then: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -419,7 +431,29 @@ pub async fn run(
         p.levels_done = run.levels.len();
         p.resumed = run.levels.len();
         p.levels_max = search.max_levels();
+        p.plan = search
+            .scenarios
+            .iter()
+            .map(|s| PlanLine {
+                scenario: s.name.clone(),
+                levels: s.levels.clone(),
+                then: s.then,
+            })
+            .collect();
     }
+    engine.events.push(
+        EventKind::Search,
+        None,
+        format!(
+            "capacity search {} {} (run {run_id})",
+            search.name,
+            if run.levels.is_empty() {
+                "started"
+            } else {
+                "resumed"
+            }
+        ),
+    );
     let watched: Vec<Watched> = search
         .scenarios
         .iter()
@@ -482,6 +516,11 @@ pub async fn run(
             p.level_ends = Some(level_start + search.each);
         }
         tracing::info!(run = %run_id, level = seq + 1, max = search.max_levels(), phase = ?spec.phase, "capacity level: {label} (warm-up {:?}, window {:?})", search.warmup, window);
+        engine.events.push(
+            EventKind::SearchLevel,
+            None,
+            format!("level {}: {label} started", seq + 1),
+        );
         tokio::time::sleep(search.warmup).await;
         // Open the window.
         let mut pg = match &pg_url {
@@ -645,6 +684,15 @@ pub async fn run(
         };
         store.append_level(&level).await?;
         tracing::info!(run = %run_id, level = seq + 1, verdict = verdict.as_str(), "capacity level {label}: {reason}");
+        engine.events.push(
+            EventKind::SearchLevel,
+            None,
+            format!(
+                "level {}: {label} — {}: {reason}",
+                seq + 1,
+                verdict.as_str()
+            ),
+        );
         run.levels.push(level);
         {
             let mut p = progress.lock();
@@ -694,6 +742,11 @@ pub async fn run(
             tracing::info!(run = %run_id, scenario = %f.scenario, max_sustainable = ?f.max_sustainable, first_failure = ?f.first_failure, first_invalid = ?f.first_invalid, "capacity search: complete");
         }
     }
+    engine.events.push(
+        EventKind::Search,
+        None,
+        format!("capacity search {} complete (run {run_id})", search.name),
+    );
     let mut p = progress.lock();
     p.state = "complete".into();
     p.level = None;

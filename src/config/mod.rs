@@ -5,6 +5,7 @@
 //! validated as a whole; every error carries its key path and, from [`yamlpos`], the
 //! line and column it points at.
 
+pub mod dashboard;
 pub mod interp;
 pub mod search;
 pub mod units;
@@ -134,6 +135,8 @@ pub struct Config {
     pub search: Option<search::SearchConfig>,
     /// Where capacity-search results are kept.
     pub results: search::ResultsConfig,
+    /// The history behind the page at `/` and `/api/v1/history`.
+    pub dashboard: dashboard::DashboardConfig,
 }
 
 /// A string that is never printed.
@@ -725,6 +728,8 @@ struct RawTop {
     search: Option<Value>,
     #[serde(default)]
     results: Option<Value>,
+    #[serde(default)]
+    dashboard: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -1174,9 +1179,11 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
         .as_ref()
         .and_then(|v| search::build_search(v, &scenarios, &targets, errs));
     let results = search::build_results(top.results.as_ref(), base_dir, errs);
+    let dashboard = dashboard::build_dashboard(top.dashboard.as_ref(), errs);
     Config {
         search,
         results,
+        dashboard,
         listen,
         control_token,
         shutdown_grace: top

@@ -40,8 +40,14 @@ pub enum Store {
 }
 
 /// Connects to `url`, creates the schema, and starts the seed's buffered writer
-/// (1 s flushes, 100,000 entries) in front of it.
-pub async fn postgres(url: &str, pool_size: u32) -> Result<Store, String> {
+/// (1 s flushes, 100,000 entries) in front of it. The writer reports into
+/// `writer_metrics` when given (`soakd demo` passes the daemon's, so soakd's `/metrics`
+/// and page show the target's writer), else into the target's own registry.
+pub async fn postgres(
+    url: &str,
+    pool_size: u32,
+    writer_metrics: Option<crate::metrics::BufferMetrics>,
+) -> Result<Store, String> {
     let target = crate::config::PostgresTarget {
         url: url.to_string(),
         max_connections: pool_size,
@@ -81,7 +87,8 @@ pub async fn postgres(url: &str, pool_size: u32) -> Result<Store, String> {
         namespace: "test".into(),
         challenges: Arc::new(ChallengeIndex::embedded().map_err(|e| e.to_string())?),
     };
-    let writer = BufferedWriter::start("demo-target", cfg, conns, metrics.buffer("demo-target"));
+    let handles = writer_metrics.unwrap_or_else(|| metrics.buffer("demo-target"));
+    let writer = BufferedWriter::start("demo-target", cfg, conns, handles);
     Ok(Store::Postgres {
         pool,
         writer,

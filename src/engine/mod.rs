@@ -11,6 +11,7 @@ pub mod runner;
 use crate::buffer::BufferedWriter;
 use crate::config::{Arrival, Config, ConfigErrors, Scenario, Target};
 use crate::drivers::{self, Driver, DriverError, TargetClient};
+use crate::events::{EventKind, EventLog};
 use crate::metrics::{Metrics, ScenarioMetrics};
 use crate::schedule::{At, Schedule};
 use crate::template::Fixture;
@@ -66,6 +67,7 @@ pub struct ScenarioState {
     samples: Mutex<VecDeque<(Instant, u64)>>,
     /// Latency of every operation finished while a capacity level measures.
     pub capture: Capture,
+    events: Arc<EventLog>,
 }
 
 /// An on-demand HdrHistogram of operation latency: off (one relaxed load per
@@ -135,7 +137,22 @@ impl ScenarioState {
         if cur.0 != rate {
             self.plan.read().metrics.target_rate.set(rate);
         }
+        // A new stage (or level within one) goes to the event log; the compare is all
+        // a tick pays when nothing changed.
+        let moved = cur
+            .1
+            .is_none_or(|old| old.stage != at.stage || old.level != at.level);
         *cur = (rate, Some(at));
+        drop(cur);
+        if moved {
+            let stage = self.plan.read().schedule.describe_at(&at);
+            self.events.push(EventKind::Stage, Some(&self.name), stage);
+        }
+    }
+
+    /// The rate asked for now and where the schedule is.
+    pub fn current(&self) -> (f64, Option<At>) {
+        *self.current.lock()
     }
 
     fn sample(&self, now: Instant) {
@@ -277,8 +294,21 @@ struct Inner {
 
 pub type Loader = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
 
+/// How the last reload went, for the page's header and the status API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadState {
+    pub successful: bool,
+    /// Unix milliseconds of the last load or reload attempt.
+    pub at_ms: i64,
+    /// Every error of the last attempt, when it was rejected.
+    pub errors: Vec<String>,
+}
+
 pub struct Engine {
     pub metrics: Arc<Metrics>,
+    /// Stage changes, overrides, pauses, reloads, search levels.
+    pub events: Arc<EventLog>,
+    last_reload: Mutex<ReloadState>,
     rt: tokio::runtime::Handle,
     inner: Mutex<Inner>,
     loader: Option<Loader>,
@@ -304,8 +334,15 @@ impl Engine {
         loader: Option<Loader>,
         shard_divisor: f64,
     ) -> Result<Arc<Engine>, ApplyError> {
+        let events = Arc::new(EventLog::new(config.dashboard.max_events));
         let engine = Arc::new(Engine {
             metrics,
+            events,
+            last_reload: Mutex::new(ReloadState {
+                successful: true,
+                at_ms: crate::events::now_ms(),
+                errors: vec![],
+            }),
             rt: tokio::runtime::Handle::current(),
             inner: Mutex::new(Inner {
                 config: Arc::new(Config {
@@ -348,6 +385,21 @@ impl Engine {
 
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    pub fn last_reload(&self) -> ReloadState {
+        self.last_reload.lock().clone()
+    }
+
+    /// Names of the postgres targets now configured.
+    pub fn postgres_targets(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .clients
+            .iter()
+            .filter(|(_, (_, c))| c.pg_conns().is_some())
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -574,6 +626,7 @@ impl Engine {
                     current: Mutex::new((0.0, None)),
                     samples: Mutex::new(VecDeque::new()),
                     capture: Capture::default(),
+                    events: self.events.clone(),
                 });
                 let (stop, rx) = watch::channel(false);
                 let task = self.rt.spawn(runner::run(state.clone(), rx));
@@ -650,23 +703,61 @@ impl Engine {
                 }
                 self.apply(cfg)
             });
-        match &result {
+        let errors: Vec<String> = match &result {
             Ok(s) => {
                 self.metrics.reload_successful.set(1);
                 self.metrics.reload_timestamp.set(now_unix());
                 tracing::info!(added = ?s.added, changed = ?s.changed, removed = ?s.removed, "config reloaded");
+                let mut what = Vec::new();
+                for (label, names) in [
+                    ("added", &s.added),
+                    ("changed", &s.changed),
+                    ("removed", &s.removed),
+                ] {
+                    if !names.is_empty() {
+                        what.push(format!("{label} {}", names.join(", ")));
+                    }
+                }
+                if what.is_empty() {
+                    what.push("nothing changed".into());
+                }
+                self.events.push(
+                    EventKind::Reload,
+                    None,
+                    format!("config reloaded: {}", what.join("; ")),
+                );
+                vec![]
             }
             Err(ApplyError::Invalid(errs)) => {
                 self.metrics.reload_successful.set(0);
                 for e in &errs.errors {
                     tracing::error!(source = %errs.source_name, "config reload rejected: {e}");
                 }
+                errs.errors.iter().map(|e| e.to_string()).collect()
             }
             Err(e) => {
                 self.metrics.reload_successful.set(0);
                 tracing::error!("config reload rejected: {e}");
+                vec![e.to_string()]
             }
+        };
+        if !errors.is_empty() {
+            let n = errors.len();
+            self.events.push(
+                EventKind::ReloadFailed,
+                None,
+                format!(
+                    "reload rejected ({n} error{}): {}",
+                    if n == 1 { "" } else { "s" },
+                    errors[0]
+                ),
+            );
         }
+        *self.last_reload.lock() = ReloadState {
+            successful: errors.is_empty(),
+            at_ms: crate::events::now_ms(),
+            errors,
+        };
         result
     }
 

@@ -73,6 +73,8 @@ pub struct Metrics {
     pub pgstats_errors: IntCounterVec,
     /// The PostgreSQL statistics snapshot (pg_* series), rendered at scrape time.
     pub pg_snapshot: Arc<crate::pgstats::Snapshot>,
+    /// Every buffered writer's handles by name, for the history sampler.
+    buffers: Mutex<std::collections::BTreeMap<String, BufferMetrics>>,
 }
 
 /// Acquire-wait buckets: 100 µs to 30 s.
@@ -461,6 +463,7 @@ impl Metrics {
             event_e2e,
             pgstats_errors,
             pg_snapshot,
+            buffers: Mutex::new(Default::default()),
         })
     }
 
@@ -489,7 +492,7 @@ impl Metrics {
 
     pub fn buffer(&self, scenario: &str) -> BufferMetrics {
         let s = [scenario];
-        BufferMetrics {
+        let m = BufferMetrics {
             events: self.buffer_events.with_label_values(&s),
             capacity: self.buffer_capacity.with_label_values(&s),
             flush: self.buffer_flush.with_label_values(&s),
@@ -497,7 +500,19 @@ impl Metrics {
             dropped: self.buffer_dropped.with_label_values(&s),
             flush_errors: self.buffer_flush_errors.with_label_values(&s),
             e2e: self.event_e2e.with_label_values(&s),
-        }
+        };
+        self.buffers.lock().insert(scenario.to_string(), m.clone());
+        m
+    }
+
+    /// The buffered writers' handles (one per writer name ever created; names come from
+    /// the config, so the list is bounded).
+    pub fn buffer_list(&self) -> Vec<(String, BufferMetrics)> {
+        self.buffers
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Handles for a scenario and its ops. Asking again for the same names returns the

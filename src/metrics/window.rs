@@ -14,6 +14,12 @@ const SLOTS: u64 = 6;
 pub const MAX_MICROS: u64 = 600_000_000;
 const SIGFIGS: u8 = 3;
 
+/// Where a reader of [`Window::since`] left off: the slot it saw last, as it was then.
+#[derive(Default)]
+pub struct Cursor {
+    last: Option<(u64, Histogram<u32>)>,
+}
+
 pub struct Window {
     start: Instant,
     slot_len: Duration,
@@ -64,6 +70,59 @@ impl Window {
         self.snapshot_at(Instant::now())
     }
 
+    /// What was recorded since the last call with the same `cursor` (the sampler's
+    /// once-a-second read). Under the lock it only copies the slot being filled (and, right
+    /// after a slot boundary, the one before it); the differences are taken outside it,
+    /// so an operation recording at the same moment waits for a memcpy at most.
+    /// The first call with a fresh cursor returns an empty histogram.
+    pub fn since(&self, cursor: &mut Cursor) -> Histogram<u64> {
+        self.since_at(cursor, Instant::now())
+    }
+
+    pub fn since_at(&self, cursor: &mut Cursor, now: Instant) -> Histogram<u64> {
+        let e = self.epoch(now);
+        let (cur, before) = {
+            let slots = self.inner.lock();
+            let len = slots.len() as u64;
+            let copy = |epoch: u64| {
+                let s = &slots[(epoch % len) as usize];
+                (s.0 == epoch).then(|| s.1.clone())
+            };
+            let before = match &cursor.last {
+                Some((pe, _)) if *pe + 1 == e => copy(*pe),
+                _ => None,
+            };
+            (copy(e), before)
+        };
+        let mut out: Histogram<u64> = new_hist();
+        let add = |out: &mut Histogram<u64>, h: &Histogram<u32>, minus: Option<&Histogram<u32>>| {
+            for v in h.iter_recorded() {
+                let at = v.value_iterated_to();
+                let was = minus.map_or(0, |m| m.count_at(at));
+                let n = (v.count_at_value() as u64).saturating_sub(was as u64);
+                if n > 0 {
+                    let _ = out.record_n(at, n);
+                }
+            }
+        };
+        let cur = cur.unwrap_or_else(new_hist);
+        match cursor.last.take() {
+            // Still in the same slot: only the growth since the last read.
+            Some((pe, prev)) if pe == e => add(&mut out, &cur, Some(&prev)),
+            // One slot on: the rest of the previous slot, then all of this one.
+            Some((pe, prev)) if pe + 1 == e => {
+                if let Some(b) = &before {
+                    add(&mut out, b, Some(&prev));
+                }
+                add(&mut out, &cur, None);
+            }
+            // First read, or more than a slot since the last: nothing is known to be new.
+            _ => {}
+        }
+        cursor.last = Some((e, cur));
+        out
+    }
+
     pub fn snapshot_at(&self, now: Instant) -> Histogram<u64> {
         let e = self.epoch(now);
         let mut out: Histogram<u64> = new_hist();
@@ -109,6 +168,38 @@ mod tests {
         let s = w.snapshot_at(t0 + Duration::from_secs(75));
         assert_eq!(s.len(), 1);
         assert!((quantile_secs(&s, 0.5).unwrap() - 2.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn since_returns_only_what_is_new() {
+        // 60 s window: 10 s slots.
+        let w = Window::new(Duration::from_secs(60));
+        let t0 = w.start;
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut c = Cursor::default();
+        w.record_at(Duration::from_millis(5), at(100));
+        assert_eq!(
+            w.since_at(&mut c, at(500)).len(),
+            0,
+            "a fresh cursor starts now"
+        );
+        w.record_at(Duration::from_millis(7), at(900));
+        w.record_at(Duration::from_millis(7), at(1200));
+        let d = w.since_at(&mut c, at(1500));
+        assert_eq!(d.len(), 2);
+        assert!((quantile_secs(&d, 0.5).unwrap() - 0.007).abs() < 0.0001);
+        // Across a slot boundary: the end of the old slot and the start of the new one.
+        w.record_at(Duration::from_millis(50), at(9_800));
+        w.record_at(Duration::from_millis(90), at(10_100));
+        let d = w.since_at(&mut c, at(10_500));
+        assert_eq!(d.len(), 2);
+        assert!((quantile_secs(&d, 1.0).unwrap() - 0.090).abs() < 0.001);
+        // Nothing new.
+        assert_eq!(w.since_at(&mut c, at(11_000)).len(), 0);
+        // A long silence (more than a slot): nothing is known to be new, then back to normal.
+        assert_eq!(w.since_at(&mut c, at(40_000)).len(), 0);
+        w.record_at(Duration::from_millis(3), at(40_200));
+        assert_eq!(w.since_at(&mut c, at(41_000)).len(), 1);
     }
 
     #[test]
