@@ -425,8 +425,24 @@ async fn the_live_page_draws_every_chart_and_its_controls_act() {
         "the pause and the override are listed as events",
     )
     .await;
+    // Reload: this daemon's config is not from a file, so the daemon refuses and the
+    // page says why instead of failing silently. The browser logs the refused request
+    // (a 400) itself; that is the only console line allowed from here on.
+    watch.assert_clean(&origin);
+    click(&page, "#reload-btn").await;
+    wait_true(
+        &page,
+        "(() => { const m = document.querySelector('#message'); return !m.hidden && m.classList.contains('error') && m.textContent.includes('cannot be reloaded'); })()",
+        Duration::from_secs(10),
+        "a refused reload shows the daemon's reason",
+    )
+    .await;
     screenshot(&page, shots.path(), "dashboard-controls.png").await;
 
+    watch
+        .errors
+        .lock()
+        .retain(|e| !(e.contains("status of 400") && e.ends_with("/-/reload")));
     watch.assert_clean(&origin);
     eprintln!("screenshots in {}", shots.path().display());
     // Kept for a look when the test fails; removed with the temp dir otherwise.
@@ -558,5 +574,72 @@ search:
     screenshot(&report, shots.path(), "report.png").await;
     watch.assert_clean(&format!("http://{addr}/"));
     drop(chrome);
+    d.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_api_is_incremental_bounded_and_can_be_off() {
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let target = serve(counting_router(count)).await;
+    let d = daemon(config(&two_scenarios("dashboard: {keep_1s: 1m}"), target));
+    let addr = d.addr();
+    let get = |q: String| async move {
+        let r = client()
+            .get(format!("http://{addr}/api/v1/history{q}"))
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (code, all) = get(String::new()).await;
+    assert_eq!(code, 200, "{all}");
+    assert_eq!(all["capacity"], 60);
+    let t: Vec<i64> = serde_json::from_value(all["t"].clone()).unwrap();
+    assert!(t.len() >= 2, "{all}");
+    assert!(t.windows(2).all(|w| w[1] - w[0] == 1000), "{t:?}");
+    // Every series has one value per row.
+    for s in all["series"].as_array().unwrap() {
+        assert_eq!(s["values"].as_array().unwrap().len(), t.len(), "{s}");
+    }
+    // Since the newest row: nothing; since the one before: exactly the newest.
+    let last = *t.last().unwrap();
+    let (_, none) = get(format!("?since={last}")).await;
+    assert!(none["t"].as_array().unwrap().len() <= 1, "{none}");
+    let (_, one) = get(format!("?since={}&resolution=1s", t[t.len() - 2])).await;
+    assert_eq!(one["t"][0], last, "{one}");
+    // The stage events of both scenarios came with the first read.
+    let kinds: Vec<&str> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "stage").count(), 2, "{all}");
+    // Bad resolution: 400 with the reason; the 1 min ring answers (empty for now).
+    let (code, e) = get("?resolution=5s".into()).await;
+    assert_eq!(
+        (code, e["error"].as_str().unwrap()),
+        (400, "resolution must be 1s or 1m")
+    );
+    let (code, m) = get("?resolution=1m".into()).await;
+    assert_eq!((code, m["step_ms"].as_i64()), (200, Some(60_000)));
+    d.shutdown(Duration::from_secs(5)).await;
+
+    // With the dashboard off there is no history to serve.
+    let d = daemon(config(
+        &two_scenarios("dashboard: {enabled: false}"),
+        target,
+    ));
+    let r = client()
+        .get(format!("http://{}/api/v1/history", d.addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(d.history.is_none());
     d.shutdown(Duration::from_secs(5)).await;
 }

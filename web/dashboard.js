@@ -214,9 +214,13 @@
     let i0 = d.t.findIndex((t) => t > from);
     if (i0 < 0) i0 = d.t.length;
     const xs = d.t.slice(i0).map((t) => t / 1000);
+    const log = def.unit === "s";
     const ys = series.map((s) => {
       const arr = d.s.get(key(def.group, def.name, s.field));
-      return arr ? arr.slice(i0) : new Array(xs.length).fill(null);
+      if (!arr) return new Array(xs.length).fill(null);
+      const part = arr.slice(i0);
+      // A log scale has no 0: show a zero latency at 1 µs, the windows' resolution.
+      return log && s.scale !== "r" ? part.map((v) => (v != null && v <= 0 ? 1e-6 : v)) : part;
     });
     return [xs, ...ys];
   }
@@ -232,7 +236,8 @@
       values: (u, vals) => vals.map((v) => (v == null ? "" : fmt(v))),
     });
     const zeroBased = (u, min, max) => [0, max > 0 ? max * 1.1 : 1];
-    const scales = { x: { time: true }, y: { range: zeroBased } };
+    // Latency on a log scale: milliseconds stay readable under a seconds-high SLO line.
+    const scales = { x: { time: true }, y: def.unit === "s" ? { distr: 3, log: 10 } : { range: zeroBased } };
     const axes = [{ stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } }, axis("y", 3, f1)];
     if (series.some((s) => s.scale === "r")) {
       scales.r = { range: def.unit2 === "ratio" ? [0, 1] : zeroBased };
@@ -369,7 +374,8 @@
     const lag = latest("scenario", st.name, "lag_p99");
     $('[data-role="facts"]', card).replaceChildren(
       h("span", {}, "target ", h("b", { text: fmtNum(st.target_rate) + "/s" })),
-      h("span", {}, "achieved ", h("b", { "data-role": "achieved", text: fmtNum(st.achieved_rate) + "/s" })),
+      // The last second's rate when the history has it (the status API's is a 10 s mean).
+      h("span", {}, "achieved ", h("b", { "data-role": "achieved", text: fmtNum(latest("scenario", st.name, "achieved_rate") ?? st.achieved_rate) + "/s" })),
       h("span", {}, "p50/p95/p99 ", h("b", { text: [st.latency_seconds.p50, st.latency_seconds.p95, st.latency_seconds.p99].map(fmtSecs).join(" / ") })),
       h("span", {}, "in flight ", h("b", { text: `${st.in_flight} / ${st.max_in_flight}` })),
       h("span", {}, "errors ", h("b", { text: fmtNum(errors, 0) })),

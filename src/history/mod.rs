@@ -92,7 +92,9 @@ impl History {
         self.fine.lock().value_bytes() + self.coarse.lock().value_bytes()
     }
 
-    pub(crate) fn push(&self, r: Resolution, t_ms: i64, values: &[(Key, f32)]) {
+    /// Appends a row. The sampler is the writer; benchmarks use it to fill a ring
+    /// without waiting an hour (`examples/history_serve.rs`).
+    pub fn push(&self, r: Resolution, t_ms: i64, values: &[(Key, f32)]) {
         self.ring(r).lock().push(t_ms, values);
     }
 }

@@ -1,0 +1,152 @@
+//! The cost of serving an hour of history: fills the 1 s ring with 3,600 rows for
+//! SCENARIOS scenarios (default 10) — the fields the sampler writes for each, plus one
+//! postgres target, one buffered writer and the process — then times building and
+//! encoding `GET /api/v1/history` responses: the whole hour (a page opening) and one
+//! row (a page polling). Used by `scripts/bench/dashboard.sh`.
+//!
+//!   cargo run --release --example history_serve [SCENARIOS]
+
+use soakd::config::dashboard::DashboardConfig;
+use soakd::events::{EventKind, EventLog};
+use soakd::history::{History, Key, Resolution};
+use std::time::Instant;
+
+const SCENARIO_FIELDS: &[&str] = &[
+    "target_rate",
+    "achieved_rate",
+    "completed_rate",
+    "dropped_rate",
+    "in_flight",
+    "max_in_flight",
+    "paused",
+    "p50",
+    "p95",
+    "p99",
+    "lag_p99",
+    "error_ratio",
+    "error_ratio.status_5xx",
+    "error_ratio.timeout",
+    "slo_p95",
+];
+const PG_FIELDS: &[&str] = &[
+    "pool_in_use",
+    "pool_idle",
+    "pool_max",
+    "acquire_p95",
+    "acquire_timeouts_rate",
+    "pg_up",
+    "tps",
+    "cache_hit_ratio",
+    "connections.active",
+    "connections.idle",
+];
+const BUFFER_FIELDS: &[&str] = &[
+    "fill",
+    "limit",
+    "flush_p95",
+    "e2e_p95",
+    "flushed_rate",
+    "refused_rate",
+    "flush_errors_rate",
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let scenarios: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10);
+    let history = History::new(DashboardConfig::default());
+    let events = EventLog::new(1000);
+    let mut keys = Vec::new();
+    for s in 0..scenarios {
+        let name = format!("scenario-{s}");
+        keys.extend(
+            SCENARIO_FIELDS
+                .iter()
+                .map(|f| Key::new("scenario", &name, *f)),
+        );
+    }
+    keys.extend(PG_FIELDS.iter().map(|f| Key::new("postgres", "db", *f)));
+    keys.extend(
+        BUFFER_FIELDS
+            .iter()
+            .map(|f| Key::new("buffer", "events", *f)),
+    );
+    keys.extend(
+        ["cpu_cores", "rss_bytes", "history_bytes"].map(|f| Key::new("process", "soakd", f)),
+    );
+    let t0 = 1_800_000_000_000i64;
+    let rows = history.capacity(Resolution::Second) as i64;
+    let fill = Instant::now();
+    for r in 0..rows {
+        // Values with realistic digits (rates, seconds, ratios), not round numbers.
+        let row: Vec<(Key, f32)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                (
+                    k.clone(),
+                    ((r * 7919 + i as i64 * 104_729) % 100_000) as f32 / 997.0,
+                )
+            })
+            .collect();
+        history.push(Resolution::Second, t0 + r * 1000, &row);
+        if r % 300 == 0 {
+            events.push_at(
+                t0 + r * 1000,
+                EventKind::Stage,
+                Some("scenario-0"),
+                "stage 2/3: hold 500/s",
+            );
+        }
+    }
+    let fill_ms = fill.elapsed().as_secs_f64() * 1e3;
+    let mut full = Vec::new();
+    let mut bytes_full = 0;
+    for _ in 0..21 {
+        let t = Instant::now();
+        let body = serde_json::to_vec(&soakd::dashboard::history_payload(
+            &history,
+            &events,
+            Resolution::Second,
+            0,
+        ))
+        .unwrap_or_default();
+        full.push(t.elapsed().as_secs_f64() * 1e3);
+        bytes_full = body.len();
+    }
+    let last = t0 + (rows - 2) * 1000;
+    let mut inc = Vec::new();
+    let mut bytes_inc = 0;
+    for _ in 0..101 {
+        let t = Instant::now();
+        let body = serde_json::to_vec(&soakd::dashboard::history_payload(
+            &history,
+            &events,
+            Resolution::Second,
+            last,
+        ))
+        .unwrap_or_default();
+        inc.push(t.elapsed().as_secs_f64() * 1e3);
+        bytes_inc = body.len();
+    }
+    println!(
+        "{scenarios} scenarios, {} series, {rows} rows of 1 s; ring values {:.1} MiB (filled in {fill_ms:.0} ms)",
+        keys.len(),
+        history.value_bytes() as f64 / 1048576.0
+    );
+    println!(
+        "whole hour (since=0): {:.2} MiB JSON, built and encoded in {:.1} ms (median of 21)",
+        bytes_full as f64 / 1048576.0,
+        median(full)
+    );
+    println!(
+        "one poll (since=last row): {bytes_inc} bytes, {:.3} ms (median of 101)",
+        median(inc)
+    );
+}
