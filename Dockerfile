@@ -8,6 +8,7 @@ COPY proto proto
 COPY migrations migrations
 COPY fixtures fixtures
 COPY src src
+COPY web web
 RUN cargo build --release --locked --bin soakd
 
 FROM debian:bookworm-slim

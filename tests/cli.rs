@@ -471,11 +471,26 @@ async fn demo_serves_lint_clean_metrics_and_stops_on_sigterm() {
         ]
         .iter()
         .all(|g| groups.contains(*g))
-        .then_some(h)
+        .then_some(())?;
+        // Rates need two rows: a second one shows the sampler keeps going.
+        (h["t"].as_array()?.len() >= 2).then_some(h)
     })
     .await
     .expect("the history has every panel's series");
-    assert!(h["t"].as_array().unwrap().len() >= 2, "{h}");
+    let achieved = h["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "db-reads" && s["field"] == "achieved_rate")
+        .expect("db-reads has an achieved rate");
+    assert!(
+        achieved["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_f64().is_some()),
+        "{h}"
+    );
     let page = try_text(&format!("http://{addr}/")).await.unwrap();
     assert!(page.contains("/assets/uPlot.iife.min.js"), "{page}");
     signal(&child, "-TERM");

@@ -98,6 +98,52 @@ fn dockerfile_copies_what_exists() {
     }
     assert!(text.contains("USER soakd"), "runs as root");
     assert!(text.contains("HEALTHCHECK"), "no healthcheck");
+    // The build stage copies every top-level folder the sources embed files from
+    // (include_str!/include_bytes!, e.g. web/ for the dashboard), or the image fails to build.
+    let build_stage = text.split("FROM debian").next().unwrap();
+    let copied: Vec<&str> = build_stage
+        .lines()
+        .filter(|l| l.starts_with("COPY "))
+        .flat_map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            parts[1..parts.len() - 1].to_vec()
+        })
+        .collect();
+    let mut embedded = std::collections::BTreeSet::new();
+    let mut stack = vec![root().join("src")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let src = std::fs::read_to_string(&p).unwrap();
+            let uses = ["include_str!(\"", "include_bytes!(\""]
+                .into_iter()
+                .flat_map(|m| src.split(m).skip(1));
+            for part in uses {
+                let rel = part.split('"').next().unwrap();
+                let file = p.parent().unwrap().join(rel).canonicalize().unwrap();
+                let top = file.strip_prefix(root().canonicalize().unwrap()).unwrap();
+                embedded.insert(
+                    top.components()
+                        .next()
+                        .unwrap()
+                        .as_os_str()
+                        .to_string_lossy()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    assert!(embedded.contains("web"), "{embedded:?}");
+    for top in &embedded {
+        assert!(
+            copied.contains(&top.as_str()),
+            "the Dockerfile's build stage does not copy {top}/, which src/ embeds"
+        );
+    }
 }
 
 #[test]
