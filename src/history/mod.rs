@@ -8,9 +8,13 @@
 //! it appends one row to a ring of 1 min samples. Both rings are sized when the daemon
 //! starts ([`DashboardConfig`]) and never grow (see [`ring`]).
 //!
-//! The sampler runs on its own OS thread and never touches the load runtime: it takes
-//! no lock an operation waits on except each latency window's, and that only to copy
-//! one slot (see [`crate::metrics::window::Window::since`]).
+//! The sampler runs on its own OS thread and never touches the load runtime. Most of
+//! what it reads is atomics; the few locks it shares with the load path it holds only to
+//! copy a value: each latency window's (one slot, see
+//! [`crate::metrics::window::Window::since`]), a scenario's current rate and stage (the
+//! runner's tick writes them), its error counts by kind (written on errors) and the pool's
+//! sizes. Readers of the history (`/api/v1/history`, the page) take only the rings' own
+//! locks, which the load path never takes.
 
 pub mod ring;
 mod sampler;

@@ -125,6 +125,15 @@ pub struct Sampler {
 /// One tick's values: (key, value, how it rolls up into a minute).
 type Row = Vec<(Key, f32, Agg)>;
 
+/// What one tick writes: the 1 s row and, when the tick closes a minute, the exact
+/// minute values of rates, ratios and quantiles (which replace the rollup's means).
+pub(super) struct TickOut {
+    now: Instant,
+    closes: bool,
+    row: Row,
+    minute: Vec<(Key, f32)>,
+}
+
 impl Sampler {
     pub fn new(history: Arc<History>) -> Sampler {
         Sampler {
@@ -161,13 +170,17 @@ impl Sampler {
         for l in self.latency.values_mut() {
             l.seen = false;
         }
-        let mut row: Row = Vec::new();
-        // Exact minute values of rates, ratios and quantiles, when a minute closes.
-        let mut minute: Vec<(Key, f32)> = Vec::new();
-        self.scenarios(engine, now, minute_closes, &mut row, &mut minute);
-        self.postgres(engine, now, minute_closes, &mut row, &mut minute);
-        self.buffers(engine, now, minute_closes, &mut row, &mut minute);
-        self.process(now, minute_closes, &mut row, &mut minute);
+        let mut out = TickOut {
+            now,
+            closes: minute_closes,
+            row: Vec::new(),
+            minute: Vec::new(),
+        };
+        self.scenarios(engine, &mut out);
+        self.postgres(engine, &mut out);
+        self.buffers(engine, &mut out);
+        self.process(&mut out);
+        let TickOut { row, minute, .. } = out;
         self.last_tick = Some(now);
 
         // Forget what was not read this time (a scenario or target removed by a reload).
@@ -195,47 +208,30 @@ impl Sampler {
     }
 
     /// Rate of a counter over the last second (and over the minute when it closes).
-    fn rate(
-        &mut self,
-        key: Key,
-        value: f64,
-        now: Instant,
-        closes: bool,
-        row: &mut Row,
-        minute: &mut Vec<(Key, f32)>,
-    ) {
+    fn rate(&mut self, key: Key, value: f64, out: &mut TickOut) {
         let t = self.counters.entry(key.clone()).or_default();
-        t.push(now, value, RECENT);
+        t.push(out.now, value, RECENT);
         let v = t
             .span(1)
             .map(|((t0, a), (t1, b))| {
                 ((b - a).max(0.0) / t1.duration_since(*t0).as_secs_f64()) as f32
             })
             .unwrap_or(f32::NAN);
-        if closes {
+        if out.closes {
             if let Some((t0, a)) = t.minute_start.take() {
-                let dt = now.duration_since(t0).as_secs_f64();
+                let dt = out.now.duration_since(t0).as_secs_f64();
                 if dt > 0.0 {
-                    minute.push((key.clone(), ((value - a).max(0.0) / dt) as f32));
+                    out.minute
+                        .push((key.clone(), ((value - a).max(0.0) / dt) as f32));
                 }
             }
-            t.minute_start = Some((now, value));
+            t.minute_start = Some((out.now, value));
         }
-        row.push((key, v, Agg::Mean));
+        out.row.push((key, v, Agg::Mean));
     }
 
     /// `num` / `den` of two counters' growth over the last seconds (and the minute).
-    #[allow(clippy::too_many_arguments)]
-    fn ratio(
-        &mut self,
-        key: Key,
-        num: f64,
-        den: f64,
-        now: Instant,
-        closes: bool,
-        row: &mut Row,
-        minute: &mut Vec<(Key, f32)>,
-    ) {
+    fn ratio(&mut self, key: Key, num: f64, den: f64, out: &mut TickOut) {
         let of = |(a, b): (f64, f64), (c, d): (f64, f64)| -> f32 {
             if d - b > 0.0 {
                 ((c - a).max(0.0) / (d - b)) as f32
@@ -244,143 +240,99 @@ impl Sampler {
             }
         };
         let t = self.pairs.entry(key.clone()).or_default();
-        t.push(now, (num, den), RECENT);
+        t.push(out.now, (num, den), RECENT);
         let v = t
             .span(RECENT)
             .map_or(f32::NAN, |((_, a), (_, b))| of(*a, *b));
-        if closes {
+        if out.closes {
             if let Some((_, a)) = t.minute_start.take() {
-                minute.push((key.clone(), of(a, (num, den))));
+                out.minute.push((key.clone(), of(a, (num, den))));
             }
-            t.minute_start = Some((now, (num, den)));
+            t.minute_start = Some((out.now, (num, den)));
         }
-        row.push((key, v, Agg::Mean));
+        out.row.push((key, v, Agg::Mean));
     }
 
     /// Quantile `q` of a prometheus histogram over the last seconds (and the minute).
-    #[allow(clippy::too_many_arguments)]
-    fn hist_quantile(
-        &mut self,
-        key: Key,
-        h: &prometheus::Histogram,
-        q: f64,
-        now: Instant,
-        closes: bool,
-        row: &mut Row,
-        minute: &mut Vec<(Key, f32)>,
-    ) {
+    fn hist_quantile(&mut self, key: Key, h: &prometheus::Histogram, q: f64, out: &mut TickOut) {
         let snap = HistSnap::of(h);
         let t = self.hists.entry(key.clone()).or_default();
-        t.push(now, snap.clone(), RECENT_HIST);
+        t.push(out.now, snap.clone(), RECENT_HIST);
         let v = t
             .span(RECENT_HIST)
             .and_then(|((_, a), (_, b))| b.quantile_since(a, q))
             .map_or(f32::NAN, |v| v as f32);
-        if closes {
+        if out.closes {
             if let Some((_, a)) = t.minute_start.take() {
-                minute.push((
+                out.minute.push((
                     key.clone(),
                     snap.quantile_since(&a, q).map_or(f32::NAN, |v| v as f32),
                 ));
             }
-            t.minute_start = Some((now, snap));
+            t.minute_start = Some((out.now, snap));
         }
-        row.push((key, v, Agg::Mean));
+        out.row.push((key, v, Agg::Mean));
     }
 
-    fn scenarios(
-        &mut self,
-        engine: &Engine,
-        now: Instant,
-        closes: bool,
-        row: &mut Row,
-        minute: &mut Vec<(Key, f32)>,
-    ) {
+    fn scenarios(&mut self, engine: &Engine, out: &mut TickOut) {
         for s in engine.states() {
             let plan = s.plan();
             let m = &plan.metrics;
             let name = s.name.as_str();
             let k = |f: &str| Key::new("scenario", name, f);
             let (rate, _) = s.current();
-            row.push((k("target_rate"), rate as f32, Agg::Mean));
+            out.row.push((k("target_rate"), rate as f32, Agg::Mean));
             if let Some(o) = s.rate_override() {
-                row.push((k("override"), o as f32, Agg::Last));
+                out.row.push((k("override"), o as f32, Agg::Last));
             }
-            row.push((
+            out.row.push((
                 k("paused"),
                 s.paused.load(Ordering::Relaxed) as u8 as f32,
                 Agg::Max,
             ));
             let started = s.started.load(Ordering::Relaxed) as f64;
-            self.rate(k("achieved_rate"), started, now, closes, row, minute);
+            self.rate(k("achieved_rate"), started, out);
             let completed: u64 = m.ops.iter().map(|o| o.requests.get()).sum();
-            self.rate(
-                k("completed_rate"),
-                completed as f64,
-                now,
-                closes,
-                row,
-                minute,
-            );
-            row.push((
+            self.rate(k("completed_rate"), completed as f64, out);
+            out.row.push((
                 k("in_flight"),
                 s.in_flight.load(Ordering::Relaxed) as f32,
                 Agg::Max,
             ));
-            row.push((k("max_in_flight"), plan.max_in_flight as f32, Agg::Last));
+            out.row
+                .push((k("max_in_flight"), plan.max_in_flight as f32, Agg::Last));
             self.rate(
                 k("dropped_rate"),
                 s.dropped.load(Ordering::Relaxed) as f64,
-                now,
-                closes,
-                row,
-                minute,
+                out,
             );
             let errors = m.errors_by_kind();
             let total: u64 = errors.iter().map(|(_, n)| n).sum();
-            self.ratio(
-                k("error_ratio"),
-                total as f64,
-                completed as f64,
-                now,
-                closes,
-                row,
-                minute,
-            );
+            self.ratio(k("error_ratio"), total as f64, completed as f64, out);
             for (kind, n) in &errors {
                 self.ratio(
                     k(&format!("error_ratio.{kind}")),
                     *n as f64,
                     completed as f64,
-                    now,
-                    closes,
-                    row,
-                    minute,
+                    out,
                 );
             }
-            self.hist_quantile(k("lag_p99"), &m.lag, 0.99, now, closes, row, minute);
+            self.hist_quantile(k("lag_p99"), &m.lag, 0.99, out);
             if let Some(d) = plan.scenario.slo.p95 {
-                row.push((k("slo_p95"), d.0.as_secs_f32(), Agg::Last));
+                out.row.push((k("slo_p95"), d.0.as_secs_f32(), Agg::Last));
             }
             if let Some(d) = plan.scenario.slo.p99 {
-                row.push((k("slo_p99"), d.0.as_secs_f32(), Agg::Last));
+                out.row.push((k("slo_p99"), d.0.as_secs_f32(), Agg::Last));
             }
             if let Some(d) = plan.scenario.slo.p50 {
-                row.push((k("slo_p50"), d.0.as_secs_f32(), Agg::Last));
+                out.row.push((k("slo_p50"), d.0.as_secs_f32(), Agg::Last));
             }
-            self.latency_of(name, m, closes, row, minute);
+            self.latency_of(name, m, out);
         }
     }
 
     /// p50/p95/p99 over the last [`RECENT`] seconds from the op windows.
-    fn latency_of(
-        &mut self,
-        name: &str,
-        m: &crate::metrics::ScenarioMetrics,
-        closes: bool,
-        row: &mut Row,
-        minute: &mut Vec<(Key, f32)>,
-    ) {
+    fn latency_of(&mut self, name: &str, m: &crate::metrics::ScenarioMetrics, out: &mut TickOut) {
         let lat = self
             .latency
             .entry(name.to_string())
@@ -417,45 +369,32 @@ impl Sampler {
         }
         for (q, f) in [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")] {
             let v = quantile_secs(&merged, q).map_or(f32::NAN, |v| v as f32);
-            row.push((Key::new("scenario", name, f), v, Agg::Mean));
+            out.row.push((Key::new("scenario", name, f), v, Agg::Mean));
         }
-        if closes {
+        if out.closes {
             for (q, f) in [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")] {
                 let v = quantile_secs(&lat.minute, q).map_or(f32::NAN, |v| v as f32);
-                minute.push((Key::new("scenario", name, f), v));
+                out.minute.push((Key::new("scenario", name, f), v));
             }
             lat.minute.reset();
         }
     }
 
-    fn postgres(
-        &mut self,
-        engine: &Engine,
-        now: Instant,
-        closes: bool,
-        row: &mut Row,
-        minute: &mut Vec<(Key, f32)>,
-    ) {
+    fn postgres(&mut self, engine: &Engine, out: &mut TickOut) {
         let cfg = engine.config();
         let mut targets = engine.postgres_targets();
         targets.sort();
         for name in &targets {
             let k = |f: &str| Key::new("postgres", name, f);
             if let Some(p) = engine.pg_stats(name) {
-                row.push((k("pool_in_use"), p.in_use() as f32, Agg::Max));
-                row.push((k("pool_idle"), p.idle() as f32, Agg::Mean));
-                row.push((k("pool_max"), p.max() as f32, Agg::Last));
+                out.row
+                    .push((k("pool_in_use"), p.in_use() as f32, Agg::Max));
+                out.row.push((k("pool_idle"), p.idle() as f32, Agg::Mean));
+                out.row.push((k("pool_max"), p.max() as f32, Agg::Last));
             }
             let h = engine.metrics.pool_handles(name);
-            self.hist_quantile(k("acquire_p95"), &h.acquire, 0.95, now, closes, row, minute);
-            self.rate(
-                k("acquire_timeouts_rate"),
-                h.timeouts.get() as f64,
-                now,
-                closes,
-                row,
-                minute,
-            );
+            self.hist_quantile(k("acquire_p95"), &h.acquire, 0.95, out);
+            self.rate(k("acquire_timeouts_rate"), h.timeouts.get() as f64, out);
         }
         // The statistics snapshot belongs to the target that collects it.
         let stats_target = cfg.targets.iter().find_map(|t| match &t.kind {
@@ -471,7 +410,7 @@ impl Sampler {
             Some(it.map(|s| s.value).sum())
         };
         let up = sum("pg_up").unwrap_or(0.0);
-        row.push((k("pg_up"), up as f32, Agg::Mean));
+        out.row.push((k("pg_up"), up as f32, Agg::Mean));
         if up < 1.0 {
             return;
         }
@@ -482,24 +421,26 @@ impl Sampler {
             sum("pg_stat_database_blks_read").unwrap_or(0.0),
         ];
         let pg = self.pg.entry(name.clone()).or_default();
-        pg.update(now, counters);
+        pg.update(out.now, counters);
         if let Some([tps, hit, read]) = pg.rates {
-            row.push((k("tps"), tps as f32, Agg::Mean));
+            out.row.push((k("tps"), tps as f32, Agg::Mean));
             if hit + read > 0.0 {
-                row.push((k("cache_hit_ratio"), (hit / (hit + read)) as f32, Agg::Mean));
+                out.row
+                    .push((k("cache_hit_ratio"), (hit / (hit + read)) as f32, Agg::Mean));
             }
         }
-        if closes {
+        if out.closes {
             if let Some((t0, [c0, h0, r0])) = pg.minute_start.take() {
-                let dt = now.duration_since(t0).as_secs_f64().max(1e-9);
+                let dt = out.now.duration_since(t0).as_secs_f64().max(1e-9);
                 let [c, h, r] = counters;
-                minute.push((k("tps"), ((c - c0).max(0.0) / dt) as f32));
+                out.minute.push((k("tps"), ((c - c0).max(0.0) / dt) as f32));
                 let (dh, dr) = ((h - h0).max(0.0), (r - r0).max(0.0));
                 if dh + dr > 0.0 {
-                    minute.push((k("cache_hit_ratio"), (dh / (dh + dr)) as f32));
+                    out.minute
+                        .push((k("cache_hit_ratio"), (dh / (dh + dr)) as f32));
                 }
             }
-            pg.minute_start = Some((now, counters));
+            pg.minute_start = Some((out.now, counters));
         }
         let mut by_state: std::collections::BTreeMap<String, f64> = Default::default();
         for s in samples
@@ -511,67 +452,34 @@ impl Sampler {
             }
         }
         for (st, v) in by_state {
-            row.push((k(&format!("connections.{st}")), v as f32, Agg::Mean));
+            out.row
+                .push((k(&format!("connections.{st}")), v as f32, Agg::Mean));
         }
     }
 
-    fn buffers(
-        &mut self,
-        engine: &Engine,
-        now: Instant,
-        closes: bool,
-        row: &mut Row,
-        minute: &mut Vec<(Key, f32)>,
-    ) {
+    fn buffers(&mut self, engine: &Engine, out: &mut TickOut) {
         for (name, b) in engine.metrics.buffer_list() {
             let k = |f: &str| Key::new("buffer", &name, f);
-            row.push((k("fill"), b.events.get() as f32, Agg::Max));
-            row.push((k("limit"), b.capacity.get() as f32, Agg::Last));
-            self.hist_quantile(k("flush_p95"), &b.flush, 0.95, now, closes, row, minute);
-            self.hist_quantile(k("e2e_p95"), &b.e2e, 0.95, now, closes, row, minute);
-            self.rate(
-                k("flushed_rate"),
-                b.flushed.get() as f64,
-                now,
-                closes,
-                row,
-                minute,
-            );
-            self.rate(
-                k("refused_rate"),
-                b.dropped.get() as f64,
-                now,
-                closes,
-                row,
-                minute,
-            );
-            self.rate(
-                k("flush_errors_rate"),
-                b.flush_errors.get() as f64,
-                now,
-                closes,
-                row,
-                minute,
-            );
+            out.row.push((k("fill"), b.events.get() as f32, Agg::Max));
+            out.row
+                .push((k("limit"), b.capacity.get() as f32, Agg::Last));
+            self.hist_quantile(k("flush_p95"), &b.flush, 0.95, out);
+            self.hist_quantile(k("e2e_p95"), &b.e2e, 0.95, out);
+            self.rate(k("flushed_rate"), b.flushed.get() as f64, out);
+            self.rate(k("refused_rate"), b.dropped.get() as f64, out);
+            self.rate(k("flush_errors_rate"), b.flush_errors.get() as f64, out);
         }
     }
 
-    fn process(&mut self, now: Instant, closes: bool, row: &mut Row, minute: &mut Vec<(Key, f32)>) {
+    fn process(&mut self, out: &mut TickOut) {
         let Some(p) = crate::capacity::sysinfo::read_proc(None) else {
             return;
         };
         let k = |f: &str| Key::new("process", "soakd", f);
         // CPU seconds per second: cores busy.
-        self.rate(
-            k("cpu_cores"),
-            p.cpu.as_secs_f64(),
-            now,
-            closes,
-            row,
-            minute,
-        );
-        row.push((k("rss_bytes"), p.rss_bytes as f32, Agg::Max));
-        row.push((
+        self.rate(k("cpu_cores"), p.cpu.as_secs_f64(), out);
+        out.row.push((k("rss_bytes"), p.rss_bytes as f32, Agg::Max));
+        out.row.push((
             k("history_bytes"),
             self.history.value_bytes() as f32,
             Agg::Last,
@@ -608,22 +516,22 @@ mod tests {
             }
             let now = t0 + Duration::from_secs(tick as u64 + 1);
             let t_ms = 1_700_000_000_000 + tick as i64 * 1000;
-            let mut row = Vec::new();
-            let mut minute = Vec::new();
-            let closes = tick > 0 && tick % 60 == 0;
+            let mut out = TickOut {
+                now,
+                closes: tick > 0 && tick % 60 == 0,
+                row: Vec::new(),
+                minute: Vec::new(),
+            };
             s.rate(
                 Key::new("scenario", "api", "completed_rate"),
                 recorded as f64,
-                now,
-                closes,
-                &mut row,
-                &mut minute,
+                &mut out,
             );
-            s.latency_of("api", &m, closes, &mut row, &mut minute);
-            let fine: Vec<(Key, f32)> = row.iter().map(|(k, v, _)| (k.clone(), *v)).collect();
+            s.latency_of("api", &m, &mut out);
+            let fine: Vec<(Key, f32)> = out.row.iter().map(|(k, v, _)| (k.clone(), *v)).collect();
             history.push(Resolution::Second, t_ms, &fine);
-            if closes {
-                history.push(Resolution::Minute, t_ms - 60_000, &minute);
+            if out.closes {
+                history.push(Resolution::Minute, t_ms - 60_000, &out.minute);
             }
         }
         let lat = &s.latency["api"];
@@ -648,9 +556,15 @@ mod tests {
         let m = metrics.scenario("api", &["list"]);
         let mut s = Sampler::new(history);
         let p99 = |s: &mut Sampler| {
-            let (mut row, mut minute) = (Vec::new(), Vec::new());
-            s.latency_of("api", &m, false, &mut row, &mut minute);
-            row.iter()
+            let mut out = TickOut {
+                now: Instant::now(),
+                closes: false,
+                row: Vec::new(),
+                minute: Vec::new(),
+            };
+            s.latency_of("api", &m, &mut out);
+            out.row
+                .iter()
                 .find(|(k, _, _)| k.field == "p99")
                 .map(|x| x.1)
                 .unwrap()
