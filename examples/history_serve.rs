@@ -106,35 +106,22 @@ fn main() {
         }
     }
     let fill_ms = fill.elapsed().as_secs_f64() * 1e3;
-    let mut full = Vec::new();
-    let mut bytes_full = 0;
-    for _ in 0..21 {
-        let t = Instant::now();
-        let body = serde_json::to_vec(&soakd::dashboard::history_payload(
-            &history,
-            &events,
-            Resolution::Second,
-            0,
-        ))
-        .unwrap_or_default();
-        full.push(t.elapsed().as_secs_f64() * 1e3);
-        bytes_full = body.len();
-    }
-    let last = t0 + (rows - 2) * 1000;
-    let mut inc = Vec::new();
-    let mut bytes_inc = 0;
-    for _ in 0..101 {
-        let t = Instant::now();
-        let body = serde_json::to_vec(&soakd::dashboard::history_payload(
-            &history,
-            &events,
-            Resolution::Second,
-            last,
-        ))
-        .unwrap_or_default();
-        inc.push(t.elapsed().as_secs_f64() * 1e3);
-        bytes_inc = body.len();
-    }
+    // Builds and encodes the response rows newer than `since`, `n` times: the median
+    // time in ms and the body's size.
+    let serve = |since: i64, n: usize| {
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..n {
+            let t = Instant::now();
+            let payload =
+                soakd::dashboard::history_payload(&history, &events, Resolution::Second, since);
+            bytes = serde_json::to_vec(&payload).map_or(0, |b| b.len());
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        (median(times), bytes)
+    };
+    let (full, bytes_full) = serve(0, 21);
+    let (inc, bytes_inc) = serve(t0 + (rows - 2) * 1000, 101);
     println!(
         "{scenarios} scenarios, {} series, {rows} rows of 1 s; ring values {:.1} MiB (filled in {fill_ms:.0} ms)",
         keys.len(),
@@ -143,10 +130,7 @@ fn main() {
     println!(
         "whole hour (since=0): {:.2} MiB JSON, built and encoded in {:.1} ms (median of 21)",
         bytes_full as f64 / 1048576.0,
-        median(full)
+        full
     );
-    println!(
-        "one poll (since=last row): {bytes_inc} bytes, {:.3} ms (median of 101)",
-        median(inc)
-    );
+    println!("one poll (since=last row): {bytes_inc} bytes, {inc:.3} ms (median of 101)");
 }
