@@ -417,7 +417,7 @@ async fn asset(Path(file): Path<String>) -> Response {
 
 #[derive(serde::Deserialize)]
 struct HistoryQuery {
-    since: Option<i64>,
+    since: Option<String>,
     resolution: Option<String>,
 }
 
@@ -432,8 +432,17 @@ async fn history(State(st): State<AppState>, Query(q): Query<HistoryQuery>) -> R
     let Some(res) = Resolution::parse(q.resolution.as_deref().unwrap_or("1s")) else {
         return err(StatusCode::BAD_REQUEST, "resolution must be 1s or 1m");
     };
-    let payload =
-        crate::dashboard::history_payload(h, &st.engine.events, res, q.since.unwrap_or(0));
+    let since = match q.since.as_deref().map(str::parse::<i64>) {
+        None => 0,
+        Some(Ok(ms)) => ms,
+        Some(Err(_)) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "since must be a unix time in milliseconds",
+            )
+        }
+    };
+    let payload = crate::dashboard::history_payload(h, &st.engine.events, res, since);
     Json(payload).into_response()
 }
 

@@ -625,6 +625,11 @@ async fn the_history_api_is_incremental_bounded_and_can_be_off() {
         (code, e["error"].as_str().unwrap()),
         (400, "resolution must be 1s or 1m")
     );
+    let (code, e) = get("?since=yesterday".into()).await;
+    assert_eq!(
+        (code, e["error"].as_str().unwrap()),
+        (400, "since must be a unix time in milliseconds")
+    );
     let (code, m) = get("?resolution=1m".into()).await;
     assert_eq!((code, m["step_ms"].as_i64()), (200, Some(60_000)));
     d.shutdown(Duration::from_secs(5)).await;

@@ -42,6 +42,9 @@ pub fn body_html(report: &Report) -> String {
             }
             Event::End(TagEnd::Image) if in_image => in_image = false,
             _ if in_image => {}
+            // The report holds text from the database (statement texts) and the config;
+            // none of it is markup, so raw HTML in the Markdown is shown, not run.
+            Event::Html(t) | Event::InlineHtml(t) => events.push(Event::Text(t)),
             ev => events.push(ev),
         }
     }
@@ -90,5 +93,19 @@ mod tests {
             !h.contains(">latency<"),
             "the alt text is not left behind: {h}"
         );
+    }
+
+    #[test]
+    fn html_in_stored_text_is_shown_not_run() {
+        let report = Report {
+            markdown: "Slowest: <script>alert(1)</script> and <img src=x onerror=alert(2)>\n\n<div>block</div>\n".into(),
+            charts: vec![],
+        };
+        let h = body_html(&report);
+        assert!(
+            !h.contains("<script>") && !h.contains("<img") && !h.contains("<div>"),
+            "{h}"
+        );
+        assert!(h.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{h}");
     }
 }
