@@ -337,7 +337,7 @@ pub struct ScenarioSummary {
 
 /// Observations of a histogram above `bound` (which must be one of its buckets).
 pub fn late_count(h: &prometheus::Histogram, bound: f64) -> u64 {
-    let snap = crate::capacity::controller::HistSnap::of(h);
+    let snap = crate::metrics::HistSnap::of(h);
     let below = snap
         .buckets
         .iter()

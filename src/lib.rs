@@ -18,4 +18,5 @@ pub mod pgcluster;
 pub mod pgstats;
 pub mod schedule;
 pub mod server;
+pub mod sysinfo;
 pub mod template;

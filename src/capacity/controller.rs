@@ -4,7 +4,6 @@
 //! every searched scenario goes to its soak level (`then`) or back to its schedule.
 
 use super::store::{new_run_id, Store, StoreError};
-use super::sysinfo::{self, ProcSample};
 use super::{
     combine, fingerprint, judge, plan_next, BufferLevel, LevelResult, PgLevel, PoolLevel,
     ProcessLevel, Quantiles, Run, RunRecord, RunStatus, ScenarioLevel, SloView, Statement, Verdict,
@@ -14,8 +13,9 @@ use crate::config::{Config, TargetKind};
 use crate::engine::{Engine, ScenarioState};
 use crate::events::EventKind;
 use crate::metrics::window::quantile_secs;
+use crate::metrics::HistSnap;
+use crate::sysinfo::{self, ProcSample};
 use parking_lot::Mutex;
-use prometheus::core::Metric as _;
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, Row};
 use std::collections::BTreeMap;
@@ -88,58 +88,6 @@ fn now_unix() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-/// Cumulative counts of a prometheus histogram, to difference two moments.
-#[derive(Debug, Clone, Default)]
-pub struct HistSnap {
-    pub count: u64,
-    /// (upper bound, cumulative count), ascending; +Inf not included.
-    pub buckets: Vec<(f64, u64)>,
-}
-
-impl HistSnap {
-    pub fn of(h: &prometheus::Histogram) -> HistSnap {
-        let m = h.metric();
-        let hist = m.get_histogram();
-        HistSnap {
-            count: hist.get_sample_count(),
-            buckets: hist
-                .get_bucket()
-                .iter()
-                .map(|b| (b.upper_bound(), b.cumulative_count()))
-                .collect(),
-        }
-    }
-
-    /// Quantile `q` of what was observed between `before` and `self`, interpolated
-    /// within a bucket as PromQL's histogram_quantile does; None when nothing was.
-    pub fn quantile_since(&self, before: &HistSnap, q: f64) -> Option<f64> {
-        let total = self.count.saturating_sub(before.count);
-        if total == 0 {
-            return None;
-        }
-        let rank = q * total as f64;
-        let mut prev_bound = 0.0;
-        let mut prev_count = 0u64;
-        for (i, (ub, c)) in self.buckets.iter().enumerate() {
-            let b = before.buckets.get(i).map(|x| x.1).unwrap_or(0);
-            let c = c.saturating_sub(b);
-            if c as f64 >= rank {
-                let in_bucket = (c - prev_count) as f64;
-                let f = if in_bucket > 0.0 {
-                    (rank - prev_count as f64) / in_bucket
-                } else {
-                    1.0
-                };
-                return Some(prev_bound + (ub - prev_bound) * f.clamp(0.0, 1.0));
-            }
-            prev_bound = *ub;
-            prev_count = c;
-        }
-        // In the +Inf bucket: the largest finite bound is all that is known.
-        Some(prev_bound)
-    }
 }
 
 struct ScenarioSnap {
@@ -753,38 +701,4 @@ pub async fn run(
     p.phase = None;
     p.level_ends = None;
     Ok(run_id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_quantiles_of_a_window() {
-        let h = prometheus::Histogram::with_opts(
-            prometheus::HistogramOpts::new("x", "x").buckets(vec![0.1, 0.2, 0.5, 1.0]),
-        )
-        .unwrap();
-        for _ in 0..100 {
-            h.observe(0.05);
-        }
-        let before = HistSnap::of(&h);
-        assert_eq!(HistSnap::of(&h).quantile_since(&before, 0.5), None);
-        // 10 in (0.1, 0.2], 90 in (0.2, 0.5]: p95 lies in the third bucket.
-        for _ in 0..10 {
-            h.observe(0.15);
-        }
-        for _ in 0..90 {
-            h.observe(0.3);
-        }
-        let after = HistSnap::of(&h);
-        let p95 = after.quantile_since(&before, 0.95).unwrap();
-        // rank 95 of 100: 10 below 0.2, so 85/90 of the way through (0.2, 0.5].
-        assert!((p95 - (0.2 + 0.3 * 85.0 / 90.0)).abs() < 1e-9, "{p95}");
-        let p05 = after.quantile_since(&before, 0.05).unwrap();
-        assert!(p05 > 0.1 && p05 <= 0.2, "{p05}");
-        // Above the last bound: the last finite bound.
-        h.observe(5.0);
-        assert_eq!(HistSnap::of(&h).quantile_since(&after, 0.99), Some(1.0));
-    }
 }

@@ -11,7 +11,6 @@
 pub mod controller;
 pub mod report;
 pub mod store;
-pub mod sysinfo;
 
 use crate::config::search::{SearchConfig, SearchMode};
 use crate::config::Slo;

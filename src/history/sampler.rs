@@ -9,9 +9,9 @@
 
 use super::ring::{Agg, Key, Rollup};
 use super::{History, Resolution};
-use crate::capacity::controller::HistSnap;
 use crate::engine::Engine;
 use crate::metrics::window::{quantile_secs, Cursor};
+use crate::metrics::HistSnap;
 use hdrhistogram::Histogram;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -472,7 +472,7 @@ impl Sampler {
     }
 
     fn process(&mut self, out: &mut TickOut) {
-        let Some(p) = crate::capacity::sysinfo::read_proc(None) else {
+        let Some(p) = crate::sysinfo::read_proc(None) else {
             return;
         };
         let k = |f: &str| Key::new("process", "soakd", f);

@@ -5,7 +5,10 @@
 //! the config, `kind` from the drivers' fixed sets, `quantile` from a constant list.
 //! `docs/METRICS.md` documents each series; changing one is a breaking change.
 
+pub mod histsnap;
 pub mod window;
+
+pub use histsnap::HistSnap;
 
 use parking_lot::Mutex;
 use prometheus::core::{Collector, Desc};
@@ -663,7 +666,7 @@ impl Collector for ProcessMetrics {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let mut mfs = self.inner.collect();
-        let precise = crate::capacity::sysinfo::read_proc(None).map(|s| s.cpu.as_secs_f64());
+        let precise = crate::sysinfo::read_proc(None).map(|s| s.cpu.as_secs_f64());
         if let Some(secs) = precise {
             for mf in mfs.iter_mut() {
                 if mf.name() == "process_cpu_seconds_total" {
@@ -884,10 +887,7 @@ mod tests {
             .unwrap()
             .parse()
             .unwrap();
-        let now = crate::capacity::sysinfo::read_proc(None)
-            .unwrap()
-            .cpu
-            .as_secs_f64();
+        let now = crate::sysinfo::read_proc(None).unwrap().cpu.as_secs_f64();
         assert!(
             v > 0.1 && v <= now + 1e-9 && now - v < 0.5,
             "{v} vs {now} ({x})"
