@@ -479,18 +479,6 @@ async fn run_demo(
         }
     };
     let db_url = cluster.as_ref().map(|c| c.url("postgres"));
-    // One registry for soakd and the target's buffered writer, so soakd's /metrics and
-    // page show the writer the demo's events go through (the embedded config keeps the
-    // default 60 s quantile window).
-    let metrics = std::sync::Arc::new(soakd::metrics::Metrics::new(Duration::from_secs(60))?);
-    let store = match &db_url {
-        Some(u) => demo::store::postgres(u, 20, Some(metrics.buffer("demo-target")))
-            .await
-            .map_err(|e| anyhow::anyhow!("demo database: {e}"))?,
-        None => demo::store::Store::memory(),
-    };
-    let st = DemoState::with_store(Knobs::default(), store)?;
-
     // The demo target: HTTP and gRPC, in this process.
     let l = tokio::net::TcpListener::bind(target_listen)
         .await
@@ -500,15 +488,6 @@ async fn run_demo(
         .await
         .with_context(|| format!("cannot listen on {grpc_listen}"))?;
     let grpc_addr = gl.local_addr()?;
-    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let mut rx1 = stop_tx.subscribe();
-    let mut rx2 = stop_tx.subscribe();
-    let http_task = tokio::spawn(demo::serve_http(l, st.clone(), async move {
-        let _ = rx1.recv().await;
-    }));
-    let grpc_task = tokio::spawn(demo::grpc::serve(gl, st.clone(), async move {
-        let _ = rx2.recv().await;
-    }));
 
     // The embedded config and fixtures, written where the loader can find them.
     let dir = tempfile::tempdir().context("creating a temp dir for the demo config")?;
@@ -539,6 +518,27 @@ async fn run_demo(
         cfg.scenarios
             .retain(|s| cfg.targets.iter().any(|t| t.name == s.target));
     }
+    // One registry for soakd and the target's buffered writer, so soakd's /metrics and
+    // page show the writer the demo's events go through.
+    let metrics = std::sync::Arc::new(soakd::metrics::Metrics::new(cfg.quantile_window)?);
+    let store = match &db_url {
+        Some(u) => demo::store::postgres(u, 20, Some(metrics.buffer("demo-target")))
+            .await
+            .map_err(|e| anyhow::anyhow!("demo database: {e}"))?,
+        None => demo::store::Store::memory(),
+    };
+    let st = DemoState::with_store(Knobs::default(), store)?;
+
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut rx1 = stop_tx.subscribe();
+    let mut rx2 = stop_tx.subscribe();
+    let http_task = tokio::spawn(demo::serve_http(l, st.clone(), async move {
+        let _ = rx1.recv().await;
+    }));
+    let grpc_task = tokio::spawn(demo::grpc::serve(gl, st.clone(), async move {
+        let _ = rx2.recv().await;
+    }));
+
     let grace = cfg.shutdown_grace;
     let daemon = Daemon::start(
         cfg,

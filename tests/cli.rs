@@ -448,8 +448,7 @@ async fn demo_serves_lint_clean_metrics_and_stops_on_sigterm() {
         sample(&m, "soakd_buffer_capacity_events{scenario=\"demo-target\"}") == Some(100_000.0)
     );
     let h = eventually(Duration::from_secs(20), || async {
-        let t = try_text(&format!("http://{addr}/api/v1/history?resolution=1s")).await?;
-        let h: serde_json::Value = serde_json::from_str(&t).ok()?;
+        let h = try_json(&format!("http://{addr}/api/v1/history?resolution=1s")).await?;
         let groups: std::collections::BTreeSet<String> = h["series"]
             .as_array()?
             .iter()

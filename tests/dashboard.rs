@@ -232,17 +232,11 @@ scenarios:
 
 /// The latest 1 s value of a scenario's series, from the history API.
 async fn latest(addr: std::net::SocketAddr, scenario: &str, field: &str) -> Option<f64> {
-    let h: serde_json::Value = client()
-        .get(format!(
-            "http://{addr}/api/v1/history?resolution=1s&since={}",
-            soakd::events::now_ms() - 3000
-        ))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let h = try_json(&format!(
+        "http://{addr}/api/v1/history?resolution=1s&since={}",
+        soakd::events::now_ms() - 3000
+    ))
+    .await?;
     h["series"]
         .as_array()?
         .iter()

@@ -140,6 +140,8 @@
     return [...out].sort();
   }
 
+  const hasSeries = (group, name, field) => ["1s", "1m"].some((res) => state.data[res].s.has(key(group, name, field)));
+
   function everNonZero(group, name, field) {
     for (const res of ["1s", "1m"]) {
       const arr = state.data[res].s.get(key(group, name, field));
@@ -200,7 +202,7 @@
           if (!everNonZero(def.group, def.name, f)) continue;
           out.push({ ...s, field: f, label: (s.label || "") + f.slice(s.prefix.length) });
         }
-      } else if (!s.optional || fieldsOf(def.group, def.name, s.field).includes(s.field)) {
+      } else if (!s.optional || hasSeries(def.group, def.name, s.field)) {
         out.push(s);
       }
     }
@@ -652,7 +654,6 @@
   function render() {
     const st = state.status;
     if (!st) return;
-    renderHeader(st);
     const root = $("#scenarios");
     const names = st.scenarios.map((s) => s.name);
     for (const card of $$("article.scenario", root)) {
@@ -673,7 +674,7 @@
       }
       updateScenarioCard(card, s);
     }
-    renderHeader(st); // controls created above get their enabled state
+    renderHeader(st); // after the cards: their controls get the enabled state too
     ensureSystemCards();
     for (const c of state.charts.values()) if (c.def.group !== "search") drawChart(c);
     renderEvents();
@@ -692,7 +693,7 @@
       state.status = st;
       if (hist) merge("1s", hist);
       const now = Date.now();
-      if (now - state.lastMinutePoll > MINUTE_POLL_MS || force === "minute") {
+      if (now - state.lastMinutePoll > MINUTE_POLL_MS) {
         state.lastMinutePoll = now;
         const hm = await getJSON(`/api/v1/history?resolution=1m&since=${state.data["1m"].since}`).catch(() => null);
         if (hm) merge("1m", hm);

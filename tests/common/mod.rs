@@ -77,6 +77,10 @@ pub async fn try_text(url: &str) -> Option<String> {
     client().get(url).send().await.ok()?.text().await.ok()
 }
 
+pub async fn try_json(url: &str) -> Option<serde_json::Value> {
+    client().get(url).send().await.ok()?.json().await.ok()
+}
+
 /// Polls `f` until it returns Some or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
 where
