@@ -296,8 +296,17 @@
       if (Math.abs(c.u.width - width) > 2) c.u.setSize({ width, height: CHART_HEIGHT });
     }
     let points = 0;
-    for (let i = 1; i < data.length; i++) for (const v of data[i]) if (v != null) points++;
+    let newest = null;
+    for (let i = 1; i < data.length; i++) {
+      data[i].forEach((v, k) => {
+        if (v == null) return;
+        points++;
+        if (newest == null || k > newest) newest = k;
+      });
+    }
     c.box.dataset.points = String(points);
+    // Away from the cursor, the legend shows the newest values instead of dashes.
+    if (newest != null && !(c.u.cursor.left >= 0)) c.u.setLegend({ idx: newest });
   }
 
   // ---- cards ----
