@@ -46,12 +46,20 @@ struct Entry {
     accepted: Instant,
 }
 
+impl crate::metrics::MemorySize for BufferedWriter {
+    fn memory_bytes(&self) -> u64 {
+        self.table_bytes()
+    }
+}
+
 /// The buffer refused an event: it holds `size_limit` entries already.
 #[derive(Debug, thiserror::Error)]
 #[error("buffer full ({0} entries)")]
 pub struct Full(pub usize);
 
 const SHARDS: usize = 16;
+/// A shard's map is not shrunk below this many entries' capacity.
+const SHRINK_FLOOR: usize = 256;
 
 #[derive(Default)]
 struct Shard {
@@ -99,7 +107,8 @@ impl BufferedWriter {
         metrics: BufferMetrics,
     ) -> Arc<Self> {
         metrics.capacity.set(cfg.size_limit as i64);
-        Arc::new(BufferedWriter {
+        let memory = metrics.memory.clone();
+        let w = Arc::new(BufferedWriter {
             scenario: scenario.to_string(),
             namespace: Arc::from(cfg.namespace.as_str()),
             cfg,
@@ -110,7 +119,24 @@ impl BufferedWriter {
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
             metrics,
-        })
+        });
+        memory.register("write_buffers", &w);
+        w
+    }
+
+    /// The shards' tables at their capacity, the spare ones included, plus one user
+    /// string per entry (entries share them per event, so this is an upper bound).
+    fn table_bytes(&self) -> u64 {
+        use crate::metrics::memory::hash_map_bytes;
+        let per_user = 48;
+        self.shards
+            .iter()
+            .map(|sh| {
+                let sh = sh.lock();
+                let cap = sh.map.capacity() + sh.spare.as_ref().map_or(0, |m| m.capacity());
+                hash_map_bytes::<Key, Entry>(cap) + (sh.map.len() * per_user) as u64
+            })
+            .sum()
     }
 
     fn shard(&self, user: &str) -> &Mutex<Shard> {
@@ -199,6 +225,15 @@ impl BufferedWriter {
     /// statements over disjoint users. Ok(n): n committed; on an error the statements
     /// that failed put their entries back (the others committed).
     async fn flush_once(&self) -> Result<usize, sqlx::Error> {
+        let taken = self.take_batch();
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        self.write_batch(taken).await
+    }
+
+    /// Takes up to `max_batch` entries out of the shards (they count as in flush).
+    fn take_batch(&self) -> Vec<(Key, Entry)> {
         let mut taken: Vec<(Key, Entry)> = Vec::new();
         let mut budget = self.cfg.max_batch;
         for shard in self.shards.iter() {
@@ -207,6 +242,13 @@ impl BufferedWriter {
             }
             let mut sh = shard.lock();
             if sh.map.is_empty() {
+                // A shard idle since a burst: drop its maps' peak capacity (freed
+                // outside the lock; the next events here start a fresh map).
+                let big = sh.spare.take_if(|m| m.capacity() > 4 * SHRINK_FLOOR);
+                let big_map =
+                    (sh.map.capacity() > 4 * SHRINK_FLOOR).then(|| std::mem::take(&mut sh.map));
+                drop(sh);
+                drop((big, big_map));
                 continue;
             }
             let got = if sh.map.len() <= budget {
@@ -219,6 +261,11 @@ impl BufferedWriter {
                 drop(sh);
                 let got = all.len();
                 taken.extend(all.drain());
+                // After a burst both maps keep their peak capacity; once flushes are back
+                // to a fraction of it, give the rest back (within two flushes).
+                if all.capacity() > 4 * got.max(SHRINK_FLOOR) {
+                    all.shrink_to(2 * got.max(SHRINK_FLOOR));
+                }
                 // Emptied, with its capacity: the next flush's spare.
                 let mut sh = shard.lock();
                 if sh.spare.is_none() {
@@ -240,9 +287,10 @@ impl BufferedWriter {
             };
             budget -= got;
         }
-        if taken.is_empty() {
-            return Ok(0);
-        }
+        taken
+    }
+
+    async fn write_batch(&self, taken: Vec<(Key, Entry)>) -> Result<usize, sqlx::Error> {
         let n = taken.len();
         let t0 = Instant::now();
         // Hashing and sorting a large batch takes tens of milliseconds: off the runtime's
@@ -451,6 +499,61 @@ mod tests {
             completed: false,
             accepted: Instant::now(),
         }
+    }
+
+    fn writer(size_limit: usize) -> Arc<BufferedWriter> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let conns = Arc::new(ConnCache::new(
+            pool,
+            1,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(60),
+        ));
+        let metrics = crate::metrics::Metrics::new(std::time::Duration::from_secs(60)).unwrap();
+        let cfg = BufferConfig {
+            size_limit,
+            flush_interval: std::time::Duration::from_secs(1),
+            max_batch: size_limit,
+            flush_connections: 1,
+            namespace: "ns".into(),
+            challenges: Arc::new(crate::challenges::ChallengeIndex::embedded().unwrap()),
+        };
+        BufferedWriter::create("t", cfg, conns, metrics.buffer("t"))
+    }
+
+    /// A burst leaves the shards' maps at their peak capacity; normal flushes after it
+    /// give that back, so a latency spike does not leave memory behind.
+    #[tokio::test]
+    async fn memory_taken_by_a_burst_is_given_back_by_the_next_flushes() {
+        use crate::metrics::MemorySize;
+        let w = writer(1_000_000);
+        let stat = w.cfg.challenges.stat_codes()[0].to_string();
+        let fill = |from: usize, n: usize| {
+            for u in from..from + n {
+                w.accept(&format!("user-{u}"), &stat, 1, None).unwrap();
+            }
+        };
+        fill(0, 10);
+        w.take_batch();
+        let small = w.memory_bytes();
+        fill(0, 100_000);
+        let burst = w.memory_bytes();
+        assert!(
+            burst > 20 * small,
+            "a burst grows the maps: {small} -> {burst}"
+        );
+        assert!(w.take_batch().len() >= 100_000);
+        for round in 0..3 {
+            fill(round * 10, 10);
+            w.take_batch();
+        }
+        let after = w.memory_bytes();
+        assert!(
+            after * 10 < burst,
+            "given back: burst {burst}, after {after}"
+        );
     }
 
     #[test]
