@@ -159,6 +159,9 @@ impl Daemon {
             results.clone(),
         );
         let history = dashboard.enabled.then(|| Arc::new(History::new(dashboard)));
+        if let Some(h) = &history {
+            engine.metrics.memory.register("history", h);
+        }
         let sampler = match &history {
             Some(h) => {
                 Some(crate::history::spawn(&engine, h.clone()).map_err(StartError::Sampler)?)

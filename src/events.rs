@@ -55,6 +55,18 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+impl crate::metrics::MemorySize for EventLog {
+    fn memory_bytes(&self) -> u64 {
+        let g = self.inner.lock();
+        let fixed = g.1.capacity() * std::mem::size_of::<Event>();
+        let text: usize =
+            g.1.iter()
+                .map(|e| e.message.capacity() + e.scenario.as_ref().map_or(0, |s| s.capacity()))
+                .sum();
+        (fixed + text) as u64
+    }
+}
+
 impl EventLog {
     pub fn new(capacity: usize) -> EventLog {
         EventLog {

@@ -16,8 +16,14 @@ use std::time::Duration;
 
 /// mimalloc: the load path allocates per request (reqwest, hyper, tasks); glibc malloc
 /// cost about 10 % of soakd's CPU at 5,000 req/s and kept memory after bursts.
+#[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The heap-profiling build (`--features dhat-heap`, scripts/bench/dhat.sh).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static GLOBAL: dhat::Alloc = dhat::Alloc;
 
 #[derive(Parser)]
 #[command(
@@ -171,6 +177,13 @@ fn main() -> ExitCode {
         }
     };
     init_logs(cli.log_format);
+    // Dropped when main returns: writes the profile to $SOAKD_DHAT_FILE.
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::builder()
+        .file_name(std::env::var_os("SOAKD_DHAT_FILE").unwrap_or_else(|| "dhat-heap.json".into()))
+        .build();
+    #[cfg(not(feature = "dhat-heap"))]
+    soakd::metrics::memory::set_allocator_committed(mimalloc_committed);
     match run(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<UsageError>().is_some() => {
@@ -195,6 +208,29 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .on_thread_park(return_freed_memory)
         .build()
         .context("starting the runtime")
+}
+
+#[cfg(not(feature = "dhat-heap"))]
+/// mimalloc's committed bytes (kept without its debug statistics: the OS layer counts
+/// them always).
+fn mimalloc_committed() -> u64 {
+    let (mut elapsed, mut user, mut system) = (0usize, 0usize, 0usize);
+    let (mut rss, mut peak_rss, mut commit, mut peak_commit, mut faults) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
+    // SAFETY: every pointer is to a live local; mi_process_info only writes through them.
+    unsafe {
+        libmimalloc_sys::mi_process_info(
+            &mut elapsed,
+            &mut user,
+            &mut system,
+            &mut rss,
+            &mut peak_rss,
+            &mut commit,
+            &mut peak_commit,
+            &mut faults,
+        )
+    };
+    commit as u64
 }
 
 /// How often an idle load thread hands memory it freed back to the OS.

@@ -317,6 +317,16 @@ pub struct Fixture {
     pub sequential: bool,
 }
 
+impl Fixture {
+    /// Estimated heap bytes of its rows.
+    pub fn memory_bytes(&self) -> u64 {
+        self.rows
+            .iter()
+            .map(crate::metrics::memory::json_bytes)
+            .sum()
+    }
+}
+
 /// The variables of one iteration: the fixture rows it drew (each drawn once, on first
 /// use) and the values its steps extracted.
 pub struct IterVars<'a> {

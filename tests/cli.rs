@@ -447,6 +447,29 @@ async fn demo_serves_lint_clean_metrics_and_stops_on_sigterm() {
     assert!(
         sample(&m, "soakd_buffer_capacity_events{scenario=\"demo-target\"}") == Some(100_000.0)
     );
+    // Memory has names: every bounded structure the demo uses reports bytes, and the
+    // binary's allocator (mimalloc) says what it has committed.
+    for area in [
+        "history",
+        "latency_windows",
+        "fixtures",
+        "connections",
+        "write_buffers",
+    ] {
+        let b = sample(&m, &format!("soakd_memory_bytes{{area=\"{area}\"}}"));
+        assert!(b.is_some_and(|b| b > 0.0), "area {area}: {b:?}");
+    }
+    let rss = sample(&m, "process_resident_memory_bytes").unwrap();
+    let committed = sample(&m, "soakd_allocator_committed_bytes").unwrap();
+    let bounded: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("soakd_memory_bytes{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        committed > 1e6 && bounded < committed && committed < 4.0 * rss,
+        "committed {committed}, bounded {bounded}, rss {rss}"
+    );
     let h = eventually(Duration::from_secs(20), || async {
         let h = try_json(&format!("http://{addr}/api/v1/history?resolution=1s")).await?;
         let groups: std::collections::BTreeSet<String> = h["series"]

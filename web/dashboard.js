@@ -438,6 +438,8 @@
       { id: "process-cpu", title: "soakd CPU (cores)", group, name, unit: "cores", series: [{ field: "cpu_cores", label: "cores", colour: "--c1" }] },
       { id: "process-memory", title: "soakd memory", group, name, unit: "bytes", series: [
         { field: "rss_bytes", label: "RSS", colour: "--c4" },
+        { field: "heap_bytes", label: "allocator committed", colour: "--c2" },
+        { field: "bounded_bytes", label: "bounded structures", colour: "--c5" },
         { field: "history_bytes", label: "history rings", colour: "--c6" },
       ] },
     ];

@@ -43,6 +43,18 @@ pub struct Received {
     pub metadata_trace: String,
 }
 
+impl Received {
+    /// Bytes of its strings on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.service.capacity()
+            + self.id.capacity()
+            + self.namespace.capacity()
+            + self.user_id.capacity()
+            + self.stat_code.capacity()
+            + self.metadata_trace.capacity()
+    }
+}
+
 impl Handler {
     async fn handle(&self, method: &'static str, ev: Received) -> Result<Response<()>, Status> {
         let st = &self.0;

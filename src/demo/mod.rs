@@ -94,6 +94,24 @@ pub struct DemoState {
     namespace: String,
 }
 
+impl crate::metrics::MemorySize for DemoState {
+    /// The last events, the login counts and (in memory mode) the progress map.
+    fn memory_bytes(&self) -> u64 {
+        use crate::metrics::memory::hash_map_bytes;
+        let events: usize = {
+            let q = self.events.lock();
+            q.capacity() * std::mem::size_of::<grpc::Received>()
+                + q.iter().map(|e| e.heap_bytes()).sum::<usize>()
+        };
+        let logins = {
+            let m = self.logins.lock();
+            hash_map_bytes::<String, u32>(m.capacity())
+                + m.keys().map(|k| k.capacity() as u64).sum::<u64>()
+        };
+        events as u64 + logins + self.store.memory_bytes()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("demo challenges: {0}")]
@@ -129,6 +147,10 @@ impl DemoState {
             namespace: "test".into(),
         });
         st.set_knobs(knobs);
+        st.metrics.memory.register("target_state", &st);
+        if let Some(w) = st.store.writer() {
+            st.metrics.memory.register("write_buffers", w);
+        }
         Ok(st)
     }
 

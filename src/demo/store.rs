@@ -111,6 +111,31 @@ impl Store {
         Store::Memory(Mutex::new(HashMap::new()))
     }
 
+    /// The buffered writer (PostgreSQL mode).
+    pub fn writer(&self) -> Option<&Arc<BufferedWriter>> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Postgres { writer, .. } => Some(writer),
+        }
+    }
+
+    /// Bytes of the in-memory progress map (0 in PostgreSQL mode: the writer reports
+    /// its own buffer).
+    pub fn memory_bytes(&self) -> u64 {
+        match self {
+            Store::Memory(m) => {
+                let m = m.lock();
+                crate::metrics::memory::hash_map_bytes::<(Arc<str>, Arc<str>), GoalState>(
+                    m.capacity(),
+                ) + m
+                    .keys()
+                    .map(|(u, g)| (u.len() + g.len() + 32) as u64)
+                    .sum::<u64>()
+            }
+            Store::Postgres { .. } => 0,
+        }
+    }
+
     /// Flushes what the writer holds (PostgreSQL mode); returns entries left.
     pub async fn drain(&self, deadline: std::time::Instant) -> usize {
         match self {

@@ -26,6 +26,8 @@ use http::{HeaderMap, Method};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::io::ErrorKind;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -43,6 +45,28 @@ struct Conn {
     stream: TcpStream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
+    /// The pool's buffer bytes, and this connection's share of them.
+    acct: Arc<AtomicUsize>,
+    counted: usize,
+}
+
+impl Conn {
+    /// Brings the pool's byte count up to date with this connection's buffers.
+    fn recount(&mut self) {
+        let now = self.rbuf.capacity() + self.wbuf.capacity();
+        if now >= self.counted {
+            self.acct.fetch_add(now - self.counted, Ordering::Relaxed);
+        } else {
+            self.acct.fetch_sub(self.counted - now, Ordering::Relaxed);
+        }
+        self.counted = now;
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.acct.fetch_sub(self.counted, Ordering::Relaxed);
+    }
 }
 
 struct Idle {
@@ -61,6 +85,9 @@ pub struct H1Pool {
     max_idle: usize,
     /// Most recently used at the back.
     idle: Mutex<VecDeque<Idle>>,
+    /// Bytes of the read and write buffers of its open connections (as of their last
+    /// check-in: a large response in flight is counted when it is handed back).
+    buffer_bytes: Arc<AtomicUsize>,
 }
 
 /// One request; `target` is origin-form (path and query).
@@ -134,7 +161,13 @@ impl H1Pool {
             idle_timeout,
             max_idle,
             idle: Mutex::new(VecDeque::new()),
+            buffer_bytes: Arc::default(),
         }
+    }
+
+    /// Bytes of its connections' buffers (see `buffer_bytes`).
+    pub fn buffer_bytes(&self) -> u64 {
+        self.buffer_bytes.load(Ordering::Relaxed) as u64
     }
 
     /// Connections idle in the pool now.
@@ -172,6 +205,7 @@ impl H1Pool {
                 b.shrink_to(KEEP_BUF);
             }
         }
+        conn.recount();
         let mut idle = self.idle.lock();
         // The coldest connection is at the front: close it once it has idled out.
         let expired = match idle.front() {
@@ -204,11 +238,15 @@ impl H1Pool {
             .map_err(|e| fail(e.to_string()))?;
         // Requests are single small writes: never wait for Nagle.
         stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
-        Ok(Conn {
+        let mut conn = Conn {
             stream,
             rbuf: Vec::with_capacity(4096),
             wbuf: Vec::with_capacity(1024),
-        })
+            acct: self.buffer_bytes.clone(),
+            counted: 0,
+        };
+        conn.recount();
+        Ok(conn)
     }
 
     /// Sends `req` and reads the whole response; keeps its body when `want_body`.
@@ -637,6 +675,31 @@ mod tests {
             body: None,
         };
         p.send(&req, want_body).await
+    }
+
+    /// A burst opens many connections; once they idle out, the next request closes
+    /// them and their buffers are gone from the count.
+    #[tokio::test]
+    async fn a_burst_of_connections_leaves_no_buffers_behind() {
+        let (addr, accepted, _) = server(OK, None).await;
+        let p = pool(&addr, Duration::from_millis(300), 1024);
+        get(&p, false).await.unwrap();
+        let one = p.buffer_bytes();
+        assert!(one >= 4096, "{one}");
+        let burst = futures::future::join_all((0..64).map(|_| get(&p, false))).await;
+        assert!(burst.iter().all(|r| r.is_ok()));
+        let opened = accepted.load(Ordering::SeqCst);
+        assert!(opened > 8, "the burst opened connections: {opened}");
+        assert_eq!(p.buffer_bytes(), one * p.idle_count() as u64);
+        assert!(p.buffer_bytes() >= one * 8);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        get(&p, false).await.unwrap();
+        assert_eq!(p.idle_count(), 1);
+        assert_eq!(
+            p.buffer_bytes(),
+            one,
+            "only the connection in use is counted"
+        );
     }
 
     #[tokio::test]

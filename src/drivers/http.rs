@@ -51,6 +51,12 @@ struct FastPath {
     base: Url,
 }
 
+impl crate::metrics::MemorySize for FastPath {
+    fn memory_bytes(&self) -> u64 {
+        self.pool.buffer_bytes()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("base_url: {0}")]
@@ -114,6 +120,14 @@ impl HttpClient {
             fast,
             slots: h.max_connections.map(|n| Arc::new(Semaphore::new(n))),
         })
+    }
+
+    /// The fast path's connection buffers, to register under `connections` (None on
+    /// reqwest's path, whose buffers are not visible from here).
+    pub fn memory_source(&self) -> Option<std::sync::Weak<dyn crate::metrics::MemorySize>> {
+        let f = self.fast.as_ref()?;
+        let weak: std::sync::Weak<FastPath> = Arc::downgrade(f);
+        Some(weak)
     }
 
     /// Sends one request and reads the whole response (its body only when

@@ -74,9 +74,13 @@ impl TargetClient {
             message,
         };
         match &target.kind {
-            TargetKind::Http(h) => http::HttpClient::new(h)
-                .map(TargetClient::Http)
-                .map_err(|e| fail(e.to_string())),
+            TargetKind::Http(h) => {
+                let c = http::HttpClient::new(h).map_err(|e| fail(e.to_string()))?;
+                if let Some(weak) = c.memory_source() {
+                    metrics.memory.register_weak("connections", weak);
+                }
+                Ok(TargetClient::Http(c))
+            }
             TargetKind::Grpc(g) => grpc::GrpcClient::new(g)
                 .map(TargetClient::Grpc)
                 .map_err(fail),

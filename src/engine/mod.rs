@@ -316,6 +316,8 @@ pub struct Engine {
     shutting_down: AtomicBool,
     /// Divides every scenario's rate: shard i of n runs 1/n of the load.
     shard_divisor: f64,
+    /// The loaded fixtures' bytes (area `fixtures`), set by every apply.
+    fixture_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn now_unix() -> f64 {
@@ -359,7 +361,13 @@ impl Engine {
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             shard_divisor: shard_divisor.max(1.0),
+            fixture_bytes: Arc::default(),
         });
+        engine.metrics.memory.register("events", &engine.events);
+        engine
+            .metrics
+            .memory
+            .register("fixtures", &engine.fixture_bytes);
         engine.apply(config)?;
         engine.metrics.reload_successful.set(1);
         engine.metrics.reload_timestamp.set(now_unix());
@@ -548,6 +556,10 @@ impl Engine {
         let mut plans = Vec::new();
         let mut summary = ApplySummary::default();
         let fixtures_changed = cfg.fixtures != inner.config.fixtures;
+        if fixtures_changed || generation == 1 {
+            let bytes = cfg.fixtures.iter().map(|f| f.memory_bytes()).sum();
+            self.fixture_bytes.store(bytes, Ordering::Relaxed);
+        }
         for sc in &cfg.scenarios {
             let existing = inner.scenarios.iter().find(|h| h.state.name == sc.name);
             let target_changed = existing.is_some_and(|h| {

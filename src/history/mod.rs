@@ -103,6 +103,12 @@ impl History {
     }
 }
 
+impl crate::metrics::MemorySize for History {
+    fn memory_bytes(&self) -> u64 {
+        (self.fine.lock().memory_bytes() + self.coarse.lock().memory_bytes()) as u64
+    }
+}
+
 /// The sampler's thread; stops when dropped or stopped, or when the engine is gone.
 pub struct SamplerThread {
     stop: Option<std::sync::mpsc::Sender<()>>,

@@ -30,6 +30,11 @@ impl Key {
             field: field.into(),
         }
     }
+
+    /// Bytes of its strings on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.name.capacity() + self.field.capacity()
+    }
 }
 
 struct Column {
@@ -104,6 +109,20 @@ impl Ring {
                 .iter()
                 .map(|c| c.values.capacity() * 4)
                 .sum::<usize>()
+    }
+
+    /// Bytes of the rows plus the series' names and index (what the ring holds on the
+    /// heap).
+    pub fn memory_bytes(&self) -> usize {
+        let keys: usize = self
+            .index
+            .keys()
+            .map(|k| std::mem::size_of::<Key>() + k.heap_bytes())
+            .sum();
+        self.value_bytes()
+            + self.columns.capacity() * std::mem::size_of::<Column>()
+            + keys * 2 // once in the index, once in its column
+            + self.index.capacity() * (std::mem::size_of::<(Key, usize)>() + 1)
     }
 
     /// The newest row's time.

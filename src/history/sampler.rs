@@ -179,7 +179,7 @@ impl Sampler {
         self.scenarios(engine, &mut out);
         self.postgres(engine, &mut out);
         self.buffers(engine, &mut out);
-        self.process(&mut out);
+        self.process(engine, &mut out);
         let TickOut { row, minute, .. } = out;
         self.last_tick = Some(now);
 
@@ -471,7 +471,7 @@ impl Sampler {
         }
     }
 
-    fn process(&mut self, out: &mut TickOut) {
+    fn process(&mut self, engine: &Engine, out: &mut TickOut) {
         let Some(p) = crate::sysinfo::read_proc(None) else {
             return;
         };
@@ -484,6 +484,12 @@ impl Sampler {
             self.history.value_bytes() as f32,
             Agg::Last,
         ));
+        if let Some(c) = crate::metrics::memory::allocator_committed() {
+            out.row.push((k("heap_bytes"), c as f32, Agg::Max));
+        }
+        // soakd_memory_bytes summed over its areas: the bounded structures.
+        let bounded: u64 = engine.metrics.memory.bytes().iter().map(|(_, b)| b).sum();
+        out.row.push((k("bounded_bytes"), bounded as f32, Agg::Max));
     }
 }
 

@@ -6,9 +6,11 @@
 //! `docs/METRICS.md` documents each series; changing one is a breaking change.
 
 pub mod histsnap;
+pub mod memory;
 pub mod window;
 
 pub use histsnap::HistSnap;
+pub use memory::{MemoryAreas, MemorySize};
 
 use parking_lot::Mutex;
 use prometheus::core::{Collector, Desc};
@@ -78,6 +80,8 @@ pub struct Metrics {
     pub pg_snapshot: Arc<crate::pgstats::Snapshot>,
     /// Every buffered writer's handles by name, for the history sampler.
     buffers: Mutex<std::collections::BTreeMap<String, BufferMetrics>>,
+    /// The bounded structures' bytes (`soakd_memory_bytes{area}`).
+    pub memory: Arc<MemoryAreas>,
 }
 
 /// Acquire-wait buckets: 100 µs to 30 s.
@@ -108,6 +112,8 @@ pub struct BufferMetrics {
     pub dropped: IntCounter,
     pub flush_errors: IntCounter,
     pub e2e: Histogram,
+    /// Where the writer reports its bytes (area `write_buffers`).
+    pub memory: Arc<MemoryAreas>,
 }
 
 /// A connection pool's sizes, read at scrape time.
@@ -205,6 +211,16 @@ impl Collector for PoolCollector {
 pub struct WindowSet {
     length: Duration,
     map: Mutex<HashMap<(String, String), Arc<Window>>>,
+}
+
+impl MemorySize for WindowSet {
+    fn memory_bytes(&self) -> u64 {
+        self.map
+            .lock()
+            .iter()
+            .map(|((s, o), w)| w.memory_bytes() + (s.capacity() + o.capacity()) as u64)
+            .sum()
+    }
 }
 
 impl WindowSet {
@@ -439,6 +455,9 @@ impl Metrics {
         registry.register(Box::new(reload_timestamp.clone()))?;
         registry.register(Box::new(quantiles))?;
         registry.register(Box::new(ProcessMetrics::new()))?;
+        let memory = Arc::new(MemoryAreas::default());
+        registry.register(Box::new(memory::MemoryCollector::new(memory.clone())?))?;
+        memory.register("latency_windows", &windows);
 
         Ok(Metrics {
             registry,
@@ -467,6 +486,7 @@ impl Metrics {
             pgstats_errors,
             pg_snapshot,
             buffers: Mutex::new(Default::default()),
+            memory,
         })
     }
 
@@ -503,6 +523,7 @@ impl Metrics {
             dropped: self.buffer_dropped.with_label_values(&s),
             flush_errors: self.buffer_flush_errors.with_label_values(&s),
             e2e: self.event_e2e.with_label_values(&s),
+            memory: self.memory.clone(),
         };
         self.buffers.lock().insert(scenario.to_string(), m.clone());
         m
@@ -789,6 +810,8 @@ pub struct DemoMetrics {
     pub grpc_requests: IntCounterVec,
     pub grpc_duration: HistogramVec,
     pub grpc_in_flight: IntGauge,
+    /// The target's bounded state and its writer's buffer (`soakd_memory_bytes{area}`).
+    pub memory: Arc<MemoryAreas>,
 }
 
 impl DemoMetrics {
@@ -845,6 +868,8 @@ impl DemoMetrics {
         registry.register(Box::new(grpc_in_flight.clone()))?;
         // The target's own CPU and memory, for capacity reports (`target_process`).
         registry.register(Box::new(ProcessMetrics::new()))?;
+        let memory = Arc::new(MemoryAreas::default());
+        registry.register(Box::new(memory::MemoryCollector::new(memory.clone())?))?;
         Ok(DemoMetrics {
             registry,
             requests,
@@ -854,6 +879,7 @@ impl DemoMetrics {
             grpc_requests,
             grpc_duration,
             grpc_in_flight,
+            memory,
         })
     }
 

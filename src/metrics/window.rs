@@ -24,6 +24,8 @@ pub struct Window {
     start: Instant,
     slot_len: Duration,
     inner: Mutex<Vec<(u64, Histogram<u32>)>>,
+    /// Bytes of the slots' counts, fixed at creation (the histograms never resize).
+    bytes: u64,
 }
 
 pub fn new_hist<T: hdrhistogram::Counter>() -> Histogram<T> {
@@ -36,11 +38,23 @@ pub fn new_hist<T: hdrhistogram::Counter>() -> Histogram<T> {
 impl Window {
     pub fn new(window: Duration) -> Window {
         let slot_len = (window / SLOTS as u32).max(Duration::from_millis(100));
+        let slots: Vec<(u64, Histogram<u32>)> =
+            (0..=SLOTS).map(|_| (u64::MAX, new_hist())).collect();
+        let bytes = slots
+            .iter()
+            .map(|(_, h)| (h.distinct_values() * std::mem::size_of::<u32>()) as u64)
+            .sum();
         Window {
             start: Instant::now(),
             slot_len,
-            inner: Mutex::new((0..=SLOTS).map(|_| (u64::MAX, new_hist())).collect()),
+            inner: Mutex::new(slots),
+            bytes,
         }
+    }
+
+    /// Bytes of its histograms (the same for the whole run).
+    pub fn memory_bytes(&self) -> u64 {
+        self.bytes
     }
 
     fn epoch(&self, now: Instant) -> u64 {

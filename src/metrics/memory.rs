@@ -1,0 +1,248 @@
+//! Where the memory is: `soakd_memory_bytes{area}` for the structures that may grow up
+//! to a bound (so a growing RSS has a name), and `soakd_allocator_committed_bytes`, what
+//! the allocator holds from the operating system (live heap plus the free pages it
+//! keeps).
+//!
+//! Each structure that can grow registers itself under one of [`AREAS`] as a weak
+//! reference; a scrape asks the live ones for their bytes and forgets the dropped ones
+//! (a reload replaces buffers and pools). Reporting is on the scrape, never on the hot
+//! path: a structure answers from a capacity it already knows or from a short lock.
+
+use parking_lot::Mutex;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, Weak};
+
+/// The areas, a fixed set (the label stays bounded).
+pub const AREAS: &[(&str, &str)] = &[
+    ("history", "the dashboard's 1 s and 1 min rings"),
+    ("events", "the dashboard's event log"),
+    ("latency_windows", "the rolling HdrHistogram windows"),
+    (
+        "write_buffers",
+        "buffered writers' pending entries (hash maps at their capacity)",
+    ),
+    (
+        "connections",
+        "HTTP/1.1 connections' read and write buffers, open and idle",
+    ),
+    ("fixtures", "fixture rows loaded from files"),
+    (
+        "target_state",
+        "the demo target's bounded in-memory state (events, logins, progress)",
+    ),
+];
+
+/// Something that can say how many bytes it holds.
+pub trait MemorySize: Send + Sync {
+    fn memory_bytes(&self) -> u64;
+}
+
+const NAME: &str = "soakd_memory_bytes";
+const HELP: &str =
+    "Bytes held by soakd's bounded structures, by area (estimated from their capacities).";
+const ALLOC_NAME: &str = "soakd_allocator_committed_bytes";
+const ALLOC_HELP: &str = "Bytes the memory allocator has committed from the operating system: the live heap plus the free pages it keeps.";
+
+/// The allocator's committed bytes, set once by the binary that chose the allocator.
+static ALLOCATOR: OnceLock<fn() -> u64> = OnceLock::new();
+
+/// Tells the metrics how to read the global allocator's committed bytes (the binary
+/// knows which allocator it linked; the library does not).
+pub fn set_allocator_committed(f: fn() -> u64) {
+    let _ = ALLOCATOR.set(f);
+}
+
+/// The allocator's committed bytes, when the binary told us how to read them.
+pub fn allocator_committed() -> Option<u64> {
+    ALLOCATOR.get().map(|f| f())
+}
+
+/// The registered structures, by area.
+#[derive(Default)]
+pub struct MemoryAreas {
+    sources: Mutex<Vec<(&'static str, Weak<dyn MemorySize>)>>,
+}
+
+impl MemoryAreas {
+    /// Registers `source` under `area` (one of [`AREAS`]) for as long as it lives.
+    pub fn register<T: MemorySize + 'static>(&self, area: &'static str, source: &Arc<T>) {
+        let weak: Weak<T> = Arc::downgrade(source);
+        self.register_weak(area, weak);
+    }
+
+    pub fn register_weak(&self, area: &'static str, source: Weak<dyn MemorySize>) {
+        debug_assert!(AREAS.iter().any(|(a, _)| *a == area), "unknown area {area}");
+        let mut s = self.sources.lock();
+        s.retain(|(_, w)| w.strong_count() > 0);
+        s.push((area, source));
+    }
+
+    /// Bytes per area, every area listed (0 when nothing is registered under it).
+    pub fn bytes(&self) -> Vec<(&'static str, u64)> {
+        let live: Vec<(&'static str, Arc<dyn MemorySize>)> = {
+            let mut s = self.sources.lock();
+            s.retain(|(_, w)| w.strong_count() > 0);
+            s.iter()
+                .filter_map(|(a, w)| w.upgrade().map(|x| (*a, x)))
+                .collect()
+        };
+        let mut sum: HashMap<&str, u64> = HashMap::new();
+        for (a, src) in live {
+            *sum.entry(a).or_default() += src.memory_bytes();
+        }
+        AREAS
+            .iter()
+            .map(|(a, _)| (*a, sum.get(a).copied().unwrap_or(0)))
+            .collect()
+    }
+}
+
+/// Renders both families at scrape time.
+pub struct MemoryCollector {
+    areas: Arc<MemoryAreas>,
+    descs: Vec<Desc>,
+}
+
+impl MemoryCollector {
+    pub fn new(areas: Arc<MemoryAreas>) -> Result<Self, prometheus::Error> {
+        Ok(MemoryCollector {
+            areas,
+            descs: vec![
+                Desc::new(
+                    NAME.into(),
+                    HELP.into(),
+                    vec!["area".into()],
+                    HashMap::new(),
+                )?,
+                Desc::new(ALLOC_NAME.into(), ALLOC_HELP.into(), vec![], HashMap::new())?,
+            ],
+        })
+    }
+}
+
+impl Collector for MemoryCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        use prometheus::proto::{Gauge, LabelPair, Metric, MetricType};
+        let gauge = |v: u64, label: Option<&str>| {
+            let mut g = Gauge::default();
+            g.set_value(v as f64);
+            let mut m = Metric::default();
+            if let Some(area) = label {
+                let mut l = LabelPair::default();
+                l.set_name("area".into());
+                l.set_value(area.into());
+                m.set_label(vec![l]);
+            }
+            m.set_gauge(g);
+            m
+        };
+        let family = |name: &str, help: &str, metrics: Vec<Metric>| {
+            let mut mf = MetricFamily::default();
+            mf.set_name(name.into());
+            mf.set_help(help.into());
+            mf.set_field_type(MetricType::GAUGE);
+            mf.set_metric(metrics);
+            mf
+        };
+        let areas = self
+            .areas
+            .bytes()
+            .into_iter()
+            .map(|(a, b)| gauge(b, Some(a)))
+            .collect();
+        let mut out = vec![family(NAME, HELP, areas)];
+        if let Some(c) = allocator_committed() {
+            out.push(family(ALLOC_NAME, ALLOC_HELP, vec![gauge(c, None)]));
+        }
+        out
+    }
+}
+
+impl MemorySize for std::sync::atomic::AtomicU64 {
+    fn memory_bytes(&self) -> u64 {
+        self.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Estimated bytes of a JSON value on the heap: the value itself, its strings, arrays
+/// and object entries (a B-tree node's share per entry included).
+pub fn json_bytes(v: &serde_json::Value) -> u64 {
+    use serde_json::Value;
+    let node = std::mem::size_of::<Value>() as u64;
+    node + match v {
+        Value::String(s) => s.capacity() as u64,
+        Value::Array(a) => a.iter().map(json_bytes).sum(),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| {
+                std::mem::size_of::<String>() as u64 + k.capacity() as u64 + 16 + json_bytes(v)
+            })
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Bytes of a hash map's table at its capacity (keys, values and control bytes).
+pub fn hash_map_bytes<K, V>(capacity: usize) -> u64 {
+    (capacity * (std::mem::size_of::<(K, V)>() + 1)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(u64);
+    impl MemorySize for Fixed {
+        fn memory_bytes(&self) -> u64 {
+            self.0
+        }
+    }
+
+    #[test]
+    fn areas_sum_live_sources_and_forget_dropped_ones() {
+        let areas = MemoryAreas::default();
+        let a = Arc::new(Fixed(100));
+        let b = Arc::new(Fixed(20));
+        areas.register("write_buffers", &a);
+        areas.register("write_buffers", &b);
+        let get = |areas: &MemoryAreas, name: &str| {
+            areas
+                .bytes()
+                .into_iter()
+                .find(|(a, _)| *a == name)
+                .map(|(_, b)| b)
+        };
+        assert_eq!(get(&areas, "write_buffers"), Some(120));
+        assert_eq!(get(&areas, "history"), Some(0), "every area is listed");
+        drop(b);
+        assert_eq!(get(&areas, "write_buffers"), Some(100));
+        assert_eq!(
+            areas.sources.lock().len(),
+            1,
+            "the dropped source is forgotten"
+        );
+    }
+
+    #[test]
+    fn collector_exports_every_area() {
+        let areas = Arc::new(MemoryAreas::default());
+        let h = Arc::new(Fixed(4096));
+        areas.register("history", &h);
+        let c = MemoryCollector::new(areas).unwrap();
+        let mfs = c.collect();
+        let mf = mfs.iter().find(|m| m.name() == NAME).unwrap();
+        assert_eq!(mf.get_metric().len(), AREAS.len());
+        let hist = mf
+            .get_metric()
+            .iter()
+            .find(|m| m.get_label()[0].value() == "history")
+            .unwrap();
+        assert_eq!(hist.get_gauge().value(), 4096.0);
+    }
+}
