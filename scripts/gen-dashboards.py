@@ -82,6 +82,14 @@ overview = dashboard(
         panel("soakd CPU and memory", "short", [
             (f"sum by (instance) (rate(process_cpu_seconds_total{{{J}}}[{RI}]))", "{{instance}} CPU cores"),
             (f"sum by (instance) (process_resident_memory_bytes{{{J}}}) / 1048576", "{{instance}} RSS MiB")]),
+        panel("soakd memory: where it is, and its trend", "bytes", [
+            (f"sum by (instance) (process_resident_memory_bytes{{{J}}})", "{{instance}} RSS"),
+            (f"sum by (instance) (soakd_allocator_committed_bytes{{{J}}})", "{{instance}} allocator committed"),
+            (f"sum by (instance, area) (soakd_memory_bytes{{{J}}})", "{{instance}} {{area}}"),
+            (f"deriv(process_resident_memory_bytes{{{J}}}[6h]) * 86400 / avg_over_time(process_resident_memory_bytes{{{J}}}[6h])", "{{instance}} RSS trend per day (6 h)")],
+            desc="RSS, what the allocator holds, and soakd's bounded structures by area (history rings, latency windows, write buffers, connection buffers, fixtures, events). Flat once they are full: the trend line (right axis) stays under 1 % a day; SoakdMemoryGrowing fires above 10 %.",
+            overrides=[{"matcher": {"id": "byRegexp", "options": ".* trend per day.*"},
+                        "properties": [{"id": "unit", "value": "percentunit"}, {"id": "custom.axisPlacement", "value": "right"}]}]),
     ])
 
 capacity = dashboard(

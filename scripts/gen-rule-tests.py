@@ -55,6 +55,14 @@ CASES = {
         {"severity": "warning", "scenario": "api"}),
     "SoakdDown": ("5m", [('up{job="soakd",instance="soakd:9400"}', "0x10")], [('up{job="soakd",instance="soakd:9400"}', "1x10")],
         {"severity": "critical", "job": "soakd", "instance": "soakd:9400"}),
+    # RSS at 60 MiB growing 5 %/h (the demo before the fix) fires; growth during the
+    # first hour only (a warm-up) and flat after it does not.
+    "SoakdMemoryGrowing": ("480m",
+        [('process_resident_memory_bytes{job="soakd",instance="soakd:9400"}', "62914560+52429x600"),
+         ('process_start_time_seconds{job="soakd",instance="soakd:9400"}', "0x600")],
+        [('process_resident_memory_bytes{job="soakd",instance="soakd:9400"}', "62914560+52429x60 66060300x540"),
+         ('process_start_time_seconds{job="soakd",instance="soakd:9400"}', "0x600")],
+        {"severity": "warning", "job": "soakd", "instance": "soakd:9400"}),
     "SoakdConfigReloadFailed": ("5m", [('soakd_config_last_reload_successful{instance="soakd:9400"}', "0x10")],
         [('soakd_config_last_reload_successful{instance="soakd:9400"}', "1x10")],
         {"severity": "warning", "instance": "soakd:9400"}),
