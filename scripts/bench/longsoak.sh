@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Long soak (a benchmark, not a test): the full demo workload for hours, with soakd and
+# the demo target as separate processes so that each one's memory is its own.
+#
+#   - a throwaway PostgreSQL (examples/pgcluster.rs);
+#   - `soakd target` with the gRPC event handler and its buffered writer into PostgreSQL;
+#   - `soakd run` on fixtures/demo.yaml: HTTP with the claim flow, gRPC events, the SQL
+#     read path, pg statistics, and a short capacity search (two levels of the event
+#     path, then back to the schedule) at the start;
+#   - every INTERVAL seconds, per process: RSS, the allocator's committed bytes (mimalloc),
+#     open fds, threads, series on /metrics and operations so far (CSV);
+#   - at the end, per process: the least-squares slope of RSS and of committed heap after
+#     WARMUP_MINUTES, in % of the post-warm-up level per hour and per day (with a 95 %
+#     interval) and in KiB per million operations, against the criterion: below 1 % per
+#     day.
+#
+# Two modes:
+#   MODE=plain        the demo's own rates (20/s API, 100/s events, 40/s reads): what a
+#                     staging soak does all week;
+#   MODE=accelerated  every rate x FACTOR (default 10): an hour is about a day of
+#                     operations at the plain rates.
+#
+#   MODE=accelerated MINUTES=60 scripts/bench/longsoak.sh
+#   MODE=plain MINUTES=150 scripts/bench/longsoak.sh
+#   OUT=/tmp/ls scripts/bench/longsoak.sh      # keep the CSV, configs and logs there
+#
+# Heap attribution: PROFILE=dhat runs the `dhat-heap` build (dhat instead of mimalloc,
+# several times slower) and STOP_AFTER_OPS stops soakd after that many operations; both
+# processes then write dhat profiles to OUT, summarised by scripts/bench/dhat-top.py:
+#   PROFILE=dhat STOP_AFTER_OPS=1000000 OUT=/tmp/d1 scripts/bench/longsoak.sh
+source "$(dirname "$0")/lib.sh"
+
+MODE=${MODE:-accelerated}
+case "$MODE" in
+  plain) FACTOR=${FACTOR:-1} ;;
+  accelerated) FACTOR=${FACTOR:-10} ;;
+  *) echo "MODE must be plain or accelerated, not $MODE" >&2; exit 2 ;;
+esac
+MINUTES=${MINUTES:-60}
+WARMUP_MINUTES=${WARMUP_MINUTES:-10}
+INTERVAL=${INTERVAL:-15}
+OUT=${OUT:-$WORK}
+PROFILE=${PROFILE:-}
+STOP_AFTER_OPS=${STOP_AFTER_OPS:-0}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+CSV="$OUT/longsoak.csv"
+
+if [ "$PROFILE" = dhat ]; then
+  # Line tables, so the profile names functions (inlined ones too).
+  (cd "$ROOT" && CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release --locked -q \
+    --features dhat-heap --target-dir "$CARGO_TARGET_DIR/dhat")
+  SOAKD="$CARGO_TARGET_DIR/dhat/release/soakd"
+else
+  build_soakd
+fi
+start_pgcluster
+TPORT=$(free_port); GPORT=$(free_port); APORT=$(free_port)
+SOAKD_DHAT_FILE="$OUT/dhat-target.json" RUST_LOG=warn "$SOAKD" target --listen "127.0.0.1:$TPORT" --grpc-listen "127.0.0.1:$GPORT" \
+  --database-url "$PG_URL" 2> "$OUT/target.log" &
+TPID=$!
+CLEANUP+=("kill -INT $TPID 2>/dev/null; sleep 2")
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$TPORT/metrics" >/dev/null && break; sleep 0.2; done
+
+# fixtures/demo.yaml with absolute fixture paths, every rate x FACTOR, and a two-level
+# search of the event path at the start.
+python3 - "$ROOT/fixtures/demo.yaml" "$OUT/longsoak.yaml" "$FACTOR" "$APORT" <<'PY'
+import re, sys, yaml, os
+src, dst, factor, port = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+cfg = yaml.safe_load(open(src))
+base = os.path.dirname(os.path.abspath(src))
+cfg["listen"] = f"127.0.0.1:{port}"
+cfg.pop("control_token", None)
+for f in cfg["fixtures"].values():
+    f["file"] = os.path.join(base, f["file"])
+def scale(r):
+    n, unit = re.fullmatch(r"([0-9.]+)(/\w+)", str(r)).groups()
+    v = float(n) * factor
+    return f"{v:g}{unit}"
+for sc in cfg["scenarios"].values():
+    sc["max_in_flight"] = int(sc["max_in_flight"] * max(factor, 1))
+    for st in sc["schedule"]["stages"]:
+        if "ramp" in st:
+            st["ramp"]["from"] = scale(st["ramp"]["from"]); st["ramp"]["to"] = scale(st["ramp"]["to"])
+        if "hold" in st:
+            st["hold"]["rate"] = scale(st["hold"]["rate"])
+        if "levels" in st:
+            st["levels"]["rates"] = [scale(r) for r in st["levels"]["rates"]]
+cfg["search"] = {
+    "name": "longsoak", "each": "1m", "warmup": "10s", "refine": 0, "postgres": "db",
+    "scenarios": {"events": {"levels": [scale("100/s"), scale("200/s")]}},
+}
+cfg["results"] = {"dir": os.path.join(os.path.dirname(os.path.abspath(dst)), "results")}
+yaml.safe_dump(cfg, open(dst, "w"), sort_keys=False)
+PY
+
+SOAKD_DEMO_HTTP_URL="http://127.0.0.1:$TPORT" SOAKD_DEMO_GRPC_URL="http://127.0.0.1:$GPORT" \
+DATABASE_URL="$PG_URL" SOAKD_DHAT_FILE="$OUT/dhat-soakd.json" RUST_LOG=warn "$SOAKD" run --config "$OUT/longsoak.yaml" \
+  --duration "${MINUTES}m" --summary > "$OUT/summary.json" 2> "$OUT/soakd.log" &
+SPID=$!
+CLEANUP+=("kill $SPID 2>/dev/null")
+
+# sample PID METRICS_URL OPS_REGEX: rss_kib,heap_kib,fds,threads,series,ops,areas
+# (areas: soakd_memory_bytes by area, as area=KiB separated by spaces)
+sample() {
+  local pid=$1 url=$2 re=$3 rss thr fds m
+  rss=$(awk '/^VmRSS/{print $2}' "/proc/$pid/status" 2>/dev/null) || return 1
+  thr=$(awk '/^Threads/{print $2}' "/proc/$pid/status" 2>/dev/null)
+  fds=$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)
+  m=$(curl -sf --max-time 5 "$url" || true)
+  awk -v rss="$rss" -v thr="$thr" -v fds="$fds" -v re="$re" '
+    /^#/ || NF == 0 { next }
+    { series++ }
+    /^soakd_allocator_committed_bytes / { heap = $2 / 1024 }
+    /^soakd_memory_bytes[{]/ { split($1, a, "\""); areas = areas sprintf("%s%s=%d", areas == "" ? "" : " ", a[2], $2 / 1024) }
+    $0 ~ re { ops += $NF }
+    END { printf "%s,%d,%s,%s,%d,%d,%s", rss, heap, fds, thr, series, ops, areas }' <<< "$m"
+}
+
+echo "elapsed_s,component,rss_kib,heap_kib,fds,threads,series,ops,areas_kib" > "$CSV"
+start=$(date +%s)
+while kill -0 "$SPID" 2>/dev/null; do
+  now=$(( $(date +%s) - start ))
+  s=$(sample "$SPID" "http://127.0.0.1:$APORT/metrics" '^soakd_requests_total[{]') && echo "$now,soakd,$s" >> "$CSV"
+  t=$(sample "$TPID" "http://127.0.0.1:$TPORT/metrics" '^demo_(http|grpc)_requests_total[{]') && echo "$now,target,$t" >> "$CSV"
+  ops=$(cut -d, -f6 <<< "${s:-0,0,0,0,0,0}")
+  if [ "$STOP_AFTER_OPS" -gt 0 ] && [ "${ops:-0}" -ge "$STOP_AFTER_OPS" ]; then
+    echo "stopping after $ops operations" >&2
+    kill -INT "$SPID"
+    break
+  fi
+  sleep "$INTERVAL"
+done
+wait "$SPID" || true
+if [ "$PROFILE" = dhat ]; then
+  kill -INT "$TPID"; wait "$TPID" || true
+  python3 "$ROOT/scripts/bench/dhat-top.py" "$OUT/dhat-soakd.json"
+  python3 "$ROOT/scripts/bench/dhat-top.py" "$OUT/dhat-target.json"
+fi
+
+python3 - "$CSV" "$WARMUP_MINUTES" "$MODE" "$FACTOR" "$MINUTES" <<'PY'
+import csv, math, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+warm, mode, factor, minutes = int(sys.argv[2]) * 60, sys.argv[3], float(sys.argv[4]), sys.argv[5]
+LIMIT = 1.0  # % per day
+
+def fit(xs, ys):
+    """Least squares: slope, its standard error."""
+    n = len(xs); mx = sum(xs) / n; my = sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs) or 1
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    res = sum((y - my - b * (x - mx)) ** 2 for x, y in zip(xs, ys))
+    se = math.sqrt(res / max(n - 2, 1) / sxx)
+    return b, se
+
+print(f"## Long soak: {mode} (rates x{factor:g}), {minutes} min, slopes after {warm // 60} min\n")
+print("| process | operations | ops/s | RSS after warm-up → end (max) | heap committed after warm-up → end | RSS slope %/day (95 %) | heap slope %/day (95 %) | RSS KiB per M ops | fds | threads | series | verdict |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+verdicts = []
+for comp in ("soakd", "target"):
+    rs = [r for r in rows if r["component"] == comp]
+    after = [r for r in rs if int(r["elapsed_s"]) >= warm]
+    if len(after) < 3:
+        print(f"| {comp} | too few samples after the warm-up ({len(after)}) |"); verdicts.append(False); continue
+    t = [int(r["elapsed_s"]) for r in after]
+    span = lambda k: (min(int(r[k]) for r in rs), max(int(r[k]) for r in rs))
+    out = {}
+    for k in ("rss_kib", "heap_kib"):
+        ys = [int(r[k]) for r in after]
+        base = sum(ys[:5]) / len(ys[:5])
+        if base <= 0:
+            out[k] = None; continue
+        b, se = fit(t, ys)
+        day = 86400 / base * 100
+        out[k] = (ys[0], ys[-1], max(ys), b * day, 1.96 * se * day)
+    ops = [int(r["ops"]) for r in after]
+    per_mops, _ = fit(ops, [int(r["rss_kib"]) for r in after]) if ops[-1] > ops[0] else (float("nan"), 0)
+    total = int(rs[-1]["ops"]); secs = max(int(rs[-1]["elapsed_s"]), 1)
+    rss = out["rss_kib"]; heap = out["heap_kib"]
+    ok = rss[3] < LIMIT and (heap is None or heap[3] < LIMIT)
+    verdicts.append(ok)
+    mib = lambda v: f"{v / 1024:.1f}"
+    heap_s = f"{mib(heap[0])} → {mib(heap[1])} MiB" if heap else "n/a"
+    heap_slope = f"{heap[3]:+.2f} ± {heap[4]:.2f}" if heap else "n/a"
+    f_, F = span("fds"); th, TH = span("threads"); se_, SE = span("series")
+    print(f"| {comp} | {total:,} | {total / secs:,.0f} | {mib(rss[0])} → {mib(rss[1])} MiB ({mib(rss[2])}) | {heap_s} | "
+          f"{rss[3]:+.2f} ± {rss[4]:.2f} | {heap_slope} | {per_mops * 1e6:+.1f} | {f_}..{F} | {th}..{TH} | {se_}..{SE} | "
+          f"{'PASS' if ok else 'FAIL'} |")
+print("\nWhere the bytes are (soakd_memory_bytes by area, KiB; heap = the allocator's committed bytes):\n")
+print("| process | at | operations | heap | " + " | ".join(["areas"]) + " |")
+print("|---|---|---|---|---|")
+for comp in ("soakd", "target"):
+    rs = [r for r in rows if r["component"] == comp]
+    marks = []
+    for goal in (1_000_000, 10_000_000, 50_000_000):
+        hit = next((r for r in rs if int(r["ops"]) >= goal), None)
+        if hit: marks.append((f"{goal // 1_000_000} M ops", hit))
+    if rs: marks.append(("end", rs[-1]))
+    for label, r in marks:
+        print(f"| {comp} | {label} | {int(r['ops']):,} | {int(r['heap_kib']):,} | {r['areas_kib'] or 'n/a'} |")
+print(f"\nCriterion: the slope after the warm-up below {LIMIT:g} % per day for both processes (RSS and heap).")
+print("Overall:", "PASS" if all(verdicts) else "FAIL")
+PY
+echo
+echo "CSV: $CSV"
