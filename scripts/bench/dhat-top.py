@@ -11,13 +11,42 @@ a bounded structure shows the same bytes in both, a leak shows a difference that
 with the operations.
 """
 import json
+import os
 import re
 import sys
 
 TOP = 15
-# Frames that say nothing about who asked for the memory.
-NOISE = re.compile(r"(^|\s|<)(alloc::|core::|std::|dhat::|hashbrown::|__rust|<alloc|<core|"
-                   r"bytes::|tokio::runtime|\[unknown\]|0x[0-9a-f]+:\s*$)")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# soakd's own source files, as the profile's frames name them (`src/drivers/grpc.rs`).
+OWN = {os.path.relpath(os.path.join(d, f), ROOT)
+       for d, _, fs in os.walk(os.path.join(ROOT, "src")) for f in fs if f.endswith(".rs")}
+# The allocator and the standard library's collections: they say how, not who.
+STD = re.compile(r"^(alloc|core|std)/|^src/(vec|raw_vec|string|boxed|collections|sync|rc|fmt|"
+                 r"alloc|slice|str|ffi|io|iter|ops)\b|^(collections|btree)/|^dhat-[0-9]")
+FRAME = re.compile(r"^(?:0x[0-9a-f]+: )?(.*) \(([^():]+):\d+:\d+\)$")
+
+
+def location(frame):
+    m = FRAME.match(frame)
+    return (m.group(1), m.group(2)) if m else (frame, "")
+
+
+CRATE = re.compile(r"^[A-Za-z0-9_.-]+-[0-9]+\.[0-9]+")  # registry crates: `bytes-1.12.1/src/...`
+
+
+def own(path):
+    return not CRATE.match(path) and any(path == f or path.endswith("/" + f) for f in OWN)
+
+
+def site(names):
+    """What allocated (the first frame outside the allocator and std) and where in
+    soakd's code it was asked for (the first frame in src/)."""
+    frames = [location(f) for f in names]
+    frames = [(fn, p) for fn, p in frames if not fn.startswith("__rust")]
+    rest = [(fn, p) for fn, p in frames if p and not STD.search(p)]
+    what = f"{rest[0][0].split('<')[0]} ({rest[0][1]})" if rest else "(no symbol)"
+    where = next((f"{fn.split('<')[0]} ({p})" for fn, p in frames if own(p)), "")
+    return what if not where or where == what else f"{what} ← {where}"
 
 
 def sites(path):
@@ -25,12 +54,8 @@ def sites(path):
     frames = d["ftbl"]
     out = {}
     for pp in d["pps"]:
-        names = [frames[i] for i in pp["fs"]]
-        # The first frames outside the allocator and the standard library.
-        useful = [re.sub(r"^0x[0-9a-f]+: ", "", f) for f in names if not NOISE.search(f)]
-        own = [f for f in useful if "soakd::" in f or "src/" in f]
-        key = " ← ".join((own or useful)[:2]) or "(no symbol)"
-        s = out.setdefault(key, {"gb": 0, "eb": 0, "tb": 0, "tbk": 0, "detail": useful[:4]})
+        key = site([frames[i] for i in pp["fs"]])
+        s = out.setdefault(key, {"gb": 0, "eb": 0, "tb": 0, "tbk": 0})
         s["gb"] += pp.get("gb", 0)
         s["eb"] += pp.get("eb", 0)
         s["tb"] += pp.get("tb", 0)

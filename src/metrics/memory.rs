@@ -171,21 +171,26 @@ impl MemorySize for std::sync::atomic::AtomicU64 {
 }
 
 /// Estimated bytes of a JSON value on the heap: the value itself, its strings, arrays
-/// and object entries (a B-tree node's share per entry included).
+/// and objects (serde_json's maps are B-trees: leaf nodes of 11 key/value slots, so a
+/// small object costs a whole node).
 pub fn json_bytes(v: &serde_json::Value) -> u64 {
     use serde_json::Value;
-    let node = std::mem::size_of::<Value>() as u64;
-    node + match v {
-        Value::String(s) => s.capacity() as u64,
-        Value::Array(a) => a.iter().map(json_bytes).sum(),
-        Value::Object(o) => o
-            .iter()
-            .map(|(k, v)| {
-                std::mem::size_of::<String>() as u64 + k.capacity() as u64 + 16 + json_bytes(v)
-            })
-            .sum(),
-        _ => 0,
-    }
+    const NODE_SLOTS: usize = 11;
+    let value = std::mem::size_of::<Value>();
+    let slot = std::mem::size_of::<String>() + value;
+    value as u64
+        + match v {
+            Value::String(s) => s.capacity() as u64,
+            Value::Array(a) => a.iter().map(json_bytes).sum(),
+            Value::Object(o) => {
+                let nodes = o.len().div_ceil(NODE_SLOTS).max(1);
+                (nodes * (NODE_SLOTS * slot + 16)) as u64
+                    + o.iter()
+                        .map(|(k, v)| k.capacity() as u64 + json_bytes(v) - value as u64)
+                        .sum::<u64>()
+            }
+            _ => 0,
+        }
 }
 
 /// Bytes of a hash map's table at its capacity (keys, values and control bytes).
@@ -227,6 +232,21 @@ mod tests {
             1,
             "the dropped source is forgotten"
         );
+    }
+
+    #[test]
+    fn json_estimate_counts_strings_and_map_nodes() {
+        let small: serde_json::Value = serde_json::json!({"id": "u1"});
+        let users: serde_json::Value = serde_json::Value::Array(
+            (0..100)
+                .map(|i| serde_json::json!({"id": format!("user-{i}"), "token": "t".repeat(40)}))
+                .collect(),
+        );
+        let one = json_bytes(&small);
+        // A value, a B-tree node of 11 slots, the key's and the string's bytes.
+        assert!(one >= 11 * 56 && one < 1024, "{one}");
+        let all = json_bytes(&users);
+        assert!(all > 100 * (one + 40) && all < 100 * 1024, "{all}");
     }
 
     #[test]
