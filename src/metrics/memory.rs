@@ -244,9 +244,9 @@ mod tests {
         );
         let one = json_bytes(&small);
         // A value, a B-tree node of 11 slots, the key's and the string's bytes.
-        assert!(one >= 11 * 56 && one < 1024, "{one}");
+        assert!((11 * 56..1024).contains(&one), "{one}");
         let all = json_bytes(&users);
-        assert!(all > 100 * (one + 40) && all < 100 * 1024, "{all}");
+        assert!((100 * (one + 40)..100 * 1024).contains(&all), "{all}");
     }
 
     #[test]
