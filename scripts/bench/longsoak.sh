@@ -24,6 +24,12 @@
 #   MODE=plain MINUTES=150 scripts/bench/longsoak.sh
 #   OUT=/tmp/ls scripts/bench/longsoak.sh      # keep the CSV, configs and logs there
 #
+# Latency spikes: STALL_EVERY_S and STALL_FOR_S make the target stall every request for
+# STALL_FOR_S seconds every STALL_EVERY_S seconds (its stall knob); in-flight operations
+# and connections pile up and drain, so the run shows whether a burst leaves memory
+# behind in either process:
+#   MODE=plain STALL_EVERY_S=300 STALL_FOR_S=5 scripts/bench/longsoak.sh
+#
 # Heap attribution: PROFILE=dhat runs the `dhat-heap` build (dhat instead of mimalloc,
 # several times slower) and STOP_AFTER_OPS stops soakd after that many operations; both
 # processes then write dhat profiles to OUT, summarised by scripts/bench/dhat-top.py:
@@ -42,6 +48,8 @@ INTERVAL=${INTERVAL:-15}
 OUT=${OUT:-$WORK}
 PROFILE=${PROFILE:-}
 STOP_AFTER_OPS=${STOP_AFTER_OPS:-0}
+STALL_EVERY_S=${STALL_EVERY_S:-0}
+STALL_FOR_S=${STALL_FOR_S:-0}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 CSV="$OUT/longsoak.csv"
@@ -57,7 +65,8 @@ fi
 start_pgcluster
 TPORT=$(free_port); GPORT=$(free_port); APORT=$(free_port)
 SOAKD_DHAT_FILE="$OUT/dhat-target.json" RUST_LOG=warn "$SOAKD" target --listen "127.0.0.1:$TPORT" --grpc-listen "127.0.0.1:$GPORT" \
-  --database-url "$PG_URL" 2> "$OUT/target.log" &
+  --database-url "$PG_URL" --stall-every-ms $((STALL_EVERY_S * 1000)) \
+  --stall-for-ms $((STALL_FOR_S * 1000)) 2> "$OUT/target.log" &
 TPID=$!
 CLEANUP+=("kill -INT $TPID 2>/dev/null; sleep 2")
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$TPORT/metrics" >/dev/null && break; sleep 0.2; done
@@ -138,7 +147,7 @@ if [ "$PROFILE" = dhat ]; then
   python3 "$ROOT/scripts/bench/dhat-top.py" "$OUT/dhat-target.json"
 fi
 
-python3 - "$CSV" "$WARMUP_MINUTES" "$MODE" "$FACTOR" "$MINUTES" <<'PY'
+python3 - "$CSV" "$WARMUP_MINUTES" "$MODE" "$FACTOR" "$MINUTES" "$STALL_EVERY_S" "$STALL_FOR_S" <<'PY'
 import csv, math, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 warm, mode, factor, minutes = int(sys.argv[2]) * 60, sys.argv[3], float(sys.argv[4]), sys.argv[5]
@@ -153,7 +162,8 @@ def fit(xs, ys):
     se = math.sqrt(res / max(n - 2, 1) / sxx)
     return b, se
 
-print(f"## Long soak: {mode} (rates x{factor:g}), {minutes} min, slopes after {warm // 60} min\n")
+stall = f", the target stalling {sys.argv[7]} s every {sys.argv[6]} s" if sys.argv[6] != "0" else ""
+print(f"## Long soak: {mode} (rates x{factor:g}){stall}, {minutes} min, slopes after {warm // 60} min\n")
 print("| process | operations | ops/s | RSS after warm-up → end (max) | heap committed after warm-up → end | RSS slope %/day (95 %) | heap slope %/day (95 %) | RSS KiB per M ops | fds | threads | series | verdict |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 verdicts = []
