@@ -20,7 +20,7 @@ use std::time::Duration;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The heap-profiling build (`--features dhat-heap`, scripts/bench/dhat.sh).
+/// The heap-profiling build (`--features dhat-heap`; `PROFILE=dhat scripts/bench/longsoak.sh`).
 #[cfg(feature = "dhat-heap")]
 #[global_allocator]
 static GLOBAL: dhat::Alloc = dhat::Alloc;

@@ -54,7 +54,11 @@ impl Conn {
     /// Brings the pool's byte count up to date with this connection's buffers.
     fn recount(&mut self) {
         let now = self.rbuf.capacity() + self.wbuf.capacity();
-        if now >= self.counted {
+        // The usual case (buffers back at their kept size): no shared write per request.
+        if now == self.counted {
+            return;
+        }
+        if now > self.counted {
             self.acct.fetch_add(now - self.counted, Ordering::Relaxed);
         } else {
             self.acct.fetch_sub(self.counted - now, Ordering::Relaxed);
