@@ -556,6 +556,7 @@ pub async fn run(
                 scenario: w.name.clone(),
                 offered_rate: offered,
                 achieved_rate: a.started.saturating_sub(b.started) as f64 / secs.max(1e-9),
+                window_s: secs,
                 completed,
                 error_ratio: if completed > 0 {
                     n_err as f64 / completed as f64
