@@ -5,6 +5,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/soakd/target}"
 SOAKD="$CARGO_TARGET_DIR/release/soakd"
 WORK="$(mktemp -d /tmp/soakd-bench.XXXXXX)"
 trap 'cleanup' EXIT
+# A kill or ^C runs the cleanup too (bash skips the EXIT trap on a fatal signal), so no
+# server or throwaway PostgreSQL outlives the script.
+trap 'exit 130' INT TERM
 CLEANUP=()
 cleanup() {
   for c in "${CLEANUP[@]:-}"; do [ -n "$c" ] && eval "$c" || true; done

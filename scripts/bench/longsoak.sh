@@ -139,7 +139,7 @@ while kill -0 "$SPID" 2>/dev/null; do
     kill -INT "$SPID"
     break
   fi
-  sleep "$INTERVAL"
+  sleep "$INTERVAL" & wait $!  # (in the background: a kill is handled at once)
 done
 wait "$SPID" || true
 if [ "$PROFILE" = dhat ]; then
