@@ -1,7 +1,7 @@
 //! Starts a throwaway PostgreSQL cluster and prints its URL until Ctrl-C:
 //!   cargo run --example pgcluster
 fn main() {
-    match soakd::pgcluster::Cluster::start(false) {
+    match soakd::pg::cluster::Cluster::start(false) {
         Ok(c) => {
             println!("{}", c.url("postgres"));
             let (tx, rx) = std::sync::mpsc::channel();

@@ -3,7 +3,6 @@
 //! See `docs/ARCHITECTURE.md` for how the modules fit together.
 
 pub mod app;
-pub mod buffer;
 pub mod capacity;
 pub mod challenges;
 pub mod config;
@@ -14,9 +13,10 @@ pub mod engine;
 pub mod events;
 pub mod history;
 pub mod metrics;
-pub mod pgcluster;
-pub mod pgstats;
+pub mod pg;
+pub mod protos;
 pub mod schedule;
 pub mod server;
 pub mod sysinfo;
 pub mod template;
+pub mod units;

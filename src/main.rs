@@ -143,7 +143,7 @@ enum Cmd {
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
-    config::units::parse_duration(s)
+    soakd::units::parse_duration(s)
         .ok_or_else(|| format!("expected a duration like 30s, got {s:?}"))
 }
 
@@ -502,9 +502,9 @@ async fn run_demo(
     let cluster = if no_postgres {
         None
     } else {
-        match tokio::task::spawn_blocking(|| soakd::pgcluster::Cluster::start(false)).await? {
+        match tokio::task::spawn_blocking(|| soakd::pg::cluster::Cluster::start(false)).await? {
             Ok(c) => Some(c),
-            Err(soakd::pgcluster::ClusterError::NoBinaries) => {
+            Err(soakd::pg::cluster::ClusterError::NoBinaries) => {
                 eprintln!("PostgreSQL binaries not found: the demo target keeps progress in memory and soakd exports no pg_* series. Install the `postgresql` package to include the database.");
                 None
             }

@@ -1,7 +1,7 @@
 //! Schedules: pure functions from elapsed time (and, for daily profiles, the time of
 //! day) to a target rate. No clocks, no I/O: the engine asks, these answer.
 
-use crate::config::units::{format_duration, format_rate};
+use crate::units::{format_duration, format_rate};
 use std::time::Duration;
 
 const DAY: f64 = 86_400.0;

@@ -291,7 +291,7 @@ async fn set_rate(State(st): State<AppState>, Path(name): Path<String>, body: By
     };
     let rate = match v.get("rate") {
         Some(serde_json::Value::Number(n)) => n.as_f64(),
-        Some(serde_json::Value::String(s)) => crate::config::units::parse_rate(s),
+        Some(serde_json::Value::String(s)) => crate::units::parse_rate(s),
         _ => None,
     };
     let Some(rate) = rate.filter(|r| r.is_finite() && *r >= 0.0 && *r <= 10_000_000.0) else {
@@ -308,7 +308,7 @@ async fn set_rate(State(st): State<AppState>, Path(name): Path<String>, body: By
             Some(&name),
             format!(
                 "rate override {} (control API)",
-                crate::config::units::format_rate(rate)
+                crate::units::format_rate(rate)
             ),
         );
     })

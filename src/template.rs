@@ -135,6 +135,25 @@ impl Template {
         }
         self.render(vars).map(Json::String)
     }
+
+    /// What the template renders when it reads no variables — literals and generators
+    /// only (`{{seq}}`, `{{uuid}}`, `{{rand_int 1 9}}`) — so its type is known before a
+    /// run; None when it reads fixture rows or extracted values.
+    pub fn sample(&self) -> Option<Json> {
+        struct NoVars;
+        impl Vars for NoVars {
+            fn lookup(&mut self, _: &[String]) -> Option<&Json> {
+                None
+            }
+            fn seq(&self) -> u64 {
+                1
+            }
+        }
+        if self.parts.iter().any(|p| matches!(p, Part::Var(_))) {
+            return None;
+        }
+        self.render_json(&mut NoVars).ok()
+    }
 }
 
 fn eval_generator(p: &Part, vars: &mut dyn Vars) -> Json {
@@ -273,6 +292,23 @@ impl JsonTemplate {
         let mut out = Vec::new();
         self.collect_roots(&mut out);
         out
+    }
+
+    /// The value this renders when its type is known before a run (see
+    /// [`Template::sample`]); None when any part reads variables.
+    pub fn sample(&self) -> Option<Json> {
+        Some(match self {
+            JsonTemplate::Value(v) => v.clone(),
+            JsonTemplate::Str(t) => t.sample()?,
+            JsonTemplate::Array(a) => {
+                Json::Array(a.iter().map(|t| t.sample()).collect::<Option<_>>()?)
+            }
+            JsonTemplate::Object(o) => Json::Object(
+                o.iter()
+                    .map(|(k, t)| t.sample().map(|v| (k.clone(), v)))
+                    .collect::<Option<_>>()?,
+            ),
+        })
     }
 
     fn collect_roots<'a>(&'a self, out: &mut Vec<&'a str>) {

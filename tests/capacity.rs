@@ -455,7 +455,7 @@ async fn both_stores_round_trip_a_run() {
     std::fs::write(&f, text).unwrap();
     assert_eq!(jsonl.load_run("latest").await.unwrap().levels.len(), 2);
 
-    let pg = soakd::pgcluster::Cluster::start(true).unwrap();
+    let pg = soakd::pg::cluster::Cluster::start(true).unwrap();
     let url = pg.url("postgres");
     let store = Store::open(&ResultsConfig::Postgres(soakd::config::Secret(url.clone())))
         .await
@@ -470,7 +470,7 @@ async fn both_stores_round_trip_a_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_levels_carry_pool_and_postgres_evidence() {
-    let pg = soakd::pgcluster::Cluster::start(true).unwrap();
+    let pg = soakd::pg::cluster::Cluster::start(true).unwrap();
     let url = pg.url("postgres");
     let env = std::collections::HashMap::from([("DATABASE_URL".to_string(), url.clone())]);
     let text = r#"

@@ -75,7 +75,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
 
     // The system under test: demo target (HTTP + gRPC), a database, soakd.
-    let pg = soakd::pgcluster::Cluster::start(true).unwrap();
+    let pg = soakd::pg::cluster::Cluster::start(true).unwrap();
     let st = DemoState::new(Knobs::default()).unwrap();
     let http = serve(demo::router(st.clone())).await;
     let gl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

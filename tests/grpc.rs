@@ -160,7 +160,11 @@ fn write_echo_proto(dir: &std::path::Path) -> prost_reflect::DescriptorPool {
         dir.join("echo.proto"),
         r#"syntax = "proto3";
 package test.echo.v1;
-message Shout { string text = 1; int64 times = 2; repeated string tags = 3; }
+import "google/protobuf/timestamp.proto";
+message Shout {
+  string text = 1; int64 times = 2; repeated string tags = 3;
+  map<string, string> labels = 4; google.protobuf.Timestamp at = 5;
+}
 service Echo { rpc Say(Shout) returns (Shout); }
 "#,
     )
@@ -250,7 +254,7 @@ scenarios:
     target: by_set
     schedule: {{hold: {{rate: 50/s}}}}
     ops:
-      say: {{grpc: {{method: test.echo.v1.Echo/Say, message: {{text: "hi {{{{seq}}}}", times: "{{{{rand_int 2 2}}}}", tags: [x, y]}}}}}}
+      say: {{grpc: {{method: test.echo.v1.Echo/Say, message: {{text: "hi {{{{seq}}}}", times: "{{{{rand_int 2 2}}}}", tags: [x, y], labels: {{run: "{{{{seq}}}}"}}, at: "{{{{now_ms}}}}"}}}}}}
   b:
     target: by_proto
     schedule: {{hold: {{rate: 50/s}}}}
@@ -290,11 +294,37 @@ scenarios:
             .len(),
         2
     );
+    // A bare numeric expression in a map<string, string> arrives as its text, and
+    // {{now_ms}} in a Timestamp as the time it was sent.
+    let labels = m.get_field_by_name("labels").unwrap();
+    let run = labels
+        .as_map()
+        .unwrap()
+        .get(&prost_reflect::MapKey::String("run".into()))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(run.parse::<u64>().is_ok(), "{run:?}");
+    let at = m.get_field_by_name("at").unwrap();
+    let secs = at
+        .as_message()
+        .unwrap()
+        .get_field_by_name("seconds")
+        .unwrap()
+        .as_i64()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - secs).abs() < 60, "{secs} vs {now}");
 
-    // Mistakes in the method or the message are config errors with their key path.
+    // Mistakes in the method or the message are config errors with their key path, and
+    // so is a value known before the run that cannot fit its field.
     let bad = text
         .replace("test.echo.v1.Echo/Say", "test.echo.v1.Echo/Shout")
-        .replace("{text: proto}", "{txt: proto}");
+        .replace("{text: proto}", "{txt: proto, times: many}");
     let e = soakd::config::parse(&bad, "echo.yaml", dir.path(), &env)
         .unwrap_err()
         .to_string();
@@ -306,6 +336,10 @@ scenarios:
     );
     assert!(
         e.contains("scenarios.b.ops.say.grpc.message.txt: test.echo.v1.Shout has no field \"txt\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("scenarios.b.ops.say.grpc.message.times: \"many\" does not fit int64 field"),
         "{e}"
     );
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use soakd::pgcluster::Cluster;
+use soakd::pg::cluster::Cluster;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -119,7 +119,7 @@ scenarios:
     let (ours, theirs) = (label_sets(&ours), label_sets(&theirs));
     let mut report = Vec::new();
     let mut unexplained = Vec::new();
-    for (name, _) in soakd::pgstats::SERIES {
+    for (name, _) in soakd::metrics::pg::SERIES {
         let known = KNOWN_DIFFERENCES.iter().find(|(n, _)| n == name);
         let a = ours.get(*name);
         let b = theirs.get(*name);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use soakd::pgcluster::Cluster;
+use soakd::pg::cluster::Cluster;
 use sqlx::Connection;
 use std::time::{Duration, Instant};
 

@@ -66,7 +66,7 @@ impl LevelSpec {
         self.rates
             .iter()
             .filter(|(_, r)| *r > 0.0)
-            .map(|(s, r)| format!("{s} {}", crate::config::units::format_rate(*r)))
+            .map(|(s, r)| format!("{s} {}", crate::units::format_rate(*r)))
             .collect::<Vec<_>>()
             .join(" + ")
     }

@@ -7,7 +7,7 @@ use super::{
     findings, frontier, Finding, LevelResult, Phase, Run, RunStatus, ScenarioLevel, Verdict,
 };
 use crate::config::search::SearchMode;
-use crate::config::units::format_rate;
+use crate::units::format_rate;
 use std::fmt::Write as _;
 
 /// A rendered report: the Markdown text and the charts it links, by file name.
@@ -344,9 +344,9 @@ pub fn render(run: &Run) -> Report {
     let _ = writeln!(
         md,
         "**Method:** discrete levels, each held {} with the first {} excluded as warm-up; latency from HdrHistogram over the window, measured from each operation's intended start. A level **fails** when a scenario breaks its SLO; it is **invalid** when soakd itself could not offer it (schedule lag p99 over {} or achieved below {:.0}% of offered) — neither passed nor failed.\n",
-        crate::config::units::format_duration(r.search.each),
-        crate::config::units::format_duration(r.search.warmup),
-        crate::config::units::format_duration(r.search.lag_limit),
+        crate::units::format_duration(r.search.each),
+        crate::units::format_duration(r.search.warmup),
+        crate::units::format_duration(r.search.lag_limit),
         r.search.min_achieved * 100.0
     );
     let _ = writeln!(md, "| Scenario | Target | System at limit when |");

@@ -6,8 +6,8 @@
 //! never grow), so it is the same after a week as after a minute; changing this section
 //! takes effect at the next start, as `listen` does.
 
-use super::units::Dur;
 use super::Errs;
+use crate::units::Dur;
 use serde::Deserialize;
 use serde_yaml::Value;
 use std::time::Duration;

@@ -8,11 +8,11 @@
 pub mod dashboard;
 pub mod interp;
 pub mod search;
-pub mod units;
 pub mod yamlpos;
 
 use crate::schedule::{Schedule, Stage};
 use crate::template::{Fixture, JsonTemplate, Template};
+use crate::units::{self, Dur, Rate, Ratio};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use units::{Dur, Rate, Ratio};
 use yamlpos::{Pos, PosIndex};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9400";
@@ -208,7 +207,7 @@ pub struct GrpcTarget {
     pub protos: Option<ProtoSources>,
     /// Every service this target knows: the seed's event services plus the above.
     #[serde(skip)]
-    pub pool: DescPool,
+    pub pool: crate::protos::DescPool,
 }
 
 fn default_connections() -> usize {
@@ -230,24 +229,6 @@ pub struct ProtoSources {
     pub files: Vec<String>,
     #[serde(default)]
     pub include: Vec<String>,
-}
-
-/// A descriptor pool; equal when it holds the same files.
-#[derive(Debug, Clone)]
-pub struct DescPool(pub prost_reflect::DescriptorPool);
-
-impl Default for DescPool {
-    fn default() -> Self {
-        DescPool(crate::drivers::grpc::builtin_pool())
-    }
-}
-
-impl PartialEq for DescPool {
-    fn eq(&self, other: &Self) -> bool {
-        self.0
-            .file_descriptor_protos()
-            .eq(other.0.file_descriptor_protos())
-    }
 }
 
 /// `targets.<name>` with `type: postgres`.
@@ -1094,15 +1075,7 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
                 }
                 for (i, d) in g.descriptors.iter().enumerate() {
                     let f = resolve(base_dir, d);
-                    let added = std::fs::read(&f)
-                        .map_err(|e| e.to_string())
-                        .and_then(|bytes| {
-                            g.pool
-                                .0
-                                .decode_file_descriptor_set(bytes.as_slice())
-                                .map_err(|e| e.to_string())
-                        });
-                    if let Err(e) = added {
+                    if let Err(e) = g.pool.add_descriptor_set(&f) {
                         errs.push(
                             format!("{path}.descriptors[{i}]"),
                             format!("{}: {e}", f.display()),
@@ -1117,15 +1090,7 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
                     } else {
                         includes
                     };
-                    let added = protox::compile(&p.files, &includes)
-                        .map_err(|e| e.to_string())
-                        .and_then(|fds| {
-                            g.pool
-                                .0
-                                .add_file_descriptor_set(fds)
-                                .map_err(|e| e.to_string())
-                        });
-                    if let Err(e) = added {
+                    if let Err(e) = g.pool.add_protos(&p.files, &includes) {
                         errs.push(format!("{path}.protos"), e);
                     }
                 }
@@ -1491,11 +1456,9 @@ fn build_op(
             ..
         }) = target
         {
-            match crate::drivers::grpc::find_method(&t.pool.0, &g.method) {
+            match t.pool.method(&g.method) {
                 Ok(m) => {
-                    for (field_path, msg) in
-                        crate::drivers::grpc::check_message(&m.input(), &g.message)
-                    {
+                    for (field_path, msg) in crate::protos::fit::check(&m.input(), &g.message) {
                         errs.push(join_path(&format!("{gp}.message"), &field_path), msg);
                     }
                 }

@@ -1,8 +1,8 @@
 //! The `search:` and `results:` sections: capacity search over discrete load levels,
 //! and where its results are kept.
 
-use super::units::{Dur, Rate};
 use super::{resolve, Errs, Scenario, Secret, Target, TargetKind};
+use crate::units::{Dur, Rate};
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ struct RawSearch {
     #[serde(default)]
     lag_limit: Option<Dur>,
     #[serde(default)]
-    min_achieved: Option<super::units::Ratio>,
+    min_achieved: Option<crate::units::Ratio>,
     #[serde(default)]
     postgres: Option<String>,
     #[serde(default)]
@@ -327,32 +327,32 @@ impl SearchConfig {
                 SearchMode::Isolated => "isolated",
                 SearchMode::Matrix => "matrix",
             },
-            super::units::format_duration(self.each),
-            super::units::format_duration(self.warmup),
+            crate::units::format_duration(self.each),
+            crate::units::format_duration(self.warmup),
             self.refine,
             if self.refine == 1 { "" } else { "s" },
-            super::units::format_duration(self.lag_limit),
+            crate::units::format_duration(self.lag_limit),
             self.min_achieved * 100.0
         );
         for s in &self.scenarios {
             let l: Vec<String> = s
                 .levels
                 .iter()
-                .map(|r| super::units::format_rate(*r))
+                .map(|r| crate::units::format_rate(*r))
                 .collect();
             out.push_str(&format!(
                 "  {}: [{}] then {}\n",
                 s.name,
                 l.join(", "),
                 s.then
-                    .map(super::units::format_rate)
+                    .map(crate::units::format_rate)
                     .unwrap_or_else(|| "its schedule".into())
             ));
         }
         let n = self.max_levels();
         out.push_str(&format!(
             "  at most {n} levels, {} at most\n",
-            super::units::format_duration(self.each * n as u32)
+            crate::units::format_duration(self.each * n as u32)
         ));
         out
     }

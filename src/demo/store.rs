@@ -4,8 +4,8 @@
 //! Goals that no event has touched yet show a synthetic progress derived from a hash of
 //! (user, goal), so the API has completed goals to claim from the first request.
 
-use crate::buffer::BufferedWriter;
 use crate::challenges::{ChallengeIndex, Goal};
+use crate::pg::writer::BufferedWriter;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -72,7 +72,7 @@ pub async fn postgres(
             .map_err(|e| e.to_string())?,
     );
     // The writer's connections come from the same slots the pool metrics count.
-    let conns = Arc::new(crate::drivers::pgconn::ConnCache::new(
+    let conns = Arc::new(crate::pg::conn::ConnCache::new(
         pool.clone(),
         pool_size,
         crate::drivers::postgres::ACQUIRE_TIMEOUT,

@@ -13,10 +13,11 @@
 
 use super::{kind, Driver, OpError, OpResult};
 use crate::config::{GrpcTarget, Op, OpKind};
+use crate::protos::fit::fit;
 use crate::template::{IterVars, JsonTemplate, Template};
 use futures::future::BoxFuture;
 use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, MethodDescriptor};
+use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,153 +26,6 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
-
-/// The seed's event services (compiled from proto/ at build time).
-pub const EVENTS_DESCRIPTOR: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/events_descriptor.bin"));
-
-pub const LOGIN_METHOD: &str = "iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage";
-pub const STAT_METHOD: &str = "social.statistic.v1.StatisticStatItemUpdatedService/OnMessage";
-
-pub fn builtin_pool() -> DescriptorPool {
-    // The bytes are produced by build.rs from our own protos; decoding them cannot
-    // fail unless the build is broken, in which case an empty pool makes every method
-    // lookup report itself as unknown.
-    DescriptorPool::decode(EVENTS_DESCRIPTOR).unwrap_or_default()
-}
-
-/// `pkg.Service/Method` or `pkg.Service.Method` → the method, unary only.
-pub fn find_method(pool: &DescriptorPool, name: &str) -> Result<MethodDescriptor, String> {
-    let (svc, method) = match name.rsplit_once('/') {
-        Some(p) => p,
-        None => name
-            .rsplit_once('.')
-            .ok_or_else(|| format!("{name:?}: expected package.Service/Method"))?,
-    };
-    let svc = svc.trim_start_matches('/');
-    let service = pool.get_service_by_name(svc).ok_or_else(|| {
-        let mut known: Vec<String> = pool.services().map(|s| s.full_name().to_string()).collect();
-        known.sort();
-        format!("unknown service {svc:?} (known: {})", known.join(", "))
-    })?;
-    let m = service
-        .methods()
-        .find(|m| m.name() == method)
-        .ok_or_else(|| format!("service {svc} has no method {method:?}"))?;
-    if m.is_client_streaming() || m.is_server_streaming() {
-        return Err(format!("{name}: only unary methods are supported"));
-    }
-    Ok(m)
-}
-
-/// Field names in a message template that the message type does not have, as
-/// (path inside the message, error).
-pub fn check_message(desc: &MessageDescriptor, t: &JsonTemplate) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    check_into(desc, t, "", &mut out);
-    out
-}
-
-fn check_into(
-    desc: &MessageDescriptor,
-    t: &JsonTemplate,
-    path: &str,
-    out: &mut Vec<(String, String)>,
-) {
-    let JsonTemplate::Object(fields) = t else {
-        // A templated or literal whole message is checked when it is sent.
-        return;
-    };
-    for (name, value) in fields {
-        let p = if path.is_empty() {
-            name.clone()
-        } else {
-            format!("{path}.{name}")
-        };
-        let field = desc
-            .get_field_by_name(name)
-            .or_else(|| desc.get_field_by_json_name(name));
-        match field {
-            None => {
-                let known: Vec<String> = desc.fields().map(|f| f.name().to_string()).collect();
-                out.push((
-                    p,
-                    format!(
-                        "{} has no field {name:?} (fields: {})",
-                        desc.full_name(),
-                        known.join(", ")
-                    ),
-                ));
-            }
-            Some(f) => {
-                if let Kind::Message(m) = f.kind() {
-                    if !f.is_list() && !f.is_map() {
-                        check_into(&m, value, &p, out);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Adjusts rendered JSON to the message's field types: a number for a string field
-/// becomes its text, a numeric string for a number field becomes the number. Templates
-/// then need not care whether `{{now_ms}}` lands in a string or an int64.
-pub fn coerce(desc: &MessageDescriptor, v: &mut serde_json::Value) {
-    use serde_json::Value as J;
-    let J::Object(map) = v else { return };
-    for (name, val) in map.iter_mut() {
-        let Some(f) = desc
-            .get_field_by_name(name)
-            .or_else(|| desc.get_field_by_json_name(name))
-        else {
-            continue;
-        };
-        let one = |val: &mut J| match (f.kind(), &*val) {
-            (Kind::String, J::Number(n)) => *val = J::String(n.to_string()),
-            (Kind::String, J::Bool(b)) => *val = J::String(b.to_string()),
-            (
-                Kind::Int32
-                | Kind::Sint32
-                | Kind::Sfixed32
-                | Kind::Uint32
-                | Kind::Fixed32
-                | Kind::Int64
-                | Kind::Sint64
-                | Kind::Sfixed64
-                | Kind::Uint64
-                | Kind::Fixed64
-                | Kind::Double
-                | Kind::Float,
-                J::String(t),
-            ) => {
-                if let Ok(n) = t.trim().parse::<serde_json::Number>() {
-                    *val = J::Number(n);
-                }
-            }
-            (Kind::Bool, J::String(t)) => {
-                if let Ok(b) = t.trim().parse::<bool>() {
-                    *val = J::Bool(b);
-                }
-            }
-            _ => {}
-        };
-        if let Kind::Message(m) = f.kind() {
-            if !f.is_map() {
-                match val {
-                    J::Object(_) => coerce(&m, val),
-                    J::Array(items) if f.is_list() => items.iter_mut().for_each(|i| coerce(&m, i)),
-                    _ => {}
-                }
-            }
-            continue;
-        }
-        match val {
-            J::Array(items) if f.is_list() => items.iter_mut().for_each(one),
-            _ => one(val),
-        }
-    }
-}
 
 /// Encodes and decodes dynamic messages of one method.
 #[derive(Clone)]
@@ -344,7 +198,7 @@ impl GrpcDriver {
                     op.kind.type_name()
                 ));
             };
-            let method = find_method(&target.pool.0, &g.method)?;
+            let method = target.pool.method(&g.method)?;
             let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
             calls.push(Call {
                 path: http::uri::PathAndQuery::from_str(&path)
@@ -365,7 +219,7 @@ impl GrpcDriver {
     async fn call(&self, c: &Call, vars: &mut IterVars<'_>) -> OpResult {
         let tmpl = |e: crate::template::RenderError| OpError::new(kind::TEMPLATE, e.to_string());
         let mut json = c.message.render(vars).map_err(tmpl)?;
-        coerce(&c.method.input(), &mut json);
+        fit(&c.method.input(), &mut json);
         let msg = DynamicMessage::deserialize(c.method.input(), json).map_err(|e| {
             OpError::new(
                 kind::TEMPLATE,
@@ -413,50 +267,6 @@ impl Driver for GrpcDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn builtin_methods_resolve_and_check_fields() {
-        let pool = builtin_pool();
-        let m = find_method(&pool, LOGIN_METHOD).unwrap();
-        assert_eq!(m.input().full_name(), "iam.account.v1.UserLoggedIn");
-        let m2 = find_method(
-            &pool,
-            "social.statistic.v1.StatisticStatItemUpdatedService.OnMessage",
-        )
-        .unwrap();
-        assert_eq!(m2.name(), "OnMessage");
-        assert!(find_method(&pool, "nope.Svc/M")
-            .unwrap_err()
-            .contains("unknown service"));
-        assert!(find_method(
-            &pool,
-            "iam.account.v1.UserAuthenticationUserLoggedInService/Nope"
-        )
-        .unwrap_err()
-        .contains("no method"));
-        let y: serde_yaml::Value =
-            serde_yaml::from_str("{user_id: x, payload: {statCode: s, bogus: 1}, nope: 2}")
-                .unwrap();
-        let t = JsonTemplate::from_yaml(&y).unwrap();
-        let errs = check_message(&m2.input(), &t);
-        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, vec!["payload.bogus", "nope"], "{errs:?}");
-    }
-
-    #[test]
-    fn coercion_fits_field_types() {
-        let pool = builtin_pool();
-        let m = find_method(&pool, STAT_METHOD).unwrap();
-        let mut v = serde_json::json!({"id": 5, "version": "3", "timestamp": 1700000000000u64,
-            "payload": {"statCode": "wins_ranked", "latestValue": "12.5"}});
-        coerce(&m.input(), &mut v);
-        assert_eq!(v["id"], "5");
-        assert_eq!(v["version"], 3);
-        assert_eq!(v["timestamp"], "1700000000000");
-        assert_eq!(v["payload"]["latestValue"], 12.5);
-        let msg = DynamicMessage::deserialize(m.input(), v).unwrap();
-        assert_eq!(msg.get_field_by_name("id").unwrap().as_str(), Some("5"));
-    }
 
     #[test]
     fn codes_are_bounded_kinds() {

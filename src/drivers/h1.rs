@@ -19,7 +19,7 @@
 //! open at once is bounded above this module (the target's `max_connections`: a
 //! connection is only opened by a request holding a slot when no idle one is left).
 
-use super::http::{BODY, CONNECT, IO};
+use super::kind::{BODY, CONNECT, IO};
 use super::OpError;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
@@ -236,7 +236,7 @@ impl H1Pool {
             .map_err(|_| {
                 fail(format!(
                     "no connection within {}",
-                    crate::config::units::format_duration(self.connect_timeout)
+                    crate::units::format_duration(self.connect_timeout)
                 ))
             })?
             .map_err(|e| fail(e.to_string()))?;

@@ -6,7 +6,8 @@
 //! match with `on_empty: error`), `template`.
 
 use super::h1::{self, H1Pool};
-use super::{kind, Driver, OpError, OpResult};
+use super::kind::{self, BODY, CONNECT, IO, STATUS_4XX, STATUS_5XX, STATUS_OTHER};
+use super::{Driver, OpError, OpResult};
 use crate::config::{Extract, HttpTarget, HttpVersion, OnEmpty, Op, OpKind, Pick, StatusMatch};
 use crate::template::{IterVars, JsonTemplate, Template};
 use bytes::Bytes;
@@ -19,13 +20,6 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-
-pub const CONNECT: &str = "connect";
-pub const IO: &str = "io";
-pub const STATUS_4XX: &str = "status_4xx";
-pub const STATUS_5XX: &str = "status_5xx";
-pub const STATUS_OTHER: &str = "status_other";
-pub const BODY: &str = "body";
 
 /// Redirects followed per request, as reqwest's default policy.
 const MAX_REDIRECTS: usize = 10;

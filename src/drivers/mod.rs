@@ -4,12 +4,11 @@
 pub mod grpc;
 pub mod h1;
 pub mod http;
-pub mod pgconn;
 pub mod postgres;
 
-use crate::buffer::BufferedWriter;
 use crate::config::{Op, Target, TargetKind};
 use crate::metrics::Metrics;
+use crate::pg::writer::BufferedWriter;
 use crate::template::IterVars;
 use futures::future::BoxFuture;
 use std::borrow::Cow;
@@ -32,12 +31,31 @@ impl OpError {
     }
 }
 
-/// Error kinds every driver may produce.
+/// Error kinds: the one bounded set the drivers draw from (each becomes an `error`
+/// label). gRPC adds `grpc_<code>` and PostgreSQL `sqlstate_<code>`, both bounded by
+/// their protocols' code lists.
 pub mod kind {
     /// The per-op timeout expired (set by the engine).
     pub const TIMEOUT: &str = "timeout";
     /// A template could not be rendered (a fixture row lacks a field, say).
     pub const TEMPLATE: &str = "template";
+    /// A connection could not be made (HTTP, PostgreSQL).
+    pub const CONNECT: &str = "connect";
+    /// The connection failed after it was made (HTTP, PostgreSQL).
+    pub const IO: &str = "io";
+    /// HTTP: a 4xx, a 5xx, or an unexpected 1xx/3xx status.
+    pub const STATUS_4XX: &str = "status_4xx";
+    pub const STATUS_5XX: &str = "status_5xx";
+    pub const STATUS_OTHER: &str = "status_other";
+    /// HTTP: the body could not be read, was not JSON where a step extracts, or held no
+    /// match with `on_empty: error`.
+    pub const BODY: &str = "body";
+    /// PostgreSQL: no pooled connection within `acquire_timeout`.
+    pub const POOL_TIMEOUT: &str = "pool_timeout";
+    /// PostgreSQL: the server spoke out of protocol.
+    pub const PROTOCOL: &str = "protocol";
+    /// PostgreSQL events: the buffered writer refused an event (its queue was full).
+    pub const BUFFER_FULL: &str = "buffer_full";
 }
 
 pub type OpResult = Result<(), OpError>;
@@ -86,7 +104,7 @@ impl TargetClient {
                 .map_err(fail),
             TargetKind::Postgres(p) => {
                 let pool = postgres::build_pool(p).map_err(|e| fail(e.to_string()))?;
-                let conns = Arc::new(pgconn::ConnCache::new(
+                let conns = Arc::new(crate::pg::conn::ConnCache::new(
                     pool.clone(),
                     p.max_connections,
                     p.acquire_timeout
@@ -105,7 +123,7 @@ impl TargetClient {
                     ready_tx,
                 ));
                 let stats = if p.stats.enabled {
-                    let h = crate::pgstats::spawn(
+                    let h = crate::pg::stats::spawn(
                         target.name.clone(),
                         &p.url,
                         p.stats.clone(),
@@ -128,7 +146,7 @@ impl TargetClient {
     }
 
     /// Where a postgres target's statements get connections.
-    pub fn pg_conns(&self) -> Option<Arc<pgconn::ConnCache>> {
+    pub fn pg_conns(&self) -> Option<Arc<crate::pg::conn::ConnCache>> {
         match self {
             TargetClient::Postgres(c) => Some(c.conns.clone()),
             TargetClient::Http(_) | TargetClient::Grpc(_) => None,

@@ -7,11 +7,12 @@
 //! connections, `sqlstate_40001` serialization failure, `sqlstate_57014` canceled),
 //! `protocol`, `buffer_full` (the writer refused an event), `template`, `timeout`.
 
-use super::pgconn::AcquireError;
-use super::{kind, Driver, OpError, OpResult};
-use crate::buffer::BufferedWriter;
+use super::kind::{self, BUFFER_FULL, CONNECT, IO, POOL_TIMEOUT, PROTOCOL};
+use super::{Driver, OpError, OpResult};
 use crate::config::{EventOp, Op, OpKind, PostgresTarget, SqlParam, SqlType, SslMode};
 use crate::metrics::PoolMetrics;
+use crate::pg::conn::AcquireError;
+use crate::pg::writer::BufferedWriter;
 use crate::template::{IterVars, RenderError};
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgSslMode};
@@ -21,12 +22,6 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const POOL_TIMEOUT: &str = "pool_timeout";
-pub const CONNECT: &str = "connect";
-pub const IO: &str = "io";
-pub const PROTOCOL: &str = "protocol";
-pub const BUFFER_FULL: &str = "buffer_full";
-
 /// Defaults of `acquire_timeout` and `idle_timeout`.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -35,7 +30,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 #[derive(Clone)]
 pub struct PgClient {
     /// Where SQL operations and the writer's flushes get their connections.
-    pub conns: Arc<super::pgconn::ConnCache>,
+    pub conns: Arc<crate::pg::conn::ConnCache>,
     pub metrics: Arc<PoolMetrics>,
     /// The statistics collector's task, stopped when the last clone goes.
     pub stats: Option<Arc<AbortOnDrop>>,

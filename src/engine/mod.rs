@@ -8,11 +8,11 @@
 pub mod clock;
 pub mod runner;
 
-use crate::buffer::BufferedWriter;
 use crate::config::{Arrival, Config, ConfigErrors, Scenario, Target};
 use crate::drivers::{self, Driver, DriverError, TargetClient};
 use crate::events::{EventKind, EventLog};
 use crate::metrics::{Metrics, ScenarioMetrics};
+use crate::pg::writer::BufferedWriter;
 use crate::schedule::{At, Schedule};
 use crate::template::Fixture;
 use parking_lot::{Mutex, RwLock};

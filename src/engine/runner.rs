@@ -128,7 +128,7 @@ async fn execute(state: &ScenarioState, plan: &super::Plan, start: Instant) {
             kind::TIMEOUT,
             format!(
                 "no answer within {}",
-                crate::config::units::format_duration(timeout)
+                crate::units::format_duration(timeout)
             ),
         )),
     };

@@ -7,6 +7,7 @@
 
 pub mod histsnap;
 pub mod memory;
+pub mod pg;
 pub mod window;
 
 pub use histsnap::HistSnap;
@@ -77,7 +78,7 @@ pub struct Metrics {
     event_e2e: HistogramVec,
     pub pgstats_errors: IntCounterVec,
     /// The PostgreSQL statistics snapshot (pg_* series), rendered at scrape time.
-    pub pg_snapshot: Arc<crate::pgstats::Snapshot>,
+    pub pg_snapshot: Arc<pg::Snapshot>,
     /// Every buffered writer's handles by name, for the history sampler.
     buffers: Mutex<std::collections::BTreeMap<String, BufferMetrics>>,
     /// The bounded structures' bytes (`soakd_memory_bytes{area}`).
@@ -416,7 +417,7 @@ impl Metrics {
             .buckets(FLUSH_BUCKETS.to_vec()),
             &["scenario"],
         )?;
-        let pg_snapshot = Arc::new(crate::pgstats::Snapshot::default());
+        let pg_snapshot = Arc::new(pg::Snapshot::default());
         let pgstats_errors = IntCounterVec::new(
             opts(
                 "soakd_pgstats_errors_total",
@@ -436,7 +437,7 @@ impl Metrics {
             Box::new(buffer_flush_errors.clone()),
             Box::new(event_e2e.clone()),
             Box::new(pgstats_errors.clone()),
-            Box::new(crate::pgstats::SnapshotCollector::new(pg_snapshot.clone())?),
+            Box::new(pg::SnapshotCollector::new(pg_snapshot.clone())?),
         ] {
             registry.register(c)?;
         }

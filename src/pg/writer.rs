@@ -9,8 +9,8 @@
 //! new events with a counter; nothing here ever blocks the arrival clock.
 
 use crate::config::BufferConfig;
-use crate::drivers::pgconn::{AcquireError, ConnCache};
 use crate::metrics::BufferMetrics;
+use crate::pg::conn::{AcquireError, ConnCache};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

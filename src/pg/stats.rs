@@ -12,290 +12,12 @@
 //! series cover the collector's database, the busiest `max_tables` tables.
 
 use crate::config::PgStatsConfig;
+use crate::metrics::pg::{Sample, Snapshot, SERIES};
 use crate::metrics::Metrics;
-use parking_lot::Mutex;
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// One sample of the snapshot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub name: &'static str,
-    pub labels: Vec<(&'static str, String)>,
-    pub value: f64,
-}
-
-/// Help text of every pg_* series, in one place (the docs list the same).
-pub const SERIES: &[(&str, &str)] = &[
-    (
-        "pg_up",
-        "Whether the last statistics collection reached the server (1) or not (0).",
-    ),
-    (
-        "pg_stat_database_numbackends",
-        "Backends connected to this database.",
-    ),
-    ("pg_stat_database_xact_commit", "Transactions committed."),
-    (
-        "pg_stat_database_xact_rollback",
-        "Transactions rolled back.",
-    ),
-    ("pg_stat_database_blks_read", "Disk blocks read."),
-    ("pg_stat_database_blks_hit", "Buffer cache hits."),
-    ("pg_stat_database_tup_returned", "Rows returned by queries."),
-    ("pg_stat_database_tup_fetched", "Rows fetched by queries."),
-    ("pg_stat_database_tup_inserted", "Rows inserted."),
-    ("pg_stat_database_tup_updated", "Rows updated."),
-    ("pg_stat_database_tup_deleted", "Rows deleted."),
-    (
-        "pg_stat_database_conflicts",
-        "Queries canceled due to conflicts with recovery.",
-    ),
-    ("pg_stat_database_temp_files", "Temporary files created."),
-    (
-        "pg_stat_database_temp_bytes",
-        "Bytes written to temporary files.",
-    ),
-    ("pg_stat_database_deadlocks", "Deadlocks detected."),
-    (
-        "pg_stat_activity_count",
-        "Connections by database and state.",
-    ),
-    (
-        "pg_stat_activity_max_tx_duration",
-        "Longest running transaction by database and state, in seconds.",
-    ),
-    (
-        "pg_settings_max_connections",
-        "Server setting max_connections.",
-    ),
-    (
-        "pg_settings_superuser_reserved_connections",
-        "Server setting superuser_reserved_connections.",
-    ),
-    (
-        "pg_settings_shared_buffers_bytes",
-        "Server setting shared_buffers, in bytes.",
-    ),
-    (
-        "pg_settings_work_mem_bytes",
-        "Server setting work_mem, in bytes.",
-    ),
-    (
-        "pg_settings_max_wal_size_bytes",
-        "Server setting max_wal_size, in bytes.",
-    ),
-    (
-        "pg_settings_effective_cache_size_bytes",
-        "Server setting effective_cache_size, in bytes.",
-    ),
-    (
-        "pg_settings_checkpoint_timeout_seconds",
-        "Server setting checkpoint_timeout, in seconds.",
-    ),
-    (
-        "pg_settings_autovacuum_naptime_seconds",
-        "Server setting autovacuum_naptime, in seconds.",
-    ),
-    (
-        "pg_locks_count",
-        "Locks held or awaited, by database and mode.",
-    ),
-    ("pg_database_size_bytes", "Disk space used by the database."),
-    (
-        "pg_stat_user_tables_seq_scan",
-        "Sequential scans of the table.",
-    ),
-    ("pg_stat_user_tables_idx_scan", "Index scans of the table."),
-    (
-        "pg_stat_user_tables_n_tup_ins",
-        "Rows inserted into the table.",
-    ),
-    (
-        "pg_stat_user_tables_n_tup_upd",
-        "Rows updated in the table.",
-    ),
-    (
-        "pg_stat_user_tables_n_tup_del",
-        "Rows deleted from the table.",
-    ),
-    ("pg_stat_user_tables_n_live_tup", "Estimated live rows."),
-    ("pg_stat_user_tables_n_dead_tup", "Estimated dead rows."),
-    (
-        "pg_stat_user_tables_last_autovacuum",
-        "Unix time of the last autovacuum (0: never).",
-    ),
-    (
-        "pg_stat_user_tables_last_autoanalyze",
-        "Unix time of the last autoanalyze (0: never).",
-    ),
-    (
-        "pg_stat_user_tables_autovacuum_count",
-        "Times the table was vacuumed by autovacuum.",
-    ),
-    (
-        "pg_stat_bgwriter_checkpoints_timed_total",
-        "Scheduled checkpoints performed.",
-    ),
-    (
-        "pg_stat_bgwriter_checkpoints_req_total",
-        "Requested checkpoints performed.",
-    ),
-    (
-        "pg_stat_bgwriter_checkpoint_write_time_total",
-        "Time writing checkpoint files, in milliseconds.",
-    ),
-    (
-        "pg_stat_bgwriter_checkpoint_sync_time_total",
-        "Time syncing checkpoint files, in milliseconds.",
-    ),
-    (
-        "pg_stat_bgwriter_buffers_checkpoint_total",
-        "Buffers written during checkpoints.",
-    ),
-    (
-        "pg_stat_bgwriter_buffers_clean_total",
-        "Buffers written by the background writer.",
-    ),
-    (
-        "pg_stat_bgwriter_maxwritten_clean_total",
-        "Times the background writer stopped for writing too many buffers.",
-    ),
-    (
-        "pg_stat_bgwriter_buffers_backend_total",
-        "Buffers written directly by backends.",
-    ),
-    (
-        "pg_stat_bgwriter_buffers_backend_fsync_total",
-        "Times a backend had to fsync itself.",
-    ),
-    ("pg_stat_bgwriter_buffers_alloc_total", "Buffers allocated."),
-    (
-        "pg_stat_statements_calls_total",
-        "Executions of the statement (top statements by total time).",
-    ),
-    (
-        "pg_stat_statements_seconds_total",
-        "Total execution time of the statement, in seconds.",
-    ),
-    (
-        "pg_stat_statements_rows_total",
-        "Rows retrieved or affected by the statement.",
-    ),
-    (
-        "pg_replication_is_replica",
-        "1 if the server is a replica (in recovery).",
-    ),
-    (
-        "pg_replication_lag_seconds",
-        "Replication lag behind the primary in seconds (0 on a primary).",
-    ),
-];
-
-fn is_counter(name: &str) -> bool {
-    name.ends_with("_total")
-}
-
-/// The last snapshot, shared by the collecting task and the registry.
-#[derive(Default)]
-pub struct Snapshot {
-    samples: Mutex<Vec<Sample>>,
-}
-
-impl Snapshot {
-    pub fn samples(&self) -> Vec<Sample> {
-        self.samples.lock().clone()
-    }
-}
-
-/// Renders the snapshot at scrape time.
-pub struct SnapshotCollector {
-    snapshot: Arc<Snapshot>,
-    descs: Vec<Desc>,
-}
-
-impl SnapshotCollector {
-    pub fn new(snapshot: Arc<Snapshot>) -> Result<Self, prometheus::Error> {
-        // Label names vary per family, so the descs carry none; the registry only uses
-        // them for uniqueness of names.
-        let descs = SERIES
-            .iter()
-            .map(|(n, h)| Desc::new(n.to_string(), h.to_string(), vec![], Default::default()))
-            .collect::<Result<_, _>>()?;
-        Ok(SnapshotCollector { snapshot, descs })
-    }
-}
-
-impl Collector for SnapshotCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let samples = self.snapshot.samples();
-        let mut by_name: BTreeMap<&'static str, Vec<&Sample>> = BTreeMap::new();
-        for s in &samples {
-            by_name.entry(s.name).or_default().push(s);
-        }
-        let mut out = Vec::with_capacity(by_name.len());
-        for (name, list) in by_name {
-            let help = SERIES
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, h)| *h)
-                .unwrap_or("");
-            let mut mf = MetricFamily::default();
-            mf.set_name(name.to_string());
-            mf.set_help(help.to_string());
-            let counter = is_counter(name);
-            mf.set_field_type(if counter {
-                MetricType::COUNTER
-            } else {
-                MetricType::GAUGE
-            });
-            let mut seen = std::collections::HashSet::new();
-            for s in list {
-                let mut labels: Vec<LabelPair> = s
-                    .labels
-                    .iter()
-                    .map(|(k, v)| {
-                        let mut l = LabelPair::default();
-                        l.set_name(k.to_string());
-                        l.set_value(v.clone());
-                        l
-                    })
-                    .collect();
-                labels.sort_by(|a, b| a.name().cmp(b.name()));
-                let key: Vec<(String, String)> = labels
-                    .iter()
-                    .map(|l| (l.name().to_string(), l.value().to_string()))
-                    .collect();
-                if !seen.insert(key) {
-                    continue;
-                }
-                let mut m = Metric::default();
-                m.set_label(labels);
-                if counter {
-                    let mut c = prometheus::proto::Counter::default();
-                    c.set_value(s.value);
-                    m.set_counter(c);
-                } else {
-                    let mut g = prometheus::proto::Gauge::default();
-                    g.set_value(s.value);
-                    m.set_gauge(g);
-                }
-                mf.mut_metric().push(m);
-            }
-            out.push(mf);
-        }
-        out
-    }
-}
 
 const DB_COLUMNS: [&str; 14] = [
     "numbackends",
@@ -594,11 +316,11 @@ pub fn spawn(
         .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1))
         .log_statements(log::LevelFilter::Trace);
     let errors = metrics.pgstats_errors.with_label_values(&[target.as_str()]);
-    *snapshot.samples.lock() = vec![Sample {
+    snapshot.set(vec![Sample {
         name: "pg_up",
         labels: vec![],
         value: 0.0,
-    }];
+    }]);
     Ok(tokio::spawn(async move {
         let mut conn: Option<PgConnection> = None;
         let mut ticker = tokio::time::interval(cfg.interval.0);
@@ -632,7 +354,7 @@ pub fn spawn(
                 None => Err("not connected".into()),
             };
             match result {
-                Ok(samples) => *snapshot.samples.lock() = samples,
+                Ok(samples) => snapshot.set(samples),
                 Err(e) => {
                     if conn.is_some() {
                         errors.inc();
@@ -641,11 +363,11 @@ pub fn spawn(
                             let _ = tokio::time::timeout(Duration::from_secs(1), c.close()).await;
                         }
                     }
-                    *snapshot.samples.lock() = vec![Sample {
+                    snapshot.set(vec![Sample {
                         name: "pg_up",
                         labels: vec![],
                         value: 0.0,
-                    }];
+                    }]);
                 }
             }
         }
