@@ -233,11 +233,11 @@ fn compile_expr(expr: &str) -> Result<Part, String> {
 
 impl<'de> Deserialize<'de> for Template {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_yaml::Value::deserialize(d)?;
+        let v = Json::deserialize(d)?;
         let s = match v {
-            serde_yaml::Value::String(s) => s,
-            serde_yaml::Value::Number(n) => n.to_string(),
-            serde_yaml::Value::Bool(b) => b.to_string(),
+            Json::String(s) => s,
+            Json::Number(n) => n.to_string(),
+            Json::Bool(b) => b.to_string(),
             _ => return Err(de::Error::custom("expected a string template")),
         };
         Template::compile(&s).map_err(de::Error::custom)
@@ -254,10 +254,10 @@ pub enum JsonTemplate {
 }
 
 impl JsonTemplate {
-    pub fn from_yaml(v: &serde_yaml::Value) -> Result<JsonTemplate, String> {
-        use serde_yaml::Value as Y;
+    /// A template from a config value: string leaves are templates, the rest literals.
+    pub fn from_value(v: &Json) -> Result<JsonTemplate, String> {
         Ok(match v {
-            Y::String(s) => {
+            Json::String(s) => {
                 let t = Template::compile(s)?;
                 if t.is_static() {
                     JsonTemplate::Value(Json::String(s.clone()))
@@ -265,26 +265,18 @@ impl JsonTemplate {
                     JsonTemplate::Str(t)
                 }
             }
-            Y::Sequence(items) => JsonTemplate::Array(
+            Json::Array(items) => JsonTemplate::Array(
                 items
                     .iter()
-                    .map(JsonTemplate::from_yaml)
+                    .map(JsonTemplate::from_value)
                     .collect::<Result<_, _>>()?,
             ),
-            Y::Mapping(m) => {
-                let mut fields = Vec::with_capacity(m.len());
-                for (k, v) in m {
-                    let k = k
-                        .as_str()
-                        .ok_or_else(|| "JSON object keys must be strings".to_string())?;
-                    fields.push((k.to_string(), JsonTemplate::from_yaml(v)?));
-                }
-                JsonTemplate::Object(fields)
-            }
-            Y::Tagged(_) => return Err("YAML tags are not allowed in a JSON body".into()),
-            other => JsonTemplate::Value(
-                serde_json::to_value(other).map_err(|e| format!("not JSON: {e}"))?,
+            Json::Object(m) => JsonTemplate::Object(
+                m.iter()
+                    .map(|(k, v)| Ok((k.clone(), JsonTemplate::from_value(v)?)))
+                    .collect::<Result<_, String>>()?,
             ),
+            other => JsonTemplate::Value(other.clone()),
         })
     }
 
@@ -340,8 +332,8 @@ impl JsonTemplate {
 
 impl<'de> Deserialize<'de> for JsonTemplate {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_yaml::Value::deserialize(d)?;
-        JsonTemplate::from_yaml(&v).map_err(de::Error::custom)
+        let v = Json::deserialize(d)?;
+        JsonTemplate::from_value(&v).map_err(de::Error::custom)
     }
 }
 
@@ -510,11 +502,11 @@ mod tests {
     fn json_bodies_keep_types() {
         let fx = users();
         let mut vars = IterVars::new(&fx, 3);
-        let y: serde_yaml::Value = serde_yaml::from_str(
+        let y = crate::config::yaml::parse(
             "user: '{{user.id}}'\nvalue: '{{rand_int 10 10}}'\nlabel: 'n={{seq}}'\nfixed: [1, true]",
         )
         .unwrap();
-        let jt = JsonTemplate::from_yaml(&y).unwrap();
+        let jt = JsonTemplate::from_value(&y).unwrap();
         assert_eq!(jt.roots(), vec!["user"]);
         let v = jt.render(&mut vars).unwrap();
         assert_eq!(

@@ -210,10 +210,10 @@ mod tests {
 
     #[test]
     fn ratio_forms() {
-        let r: Ratio = serde_yaml::from_str("\"1%\"").unwrap();
+        let r: Ratio = serde_saphyr::from_str("\"1%\"").unwrap();
         assert!((r.0 - 0.01).abs() < 1e-12);
-        let r: Ratio = serde_yaml::from_str("0.05").unwrap();
+        let r: Ratio = serde_saphyr::from_str("0.05").unwrap();
         assert!((r.0 - 0.05).abs() < 1e-12);
-        assert!(serde_yaml::from_str::<Ratio>("\"150%\"").is_err());
+        assert!(serde_saphyr::from_str::<Ratio>("\"150%\"").is_err());
     }
 }

@@ -216,11 +216,12 @@ scrape_configs:
         .map(|l| l.split(" # ").next().unwrap().trim().to_string())
         .collect();
     let mut exprs: Vec<(String, String)> = Vec::new();
-    let rec: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(root().join("rules/recording.yml")).unwrap())
-            .unwrap();
-    for g in rec["groups"].as_sequence().unwrap() {
-        for r in g["rules"].as_sequence().unwrap() {
+    let rec: serde_json::Value = soakd::config::yaml::parse(
+        &std::fs::read_to_string(root().join("rules/recording.yml")).unwrap(),
+    )
+    .unwrap();
+    for g in rec["groups"].as_array().unwrap() {
+        for r in g["rules"].as_array().unwrap() {
             let name = r["record"].as_str().unwrap().to_string();
             exprs.push((format!("rule {name}"), name));
         }

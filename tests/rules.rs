@@ -53,15 +53,16 @@ fn promtool_checks_and_unit_tests_pass() {
     assert_eq!(out.matches("SUCCESS").count(), 2, "{out}");
 }
 
-fn alerts() -> Vec<serde_yaml::Value> {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(root().join("rules/alerts.yml")).unwrap())
-            .unwrap();
+fn alerts() -> Vec<serde_json::Value> {
+    let doc: serde_json::Value = soakd::config::yaml::parse(
+        &std::fs::read_to_string(root().join("rules/alerts.yml")).unwrap(),
+    )
+    .unwrap();
     doc["groups"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
-        .flat_map(|g| g["rules"].as_sequence().unwrap().clone())
+        .flat_map(|g| g["rules"].as_array().unwrap().clone())
         .collect()
 }
 

@@ -12,10 +12,11 @@ fn root() -> PathBuf {
 
 #[test]
 fn compose_file_is_consistent() {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(root().join("docker-compose.yml")).unwrap())
-            .unwrap();
-    let services = doc["services"].as_mapping().unwrap();
+    let doc: serde_json::Value = soakd::config::yaml::parse(
+        &std::fs::read_to_string(root().join("docker-compose.yml")).unwrap(),
+    )
+    .unwrap();
+    let services = doc["services"].as_object().unwrap();
     for want in [
         "postgres",
         "soakd",
@@ -29,7 +30,7 @@ fn compose_file_is_consistent() {
     }
     let mut ports = HashSet::new();
     for (name, svc) in services {
-        let name = name.as_str().unwrap();
+        let name = name.as_str();
         match svc["image"].as_str() {
             Some(img) => assert!(
                 img.contains(':') && !img.ends_with(":latest"),
@@ -37,11 +38,11 @@ fn compose_file_is_consistent() {
             ),
             None => assert!(svc["build"].is_string(), "{name}: neither image nor build"),
         }
-        for p in svc["ports"].as_sequence().into_iter().flatten() {
+        for p in svc["ports"].as_array().into_iter().flatten() {
             let host = p.as_str().unwrap().split(':').next().unwrap().to_string();
             assert!(ports.insert(host.clone()), "host port {host} used twice");
         }
-        for v in svc["volumes"].as_sequence().into_iter().flatten() {
+        for v in svc["volumes"].as_array().into_iter().flatten() {
             let src = v.as_str().unwrap().split(':').next().unwrap();
             if src.starts_with("./") {
                 assert!(
@@ -55,7 +56,7 @@ fn compose_file_is_consistent() {
     assert_eq!(services["postgres-exporter"]["profiles"][0], "exporter");
     // The soakd service runs a config that exists in the mounted folder.
     let cmd: Vec<&str> = services["soakd"]["command"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_str().unwrap())
@@ -172,18 +173,19 @@ fn kubernetes_prometheusrule_matches_rules() {
     // The generated PrometheusRule carries exactly the groups of rules/*.yml, in order.
     let mut want = Vec::new();
     for f in ["thresholds.yml", "recording.yml", "alerts.yml"] {
-        let doc: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(root().join("rules").join(f)).unwrap())
-                .unwrap();
-        want.extend(doc["groups"].as_sequence().unwrap().clone());
+        let doc: serde_json::Value = soakd::config::yaml::parse(
+            &std::fs::read_to_string(root().join("rules").join(f)).unwrap(),
+        )
+        .unwrap();
+        want.extend(doc["groups"].as_array().unwrap().clone());
     }
-    let rule: serde_yaml::Value = serde_yaml::from_str(
+    let rule: serde_json::Value = soakd::config::yaml::parse(
         &std::fs::read_to_string(root().join("deploy/kubernetes/prometheusrule.yaml")).unwrap(),
     )
     .unwrap();
     assert_eq!(rule["kind"], "PrometheusRule");
     assert!(
-        rule["spec"]["groups"].as_sequence().unwrap() == &want,
+        rule["spec"]["groups"].as_array().unwrap() == &want,
         "deploy/kubernetes/prometheusrule.yaml is out of date: run scripts/gen-k8s-rules.py"
     );
 }
@@ -191,9 +193,7 @@ fn kubernetes_prometheusrule_matches_rules() {
 #[test]
 fn kubernetes_shards_match_replicas() {
     let text = std::fs::read_to_string(root().join("deploy/kubernetes/soakd.yaml")).unwrap();
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     for k in ["ConfigMap", "StatefulSet", "Service", "ServiceMonitor"] {
         assert!(kinds.contains(&k), "no {k}");
@@ -202,7 +202,7 @@ fn kubernetes_shards_match_replicas() {
     let replicas = sts["spec"]["replicas"].as_u64().unwrap();
     let c = &sts["spec"]["template"]["spec"]["containers"][0];
     let shards = c["env"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .find(|e| e["name"] == "SOAKD_SHARDS")

@@ -9,7 +9,7 @@
 use super::Errs;
 use crate::units::Dur;
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_json::Value;
 use std::time::Duration;
 
 /// Longest `keep_1s` accepted: 6 h of 1 s samples (21,600 per series).

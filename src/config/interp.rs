@@ -1,7 +1,7 @@
 //! `${VAR}` and `${VAR:-default}` in string values, applied after parsing so that a
 //! missing variable is reported with the key path that used it. `$${` writes a literal `${`.
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 /// Looks variables up; the process environment in production, a map in tests.
 pub trait Env {
@@ -73,30 +73,28 @@ pub fn expand_value(v: &mut Value, path: &str, env: &dyn Env, errors: &mut Vec<(
         Value::String(s) if s.contains('$') => match expand(s, env) {
             Ok(new) => {
                 // `max_in_flight: ${MAX}` should give a number, not the string "500".
-                *v = match serde_yaml::from_str::<Value>(&new) {
+                *v = match super::yaml::parse(&new) {
                     Ok(n @ (Value::Number(_) | Value::Bool(_))) => n,
                     _ => Value::String(new),
                 };
             }
             Err(e) => errors.push((path.to_string(), e)),
         },
-        Value::Sequence(seq) => {
+        Value::Array(seq) => {
             for (i, item) in seq.iter_mut().enumerate() {
                 expand_value(item, &format!("{path}[{i}]"), env, errors);
             }
         }
-        Value::Mapping(m) => {
+        Value::Object(m) => {
             for (k, item) in m.iter_mut() {
-                let key = k.as_str().map(str::to_string).unwrap_or_default();
                 let p = if path.is_empty() {
-                    key
+                    k.clone()
                 } else {
-                    format!("{path}.{key}")
+                    format!("{path}.{k}")
                 };
                 expand_value(item, &p, env, errors);
             }
         }
-        Value::Tagged(t) => expand_value(&mut t.value, path, env, errors),
         _ => {}
     }
 }
@@ -131,7 +129,7 @@ mod tests {
     #[test]
     fn numbers_stay_numbers() {
         let e = HashMap::from([("MAX".to_string(), "500".to_string())]);
-        let mut v: Value = serde_yaml::from_str("a: ${MAX}\nb: x${MISSING}").unwrap();
+        let mut v: Value = super::super::yaml::parse("a: ${MAX}\nb: x${MISSING}").unwrap();
         let mut errs = vec![];
         expand_value(&mut v, "", &e, &mut errs);
         assert_eq!(v["a"], Value::from(500));

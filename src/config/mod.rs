@@ -2,27 +2,30 @@
 //!
 //! Loading never stops at the first problem. The document is decoded piece by piece
 //! (each fixture, target, scenario, op and schedule stage on its own) and then
-//! validated as a whole; every error carries its key path and, from [`yamlpos`], the
+//! validated as a whole; every error carries its key path and, from [`yaml`], the
 //! line and column it points at.
 
 pub mod dashboard;
 pub mod interp;
 pub mod search;
-pub mod yamlpos;
+pub mod yaml;
 
 use crate::schedule::{Schedule, Stage};
 use crate::template::{Fixture, JsonTemplate, Template};
 use crate::units::{self, Dur, Rate, Ratio};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_yaml::{Mapping, Value};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use yamlpos::{Pos, PosIndex};
+use yaml::{Pos, PosIndex};
+
+/// A YAML mapping, in document order.
+type Mapping = Map<String, Value>;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9400";
 
@@ -881,18 +884,14 @@ pub fn parse(
         source_name: source_name.to_string(),
         errors: errs.list,
     };
-    let mut doc: Value = match serde_yaml::from_str(text) {
-        Ok(Value::Null) => Value::Mapping(Mapping::new()),
+    let mut doc: Value = match yaml::parse(text) {
+        Ok(Value::Null) => Value::Object(Map::new()),
         Ok(v) => v,
         Err(e) => {
-            let pos = e.location().map(|l| Pos {
-                line: l.line(),
-                col: l.column(),
-            });
             errs.list.push(ConfigError {
                 path: String::new(),
-                message: format!("invalid YAML: {e}"),
-                pos,
+                message: format!("invalid YAML: {}", e.message),
+                pos: e.pos,
             });
             return Err(fail(errs));
         }
@@ -913,20 +912,15 @@ pub fn parse(
     }
 }
 
-fn key_name(k: &Value, path: &str, errs: &mut Errs) -> Option<String> {
-    match k.as_str() {
-        Some(s) if valid_name(s) => Some(s.to_string()),
-        _ => {
-            errs.push(
-                path,
-                format!(
-                    "names must be 1-64 characters of letters, digits, '_' or '-', got {}",
-                    serde_yaml::to_string(k).unwrap_or_default().trim()
-                ),
-            );
-            None
-        }
+fn key_name(k: &str, path: &str, errs: &mut Errs) -> Option<String> {
+    if valid_name(k) {
+        return Some(k.to_string());
     }
+    errs.push(
+        path,
+        format!("names must be 1-64 characters of letters, digits, '_' or '-', got {k}"),
+    );
+    None
 }
 
 fn valid_name(s: &str) -> bool {
@@ -1328,7 +1322,7 @@ fn build_scenario(
 
 fn build_buffer(v: &Value, path: &str, base_dir: &Path, errs: &mut Errs) -> Option<BufferConfig> {
     let v = if v.is_null() {
-        Value::Mapping(Mapping::new())
+        Value::Object(Map::new())
     } else {
         v.clone()
     };
@@ -1628,7 +1622,7 @@ fn highest_placeholder(q: &str) -> usize {
 
 fn build_schedule(v: &Value, path: &str, errs: &mut Errs) -> Option<Schedule> {
     // Either `{stages: [...], repeat}` or a single stage written directly.
-    let is_full = v.as_mapping().is_some_and(|m| m.contains_key("stages"));
+    let is_full = v.as_object().is_some_and(|m| m.contains_key("stages"));
     let (stage_values, repeat) = if is_full {
         let raw = errs.decode::<RawSchedule>(v, path)?;
         (raw.stages, raw.repeat)

@@ -4,7 +4,7 @@
 use super::{resolve, Errs, Scenario, Secret, Target, TargetKind};
 use crate::units::{Dur, Rate};
 use serde::Deserialize;
-use serde_yaml::{Mapping, Value};
+use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -92,7 +92,7 @@ struct RawSearch {
     postgres: Option<String>,
     #[serde(default)]
     target_process: Option<RawTargetProcess>,
-    scenarios: Mapping,
+    scenarios: Map<String, Value>,
 }
 
 #[derive(Deserialize)]

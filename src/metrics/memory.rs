@@ -175,16 +175,22 @@ impl MemorySize for std::sync::atomic::AtomicU64 {
 /// small object costs a whole node).
 pub fn json_bytes(v: &serde_json::Value) -> u64 {
     use serde_json::Value;
-    const NODE_SLOTS: usize = 11;
     let value = std::mem::size_of::<Value>();
-    let slot = std::mem::size_of::<String>() + value;
+    // Objects keep document order (serde_json's `preserve_order`): an IndexMap, i.e. a
+    // vector of (hash, key, value) entries plus a hash table of indices into it.
+    let entry = std::mem::size_of::<u64>() + std::mem::size_of::<String>() + value;
     value as u64
         + match v {
             Value::String(s) => s.capacity() as u64,
             Value::Array(a) => a.iter().map(json_bytes).sum(),
             Value::Object(o) => {
-                let nodes = o.len().div_ceil(NODE_SLOTS).max(1);
-                (nodes * (NODE_SLOTS * slot + 16)) as u64
+                let n = o.len();
+                let buckets = if n == 0 {
+                    0
+                } else {
+                    (n * 8 / 7).next_power_of_two().max(4)
+                };
+                (n * entry + buckets * (std::mem::size_of::<usize>() + 1)) as u64
                     + o.iter()
                         .map(|(k, v)| k.capacity() as u64 + json_bytes(v) - value as u64)
                         .sum::<u64>()
@@ -243,8 +249,9 @@ mod tests {
                 .collect(),
         );
         let one = json_bytes(&small);
-        // A value, a B-tree node of 11 slots, the key's and the string's bytes.
-        assert!((11 * 56..1024).contains(&one), "{one}");
+        // A value, one entry and a four-bucket index, the key's and the string's bytes.
+        let value = std::mem::size_of::<serde_json::Value>() as u64;
+        assert_eq!(one, 2 * value + 8 + 24 + 4 * 9 + 2 + 2, "{one}");
         let all = json_bytes(&users);
         assert!((100 * (one + 40)..100 * 1024).contains(&all), "{all}");
     }

@@ -446,7 +446,7 @@ mod tests {
     }
 
     fn template(yaml: &str) -> JsonTemplate {
-        JsonTemplate::from_yaml(&serde_yaml::from_str(yaml).unwrap()).unwrap()
+        JsonTemplate::from_value(&crate::config::yaml::parse(yaml).unwrap()).unwrap()
     }
 
     fn check_kinds(yaml: &str) -> Vec<(String, String)> {

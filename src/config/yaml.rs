@@ -1,13 +1,52 @@
-//! Where each node of a YAML document starts, keyed by its path
-//! (`scenarios.api.schedule.stages[0].hold.rate`), so that errors found after parsing
-//! (type errors, validation) can still name a line and column.
+//! The one YAML stack: serde-saphyr reads values, and its parser (granit-parser,
+//! re-exported by serde-saphyr) marks where every node starts, so errors found after
+//! parsing (type errors, validation) still name a line and column.
 //!
-//! serde_yaml's `Value` carries no positions, so the document is walked a second time
-//! with yaml-rust2's event parser, which marks every event.
+//! Why serde-saphyr: serde_yaml is archived and deprecated, and pairing a fork of it with
+//! a second parser for positions (yaml-rust2, as before) meant two grammars reading every
+//! config. serde-saphyr is maintained, has no unsafe code, rejects duplicate keys at the
+//! duplicate's own line, and exposes its parser, so values and positions come from one
+//! YAML implementation. Options are YAML 1.2 as serde_yaml was: `yes`/`no`/`on`/`off`
+//! stay strings, and tags it does not know are errors rather than silently dropped. One
+//! difference from serde_yaml: a number written with leading zeros (`01234`) is a
+//! string, so an id or a zip code keeps its zeros.
 
+use serde_json::Value;
+use serde_saphyr::granit_parser::{Event, Parser, Span, SpannedEventReceiver};
+use serde_saphyr::MessageFormatter;
 use std::collections::HashMap;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+
+/// A YAML syntax or structure error (a duplicate key, say) with where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YamlError {
+    pub message: String,
+    pub pos: Option<Pos>,
+}
+
+/// Parses a document into a JSON value tree (mappings keep their order).
+pub fn parse(text: &str) -> Result<Value, YamlError> {
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        // `zip: 01234` keeps its zeros: a number would silently lose them.
+        leading_zero_numbers_as_strings: true,
+        reject_unsupported_tags: true,
+        with_snippet: false,
+    };
+    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| YamlError {
+        message: match e.without_snippet() {
+            serde_saphyr::Error::DuplicateMappingKey { key: Some(k), .. } => {
+                format!("duplicate key {k:?} (each key may appear once in a mapping)")
+            }
+            inner => serde_saphyr::DefaultMessageFormatter
+                .format_message(inner)
+                .into_owned(),
+        },
+        pos: e.location().map(|l| Pos {
+            line: l.line() as usize,
+            col: l.column() as usize,
+        }),
+    })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pos {
@@ -24,8 +63,8 @@ impl PosIndex {
     pub fn build(text: &str) -> PosIndex {
         let mut b = Builder::default();
         let mut parser = Parser::new_from_str(text);
-        // A syntax error is reported by serde_yaml with its own position; an index
-        // of what parsed so far is still useful.
+        // A syntax error is reported by `parse` with its own position; an index of what
+        // parsed so far is still useful.
         let _ = parser.load(&mut b, false);
         PosIndex { map: b.map }
     }
@@ -82,11 +121,11 @@ impl Builder {
     }
 }
 
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
+impl<'input> SpannedEventReceiver<'input> for Builder {
+    fn on_event(&mut self, ev: Event<'input>, span: Span) {
         let pos = Pos {
-            line: mark.line(),
-            col: mark.col() + 1,
+            line: span.start.line(),
+            col: span.start.col() + 1,
         };
         match ev {
             Event::Scalar(s, ..) => match self.next_path() {
@@ -97,12 +136,12 @@ impl MarkedEventReceiver for Builder {
                 None => {
                     if let Some((base, Frame::Map { key })) = self.stack.last_mut() {
                         let path = if base.is_empty() {
-                            s.clone()
+                            s.to_string()
                         } else {
                             format!("{base}.{s}")
                         };
                         self.map.entry(path).or_insert(pos);
-                        *key = Some(s);
+                        *key = Some(s.into_owned());
                     }
                 }
             },
@@ -143,5 +182,33 @@ mod tests {
         // Missing leaf falls back to its parent.
         assert_eq!(idx.find("b.d[0].nope"), idx.find("b.d[0]"));
         assert_eq!(idx.find("zzz"), None);
+    }
+
+    #[test]
+    fn parse_is_yaml_1_2_and_keeps_mapping_order() {
+        let v = parse("z: yes\na: no\nm: on\nn: 0755\nt: true\n").unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"z": "yes", "a": "no", "m": "on", "n": "0755", "t": true})
+        );
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["z", "a", "m", "n", "t"]);
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_at_the_duplicate() {
+        let e = parse("a: 1\nb:\n  c: 2\n  d: 3\n  c: 4\n").unwrap_err();
+        assert_eq!(
+            e.message,
+            "duplicate key \"c\" (each key may appear once in a mapping)"
+        );
+        assert_eq!(e.pos, Some(Pos { line: 5, col: 3 }));
+    }
+
+    #[test]
+    fn unknown_tags_are_errors() {
+        let e = parse("a: !vault secret\n").unwrap_err();
+        assert!(e.message.contains("vault"), "{e:?}");
+        assert_eq!(e.pos.map(|p| p.line), Some(1));
     }
 }

@@ -1,0 +1,173 @@
+//! Config error messages, pinned: each bad config gives exactly these lines (key path,
+//! position, message). They were recorded with serde_yaml + yaml-rust2 and hold with
+//! serde-saphyr, except where a case says otherwise.
+
+use std::collections::HashMap;
+
+const GOOD: &str = r#"listen: 127.0.0.1:9400
+targets:
+  api: {type: http, base_url: "http://127.0.0.1:8080"}
+  events: {type: grpc, endpoint: "http://127.0.0.1:50051"}
+scenarios:
+  browse:
+    target: api
+    timeout: 5s
+    max_in_flight: 10
+    schedule: {hold: {rate: 5/s}}
+    ops:
+      list: {http: {path: /v1/things}}
+  emit:
+    target: events
+    schedule:
+      stages:
+        - ramp: {from: 1/s, to: 5/s, over: 30s}
+    ops:
+      login:
+        grpc:
+          method: iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage
+          message: {userId: "u-{{seq}}"}
+"#;
+
+/// The error lines for `text` (each `path (line L, column C): message`).
+fn errors(text: &str) -> Vec<String> {
+    let env = HashMap::from([("PRESENT".to_string(), "12".to_string())]);
+    let dir = tempfile::tempdir().unwrap();
+    match soakd::config::parse(text, "t.yaml", dir.path(), &env) {
+        Ok(_) => vec![],
+        Err(e) => e.errors.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn with(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from}");
+    GOOD.replacen(from, to, 1)
+}
+
+#[test]
+fn the_base_config_is_good() {
+    assert_eq!(errors(GOOD), Vec::<String>::new());
+}
+
+/// Asserts the exact error lines of one case.
+fn pin(name: &str, text: &str, want: &[&str]) {
+    assert_eq!(errors(text), want, "case {name}");
+}
+
+#[test]
+fn type_and_validation_errors_keep_their_path_and_position() {
+    pin(
+        "unknown key",
+        &with("    timeout: 5s\n", "    timeout: 5s\n    retries: 3\n"),
+        &["scenarios.browse.retries: unknown field `retries`, expected one of `target`, `max_in_flight`, `timeout`, `arrival`, `schedule`, `slo`, `ops`, `buffer` (line 9, column 14)"],
+    );
+    pin(
+        "wrong type",
+        &with("max_in_flight: 10", "max_in_flight: lots"),
+        &["scenarios.browse.max_in_flight: invalid type: string \"lots\", expected usize (line 9, column 20)"],
+    );
+    pin(
+        "bad duration",
+        &with("timeout: 5s", "timeout: 5 parsecs"),
+        &["scenarios.browse.timeout: expected a duration like \"30s\", \"5m\" or \"250ms\", got \"5 parsecs\" (line 8, column 14)"],
+    );
+    pin(
+        "bad rate",
+        &with("rate: 5/s", "rate: fast"),
+        &["scenarios.browse.schedule.hold.rate: expected a rate like \"500/s\", got \"fast\" (line 10, column 29)"],
+    );
+    pin(
+        "unknown target",
+        &with("    target: api\n", "    target: apl\n"),
+        &["scenarios.browse.target: no target named \"apl\" (known: api, events) (line 7, column 13)"],
+    );
+    pin(
+        "missing env",
+        &with("max_in_flight: 10", "max_in_flight: ${MISSING}"),
+        &[
+            "scenarios.browse.max_in_flight: environment variable MISSING is not set (write ${MISSING:-default} for a default) (line 9, column 20)",
+            "scenarios.browse.max_in_flight: invalid type: string \"${MISSING}\", expected usize (line 9, column 20)",
+        ],
+    );
+    // ${PRESENT} is 12: a number after expansion, as `max_in_flight` wants.
+    pin(
+        "env number",
+        &with("max_in_flight: 10", "max_in_flight: ${PRESENT}"),
+        &[],
+    );
+    pin(
+        "grpc field",
+        &with("message: {userId:", "message: {usrId:"),
+        &["scenarios.emit.ops.login.grpc.message.usrId: iam.account.v1.UserLoggedIn has no field \"usrId\" (fields: id, version, namespace, parent_namespace, user_id, client_id, session_id, trace_id, timestamp, payload) (line 22, column 28)"],
+    );
+    pin(
+        "template",
+        &with("{path: /v1/things}", "{path: \"/v1/{{things\"}"),
+        &["scenarios.browse.ops.list.http.path: unterminated \"{{\" in template \"/v1/{{things\" (line 12, column 27)"],
+    );
+    pin(
+        "listen",
+        &with("listen: 127.0.0.1:9400", "listen: nowhere"),
+        &["listen: expected an address like \"127.0.0.1:9400\" (line 1, column 9)"],
+    );
+}
+
+#[test]
+fn positions_that_got_closer_to_the_mistake() {
+    // Before (serde_yaml + yaml-rust2): "... got bad name (line 6, column 13)" — the value.
+    pin(
+        "bad name",
+        &with("  browse:\n", "  \"bad name\":\n"),
+        &["scenarios: names must be 1-64 characters of letters, digits, '_' or '-', got bad name (line 6, column 3)"],
+    );
+    // Before: "invalid type: unit value, expected a string (line 8, column 5)" — the next key.
+    pin(
+        "null",
+        &with("    target: api\n", "    target:\n"),
+        &["scenarios.browse.target: invalid type: null, expected a string (line 7, column 11)"],
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_line_once() {
+    // Before: "did not find expected ',' or ']' at line 10 column 13, while parsing a flow
+    // sequence at line 9 column 20 (line 10, column 13)" — the position printed twice.
+    pin(
+        "syntax",
+        &with("    max_in_flight: 10\n", "    max_in_flight: [10\n"),
+        &["(top level): invalid YAML: illegal placement of ':' indicator (line 10, column 13)"],
+    );
+}
+
+#[test]
+fn duplicate_keys_are_reported_at_the_duplicate() {
+    // Before: "duplicate entry with key \"targets\" (line 1, column 1)" — the first line of
+    // the document, for a duplicate on line 24.
+    pin(
+        "duplicate top-level key",
+        &format!("{GOOD}\ntargets: {{}}\n"),
+        &["(top level): invalid YAML: duplicate key \"targets\" (each key may appear once in a mapping) (line 24, column 1)"],
+    );
+    // Before: "scenarios.browse: duplicate entry with key \"target\" at line 7 column 5
+    // (line 7, column 5)" — the first `target`, not the second on line 9.
+    pin(
+        "duplicate nested key",
+        &with("    timeout: 5s\n", "    timeout: 5s\n    target: api\n"),
+        &["(top level): invalid YAML: duplicate key \"target\" (each key may appear once in a mapping) (line 9, column 5)"],
+    );
+}
+
+#[test]
+fn yaml_1_1_booleans_and_unknown_tags() {
+    // `on` stays a string (YAML 1.2, as before): a scenario named "on" is just a name.
+    assert_eq!(
+        errors(&with("  browse:\n", "  on:\n")),
+        Vec::<String>::new()
+    );
+    // An unknown tag is an error, not silently dropped.
+    let e = errors(&with("timeout: 5s", "timeout: !secret 5s"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("(top level): invalid YAML:") && e[0].contains("line 8"),
+        "{e:?}"
+    );
+}
