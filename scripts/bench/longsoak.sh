@@ -113,27 +113,30 @@ CLEANUP+=("kill $SPID 2>/dev/null")
 # sample PID METRICS_URL OPS_REGEX: rss_kib,heap_kib,fds,threads,series,ops,areas
 # (areas: soakd_memory_bytes by area, as area=KiB separated by spaces)
 sample() {
-  local pid=$1 url=$2 re=$3 rss thr fds m
+  local pid=$1 url=$2 re=$3 rss anon thr fds m
   rss=$(awk '/^VmRSS/{print $2}' "/proc/$pid/status" 2>/dev/null) || return 1
+  # RSS less the file-backed pages (the binary's text, which the kernel may drop and
+  # fault back in — DAMON reclaim does on this machine): the process's own memory.
+  anon=$(awk '/^RssAnon/{print $2}' "/proc/$pid/status" 2>/dev/null)
   thr=$(awk '/^Threads/{print $2}' "/proc/$pid/status" 2>/dev/null)
   fds=$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)
   m=$(curl -sf --max-time 5 "$url" || true)
-  awk -v rss="$rss" -v thr="$thr" -v fds="$fds" -v re="$re" '
+  awk -v rss="$rss" -v anon="$anon" -v thr="$thr" -v fds="$fds" -v re="$re" '
     /^#/ || NF == 0 { next }
     { series++ }
     /^soakd_allocator_committed_bytes / { heap = $2 / 1024 }
     /^soakd_memory_bytes[{]/ { split($1, a, "\""); areas = areas sprintf("%s%s=%d", areas == "" ? "" : " ", a[2], $2 / 1024) }
     $0 ~ re { ops += $NF }
-    END { printf "%s,%d,%s,%s,%d,%d,%s", rss, heap, fds, thr, series, ops, areas }' <<< "$m"
+    END { printf "%s,%s,%d,%s,%s,%d,%d,%s", rss, anon, heap, fds, thr, series, ops, areas }' <<< "$m"
 }
 
-echo "elapsed_s,component,rss_kib,heap_kib,fds,threads,series,ops,areas_kib" > "$CSV"
+echo "elapsed_s,component,rss_kib,anon_kib,heap_kib,fds,threads,series,ops,areas_kib" > "$CSV"
 start=$(date +%s)
 while kill -0 "$SPID" 2>/dev/null; do
   now=$(( $(date +%s) - start ))
   s=$(sample "$SPID" "http://127.0.0.1:$APORT/metrics" '^soakd_requests_total[{]') && echo "$now,soakd,$s" >> "$CSV"
   t=$(sample "$TPID" "http://127.0.0.1:$TPORT/metrics" '^demo_(http|grpc)_requests_total[{]') && echo "$now,target,$t" >> "$CSV"
-  ops=$(cut -d, -f6 <<< "${s:-0,0,0,0,0,0}")
+  ops=$(cut -d, -f7 <<< "${s:-0,0,0,0,0,0,0}")
   if [ "$STOP_AFTER_OPS" -gt 0 ] && [ "${ops:-0}" -ge "$STOP_AFTER_OPS" ]; then
     echo "stopping after $ops operations" >&2
     kill -INT "$SPID"
@@ -148,69 +151,7 @@ if [ "$PROFILE" = dhat ]; then
   python3 "$ROOT/scripts/bench/dhat-top.py" "$OUT/dhat-target.json"
 fi
 
-python3 - "$CSV" "$WARMUP_MINUTES" "$MODE" "$FACTOR" "$MINUTES" "$STALL_EVERY_S" "$STALL_FOR_S" <<'PY'
-import csv, math, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-warm, mode, factor, minutes = int(sys.argv[2]) * 60, sys.argv[3], float(sys.argv[4]), sys.argv[5]
-LIMIT = 1.0  # % per day
-
-def fit(xs, ys):
-    """Least squares: slope, its standard error."""
-    n = len(xs); mx = sum(xs) / n; my = sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs) or 1
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    res = sum((y - my - b * (x - mx)) ** 2 for x, y in zip(xs, ys))
-    se = math.sqrt(res / max(n - 2, 1) / sxx)
-    return b, se
-
-stall = f", the target stalling {sys.argv[7]} s every {sys.argv[6]} s" if sys.argv[6] != "0" else ""
-print(f"## Long soak: {mode} (rates x{factor:g}){stall}, {minutes} min, slopes after {warm // 60} min\n")
-print("| process | operations | ops/s | RSS after warm-up → end (max) | heap committed after warm-up → end | RSS slope %/day (95 %) | heap slope %/day (95 %) | RSS KiB per M ops | fds | threads | series | verdict |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-verdicts = []
-for comp in ("soakd", "target"):
-    rs = [r for r in rows if r["component"] == comp]
-    after = [r for r in rs if int(r["elapsed_s"]) >= warm]
-    if len(after) < 3:
-        print(f"| {comp} | too few samples after the warm-up ({len(after)}) |"); verdicts.append(False); continue
-    t = [int(r["elapsed_s"]) for r in after]
-    span = lambda k: (min(int(r[k]) for r in rs), max(int(r[k]) for r in rs))
-    out = {}
-    for k in ("rss_kib", "heap_kib"):
-        ys = [int(r[k]) for r in after]
-        base = sum(ys[:5]) / len(ys[:5])
-        if base <= 0:
-            out[k] = None; continue
-        b, se = fit(t, ys)
-        day = 86400 / base * 100
-        out[k] = (ys[0], ys[-1], max(ys), b * day, 1.96 * se * day)
-    ops = [int(r["ops"]) for r in after]
-    per_mops, _ = fit(ops, [int(r["rss_kib"]) for r in after]) if ops[-1] > ops[0] else (float("nan"), 0)
-    total = int(rs[-1]["ops"]); secs = max(int(rs[-1]["elapsed_s"]), 1)
-    rss = out["rss_kib"]; heap = out["heap_kib"]
-    ok = rss[3] < LIMIT and (heap is None or heap[3] < LIMIT)
-    verdicts.append(ok)
-    mib = lambda v: f"{v / 1024:.1f}"
-    heap_s = f"{mib(heap[0])} → {mib(heap[1])} MiB" if heap else "n/a"
-    heap_slope = f"{heap[3]:+.2f} ± {heap[4]:.2f}" if heap else "n/a"
-    f_, F = span("fds"); th, TH = span("threads"); se_, SE = span("series")
-    print(f"| {comp} | {total:,} | {total / secs:,.0f} | {mib(rss[0])} → {mib(rss[1])} MiB ({mib(rss[2])}) | {heap_s} | "
-          f"{rss[3]:+.2f} ± {rss[4]:.2f} | {heap_slope} | {per_mops * 1e6:+.1f} | {f_}..{F} | {th}..{TH} | {se_}..{SE} | "
-          f"{'PASS' if ok else 'FAIL'} |")
-print("\nWhere the bytes are (soakd_memory_bytes by area, KiB; heap = the allocator's committed bytes):\n")
-print("| process | at | operations | heap | " + " | ".join(["areas"]) + " |")
-print("|---|---|---|---|---|")
-for comp in ("soakd", "target"):
-    rs = [r for r in rows if r["component"] == comp]
-    marks = []
-    for goal in (1_000_000, 10_000_000, 50_000_000):
-        hit = next((r for r in rs if int(r["ops"]) >= goal), None)
-        if hit: marks.append((f"{goal // 1_000_000} M ops", hit))
-    if rs: marks.append(("end", rs[-1]))
-    for label, r in marks:
-        print(f"| {comp} | {label} | {int(r['ops']):,} | {int(r['heap_kib']):,} | {r['areas_kib'] or 'n/a'} |")
-print(f"\nCriterion: the slope after the warm-up below {LIMIT:g} % per day for both processes (RSS and heap).")
-print("Overall:", "PASS" if all(verdicts) else "FAIL")
-PY
+python3 "$ROOT/scripts/bench/longsoak-report.py" "$CSV" --warmup-minutes "$WARMUP_MINUTES" --mode "$MODE" \
+  --factor "$FACTOR" --minutes "$MINUTES" --stall-every "$STALL_EVERY_S" --stall-for "$STALL_FOR_S"
 echo
 echo "CSV: $CSV"

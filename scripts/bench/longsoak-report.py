@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""The long-soak verdict from longsoak.sh's CSV: memory slopes after the warm-up per
+process, against the criterion of 1 % per day, and where the bytes are at 1 M / 10 M /
+50 M operations.
+
+    scripts/bench/longsoak-report.py /tmp/ls/longsoak.csv --warmup-minutes 10 --mode plain
+
+The verdict is on the process's own memory: anonymous RSS (RssAnon; VmRSS less the
+file-backed pages of the binary, which the kernel drops and faults back in at will) and
+the allocator's committed heap. Total RSS is reported beside them. CSVs from before the
+anon column are judged on total RSS.
+"""
+import argparse
+import csv
+import math
+
+LIMIT = 1.0  # % per day
+
+
+def fit(xs, ys):
+    """Least squares: slope and its standard error."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs) or 1
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    res = sum((y - my - b * (x - mx)) ** 2 for x, y in zip(xs, ys))
+    return b, math.sqrt(res / max(n - 2, 1) / sxx)
+
+
+def slope(after, key):
+    """(first, last, max, %/day, ±95 %) of `key` over the rows that have it, or None."""
+    pts = [(int(r["elapsed_s"]), int(r[key])) for r in after if (r.get(key) or "").strip()]
+    if len(pts) < 3:
+        return None
+    t, ys = [p[0] for p in pts], [p[1] for p in pts]
+    base = sum(ys[:5]) / len(ys[:5])
+    if base <= 0:
+        return None
+    b, se = fit(t, ys)
+    day = 86400 / base * 100
+    return ys[0], ys[-1], max(ys), b * day, 1.96 * se * day
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("csv")
+    ap.add_argument("--warmup-minutes", type=float, default=10)
+    ap.add_argument("--mode", default="?")
+    ap.add_argument("--factor", type=float, default=1)
+    ap.add_argument("--minutes", default="?")
+    ap.add_argument("--stall-every", default="0")
+    ap.add_argument("--stall-for", default="0")
+    a = ap.parse_args()
+    rows = list(csv.DictReader(open(a.csv)))
+    warm = int(a.warmup_minutes * 60)
+
+    stall = f", the target stalling {a.stall_for} s every {a.stall_every} s" if a.stall_every != "0" else ""
+    print(f"## Long soak: {a.mode} (rates x{a.factor:g}){stall}, {a.minutes} min, slopes after {warm // 60} min\n")
+    print("| process | operations | ops/s | RSS after warm-up → end (max) | anon RSS → end | heap committed → end "
+          "| RSS %/day | anon RSS %/day | heap %/day | anon KiB per M ops | fds | threads | series | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    mib = lambda v: f"{v / 1024:.1f}"
+    pm = lambda s: f"{s[3]:+.2f} ± {s[4]:.2f}" if s else "n/a"
+    verdicts = []
+    for comp in ("soakd", "target"):
+        rs = [r for r in rows if r["component"] == comp]
+        after = [r for r in rs if int(r["elapsed_s"]) >= warm]
+        if len(after) < 3:
+            print(f"| {comp} | too few samples after the warm-up ({len(after)}) |")
+            verdicts.append(False)
+            continue
+        rss, anon, heap = (slope(after, k) for k in ("rss_kib", "anon_kib", "heap_kib"))
+        own = anon or rss
+        ok = own[3] < LIMIT and (heap is None or heap[3] < LIMIT)
+        verdicts.append(ok)
+        key = "anon_kib" if anon else "rss_kib"
+        pts = [(int(r["ops"]), int(r[key])) for r in after if (r.get(key) or "").strip()]
+        per_mops = fit([p[0] for p in pts], [p[1] for p in pts])[0] if pts[-1][0] > pts[0][0] else float("nan")
+        total, secs = int(rs[-1]["ops"]), max(int(rs[-1]["elapsed_s"]), 1)
+        span = lambda k: (min(int(r[k]) for r in rs), max(int(r[k]) for r in rs))
+        (f_, F), (th, TH), (se_, SE) = span("fds"), span("threads"), span("series")
+        then = lambda s: f"{mib(s[0])} → {mib(s[1])} MiB" if s else "n/a"
+        print(f"| {comp} | {total:,} | {total / secs:,.0f} | {then(rss)} ({mib(rss[2])}) | {then(anon)} | {then(heap)} "
+              f"| {pm(rss)} | {pm(anon)} | {pm(heap)} | {per_mops * 1e6:+.1f} | {f_}..{F} | {th}..{TH} | {se_}..{SE} "
+              f"| {'PASS' if ok else 'FAIL'} |")
+
+    print("\nWhere the bytes are (soakd_memory_bytes by area, KiB; heap = the allocator's committed KiB):\n")
+    print("| process | at | operations | heap | areas |")
+    print("|---|---|---|---|---|")
+    for comp in ("soakd", "target"):
+        rs = [r for r in rows if r["component"] == comp]
+        marks = []
+        for goal in (1_000_000, 10_000_000, 50_000_000):
+            hit = next((r for r in rs if int(r["ops"]) >= goal), None)
+            if hit:
+                marks.append((f"{goal // 1_000_000} M ops", hit))
+        if rs:
+            marks.append(("end", rs[-1]))
+        for label, r in marks:
+            print(f"| {comp} | {label} | {int(r['ops']):,} | {int(r['heap_kib']):,} | {r['areas_kib'] or 'n/a'} |")
+    print(f"\nCriterion: the slope after the warm-up below {LIMIT:g} % per day for both processes "
+          "(anonymous RSS and the allocator's committed heap; total RSS where a CSV has no anon column).")
+    print("Overall:", "PASS" if all(verdicts) else "FAIL")
+
+
+if __name__ == "__main__":
+    main()
