@@ -4,118 +4,57 @@
 //! (each fixture, target, scenario, op and schedule stage on its own) and then
 //! validated as a whole; every error carries its key path and, from [`yaml`], the
 //! line and column it points at.
+//!
+//! Like `drivers/`, the schema is split by what it configures, each component's types
+//! next to their validation: `http.rs`, `postgres.rs` (SQL, events, the buffered writer,
+//! statistics), `grpc.rs`, `stages.rs` (schedules), `search.rs`, `dashboard.rs`. This file
+//! holds the top of the model (config, targets, scenarios, ops), loading, and `build`,
+//! which decodes each piece and hands it to its module; `errors.rs` is the accumulator,
+//! `yaml.rs` the parser and position index, `interp.rs` `${ENV}`, `describe.rs` what
+//! `check-config` prints.
 
 pub mod dashboard;
+mod describe;
+mod errors;
+mod grpc;
+mod http;
 pub mod interp;
+mod postgres;
 pub mod search;
+mod stages;
 pub mod yaml;
 
-use crate::schedule::{Schedule, Stage};
-use crate::template::{Fixture, JsonTemplate, Template};
-use crate::units::{self, Dur, Rate, Ratio};
-use serde::de::DeserializeOwned;
+pub use errors::{ConfigError, ConfigErrors};
+pub use grpc::{GrpcOp, GrpcTarget, GrpcTls, ProtoSources};
+pub use http::{
+    Extract, HttpRequest, HttpStep, HttpTarget, HttpVersion, OnEmpty, Pick, StatusMatch,
+};
+pub use postgres::{
+    redact_url, BufferConfig, EventOp, PgStatsConfig, PostgresTarget, SqlOp, SqlParam, SqlType,
+    SslMode,
+};
+
+use errors::{join_path, Errs};
+use postgres::build_buffer;
+use stages::build_schedule;
+
+use crate::schedule::Schedule;
+use crate::template::Fixture;
+use crate::units::{Dur, Ratio};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use yaml::{Pos, PosIndex};
+use yaml::PosIndex;
 
 /// A YAML mapping, in document order.
 type Mapping = Map<String, Value>;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9400";
-
-// ---------------------------------------------------------------------------
-// Errors
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    /// Key path, e.g. `scenarios.api.schedule.stages[2].hold.rate`; empty for the file.
-    pub path: String,
-    pub message: String,
-    pub pos: Option<Pos>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let path = if self.path.is_empty() {
-            "(top level)"
-        } else {
-            &self.path
-        };
-        write!(f, "{path}: {}", self.message)?;
-        if let Some(p) = self.pos {
-            write!(f, " (line {}, column {})", p.line, p.col)?;
-        }
-        Ok(())
-    }
-}
-
-/// Every problem found in one config file.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct ConfigErrors {
-    pub source_name: String,
-    pub errors: Vec<ConfigError>,
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let n = self.errors.len();
-        writeln!(
-            f,
-            "{}: {n} error{}",
-            self.source_name,
-            if n == 1 { "" } else { "s" }
-        )?;
-        for e in &self.errors {
-            writeln!(f, "  {e}")?;
-        }
-        Ok(())
-    }
-}
-
-struct Errs<'a> {
-    list: Vec<ConfigError>,
-    index: &'a PosIndex,
-}
-
-impl Errs<'_> {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        let path = path.into();
-        let pos = self.index.find(&path);
-        self.list.push(ConfigError {
-            path,
-            message: message.into(),
-            pos,
-        });
-    }
-
-    /// Decode `v` into `T`; on failure record the error at the exact inner path.
-    fn decode<T: DeserializeOwned>(&mut self, v: &Value, base: &str) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(v.clone()) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let inner = e.path().to_string();
-                let path = join_path(base, if inner == "." { "" } else { &inner });
-                self.push(path, e.into_inner().to_string());
-                None
-            }
-        }
-    }
-}
-
-fn join_path(base: &str, inner: &str) -> String {
-    match (base.is_empty(), inner.is_empty()) {
-        (_, true) => base.to_string(),
-        (true, false) => inner.to_string(),
-        (false, false) if inner.starts_with('[') => format!("{base}{inner}"),
-        _ => format!("{base}.{inner}"),
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The validated config
@@ -183,197 +122,6 @@ impl TargetKind {
     }
 }
 
-/// `targets.<name>` with `type: grpc`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrpcTarget {
-    /// `http://host:port` (plaintext HTTP/2) or `https://host:port` (TLS).
-    pub endpoint: String,
-    /// HTTP/2 connections; calls are spread over them round-robin. One connection
-    /// multiplexes up to `max_in_flight` calls (the seed's 500).
-    #[serde(default = "default_connections")]
-    pub connections: usize,
-    #[serde(default)]
-    pub connect_timeout: Option<Dur>,
-    /// Metadata sent with every call (templates).
-    #[serde(default)]
-    pub metadata: BTreeMap<String, Template>,
-    /// TLS: a CA bundle (PEM) to trust, and the name to verify (default: the host).
-    #[serde(default)]
-    pub tls: Option<GrpcTls>,
-    /// Serialized FileDescriptorSet files (`protoc -o` / `buf build -o`) describing
-    /// services to call, relative to the config.
-    #[serde(default)]
-    pub descriptors: Vec<String>,
-    /// .proto files compiled at start-up (no protoc needed).
-    #[serde(default)]
-    pub protos: Option<ProtoSources>,
-    /// Every service this target knows: the seed's event services plus the above.
-    #[serde(skip)]
-    pub pool: crate::protos::DescPool,
-}
-
-fn default_connections() -> usize {
-    1
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrpcTls {
-    #[serde(default)]
-    pub ca_file: Option<String>,
-    #[serde(default)]
-    pub domain: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProtoSources {
-    pub files: Vec<String>,
-    #[serde(default)]
-    pub include: Vec<String>,
-}
-
-/// `targets.<name>` with `type: postgres`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresTarget {
-    /// `postgres://user:password@host:port/db?...` (use `${DATABASE_URL}`).
-    pub url: String,
-    /// Pool size (the seed's service uses 50).
-    #[serde(default = "default_pg_max")]
-    pub max_connections: u32,
-    #[serde(default)]
-    pub min_connections: u32,
-    /// How long an operation waits for a pooled connection before `pool_timeout`.
-    #[serde(default)]
-    pub acquire_timeout: Option<Dur>,
-    /// Idle connections above `min_connections` close after this.
-    #[serde(default)]
-    pub idle_timeout: Option<Dur>,
-    /// Connections are replaced after this.
-    #[serde(default)]
-    pub max_lifetime: Option<Dur>,
-    /// Prepared statements cached per connection (0 disables).
-    #[serde(default)]
-    pub statement_cache: Option<usize>,
-    /// Overrides the URL's sslmode: disable, allow, prefer, require, verify-ca, verify-full.
-    #[serde(default)]
-    pub sslmode: Option<SslMode>,
-    /// Create the seed's `user_goal_progress` table and indexes (sqlx migrations).
-    #[serde(default)]
-    pub bootstrap: bool,
-    /// The statistics collector (postgres_exporter-compatible series).
-    #[serde(default)]
-    pub stats: PgStatsConfig,
-}
-
-fn default_pg_max() -> u32 {
-    10
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SslMode {
-    Disable,
-    Allow,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PgStatsConfig {
-    pub enabled: bool,
-    /// How often the collector queries the statistics views.
-    pub interval: Dur,
-    /// Per-query timeout of the collector's own connection.
-    pub query_timeout: Dur,
-    /// How many statements of pg_stat_statements to export, by total time.
-    pub top_statements: usize,
-    /// Tables exported from pg_stat_user_tables, by size of activity.
-    pub max_tables: usize,
-}
-
-impl Default for PgStatsConfig {
-    fn default() -> Self {
-        PgStatsConfig {
-            enabled: true,
-            interval: Dur(Duration::from_secs(5)),
-            query_timeout: Dur(Duration::from_secs(3)),
-            top_statements: 20,
-            max_tables: 50,
-        }
-    }
-}
-
-/// Replaces the password of a URL (`scheme://user:pass@host`) with `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..auth_end];
-    match authority.rfind('@') {
-        Some(at) if authority[..at].contains(':') => {
-            let userinfo = &authority[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!(
-                "{}://{user}:***@{}{}",
-                &url[..scheme_end],
-                &authority[at + 1..],
-                &rest[auth_end..]
-            )
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum HttpVersion {
-    /// HTTP/2 when TLS negotiates it, else HTTP/1.1.
-    #[default]
-    Auto,
-    /// HTTP/1.1 only.
-    Http1,
-    /// HTTP/2 with prior knowledge (also over plaintext).
-    Http2,
-}
-
-/// `targets.<name>` with `type: http`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpTarget {
-    /// Base URL; op paths are appended to it.
-    pub base_url: String,
-    /// Headers sent with every request (templates).
-    #[serde(default)]
-    pub headers: BTreeMap<String, Template>,
-    /// Time allowed to open a connection.
-    #[serde(default)]
-    pub connect_timeout: Option<Dur>,
-    /// `auto`, `http1` or `http2`.
-    #[serde(default)]
-    pub version: HttpVersion,
-    /// Accept any TLS certificate (staging self-signed certs).
-    #[serde(default)]
-    pub tls_skip_verify: bool,
-    /// Idle connections kept per host.
-    #[serde(default)]
-    pub pool_max_idle_per_host: Option<usize>,
-    /// How long an idle pooled connection is kept.
-    #[serde(default)]
-    pub pool_idle_timeout: Option<Dur>,
-    /// At most this many requests on the wire at once (for HTTP/1.1: connections);
-    /// more wait for a free one. Unset: bounded only by the scenarios' `max_in_flight`.
-    #[serde(default)]
-    pub max_connections: Option<usize>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Arrival {
@@ -434,24 +182,6 @@ pub enum OpKind {
     Grpc(GrpcOp),
 }
 
-/// `grpc:` — a unary call described by the target's descriptors.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrpcOp {
-    /// `package.Service/Method` (or `package.Service.Method`).
-    pub method: String,
-    /// The request as YAML/JSON (protobuf JSON mapping); string leaves are templates.
-    #[serde(default = "empty_json")]
-    pub message: JsonTemplate,
-    /// Metadata for this call (templates), added to the target's.
-    #[serde(default)]
-    pub metadata: BTreeMap<String, Template>,
-}
-
-fn empty_json() -> JsonTemplate {
-    JsonTemplate::Object(vec![])
-}
-
 impl OpKind {
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -460,231 +190,6 @@ impl OpKind {
             OpKind::Event(_) => "event",
             OpKind::Grpc(_) => "grpc",
         }
-    }
-}
-
-/// `sql:` — a statement with `$1, $2, ...` parameters.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SqlOp {
-    pub query: String,
-    /// One per `$n`: a template (bound as text) or `{value: template, type: T}` with
-    /// T one of text, int4, int8, float8, bool, uuid, jsonb.
-    #[serde(default)]
-    pub params: Vec<SqlParam>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SqlParam {
-    pub value: Template,
-    pub ty: SqlType,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum SqlType {
-    #[default]
-    Text,
-    Int4,
-    Int8,
-    Float8,
-    Bool,
-    Uuid,
-    Jsonb,
-}
-
-impl<'de> Deserialize<'de> for SqlParam {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Typed {
-            value: Template,
-            #[serde(rename = "type", default)]
-            ty: SqlType,
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Plain(Template),
-            Typed(Typed),
-        }
-        match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "expected a template string or {value: template, type: text|int4|int8|float8|bool|uuid|jsonb}",
-            )
-        })? {
-            Raw::Plain(value) => Ok(SqlParam {
-                value,
-                ty: SqlType::Text,
-            }),
-            Raw::Typed(t) => Ok(SqlParam {
-                value: t.value,
-                ty: t.ty,
-            }),
-        }
-    }
-}
-
-/// `event:` — a stat update for the buffered writer (the seed's statItemUpdated).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventOp {
-    pub user: Template,
-    pub stat_code: Template,
-    /// The stat's latest value (an integer).
-    pub value: Template,
-    #[serde(default)]
-    pub namespace: Option<Template>,
-}
-
-/// `buffer:` on a scenario with event ops: the seed's buffered writer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BufferConfig {
-    /// Most entries (distinct user x goal rows) held; beyond it events are dropped.
-    pub size_limit: usize,
-    pub flush_interval: Duration,
-    /// A flush starts early when this many entries wait, and writes at most this many.
-    pub max_batch: usize,
-    /// Concurrent UPSERT statements one flush is split into (rows partitioned by user).
-    pub flush_connections: usize,
-    pub namespace: String,
-    pub challenges: Arc<crate::challenges::ChallengeIndex>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBuffer {
-    #[serde(default)]
-    size_limit: Option<usize>,
-    #[serde(default)]
-    flush_interval: Option<Dur>,
-    #[serde(default)]
-    max_batch: Option<usize>,
-    #[serde(default)]
-    flush_connections: Option<usize>,
-    #[serde(default)]
-    namespace: Option<String>,
-    /// Challenge definitions (JSON) relative to the config; default: the seed's.
-    #[serde(default)]
-    challenges: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpStep {
-    #[serde(flatten)]
-    pub request: HttpRequest,
-    /// Values taken from the JSON response for later steps.
-    #[serde(default)]
-    pub extract: Vec<Extract>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpRequest {
-    #[serde(default = "default_method")]
-    pub method: String,
-    /// Path and query appended to the target's base URL (template).
-    pub path: Template,
-    #[serde(default)]
-    pub headers: BTreeMap<String, Template>,
-    /// A raw body (template).
-    #[serde(default)]
-    pub body: Option<Template>,
-    /// A JSON body whose string leaves are templates.
-    #[serde(default)]
-    pub json: Option<JsonTemplate>,
-    /// Statuses that count as success: codes or classes like `2xx`. Default `[2xx]`.
-    #[serde(default)]
-    pub expect: Option<Vec<StatusMatch>>,
-}
-
-fn default_method() -> String {
-    "GET".into()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusMatch {
-    Code(u16),
-    Class(u16),
-}
-
-impl StatusMatch {
-    pub fn matches(&self, status: u16) -> bool {
-        match self {
-            StatusMatch::Code(c) => *c == status,
-            StatusMatch::Class(c) => status / 100 == *c,
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for StatusMatch {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        let bad = || serde::de::Error::custom("expected a status like 200 or a class like \"2xx\"");
-        match v {
-            Value::Number(n) => match n.as_u64() {
-                Some(c @ 100..=599) => Ok(StatusMatch::Code(c as u16)),
-                _ => Err(bad()),
-            },
-            Value::String(s) => {
-                let s = s.trim().to_ascii_lowercase();
-                match s.strip_suffix("xx").and_then(|d| d.parse::<u16>().ok()) {
-                    Some(c @ 1..=5) => Ok(StatusMatch::Class(c)),
-                    _ => s
-                        .parse::<u16>()
-                        .ok()
-                        .filter(|c| (100..=599).contains(c))
-                        .map(StatusMatch::Code)
-                        .ok_or_else(bad),
-                }
-            }
-            _ => Err(bad()),
-        }
-    }
-}
-
-/// Picks values out of a JSON response.
-///
-/// `from` is a JSON pointer in which `*` matches every element of an array (or every
-/// value of an object); `bind` names what is kept: with no wildcard one name for the
-/// value itself, otherwise one name per wildcard, each bound to the element that
-/// wildcard matched. `where` filters on fields of the last element.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Extract {
-    pub from: String,
-    pub bind: Vec<String>,
-    #[serde(default, rename = "where")]
-    pub filter: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    pub pick: Pick,
-    #[serde(default)]
-    pub on_empty: OnEmpty,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Pick {
-    #[default]
-    First,
-    Random,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum OnEmpty {
-    /// End the operation successfully without the remaining steps (like the seed's
-    /// claim, which does nothing when no goal is claimable).
-    #[default]
-    Skip,
-    /// Count the operation as failed with kind `body`.
-    Error,
-}
-
-impl Extract {
-    pub fn wildcards(&self) -> usize {
-        self.from.split('/').filter(|s| *s == "*").count()
     }
 }
 
@@ -791,61 +296,6 @@ fn default_weight() -> u32 {
     1
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSchedule {
-    stages: Vec<Value>,
-    #[serde(default)]
-    repeat: bool,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawStage {
-    hold: Option<RawHold>,
-    ramp: Option<RawRamp>,
-    levels: Option<RawLevels>,
-    daily: Option<RawDaily>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHold {
-    rate: Rate,
-    #[serde(default, rename = "for")]
-    dur: Option<Dur>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRamp {
-    from: Rate,
-    to: Rate,
-    over: Dur,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLevels {
-    rates: Vec<Rate>,
-    each: Dur,
-    /// How many passes through the list: a number, or `forever`.
-    #[serde(default)]
-    repeat: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDaily {
-    /// `"HH:MM": rate` pairs.
-    points: BTreeMap<String, Rate>,
-    /// Offset of local time from UTC, e.g. `"+02:00"`.
-    #[serde(default)]
-    utc_offset: Option<String>,
-    #[serde(default, rename = "for")]
-    dur: Option<Dur>,
-}
-
 // ---------------------------------------------------------------------------
 // Loading
 
@@ -949,167 +399,9 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
         errs.push("quantile_window", "must be between 10s and 1h");
     }
 
-    let mut fixtures = Vec::new();
-    for (k, v) in &top.fixtures {
-        let Some(name) = key_name(k, "fixtures", errs) else {
-            continue;
-        };
-        let path = format!("fixtures.{name}");
-        let Some(raw) = errs.decode::<RawFixture>(v, &path) else {
-            continue;
-        };
-        let file = resolve(base_dir, &raw.file);
-        match load_fixture_rows(&file) {
-            Ok(rows) => fixtures.push(Fixture {
-                name,
-                rows: Arc::new(rows),
-                sequential: raw.pick == FixturePick::Sequential,
-            }),
-            Err(e) => errs.push(format!("{path}.file"), format!("{}: {e}", file.display())),
-        }
-    }
-
-    let mut targets = Vec::new();
-    // Targets that exist but failed to decode: scenarios naming them get no second error.
-    let mut broken: HashSet<String> = HashSet::new();
-    for (k, v) in &top.targets {
-        let Some(name) = key_name(k, "targets", errs) else {
-            continue;
-        };
-        let path = format!("targets.{name}");
-        let Some(raw) = errs.decode::<RawTarget>(v, &path) else {
-            broken.insert(name);
-            continue;
-        };
-        match raw {
-            RawTarget::Http(h) => {
-                if !(h.base_url.starts_with("http://") || h.base_url.starts_with("https://")) {
-                    errs.push(
-                        format!("{path}.base_url"),
-                        "expected an http:// or https:// URL",
-                    );
-                }
-                if h.max_connections == Some(0) {
-                    errs.push(format!("{path}.max_connections"), "must be at least 1");
-                }
-                check_header_names(&h.headers, &format!("{path}.headers"), errs);
-                let roots: Vec<&str> = h.headers.values().flat_map(|t| t.roots()).collect();
-                check_roots(
-                    &roots,
-                    &fixtures,
-                    &HashSet::new(),
-                    &format!("{path}.headers"),
-                    errs,
-                );
-                targets.push(Target {
-                    name,
-                    kind: TargetKind::Http(h),
-                });
-            }
-            RawTarget::Postgres(p) => {
-                if !(p.url.starts_with("postgres://") || p.url.starts_with("postgresql://")) {
-                    errs.push(format!("{path}.url"), "expected a postgres:// URL");
-                }
-                if p.max_connections == 0 || p.max_connections > 10_000 {
-                    errs.push(
-                        format!("{path}.max_connections"),
-                        "must be between 1 and 10000",
-                    );
-                }
-                if p.min_connections > p.max_connections {
-                    errs.push(
-                        format!("{path}.min_connections"),
-                        "must not exceed max_connections",
-                    );
-                }
-                if p.stats.interval.0 < Duration::from_millis(100) {
-                    errs.push(format!("{path}.stats.interval"), "must be at least 100ms");
-                }
-                if p.stats.top_statements > 1000 || p.stats.max_tables > 10_000 {
-                    errs.push(
-                        format!("{path}.stats"),
-                        "top_statements is capped at 1000 and max_tables at 10000",
-                    );
-                }
-                targets.push(Target {
-                    name,
-                    kind: TargetKind::Postgres(p),
-                });
-            }
-            RawTarget::Grpc(mut g) => {
-                if !(g.endpoint.starts_with("http://") || g.endpoint.starts_with("https://")) {
-                    errs.push(
-                        format!("{path}.endpoint"),
-                        "expected http://host:port (plaintext) or https://host:port (TLS)",
-                    );
-                }
-                if g.connections == 0 || g.connections > 1024 {
-                    errs.push(format!("{path}.connections"), "must be between 1 and 1024");
-                }
-                check_grpc_metadata(&g.metadata, &format!("{path}.metadata"), errs);
-                let roots: Vec<&str> = g.metadata.values().flat_map(|t| t.roots()).collect();
-                check_roots(
-                    &roots,
-                    &fixtures,
-                    &HashSet::new(),
-                    &format!("{path}.metadata"),
-                    errs,
-                );
-                if let Some(ca) = g.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
-                    let f = resolve(base_dir, ca);
-                    if !f.exists() {
-                        errs.push(
-                            format!("{path}.tls.ca_file"),
-                            format!("{}: no such file", f.display()),
-                        );
-                    }
-                    if let Some(t) = g.tls.as_mut() {
-                        t.ca_file = Some(f.display().to_string());
-                    }
-                }
-                for (i, d) in g.descriptors.iter().enumerate() {
-                    let f = resolve(base_dir, d);
-                    if let Err(e) = g.pool.add_descriptor_set(&f) {
-                        errs.push(
-                            format!("{path}.descriptors[{i}]"),
-                            format!("{}: {e}", f.display()),
-                        );
-                    }
-                }
-                if let Some(p) = &g.protos {
-                    let includes: Vec<PathBuf> =
-                        p.include.iter().map(|d| resolve(base_dir, d)).collect();
-                    let includes = if includes.is_empty() {
-                        vec![base_dir.to_path_buf()]
-                    } else {
-                        includes
-                    };
-                    if let Err(e) = g.pool.add_protos(&p.files, &includes) {
-                        errs.push(format!("{path}.protos"), e);
-                    }
-                }
-                targets.push(Target {
-                    name,
-                    kind: TargetKind::Grpc(g),
-                });
-            }
-        }
-    }
-
-    let with_stats: Vec<&str> = targets
-        .iter()
-        .filter(|t| matches!(&t.kind, TargetKind::Postgres(p) if p.stats.enabled))
-        .map(|t| t.name.as_str())
-        .collect();
-    if with_stats.len() > 1 {
-        errs.push(
-            format!("targets.{}.stats", with_stats[1]),
-            format!(
-                "only one postgres target may export statistics (pg_* series would collide); set `stats: {{enabled: false}}` on all but one of: {}",
-                with_stats.join(", ")
-            ),
-        );
-    }
+    let fixtures = build_fixtures(&top.fixtures, base_dir, errs);
+    let (targets, broken) = build_targets(&top.targets, &fixtures, base_dir, errs);
+    postgres::check_one_stats_target(&targets, errs);
 
     let mut scenarios = Vec::new();
     for (k, v) in &top.scenarios {
@@ -1156,6 +448,69 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
     }
 }
 
+/// `fixtures.NAME`: JSON arrays of rows that templates read (`{{user.id}}`).
+fn build_fixtures(raw: &Mapping, base_dir: &Path, errs: &mut Errs) -> Vec<Fixture> {
+    let mut fixtures = Vec::new();
+    for (k, v) in raw {
+        let Some(name) = key_name(k, "fixtures", errs) else {
+            continue;
+        };
+        let path = format!("fixtures.{name}");
+        let Some(raw) = errs.decode::<RawFixture>(v, &path) else {
+            continue;
+        };
+        let file = resolve(base_dir, &raw.file);
+        match load_fixture_rows(&file) {
+            Ok(rows) => fixtures.push(Fixture {
+                name,
+                rows: Arc::new(rows),
+                sequential: raw.pick == FixturePick::Sequential,
+            }),
+            Err(e) => errs.push(format!("{path}.file"), format!("{}: {e}", file.display())),
+        }
+    }
+    fixtures
+}
+
+/// `targets.NAME`, each checked by its kind's module; also the names of targets that
+/// failed to decode (scenarios naming them get no second error).
+fn build_targets(
+    raw: &Mapping,
+    fixtures: &[Fixture],
+    base_dir: &Path,
+    errs: &mut Errs,
+) -> (Vec<Target>, HashSet<String>) {
+    let mut targets = Vec::new();
+    // Targets that exist but failed to decode: scenarios naming them get no second error.
+    let mut broken: HashSet<String> = HashSet::new();
+    for (k, v) in raw {
+        let Some(name) = key_name(k, "targets", errs) else {
+            continue;
+        };
+        let path = format!("targets.{name}");
+        let Some(raw) = errs.decode::<RawTarget>(v, &path) else {
+            broken.insert(name);
+            continue;
+        };
+        let kind = match raw {
+            RawTarget::Http(h) => {
+                http::check_target(&h, &path, fixtures, errs);
+                TargetKind::Http(h)
+            }
+            RawTarget::Postgres(p) => {
+                postgres::check_target(&p, &path, errs);
+                TargetKind::Postgres(p)
+            }
+            RawTarget::Grpc(mut g) => {
+                grpc::check_target(&mut g, &path, base_dir, fixtures, errs);
+                TargetKind::Grpc(g)
+            }
+        };
+        targets.push(Target { name, kind });
+    }
+    (targets, broken)
+}
+
 fn resolve(base: &Path, file: &str) -> PathBuf {
     let p = PathBuf::from(file);
     if p.is_absolute() {
@@ -1172,29 +527,6 @@ fn load_fixture_rows(file: &Path) -> Result<Vec<serde_json::Value>, String> {
         Ok(serde_json::Value::Array(_)) => Err("the array is empty".into()),
         Ok(_) => Err("expected a JSON array of rows".into()),
         Err(e) => Err(format!("invalid JSON: {e}")),
-    }
-}
-
-fn check_grpc_metadata(m: &BTreeMap<String, Template>, path: &str, errs: &mut Errs) {
-    for k in m.keys() {
-        let ok = !k.is_empty()
-            && k.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-            && !k.ends_with("-bin");
-        if !ok {
-            errs.push(
-                format!("{path}.{k}"),
-                "metadata keys are lowercase ASCII letters, digits, '-', '_' or '.' (binary keys are not supported)",
-            );
-        }
-    }
-}
-
-fn check_header_names(h: &BTreeMap<String, Template>, path: &str, errs: &mut Errs) {
-    for k in h.keys() {
-        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
-            errs.push(format!("{path}.{k}"), "not a valid HTTP header name");
-        }
     }
 }
 
@@ -1320,67 +652,6 @@ fn build_scenario(
     })
 }
 
-fn build_buffer(v: &Value, path: &str, base_dir: &Path, errs: &mut Errs) -> Option<BufferConfig> {
-    let v = if v.is_null() {
-        Value::Object(Map::new())
-    } else {
-        v.clone()
-    };
-    let raw = errs.decode::<RawBuffer>(&v, path)?;
-    let size_limit = raw.size_limit.unwrap_or(100_000);
-    let max_batch = raw.max_batch.unwrap_or(10_000);
-    let flush_interval = raw
-        .flush_interval
-        .map(|d| d.0)
-        .unwrap_or(Duration::from_secs(1));
-    if size_limit == 0 || size_limit > 100_000_000 {
-        errs.push(
-            format!("{path}.size_limit"),
-            "must be between 1 and 100000000",
-        );
-    }
-    if max_batch == 0 || max_batch > 1_000_000 {
-        errs.push(format!("{path}.max_batch"), "must be between 1 and 1000000");
-    }
-    let flush_connections = raw.flush_connections.unwrap_or(1);
-    if flush_connections == 0 || flush_connections > 64 {
-        errs.push(
-            format!("{path}.flush_connections"),
-            "must be between 1 and 64",
-        );
-    }
-    if flush_interval < Duration::from_millis(10) {
-        errs.push(format!("{path}.flush_interval"), "must be at least 10ms");
-    }
-    let index = match &raw.challenges {
-        None => crate::challenges::ChallengeIndex::embedded().map_err(|e| e.to_string()),
-        Some(f) => {
-            let file = resolve(base_dir, f);
-            std::fs::read_to_string(&file)
-                .map_err(|e| format!("{}: {e}", file.display()))
-                .and_then(|t| {
-                    crate::challenges::ChallengeIndex::parse(&t)
-                        .map_err(|e| format!("{}: {e}", file.display()))
-                })
-        }
-    };
-    let challenges = match index {
-        Ok(i) => Arc::new(i),
-        Err(e) => {
-            errs.push(format!("{path}.challenges"), e);
-            return None;
-        }
-    };
-    Some(BufferConfig {
-        size_limit,
-        flush_interval,
-        max_batch,
-        flush_connections,
-        namespace: raw.namespace.unwrap_or_else(|| "test".to_string()),
-        challenges,
-    })
-}
-
 fn build_op(
     name: String,
     v: &Value,
@@ -1422,431 +693,30 @@ fn build_op(
             );
         }
     }
-    if let Some(sql) = raw.sql {
-        let sp = format!("{path}.sql");
-        if sql.query.trim().is_empty() {
-            errs.push(format!("{sp}.query"), "must not be empty");
-        }
-        let highest = highest_placeholder(&sql.query);
-        if highest != sql.params.len() {
-            errs.push(
-                format!("{sp}.params"),
-                format!("the query uses ${highest} as its highest placeholder, but {} param(s) are given", sql.params.len()),
-            );
-        }
-        let roots: Vec<&str> = sql.params.iter().flat_map(|p| p.value.roots()).collect();
-        check_roots(&roots, fixtures, &HashSet::new(), &sp, errs);
-        return Some(Op {
+    let (weight, timeout) = (raw.weight, raw.timeout.map(|d| d.0));
+    let op = |kind| {
+        Some(Op {
             name,
-            weight: raw.weight,
-            timeout: raw.timeout.map(|d| d.0),
-            kind: OpKind::Sql(sql),
-        });
+            weight,
+            timeout,
+            kind,
+        })
+    };
+    if let Some(sql) = raw.sql {
+        postgres::check_sql(&sql, path, fixtures, errs);
+        return op(OpKind::Sql(sql));
     }
     if let Some(g) = raw.grpc {
-        let gp = format!("{path}.grpc");
-        if let Some(Target {
-            kind: TargetKind::Grpc(t),
-            ..
-        }) = target
-        {
-            match t.pool.method(&g.method) {
-                Ok(m) => {
-                    for (field_path, msg) in crate::protos::fit::check(&m.input(), &g.message) {
-                        errs.push(join_path(&format!("{gp}.message"), &field_path), msg);
-                    }
-                }
-                Err(e) => errs.push(format!("{gp}.method"), e),
-            }
-        }
-        check_grpc_metadata(&g.metadata, &format!("{gp}.metadata"), errs);
-        let mut roots: Vec<&str> = g.message.roots();
-        roots.extend(g.metadata.values().flat_map(|t| t.roots()));
-        check_roots(&roots, fixtures, &HashSet::new(), &gp, errs);
-        return Some(Op {
-            name,
-            weight: raw.weight,
-            timeout: raw.timeout.map(|d| d.0),
-            kind: OpKind::Grpc(g),
-        });
+        grpc::check_op(&g, target, path, fixtures, errs);
+        return op(OpKind::Grpc(g));
     }
     if let Some(ev) = raw.event {
-        let ep = format!("{path}.event");
-        let mut roots: Vec<&str> = ev.user.roots().collect();
-        roots.extend(ev.stat_code.roots());
-        roots.extend(ev.value.roots());
-        roots.extend(ev.namespace.iter().flat_map(|t| t.roots()));
-        check_roots(&roots, fixtures, &HashSet::new(), &ep, errs);
-        return Some(Op {
-            name,
-            weight: raw.weight,
-            timeout: raw.timeout.map(|d| d.0),
-            kind: OpKind::Event(ev),
-        });
+        postgres::check_event(&ev, path, fixtures, errs);
+        return op(OpKind::Event(ev));
     }
-    let steps: Vec<HttpStep> = match (raw.http, raw.steps) {
-        (Some(request), None) => vec![HttpStep {
-            request,
-            extract: raw.extract,
-        }],
-        (None, Some(steps)) => {
-            if !raw.extract.is_empty() {
-                errs.push(
-                    format!("{path}.extract"),
-                    "with `steps`, put `extract` inside a step",
-                );
-            }
-            if steps.is_empty() {
-                errs.push(format!("{path}.steps"), "needs at least one step");
-            }
-            let mut out = Vec::new();
-            for (i, s) in steps.iter().enumerate() {
-                let sp = format!("{path}.steps[{i}]");
-                // A step is `{http: {...}, extract: [...]}`.
-                #[derive(Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct RawStep {
-                    http: HttpRequest,
-                    #[serde(default)]
-                    extract: Vec<Extract>,
-                }
-                if let Some(st) = errs.decode::<RawStep>(s, &sp) {
-                    out.push(HttpStep {
-                        request: st.http,
-                        extract: st.extract,
-                    });
-                }
-            }
-            if out.len() != steps.len() {
-                return None;
-            }
-            out
-        }
-        _ => return None,
-    };
-    // Validate each step in order: names bound by a step are visible after it.
-    let mut bound: HashSet<String> = HashSet::new();
-    let single = steps.len() == 1;
-    for (i, st) in steps.iter().enumerate() {
-        let sp = if single {
-            format!("{path}.http")
-        } else {
-            format!("{path}.steps[{i}].http")
-        };
-        let r = &st.request;
-        if reqwest::Method::from_bytes(r.method.as_bytes()).is_err() {
-            errs.push(format!("{sp}.method"), "not a valid HTTP method");
-        }
-        if !r.path.source().starts_with('/') {
-            errs.push(format!("{sp}.path"), "must start with '/'");
-        }
-        if r.body.is_some() && r.json.is_some() {
-            errs.push(&sp, "give either `body` or `json`, not both");
-        }
-        check_header_names(&r.headers, &format!("{sp}.headers"), errs);
-        let mut roots: Vec<&str> = r.path.roots().collect();
-        roots.extend(r.headers.values().flat_map(|t| t.roots()));
-        roots.extend(r.body.iter().flat_map(|t| t.roots()));
-        if let Some(j) = &r.json {
-            roots.extend(j.roots());
-        }
-        check_roots(&roots, fixtures, &bound, &sp, errs);
-        let ep = if single {
-            format!("{path}.extract")
-        } else {
-            format!("{path}.steps[{i}].extract")
-        };
-        for (j, ex) in st.extract.iter().enumerate() {
-            let xp = format!("{ep}[{j}]");
-            if !(ex.from.is_empty() || ex.from.starts_with('/')) {
-                errs.push(format!("{xp}.from"), "a JSON pointer starts with '/'");
-            }
-            let want = ex.wildcards().max(1);
-            if ex.bind.len() != want {
-                errs.push(
-                    format!("{xp}.bind"),
-                    format!(
-                        "`from` has {} wildcard(s), so `bind` needs {want} name(s), got {}",
-                        ex.wildcards(),
-                        ex.bind.len()
-                    ),
-                );
-            }
-            for b in &ex.bind {
-                if !valid_name(b) || fixtures.iter().any(|f| &f.name == b) {
-                    errs.push(
-                        format!("{xp}.bind"),
-                        format!("{b:?} must be a plain name that is not a fixture"),
-                    );
-                }
-                bound.insert(b.clone());
-            }
-        }
-    }
-    Some(Op {
-        name,
-        weight: raw.weight,
-        timeout: raw.timeout.map(|d| d.0),
-        kind: OpKind::Http(steps),
-    })
+    let steps = http::build_steps(raw.http, raw.steps, raw.extract, path, fixtures, errs)?;
+    op(OpKind::Http(steps))
 }
-
-/// The highest `$n` placeholder in a query (0 when none), skipping quoted text.
-fn highest_placeholder(q: &str) -> usize {
-    let b = q.as_bytes();
-    let (mut i, mut max, mut quote) = (0, 0, None::<u8>);
-    while i < b.len() {
-        let c = b[i];
-        match quote {
-            Some(qc) if c == qc => quote = None,
-            Some(_) => {}
-            None if c == b'\'' || c == b'"' => quote = Some(c),
-            None if c == b'$' => {
-                let start = i + 1;
-                let mut j = start;
-                while j < b.len() && b[j].is_ascii_digit() {
-                    j += 1;
-                }
-                if j > start {
-                    max = max.max(q[start..j].parse().unwrap_or(0));
-                    i = j;
-                    continue;
-                }
-            }
-            None => {}
-        }
-        i += 1;
-    }
-    max
-}
-
-fn build_schedule(v: &Value, path: &str, errs: &mut Errs) -> Option<Schedule> {
-    // Either `{stages: [...], repeat}` or a single stage written directly.
-    let is_full = v.as_object().is_some_and(|m| m.contains_key("stages"));
-    let (stage_values, repeat) = if is_full {
-        let raw = errs.decode::<RawSchedule>(v, path)?;
-        (raw.stages, raw.repeat)
-    } else {
-        (vec![v.clone()], false)
-    };
-    let stage_path = |i: usize| {
-        if is_full {
-            format!("{path}.stages[{i}]")
-        } else {
-            path.to_string()
-        }
-    };
-    if stage_values.is_empty() {
-        errs.push(format!("{path}.stages"), "needs at least one stage");
-        return None;
-    }
-    let before = errs.list.len();
-    let mut stages = Vec::new();
-    for (i, sv) in stage_values.iter().enumerate() {
-        let sp = stage_path(i);
-        let Some(raw) = errs.decode::<RawStage>(sv, &sp) else {
-            continue;
-        };
-        let n = raw.hold.is_some() as u8
-            + raw.ramp.is_some() as u8
-            + raw.levels.is_some() as u8
-            + raw.daily.is_some() as u8;
-        if n != 1 {
-            errs.push(
-                &sp,
-                "a stage is exactly one of `hold`, `ramp`, `levels` or `daily`",
-            );
-            continue;
-        }
-        let stage = if let Some(h) = raw.hold {
-            Stage::Hold {
-                rate: h.rate.0,
-                dur: h.dur.map(|d| d.0),
-            }
-        } else if let Some(r) = raw.ramp {
-            if r.over.0.is_zero() {
-                errs.push(format!("{sp}.ramp.over"), "must be above 0");
-            }
-            Stage::Ramp {
-                from: r.from.0,
-                to: r.to.0,
-                over: r.over.0,
-            }
-        } else if let Some(l) = raw.levels {
-            if l.rates.is_empty() {
-                errs.push(format!("{sp}.levels.rates"), "needs at least one rate");
-            }
-            if l.each.0.is_zero() {
-                errs.push(format!("{sp}.levels.each"), "must be above 0");
-            }
-            let times = match &l.repeat {
-                None => Some(1),
-                Some(Value::String(s)) if s == "forever" => None,
-                Some(Value::Bool(true)) => None,
-                Some(Value::Number(n))
-                    if n.as_u64().is_some_and(|n| (1..=1_000_000).contains(&n)) =>
-                {
-                    n.as_u64().map(|n| n as u32)
-                }
-                Some(_) => {
-                    errs.push(
-                        format!("{sp}.levels.repeat"),
-                        "expected a number of passes (1 or more) or `forever`",
-                    );
-                    Some(1)
-                }
-            };
-            Stage::Levels {
-                rates: l.rates.iter().map(|r| r.0).collect(),
-                each: l.each.0,
-                times,
-            }
-        } else if let Some(d) = raw.daily {
-            let offset = match d.utc_offset.as_deref().map(parse_offset) {
-                None => 0.0,
-                Some(Some(o)) => o,
-                Some(None) => {
-                    errs.push(
-                        format!("{sp}.daily.utc_offset"),
-                        "expected an offset like \"+02:00\"",
-                    );
-                    0.0
-                }
-            };
-            let mut points = Vec::new();
-            for (k, r) in &d.points {
-                match parse_hhmm(k) {
-                    // Store in UTC seconds so that the engine passes UTC time of day.
-                    Some(t) => points.push(((t - offset).rem_euclid(86_400.0), r.0)),
-                    None => errs.push(
-                        format!("{sp}.daily.points.{k}"),
-                        "expected a time of day like \"09:30\"",
-                    ),
-                }
-            }
-            if points.is_empty() {
-                errs.push(format!("{sp}.daily.points"), "needs at least one point");
-            }
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Stage::Daily {
-                points,
-                dur: d.dur.map(|d| d.0),
-            }
-        } else {
-            continue;
-        };
-        stages.push((sp, stage));
-    }
-    let last = stages.len().saturating_sub(1);
-    for (i, (sp, s)) in stages.iter().enumerate() {
-        if s.duration().is_none() && i != last {
-            errs.push(
-                sp,
-                "this stage never ends, so the stages after it would never run (give it `for`, or move it last)",
-            );
-        }
-        if repeat && s.duration().is_none() {
-            errs.push(
-                sp,
-                "`repeat: true` needs every stage to end (give it `for`)",
-            );
-        }
-    }
-    if errs.list.len() > before {
-        return None;
-    }
-    Some(Schedule {
-        stages: stages.into_iter().map(|(_, s)| s).collect(),
-        repeat,
-    })
-}
-
-fn parse_hhmm(s: &str) -> Option<f64> {
-    let (h, m) = s.trim().split_once(':')?;
-    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-    (h < 24 && m < 60).then_some((h * 3600 + m * 60) as f64)
-}
-
-fn parse_offset(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let (sign, rest) = match s.as_bytes().first()? {
-        b'+' => (1.0, &s[1..]),
-        b'-' => (-1.0, &s[1..]),
-        _ => (1.0, s),
-    };
-    parse_hhmm(rest).map(|v| sign * v)
-}
-
-impl Config {
-    pub fn target(&self, name: &str) -> Option<&Target> {
-        self.targets.iter().find(|t| t.name == name)
-    }
-
-    /// What `check-config` prints: each scenario, its target and its schedule.
-    pub fn describe(&self) -> String {
-        let mut out = String::new();
-        out.push_str(&format!("listen {}\n", self.listen));
-        if self.scenarios.is_empty() {
-            out.push_str("no scenarios\n");
-        }
-        for s in &self.scenarios {
-            let target = self
-                .target(&s.target)
-                .map(|t| format!("{} {}", t.kind.type_name(), t.kind.display_endpoint()))
-                .unwrap_or_default();
-            out.push_str(&format!(
-                "\nscenario {} -> target {} ({target})\n",
-                s.name, s.target
-            ));
-            let total: u32 = s.ops.iter().map(|o| o.weight).sum();
-            let mix: Vec<String> = s
-                .ops
-                .iter()
-                .map(|o| {
-                    let pct = if total > 0 {
-                        100.0 * o.weight as f64 / total as f64
-                    } else {
-                        0.0
-                    };
-                    format!("{} {pct:.0}%", o.name)
-                })
-                .collect();
-            out.push_str(&format!("  ops: {}\n", mix.join(", ")));
-            out.push_str(&format!(
-                "  max_in_flight {}, timeout {}, arrival {}\n",
-                s.max_in_flight,
-                units::format_duration(s.timeout),
-                format!("{:?}", s.arrival).to_lowercase()
-            ));
-            let mut slo = Vec::new();
-            for (n, v) in [
-                ("p50", s.slo.p50),
-                ("p95", s.slo.p95),
-                ("p99", s.slo.p99),
-                ("event e2e p95", s.slo.e2e_p95),
-            ] {
-                if let Some(d) = v {
-                    slo.push(format!("{n} < {d}"));
-                }
-            }
-            if let Some(r) = s.slo.error_rate {
-                slo.push(format!("error rate < {}%", r.0 * 100.0));
-            }
-            if !slo.is_empty() {
-                out.push_str(&format!("  slo: {}\n", slo.join(", ")));
-            }
-            out.push_str("  schedule:\n");
-            for line in s.schedule.timeline() {
-                out.push_str(&format!("    {line}\n"));
-            }
-        }
-        if let Some(search) = &self.search {
-            out.push_str(&search.describe());
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2058,7 +928,6 @@ scenarios:
         assert_eq!((b.size_limit, b.max_batch), (5000, 10_000));
         assert_eq!(b.flush_interval, Duration::from_millis(500));
         assert!(c.describe().contains("postgres://u:***@127.0.0.1:5432/app"));
-        assert_eq!(highest_placeholder("SELECT $1, $12, '$99', \"$7\""), 12);
     }
 
     #[test]

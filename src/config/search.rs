@@ -180,97 +180,12 @@ pub(super) fn build_search(
             errs.push("search.postgres", format!("no postgres target named {p:?}"));
         }
     }
-    let tp_targets = raw
-        .target_process
-        .as_ref()
-        .map(|t| t.targets.clone())
-        .unwrap_or_default();
-    for (i, t) in tp_targets.iter().enumerate() {
-        if !targets.iter().any(|x| x.name == *t) {
-            errs.push(
-                format!("search.target_process.targets[{i}]"),
-                format!("no target named {t:?}"),
-            );
-        }
-    }
-    let target_process = match raw.target_process {
-        None => None,
-        Some(RawTargetProcess {
-            pid: Some(p),
-            metrics_url: None,
-            ..
-        }) => Some(TargetProcess::Pid(p)),
-        Some(RawTargetProcess {
-            pid: None,
-            metrics_url: Some(u),
-            ..
-        }) => {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                errs.push(
-                    "search.target_process.metrics_url",
-                    "expected an http(s) URL",
-                );
-            }
-            Some(TargetProcess::MetricsUrl(u))
-        }
-        Some(_) => {
-            errs.push(
-                "search.target_process",
-                "give exactly one of `pid` or `metrics_url`",
-            );
-            None
-        }
-    };
+    let (target_process, tp_targets) = target_process(raw.target_process, targets, errs);
     let mut list = Vec::new();
     for (k, v) in &raw.scenarios {
-        let Some(name) = super::key_name(k, "search.scenarios", errs) else {
-            continue;
-        };
-        let path = format!("search.scenarios.{name}");
-        let Some(r) = errs.decode::<RawSearchScenario>(v, &path) else {
-            continue;
-        };
-        match scenarios.iter().find(|s| s.name == name) {
-            None => errs.push(&path, format!("no scenario named {name:?}")),
-            Some(s) => {
-                if s.arrival == super::Arrival::Closed {
-                    errs.push(
-                        &path,
-                        format!("scenario {name:?} has `arrival: closed`: a search offers rates, so it needs an open-model scenario (uniform or poisson)"),
-                    );
-                }
-                let slo = &s.slo;
-                if slo.p50.is_none()
-                    && slo.p95.is_none()
-                    && slo.p99.is_none()
-                    && slo.error_rate.is_none()
-                    && slo.e2e_p95.is_none()
-                {
-                    errs.push(
-                        &path,
-                        format!("scenario {name:?} has no `slo`: a search needs a limit to find"),
-                    );
-                }
-            }
+        if let Some(sc) = search_scenario(k, v, scenarios, errs) {
+            list.push(sc);
         }
-        let levels: Vec<f64> = r.levels.iter().map(|r| r.0).collect();
-        if levels.is_empty() {
-            errs.push(format!("{path}.levels"), "needs at least one level");
-        }
-        if levels.iter().any(|r| *r <= 0.0) {
-            errs.push(format!("{path}.levels"), "levels must be above 0/s");
-        }
-        if levels.windows(2).any(|w| w[1] <= w[0]) {
-            errs.push(
-                format!("{path}.levels"),
-                "levels must be in ascending order",
-            );
-        }
-        list.push(SearchScenario {
-            name,
-            levels,
-            then: r.then.map(|r| r.0),
-        });
     }
     if list.is_empty() {
         errs.push("search.scenarios", "name at least one scenario to search");
@@ -303,6 +218,107 @@ pub(super) fn build_search(
         target_process,
         target_process_targets: tp_targets,
         scenarios: list,
+    })
+}
+
+/// `target_process`: the system under test's own process (a pid here, or a /metrics URL),
+/// for CPU and RSS per level, and which targets it serves.
+fn target_process(
+    raw: Option<RawTargetProcess>,
+    targets: &[Target],
+    errs: &mut Errs,
+) -> (Option<TargetProcess>, Vec<String>) {
+    let tp_targets = raw.as_ref().map(|t| t.targets.clone()).unwrap_or_default();
+    for (i, t) in tp_targets.iter().enumerate() {
+        if !targets.iter().any(|x| x.name == *t) {
+            errs.push(
+                format!("search.target_process.targets[{i}]"),
+                format!("no target named {t:?}"),
+            );
+        }
+    }
+    let target_process = match raw {
+        None => None,
+        Some(RawTargetProcess {
+            pid: Some(p),
+            metrics_url: None,
+            ..
+        }) => Some(TargetProcess::Pid(p)),
+        Some(RawTargetProcess {
+            pid: None,
+            metrics_url: Some(u),
+            ..
+        }) => {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                errs.push(
+                    "search.target_process.metrics_url",
+                    "expected an http(s) URL",
+                );
+            }
+            Some(TargetProcess::MetricsUrl(u))
+        }
+        Some(_) => {
+            errs.push(
+                "search.target_process",
+                "give exactly one of `pid` or `metrics_url`",
+            );
+            None
+        }
+    };
+    (target_process, tp_targets)
+}
+
+/// One `search.scenarios.NAME`: an open-model scenario with an SLO, and its levels in
+/// ascending order.
+fn search_scenario(
+    k: &str,
+    v: &Value,
+    scenarios: &[Scenario],
+    errs: &mut Errs,
+) -> Option<SearchScenario> {
+    let name = super::key_name(k, "search.scenarios", errs)?;
+    let path = format!("search.scenarios.{name}");
+    let r = errs.decode::<RawSearchScenario>(v, &path)?;
+    match scenarios.iter().find(|s| s.name == name) {
+        None => errs.push(&path, format!("no scenario named {name:?}")),
+        Some(s) => {
+            if s.arrival == super::Arrival::Closed {
+                errs.push(
+                    &path,
+                    format!("scenario {name:?} has `arrival: closed`: a search offers rates, so it needs an open-model scenario (uniform or poisson)"),
+                );
+            }
+            let slo = &s.slo;
+            if slo.p50.is_none()
+                && slo.p95.is_none()
+                && slo.p99.is_none()
+                && slo.error_rate.is_none()
+                && slo.e2e_p95.is_none()
+            {
+                errs.push(
+                    &path,
+                    format!("scenario {name:?} has no `slo`: a search needs a limit to find"),
+                );
+            }
+        }
+    }
+    let levels: Vec<f64> = r.levels.iter().map(|r| r.0).collect();
+    if levels.is_empty() {
+        errs.push(format!("{path}.levels"), "needs at least one level");
+    }
+    if levels.iter().any(|r| *r <= 0.0) {
+        errs.push(format!("{path}.levels"), "levels must be above 0/s");
+    }
+    if levels.windows(2).any(|w| w[1] <= w[0]) {
+        errs.push(
+            format!("{path}.levels"),
+            "levels must be in ascending order",
+        );
+    }
+    Some(SearchScenario {
+        name,
+        levels,
+        then: r.then.map(|r| r.0),
     })
 }
 

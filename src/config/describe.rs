@@ -1,0 +1,74 @@
+//! What `check-config` prints: each scenario, its target, op mix, SLO and schedule.
+
+use super::{Config, Target};
+use crate::units;
+
+impl Config {
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// What `check-config` prints: each scenario, its target and its schedule.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!("listen {}\n", self.listen));
+        if self.scenarios.is_empty() {
+            out.push_str("no scenarios\n");
+        }
+        for s in &self.scenarios {
+            let target = self
+                .target(&s.target)
+                .map(|t| format!("{} {}", t.kind.type_name(), t.kind.display_endpoint()))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "\nscenario {} -> target {} ({target})\n",
+                s.name, s.target
+            ));
+            let total: u32 = s.ops.iter().map(|o| o.weight).sum();
+            let mix: Vec<String> = s
+                .ops
+                .iter()
+                .map(|o| {
+                    let pct = if total > 0 {
+                        100.0 * o.weight as f64 / total as f64
+                    } else {
+                        0.0
+                    };
+                    format!("{} {pct:.0}%", o.name)
+                })
+                .collect();
+            out.push_str(&format!("  ops: {}\n", mix.join(", ")));
+            out.push_str(&format!(
+                "  max_in_flight {}, timeout {}, arrival {}\n",
+                s.max_in_flight,
+                units::format_duration(s.timeout),
+                format!("{:?}", s.arrival).to_lowercase()
+            ));
+            let mut slo = Vec::new();
+            for (n, v) in [
+                ("p50", s.slo.p50),
+                ("p95", s.slo.p95),
+                ("p99", s.slo.p99),
+                ("event e2e p95", s.slo.e2e_p95),
+            ] {
+                if let Some(d) = v {
+                    slo.push(format!("{n} < {d}"));
+                }
+            }
+            if let Some(r) = s.slo.error_rate {
+                slo.push(format!("error rate < {}%", r.0 * 100.0));
+            }
+            if !slo.is_empty() {
+                out.push_str(&format!("  slo: {}\n", slo.join(", ")));
+            }
+            out.push_str("  schedule:\n");
+            for line in s.schedule.timeline() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+        if let Some(search) = &self.search {
+            out.push_str(&search.describe());
+        }
+        out
+    }
+}
