@@ -640,3 +640,33 @@ search:
     assert!(svg.contains("knee 300/s"), "{svg}");
     d.shutdown(Duration::from_secs(5)).await;
 }
+
+/// The committed reports are what `soakd report` renders from the committed runs: a
+/// change to the report (its sections, cells or charts) shows here and in docs/capacity.
+#[tokio::test]
+async fn stored_runs_render_to_the_committed_reports() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let store = Store::Jsonl(root.join("docs/capacity/results"));
+    for (id, dir) in [
+        ("20261122T090535Z-demo-isolated-ce44", "docs/capacity"),
+        (
+            "20261122T091138Z-demo-combined-00fe",
+            "docs/capacity/combined",
+        ),
+    ] {
+        let run = store.load_run(id).await.unwrap();
+        let rep = capacity::report::render(&run);
+        let dir = root.join(dir);
+        let want = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        assert!(
+            rep.markdown == want,
+            "{id}: report.md differs from {}",
+            dir.display()
+        );
+        assert!(!rep.charts.is_empty());
+        for (name, svg) in &rep.charts {
+            let want = std::fs::read_to_string(dir.join(name)).unwrap();
+            assert!(*svg == want, "{id}: {name} differs");
+        }
+    }
+}
