@@ -1,7 +1,7 @@
 //! Wiring: a daemon is an engine plus its admin server; it runs until a signal (or a
 //! fixed duration) and then drains. `main.rs` and the integration tests both use this.
 
-use crate::capacity::controller::{self, Progress, SharedProgress};
+use crate::capacity::controller::{self, Progress, SearchState, SharedProgress};
 use crate::capacity::store::Store;
 use crate::config::search::{ResultsConfig, SearchConfig};
 use crate::config::Config;
@@ -28,6 +28,33 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// Why a daemon stopped waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// `--duration` elapsed.
+    DurationElapsed,
+    /// `--exit-after-search`, and the search finished.
+    SearchComplete,
+    SearchFailed,
+    Sigint,
+    Sigterm,
+    /// The signal stream ended (the process cannot watch signals any more).
+    SignalsClosed,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::DurationElapsed => "duration elapsed",
+            StopReason::SearchComplete => "capacity search complete",
+            StopReason::SearchFailed => "capacity search failed",
+            StopReason::Sigint => "SIGINT",
+            StopReason::Sigterm => "SIGTERM",
+            StopReason::SignalsClosed => "signal stream closed",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,7 +143,7 @@ fn start_results(
                 format!("capacity search failed: {e}"),
             );
             let mut p = progress.lock();
-            p.state = "failed".into();
+            p.state = SearchState::Failed;
             p.error = Some(e.to_string());
         }
     });
@@ -145,12 +172,9 @@ impl Daemon {
         let (results_cfg, search_cfg) = (config.results.clone(), config.search.clone());
         let engine = Engine::start(config, metrics, loader, divisor)?;
         let results: SharedStore = Arc::new(parking_lot::RwLock::new(None));
-        let search = search_cfg.as_ref().map(|_| {
-            Arc::new(parking_lot::Mutex::new(Progress {
-                state: "opening the results store".into(),
-                ..Progress::default()
-            }))
-        });
+        let search = search_cfg
+            .as_ref()
+            .map(|_| Arc::new(parking_lot::Mutex::new(Progress::default())));
         start_results(
             &engine,
             results_cfg,
@@ -200,7 +224,7 @@ impl Daemon {
     }
 
     /// Runs until SIGTERM or SIGINT (SIGHUP reloads), or until `duration` passes.
-    pub async fn wait_for_stop(&self, duration: Option<Duration>) -> std::io::Result<&'static str> {
+    pub async fn wait_for_stop(&self, duration: Option<Duration>) -> std::io::Result<StopReason> {
         self.wait_for_stop_or_search(duration, false).await
     }
 
@@ -210,7 +234,7 @@ impl Daemon {
         &self,
         duration: Option<Duration>,
         search_done: bool,
-    ) -> std::io::Result<&'static str> {
+    ) -> std::io::Result<StopReason> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let progress = self.search.clone().filter(|_| search_done);
         let finished = async move {
@@ -218,12 +242,10 @@ impl Daemon {
                 return futures::future::pending().await;
             };
             loop {
-                let state = p.lock().state.clone();
-                if state == "complete" {
-                    return "capacity search complete";
-                }
-                if state == "failed" {
-                    return "capacity search failed";
+                match p.lock().state {
+                    SearchState::Complete => return StopReason::SearchComplete,
+                    SearchState::Failed => return StopReason::SearchFailed,
+                    _ => {}
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -240,7 +262,7 @@ impl Daemon {
         tokio::pin!(deadline);
         let why = loop {
             tokio::select! {
-                _ = &mut deadline => break "duration elapsed",
+                _ = &mut deadline => break StopReason::DurationElapsed,
                 why = &mut finished => break why,
                 sig = signals.next() => match sig {
                     Some(SIGHUP) => {
@@ -249,9 +271,9 @@ impl Daemon {
                         // Errors are logged and exported by reload itself.
                         let _ = tokio::task::spawn_blocking(move || engine.reload()).await;
                     }
-                    Some(SIGINT) => break "SIGINT",
-                    Some(_) => break "SIGTERM",
-                    None => break "signal stream closed",
+                    Some(SIGINT) => break StopReason::Sigint,
+                    Some(_) => break StopReason::Sigterm,
+                    None => break StopReason::SignalsClosed,
                 }
             }
         };

@@ -4,11 +4,11 @@
 //! Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
-use soakd::app::{Daemon, Options, Shard};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use soakd::app::{Daemon, Options, Shard, StopReason};
 use soakd::config;
-use soakd::demo::{self, DemoState, Knobs};
-use std::collections::HashMap;
+use soakd::demo::launch::{Demo, DemoOptions, LaunchError, Target, TargetOptions};
+use soakd::demo::Knobs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -48,98 +48,113 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the scenarios of a config file until SIGTERM/SIGINT (SIGHUP reloads).
-    Run {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Admin server address (overrides the config's `listen`).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Run shard i of n: every scenario's rate is divided by n.
-        #[arg(long)]
-        shard: Option<Shard>,
-        /// Stop by itself after this long (e.g. 20s, 30m).
-        #[arg(long, value_parser = parse_dur)]
-        duration: Option<Duration>,
-        /// Print a JSON summary of the run to stdout at exit.
-        #[arg(long)]
-        summary: bool,
-        /// Stop once the config's capacity search has finished (exit 1 if it failed).
-        #[arg(long)]
-        exit_after_search: bool,
-    },
+    Run(RunArgs),
     /// Validate a config file and print what would run.
-    CheckConfig {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    CheckConfig(CheckConfigArgs),
     /// The embedded default: the demo target (HTTP + gRPC), a throwaway PostgreSQL when
     /// the machine has its binaries, and soakd loading them with fixtures/demo.yaml.
-    Demo {
-        /// soakd's admin server address.
-        #[arg(long, default_value = config::DEFAULT_LISTEN)]
-        listen: SocketAddr,
-        /// The demo target's HTTP address (port 0: any free port).
-        #[arg(long, default_value = "127.0.0.1:0")]
-        target_listen: SocketAddr,
-        /// The demo target's gRPC address (port 0: any free port).
-        #[arg(long, default_value = "127.0.0.1:0")]
-        grpc_listen: SocketAddr,
-        /// Keep progress in memory even when PostgreSQL binaries are found.
-        #[arg(long)]
-        no_postgres: bool,
-        /// Stop by itself after this long.
-        #[arg(long, value_parser = parse_dur)]
-        duration: Option<Duration>,
-    },
+    Demo(DemoArgs),
     /// Render a stored capacity run as the performance-baseline report (Markdown + SVG).
-    Report {
-        /// The run id, or `latest`.
-        #[arg(long, default_value = "latest")]
-        run: String,
-        /// Write report.md and the charts here (default: the Markdown to stdout).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Read the store the config's `results:` names.
-        #[arg(long, short, conflicts_with_all = ["results_dir", "results_url"])]
-        config: Option<PathBuf>,
-        /// A JSONL results directory (default ./results).
-        #[arg(long, conflicts_with = "results_url")]
-        results_dir: Option<PathBuf>,
-        /// A PostgreSQL results database.
-        #[arg(long, env = "SOAKD_RESULTS_URL")]
-        results_url: Option<String>,
-        /// List the stored runs instead.
-        #[arg(long)]
-        list: bool,
-        /// Print the stored run (every level's measurements) as JSON instead.
-        #[arg(long, conflicts_with_all = ["list", "out"])]
-        json: bool,
-    },
+    Report(ReportArgs),
     /// Run only the demo target (a challenge-service look-alike).
-    Target {
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Also serve the gRPC event handler here (e.g. 127.0.0.1:6565).
-        #[arg(long)]
-        grpc_listen: Option<SocketAddr>,
-        /// Keep goal progress in this PostgreSQL database (buffered writer) instead of memory.
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: Option<String>,
-        /// Added latency in ms, "MIN-MAX" (the seed's mock platform: 50-200).
-        #[arg(long)]
-        latency_ms: Option<String>,
-        /// Fraction of requests answered 500.
-        #[arg(long, default_value_t = 0.0)]
-        error_ratio: f64,
-        /// Requests processed at once (0 = unlimited).
-        #[arg(long, default_value_t = 0)]
-        concurrency_limit: usize,
-        /// Every this many ms, stall all requests for --stall-for-ms.
-        #[arg(long, default_value_t = 0)]
-        stall_every_ms: u64,
-        #[arg(long, default_value_t = 0)]
-        stall_for_ms: u64,
-    },
+    Target(TargetArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Admin server address (overrides the config's `listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Run shard i of n: every scenario's rate is divided by n.
+    #[arg(long)]
+    shard: Option<Shard>,
+    /// Stop by itself after this long (e.g. 20s, 30m).
+    #[arg(long, value_parser = parse_dur)]
+    duration: Option<Duration>,
+    /// Print a JSON summary of the run to stdout at exit.
+    #[arg(long)]
+    summary: bool,
+    /// Stop once the config's capacity search has finished (exit 1 if it failed).
+    #[arg(long)]
+    exit_after_search: bool,
+}
+
+#[derive(Args)]
+struct CheckConfigArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// soakd's admin server address.
+    #[arg(long, default_value = config::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// The demo target's HTTP address (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    target_listen: SocketAddr,
+    /// The demo target's gRPC address (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    grpc_listen: SocketAddr,
+    /// Keep progress in memory even when PostgreSQL binaries are found.
+    #[arg(long)]
+    no_postgres: bool,
+    /// Stop by itself after this long.
+    #[arg(long, value_parser = parse_dur)]
+    duration: Option<Duration>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The run id, or `latest`.
+    #[arg(long, default_value = "latest")]
+    run: String,
+    /// Write report.md and the charts here (default: the Markdown to stdout).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Read the store the config's `results:` names.
+    #[arg(long, short, conflicts_with_all = ["results_dir", "results_url"])]
+    config: Option<PathBuf>,
+    /// A JSONL results directory (default ./results).
+    #[arg(long, conflicts_with = "results_url")]
+    results_dir: Option<PathBuf>,
+    /// A PostgreSQL results database.
+    #[arg(long, env = "SOAKD_RESULTS_URL")]
+    results_url: Option<String>,
+    /// List the stored runs instead.
+    #[arg(long)]
+    list: bool,
+    /// Print the stored run (every level's measurements) as JSON instead.
+    #[arg(long, conflicts_with_all = ["list", "out"])]
+    json: bool,
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Also serve the gRPC event handler here (e.g. 127.0.0.1:6565).
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// Keep goal progress in this PostgreSQL database (buffered writer) instead of memory.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Added latency in ms, "MIN-MAX" (the seed's mock platform: 50-200).
+    #[arg(long)]
+    latency_ms: Option<String>,
+    /// Fraction of requests answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    error_ratio: f64,
+    /// Requests processed at once (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    concurrency_limit: usize,
+    /// Every this many ms, stall all requests for --stall-for-ms.
+    #[arg(long, default_value_t = 0)]
+    stall_every_ms: u64,
+    #[arg(long, default_value_t = 0)]
+    stall_for_ms: u64,
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
@@ -264,205 +279,195 @@ fn return_freed_memory() {
 
 fn run(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
-        Cmd::CheckConfig { config } => {
-            let cfg = load_or_usage(&config)?;
-            print!("{}", cfg.describe());
-            println!("\n{}: ok", config.display());
-            Ok(())
+        Cmd::CheckConfig(a) => check_config(a),
+        Cmd::Run(a) => run_daemon(a),
+        Cmd::Report(a) => report(a),
+        Cmd::Demo(a) => runtime()?.block_on(demo(a)),
+        Cmd::Target(a) => target(a),
+    }
+}
+
+/// `check-config`: what would run, or every error with its line.
+fn check_config(a: CheckConfigArgs) -> anyhow::Result<()> {
+    let cfg = load_or_usage(&a.config)?;
+    print!("{}", cfg.describe());
+    println!("\n{}: ok", a.config.display());
+    Ok(())
+}
+
+/// `run`: the daemon until a signal, `--duration`, or (with `--exit-after-search`) the
+/// end of the capacity search; exit 1 when the search failed.
+fn run_daemon(a: RunArgs) -> anyhow::Result<()> {
+    let cfg = load_or_usage(&a.config)?;
+    if a.exit_after_search && cfg.search.is_none() {
+        return Err(
+            UsageError("--exit-after-search: the config has no `search:` section".into()).into(),
+        );
+    }
+    let grace = cfg.shutdown_grace;
+    let path = a.config.clone();
+    let loader: soakd::engine::Loader = Box::new(move || config::load(&path));
+    runtime()?.block_on(async move {
+        let daemon = Daemon::start(
+            cfg,
+            Some(loader),
+            Options {
+                listen: a.listen,
+                shard: a.shard,
+                config_path: Some(a.config.clone()),
+                metrics: None,
+            },
+        )?;
+        let why = daemon
+            .wait_for_stop_or_search(a.duration, a.exit_after_search)
+            .await?;
+        tracing::info!(reason = %why, "stopping: draining in-flight operations");
+        let s = daemon.shutdown(grace).await;
+        if a.summary {
+            println!("{}", serde_json::to_string_pretty(&s)?);
         }
-        Cmd::Run {
-            config,
-            listen,
-            shard,
-            duration,
-            summary,
-            exit_after_search,
-        } => {
-            let cfg = load_or_usage(&config)?;
-            let grace = cfg.shutdown_grace;
-            let path = config.clone();
-            let loader: soakd::engine::Loader = Box::new(move || config::load(&path));
-            if exit_after_search && cfg.search.is_none() {
-                return Err(UsageError(
-                    "--exit-after-search: the config has no `search:` section".into(),
-                )
-                .into());
+        if why == StopReason::SearchFailed {
+            anyhow::bail!("the capacity search failed (see the log above)");
+        }
+        Ok(())
+    })
+}
+
+/// `report`: a stored run as Markdown (stdout) or Markdown and charts (`--out`), the
+/// list of runs, or a run as JSON.
+fn report(a: ReportArgs) -> anyhow::Result<()> {
+    use soakd::capacity::{report, store::Store};
+    use soakd::config::search::ResultsConfig;
+    let cfg = match (a.config, a.results_dir, a.results_url) {
+        (Some(c), _, _) => load_or_usage(&c)?.results,
+        (None, _, Some(u)) => ResultsConfig::Postgres(config::Secret(u)),
+        (None, Some(d), None) => ResultsConfig::Dir(d),
+        (None, None, None) => ResultsConfig::Dir(PathBuf::from("results")),
+    };
+    runtime()?.block_on(async move {
+        let store = match &cfg {
+            ResultsConfig::Dir(d) => Store::Jsonl(d.clone()),
+            pg => Store::open(pg).await?,
+        };
+        if a.list {
+            for r in store.list_runs().await? {
+                stdout_line(&format!(
+                    "{}\t{}\t{:?}\t{} levels\t{}",
+                    r.id,
+                    r.name,
+                    r.status,
+                    r.levels,
+                    soakd::capacity::store::format_utc(r.started_at)
+                ))?;
             }
-            runtime()?.block_on(async move {
-                let daemon = Daemon::start(
-                    cfg,
-                    Some(loader),
-                    Options {
-                        listen,
-                        shard,
-                        config_path: Some(config.clone()),
-                        metrics: None,
-                    },
-                )?;
-                let why = daemon
-                    .wait_for_stop_or_search(duration, exit_after_search)
-                    .await?;
-                tracing::info!(reason = why, "stopping: draining in-flight operations");
-                let s = daemon.shutdown(grace).await;
-                if summary {
-                    println!("{}", serde_json::to_string_pretty(&s)?);
-                }
-                if why == "capacity search failed" {
-                    anyhow::bail!("the capacity search failed (see the log above)");
+            return Ok(());
+        }
+        let run = store.load_run(&a.run).await?;
+        if a.json {
+            return stdout_line(&serde_json::to_string_pretty(&run)?);
+        }
+        let rep = report::render(&run);
+        match a.out {
+            Some(dir) => {
+                for p in report::write(&rep, &dir)
+                    .with_context(|| format!("writing {}", dir.display()))?
+                {
+                    stdout_line(&p.display().to_string())?;
                 }
                 Ok(())
-            })
+            }
+            None => stdout_line(rep.markdown.trim_end()),
         }
-        Cmd::Report {
-            run,
-            out,
-            config,
-            results_dir,
-            results_url,
-            list,
-            json,
-        } => {
-            use soakd::capacity::{report, store::Store};
-            use soakd::config::search::ResultsConfig;
-            let cfg = match (config, results_dir, results_url) {
-                (Some(c), _, _) => load_or_usage(&c)?.results,
-                (None, _, Some(u)) => ResultsConfig::Postgres(config::Secret(u)),
-                (None, Some(d), None) => ResultsConfig::Dir(d),
-                (None, None, None) => ResultsConfig::Dir(PathBuf::from("results")),
-            };
-            runtime()?.block_on(async move {
-                let store = match &cfg {
-                    ResultsConfig::Dir(d) => Store::Jsonl(d.clone()),
-                    pg => Store::open(pg).await?,
-                };
-                if list {
-                    for r in store.list_runs().await? {
-                        stdout_line(&format!(
-                            "{}\t{}\t{:?}\t{} levels\t{}",
-                            r.id,
-                            r.name,
-                            r.status,
-                            r.levels,
-                            soakd::capacity::store::format_utc(r.started_at)
-                        ))?;
-                    }
-                    return Ok(());
-                }
-                let run = store.load_run(&run).await?;
-                if json {
-                    stdout_line(&serde_json::to_string_pretty(&run)?)?;
-                    return Ok(());
-                }
-                let rep = report::render(&run);
-                match out {
-                    Some(dir) => {
-                        for p in report::write(&rep, &dir)
-                            .with_context(|| format!("writing {}", dir.display()))?
-                        {
-                            stdout_line(&p.display().to_string())?;
-                        }
-                    }
-                    None => stdout_line(rep.markdown.trim_end())?,
-                }
-                Ok(())
-            })
+    })
+}
+
+/// `demo`: the demo target, a throwaway database and a daemon loading them, until a
+/// signal or `--duration`.
+async fn demo(a: DemoArgs) -> anyhow::Result<()> {
+    let d = Demo::start(DemoOptions {
+        listen: a.listen,
+        target_listen: a.target_listen,
+        grpc_listen: a.grpc_listen,
+        no_postgres: a.no_postgres,
+    })
+    .await
+    .map_err(usage_if_config)?;
+    if let Some(n) = &d.notice {
+        eprintln!("{n}");
+    }
+    let (addr, http) = (d.daemon.addr(), d.target.http);
+    let grpc = d.target.grpc.map(|g| g.to_string()).unwrap_or_default();
+    eprintln!(
+        "\nsoakd demo is running.\n  dashboard     http://{addr}/\n  metrics       http://{addr}/metrics\n  status API    http://{addr}/api/v1/status\n  demo target   http://{http}/v1/challenges, gRPC {grpc} (knobs: http://{http}/admin/knobs, its metrics: http://{http}/metrics)\n  database      {}\nCtrl-C stops everything{}.\n",
+        d.database_url.as_deref().map(config::redact_url).unwrap_or_else(|| "none (in-memory progress)".into()),
+        if d.database_url.is_some() { " and removes the database" } else { "" }
+    );
+    let why = d.daemon.wait_for_stop(a.duration).await?;
+    tracing::info!(reason = %why, "stopping the demo");
+    let left = d.stop().await?;
+    if left > 0 {
+        tracing::warn!(entries = left, "demo target could not flush everything");
+    }
+    Ok(())
+}
+
+/// `target`: the demo target alone, until SIGINT or SIGTERM.
+fn target(a: TargetArgs) -> anyhow::Result<()> {
+    let knobs = Knobs {
+        latency_min_ms: 0,
+        latency_max_ms: 0,
+        error_ratio: a.error_ratio,
+        concurrency_limit: a.concurrency_limit,
+        stall_every_ms: a.stall_every_ms,
+        stall_for_ms: a.stall_for_ms,
+    };
+    let knobs = match a.latency_ms.as_deref() {
+        None => knobs,
+        Some(s) => {
+            let (lo, hi) = parse_latency_range(s)
+                .ok_or_else(|| UsageError(format!("--latency-ms: bad value {s:?}")))?;
+            Knobs {
+                latency_min_ms: lo,
+                latency_max_ms: hi,
+                ..knobs
+            }
         }
-        Cmd::Demo {
-            listen,
-            target_listen,
-            grpc_listen,
-            no_postgres,
-            duration,
-        } => runtime()?.block_on(run_demo(
-            listen,
-            target_listen,
-            grpc_listen,
-            no_postgres,
-            duration,
-        )),
-        Cmd::Target {
-            listen,
-            grpc_listen,
-            database_url,
-            latency_ms,
-            error_ratio,
-            concurrency_limit,
-            stall_every_ms,
-            stall_for_ms,
-        } => {
-            let (latency_min_ms, latency_max_ms) = match latency_ms.as_deref() {
-                None => (0, 0),
-                Some(s) => {
-                    let (a, b) = s.split_once('-').unwrap_or((s, s));
-                    let a: u64 = a
-                        .trim()
-                        .parse()
-                        .map_err(|_| UsageError(format!("--latency-ms: bad value {s:?}")))?;
-                    let b: u64 = b
-                        .trim()
-                        .parse()
-                        .map_err(|_| UsageError(format!("--latency-ms: bad value {s:?}")))?;
-                    (a, b)
-                }
-            };
-            let knobs = Knobs {
-                latency_min_ms,
-                latency_max_ms,
-                error_ratio,
-                concurrency_limit,
-                stall_every_ms,
-                stall_for_ms,
-            };
-            knobs.validate().map_err(UsageError)?;
-            runtime()?.block_on(async move {
-                let store = match &database_url {
-                    Some(url) => demo::store::postgres(url, 20, None)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("database: {e}"))?,
-                    None => demo::store::Store::memory(),
-                };
-                let st = DemoState::with_store(knobs, store)?;
-                let l = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {listen}"))?;
-                eprintln!(
-                    "demo target on http://{} (knobs: GET/PUT /admin/knobs; progress in {})",
-                    l.local_addr()?,
-                    if database_url.is_some() {
-                        "PostgreSQL"
-                    } else {
-                        "memory"
-                    }
-                );
-                let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-                let grpc = match grpc_listen {
-                    Some(a) => {
-                        let gl = tokio::net::TcpListener::bind(a)
-                            .await
-                            .with_context(|| format!("cannot listen on {a}"))?;
-                        eprintln!("demo gRPC event handler on {}", gl.local_addr()?);
-                        let mut rx = stop_tx.subscribe();
-                        Some(tokio::spawn(demo::grpc::serve(
-                            gl,
-                            st.clone(),
-                            async move {
-                                let _ = rx.recv().await;
-                            },
-                        )))
-                    }
-                    None => None,
-                };
-                demo::serve_http(l, st.clone(), shutdown_signal()).await?;
-                let _ = stop_tx.send(());
-                if let Some(g) = grpc {
-                    let _ = g.await;
-                }
-                st.store
-                    .drain(std::time::Instant::now() + Duration::from_secs(10))
-                    .await;
-                Ok(())
-            })
+    };
+    knobs.validate().map_err(UsageError)?;
+    let in_db = a.database_url.is_some();
+    runtime()?.block_on(async move {
+        let t = Target::start(TargetOptions {
+            listen: a.listen,
+            grpc_listen: a.grpc_listen,
+            database_url: a.database_url,
+            knobs,
+        })
+        .await?;
+        eprintln!(
+            "demo target on http://{} (knobs: GET/PUT /admin/knobs; progress in {})",
+            t.http,
+            if in_db { "PostgreSQL" } else { "memory" }
+        );
+        if let Some(g) = t.grpc {
+            eprintln!("demo gRPC event handler on {g}");
         }
+        shutdown_signal().await;
+        t.stop().await?;
+        Ok(())
+    })
+}
+
+/// `--latency-ms`: `MIN-MAX` or one value for both.
+fn parse_latency_range(s: &str) -> Option<(u64, u64)> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+/// The embedded demo config failing to load is a usage error (exit 2), like any config.
+fn usage_if_config(e: LaunchError) -> anyhow::Error {
+    match e {
+        LaunchError::Config(c) => UsageError(c.to_string()).into(),
+        other => other.into(),
     }
 }
 
@@ -489,124 +494,4 @@ async fn shutdown_signal() {
             futures::future::pending::<()>().await
         }
     }
-}
-
-async fn run_demo(
-    listen: SocketAddr,
-    target_listen: SocketAddr,
-    grpc_listen: SocketAddr,
-    no_postgres: bool,
-    duration: Option<Duration>,
-) -> anyhow::Result<()> {
-    // A throwaway PostgreSQL when the machine has the binaries.
-    let cluster = if no_postgres {
-        None
-    } else {
-        match tokio::task::spawn_blocking(|| soakd::pg::cluster::Cluster::start(false)).await? {
-            Ok(c) => Some(c),
-            Err(soakd::pg::cluster::ClusterError::NoBinaries) => {
-                eprintln!("PostgreSQL binaries not found: the demo target keeps progress in memory and soakd exports no pg_* series. Install the `postgresql` package to include the database.");
-                None
-            }
-            Err(e) => {
-                eprintln!("could not start a throwaway PostgreSQL ({e}); continuing without it");
-                None
-            }
-        }
-    };
-    let db_url = cluster.as_ref().map(|c| c.url("postgres"));
-    // The demo target: HTTP and gRPC, in this process.
-    let l = tokio::net::TcpListener::bind(target_listen)
-        .await
-        .with_context(|| format!("cannot listen on {target_listen}"))?;
-    let target_addr = l.local_addr()?;
-    let gl = tokio::net::TcpListener::bind(grpc_listen)
-        .await
-        .with_context(|| format!("cannot listen on {grpc_listen}"))?;
-    let grpc_addr = gl.local_addr()?;
-
-    // The embedded config and fixtures, written where the loader can find them.
-    let dir = tempfile::tempdir().context("creating a temp dir for the demo config")?;
-    std::fs::write(dir.path().join("users.json"), demo::USERS_JSON)?;
-    std::fs::write(dir.path().join("stats.json"), demo::STATS_JSON)?;
-    let text = include_str!("../fixtures/demo.yaml");
-    let env: HashMap<String, String> = HashMap::from([
-        (
-            "SOAKD_DEMO_HTTP_URL".to_string(),
-            format!("http://{target_addr}"),
-        ),
-        (
-            "SOAKD_DEMO_GRPC_URL".to_string(),
-            format!("http://{grpc_addr}"),
-        ),
-        (
-            "DATABASE_URL".to_string(),
-            db_url
-                .clone()
-                .unwrap_or_else(|| "postgres://unused@127.0.0.1:1/unused".into()),
-        ),
-    ]);
-    let mut cfg = config::parse(text, "fixtures/demo.yaml (embedded)", dir.path(), &env)
-        .map_err(|e| UsageError(e.to_string()))?;
-    if db_url.is_none() {
-        // No database: drop the statistics target (no scenario uses it).
-        cfg.targets.retain(|t| t.kind.type_name() != "postgres");
-        cfg.scenarios
-            .retain(|s| cfg.targets.iter().any(|t| t.name == s.target));
-    }
-    // One registry for soakd and the target's buffered writer, so soakd's /metrics and
-    // page show the writer the demo's events go through.
-    let metrics = std::sync::Arc::new(soakd::metrics::Metrics::new(cfg.quantile_window)?);
-    let store = match &db_url {
-        Some(u) => demo::store::postgres(u, 20, Some(metrics.buffer("demo-target")))
-            .await
-            .map_err(|e| anyhow::anyhow!("demo database: {e}"))?,
-        None => demo::store::Store::memory(),
-    };
-    let st = DemoState::with_store(Knobs::default(), store)?;
-
-    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let mut rx1 = stop_tx.subscribe();
-    let mut rx2 = stop_tx.subscribe();
-    let http_task = tokio::spawn(demo::serve_http(l, st.clone(), async move {
-        let _ = rx1.recv().await;
-    }));
-    let grpc_task = tokio::spawn(demo::grpc::serve(gl, st.clone(), async move {
-        let _ = rx2.recv().await;
-    }));
-
-    let grace = cfg.shutdown_grace;
-    let daemon = Daemon::start(
-        cfg,
-        None,
-        Options {
-            listen: Some(listen),
-            metrics: Some(metrics),
-            ..Options::default()
-        },
-    )?;
-    let a = daemon.addr();
-    eprintln!(
-        "\nsoakd demo is running.\n  dashboard     http://{a}/\n  metrics       http://{a}/metrics\n  status API    http://{a}/api/v1/status\n  demo target   http://{target_addr}/v1/challenges, gRPC {grpc_addr} (knobs: http://{target_addr}/admin/knobs, its metrics: http://{target_addr}/metrics)\n  database      {}\nCtrl-C stops everything{}.\n",
-        db_url.as_deref().map(config::redact_url).unwrap_or_else(|| "none (in-memory progress)".into()),
-        if db_url.is_some() { " and removes the database" } else { "" }
-    );
-    let why = daemon.wait_for_stop(duration).await?;
-    tracing::info!(reason = why, "stopping the demo");
-    daemon.shutdown(grace).await;
-    let _ = stop_tx.send(());
-    let _ = http_task.await;
-    let _ = grpc_task.await;
-    let left = st
-        .store
-        .drain(std::time::Instant::now() + Duration::from_secs(10))
-        .await;
-    if left > 0 {
-        tracing::warn!(entries = left, "demo target could not flush everything");
-    }
-    drop(st);
-    if let Some(c) = cluster {
-        tokio::task::spawn_blocking(move || drop(c)).await?;
-    }
-    Ok(())
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use soakd::capacity::controller::SearchState;
 use soakd::capacity::store::Store;
 use soakd::capacity::{self, report, Run, RunStatus, Verdict};
 use soakd::config::search::ResultsConfig;
@@ -42,8 +43,8 @@ async fn wait_complete(d: &soakd::app::Daemon, timeout: Duration) -> String {
         let p = p.clone();
         async move {
             let p = p.lock();
-            assert_ne!(p.state, "failed", "search failed: {:?}", p.error);
-            (p.state == "complete").then(|| p.run_id.clone().unwrap())
+            assert_ne!(p.state, SearchState::Failed, "search failed: {:?}", p.error);
+            (p.state == SearchState::Complete).then(|| p.run_id.clone().unwrap())
         }
     })
     .await;

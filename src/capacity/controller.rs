@@ -31,14 +31,36 @@ pub enum SearchError {
     NoScenario(String),
 }
 
+/// Where a search is, as `/api/v1/status` and the page show it (lowercase).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchState {
+    /// Connecting to the results store (retried with backoff).
+    #[default]
+    #[serde(rename = "opening the results store")]
+    OpeningStore,
+    Starting,
+    Warmup,
+    Measuring,
+    /// After a broken level, until its backlog drains.
+    Cooldown,
+    Complete,
+    Failed,
+}
+
+impl SearchState {
+    /// Whether the search has stopped, one way or the other.
+    pub fn finished(self) -> bool {
+        matches!(self, SearchState::Complete | SearchState::Failed)
+    }
+}
+
 /// The search's progress, for logs, `/api/v1/status` and the landing page.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Progress {
     pub name: String,
     pub run_id: Option<String>,
-    /// `opening the results store`, `starting`, `warmup`, `measuring`, `cooldown` (after a broken level, until its
-    /// backlog drains), `complete` or `failed`.
-    pub state: String,
+    pub state: SearchState,
     pub level: Option<String>,
     pub phase: Option<super::Phase>,
     pub level_remaining_seconds: Option<f64>,
@@ -375,7 +397,7 @@ pub async fn run(
         let mut p = progress.lock();
         p.name = search.name.clone();
         p.run_id = Some(run_id.clone());
-        p.state = "starting".into();
+        p.state = SearchState::Starting;
         p.levels_done = run.levels.len();
         p.resumed = run.levels.len();
         p.levels_max = search.max_levels();
@@ -458,7 +480,7 @@ pub async fn run(
         let level_start = Instant::now();
         {
             let mut p = progress.lock();
-            p.state = "warmup".into();
+            p.state = SearchState::Warmup;
             p.level = Some(label.clone());
             p.phase = Some(spec.phase);
             p.level_ends = Some(level_start + search.each);
@@ -499,7 +521,7 @@ pub async fn run(
         let target0 = target_sample(&search.target_process, &http).await;
         let window_start_unix = now_unix();
         let t0 = Instant::now();
-        progress.lock().state = "measuring".into();
+        progress.lock().state = SearchState::Measuring;
         let mut peaks = Peaks::default();
         let end = t0 + window;
         while Instant::now() < end {
@@ -660,7 +682,7 @@ pub async fn run(
             for w in &active {
                 w.state.set_rate_override(Some(0.0));
             }
-            progress.lock().state = "cooldown".into();
+            progress.lock().state = SearchState::Cooldown;
             let longest = active
                 .iter()
                 .flat_map(|w| w.state.plan().op_timeouts.clone())
@@ -697,7 +719,7 @@ pub async fn run(
         format!("capacity search {} complete (run {run_id})", search.name),
     );
     let mut p = progress.lock();
-    p.state = "complete".into();
+    p.state = SearchState::Complete;
     p.level = None;
     p.phase = None;
     p.level_ends = None;

@@ -15,6 +15,7 @@
 //! `GET /admin/events` lists the last events received (tests use it).
 
 pub mod grpc;
+pub mod launch;
 pub mod store;
 
 use crate::challenges::ChallengeIndex;
