@@ -265,24 +265,57 @@ where
     resp
 }
 
+/// `GET /v1/challenges`, serialized straight from the index (about 60 KB a response: no
+/// JSON tree is built for it).
+#[derive(serde::Serialize)]
+struct ChallengesView<'a> {
+    user_id: &'a str,
+    challenges: Vec<ChallengeView<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ChallengeView<'a> {
+    id: &'a str,
+    name: &'a str,
+    goals: Vec<GoalView<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct GoalView<'a> {
+    id: &'a str,
+    name: &'a str,
+    stat_code: &'a str,
+    progress: u64,
+    target: u64,
+    status: &'static str,
+    claimed_at: Option<&'static str>,
+}
+
 async fn list_challenges(State(st): State<Arc<DemoState>>, headers: HeaderMap) -> Response {
     let st2 = st.clone();
     knobbed(&st, "challenges", || async move {
         let Some(user) = user_of(&headers) else {
-            return (StatusCode::UNAUTHORIZED, Json(json!({"error": "missing bearer token"}))).into_response();
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "missing bearer token"})),
+            )
+                .into_response();
         };
         let stored = match st2.store.states(&user).await {
             Ok(s) => s,
             Err(e) => {
-                return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e}))).into_response();
+                return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e})))
+                    .into_response();
             }
         };
-        let challenges: Vec<serde_json::Value> = st2
+        let challenges: Vec<ChallengeView> = st2
             .index
             .challenges
             .iter()
-            .map(|c| {
-                let goals: Vec<serde_json::Value> = c
+            .map(|c| ChallengeView {
+                id: &c.id,
+                name: &c.name,
+                goals: c
                     .goals
                     .iter()
                     .map(|g| {
@@ -290,19 +323,30 @@ async fn list_challenges(State(st): State<Arc<DemoState>>, headers: HeaderMap) -
                             progress: store::synthetic(&user, g),
                             claimed: false,
                         });
-                        let done = s.progress >= g.target;
-                        json!({
-                            "id": g.id, "name": g.name, "stat_code": g.stat_code,
-                            "progress": s.progress.min(g.target), "target": g.target,
-                            "status": if s.claimed { "claimed" } else if done { "completed" } else { "in_progress" },
-                            "claimed_at": if s.claimed { json!("2026-01-01T00:00:00Z") } else { serde_json::Value::Null },
-                        })
+                        GoalView {
+                            id: &g.id,
+                            name: &g.name,
+                            stat_code: &g.stat_code,
+                            progress: s.progress.min(g.target),
+                            target: g.target,
+                            status: if s.claimed {
+                                "claimed"
+                            } else if s.progress >= g.target {
+                                "completed"
+                            } else {
+                                "in_progress"
+                            },
+                            claimed_at: s.claimed.then_some("2026-01-01T00:00:00Z"),
+                        }
                     })
-                    .collect();
-                json!({"id": c.id, "name": c.name, "goals": goals})
+                    .collect(),
             })
             .collect();
-        Json(json!({"user_id": user, "challenges": challenges})).into_response()
+        Json(ChallengesView {
+            user_id: &user,
+            challenges,
+        })
+        .into_response()
     })
     .await
 }
