@@ -36,6 +36,15 @@ results: {{dir: "{}"}}
     )
 }
 
+/// The demo target with `knobs`, and an in-process daemon running `yaml` (scenarios on
+/// target `api` and a `search:`) against it, with JSONL results in the returned folder.
+async fn search_daemon(knobs: Knobs, yaml: &str) -> (soakd::app::Daemon, tempfile::TempDir) {
+    let target = demo(knobs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = api_config(target, dir.path(), yaml);
+    (daemon(config(&text, target)), dir)
+}
+
 /// Waits for the in-process daemon's search to finish; returns the run id.
 async fn wait_complete(d: &soakd::app::Daemon, timeout: Duration) -> String {
     let p = d.search.clone().expect("a search is configured");
@@ -61,17 +70,13 @@ fn rates(run: &Run, scenario: &str) -> Vec<(f64, Verdict)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_stops_at_the_known_limit_and_reports_it() {
     // 4 requests at a time, each holding its slot for >= 40 ms: at most 100/s.
-    let target = demo(Knobs {
-        latency_min_ms: 40,
-        latency_max_ms: 40,
-        concurrency_limit: 4,
-        ..Default::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let text = api_config(
-        target,
-        dir.path(),
+    let (d, dir) = search_daemon(
+        Knobs {
+            latency_min_ms: 40,
+            latency_max_ms: 40,
+            concurrency_limit: 4,
+            ..Default::default()
+        },
         r#"
 scenarios:
   api:
@@ -96,8 +101,8 @@ search:
   scenarios:
     api: {levels: [10/s, 20/s, 300/s], then: 5/s}
 "#,
-    );
-    let d = daemon(config(&text, target));
+    )
+    .await;
     let addr = d.addr();
     let id = wait_complete(&d, Duration::from_secs(90)).await;
 
@@ -231,16 +236,12 @@ search:
 async fn an_overloaded_generator_gives_an_invalid_level_not_a_limit() {
     // 100 ms per request and no limit at the target; soakd may hold only 3 in flight,
     // so it can offer at most ~30/s.
-    let target = demo(Knobs {
-        latency_min_ms: 100,
-        latency_max_ms: 100,
-        ..Default::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let text = api_config(
-        target,
-        dir.path(),
+    let (d, dir) = search_daemon(
+        Knobs {
+            latency_min_ms: 100,
+            latency_max_ms: 100,
+            ..Default::default()
+        },
         r#"
 scenarios:
   api:
@@ -258,8 +259,8 @@ search:
   scenarios:
     api: {levels: [10/s, 100/s, 200/s]}
 "#,
-    );
-    let d = daemon(config(&text, target));
+    )
+    .await;
     let id = wait_complete(&d, Duration::from_secs(60)).await;
     let run = Store::Jsonl(dir.path().to_path_buf())
         .load_run(&id)
@@ -559,17 +560,13 @@ results:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_matrix_search_walks_both_scenarios_against_one_limit() {
     // Both scenarios share the target's 4 slots of >= 40 ms: about 100/s together.
-    let target = demo(Knobs {
-        latency_min_ms: 40,
-        latency_max_ms: 40,
-        concurrency_limit: 4,
-        ..Default::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let text = api_config(
-        target,
-        dir.path(),
+    let (d, dir) = search_daemon(
+        Knobs {
+            latency_min_ms: 40,
+            latency_max_ms: 40,
+            concurrency_limit: 4,
+            ..Default::default()
+        },
         r#"
 scenarios:
   api:
@@ -597,8 +594,8 @@ search:
     api: {levels: [5/s, 15/s, 300/s]}
     other: {levels: [5/s, 300/s]}
 "#,
-    );
-    let d = daemon(config(&text, target));
+    )
+    .await;
     let id = wait_complete(&d, Duration::from_secs(90)).await;
     let run = Store::Jsonl(dir.path().to_path_buf())
         .load_run(&id)

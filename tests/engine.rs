@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn achieved_rate_matches_target() {
     let count = Arc::new(AtomicU64::new(0));
-    let addr = serve(counting_router(count.clone())).await;
-    let cfg = config(
+    let (d, _) = daemon_on(
+        counting_router(count.clone()),
         r#"
 targets: {t: {type: http, base_url: "${TARGET}"}}
 scenarios:
@@ -24,9 +24,8 @@ scenarios:
     schedule: {hold: {rate: 400/s}}
     ops: {get: {http: {path: /}}}
 "#,
-        addr,
-    );
-    let d = daemon(cfg);
+    )
+    .await;
     // Measure over a window after start-up, from the target's side.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (c0, t0) = (count.load(Ordering::Relaxed), Instant::now());
@@ -118,8 +117,8 @@ scenarios:
 async fn cap_drops_iterations_and_is_never_exceeded() {
     let seen = Arc::new(Seen::default());
     let app = slow_router(Duration::from_millis(300), seen.clone());
-    let addr = serve(app).await;
-    let cfg = config(
+    let (d, _) = daemon_on(
+        app,
         r#"
 targets: {t: {type: http, base_url: "${TARGET}"}}
 scenarios:
@@ -129,9 +128,8 @@ scenarios:
     schedule: {hold: {rate: 100/s}}
     ops: {get: {http: {path: /}}}
 "#,
-        addr,
-    );
-    let d = daemon(cfg);
+    )
+    .await;
     let mut max_seen = 0.0f64;
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -180,8 +178,8 @@ async fn a_one_second_stall_shows_in_p99_from_intended_start() {
             }
         }),
     );
-    let addr = serve(app).await;
-    let cfg = config(
+    let (d, _) = daemon_on(
+        app,
         r#"
 targets: {t: {type: http, base_url: "${TARGET}"}}
 scenarios:
@@ -191,9 +189,8 @@ scenarios:
     schedule: {hold: {rate: 100/s}}
     ops: {get: {http: {path: /}}}
 "#,
-        addr,
-    );
-    let d = daemon(cfg);
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let st = scenario_status(d.addr(), "s").await;
     let m = metrics_text(d.addr()).await;
@@ -221,8 +218,8 @@ scenarios:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_and_rate_override() {
     let count = Arc::new(AtomicU64::new(0));
-    let addr = serve(counting_router(count.clone())).await;
-    let cfg = config(
+    let (d, _) = daemon_on(
+        counting_router(count.clone()),
         r#"
 targets: {t: {type: http, base_url: "${TARGET}"}}
 scenarios:
@@ -231,9 +228,8 @@ scenarios:
     schedule: {hold: {rate: 50/s}}
     ops: {get: {http: {path: /}}}
 "#,
-        addr,
-    );
-    let d = daemon(cfg);
+    )
+    .await;
     let a = d.addr();
     let c = client();
     let r = c
@@ -316,8 +312,8 @@ scenarios:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutations_need_the_token() {
-    let addr = serve(counting_router(Arc::new(AtomicU64::new(0)))).await;
-    let cfg = config(
+    let (d, _) = daemon_on(
+        counting_router(Arc::new(AtomicU64::new(0))),
         r#"
 control_token: s3cret-token
 targets: {t: {type: http, base_url: "${TARGET}"}}
@@ -327,9 +323,8 @@ scenarios:
     schedule: {hold: {rate: 1/s}}
     ops: {get: {http: {path: /}}}
 "#,
-        addr,
-    );
-    let d = daemon(cfg);
+    )
+    .await;
     let a = d.addr();
     let c = client();
     let url = format!("http://{a}/api/v1/scenarios/s/pause");
@@ -502,8 +497,8 @@ async fn http2_and_http1_are_both_spoken() {
             }
         }),
     );
-    let addr = serve(app).await;
-    let cfg = config(
+    let (d, _) = daemon_on(
+        app,
         r#"
 targets:
   h2: {type: http, base_url: "${TARGET}", version: http2}
@@ -512,9 +507,8 @@ scenarios:
   a: {target: h2, schedule: {hold: {rate: 50/s}}, ops: {get: {http: {path: /}}}}
   b: {target: h1, schedule: {hold: {rate: 50/s}}, ops: {get: {http: {path: /}}}}
 "#,
-        addr,
-    );
-    let d = daemon(cfg);
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     d.shutdown(Duration::from_secs(5)).await;
     let seen = seen.lock().clone();
@@ -527,8 +521,8 @@ async fn closed_loop_keeps_exactly_n_in_flight_and_pauses() {
     // Each request takes 20 ms at the target; 4 workers back to back.
     let seen = Arc::new(Seen::default());
     let app = slow_router(Duration::from_millis(20), seen.clone());
-    let addr = serve(app).await;
-    let cfg = config(
+    let (d, _) = daemon_on(
+        app,
         r#"
 targets: {t: {type: http, base_url: "${TARGET}"}}
 scenarios:
@@ -539,9 +533,8 @@ scenarios:
     schedule: {hold: {rate: 1/s}}
     ops: {get: {http: {path: /}}}
 "#,
-        addr,
-    );
-    let d = daemon(cfg);
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (c0, t0) = (seen.done.load(Ordering::Relaxed), Instant::now());
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -581,8 +574,8 @@ async fn max_connections_bounds_the_target_and_the_wait_counts_in_latency() {
     // requests queue for a connection (not dropped: max_in_flight is far away), and
     // latency measured from the intended start includes that wait.
     let seen = Arc::new(Seen::default());
-    let addr = serve(slow_router(Duration::from_millis(100), seen.clone())).await;
-    let cfg = config(
+    let (d, _) = daemon_on(
+        slow_router(Duration::from_millis(100), seen.clone()),
         r#"
 targets: {t: {type: http, base_url: "${TARGET}", max_connections: 3}}
 scenarios:
@@ -592,9 +585,8 @@ scenarios:
     schedule: {hold: {rate: 40/s}}
     ops: {get: {http: {path: /}}}
 "#,
-        addr,
-    );
-    let d = daemon(cfg);
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let m = metrics_text(d.addr()).await;
     let st = scenario_status(d.addr(), "s").await;
@@ -647,8 +639,8 @@ async fn redirects_are_followed_with_browser_method_rules() {
             }),
         )
         .route("/loop", get(|| async { Redirect::temporary("/loop") }));
-    let addr = serve(app).await;
-    let cfg = config(
+    let (d, _) = daemon_on(
+        app,
         r#"
 targets: {t: {type: http, base_url: "${TARGET}"}}
 scenarios:
@@ -660,9 +652,8 @@ scenarios:
       form: {http: {method: POST, path: /form, json: {a: 1}}}
       loop: {http: {path: /loop}}
 "#,
-        addr,
-    );
-    let d = daemon(cfg);
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let m = metrics_text(d.addr()).await;
     d.shutdown(Duration::from_secs(5)).await;

@@ -193,3 +193,10 @@ pub fn slow_router(delay: Duration, seen: std::sync::Arc<Seen>) -> axum::Router 
         }),
     )
 }
+
+/// A daemon running `yaml` against `router`: the router is served on a free loopback
+/// port, `${TARGET}` in the YAML is its URL. Returns the daemon and the router's address.
+pub async fn daemon_on(router: axum::Router, yaml: &str) -> (Daemon, SocketAddr) {
+    let addr = serve(router).await;
+    (daemon(config(yaml, addr)), addr)
+}
