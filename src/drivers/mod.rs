@@ -1,5 +1,7 @@
 //! Drivers run one operation against one kind of target and classify its failure.
-//! They know nothing about time, rates or metrics: the engine owns those.
+//! They know nothing of time, rates or schedules: the engine owns those. The only
+//! metrics they touch are their own resources' (pool waits and sizes, connection
+//! buffers), through handles resolved when the target is built.
 
 pub mod grpc;
 pub mod h1;

@@ -102,22 +102,34 @@ impl MemoryAreas {
 /// Renders both families at scrape time.
 pub struct MemoryCollector {
     areas: Arc<MemoryAreas>,
+    help: String,
     descs: Vec<Desc>,
+}
+
+/// The HELP of `soakd_memory_bytes`, naming what each area holds.
+fn help() -> String {
+    let areas: Vec<String> = AREAS
+        .iter()
+        .map(|(a, what)| format!("{a}: {what}"))
+        .collect();
+    format!("{HELP} Areas: {}.", areas.join("; "))
 }
 
 impl MemoryCollector {
     pub fn new(areas: Arc<MemoryAreas>) -> Result<Self, prometheus::Error> {
+        let help = help();
         Ok(MemoryCollector {
             areas,
             descs: vec![
                 Desc::new(
                     NAME.into(),
-                    HELP.into(),
+                    help.clone(),
                     vec!["area".into()],
                     HashMap::new(),
                 )?,
                 Desc::new(ALLOC_NAME.into(), ALLOC_HELP.into(), vec![], HashMap::new())?,
             ],
+            help,
         })
     }
 }
@@ -156,7 +168,7 @@ impl Collector for MemoryCollector {
             .into_iter()
             .map(|(a, b)| gauge(b, Some(a)))
             .collect();
-        let mut out = vec![family(NAME, HELP, areas)];
+        let mut out = vec![family(NAME, &self.help, areas)];
         if let Some(c) = allocator_committed() {
             out.push(family(ALLOC_NAME, ALLOC_HELP, vec![gauge(c, None)]));
         }
@@ -207,6 +219,20 @@ pub fn hash_map_bytes<K, V>(capacity: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_help_says_what_every_area_holds() {
+        let c = MemoryCollector::new(Arc::new(MemoryAreas::default())).unwrap();
+        let fam = &c.collect()[0];
+        for (a, what) in AREAS {
+            assert!(
+                fam.help().contains(&format!("{a}: {what}")),
+                "{}",
+                fam.help()
+            );
+        }
+        assert_eq!(fam.get_metric().len(), AREAS.len());
+    }
 
     struct Fixed(u64);
     impl MemorySize for Fixed {

@@ -1,8 +1,13 @@
 //! Every metric soakd exports is defined in this module, and only here.
 //!
 //! Names follow Prometheus conventions: a `soakd_` prefix, base units, `_total` for
-//! counters, `_seconds` for durations. Labels are bounded: `scenario` and `op` come from
-//! the config, `kind` from the drivers' fixed sets, `quantile` from a constant list.
+//! counters, `_seconds` for durations; the pg_* series keep postgres_exporter's names
+//! (`pg.rs`). Labels are bounded: `scenario`, `op` and `target` come from the config,
+//! `kind` from `drivers::kind` and the protocols' code lists (`grpc_<code>`,
+//! `sqlstate_<code>`), `quantile` from a constant list, `area` from
+//! `memory::AREAS`, `route`, `method`, `code` and `result` from the demo target's fixed
+//! routes and outcomes, and the pg_* labels from the server's fixed sets or capped lists
+//! (top statements, busiest tables).
 //! `docs/METRICS.md` documents each series; changing one is a breaking change.
 
 pub mod histsnap;

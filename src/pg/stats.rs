@@ -298,8 +298,9 @@ pub async fn collect_once(
     Ok(out)
 }
 
-/// Registers the snapshot with the registry and runs the collecting loop until the
-/// returned handle is aborted (when the target goes away).
+/// Runs the collecting loop into `snapshot` (registered once, by `Metrics::new`, as
+/// `metrics::pg::SnapshotCollector`) until the returned handle is aborted (when the
+/// target goes away).
 pub fn spawn(
     target: String,
     url: &str,
