@@ -5,8 +5,9 @@
 
 use super::store::{new_run_id, Store, StoreError};
 use super::{
-    combine, fingerprint, judge, plan_next, BufferLevel, LevelResult, PgLevel, PoolLevel,
-    ProcessLevel, Quantiles, Run, RunRecord, RunStatus, ScenarioLevel, SloView, Statement, Verdict,
+    combine, fingerprint, judge, plan_next, BufferLevel, LevelResult, LevelSpec, PgLevel,
+    PoolLevel, ProcessLevel, Quantiles, Run, RunRecord, RunStatus, ScenarioLevel, SloView,
+    Statement, Verdict,
 };
 use crate::config::search::{SearchConfig, TargetProcess};
 use crate::config::{Config, TargetKind};
@@ -350,6 +351,22 @@ pub fn plan_of(
     (slos, targets)
 }
 
+/// What a search works with while it runs: the engine, the plan, and the scenarios it
+/// watches with the handles resolved once.
+struct Searcher<'a> {
+    engine: &'a Engine,
+    search: &'a SearchConfig,
+    progress: &'a SharedProgress,
+    slos: &'a BTreeMap<String, SloView>,
+    watched: Vec<Watched>,
+    /// `search.postgres`'s URL: database statistics per level.
+    pg_url: Option<String>,
+    /// For a `target_process` given as a /metrics URL.
+    http: reqwest::Client,
+    target_pid: Option<u32>,
+    run_id: String,
+}
+
 /// Runs the search to the end (resuming an interrupted run of the same plan) and
 /// returns the run id. Dropping the future leaves the run resumable.
 pub async fn run(
@@ -360,39 +377,89 @@ pub async fn run(
 ) -> Result<String, SearchError> {
     let cfg = engine.config();
     let (slos, targets) = plan_of(&cfg, &search);
-    let fp = fingerprint(&search, &slos);
-    let mut run = match store.find_resumable(&search.name, &fp).await? {
-        Some(r) => {
-            tracing::info!(run = %r.record.id, levels = r.levels.len(), "capacity search: resuming an interrupted run");
-            r
-        }
-        None => {
-            let started = now_unix();
-            let record = RunRecord {
-                id: new_run_id(&search.name, started),
-                name: search.name.clone(),
-                fingerprint: fp,
-                started_at: started,
-                finished_at: None,
-                status: RunStatus::Running,
-                soakd_version: env!("CARGO_PKG_VERSION").into(),
-                machine: sysinfo::machine(),
-                cpus: std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1),
-                search: search.clone(),
-                slos: slos.clone(),
-                targets,
-            };
-            store.create_run(&record).await?;
-            tracing::info!(run = %record.id, levels_max = search.max_levels(), "capacity search: started");
-            Run {
-                record,
-                levels: vec![],
-            }
-        }
+    let mut run = open_run(&store, &search, &slos, targets).await?;
+    announce(&engine, &progress, &search, &run);
+    let s = Searcher {
+        engine: &engine,
+        search: &search,
+        progress: &progress,
+        slos: &slos,
+        watched: watch(&engine, &cfg, &search)?,
+        pg_url: search.postgres.as_ref().and_then(|n| {
+            cfg.targets.iter().find_map(|t| match &t.kind {
+                TargetKind::Postgres(p) if t.name == *n => Some(p.url.clone()),
+                _ => None,
+            })
+        }),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default(),
+        target_pid: match &search.target_process {
+            Some(TargetProcess::Pid(p)) => Some(*p),
+            _ => None,
+        },
+        run_id: run.record.id.clone(),
     };
-    let run_id = run.record.id.clone();
+    loop {
+        let verdicts: Vec<Verdict> = run.levels.iter().map(|l| l.verdict).collect();
+        let Some(spec) = plan_next(&search, &verdicts) else {
+            break;
+        };
+        let seq = run.levels.len() as u32;
+        s.warm_up(&spec, seq).await?;
+        let level = s.measure(&spec, seq).await;
+        let verdict = level.verdict;
+        s.record(&store, &mut run, level).await?;
+        if verdict != Verdict::Pass {
+            s.cool_down(&spec).await;
+        }
+    }
+    store.finish_run(&s.run_id, now_unix()).await?;
+    s.finish(&run);
+    Ok(s.run_id)
+}
+
+/// The interrupted run of the same plan, or a new one.
+async fn open_run(
+    store: &Store,
+    search: &SearchConfig,
+    slos: &BTreeMap<String, SloView>,
+    targets: BTreeMap<String, String>,
+) -> Result<Run, SearchError> {
+    let fp = fingerprint(search, slos);
+    if let Some(r) = store.find_resumable(&search.name, &fp).await? {
+        tracing::info!(run = %r.record.id, levels = r.levels.len(), "capacity search: resuming an interrupted run");
+        return Ok(r);
+    }
+    let started = now_unix();
+    let record = RunRecord {
+        id: new_run_id(&search.name, started),
+        name: search.name.clone(),
+        fingerprint: fp,
+        started_at: started,
+        finished_at: None,
+        status: RunStatus::Running,
+        soakd_version: env!("CARGO_PKG_VERSION").into(),
+        machine: sysinfo::machine(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        search: search.clone(),
+        slos: slos.clone(),
+        targets,
+    };
+    store.create_run(&record).await?;
+    tracing::info!(run = %record.id, levels_max = search.max_levels(), "capacity search: started");
+    Ok(Run {
+        record,
+        levels: vec![],
+    })
+}
+
+/// The run in the progress the API shows, and a search event.
+fn announce(engine: &Engine, progress: &SharedProgress, search: &SearchConfig, run: &Run) {
+    let run_id = &run.record.id;
     {
         let mut p = progress.lock();
         p.name = search.name.clone();
@@ -424,7 +491,15 @@ pub async fn run(
             }
         ),
     );
-    let watched: Vec<Watched> = search
+}
+
+/// The searched scenarios with the handles a level reads (pool, buffer) resolved once.
+fn watch(
+    engine: &Engine,
+    cfg: &Config,
+    search: &SearchConfig,
+) -> Result<Vec<Watched>, SearchError> {
+    search
         .scenarios
         .iter()
         .map(|s| {
@@ -447,166 +522,95 @@ pub async fn run(
                 state,
             })
         })
-        .collect::<Result<_, SearchError>>()?;
-    let pg_url = search.postgres.as_ref().and_then(|n| {
-        cfg.targets.iter().find_map(|t| match &t.kind {
-            TargetKind::Postgres(p) if t.name == *n => Some(p.url.clone()),
-            _ => None,
-        })
-    });
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap_or_default();
-    let target_pid = match &search.target_process {
-        Some(TargetProcess::Pid(p)) => Some(*p),
-        _ => None,
-    };
-    let window = search.each.saturating_sub(search.warmup);
-    loop {
-        let verdicts: Vec<Verdict> = run.levels.iter().map(|l| l.verdict).collect();
-        let Some(spec) = plan_next(&search, &verdicts) else {
-            break;
-        };
-        let seq = run.levels.len() as u32;
-        let label = spec.label();
+        .collect()
+}
+
+/// What a level's window measured before it becomes a [`LevelResult`].
+struct Window {
+    secs: f64,
+    start_unix: f64,
+    peaks: Peaks,
+    soakd: (Option<ProcSample>, Option<ProcSample>),
+    target: (Option<ProcSample>, Option<ProcSample>),
+}
+
+impl Searcher<'_> {
+    /// Sets the level's rates and waits out its warm-up.
+    async fn warm_up(&self, spec: &LevelSpec, seq: u32) -> Result<(), SearchError> {
         for (name, rate) in &spec.rates {
-            let w = watched
+            let w = self
+                .watched
                 .iter()
                 .find(|w| w.name == *name)
                 .ok_or_else(|| SearchError::NoScenario(name.clone()))?;
             w.state.set_rate_override(Some(*rate));
         }
-        let level_start = Instant::now();
+        let label = spec.label();
         {
-            let mut p = progress.lock();
+            let mut p = self.progress.lock();
             p.state = SearchState::Warmup;
             p.level = Some(label.clone());
             p.phase = Some(spec.phase);
-            p.level_ends = Some(level_start + search.each);
+            p.level_ends = Some(Instant::now() + self.search.each);
         }
-        tracing::info!(run = %run_id, level = seq + 1, max = search.max_levels(), phase = ?spec.phase, "capacity level: {label} (warm-up {:?}, window {:?})", search.warmup, window);
-        engine.events.push(
+        let window = self.search.each.saturating_sub(self.search.warmup);
+        tracing::info!(run = %self.run_id, level = seq + 1, max = self.search.max_levels(), phase = ?spec.phase, "capacity level: {label} (warm-up {:?}, window {window:?})", self.search.warmup);
+        self.engine.events.push(
             EventKind::SearchLevel,
             None,
             format!("level {}: {label} started", seq + 1),
         );
-        tokio::time::sleep(search.warmup).await;
-        // Open the window.
-        let mut pg = match &pg_url {
-            Some(u) => match PgConnection::connect(u).await {
-                Ok(mut c) => match pg_snap(&mut c).await {
-                    Ok(s) => Some((c, s)),
-                    Err(e) => {
-                        tracing::warn!("capacity level: database statistics unavailable: {e}");
-                        None
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!("capacity level: cannot connect for database statistics: {e}");
-                    None
-                }
-            },
-            None => None,
-        };
-        let active: Vec<&Watched> = watched
+        tokio::time::sleep(self.search.warmup).await;
+        Ok(())
+    }
+
+    /// The scenarios under load at this level.
+    fn active(&self, spec: &LevelSpec) -> Vec<&Watched> {
+        self.watched
             .iter()
             .filter(|w| spec.rates.iter().any(|(n, r)| *n == w.name && *r > 0.0))
-            .collect();
+            .collect()
+    }
+
+    /// Opens the window, samples peaks until it closes, and judges what it held.
+    async fn measure(&self, spec: &LevelSpec, seq: u32) -> LevelResult {
+        let mut pg = self.open_database().await;
+        let active = self.active(spec);
         let before: Vec<ScenarioSnap> = active.iter().map(|w| snap(w)).collect();
         for w in &active {
             w.state.capture.start();
         }
         let soakd0 = sysinfo::read_proc(None);
-        let target0 = target_sample(&search.target_process, &http).await;
-        let window_start_unix = now_unix();
+        let target0 = target_sample(&self.search.target_process, &self.http).await;
+        let start_unix = now_unix();
         let t0 = Instant::now();
-        progress.lock().state = SearchState::Measuring;
+        self.progress.lock().state = SearchState::Measuring;
         let mut peaks = Peaks::default();
-        let end = t0 + window;
+        let end = t0 + self.search.each.saturating_sub(self.search.warmup);
         while Instant::now() < end {
-            sample_peaks(&watched, target_pid, &mut peaks);
+            sample_peaks(&self.watched, self.target_pid, &mut peaks);
             let left = end.saturating_duration_since(Instant::now());
             tokio::time::sleep(left.min(Duration::from_millis(200))).await;
         }
-        sample_peaks(&watched, target_pid, &mut peaks);
+        sample_peaks(&self.watched, self.target_pid, &mut peaks);
         let secs = t0.elapsed().as_secs_f64();
         let hists: Vec<_> = active.iter().map(|w| w.state.capture.stop()).collect();
         let after: Vec<ScenarioSnap> = active.iter().map(|w| snap(w)).collect();
-        let soakd1 = sysinfo::read_proc(None);
-        let target1 = target_sample(&search.target_process, &http).await;
-
-        let mut scen = Vec::new();
-        for (i, w) in active.iter().enumerate() {
-            let (b, a, h) = (&before[i], &after[i], &hists[i]);
-            let offered = spec.rate_of(&w.name);
-            let completed = a.completed.saturating_sub(b.completed);
-            let errors: BTreeMap<String, u64> = a
-                .errors
-                .iter()
-                .map(|(k, v)| (k.clone(), v.saturating_sub(*b.errors.get(k).unwrap_or(&0))))
-                .filter(|(_, v)| *v > 0)
-                .collect();
-            let n_err: u64 = errors.values().sum();
-            let pool = match (&w.pg_target, &w.pool, &a.pool, &b.pool) {
-                (Some(t), Some(p), Some((ah, at)), Some((bh, bt))) => Some(PoolLevel {
-                    target: t.clone(),
-                    max: p.max().max(0) as u32,
-                    in_use_peak: peaks.pool_in_use.get(&w.name).copied().unwrap_or(0),
-                    acquire_p95: ah.quantile_since(bh, 0.95),
-                    acquire_timeouts: at.saturating_sub(*bt),
-                }),
-                _ => None,
-            };
-            let buffer = match (&a.buffer, &b.buffer) {
-                (Some(ab), Some(bb)) => Some(BufferLevel {
-                    capacity: w
-                        .buffer
-                        .as_ref()
-                        .map_or(0, |b| b.capacity.get().max(0) as u64),
-                    peak: peaks.buffer.get(&w.name).copied().unwrap_or(0),
-                    flush_p95: ab.flush.quantile_since(&bb.flush, 0.95),
-                    flushes: ab.flush.count.saturating_sub(bb.flush.count),
-                    flushed_events: ab.flushed.saturating_sub(bb.flushed),
-                    dropped_events: ab.dropped.saturating_sub(bb.dropped),
-                    flush_errors: ab.errors.saturating_sub(bb.errors),
-                    e2e_p95: ab.e2e.quantile_since(&bb.e2e, 0.95),
-                }),
-                _ => None,
-            };
-            let mut sl = ScenarioLevel {
-                scenario: w.name.clone(),
-                offered_rate: offered,
-                achieved_rate: a.started.saturating_sub(b.started) as f64 / secs.max(1e-9),
-                window_s: secs,
-                completed,
-                error_ratio: if completed > 0 {
-                    n_err as f64 / completed as f64
-                } else {
-                    0.0
-                },
-                errors,
-                dropped: a.dropped.saturating_sub(b.dropped),
-                max_in_flight: w.state.plan().max_in_flight,
-                in_flight_peak: peaks.in_flight.get(&w.name).copied().unwrap_or(0),
-                latency: Quantiles {
-                    p50: quantile_secs(h, 0.5),
-                    p95: quantile_secs(h, 0.95),
-                    p99: quantile_secs(h, 0.99),
-                    p999: quantile_secs(h, 0.999),
-                },
-                lag_p99: a.lag.quantile_since(&b.lag, 0.99),
-                pool,
-                buffer,
-                verdict: None,
-                reason: String::new(),
-            };
-            let slo = slos.get(&w.name).cloned().unwrap_or_default();
-            let (v, why) = judge(&slo, &sl, &search);
-            sl.verdict = Some(v);
-            sl.reason = why;
-            scen.push(sl);
-        }
+        let win = Window {
+            secs,
+            start_unix,
+            soakd: (soakd0, sysinfo::read_proc(None)),
+            target: (
+                target0,
+                target_sample(&self.search.target_process, &self.http).await,
+            ),
+            peaks,
+        };
+        let scen: Vec<ScenarioLevel> = active
+            .iter()
+            .enumerate()
+            .map(|(i, w)| self.scenario_level(w, spec, &before[i], &after[i], &hists[i], &win))
+            .collect();
         let postgres = match pg.as_mut() {
             Some((c, s0)) => match pg_level(c, s0, secs).await {
                 Ok(l) => Some(l),
@@ -620,17 +624,131 @@ pub async fn run(
         if let Some((c, _)) = pg {
             let _ = c.close().await;
         }
-        let (verdict, reason) = combine(&scen);
-        let level = LevelResult {
-            run_id: run_id.clone(),
+        self.level_result(spec, seq, &active, scen, postgres, &win)
+    }
+
+    /// A connection and the statistics at the window's start, for `search.postgres`.
+    async fn open_database(&self) -> Option<(PgConnection, PgSnap)> {
+        let url = self.pg_url.as_ref()?;
+        match PgConnection::connect(url).await {
+            Ok(mut c) => match pg_snap(&mut c).await {
+                Ok(s) => Some((c, s)),
+                Err(e) => {
+                    tracing::warn!("capacity level: database statistics unavailable: {e}");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!("capacity level: cannot connect for database statistics: {e}");
+                None
+            }
+        }
+    }
+
+    /// One scenario's measurements over the window (counter and histogram deltas,
+    /// peaks), judged against its SLO.
+    fn scenario_level(
+        &self,
+        w: &Watched,
+        spec: &LevelSpec,
+        b: &ScenarioSnap,
+        a: &ScenarioSnap,
+        h: &hdrhistogram::Histogram<u64>,
+        win: &Window,
+    ) -> ScenarioLevel {
+        let (secs, peaks) = (win.secs, &win.peaks);
+        let offered = spec.rate_of(&w.name);
+        let completed = a.completed.saturating_sub(b.completed);
+        let errors: BTreeMap<String, u64> = a
+            .errors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.saturating_sub(*b.errors.get(k).unwrap_or(&0))))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        let n_err: u64 = errors.values().sum();
+        let pool = match (&w.pg_target, &w.pool, &a.pool, &b.pool) {
+            (Some(t), Some(p), Some((ah, at)), Some((bh, bt))) => Some(PoolLevel {
+                target: t.clone(),
+                max: p.max().max(0) as u32,
+                in_use_peak: peaks.pool_in_use.get(&w.name).copied().unwrap_or(0),
+                acquire_p95: ah.quantile_since(bh, 0.95),
+                acquire_timeouts: at.saturating_sub(*bt),
+            }),
+            _ => None,
+        };
+        let buffer = match (&a.buffer, &b.buffer) {
+            (Some(ab), Some(bb)) => Some(BufferLevel {
+                capacity: w
+                    .buffer
+                    .as_ref()
+                    .map_or(0, |b| b.capacity.get().max(0) as u64),
+                peak: peaks.buffer.get(&w.name).copied().unwrap_or(0),
+                flush_p95: ab.flush.quantile_since(&bb.flush, 0.95),
+                flushes: ab.flush.count.saturating_sub(bb.flush.count),
+                flushed_events: ab.flushed.saturating_sub(bb.flushed),
+                dropped_events: ab.dropped.saturating_sub(bb.dropped),
+                flush_errors: ab.errors.saturating_sub(bb.errors),
+                e2e_p95: ab.e2e.quantile_since(&bb.e2e, 0.95),
+            }),
+            _ => None,
+        };
+        let mut sl = ScenarioLevel {
+            scenario: w.name.clone(),
+            offered_rate: offered,
+            achieved_rate: a.started.saturating_sub(b.started) as f64 / secs.max(1e-9),
+            window_s: secs,
+            completed,
+            error_ratio: if completed > 0 {
+                n_err as f64 / completed as f64
+            } else {
+                0.0
+            },
+            errors,
+            dropped: a.dropped.saturating_sub(b.dropped),
+            max_in_flight: w.state.plan().max_in_flight,
+            in_flight_peak: peaks.in_flight.get(&w.name).copied().unwrap_or(0),
+            latency: Quantiles {
+                p50: quantile_secs(h, 0.5),
+                p95: quantile_secs(h, 0.95),
+                p99: quantile_secs(h, 0.99),
+                p999: quantile_secs(h, 0.999),
+            },
+            lag_p99: a.lag.quantile_since(&b.lag, 0.99),
+            pool,
+            buffer,
+            verdict: None,
+            reason: String::new(),
+        };
+        let slo = self.slos.get(&w.name).cloned().unwrap_or_default();
+        let (v, why) = judge(&slo, &sl, self.search);
+        sl.verdict = Some(v);
+        sl.reason = why;
+        sl
+    }
+
+    /// The level as stored: its scenarios, soakd's and the target's process, the
+    /// database, and the combined verdict.
+    fn level_result(
+        &self,
+        spec: &LevelSpec,
+        seq: u32,
+        active: &[&Watched],
+        scenarios: Vec<ScenarioLevel>,
+        postgres: Option<PgLevel>,
+        win: &Window,
+    ) -> LevelResult {
+        let search = self.search;
+        let (verdict, reason) = combine(&scenarios);
+        LevelResult {
+            run_id: self.run_id.clone(),
             seq,
             spec: spec.clone(),
-            window_start: window_start_unix,
-            window_seconds: secs,
-            scenarios: scen,
+            window_start: win.start_unix,
+            window_seconds: win.secs,
+            scenarios,
             soakd: ProcessLevel {
-                cpu_percent: cpu_percent(soakd0, soakd1, secs),
-                rss_bytes: (peaks.soakd_rss > 0).then_some(peaks.soakd_rss),
+                cpu_percent: cpu_percent(win.soakd.0, win.soakd.1, win.secs),
+                rss_bytes: (win.peaks.soakd_rss > 0).then_some(win.peaks.soakd_rss),
             },
             // Only for levels whose load all goes to the measured process.
             target: search
@@ -643,19 +761,34 @@ pub async fn run(
                             .all(|w| search.target_process_targets.contains(&w.target))
                 })
                 .map(|_| ProcessLevel {
-                    cpu_percent: cpu_percent(target0, target1, secs),
-                    rss_bytes: match target_pid {
-                        Some(_) => (peaks.target_rss > 0).then_some(peaks.target_rss),
-                        None => target1.map(|s| s.rss_bytes),
+                    cpu_percent: cpu_percent(win.target.0, win.target.1, win.secs),
+                    rss_bytes: match self.target_pid {
+                        Some(_) => (win.peaks.target_rss > 0).then_some(win.peaks.target_rss),
+                        None => win.target.1.map(|s| s.rss_bytes),
                     },
                 }),
             postgres,
             verdict,
-            reason: reason.clone(),
-        };
+            reason,
+        }
+    }
+
+    /// Stores the level, logs it, and shows it in the events and the progress.
+    async fn record(
+        &self,
+        store: &Store,
+        run: &mut Run,
+        level: LevelResult,
+    ) -> Result<(), SearchError> {
         store.append_level(&level).await?;
-        tracing::info!(run = %run_id, level = seq + 1, verdict = verdict.as_str(), "capacity level {label}: {reason}");
-        engine.events.push(
+        let (seq, label, verdict, reason) = (
+            level.seq,
+            level.spec.label(),
+            level.verdict,
+            level.reason.clone(),
+        );
+        tracing::info!(run = %self.run_id, level = seq + 1, verdict = verdict.as_str(), "capacity level {label}: {reason}");
+        self.engine.events.push(
             EventKind::SearchLevel,
             None,
             format!(
@@ -665,63 +798,68 @@ pub async fn run(
             ),
         );
         run.levels.push(level);
-        {
-            let mut p = progress.lock();
-            p.levels_done = run.levels.len();
-            p.last = Some(LastLevel {
-                level: label,
-                verdict,
-                reason,
-            });
+        let mut p = self.progress.lock();
+        p.levels_done = run.levels.len();
+        p.last = Some(LastLevel {
+            level: label,
+            verdict,
+            reason,
+        });
+        Ok(())
+    }
+
+    /// After a broken level: a broken level leaves a backlog (queued requests, a full
+    /// pool) that would spill into the next level's warm-up, so stop offering load and
+    /// let it drain. Every operation ends by its timeout, so wait at most that long (or
+    /// one level's length, if longer).
+    async fn cool_down(&self, spec: &LevelSpec) {
+        let active = self.active(spec);
+        for w in &active {
+            w.state.set_rate_override(Some(0.0));
         }
-        if verdict != Verdict::Pass {
-            // A broken level leaves a backlog (queued requests, a full pool) that would
-            // spill into the next level's warm-up: stop offering load and let it drain.
-            // Every operation ends by its timeout, so wait at most that long (or one
-            // level's length, if longer).
-            for w in &active {
-                w.state.set_rate_override(Some(0.0));
-            }
-            progress.lock().state = SearchState::Cooldown;
-            let longest = active
+        self.progress.lock().state = SearchState::Cooldown;
+        let longest = active
+            .iter()
+            .flat_map(|w| w.state.plan().op_timeouts.clone())
+            .max()
+            .unwrap_or_default();
+        let until = Instant::now() + self.search.each.max(longest + Duration::from_secs(1));
+        while Instant::now() < until
+            && active
                 .iter()
-                .flat_map(|w| w.state.plan().op_timeouts.clone())
-                .max()
-                .unwrap_or_default();
-            let until = Instant::now() + search.each.max(longest + Duration::from_secs(1));
-            while Instant::now() < until
-                && active
-                    .iter()
-                    .any(|w| w.state.in_flight.load(Ordering::Relaxed) > 0)
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                .any(|w| w.state.in_flight.load(Ordering::Relaxed) > 0)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every searched scenario to its soak level (`then`) or back to its schedule; the
+    /// findings logged; the progress complete.
+    fn finish(&self, run: &Run) {
+        let (search, run_id) = (self.search, &self.run_id);
+        for s in &search.scenarios {
+            if let Some(w) = self.watched.iter().find(|w| w.name == s.name) {
+                w.state.set_rate_override(s.then);
             }
         }
-    }
-    store.finish_run(&run_id, now_unix()).await?;
-    for s in &search.scenarios {
-        if let Some(w) = watched.iter().find(|w| w.name == s.name) {
-            w.state.set_rate_override(s.then);
+        if search.mode == crate::config::search::SearchMode::Matrix {
+            for (row, best) in super::frontier(run) {
+                tracing::info!(run = %run_id, row_rate = row, best_column_rate = ?best, "capacity search: complete (matrix row)");
+            }
+        } else {
+            for f in &super::findings(run) {
+                tracing::info!(run = %run_id, scenario = %f.scenario, max_sustainable = ?f.max_sustainable, first_failure = ?f.first_failure, first_invalid = ?f.first_invalid, "capacity search: complete");
+            }
         }
+        self.engine.events.push(
+            EventKind::Search,
+            None,
+            format!("capacity search {} complete (run {run_id})", search.name),
+        );
+        let mut p = self.progress.lock();
+        p.state = SearchState::Complete;
+        p.level = None;
+        p.phase = None;
+        p.level_ends = None;
     }
-    if search.mode == crate::config::search::SearchMode::Matrix {
-        for (row, best) in super::frontier(&run) {
-            tracing::info!(run = %run_id, row_rate = row, best_column_rate = ?best, "capacity search: complete (matrix row)");
-        }
-    } else {
-        for f in &super::findings(&run) {
-            tracing::info!(run = %run_id, scenario = %f.scenario, max_sustainable = ?f.max_sustainable, first_failure = ?f.first_failure, first_invalid = ?f.first_invalid, "capacity search: complete");
-        }
-    }
-    engine.events.push(
-        EventKind::Search,
-        None,
-        format!("capacity search {} complete (run {run_id})", search.name),
-    );
-    let mut p = progress.lock();
-    p.state = SearchState::Complete;
-    p.level = None;
-    p.phase = None;
-    p.level_ends = None;
-    Ok(run_id)
 }
