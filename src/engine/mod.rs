@@ -501,7 +501,29 @@ impl Engine {
         // asked for the reload.
         let _rt = self.rt.enter();
         let mut inner = self.inner.lock();
-        // 1. Target clients: keep those whose config did not change (their pools too).
+        // 1-3 build (may fail: nothing has changed yet).
+        let clients = self.clients_for(&inner, &cfg)?;
+        let (buffers, new_writers) = self.writers_for(&inner, &cfg, &clients);
+        let generation = inner.generation + 1;
+        let mut summary = ApplySummary::default();
+        let plans = self.plans_for(&inner, &cfg, &clients, &buffers, generation, &mut summary)?;
+        // 4. Swap in. Nothing below can fail.
+        self.swap_writers(&mut inner, buffers, &new_writers);
+        inner.generation = generation;
+        self.install(&mut inner, plans, &clients, generation, &mut summary);
+        self.retire_removed(&mut inner, &cfg, &mut summary);
+        self.forget_pools(&inner, &clients);
+        inner.clients = clients;
+        inner.config = Arc::new(cfg);
+        Ok(summary)
+    }
+
+    /// 1. Target clients: those whose config did not change are kept (their pools too).
+    fn clients_for(
+        &self,
+        inner: &Inner,
+        cfg: &Config,
+    ) -> Result<HashMap<String, (Target, TargetClient)>, ApplyError> {
         let mut clients = HashMap::new();
         for t in &cfg.targets {
             match inner.clients.get(&t.name) {
@@ -516,8 +538,20 @@ impl Engine {
                 }
             }
         }
-        // 2. Buffered writers: kept while their pool and settings stay the same. New ones
-        //    are created here but started only in step 4.
+        Ok(clients)
+    }
+
+    /// 2. Buffered writers: kept while their pool and settings stay the same. New ones are
+    ///    created here but started only when swapped in.
+    fn writers_for(
+        &self,
+        inner: &Inner,
+        cfg: &Config,
+        clients: &HashMap<String, (Target, TargetClient)>,
+    ) -> (
+        HashMap<String, Arc<BufferedWriter>>,
+        Vec<Arc<BufferedWriter>>,
+    ) {
         let mut buffers: HashMap<String, Arc<BufferedWriter>> = HashMap::new();
         let mut new_writers: Vec<Arc<BufferedWriter>> = Vec::new();
         for sc in &cfg.scenarios {
@@ -551,10 +585,20 @@ impl Engine {
             };
             buffers.insert(sc.name.clone(), w);
         }
-        // 3. Plans for new and changed scenarios.
-        let generation = inner.generation + 1;
+        (buffers, new_writers)
+    }
+
+    /// 3. Plans for new and changed scenarios; unchanged ones are listed in `summary`.
+    fn plans_for(
+        &self,
+        inner: &Inner,
+        cfg: &Config,
+        clients: &HashMap<String, (Target, TargetClient)>,
+        buffers: &HashMap<String, Arc<BufferedWriter>>,
+        generation: u64,
+        summary: &mut ApplySummary,
+    ) -> Result<Vec<Arc<Plan>>, ApplyError> {
         let mut plans = Vec::new();
-        let mut summary = ApplySummary::default();
         let fixtures_changed = cfg.fixtures != inner.config.fixtures;
         if fixtures_changed || generation == 1 {
             let bytes = cfg.fixtures.iter().map(|f| f.memory_bytes()).sum();
@@ -583,11 +627,21 @@ impl Engine {
                 {
                     summary.unchanged.push(sc.name.clone());
                 }
-                _ => plans.push(self.build_plan(&cfg, sc, &clients, buffer, generation)?),
+                _ => plans.push(self.build_plan(cfg, sc, clients, buffer, generation)?),
             }
         }
-        // 4. Swap in. Nothing below can fail.
-        for w in &new_writers {
+        Ok(plans)
+    }
+
+    /// Starts the new writers; writers no longer used flush what they hold, in the
+    /// background.
+    fn swap_writers(
+        &self,
+        inner: &mut Inner,
+        buffers: HashMap<String, Arc<BufferedWriter>>,
+        new_writers: &[Arc<BufferedWriter>],
+    ) {
+        for w in new_writers {
             w.run();
         }
         // Writers no longer used flush what they hold, in the background.
@@ -602,7 +656,18 @@ impl Engine {
             }
         }
         inner.buffers = buffers;
-        inner.generation = generation;
+    }
+
+    /// Swaps each plan into its scenario (same runner, same series) or starts a runner
+    /// for a new one.
+    fn install(
+        &self,
+        inner: &mut Inner,
+        plans: Vec<Arc<Plan>>,
+        clients: &HashMap<String, (Target, TargetClient)>,
+        generation: u64,
+        summary: &mut ApplySummary,
+    ) {
         for plan in plans {
             let name = plan.scenario.name.clone();
             if let Some((t, _)) = clients.get(&plan.scenario.target) {
@@ -646,7 +711,11 @@ impl Engine {
                 summary.added.push(name);
             }
         }
-        // Removed scenarios stop their clocks and drain; their series go when empty.
+    }
+
+    /// Removed scenarios stop their clocks and drain; their series go when empty. The rest
+    /// are put in the file's order, for status listings.
+    fn retire_removed(&self, inner: &mut Inner, cfg: &Config, summary: &mut ApplySummary) {
         let keep: Vec<String> = cfg.scenarios.iter().map(|s| s.name.clone()).collect();
         let (stay, gone): (Vec<Handle>, Vec<Handle>) = std::mem::take(&mut inner.scenarios)
             .into_iter()
@@ -680,6 +749,10 @@ impl Engine {
         inner
             .scenarios
             .sort_by_key(|h| keep.iter().position(|n| *n == h.state.name));
+    }
+
+    /// Pool series of postgres targets that are gone.
+    fn forget_pools(&self, inner: &Inner, clients: &HashMap<String, (Target, TargetClient)>) {
         for (name, (t, _)) in &inner.clients {
             if !clients.contains_key(name)
                 && matches!(t.kind, crate::config::TargetKind::Postgres(_))
@@ -687,9 +760,6 @@ impl Engine {
                 self.metrics.forget_pool(name);
             }
         }
-        inner.clients = clients;
-        inner.config = Arc::new(cfg);
-        Ok(summary)
     }
 
     /// Re-reads the config file and applies it; on any error the running config stays

@@ -95,7 +95,20 @@ pub async fn collect_once(
         labels: vec![],
         value: 1.0,
     }];
+    database(conn, &mut out).await?;
+    activity(conn, &mut out).await?;
+    settings(conn, &mut out).await?;
+    locks(conn, &mut out).await?;
+    sizes(conn, &mut out).await?;
+    tables(conn, cfg, &mut out).await?;
+    bgwriter(conn, &mut out).await?;
+    statements(conn, cfg, &mut out).await?;
+    replication(conn, &mut out).await?;
+    Ok(out)
+}
 
+/// Per-database counters (`pg_stat_database`).
+async fn database(conn: &mut PgConnection, out: &mut Vec<Sample>) -> Result<(), sqlx::Error> {
     let cols: Vec<String> = DB_COLUMNS.iter().map(|c| format!("{c}::float8")).collect();
     let q = format!(
         "SELECT datid::text, datname::text, {} FROM pg_stat_database WHERE datname IS NOT NULL",
@@ -111,7 +124,11 @@ pub async fn collect_once(
             });
         }
     }
+    Ok(())
+}
 
+/// Connections by database and state, and the longest open transaction (`pg_stat_activity`).
+async fn activity(conn: &mut PgConnection, out: &mut Vec<Sample>) -> Result<(), sqlx::Error> {
     let q = "SELECT pg_database.datname::text, tmp.state,
                     COALESCE(tmp2.count, 0)::float8, COALESCE(tmp2.max_tx_duration, 0)::float8
              FROM (VALUES ('active'), ('idle'), ('idle in transaction'),
@@ -134,7 +151,11 @@ pub async fn collect_once(
             value: f(&row, 3),
         });
     }
+    Ok(())
+}
 
+/// Settings, converted to base units as postgres_exporter does.
+async fn settings(conn: &mut PgConnection, out: &mut Vec<Sample>) -> Result<(), sqlx::Error> {
     // Settings, converted to base units as postgres_exporter does.
     let q = "SELECT name, setting::float8, COALESCE(unit, '') FROM pg_settings
              WHERE name IN ('max_connections', 'superuser_reserved_connections', 'shared_buffers',
@@ -160,7 +181,11 @@ pub async fn collect_once(
             });
         }
     }
+    Ok(())
+}
 
+/// Locks by database and mode (`pg_locks`).
+async fn locks(conn: &mut PgConnection, out: &mut Vec<Sample>) -> Result<(), sqlx::Error> {
     let q = "SELECT pg_database.datname::text, tmp.mode, COALESCE(count, 0)::float8
              FROM (VALUES ('accesssharelock'), ('rowsharelock'), ('rowexclusivelock'),
                           ('shareupdateexclusivelock'), ('sharelock'), ('sharerowexclusivelock'),
@@ -176,7 +201,11 @@ pub async fn collect_once(
             value: f(&row, 2),
         });
     }
+    Ok(())
+}
 
+/// Database sizes.
+async fn sizes(conn: &mut PgConnection, out: &mut Vec<Sample>) -> Result<(), sqlx::Error> {
     let q = "SELECT datname::text, pg_database_size(datname)::float8 FROM pg_database WHERE datallowconn";
     for row in sqlx::query(q).fetch_all(&mut *conn).await? {
         out.push(Sample {
@@ -185,7 +214,15 @@ pub async fn collect_once(
             value: f(&row, 1),
         });
     }
+    Ok(())
+}
 
+/// The busiest `max_tables` tables of the collector's database (`pg_stat_user_tables`).
+async fn tables(
+    conn: &mut PgConnection,
+    cfg: &PgStatsConfig,
+    out: &mut Vec<Sample>,
+) -> Result<(), sqlx::Error> {
     let q = "SELECT current_database()::text, schemaname::text, relname::text,
                     seq_scan::float8, COALESCE(idx_scan, 0)::float8, n_tup_ins::float8, n_tup_upd::float8,
                     n_tup_del::float8, n_live_tup::float8, n_dead_tup::float8,
@@ -213,7 +250,11 @@ pub async fn collect_once(
             });
         }
     }
+    Ok(())
+}
 
+/// The background writer (`pg_stat_bgwriter`); left out where the view is absent (moved in PostgreSQL 17).
+async fn bgwriter(conn: &mut PgConnection, out: &mut Vec<Sample>) -> Result<(), sqlx::Error> {
     // Optional sections: absent views (pg_stat_bgwriter moved in PostgreSQL 17) or a
     // missing extension leave their series out rather than marking the server down.
     let cols: Vec<String> = BGWRITER_COLUMNS
@@ -235,7 +276,15 @@ pub async fn collect_once(
         Err(sqlx::Error::Database(e)) => tracing::debug!("pg_stat_bgwriter skipped: {e}"),
         Err(e) => return Err(e),
     }
+    Ok(())
+}
 
+/// The top `top_statements` statements by time (`pg_stat_statements`), when the extension is loaded.
+async fn statements(
+    conn: &mut PgConnection,
+    cfg: &PgStatsConfig,
+    out: &mut Vec<Sample>,
+) -> Result<(), sqlx::Error> {
     let has_pss: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')",
     )
@@ -280,7 +329,11 @@ pub async fn collect_once(
             Err(e) => return Err(e),
         }
     }
+    Ok(())
+}
 
+/// Whether the server is a replica, and its replay lag.
+async fn replication(conn: &mut PgConnection, out: &mut Vec<Sample>) -> Result<(), sqlx::Error> {
     let q = "SELECT CASE WHEN pg_is_in_recovery() THEN 1 ELSE 0 END::float8,
                     CASE WHEN NOT pg_is_in_recovery() THEN 0
                          ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())) END::float8";
@@ -295,7 +348,7 @@ pub async fn collect_once(
         labels: vec![],
         value: f(&row, 1),
     });
-    Ok(out)
+    Ok(())
 }
 
 /// Runs the collecting loop into `snapshot` (registered once, by `Metrics::new`, as
