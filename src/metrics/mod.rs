@@ -10,17 +10,27 @@
 //! (top statements, busiest tables).
 //! `docs/METRICS.md` documents each series; changing one is a breaking change.
 
+mod demo;
 pub mod histsnap;
 pub mod memory;
 pub mod pg;
+mod pool;
+mod process;
+mod quantiles;
 pub mod window;
+
+pub use demo::DemoMetrics;
+pub use pool::PoolStats;
+use pool::{PoolCollector, PoolCollectorHandle};
+pub use process::ProcessMetrics;
+use quantiles::QuantileCollector;
+pub use quantiles::WindowSet;
 
 pub use histsnap::HistSnap;
 pub use memory::{MemoryAreas, MemorySize};
 
 use parking_lot::Mutex;
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -120,123 +130,6 @@ pub struct BufferMetrics {
     pub e2e: Histogram,
     /// Where the writer reports its bytes (area `write_buffers`).
     pub memory: Arc<MemoryAreas>,
-}
-
-/// A connection pool's sizes, read at scrape time.
-pub trait PoolStats: Send + Sync {
-    /// Connections lent to operations now.
-    fn in_use(&self) -> i64;
-    /// Connections open and idle now.
-    fn idle(&self) -> i64;
-    fn max(&self) -> i64;
-    /// Statements abandoned by the op timeout and cancelled on the server, so far.
-    fn statements_cancelled(&self) -> u64;
-}
-
-/// Pool sizes read at scrape time from the live pools.
-struct PoolCollector {
-    pools: Mutex<Vec<(String, Arc<dyn PoolStats>)>>,
-    descs: Vec<Desc>,
-}
-
-const POOL_SERIES: [(&str, &str); 3] = [
-    (
-        "soakd_db_pool_connections_in_use",
-        "Pooled connections lent to operations now.",
-    ),
-    (
-        "soakd_db_pool_connections_idle",
-        "Pooled connections open and idle now.",
-    ),
-    (
-        "soakd_db_pool_max_connections",
-        "The pool's max_connections.",
-    ),
-];
-
-const CANCELLED: (&str, &str) = (
-    "soakd_db_statements_cancelled_total",
-    "Statements abandoned by the op timeout and cancelled on the server (pg_cancel_backend).",
-);
-
-impl PoolCollector {
-    fn new() -> Result<Self, prometheus::Error> {
-        let descs = POOL_SERIES
-            .iter()
-            .chain([&CANCELLED])
-            .map(|(n, h)| {
-                Desc::new(
-                    n.to_string(),
-                    h.to_string(),
-                    vec!["target".into()],
-                    HashMap::new(),
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(PoolCollector {
-            pools: Mutex::new(Vec::new()),
-            descs,
-        })
-    }
-}
-
-impl Collector for PoolCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let pools = self.pools.lock().clone();
-        let mut out = Vec::new();
-        for (i, (name, help)) in POOL_SERIES.iter().enumerate() {
-            let Ok(g) = IntGaugeVec::new(opts(name, help), &["target"]) else {
-                continue;
-            };
-            for (target, pool) in &pools {
-                let v = match i {
-                    0 => pool.in_use(),
-                    1 => pool.idle(),
-                    _ => pool.max(),
-                };
-                g.with_label_values(&[target.as_str()]).set(v);
-            }
-            out.extend(g.collect());
-        }
-        if let Ok(c) = IntCounterVec::new(opts(CANCELLED.0, CANCELLED.1), &["target"]) {
-            for (target, pool) in &pools {
-                c.with_label_values(&[target.as_str()])
-                    .inc_by(pool.statements_cancelled());
-            }
-            out.extend(c.collect());
-        }
-        out
-    }
-}
-
-/// Rolling windows by (scenario, op); read at scrape time by [`QuantileCollector`].
-pub struct WindowSet {
-    length: Duration,
-    map: Mutex<HashMap<(String, String), Arc<Window>>>,
-}
-
-impl MemorySize for WindowSet {
-    fn memory_bytes(&self) -> u64 {
-        self.map
-            .lock()
-            .iter()
-            .map(|((s, o), w)| w.memory_bytes() + (s.capacity() + o.capacity()) as u64)
-            .sum()
-    }
-}
-
-impl WindowSet {
-    fn get(&self, scenario: &str, op: &str) -> Arc<Window> {
-        self.map
-            .lock()
-            .entry((scenario.to_string(), op.to_string()))
-            .or_insert_with(|| Arc::new(Window::new(self.length)))
-            .clone()
-    }
 }
 
 /// Per-scenario handles, resolved once so the hot path never looks up labels.
@@ -662,237 +555,6 @@ impl ScenarioMetrics {
         qs.iter()
             .map(|q| merged.as_ref().and_then(|h| quantile_secs(h, *q)))
             .collect()
-    }
-}
-
-/// The standard `process_*` series, with `process_cpu_seconds_total` at the kernel's
-/// tick resolution: the prometheus crate's collector truncates it to whole seconds,
-/// which makes `rate()` over a minute (or a 10 s capacity window) useless.
-pub struct ProcessMetrics {
-    inner: prometheus::process_collector::ProcessCollector,
-}
-
-impl ProcessMetrics {
-    pub fn new() -> ProcessMetrics {
-        ProcessMetrics {
-            inner: prometheus::process_collector::ProcessCollector::for_self(),
-        }
-    }
-}
-
-impl Default for ProcessMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Collector for ProcessMetrics {
-    fn desc(&self) -> Vec<&Desc> {
-        self.inner.desc()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let mut mfs = self.inner.collect();
-        let precise = crate::sysinfo::read_proc(None).map(|s| s.cpu.as_secs_f64());
-        if let Some(secs) = precise {
-            for mf in mfs.iter_mut() {
-                if mf.name() == "process_cpu_seconds_total" {
-                    if let Ok(c) = prometheus::Counter::new(
-                        "process_cpu_seconds_total",
-                        "Total user and system CPU time spent in seconds.",
-                    ) {
-                        c.inc_by(secs);
-                        if let Some(m) = c.collect().pop() {
-                            *mf = m;
-                        }
-                    }
-                }
-            }
-        }
-        mfs
-    }
-}
-
-/// Lets the registry own a collector the metrics struct also keeps.
-struct PoolCollectorHandle(Arc<PoolCollector>);
-
-impl Collector for PoolCollectorHandle {
-    fn desc(&self) -> Vec<&Desc> {
-        self.0.desc()
-    }
-    fn collect(&self) -> Vec<MetricFamily> {
-        self.0.collect()
-    }
-}
-
-/// Computes `soakd_request_duration_quantile_seconds` from the windows at scrape time.
-struct QuantileCollector {
-    windows: Arc<WindowSet>,
-    desc: Vec<Desc>,
-}
-
-const QUANTILE_NAME: &str = "soakd_request_duration_quantile_seconds";
-const QUANTILE_HELP: &str =
-    "Latency from intended start over the rolling quantile window (HdrHistogram); a summary whose _count and _sum cover the same window.";
-
-impl QuantileCollector {
-    fn new(windows: Arc<WindowSet>) -> Result<Self, prometheus::Error> {
-        let desc = Desc::new(
-            QUANTILE_NAME.into(),
-            QUANTILE_HELP.into(),
-            vec!["scenario".into(), "op".into()],
-            HashMap::new(),
-        )?;
-        Ok(QuantileCollector {
-            windows,
-            desc: vec![desc],
-        })
-    }
-}
-
-impl Collector for QuantileCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.desc.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        use prometheus::proto::{LabelPair, Metric, MetricType, Quantile, Summary};
-        let mut entries: Vec<((String, String), Arc<Window>)> = self
-            .windows
-            .map
-            .lock()
-            .iter()
-            .map(|(k, w)| (k.clone(), w.clone()))
-            .collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let label = |name: &str, value: &str| {
-            let mut l = LabelPair::default();
-            l.set_name(name.to_string());
-            l.set_value(value.to_string());
-            l
-        };
-        let mut metrics = Vec::with_capacity(entries.len());
-        for ((scenario, op), w) in entries {
-            let snap = w.snapshot();
-            let mut summary = Summary::default();
-            summary.set_sample_count(snap.len());
-            summary.set_sample_sum(snap.mean() * snap.len() as f64 / 1e6);
-            summary.set_quantile(
-                QUANTILES
-                    .iter()
-                    .map(|(q, _)| {
-                        let mut qq = Quantile::default();
-                        qq.set_quantile(*q);
-                        // An empty window exports NaN, as a Prometheus summary does.
-                        qq.set_value(quantile_secs(&snap, *q).unwrap_or(f64::NAN));
-                        qq
-                    })
-                    .collect(),
-            );
-            let mut m = Metric::default();
-            m.set_label(vec![label("op", &op), label("scenario", &scenario)]);
-            m.set_summary(summary);
-            metrics.push(m);
-        }
-        if metrics.is_empty() {
-            return vec![];
-        }
-        let mut mf = MetricFamily::default();
-        mf.set_name(QUANTILE_NAME.to_string());
-        mf.set_help(QUANTILE_HELP.to_string());
-        mf.set_field_type(MetricType::SUMMARY);
-        mf.set_metric(metrics);
-        vec![mf]
-    }
-}
-
-/// Metrics of the demo target, served on the target's own `/metrics`.
-pub struct DemoMetrics {
-    pub registry: Registry,
-    pub requests: IntCounterVec,
-    pub duration: HistogramVec,
-    pub in_flight: IntGauge,
-    pub claims: IntCounterVec,
-    pub grpc_requests: IntCounterVec,
-    pub grpc_duration: HistogramVec,
-    pub grpc_in_flight: IntGauge,
-    /// The target's bounded state and its writer's buffer (`soakd_memory_bytes{area}`).
-    pub memory: Arc<MemoryAreas>,
-}
-
-impl DemoMetrics {
-    pub fn new() -> Result<DemoMetrics, MetricsError> {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            opts(
-                "demo_http_requests_total",
-                "Requests the demo target answered, by route and status code.",
-            ),
-            &["route", "code"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "demo_http_request_duration_seconds",
-                "Time the demo target spent on a request, including injected latency and queueing.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["route"],
-        )?;
-        let in_flight = IntGauge::new(
-            "demo_http_in_flight",
-            "Requests the demo target is working on or queueing.",
-        )?;
-        let claims = IntCounterVec::new(
-            opts("demo_claims_total", "Claim attempts by result."),
-            &["result"],
-        )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
-        let grpc_requests = IntCounterVec::new(
-            opts(
-                "demo_grpc_requests_total",
-                "Event calls the demo target answered, by method (login, stat) and status code.",
-            ),
-            &["method", "code"],
-        )?;
-        let grpc_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "demo_grpc_request_duration_seconds",
-                "Time the demo target spent on an event call, including injected latency.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["method"],
-        )?;
-        let grpc_in_flight = IntGauge::new(
-            "demo_grpc_in_flight",
-            "Event calls the demo target is working on.",
-        )?;
-        registry.register(Box::new(claims.clone()))?;
-        registry.register(Box::new(grpc_requests.clone()))?;
-        registry.register(Box::new(grpc_duration.clone()))?;
-        registry.register(Box::new(grpc_in_flight.clone()))?;
-        // The target's own CPU and memory, for capacity reports (`target_process`).
-        registry.register(Box::new(ProcessMetrics::new()))?;
-        let memory = Arc::new(MemoryAreas::default());
-        registry.register(Box::new(memory::MemoryCollector::new(memory.clone())?))?;
-        Ok(DemoMetrics {
-            registry,
-            requests,
-            duration,
-            in_flight,
-            claims,
-            grpc_requests,
-            grpc_duration,
-            grpc_in_flight,
-            memory,
-        })
-    }
-
-    pub fn encode(&self) -> String {
-        let mut buf = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
     }
 }
 
