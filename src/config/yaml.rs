@@ -206,6 +206,17 @@ mod tests {
     }
 
     #[test]
+    fn anchors_aliases_and_merge_keys_work() {
+        let v = parse("base: &b {timeout: 5s, max_in_flight: 10}\nscen:\n  <<: *b\n  max_in_flight: 20\nalias: *b\n")
+            .unwrap();
+        assert_eq!(
+            v["scen"],
+            serde_json::json!({"timeout": "5s", "max_in_flight": 20})
+        );
+        assert_eq!(v["alias"], v["base"]);
+    }
+
+    #[test]
     fn unknown_tags_are_errors() {
         let e = parse("a: !vault secret\n").unwrap_err();
         assert!(e.message.contains("vault"), "{e:?}");
