@@ -73,7 +73,8 @@ CLEANUP+=("kill -INT $TPID 2>/dev/null; sleep 2")
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$TPORT/metrics" >/dev/null && break; sleep 0.2; done
 
 # fixtures/demo.yaml with absolute fixture paths, every rate x FACTOR, and a two-level
-# search of the event path at the start.
+# search of the event path at the start. The database read path's leaderboard aggregate
+# is left out (see below).
 python3 - "$ROOT/fixtures/demo.yaml" "$OUT/longsoak.yaml" "$FACTOR" "$APORT" <<'PY'
 import re, sys, yaml, os
 src, dst, factor, port = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
@@ -96,6 +97,14 @@ for sc in cfg["scenarios"].values():
             st["hold"]["rate"] = scale(st["hold"]["rate"])
         if "levels" in st:
             st["levels"]["rates"] = [scale(r) for r in st["levels"]["rates"]]
+# The leaderboard aggregate scans user_goal_progress, which the writer grows toward
+# users x goals rows: 601 ms a query at 868,000 rows after 95 minutes of the plain mode,
+# more than the machine's CPUs at 2/s. That is the demo's point (a read path that fills
+# the pool), but it makes an hours-long run non-stationary: the database saturates and
+# every later burst is its doing. A soak of soakd's memory keeps the read path's per-user
+# queries and the claim and drops the aggregate.
+reads = cfg["scenarios"]["db-reads"]["ops"]
+reads.pop("leaderboard", None)
 cfg["search"] = {
     "name": "longsoak", "each": "1m", "warmup": "10s", "refine": 0, "postgres": "db",
     "scenarios": {"events": {"levels": [scale("100/s"), scale("200/s")]}},
