@@ -94,11 +94,20 @@ impl Target {
         st: Arc<DemoState>,
     ) -> Result<Target, LaunchError> {
         let l = bind(listen).await?;
-        let http = l.local_addr()?;
         let gl = match grpc_listen {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        Target::spawn(l, gl, st)
+    }
+
+    /// Serves `st` on bound listeners in the background.
+    fn spawn(
+        l: TcpListener,
+        gl: Option<TcpListener>,
+        st: Arc<DemoState>,
+    ) -> Result<Target, LaunchError> {
+        let http = l.local_addr()?;
         let grpc = gl.as_ref().map(|g| g.local_addr()).transpose()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let served = tokio::spawn(serve_both(l, gl, st.clone(), stopped));
@@ -194,15 +203,7 @@ impl Demo {
             None => store::Store::memory(),
         };
         let st = DemoState::with_store(Knobs::default(), store)?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(serve_both(target_l, Some(grpc_l), st.clone(), stopped));
-        let target = Target {
-            http,
-            grpc: Some(grpc),
-            state: st,
-            stop,
-            served,
-        };
+        let target = Target::spawn(target_l, Some(grpc_l), st)?;
         let grace = cfg.shutdown_grace;
         let daemon = Daemon::start(
             cfg,
