@@ -20,6 +20,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 # The compatibility test runs the real postgres_exporter beside soakd.
 command -v prometheus-postgres-exporter >/dev/null 2>&1 || need+=(prometheus-postgres-exporter)
+# The OpenMetrics exposition is checked with the reference parser (tests/native.rs).
+/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || need+=(python3-prometheus-client)
 # The dashboard's browser tests drive Debian's headless Chromium (tests/dashboard.rs).
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if ((${#need[@]})); then

@@ -7,7 +7,7 @@ use crate::config::search::{ResultsConfig, SearchConfig};
 use crate::config::Config;
 use crate::engine::{ApplyError, Engine, Loader};
 use crate::history::History;
-use crate::metrics::{Metrics, MetricsError};
+use crate::metrics::Metrics;
 use crate::server::{self, AdminThread, AppState, SharedStore};
 use futures::StreamExt;
 use serde::Serialize;
@@ -19,8 +19,6 @@ use std::time::{Duration, Instant};
 pub enum StartError {
     #[error(transparent)]
     Apply(#[from] ApplyError),
-    #[error(transparent)]
-    Metrics(#[from] MetricsError),
     #[error("cannot start the history sampler thread: {0}")]
     Sampler(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -165,7 +163,7 @@ impl Daemon {
             })?;
         let metrics = match opts.metrics {
             Some(m) => m,
-            None => Arc::new(Metrics::new(config.quantile_window)?),
+            None => Arc::new(Metrics::new(config.quantile_window)),
         };
         let dashboard = config.dashboard.clone();
         let divisor = opts.shard.map(|s| s.count as f64).unwrap_or(1.0);
@@ -361,7 +359,7 @@ pub struct ScenarioSummary {
 }
 
 /// Observations of a histogram above `bound` (which must be one of its buckets).
-pub fn late_count(h: &prometheus::Histogram, bound: f64) -> u64 {
+pub fn late_count(h: &crate::metrics::Histogram, bound: f64) -> u64 {
     let snap = crate::metrics::HistSnap::of(h);
     let below = snap
         .buckets

@@ -127,15 +127,13 @@ async fn authorize(State(st): State<AppState>, req: Request, next: Next) -> Resp
     next.run(req).await
 }
 
-async fn metrics(State(st): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        st.engine.metrics.encode(),
-    )
-        .into_response()
+/// `/metrics` in the format the scrape asks for (protobuf with native histograms,
+/// OpenMetrics with exemplars, or the Prometheus text format).
+async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (status, content_type, body) =
+        crate::metrics::expo::scrape(accept, |f| st.engine.metrics.encode(f));
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
@@ -151,7 +149,7 @@ async fn status(State(st): State<AppState>) -> Response {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": e.uptime().as_secs_f64(),
-        "config_last_reload_successful": e.metrics.reload_successful.get() == 1,
+        "config_last_reload_successful": e.metrics.config.reload_successful.get() == 1,
         "config_file": st.config_path,
         "reload": e.last_reload(),
         "control": control_policy(&st),

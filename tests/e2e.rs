@@ -10,44 +10,8 @@ use axum::routing::post;
 use axum::Router;
 use common::*;
 use soakd::demo::{self, DemoState, Knobs};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn need(bin: &str, package: &str) -> PathBuf {
-    let p = PathBuf::from(bin);
-    assert!(
-        p.exists(),
-        "{bin} is missing: run scripts/test.sh (it installs the Debian package {package})"
-    );
-    p
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn spawn(bin: &Path, args: &[String], dir: &Path, name: &str) -> Proc {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    Proc(
-        Command::new(bin)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
 
 async fn query(prom: &str, expr: &str) -> Option<usize> {
     let v: serde_json::Value = client()

@@ -474,7 +474,7 @@ async fn claim_flow_against_the_demo_target() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let s = scenario_status(d.addr(), "api").await;
     d.shutdown(Duration::from_secs(5)).await;
-    let claimed = st.metrics.claims.with_label_values(&["claimed"]).get();
+    let claimed = st.metrics.claims("claimed");
     assert!(claimed >= 50, "claims: {claimed}; {s}");
     assert_eq!(s["errors"].as_object().unwrap().len(), 0, "{s}");
 }

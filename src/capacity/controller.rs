@@ -516,9 +516,14 @@ fn watch(
                 name: s.name.clone(),
                 target: sc.target.clone(),
                 pool: pg_target.as_deref().and_then(|t| engine.pg_stats(t)),
-                pool_metrics: pg_target.as_deref().map(|t| engine.metrics.pool_handles(t)),
+                pool_metrics: pg_target
+                    .as_deref()
+                    .map(|t| engine.metrics.pools.handles(t)),
                 pg_target,
-                buffer: sc.buffer.is_some().then(|| engine.metrics.buffer(&s.name)),
+                buffer: sc
+                    .buffer
+                    .is_some()
+                    .then(|| engine.metrics.buffers.writer(&s.name)),
                 state,
             })
         })

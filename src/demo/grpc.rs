@@ -92,13 +92,7 @@ impl Handler {
                 .to_string(),
         };
         st.metrics
-            .grpc_requests
-            .with_label_values(&[method, &code])
-            .inc();
-        st.metrics
-            .grpc_duration
-            .with_label_values(&[method])
-            .observe(start.elapsed().as_secs_f64());
+            .grpc_request(method, &code, start.elapsed().as_secs_f64());
         st.metrics.grpc_in_flight.dec();
         st.grpc_in_flight.fetch_sub(1, Ordering::AcqRel);
         result

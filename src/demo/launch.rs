@@ -4,10 +4,10 @@
 //! binaries, and a daemon running the embedded `fixtures/demo.yaml` against them). The
 //! binary only parses flags, prints where things are and waits for a signal.
 
-use super::{grpc, serve_http, store, DemoError, DemoState, Knobs};
+use super::{grpc, serve_http, store, DemoError, DemoMetrics, DemoState, Knobs};
 use crate::app::{Daemon, Options, StartError};
 use crate::config::{self, ConfigErrors};
-use crate::metrics::{Metrics, MetricsError};
+use crate::metrics::Metrics;
 use crate::pg::cluster::{Cluster, ClusterError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,8 +34,6 @@ pub enum LaunchError {
     /// The embedded demo config did not load (a broken build or environment).
     #[error(transparent)]
     Config(#[from] ConfigErrors),
-    #[error(transparent)]
-    Metrics(#[from] MetricsError),
     #[error(transparent)]
     Start(#[from] StartError),
     #[error("{0}")]
@@ -75,15 +73,19 @@ pub struct Target {
 impl Target {
     /// Binds, then serves in the background.
     pub async fn start(opts: TargetOptions) -> Result<Target, LaunchError> {
-        let st = match &opts.database_url {
-            Some(url) => DemoState::with_store(
-                opts.knobs,
-                store::postgres(url, 20, None)
-                    .await
-                    .map_err(LaunchError::Database)?,
-            )?,
-            None => DemoState::with_store(opts.knobs, store::Store::memory())?,
+        let metrics = DemoMetrics::new();
+        let store = match &opts.database_url {
+            Some(url) => store::postgres(
+                url,
+                20,
+                metrics.buffers.writer("demo-target"),
+                &metrics.pools,
+            )
+            .await
+            .map_err(LaunchError::Database)?,
+            None => store::Store::memory(),
         };
+        let st = DemoState::with_store(opts.knobs, store, metrics)?;
         Target::serve(opts.listen, opts.grpc_listen, st).await
     }
 
@@ -195,14 +197,20 @@ impl Demo {
         let cfg = demo_config(http, grpc, database_url.as_deref())?;
         // One registry for soakd and the target's buffered writer, so soakd's /metrics
         // and page show the writer the demo's events go through.
-        let metrics = Arc::new(Metrics::new(cfg.quantile_window)?);
+        let metrics = Arc::new(Metrics::new(cfg.quantile_window));
+        let target_metrics = DemoMetrics::new();
         let store = match &database_url {
-            Some(u) => store::postgres(u, 20, Some(metrics.buffer("demo-target")))
-                .await
-                .map_err(LaunchError::Database)?,
+            Some(u) => store::postgres(
+                u,
+                20,
+                metrics.buffers.writer("demo-target"),
+                &target_metrics.pools,
+            )
+            .await
+            .map_err(LaunchError::Database)?,
             None => store::Store::memory(),
         };
-        let st = DemoState::with_store(Knobs::default(), store)?;
+        let st = DemoState::with_store(Knobs::default(), store, target_metrics)?;
         let target = Target::spawn(target_l, Some(grpc_l), st)?;
         let grace = cfg.shutdown_grace;
         let daemon = Daemon::start(

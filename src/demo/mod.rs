@@ -16,16 +16,17 @@
 
 pub mod grpc;
 pub mod launch;
+pub mod metrics;
 pub mod store;
 
 use crate::challenges::ChallengeIndex;
-use crate::metrics::DemoMetrics;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+pub use metrics::DemoMetrics;
 use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -117,8 +118,6 @@ impl crate::metrics::MemorySize for DemoState {
 pub enum DemoError {
     #[error("demo challenges: {0}")]
     Fixture(#[from] serde_json::Error),
-    #[error("{0}")]
-    Metrics(#[from] crate::metrics::MetricsError),
     #[error("knobs: {0}")]
     Knobs(String),
 }
@@ -128,17 +127,21 @@ const MAX_EVENTS_KEPT: usize = 1000;
 impl DemoState {
     /// A demo target keeping progress in memory.
     pub fn new(knobs: Knobs) -> Result<Arc<DemoState>, DemoError> {
-        Self::with_store(knobs, store::Store::memory())
+        Self::with_store(knobs, store::Store::memory(), DemoMetrics::new())
     }
 
-    pub fn with_store(knobs: Knobs, store: store::Store) -> Result<Arc<DemoState>, DemoError> {
+    pub fn with_store(
+        knobs: Knobs,
+        store: store::Store,
+        metrics: DemoMetrics,
+    ) -> Result<Arc<DemoState>, DemoError> {
         knobs.validate().map_err(DemoError::Knobs)?;
         let st = Arc::new(DemoState {
             index: Arc::new(ChallengeIndex::embedded()?),
             knobs: RwLock::new(Knobs::default()),
             limiter: RwLock::new(None),
             store,
-            metrics: DemoMetrics::new()?,
+            metrics,
             started: Instant::now(),
             events: Mutex::new(VecDeque::new()),
             logins: Mutex::new(HashMap::new()),
@@ -254,13 +257,7 @@ where
         f().await
     };
     st.metrics
-        .requests
-        .with_label_values(&[route, resp.status().as_str()])
-        .inc();
-    st.metrics
-        .duration
-        .with_label_values(&[route])
-        .observe(start.elapsed().as_secs_f64());
+        .request(route, resp.status().as_str(), start.elapsed().as_secs_f64());
     st.metrics.in_flight.dec();
     resp
 }
@@ -380,14 +377,11 @@ async fn claim(
         };
         match st2.store.claim(&user, &cid, goal, &st2.namespace).await {
             Ok(()) => {
-                st2.metrics.claims.with_label_values(&["claimed"]).inc();
+                st2.metrics.claim("claimed");
                 Json(json!({"claimed": true})).into_response()
             }
             Err(store::ClaimError::AlreadyClaimed) => {
-                st2.metrics
-                    .claims
-                    .with_label_values(&["already_claimed"])
-                    .inc();
+                st2.metrics.claim("already_claimed");
                 (
                     StatusCode::CONFLICT,
                     Json(json!({"error": "already claimed"})),
@@ -395,10 +389,7 @@ async fn claim(
                     .into_response()
             }
             Err(store::ClaimError::NotCompleted) => {
-                st2.metrics
-                    .claims
-                    .with_label_values(&["not_completed"])
-                    .inc();
+                st2.metrics.claim("not_completed");
                 (
                     StatusCode::CONFLICT,
                     Json(json!({"error": "goal not completed"})),
@@ -478,9 +469,14 @@ pub fn router(st: Arc<DemoState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/metrics",
-            get(|State(st): State<Arc<DemoState>>| async move {
-                format!("{}{}", st.metrics.encode(), st.store.extra_metrics())
-            }),
+            get(
+                |State(st): State<Arc<DemoState>>, headers: HeaderMap| async move {
+                    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+                    let (status, content_type, body) =
+                        crate::metrics::expo::scrape(accept, |f| st.metrics.encode(f));
+                    (status, [(header::CONTENT_TYPE, content_type)], body)
+                },
+            ),
         )
         .route("/admin/knobs", get(get_knobs).put(put_knobs))
         .route("/admin/events", get(admin_events))

@@ -34,19 +34,18 @@ pub enum Store {
     Postgres {
         pool: sqlx::PgPool,
         writer: Arc<BufferedWriter>,
-        /// The writer's and pool's metrics, appended to the target's /metrics.
-        metrics: Arc<crate::metrics::Metrics>,
     },
 }
 
 /// Connects to `url`, creates the schema, and starts the seed's buffered writer
 /// (1 s flushes, 100,000 entries) in front of it. The writer reports into
-/// `writer_metrics` when given (`soakd demo` passes the daemon's, so soakd's `/metrics`
-/// and page show the target's writer), else into the target's own registry.
+/// `writer_metrics` (`soakd demo` passes the daemon's, so soakd's `/metrics` and page
+/// show the target's writer; `soakd target` its own) and its pool into `pools`.
 pub async fn postgres(
     url: &str,
     pool_size: u32,
-    writer_metrics: Option<crate::metrics::BufferMetrics>,
+    writer_metrics: crate::metrics::BufferMetrics,
+    pools: &crate::metrics::PoolFamily,
 ) -> Result<Store, String> {
     let target = crate::config::PostgresTarget {
         url: url.to_string(),
@@ -67,10 +66,6 @@ pub async fn postgres(
     crate::drivers::postgres::bootstrap(&pool)
         .await
         .map_err(|e| format!("bootstrap: {e}"))?;
-    let metrics = Arc::new(
-        crate::metrics::Metrics::new(std::time::Duration::from_secs(60))
-            .map_err(|e| e.to_string())?,
-    );
     // The writer's connections come from the same slots the pool metrics count.
     let conns = Arc::new(crate::pg::conn::ConnCache::new(
         pool.clone(),
@@ -78,7 +73,7 @@ pub async fn postgres(
         crate::drivers::postgres::ACQUIRE_TIMEOUT,
         crate::drivers::postgres::IDLE_TIMEOUT,
     ));
-    let _ = metrics.pool("demo-target", conns.clone());
+    let _ = pools.pool("demo-target", conns.clone());
     let cfg = crate::config::BufferConfig {
         size_limit: 100_000,
         flush_interval: std::time::Duration::from_secs(1),
@@ -87,13 +82,8 @@ pub async fn postgres(
         namespace: "test".into(),
         challenges: Arc::new(ChallengeIndex::embedded().map_err(|e| e.to_string())?),
     };
-    let handles = writer_metrics.unwrap_or_else(|| metrics.buffer("demo-target"));
-    let writer = BufferedWriter::start("demo-target", cfg, conns, handles);
-    Ok(Store::Postgres {
-        pool,
-        writer,
-        metrics,
-    })
+    let writer = BufferedWriter::start("demo-target", cfg, conns, writer_metrics);
+    Ok(Store::Postgres { pool, writer })
 }
 
 /// Stable synthetic progress: about a third of goals come out completed.
@@ -141,26 +131,6 @@ impl Store {
         match self {
             Store::Memory(_) => 0,
             Store::Postgres { writer, .. } => writer.drain(deadline).await,
-        }
-    }
-
-    /// Extra exposition for the target's /metrics (the writer's and pool's series).
-    pub fn extra_metrics(&self) -> String {
-        match self {
-            Store::Memory(_) => String::new(),
-            Store::Postgres { metrics, .. } => {
-                // Only the writer and pool families: the rest of that registry is empty.
-                metrics
-                    .encode()
-                    .lines()
-                    .filter(|l| {
-                        l.contains("soakd_buffer")
-                            || l.contains("soakd_event_e2e")
-                            || l.contains("soakd_db_pool")
-                    })
-                    .map(|l| format!("{l}\n"))
-                    .collect()
-            }
         }
     }
 

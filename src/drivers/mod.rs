@@ -116,7 +116,7 @@ impl TargetClient {
                         .map(|d| d.0)
                         .unwrap_or(postgres::IDLE_TIMEOUT),
                 ));
-                let pm = Arc::new(metrics.pool(&target.name, conns.clone()));
+                let pm = Arc::new(metrics.pools.pool(&target.name, conns.clone()));
                 let (ready_tx, ready) = tokio::sync::watch::channel(!p.bootstrap);
                 tokio::spawn(postgres::connect_watch(
                     target.name.clone(),
@@ -130,7 +130,7 @@ impl TargetClient {
                         &p.url,
                         p.stats.clone(),
                         metrics,
-                        metrics.pg_snapshot.clone(),
+                        metrics.pg.snapshot.clone(),
                     )
                     .map_err(|e| fail(e.to_string()))?;
                     Some(Arc::new(postgres::AbortOnDrop(h)))

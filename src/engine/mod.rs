@@ -369,8 +369,8 @@ impl Engine {
             .memory
             .register("fixtures", &engine.fixture_bytes);
         engine.apply(config)?;
-        engine.metrics.reload_successful.set(1);
-        engine.metrics.reload_timestamp.set(now_unix());
+        engine.metrics.config.reload_successful.set(1);
+        engine.metrics.config.reload_timestamp.set(now_unix());
         // Samples start counts once a second for achieved-rate figures.
         let weak = Arc::downgrade(&engine);
         engine.rt.spawn(async move {
@@ -460,7 +460,7 @@ impl Engine {
         })?;
         let driver = drivers::build(target, client, &sc.ops, buffer, sc.timeout)?;
         let names: Vec<&str> = sc.ops.iter().map(|o| o.name.as_str()).collect();
-        let metrics = Arc::new(self.metrics.scenario(&sc.name, &names));
+        let metrics = Arc::new(self.metrics.scenarios.scenario(&sc.name, &names));
         metrics.max_in_flight.set(sc.max_in_flight as i64);
         let mut acc = 0u32;
         let cumulative_weights = sc
@@ -577,7 +577,7 @@ impl Engine {
                         &sc.name,
                         bc.clone(),
                         conns.clone(),
-                        self.metrics.buffer(&sc.name),
+                        self.metrics.buffers.writer(&sc.name),
                     );
                     new_writers.push(w.clone());
                     w
@@ -672,6 +672,7 @@ impl Engine {
             let name = plan.scenario.name.clone();
             if let Some((t, _)) = clients.get(&plan.scenario.target) {
                 self.metrics
+                    .scenarios
                     .set_scenario_info(&name, &t.name, t.kind.type_name());
             }
             if let Some(h) = inner.scenarios.iter().find(|h| h.state.name == name) {
@@ -684,7 +685,7 @@ impl Engine {
                     .filter(|o| !plan.scenario.ops.iter().any(|n| n.name == o.name))
                     .map(|o| o.name.clone())
                     .collect();
-                self.metrics.remove(&name, &gone, false);
+                self.metrics.scenarios.remove(&name, &gone, false);
                 *h.state.plan.write() = plan;
                 h.state.generation.store(generation, Ordering::Release);
                 summary.changed.push(name);
@@ -738,7 +739,7 @@ impl Engine {
                     .iter()
                     .map(|o| o.name.clone())
                     .collect();
-                metrics.remove(&state.name, &ops, true);
+                metrics.scenarios.remove(&state.name, &ops, true);
             });
             inner.draining.push(h);
         }
@@ -757,7 +758,7 @@ impl Engine {
             if !clients.contains_key(name)
                 && matches!(t.kind, crate::config::TargetKind::Postgres(_))
             {
-                self.metrics.forget_pool(name);
+                self.metrics.pools.forget(name);
             }
         }
     }
@@ -787,8 +788,8 @@ impl Engine {
             });
         let errors: Vec<String> = match &result {
             Ok(s) => {
-                self.metrics.reload_successful.set(1);
-                self.metrics.reload_timestamp.set(now_unix());
+                self.metrics.config.reload_successful.set(1);
+                self.metrics.config.reload_timestamp.set(now_unix());
                 tracing::info!(added = ?s.added, changed = ?s.changed, removed = ?s.removed, "config reloaded");
                 let mut what = Vec::new();
                 for (label, names) in [
@@ -811,14 +812,14 @@ impl Engine {
                 vec![]
             }
             Err(ApplyError::Invalid(errs)) => {
-                self.metrics.reload_successful.set(0);
+                self.metrics.config.reload_successful.set(0);
                 for e in &errs.errors {
                     tracing::error!(source = %errs.source_name, "config reload rejected: {e}");
                 }
                 errs.errors.iter().map(|e| e.to_string()).collect()
             }
             Err(e) => {
-                self.metrics.reload_successful.set(0);
+                self.metrics.config.reload_successful.set(0);
                 tracing::error!("config reload rejected: {e}");
                 vec![e.to_string()]
             }

@@ -254,7 +254,13 @@ impl Sampler {
     }
 
     /// Quantile `q` of a prometheus histogram over the last seconds (and the minute).
-    fn hist_quantile(&mut self, key: Key, h: &prometheus::Histogram, q: f64, out: &mut TickOut) {
+    fn hist_quantile(
+        &mut self,
+        key: Key,
+        h: &crate::metrics::Histogram,
+        q: f64,
+        out: &mut TickOut,
+    ) {
         let snap = HistSnap::of(h);
         let t = self.hists.entry(key.clone()).or_default();
         t.push(out.now, snap.clone(), RECENT_HIST);
@@ -392,7 +398,7 @@ impl Sampler {
                 out.row.push((k("pool_idle"), p.idle() as f32, Agg::Mean));
                 out.row.push((k("pool_max"), p.max() as f32, Agg::Last));
             }
-            let h = engine.metrics.pool_handles(name);
+            let h = engine.metrics.pools.handles(name);
             self.hist_quantile(k("acquire_p95"), &h.acquire, 0.95, out);
             self.rate(k("acquire_timeouts_rate"), h.timeouts.get() as f64, out);
         }
@@ -403,7 +409,7 @@ impl Sampler {
         });
         let Some(name) = stats_target else { return };
         let k = |f: &str| Key::new("postgres", &name, f);
-        let samples = engine.metrics.pg_snapshot.samples();
+        let samples = engine.metrics.pg.snapshot.samples();
         let sum = |n: &str| -> Option<f64> {
             let mut it = samples.iter().filter(|s| s.name == n).peekable();
             it.peek()?;
@@ -458,7 +464,7 @@ impl Sampler {
     }
 
     fn buffers(&mut self, engine: &Engine, out: &mut TickOut) {
-        for (name, b) in engine.metrics.buffer_list() {
+        for (name, b) in engine.metrics.buffers.list() {
             let k = |f: &str| Key::new("buffer", &name, f);
             out.row.push((k("fill"), b.events.get() as f32, Agg::Max));
             out.row
@@ -508,8 +514,8 @@ mod tests {
             keep_1m: Duration::from_secs(3600),
             ..DashboardConfig::default()
         }));
-        let metrics = crate::metrics::Metrics::new(Duration::from_secs(60)).unwrap();
-        let m = metrics.scenario("api", &["list", "claim"]);
+        let metrics = crate::metrics::Metrics::new(Duration::from_secs(60));
+        let m = metrics.scenarios.scenario("api", &["list", "claim"]);
         let mut s = Sampler::new(history.clone());
         let t0 = Instant::now();
         let mut recorded = 0u64;
@@ -558,8 +564,8 @@ mod tests {
     #[test]
     fn quantiles_cover_the_last_seconds_only() {
         let history = Arc::new(History::new(DashboardConfig::default()));
-        let metrics = crate::metrics::Metrics::new(Duration::from_secs(60)).unwrap();
-        let m = metrics.scenario("api", &["list"]);
+        let metrics = crate::metrics::Metrics::new(Duration::from_secs(60));
+        let m = metrics.scenarios.scenario("api", &["list"]);
         let mut s = Sampler::new(history);
         let p99 = |s: &mut Sampler| {
             let mut out = TickOut {

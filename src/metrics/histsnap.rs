@@ -1,11 +1,11 @@
-//! Snapshots of a prometheus histogram's cumulative bucket counts, so two moments can be
+//! Snapshots of a histogram's cumulative bucket counts, so two moments can be
 //! differenced: what was observed between them, and its quantiles as PromQL's
 //! `histogram_quantile` would compute them. The capacity controller measures its
 //! windows with these; the history sampler its last seconds and minutes.
 
-use prometheus::core::Metric as _;
+use super::Histogram;
 
-/// Cumulative counts of a prometheus histogram, to difference two moments.
+/// Cumulative classic counts of a histogram, to difference two moments.
 #[derive(Debug, Clone, Default)]
 pub struct HistSnap {
     pub count: u64,
@@ -14,17 +14,9 @@ pub struct HistSnap {
 }
 
 impl HistSnap {
-    pub fn of(h: &prometheus::Histogram) -> HistSnap {
-        let m = h.metric();
-        let hist = m.get_histogram();
-        HistSnap {
-            count: hist.get_sample_count(),
-            buckets: hist
-                .get_bucket()
-                .iter()
-                .map(|b| (b.upper_bound(), b.cumulative_count()))
-                .collect(),
-        }
+    pub fn of(h: &Histogram) -> HistSnap {
+        let (count, buckets) = h.classic_cumulative();
+        HistSnap { count, buckets }
     }
 
     /// Quantile `q` of what was observed between `before` and `self`, interpolated
@@ -63,10 +55,7 @@ mod tests {
 
     #[test]
     fn bucket_quantiles_of_a_window() {
-        let h = prometheus::Histogram::with_opts(
-            prometheus::HistogramOpts::new("x", "x").buckets(vec![0.1, 0.2, 0.5, 1.0]),
-        )
-        .unwrap();
+        let h = Histogram::new(&[0.1, 0.2, 0.5, 1.0]);
         for _ in 0..100 {
             h.observe(0.05);
         }

@@ -9,8 +9,11 @@
 //! path: a structure answers from a capacity it already knows or from a short lock.
 
 use parking_lot::Mutex;
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -66,6 +69,14 @@ pub struct MemoryAreas {
 }
 
 impl MemoryAreas {
+    /// New areas, served on `registry` as `soakd_memory_bytes` and
+    /// `soakd_allocator_committed_bytes`.
+    pub fn register_family(registry: &mut Registry) -> Arc<MemoryAreas> {
+        let areas = Arc::new(MemoryAreas::default());
+        registry.register_collector(Box::new(MemoryCollector::new(areas.clone())));
+        areas
+    }
+
     /// Registers `source` under `area` (one of [`AREAS`]) for as long as it lives.
     pub fn register<T: MemorySize + 'static>(&self, area: &'static str, source: &Arc<T>) {
         let weak: Weak<T> = Arc::downgrade(source);
@@ -103,7 +114,12 @@ impl MemoryAreas {
 pub struct MemoryCollector {
     areas: Arc<MemoryAreas>,
     help: String,
-    descs: Vec<Desc>,
+}
+
+impl std::fmt::Debug for MemoryCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryCollector")
+    }
 }
 
 /// The HELP of `soakd_memory_bytes`, naming what each area holds.
@@ -116,63 +132,29 @@ fn help() -> String {
 }
 
 impl MemoryCollector {
-    pub fn new(areas: Arc<MemoryAreas>) -> Result<Self, prometheus::Error> {
-        let help = help();
-        Ok(MemoryCollector {
+    pub fn new(areas: Arc<MemoryAreas>) -> Self {
+        MemoryCollector {
             areas,
-            descs: vec![
-                Desc::new(
-                    NAME.into(),
-                    help.clone(),
-                    vec!["area".into()],
-                    HashMap::new(),
-                )?,
-                Desc::new(ALLOC_NAME.into(), ALLOC_HELP.into(), vec![], HashMap::new())?,
-            ],
-            help,
-        })
+            help: help(),
+        }
     }
 }
 
 impl Collector for MemoryCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        use prometheus::proto::{Gauge, LabelPair, Metric, MetricType};
-        let gauge = |v: u64, label: Option<&str>| {
-            let mut g = Gauge::default();
-            g.set_value(v as f64);
-            let mut m = Metric::default();
-            if let Some(area) = label {
-                let mut l = LabelPair::default();
-                l.set_name("area".into());
-                l.set_value(area.into());
-                m.set_label(vec![l]);
-            }
-            m.set_gauge(g);
-            m
-        };
-        let family = |name: &str, help: &str, metrics: Vec<Metric>| {
-            let mut mf = MetricFamily::default();
-            mf.set_name(name.into());
-            mf.set_help(help.into());
-            mf.set_field_type(MetricType::GAUGE);
-            mf.set_metric(metrics);
-            mf
-        };
-        let areas = self
-            .areas
-            .bytes()
-            .into_iter()
-            .map(|(a, b)| gauge(b, Some(a)))
-            .collect();
-        let mut out = vec![family(NAME, &self.help, areas)];
-        if let Some(c) = allocator_committed() {
-            out.push(family(ALLOC_NAME, ALLOC_HELP, vec![gauge(c, None)]));
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(NAME, &self.help, None, MetricType::Gauge)?;
+        for (area, bytes) in self.areas.bytes() {
+            ConstGauge::new(bytes as f64).encode(family.encode_family(&[("area", area)])?)?;
         }
-        out
+        if let Some(c) = allocator_committed() {
+            ConstGauge::new(c as f64).encode(encoder.encode_descriptor(
+                ALLOC_NAME,
+                ALLOC_HELP,
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        Ok(())
     }
 }
 
@@ -222,16 +204,16 @@ mod tests {
 
     #[test]
     fn the_help_says_what_every_area_holds() {
-        let c = MemoryCollector::new(Arc::new(MemoryAreas::default())).unwrap();
-        let fam = &c.collect()[0];
+        let mut r = Registry::default();
+        MemoryAreas::register_family(&mut r);
+        let text = super::super::expo::text(&r);
         for (a, what) in AREAS {
+            assert!(text.contains(&format!("{a}: {what}")), "{text}");
             assert!(
-                fam.help().contains(&format!("{a}: {what}")),
-                "{}",
-                fam.help()
+                text.contains(&format!("soakd_memory_bytes{{area=\"{a}\"}} 0")),
+                "{text}"
             );
         }
-        assert_eq!(fam.get_metric().len(), AREAS.len());
     }
 
     struct Fixed(u64);
@@ -284,18 +266,15 @@ mod tests {
 
     #[test]
     fn collector_exports_every_area() {
-        let areas = Arc::new(MemoryAreas::default());
+        let mut r = Registry::default();
+        let areas = MemoryAreas::register_family(&mut r);
         let h = Arc::new(Fixed(4096));
         areas.register("history", &h);
-        let c = MemoryCollector::new(areas).unwrap();
-        let mfs = c.collect();
-        let mf = mfs.iter().find(|m| m.name() == NAME).unwrap();
-        assert_eq!(mf.get_metric().len(), AREAS.len());
-        let hist = mf
-            .get_metric()
-            .iter()
-            .find(|m| m.get_label()[0].value() == "history")
-            .unwrap();
-        assert_eq!(hist.get_gauge().value(), 4096.0);
+        let text = super::super::expo::text(&r);
+        assert!(
+            text.contains("soakd_memory_bytes{area=\"history\"} 4096"),
+            "{text}"
+        );
+        assert_eq!(text.matches("soakd_memory_bytes{").count(), AREAS.len());
     }
 }

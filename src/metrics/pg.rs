@@ -2,9 +2,15 @@
 //! collector that serves the last complete snapshot at scrape time. `crate::pg::stats`
 //! queries the database and fills the snapshot; a scrape never waits on it.
 
+use super::{register, Counter, TargetLabel};
 use parking_lot::Mutex;
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -204,86 +210,81 @@ impl Snapshot {
     }
 }
 
-/// Renders the snapshot at scrape time.
-pub struct SnapshotCollector {
-    snapshot: Arc<Snapshot>,
-    descs: Vec<Desc>,
+/// The pg family: the statistics snapshot (rendered at scrape time) and the failed
+/// collections per target.
+pub struct PgFamily {
+    /// The PostgreSQL statistics snapshot (pg_* series), filled by `crate::pg::stats`.
+    pub snapshot: Arc<Snapshot>,
+    errors: Family<TargetLabel, Counter>,
 }
 
-impl SnapshotCollector {
-    pub fn new(snapshot: Arc<Snapshot>) -> Result<Self, prometheus::Error> {
-        // Label names vary per family, so the descs carry none; the registry only uses
-        // them for uniqueness of names.
-        let descs = SERIES
-            .iter()
-            .map(|(n, h)| Desc::new(n.to_string(), h.to_string(), vec![], Default::default()))
-            .collect::<Result<_, _>>()?;
-        Ok(SnapshotCollector { snapshot, descs })
+impl PgFamily {
+    pub fn register(registry: &mut Registry) -> PgFamily {
+        let f = PgFamily {
+            snapshot: Arc::new(Snapshot::default()),
+            errors: Family::default(),
+        };
+        register(
+            registry,
+            "soakd_pgstats_errors_total",
+            "Failed statistics collections (connect, query or timeout), by target.",
+            f.errors.clone(),
+        );
+        registry.register_collector(Box::new(SnapshotCollector(f.snapshot.clone())));
+        f
+    }
+
+    /// The failed-collections counter of `target`.
+    pub fn errors(&self, target: &str) -> Counter {
+        self.errors.get_or_create_owned(&TargetLabel::of(target))
+    }
+}
+
+/// Renders the snapshot at scrape time.
+struct SnapshotCollector(Arc<Snapshot>);
+
+impl std::fmt::Debug for SnapshotCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotCollector")
     }
 }
 
 impl Collector for SnapshotCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let samples = self.snapshot.samples();
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let samples = self.0.samples();
         let mut by_name: BTreeMap<&'static str, Vec<&Sample>> = BTreeMap::new();
         for s in &samples {
             by_name.entry(s.name).or_default().push(s);
         }
-        let mut out = Vec::with_capacity(by_name.len());
         for (name, list) in by_name {
             let help = SERIES
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, h)| *h)
                 .unwrap_or("");
-            let mut mf = MetricFamily::default();
-            mf.set_name(name.to_string());
-            mf.set_help(help.to_string());
             let counter = is_counter(name);
-            mf.set_field_type(if counter {
-                MetricType::COUNTER
-            } else {
-                MetricType::GAUGE
-            });
+            // The encoders add `_total` to counters themselves.
+            let (family_name, kind) = match name.strip_suffix("_total") {
+                Some(base) if counter => (base, MetricType::Counter),
+                _ => (name, MetricType::Gauge),
+            };
+            let mut family = encoder.encode_descriptor(family_name, help, None, kind)?;
             let mut seen = std::collections::HashSet::new();
             for s in list {
-                let mut labels: Vec<LabelPair> = s
-                    .labels
-                    .iter()
-                    .map(|(k, v)| {
-                        let mut l = LabelPair::default();
-                        l.set_name(k.to_string());
-                        l.set_value(v.clone());
-                        l
-                    })
-                    .collect();
-                labels.sort_by(|a, b| a.name().cmp(b.name()));
-                let key: Vec<(String, String)> = labels
-                    .iter()
-                    .map(|l| (l.name().to_string(), l.value().to_string()))
-                    .collect();
-                if !seen.insert(key) {
+                let mut labels: Vec<(&str, &str)> =
+                    s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                labels.sort_by(|a, b| a.0.cmp(b.0));
+                if !seen.insert(labels.clone()) {
                     continue;
                 }
-                let mut m = Metric::default();
-                m.set_label(labels);
+                let m = family.encode_family(&labels)?;
                 if counter {
-                    let mut c = prometheus::proto::Counter::default();
-                    c.set_value(s.value);
-                    m.set_counter(c);
+                    ConstCounter::new(s.value).encode(m)?;
                 } else {
-                    let mut g = prometheus::proto::Gauge::default();
-                    g.set_value(s.value);
-                    m.set_gauge(g);
+                    ConstGauge::new(s.value).encode(m)?;
                 }
-                mf.mut_metric().push(m);
             }
-            out.push(mf);
         }
-        out
+        Ok(())
     }
 }

@@ -4,8 +4,9 @@
 use super::window::{quantile_secs, Window};
 use super::{MemorySize, QUANTILES};
 use parking_lot::Mutex;
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,9 +38,9 @@ impl WindowSet {
 }
 
 /// Computes `soakd_request_duration_quantile_seconds` from the windows at scrape time.
+#[derive(Debug)]
 pub(super) struct QuantileCollector {
     windows: Arc<WindowSet>,
-    desc: Vec<Desc>,
 }
 
 const QUANTILE_NAME: &str = "soakd_request_duration_quantile_seconds";
@@ -48,27 +49,23 @@ const QUANTILE_HELP: &str =
     "Latency from intended start over the rolling quantile window (HdrHistogram); a summary whose _count and _sum cover the same window.";
 
 impl QuantileCollector {
-    pub(super) fn new(windows: Arc<WindowSet>) -> Result<Self, prometheus::Error> {
-        let desc = Desc::new(
-            QUANTILE_NAME.into(),
-            QUANTILE_HELP.into(),
-            vec!["scenario".into(), "op".into()],
-            HashMap::new(),
-        )?;
-        Ok(QuantileCollector {
-            windows,
-            desc: vec![desc],
-        })
+    pub(super) fn new(windows: Arc<WindowSet>) -> Self {
+        QuantileCollector { windows }
+    }
+}
+
+impl std::fmt::Debug for WindowSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowSet")
+            .field("length", &self.length)
+            .finish()
     }
 }
 
 impl Collector for QuantileCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.desc.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        use prometheus::proto::{LabelPair, Metric, MetricType, Quantile, Summary};
+    /// A summary per op (the summary type is a patch to prometheus-client, see
+    /// vendor/prometheus-client/PATCHED.md).
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut entries: Vec<((String, String), Arc<Window>)> = self
             .windows
             .map
@@ -76,44 +73,26 @@ impl Collector for QuantileCollector {
             .iter()
             .map(|(k, w)| (k.clone(), w.clone()))
             .collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let label = |name: &str, value: &str| {
-            let mut l = LabelPair::default();
-            l.set_name(name.to_string());
-            l.set_value(value.to_string());
-            l
-        };
-        let mut metrics = Vec::with_capacity(entries.len());
+        let mut family =
+            encoder.encode_descriptor(QUANTILE_NAME, QUANTILE_HELP, None, MetricType::Summary)?;
         for ((scenario, op), w) in entries {
             let snap = w.snapshot();
-            let mut summary = Summary::default();
-            summary.set_sample_count(snap.len());
-            summary.set_sample_sum(snap.mean() * snap.len() as f64 / 1e6);
-            summary.set_quantile(
-                QUANTILES
-                    .iter()
-                    .map(|(q, _)| {
-                        let mut qq = Quantile::default();
-                        qq.set_quantile(*q);
-                        // An empty window exports NaN, as a Prometheus summary does.
-                        qq.set_value(quantile_secs(&snap, *q).unwrap_or(f64::NAN));
-                        qq
-                    })
-                    .collect(),
-            );
-            let mut m = Metric::default();
-            m.set_label(vec![label("op", &op), label("scenario", &scenario)]);
-            m.set_summary(summary);
-            metrics.push(m);
+            // An empty window exports NaN, as a Prometheus summary does.
+            let quantiles: Vec<(f64, f64)> = QUANTILES
+                .iter()
+                .map(|(q, _)| (*q, quantile_secs(&snap, *q).unwrap_or(f64::NAN)))
+                .collect();
+            let labels = [("op", op.as_str()), ("scenario", scenario.as_str())];
+            family.encode_family(&labels)?.encode_summary(
+                snap.mean() * snap.len() as f64 / 1e6,
+                snap.len(),
+                &quantiles,
+            )?;
         }
-        if metrics.is_empty() {
-            return vec![];
-        }
-        let mut mf = MetricFamily::default();
-        mf.set_name(QUANTILE_NAME.to_string());
-        mf.set_help(QUANTILE_HELP.to_string());
-        mf.set_field_type(MetricType::SUMMARY);
-        mf.set_metric(metrics);
-        vec![mf]
+        Ok(())
     }
 }

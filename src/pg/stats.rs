@@ -351,8 +351,7 @@ async fn replication(conn: &mut PgConnection, out: &mut Vec<Sample>) -> Result<(
     Ok(())
 }
 
-/// Runs the collecting loop into `snapshot` (registered once, by `Metrics::new`, as
-/// `metrics::pg::SnapshotCollector`) until the returned handle is aborted (when the
+/// Runs the collecting loop into `snapshot` (registered once, by `metrics::pg::PgFamily`) until the returned handle is aborted (when the
 /// target goes away).
 pub fn spawn(
     target: String,
@@ -369,7 +368,7 @@ pub fn spawn(
         .options([("statement_timeout", timeout_ms.to_string())])
         .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1))
         .log_statements(log::LevelFilter::Trace);
-    let errors = metrics.pgstats_errors.with_label_values(&[target.as_str()]);
+    let errors = metrics.pg.errors(&target);
     snapshot.set(vec![Sample {
         name: "pg_up",
         labels: vec![],

@@ -511,7 +511,7 @@ mod tests {
             std::time::Duration::from_secs(1),
             std::time::Duration::from_secs(60),
         ));
-        let metrics = crate::metrics::Metrics::new(std::time::Duration::from_secs(60)).unwrap();
+        let metrics = crate::metrics::Metrics::new(std::time::Duration::from_secs(60));
         let cfg = BufferConfig {
             size_limit,
             flush_interval: std::time::Duration::from_secs(1),
@@ -520,7 +520,7 @@ mod tests {
             namespace: "ns".into(),
             challenges: Arc::new(crate::challenges::ChallengeIndex::embedded().unwrap()),
         };
-        BufferedWriter::create("t", cfg, conns, metrics.buffer("t"))
+        BufferedWriter::create("t", cfg, conns, metrics.buffers.writer("t"))
     }
 
     /// A burst leaves the shards' maps at their peak capacity; normal flushes after it

@@ -200,3 +200,41 @@ pub async fn daemon_on(router: axum::Router, yaml: &str) -> (Daemon, SocketAddr)
     let addr = serve(router).await;
     (daemon(config(yaml, addr)), addr)
 }
+
+/// A child process killed when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The path of a binary a Debian package installs; fails with what to run when it is missing.
+pub fn need(bin: &str, package: &str) -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(bin);
+    assert!(
+        p.exists(),
+        "{bin} is missing: run scripts/test.sh (it installs the Debian package {package})"
+    );
+    p
+}
+
+/// The repository root.
+pub fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Starts `bin` with `args`, its stderr in `dir/NAME.log`.
+pub fn spawn(bin: &Path, args: &[String], dir: &Path, name: &str) -> Proc {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    Proc(
+        std::process::Command::new(bin)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
