@@ -281,3 +281,133 @@ async fn native_histograms_in_prometheus_agree_with_hdrhistogram() {
     assert!(hdr_p99 > 0.025 && hdr_p99 <= 0.05, "{hdr_p99}");
     d.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Pauses (`on`) or resumes the `api` scenario of the soakd on `port` through its control API.
+async fn set_paused(port: u16, on: bool) {
+    let verb = if on { "pause" } else { "resume" };
+    let r = client()
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/scenarios/api/{verb}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{verb} on {port}: {}", r.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_sum_to_the_histogram_of_one_process() {
+    let prometheus = need("/usr/bin/prometheus", "prometheus");
+    let target = serve(uniform_router()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("soakd.yaml");
+    std::fs::write(&cfg, YAML.replace("${TARGET}", &format!("http://{target}"))).unwrap();
+    // Two shards of the 150/s scenario (75/s each) and one process at the full rate, all
+    // at once against the same target.
+    let ports = [free_port(), free_port(), free_port()];
+    let _procs: Vec<Proc> = [Some("0/2"), Some("1/2"), None]
+        .iter()
+        .zip(ports)
+        .map(|(shard, port)| {
+            let extra: Vec<&str> = shard.map(|s| vec!["--shard", s]).unwrap_or_default();
+            Proc(soakd_run(&cfg, port, &extra, "warn"))
+        })
+        .collect();
+    for p in ports {
+        eventually(Duration::from_secs(15), || async {
+            try_text(&format!("http://127.0.0.1:{p}/healthz")).await
+        })
+        .await
+        .expect("soakd is up");
+        set_paused(p, true).await;
+    }
+    let prom = format!("127.0.0.1:{}", free_port());
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s}}\n\
+             scrape_configs:\n\
+             \x20 - job_name: sharded\n    static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]\n\
+             \x20 - job_name: single\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
+            ports[0], ports[1], ports[2]
+        ),
+    )
+    .unwrap();
+    let _prom = spawn(
+        &prometheus,
+        &[
+            format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address={prom}"),
+            "--enable-feature=native-histograms".into(),
+        ],
+        dir.path(),
+        "prometheus",
+    );
+    eventually(Duration::from_secs(30), || async {
+        (scalar(&prom, "count(up == 1)").await? == 3.0).then_some(())
+    })
+    .await
+    .expect("Prometheus scrapes all three");
+    for p in ports {
+        set_paused(p, false).await;
+    }
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    for p in ports {
+        set_paused(p, true).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every observation is in Prometheus: its counts are the processes' own.
+    let mut counts = Vec::new();
+    for p in ports {
+        let t = try_text(&format!("http://127.0.0.1:{p}/metrics"))
+            .await
+            .unwrap();
+        counts.push(
+            sample(
+                &t,
+                "soakd_request_duration_seconds_count{op=\"get\",scenario=\"api\"}",
+            )
+            .unwrap(),
+        );
+    }
+    let sel = |job: &str| format!("sum(soakd_request_duration_seconds{{job=\"{job}\"}})");
+    for (job, want) in [("sharded", counts[0] + counts[1]), ("single", counts[2])] {
+        eventually(Duration::from_secs(10), || async {
+            (scalar(&prom, &format!("histogram_count({})", sel(job))).await? == want).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("{job}: Prometheus does not hold the {want} observations"));
+    }
+    // The shards each ran about half.
+    assert!(
+        (counts[0] - counts[1]).abs() / counts[2] < 0.1,
+        "shards ran {} and {} of {}",
+        counts[0],
+        counts[1],
+        counts[2]
+    );
+    // The sum of the shards' native histograms has the single process's quantiles.
+    let err = native_relative_error();
+    for q in [0.5, 0.9, 0.99] {
+        let sharded = scalar(
+            &prom,
+            &format!("histogram_quantile({q}, {})", sel("sharded")),
+        )
+        .await
+        .unwrap();
+        let single = scalar(
+            &prom,
+            &format!("histogram_quantile({q}, {})", sel("single")),
+        )
+        .await
+        .unwrap();
+        assert!(
+            ((sharded - single) / single).abs() <= err,
+            "p{q}: two shards {sharded} vs one process {single} (allowed {err})"
+        );
+    }
+}
