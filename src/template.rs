@@ -4,7 +4,8 @@
 //! `{{user.id}}` reads a field of the fixture row chosen for this iteration (or of a value
 //! an earlier step extracted); `{{rand_int 0 1000}}`, `{{uuid}}`, `{{seq}}` (the iteration's
 //! sequence number, the same everywhere in one iteration), `{{now_ms}}` and
-//! `{{rand_choice a b c}}` are generators. Templates compile when the config loads, so an
+//! `{{rand_choice a b c}}` are generators. `{{trace.id}}` (and `{{trace.sampled}}`) is the
+//! iteration's trace when its target has `trace: on`. Templates compile when the config loads, so an
 //! unknown function or a malformed expression is a config error with its key path.
 
 use rand::Rng;
@@ -362,6 +363,56 @@ pub struct IterVars<'a> {
     drawn: Vec<Option<usize>>,
     bound: Vec<(String, Json)>,
     seq: u64,
+    trace: Option<TraceContext>,
+    /// `{{trace.*}}` as JSON, built on the first template that asks.
+    trace_json: Option<Json>,
+}
+
+/// An iteration's W3C trace context (targets with `trace: on`): one trace id for every
+/// request the iteration makes, and whether the trace is marked sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: u128,
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// A new random trace, marked sampled with probability `sampled`.
+    pub fn random(sampled: f64) -> TraceContext {
+        let mut rng = rand::rng();
+        TraceContext {
+            // All zeros is the W3C spec's invalid id.
+            trace_id: rng.random::<u128>().max(1),
+            sampled: rng.random::<f64>() < sampled,
+        }
+    }
+
+    /// A `traceparent` header value for one request of the trace, with a new span id:
+    /// `00-<32 hex trace id>-<16 hex span id>-<01 sampled | 00>`.
+    pub fn traceparent(&self) -> [u8; 55] {
+        let span = rand::rng().random::<u64>().max(1);
+        let mut out = [0u8; 55];
+        out[..3].copy_from_slice(b"00-");
+        hex_into(&mut out[3..35], self.trace_id);
+        out[35] = b'-';
+        hex_into(&mut out[36..52], span as u128);
+        out[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
+        out
+    }
+
+    /// The trace id as 32 lowercase hex digits (how tracing backends show it).
+    pub fn id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+}
+
+/// `v`'s low `out.len()` hex digits into `out`, most significant first.
+fn hex_into(out: &mut [u8], mut v: u128) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in out.iter_mut().rev() {
+        *b = HEX[(v & 0xf) as usize];
+        v >>= 4;
+    }
 }
 
 impl<'a> IterVars<'a> {
@@ -371,7 +422,19 @@ impl<'a> IterVars<'a> {
             drawn: vec![None; fixtures.len()],
             bound: Vec::new(),
             seq,
+            trace: None,
+            trace_json: None,
         }
+    }
+
+    /// The iteration's trace context (its target has `trace: on`).
+    pub fn with_trace(mut self, trace: Option<TraceContext>) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    pub fn trace(&self) -> Option<TraceContext> {
+        self.trace
     }
 
     pub fn bind(&mut self, name: &str, value: Json) {
@@ -387,6 +450,10 @@ impl Vars for IterVars<'_> {
         let (root, rest) = path.split_first()?;
         let base: &Json = if let Some((_, v)) = self.bound.iter().find(|(n, _)| n == root) {
             v
+        } else if root == "trace" && self.trace.is_some() {
+            let t = self.trace?;
+            self.trace_json
+                .get_or_insert_with(|| serde_json::json!({"id": t.id_hex(), "sampled": t.sampled}))
         } else {
             let fi = self.fixtures.iter().position(|f| &f.name == root)?;
             let f = &self.fixtures[fi];
@@ -513,5 +580,61 @@ mod tests {
             v,
             json!({"user": "user-000002", "value": 10, "label": "n=3", "fixed": [1, true]})
         );
+    }
+
+    #[test]
+    fn traceparent_is_w3c_and_shares_the_iteration_trace() {
+        let t = TraceContext {
+            trace_id: 0x4bf92f3577b34da6a3ce929d0e0e4736,
+            sampled: true,
+        };
+        let a = t.traceparent();
+        let b = t.traceparent();
+        let a = std::str::from_utf8(&a).unwrap();
+        let b = std::str::from_utf8(&b).unwrap();
+        assert!(a.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{a}");
+        assert!(a.ends_with("-01"), "{a}");
+        assert_eq!(&a[..36], &b[..36], "one trace");
+        assert_ne!(&a[36..52], &b[36..52], "a span per request");
+        assert!(a[36..52]
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        let unsampled = TraceContext {
+            sampled: false,
+            ..t
+        }
+        .traceparent();
+        assert!(unsampled.ends_with(b"-00"));
+        assert_eq!(
+            format!("{:032x}", 1u128),
+            TraceContext {
+                trace_id: 1,
+                sampled: false
+            }
+            .id_hex()
+        );
+        // About the asked fraction is sampled.
+        let n = (0..10_000)
+            .filter(|_| TraceContext::random(0.25).sampled)
+            .count();
+        assert!((2_200..2_800).contains(&n), "{n}");
+        assert!((0..1000).all(|_| TraceContext::random(1.0).sampled));
+        assert!((0..1000).all(|_| !TraceContext::random(0.0).sampled));
+    }
+
+    #[test]
+    fn trace_id_renders_in_templates_only_with_a_trace() {
+        let t = Template::compile("id={{trace.id}} s={{trace.sampled}}").unwrap();
+        let fixtures = users();
+        let mut v = IterVars::new(&fixtures, 0).with_trace(Some(TraceContext {
+            trace_id: 0xab,
+            sampled: true,
+        }));
+        assert_eq!(
+            t.render(&mut v).unwrap(),
+            format!("id={:032x} s=true", 0xab)
+        );
+        let mut none = IterVars::new(&fixtures, 0);
+        assert!(t.render(&mut none).is_err());
     }
 }

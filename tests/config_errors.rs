@@ -171,3 +171,52 @@ fn yaml_1_1_booleans_and_unknown_tags() {
         "{e:?}"
     );
 }
+
+#[test]
+fn trace_settings_are_checked() {
+    let traced = with(
+        "base_url: \"http://127.0.0.1:8080\"}",
+        "base_url: \"http://127.0.0.1:8080\", trace: on, trace_sampled: 10%}",
+    );
+    // With trace on, {{trace.id}} is a known name, in headers as in paths.
+    pin(
+        "trace on",
+        &traced.replace(
+            "{path: /v1/things}",
+            "{path: \"/v1/things?t={{trace.id}}\"}",
+        ),
+        &[],
+    );
+    pin(
+        "trace mode",
+        &with(
+            "base_url: \"http://127.0.0.1:8080\"}",
+            "base_url: \"http://127.0.0.1:8080\", trace: yes}",
+        ),
+        &["targets.api: unknown variant `yes`, expected `off` or `on` (line 3, column 8)"],
+    );
+    pin(
+        "sampled without trace",
+        &with(
+            "base_url: \"http://127.0.0.1:8080\"}",
+            "base_url: \"http://127.0.0.1:8080\", trace_sampled: 10%}",
+        ),
+        &["targets.api.trace_sampled: has no effect without `trace: on` (line 3, column 71)"],
+    );
+    pin(
+        "trace id without trace",
+        &with(
+            "{path: /v1/things}",
+            "{path: \"/v1/things?t={{trace.id}}\"}",
+        ),
+        &["scenarios.browse.ops.list.http: template uses \"trace\", which needs `trace: on` on the op's target (line 12, column 20)"],
+    );
+    pin(
+        "grpc trace id without trace",
+        &with(
+            "message: {userId: \"u-{{seq}}\"}",
+            "message: {userId: \"{{trace.id}}\"}",
+        ),
+        &["scenarios.emit.ops.login.grpc: template uses \"trace\", which needs `trace: on` on the op's target (line 21, column 11)"],
+    );
+}

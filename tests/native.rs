@@ -9,26 +9,47 @@ mod common;
 use axum::routing::get;
 use axum::Router;
 use common::*;
+use parking_lot::Mutex;
 use soakd::metrics::histogram::native_relative_error;
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// A target whose latency is uniform between 5 and 45 ms: a p99 well inside one
-/// classic bucket (25–50 ms), so only the native buckets can resolve it.
-fn uniform_router() -> Router {
+/// Trace ids a target received in `traceparent` headers.
+type Traces = Arc<Mutex<HashSet<String>>>;
+
+/// A target whose latency is uniform between 5 and 45 ms (a p99 well inside one classic
+/// bucket, 25–50 ms, so only the native buckets can resolve it), recording the trace ids
+/// of the `traceparent` headers it receives.
+fn uniform_router(traces: &Traces) -> Router {
+    let traces = traces.clone();
     Router::new().route(
         "/",
-        get(|| async {
-            let ms = 5.0 + 40.0 * rand::random::<f64>();
-            tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
-            "ok"
+        get(move |headers: axum::http::HeaderMap| {
+            let traces = traces.clone();
+            async move {
+                if let Some(id) = headers
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split('-').nth(1))
+                {
+                    let mut t = traces.lock();
+                    if t.len() < 100_000 {
+                        t.insert(id.to_string());
+                    }
+                }
+                let ms = 5.0 + 40.0 * rand::random::<f64>();
+                tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+                "ok"
+            }
         }),
     )
 }
 
 const YAML: &str = r#"
 quantile_window: 10m
-targets: {api: {type: http, base_url: "${TARGET}"}}
+targets: {api: {type: http, base_url: "${TARGET}", trace: on}}
 scenarios:
   api:
     target: api
@@ -81,22 +102,23 @@ async fn fetch(addr: SocketAddr, accept: &str) -> (String, Vec<u8>) {
 }
 
 /// The OpenMetrics exposition parses with the reference parser (the Python client's,
-/// Debian's python3-prometheus-client), and every family it names is there.
-fn openmetrics_parses_with_exemplars(om: &str) {
+/// Debian's python3-prometheus-client), every family it names is there, and exemplars sit
+/// on buckets only. Returns the exemplars' trace ids.
+fn openmetrics_parses_with_exemplars(om: &str) -> Vec<String> {
     let script = r#"
 import sys
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 names = set()
-exemplars = 0
+exemplars = []
 for f in text_string_to_metric_families(sys.stdin.read()):
     names.add(f.name)
     for s in f.samples:
         if s.exemplar is not None:
-            exemplars += 1
             assert s.name.endswith("_bucket"), s
             assert len(s.exemplar.labels["trace_id"]) == 32, s
+            exemplars.append(s.exemplar.labels["trace_id"])
 print(" ".join(sorted(names)))
-print(exemplars)
+print(" ".join(exemplars))
 "#;
     let python = need("/usr/bin/python3", "python3-prometheus-client");
     let mut child = std::process::Command::new(python)
@@ -120,6 +142,14 @@ print(exemplars)
         "the OpenMetrics parser rejected the exposition: {}\n{om}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let mut lines = stdout.lines();
+    let names = lines.next().unwrap_or_default().to_string();
+    let exemplars = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     for family in [
         "soakd_requests",
         "soakd_request_duration_seconds",
@@ -129,15 +159,17 @@ print(exemplars)
         "soakd_memory_bytes",
     ] {
         assert!(
-            stdout.split_whitespace().any(|n| n == family),
-            "{family} missing: {stdout}"
+            names.split_whitespace().any(|n| n == family),
+            "{family} missing: {names}"
         );
     }
+    exemplars
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_scraper_gets_the_format_it_asks_for() {
-    let (d, _) = daemon_on(uniform_router(), YAML).await;
+    let traces = Traces::default();
+    let (d, _) = daemon_on(uniform_router(&traces), YAML).await;
     let addr = d.addr();
     eventually(Duration::from_secs(10), || async {
         let t = metrics_text(addr).await;
@@ -162,7 +194,15 @@ async fn each_scraper_gets_the_format_it_asks_for() {
     let om = String::from_utf8(body).unwrap();
     assert!(om.trim_end().ends_with("# EOF"), "{om}");
     assert!(om.contains("# TYPE soakd_requests counter"), "{om}");
-    openmetrics_parses_with_exemplars(&om);
+    let exemplars = openmetrics_parses_with_exemplars(&om);
+    assert!(!exemplars.is_empty(), "no exemplar on any bucket: {om}");
+    let seen = traces.lock().clone();
+    for id in &exemplars {
+        assert!(
+            seen.contains(id),
+            "exemplar {id} is no trace the target received"
+        );
+    }
     let (ct, body) = fetch(
         addr,
         "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;q=0.3",
@@ -178,7 +218,8 @@ async fn each_scraper_gets_the_format_it_asks_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_histograms_in_prometheus_agree_with_hdrhistogram() {
     let prometheus = need("/usr/bin/prometheus", "prometheus");
-    let (d, _) = daemon_on(uniform_router(), YAML).await;
+    let traces = Traces::default();
+    let (d, _) = daemon_on(uniform_router(&traces), YAML).await;
     // No load until Prometheus scrapes, so that its rate() sees every observation.
     pause(&d, "api", true);
     let addr = d.addr();
@@ -276,6 +317,42 @@ async fn native_histograms_in_prometheus_agree_with_hdrhistogram() {
         ((rule - hdr_p99) / hdr_p99).abs() <= err + 0.02,
         "rule p99 {rule} vs {hdr_p99}"
     );
+    // Exemplars: trace ids of requests the target received, on the latency series.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let v: serde_json::Value = client()
+        .get(format!("http://{prom}/api/v1/query_exemplars"))
+        .query(&[
+            (
+                "query",
+                "{__name__=~\"soakd_request_duration_seconds.*\"}".to_string(),
+            ),
+            ("start", format!("{}", now - 300.0)),
+            ("end", format!("{now}")),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<String> = v["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .flat_map(|series| series["exemplars"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["labels"]["trace_id"].as_str().map(String::from))
+        .collect();
+    assert!(!ids.is_empty(), "no exemplars in Prometheus: {v}");
+    let seen = traces.lock().clone();
+    for id in &ids {
+        assert!(
+            seen.contains(id),
+            "exemplar {id} is no trace the target received"
+        );
+    }
     // The p99 lies inside one classic bucket, (25 ms, 50 ms], where a classic quantile
     // is a linear guess.
     assert!(hdr_p99 > 0.025 && hdr_p99 <= 0.05, "{hdr_p99}");
@@ -298,7 +375,7 @@ async fn set_paused(port: u16, on: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_shards_sum_to_the_histogram_of_one_process() {
     let prometheus = need("/usr/bin/prometheus", "prometheus");
-    let target = serve(uniform_router()).await;
+    let target = serve(uniform_router(&Default::default())).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("soakd.yaml");
     std::fs::write(&cfg, YAML.replace("${TARGET}", &format!("http://{target}"))).unwrap();

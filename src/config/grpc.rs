@@ -1,11 +1,13 @@
 //! `type: grpc` targets and gRPC ops: endpoints, TLS, descriptors, metadata, message
 //! templates checked against the method's input type.
 
-use super::{check_roots, join_path, resolve, Errs, Target, TargetKind};
+use super::{
+    check_roots, check_trace, join_path, resolve, target_names, Errs, Target, TargetKind, TraceMode,
+};
 use crate::template::{Fixture, JsonTemplate, Template};
-use crate::units::Dur;
+use crate::units::{Dur, Ratio};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// `targets.<name>` with `type: grpc`.
@@ -23,6 +25,12 @@ pub struct GrpcTarget {
     /// Metadata sent with every call (templates).
     #[serde(default)]
     pub metadata: BTreeMap<String, Template>,
+    /// `on`: W3C `traceparent` metadata on every call (as for HTTP targets).
+    #[serde(default)]
+    pub trace: TraceMode,
+    /// With `trace: on`, the fraction of traces marked sampled (default 100 %).
+    #[serde(default)]
+    pub trace_sampled: Option<Ratio>,
     /// TLS: a CA bundle (PEM) to trust, and the name to verify (default: the host).
     #[serde(default)]
     pub tls: Option<GrpcTls>,
@@ -110,12 +118,13 @@ pub(super) fn check_target(
     if g.connections == 0 || g.connections > 1024 {
         errs.push(format!("{path}.connections"), "must be between 1 and 1024");
     }
+    check_trace(g.trace, g.trace_sampled, path, errs);
     check_grpc_metadata(&g.metadata, &format!("{path}.metadata"), errs);
     let roots: Vec<&str> = g.metadata.values().flat_map(|t| t.roots()).collect();
     check_roots(
         &roots,
         fixtures,
-        &HashSet::new(),
+        &target_names(g.trace),
         &format!("{path}.metadata"),
         errs,
     );
@@ -180,5 +189,9 @@ pub(super) fn check_op(
     check_grpc_metadata(&g.metadata, &format!("{gp}.metadata"), errs);
     let mut roots: Vec<&str> = g.message.roots();
     roots.extend(g.metadata.values().flat_map(|t| t.roots()));
-    check_roots(&roots, fixtures, &HashSet::new(), &gp, errs);
+    let traced = match target.map(|t| &t.kind) {
+        Some(TargetKind::Grpc(t)) => t.trace,
+        _ => TraceMode::Off,
+    };
+    check_roots(&roots, fixtures, &target_names(traced), &gp, errs);
 }

@@ -1,9 +1,9 @@
 //! `type: http` targets and HTTP ops: requests, multi-step flows, status matching and
 //! extraction — their schema next to their validation.
 
-use super::{check_roots, valid_name, Errs};
+use super::{check_roots, check_trace, target_names, valid_name, Errs, TraceMode};
 use crate::template::{Fixture, JsonTemplate, Template};
-use crate::units::Dur;
+use crate::units::{Dur, Ratio};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -48,6 +48,13 @@ pub struct HttpTarget {
     /// more wait for a free one. Unset: bounded only by the scenarios' `max_in_flight`.
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// `on`: a W3C `traceparent` on every request, one trace per iteration (its steps
+    /// share it), its id on the latency buckets as exemplars and in `{{trace.id}}`.
+    #[serde(default)]
+    pub trace: TraceMode,
+    /// With `trace: on`, the fraction of traces marked sampled (default 100 %).
+    #[serde(default)]
+    pub trace_sampled: Option<Ratio>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -188,12 +195,13 @@ pub(super) fn check_target(h: &HttpTarget, path: &str, fixtures: &[Fixture], err
     if h.max_connections == Some(0) {
         errs.push(format!("{path}.max_connections"), "must be at least 1");
     }
+    check_trace(h.trace, h.trace_sampled, path, errs);
     check_header_names(&h.headers, &format!("{path}.headers"), errs);
     let roots: Vec<&str> = h.headers.values().flat_map(|t| t.roots()).collect();
     check_roots(
         &roots,
         fixtures,
-        &HashSet::new(),
+        &target_names(h.trace),
         &format!("{path}.headers"),
         errs,
     );
@@ -207,6 +215,7 @@ pub(super) fn build_steps(
     extract: Vec<Extract>,
     path: &str,
     fixtures: &[Fixture],
+    traced: bool,
     errs: &mut Errs,
 ) -> Option<Vec<HttpStep>> {
     let steps: Vec<HttpStep> = match (http, steps) {
@@ -247,7 +256,11 @@ pub(super) fn build_steps(
         _ => return None,
     };
     // Validate each step in order: names bound by a step are visible after it.
-    let mut bound: HashSet<String> = HashSet::new();
+    let mut bound: HashSet<String> = if traced {
+        target_names(TraceMode::On)
+    } else {
+        HashSet::new()
+    };
     let single = steps.len() == 1;
     for (i, st) in steps.iter().enumerate() {
         let sp = if single {

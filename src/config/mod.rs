@@ -103,7 +103,26 @@ pub enum TargetKind {
     Grpc(GrpcTarget),
 }
 
+/// W3C trace context on a target's requests (`trace: off | on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceMode {
+    #[default]
+    Off,
+    On,
+}
+
 impl TargetKind {
+    /// With `trace: on`, the fraction of traces marked sampled; None when off.
+    pub fn trace_sampled(&self) -> Option<f64> {
+        let (mode, sampled) = match self {
+            TargetKind::Http(h) => (h.trace, h.trace_sampled),
+            TargetKind::Grpc(g) => (g.trace, g.trace_sampled),
+            TargetKind::Postgres(_) => return None,
+        };
+        (mode == TraceMode::On).then(|| sampled.map_or(1.0, |r| r.0))
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             TargetKind::Http(_) => "http",
@@ -530,6 +549,24 @@ fn load_fixture_rows(file: &Path) -> Result<Vec<serde_json::Value>, String> {
     }
 }
 
+/// The template names a target itself provides: `trace` when it has `trace: on`.
+fn target_names(mode: TraceMode) -> HashSet<String> {
+    match mode {
+        TraceMode::On => HashSet::from(["trace".to_string()]),
+        TraceMode::Off => HashSet::new(),
+    }
+}
+
+/// `trace_sampled` only means something with `trace: on`.
+fn check_trace(mode: TraceMode, sampled: Option<Ratio>, path: &str, errs: &mut Errs) {
+    if mode == TraceMode::Off && sampled.is_some() {
+        errs.push(
+            format!("{path}.trace_sampled"),
+            "has no effect without `trace: on`",
+        );
+    }
+}
+
 /// Every template root must be a fixture or a name bound by an earlier step.
 fn check_roots(
     roots: &[&str],
@@ -540,6 +577,13 @@ fn check_roots(
 ) {
     for r in roots {
         if !fixtures.iter().any(|f| f.name == *r) && !bound.contains(*r) {
+            if *r == "trace" {
+                errs.push(
+                    path,
+                    "template uses \"trace\", which needs `trace: on` on the op's target",
+                );
+                continue;
+            }
             let mut known: Vec<&str> = fixtures.iter().map(|f| f.name.as_str()).collect();
             known.extend(bound.iter().map(String::as_str));
             known.sort();
@@ -714,7 +758,16 @@ fn build_op(
         postgres::check_event(&ev, path, fixtures, errs);
         return op(OpKind::Event(ev));
     }
-    let steps = http::build_steps(raw.http, raw.steps, raw.extract, path, fixtures, errs)?;
+    let traced = target.is_some_and(|t| t.kind.trace_sampled().is_some());
+    let steps = http::build_steps(
+        raw.http,
+        raw.steps,
+        raw.extract,
+        path,
+        fixtures,
+        traced,
+        errs,
+    )?;
     op(OpKind::Http(steps))
 }
 #[cfg(test)]

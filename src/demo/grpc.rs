@@ -41,6 +41,9 @@ pub struct Received {
     pub stat_code: String,
     pub latest_value: f64,
     pub metadata_trace: String,
+    /// The W3C `traceparent` metadata, when the caller sent one.
+    #[serde(default)]
+    pub traceparent: String,
 }
 
 impl Received {
@@ -52,6 +55,7 @@ impl Received {
             + self.user_id.capacity()
             + self.stat_code.capacity()
             + self.metadata_trace.capacity()
+            + self.traceparent.capacity()
     }
 }
 
@@ -99,6 +103,13 @@ impl Handler {
     }
 }
 
+fn traceparent(md: &tonic::metadata::MetadataMap) -> String {
+    md.get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn trace(md: &tonic::metadata::MetadataMap) -> String {
     md.get("x-trace-id")
         .and_then(|v| v.to_str().ok())
@@ -109,7 +120,7 @@ fn trace(md: &tonic::metadata::MetadataMap) -> String {
 #[tonic::async_trait]
 impl UserAuthenticationUserLoggedInService for Handler {
     async fn on_message(&self, req: Request<UserLoggedIn>) -> Result<Response<()>, Status> {
-        let t = trace(req.metadata());
+        let (t, tp) = (trace(req.metadata()), traceparent(req.metadata()));
         let m = req.into_inner();
         let user = if m.user_id.is_empty() {
             m.payload
@@ -132,6 +143,7 @@ impl UserAuthenticationUserLoggedInService for Handler {
                 stat_code: String::new(),
                 latest_value: 0.0,
                 metadata_trace: t,
+                traceparent: tp,
             },
         )
         .await
@@ -141,7 +153,7 @@ impl UserAuthenticationUserLoggedInService for Handler {
 #[tonic::async_trait]
 impl StatisticStatItemUpdatedService for Handler {
     async fn on_message(&self, req: Request<StatItemUpdated>) -> Result<Response<()>, Status> {
-        let t = trace(req.metadata());
+        let (t, tp) = (trace(req.metadata()), traceparent(req.metadata()));
         let m = req.into_inner();
         let Some(p) = m.payload else {
             return Err(Status::invalid_argument("payload is missing"));
@@ -166,6 +178,7 @@ impl StatisticStatItemUpdatedService for Handler {
                 stat_code: p.stat_code,
                 latest_value: p.latest_value,
                 metadata_trace: t,
+                traceparent: tp,
             },
         )
         .await

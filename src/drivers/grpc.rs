@@ -235,6 +235,12 @@ impl GrpcDriver {
                 .map_err(|_| OpError::new(kind::TEMPLATE, format!("metadata {k}: not ASCII")))?;
             req.metadata_mut().insert(k.clone(), v);
         }
+        if let Some(t) = vars.trace() {
+            // W3C trace context travels as gRPC metadata under the same name.
+            if let Ok(v) = AsciiMetadataValue::try_from(&t.traceparent()[..]) {
+                req.metadata_mut().insert("traceparent", v);
+            }
+        }
         let mut grpc = tonic::client::Grpc::new(self.client.channel());
         grpc.ready()
             .await

@@ -437,6 +437,12 @@ impl HttpDriver {
             })?;
             headers.insert(name.clone(), v);
         }
+        if let Some(t) = vars.trace() {
+            // Every request of the iteration carries its trace, each with a new span id.
+            if let Ok(v) = HeaderValue::from_bytes(&t.traceparent()) {
+                headers.insert(HeaderName::from_static("traceparent"), v);
+            }
+        }
         let body = match &step.body {
             Body::None => None,
             Body::Raw(t) => Some(Bytes::from(t.render(vars).map_err(tmpl_err)?)),

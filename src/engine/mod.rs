@@ -39,6 +39,9 @@ pub struct Plan {
     pub fixtures: Vec<Fixture>,
     pub driver: Arc<dyn Driver>,
     pub metrics: Arc<ScenarioMetrics>,
+    /// The target has `trace: on`: each iteration gets a trace, marked sampled with
+    /// this probability.
+    pub trace: Option<f64>,
 }
 
 impl Plan {
@@ -492,6 +495,7 @@ impl Engine {
             fixtures: cfg.fixtures.clone(),
             driver,
             metrics,
+            trace: target.kind.trace_sampled(),
         }))
     }
 

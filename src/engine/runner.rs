@@ -5,7 +5,7 @@
 use super::clock::ArrivalClock;
 use super::ScenarioState;
 use crate::drivers::{kind, OpError};
-use crate::template::IterVars;
+use crate::template::{IterVars, TraceContext};
 use rand::Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -120,7 +120,8 @@ fn launch(state: &Arc<ScenarioState>, plan: &Arc<super::Plan>, intended: Instant
 async fn execute(state: &ScenarioState, plan: &super::Plan, start: Instant) {
     let op = plan.pick_op(rand::rng().random_range(0..plan.total_weight));
     let seq = state.seq.fetch_add(1, Ordering::Relaxed);
-    let mut vars = IterVars::new(&plan.fixtures, seq);
+    let trace = plan.trace.map(TraceContext::random);
+    let mut vars = IterVars::new(&plan.fixtures, seq).with_trace(trace);
     let timeout = plan.op_timeouts[op];
     let result = match tokio::time::timeout(timeout, plan.driver.execute(op, &mut vars)).await {
         Ok(r) => r,
@@ -135,7 +136,14 @@ async fn execute(state: &ScenarioState, plan: &super::Plan, start: Instant) {
     let latency = Instant::now().saturating_duration_since(start);
     let om = &plan.metrics.ops[op];
     om.requests.inc();
-    om.duration.observe(latency.as_secs_f64());
+    match trace {
+        // A sampled trace is one the tracing backend keeps: it may become the bucket's
+        // exemplar.
+        Some(t) if t.sampled => om
+            .duration
+            .observe_traced(latency.as_secs_f64(), t.trace_id),
+        _ => om.duration.observe(latency.as_secs_f64()),
+    }
     om.window.record(latency);
     state.capture.record(latency);
     if let Err(e) = result {
