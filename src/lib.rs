@@ -14,6 +14,7 @@ pub mod events;
 pub mod history;
 pub mod metrics;
 pub mod pg;
+pub mod phases;
 pub mod protos;
 pub mod schedule;
 pub mod server;

@@ -366,6 +366,8 @@ pub struct IterVars<'a> {
     trace: Option<TraceContext>,
     /// `{{trace.*}}` as JSON, built on the first template that asks.
     trace_json: Option<Json>,
+    /// What the iteration's HTTP requests spent their time on (the drivers add to it).
+    pub phases: crate::phases::Phases,
 }
 
 /// An iteration's W3C trace context (targets with `trace: on`): one trace id for every
@@ -424,6 +426,7 @@ impl<'a> IterVars<'a> {
             seq,
             trace: None,
             trace_json: None,
+            phases: crate::phases::Phases::default(),
         }
     }
 

@@ -21,6 +21,7 @@
 
 use super::kind::{BODY, CONNECT, IO};
 use super::OpError;
+use crate::phases::Phases;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use parking_lot::Mutex;
@@ -109,6 +110,8 @@ pub struct Response {
     /// The `Location` header of a 3xx response.
     pub location: Option<String>,
     pub body: Bytes,
+    /// Where its time went (connect only on a new connection) and its bytes.
+    pub timing: Phases,
 }
 
 /// How a round trip failed.
@@ -229,6 +232,14 @@ impl H1Pool {
         drop((expired, extra));
     }
 
+    /// [`Self::connect`], adding the time it took to `spent`.
+    async fn timed_connect(&self, spent: &mut Option<Duration>) -> Result<Conn, OpError> {
+        let t0 = Instant::now();
+        let conn = self.connect().await;
+        *spent = Some(spent.unwrap_or_default() + t0.elapsed());
+        conn
+    }
+
     async fn connect(&self) -> Result<Conn, OpError> {
         let fail = |e: String| OpError::new(CONNECT, format!("connect {}: {e}", self.addr));
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
@@ -255,22 +266,24 @@ impl H1Pool {
 
     /// Sends `req` and reads the whole response; keeps its body when `want_body`.
     pub async fn send(&self, req: &Request<'_>, want_body: bool) -> Result<Response, OpError> {
+        let mut connect = None;
         let (mut conn, reused) = match self.checkout() {
             Some(c) => (c, true),
-            None => (self.connect().await?, false),
+            None => (self.timed_connect(&mut connect).await?, false),
         };
         let result = match self.round_trip(&mut conn, req, want_body).await {
             // A kept-alive connection the server closed while it was idle: nothing of
             // the response came back, so send once more on a fresh connection, as
             // browsers and HTTP libraries do.
             Err(Failure::Closed(_)) if reused => {
-                conn = self.connect().await?;
+                conn = self.timed_connect(&mut connect).await?;
                 self.round_trip(&mut conn, req, want_body).await
             }
             r => r,
         };
         match result {
-            Ok((resp, keep_alive)) => {
+            Ok((mut resp, keep_alive)) => {
+                resp.timing.connect = connect;
                 if keep_alive {
                     self.checkin(conn);
                 }
@@ -293,14 +306,20 @@ impl H1Pool {
             .write_all(&conn.wbuf)
             .await
             .map_err(|e| lost(e, "sending the request"))?;
+        let mut sent = conn.wbuf.len() as u64;
         if let Some(body) = req.body {
             if !body.is_empty() {
                 conn.stream
                     .write_all(body)
                     .await
                     .map_err(|e| lost(e, "sending the body"))?;
+                sent += body.len() as u64;
             }
         }
+        let written = Instant::now();
+        // When the first byte of the answer arrived, and bytes of interim responses.
+        let mut first: Option<Instant> = None;
+        let mut interim = 0u64;
         // The head, skipping interim 1xx responses.
         let head = loop {
             let head = loop {
@@ -312,7 +331,11 @@ impl H1Pool {
                         "response head larger than {MAX_HEAD} bytes"
                     )));
                 }
-                if read_more(conn).await? == 0 {
+                let n = read_more(conn).await?;
+                if n > 0 && first.is_none() {
+                    first = Some(Instant::now());
+                }
+                if n == 0 {
                     return Err(if conn.rbuf.is_empty() {
                         Failure::Closed("connection closed before the response".into())
                     } else {
@@ -326,6 +349,7 @@ impl H1Pool {
                         "101 Switching Protocols is not supported".into(),
                     ));
                 }
+                interim += head.len as u64;
                 conn.rbuf.drain(..head.len);
                 continue;
             }
@@ -388,11 +412,21 @@ impl H1Pool {
         if conn.rbuf.len() != end {
             keep_alive = false;
         }
+        let done = Instant::now();
+        // The head may have been in the buffer already (never, on a fresh request).
+        let first = first.unwrap_or(done);
         Ok((
             Response {
                 status: head.status,
                 location: head.location,
                 body,
+                timing: Phases {
+                    first_byte: Some(first.saturating_duration_since(written)),
+                    body: Some(done.saturating_duration_since(first)),
+                    sent,
+                    received: interim + end as u64,
+                    ..Phases::default()
+                },
             },
             keep_alive,
         ))

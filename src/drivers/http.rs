@@ -127,6 +127,7 @@ impl HttpClient {
     /// Sends one request and reads the whole response (its body only when
     /// `want_body`), following redirects.
     async fn send(&self, req: &Prepared<'_>, want_body: bool) -> Result<h1::Response, OpError> {
+        let t0 = std::time::Instant::now();
         let _slot = match &self.slots {
             Some(s) => Some(
                 s.acquire()
@@ -135,8 +136,14 @@ impl HttpClient {
             ),
             None => None,
         };
+        // The wait for a slot, when there are slots (max_connections).
+        let queue = self.slots.as_ref().map(|_| t0.elapsed());
         match (&self.fast, &req.url) {
-            (Some(f), Target::Origin(target)) => self.send_fast(f, req, target, want_body).await,
+            (Some(f), Target::Origin(target)) => {
+                let mut resp = self.send_fast(f, req, target, want_body).await?;
+                resp.timing.queue = queue;
+                Ok(resp)
+            }
             (_, Target::Origin(_)) => Err(OpError::new(IO, "no fast path for this target")),
             (_, Target::Url(url)) => {
                 self.send_reqwest(
@@ -162,6 +169,8 @@ impl HttpClient {
         let mut target = Cow::Borrowed(target);
         let mut headers = Cow::Borrowed(&req.headers);
         let mut body = req.body.clone();
+        // Every hop's time and bytes count.
+        let mut timing = crate::phases::Phases::default();
         for _ in 0..=MAX_REDIRECTS {
             let req = h1::Request {
                 method: &method,
@@ -169,8 +178,10 @@ impl HttpClient {
                 headers: &headers,
                 body: body.as_deref(),
             };
-            let resp = f.pool.send(&req, want_body).await?;
+            let mut resp = f.pool.send(&req, want_body).await?;
+            timing.add(&resp.timing);
             let Some(next) = redirect(&resp, &method) else {
+                resp.timing = timing;
                 return Ok(resp);
             };
             let here = f
@@ -234,10 +245,12 @@ impl HttpClient {
                 OpError::new(BODY, e.to_string())
             }
         })?;
+        // reqwest does not say where the time went: no phases.
         Ok(h1::Response {
             status,
             location: None,
             body,
+            timing: Default::default(),
         })
     }
 }
@@ -475,6 +488,7 @@ impl HttpDriver {
             Target::Url(u) => u.to_string(),
         };
         let resp = self.client.send(&req, !step.extract.is_empty()).await?;
+        vars.phases.add(&resp.timing);
         let status = resp.status;
         let bytes = resp.body;
         if !step.expect.iter().any(|m| m.matches(status)) {

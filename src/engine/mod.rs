@@ -8,7 +8,7 @@
 pub mod clock;
 pub mod runner;
 
-use crate::config::{Arrival, Config, ConfigErrors, Scenario, Target};
+use crate::config::{Arrival, Config, ConfigErrors, OpKind, Scenario, Target};
 use crate::drivers::{self, Driver, DriverError, TargetClient};
 use crate::events::{EventKind, EventLog};
 use crate::metrics::{Metrics, ScenarioMetrics};
@@ -42,6 +42,8 @@ pub struct Plan {
     /// The target has `trace: on`: each iteration gets a trace, marked sampled with
     /// this probability.
     pub trace: Option<f64>,
+    /// Per op, its HTTP phase handles (HTTP ops only).
+    pub phases: Vec<Option<crate::metrics::PhaseMetrics>>,
 }
 
 impl Plan {
@@ -496,6 +498,14 @@ impl Engine {
             driver,
             metrics,
             trace: target.kind.trace_sampled(),
+            phases: sc
+                .ops
+                .iter()
+                .map(|o| {
+                    matches!(o.kind, OpKind::Http(_))
+                        .then(|| self.metrics.http.op(&sc.name, &o.name))
+                })
+                .collect(),
         }))
     }
 
@@ -690,6 +700,7 @@ impl Engine {
                     .map(|o| o.name.clone())
                     .collect();
                 self.metrics.scenarios.remove(&name, &gone, false);
+                self.metrics.http.remove(&name, &gone, false);
                 *h.state.plan.write() = plan;
                 h.state.generation.store(generation, Ordering::Release);
                 summary.changed.push(name);
@@ -744,6 +755,7 @@ impl Engine {
                     .map(|o| o.name.clone())
                     .collect();
                 metrics.scenarios.remove(&state.name, &ops, true);
+                metrics.http.remove(&state.name, &ops, true);
             });
             inner.draining.push(h);
         }

@@ -136,6 +136,11 @@ async fn execute(state: &ScenarioState, plan: &super::Plan, start: Instant) {
     let latency = Instant::now().saturating_duration_since(start);
     let om = &plan.metrics.ops[op];
     om.requests.inc();
+    if let Some(Some(pm)) = plan.phases.get(op) {
+        if !vars.phases.is_empty() {
+            pm.observe(&vars.phases);
+        }
+    }
     match trace {
         // A sampled trace is one the tracing backend keeps: it may become the bucket's
         // exemplar.

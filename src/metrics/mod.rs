@@ -1,7 +1,8 @@
 //! Every metric soakd exports is defined in this module, and only here, on
 //! prometheus-client. Each family of series registers itself
 //! (`XFamily::register(&mut Registry) -> Self`, the shape linkerd2-proxy uses):
-//! `scenario.rs` (requests, errors, latency, schedule, in-flight), `pool.rs` (database
+//! `scenario.rs` (requests, errors, latency, schedule, in-flight), `http.rs` (request
+//! phases and bytes), `pool.rs` (database
 //! pools), `buffer.rs` (buffered writers), `pg.rs` (the pg_* statistics), `process.rs`
 //! (the process), `memory.rs` (bounded structures and the allocator), and the config
 //! and build series below. The demo target's own series are `demo::metrics`.
@@ -21,6 +22,7 @@ pub mod buffer;
 pub mod expo;
 pub mod histogram;
 pub mod histsnap;
+pub mod http;
 pub mod memory;
 pub mod pg;
 pub mod pool;
@@ -33,6 +35,7 @@ pub use buffer::{BufferFamily, BufferMetrics};
 pub use expo::Format;
 pub use histogram::Histogram;
 pub use histsnap::HistSnap;
+pub use http::{HttpFamily, PhaseMetrics};
 pub use memory::{MemoryAreas, MemorySize};
 pub use pool::{PoolFamily, PoolMetrics, PoolStats};
 pub use process::ProcessCollector;
@@ -181,6 +184,7 @@ pub struct Metrics {
     pub scenarios: ScenarioFamily,
     pub pools: PoolFamily,
     pub buffers: BufferFamily,
+    pub http: HttpFamily,
     pub pg: pg::PgFamily,
     pub config: ConfigFamily,
     /// The bounded structures' bytes (`soakd_memory_bytes{area}`).
@@ -196,6 +200,7 @@ impl Metrics {
         memory.register("latency_windows", &scenarios.windows);
         let pools = PoolFamily::register(&mut registry);
         let buffers = BufferFamily::register(&mut registry, memory.clone());
+        let http = HttpFamily::register(&mut registry);
         let pg = pg::PgFamily::register(&mut registry);
         ProcessCollector::register(&mut registry);
         Metrics {
@@ -203,6 +208,7 @@ impl Metrics {
             scenarios,
             pools,
             buffers,
+            http,
             pg,
             config,
             memory,
