@@ -353,6 +353,29 @@ async fn native_histograms_in_prometheus_agree_with_hdrhistogram() {
             "exemplar {id} is no trace the target received"
         );
     }
+    // The dashboard panels over latency and phases read the native series.
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("grafana/dashboards/soak-overview.json")).unwrap(),
+    )
+    .unwrap();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let e = t["expr"].as_str().unwrap();
+            if !(e.contains("soakd_request_duration_seconds") || e.contains("soakd_http_phase")) {
+                continue;
+            }
+            let e = e
+                .replace("$__rate_interval", "1m")
+                .replace("$job", ".*")
+                .replace("$scenario", ".*");
+            let r = result(&prom, &e).await;
+            assert!(
+                r.as_array().is_some_and(|a| !a.is_empty()),
+                "panel {:?} has nothing from the native series: {e}",
+                p["title"]
+            );
+        }
+    }
     // The p99 lies inside one classic bucket, (25 ms, 50 ms], where a classic quantile
     // is a linear guess.
     assert!(hdr_p99 > 0.025 && hdr_p99 <= 0.05, "{hdr_p99}");
