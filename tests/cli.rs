@@ -392,6 +392,23 @@ async fn demo_serves_lint_clean_metrics_and_stops_on_sigterm() {
     ] {
         assert!(m.lines().any(|l| l.starts_with(series)), "missing {series}");
     }
+    // Asked for OpenMetrics (as Prometheus does), the latency buckets carry trace ids:
+    // the demo traces its requests.
+    let om = client()
+        .get(format!("http://{addr}/metrics"))
+        .header("accept", "application/openmetrics-text;version=1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        om.lines()
+            .any(|l| l.starts_with("soakd_request_duration_seconds_bucket{")
+                && l.contains(" # {trace_id=\"")),
+        "no exemplar on the demo's latency buckets"
+    );
     // promtool's linter reads the exposition from stdin.
     let mut lint = Command::new(promtool())
         .args(["check", "metrics"])
