@@ -27,13 +27,35 @@ def var_query(name, label, query, multi=True):
             "current": {}, "options": [], "hide": 0, "sort": 1}
 
 
-def panel(title, unit, targets, kind="timeseries", desc="", overrides=None):
+def hq(q, by, name, sel, exemplar=False):
+    """A quantile of a histogram: the native series where Prometheus stores one
+    (--enable-feature=native-histograms), else the classic buckets. With `exemplar`, the
+    target asks Grafana for the buckets' exemplars (trace ids)."""
+    expr = (f"histogram_quantile({q}, sum by ({by}) (rate({name}{{{sel}}}[{RI}]))) or "
+            f"histogram_quantile({q}, sum by ({by}, le) (rate({name}_bucket{{{sel}}}[{RI}])))")
+    return (expr, exemplar)
+
+
+def panel(title, unit, targets, kind="timeseries", desc="", overrides=None, stacked=False):
+    defaults = {"unit": unit}
+    if stacked:
+        defaults["custom"] = {"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 40}
+    out = []
+    for i, (e, l) in enumerate(targets):
+        t = {"refId": chr(65 + i), "datasource": DS}
+        if isinstance(e, tuple):
+            e, exemplar = e
+            t.update({"expr": e, "legendFormat": l})
+            if exemplar:
+                t["exemplar"] = True
+        else:
+            t.update({"expr": e, "legendFormat": l})
+        out.append(t)
     return {"type": kind, "title": title, "description": desc, "datasource": DS,
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": overrides or []},
+            "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
             "options": {"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]}}
             if kind == "timeseries" else {},
-            "targets": [{"refId": chr(65 + i), "datasource": DS, "expr": e, "legendFormat": l}
-                        for i, (e, l) in enumerate(targets)]}
+            "targets": out}
 
 
 def dashboard(uid, title, desc, variables, panels):
@@ -59,9 +81,9 @@ overview = dashboard(
             (f"sum by (scenario) (rate(soakd_requests_total{{{S}}}[{RI}]))", "{{scenario}} achieved")],
             desc="The schedule's rate (or override) and what completed. A gap means soakd cannot keep up (see dropped and lag)."),
         panel("Latency p50 / p95 / p99 per op (from intended start)", "s", [
-            (f"histogram_quantile(0.50, sum by (scenario, op, le) (rate(soakd_request_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}}/{{op}} p50"),
-            (f"histogram_quantile(0.95, sum by (scenario, op, le) (rate(soakd_request_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}}/{{op}} p95"),
-            (f"histogram_quantile(0.99, sum by (scenario, op, le) (rate(soakd_request_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}}/{{op}} p99")]),
+            (hq("0.50", "scenario, op", "soakd_request_duration_seconds", S, exemplar=True), "{{scenario}}/{{op}} p50"),
+            (hq("0.95", "scenario, op", "soakd_request_duration_seconds", S, exemplar=True), "{{scenario}}/{{op}} p95"),
+            (hq("0.99", "scenario, op", "soakd_request_duration_seconds", S, exemplar=True), "{{scenario}}/{{op}} p99")]),
         panel("Errors by kind", "reqps", [
             (f"sum by (scenario, kind) (rate(soakd_request_errors_total{{{S}}}[{RI}]))", "{{scenario}} {{kind}}")]),
         panel("Error ratio", "percentunit", [
@@ -73,7 +95,7 @@ overview = dashboard(
             (f"sum by (scenario) (rate(soakd_dropped_iterations_total{{{S}}}[{RI}]))", "{{scenario}}")],
             desc="Arrivals not started: the cap was reached or the clock fell more than 1 s behind."),
         panel("Schedule lag p99", "s", [
-            (f"histogram_quantile(0.99, sum by (scenario, le) (rate(soakd_schedule_lag_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}}")]),
+            (hq("0.99", "scenario", "soakd_schedule_lag_seconds", S), "{{scenario}}")]),
         panel("Firing alerts", "short", [
             ('sum by (alertname, severity) (ALERTS{alertstate="firing"})', "{{alertname}} ({{severity}})")],
             kind="table"),
@@ -90,6 +112,16 @@ overview = dashboard(
             desc="RSS, what the allocator holds, and soakd's bounded structures by area (history rings, latency windows, write buffers, connection buffers, fixtures, events). Flat once they are full: the trend line (right axis) stays under 1 % a day; SoakdMemoryGrowing fires above 10 %.",
             overrides=[{"matcher": {"id": "byRegexp", "options": ".* trend per day.*"},
                         "properties": [{"id": "unit", "value": "percentunit"}, {"id": "custom.axisPlacement", "value": "right"}]}]),
+        panel("HTTP time per operation by phase", "s", [
+            (f"(sum by (scenario, phase) (histogram_sum(rate(soakd_http_phase_seconds{{{S}}}[{RI}]))) or "
+             f"sum by (scenario, phase) (rate(soakd_http_phase_seconds_sum{{{S}}}[{RI}]))) "
+             f"/ on (scenario) group_left sum by (scenario) (rate(soakd_requests_total{{{S}}}[{RI}]))", "{{scenario}} {{phase}}")],
+            desc="Seconds an HTTP operation spends in each phase, per operation (stacked): queue (waiting for a connection slot), connect, tls, first_byte (the server's time plus a round trip), body. Measured on the HTTP/1.1 fast path.",
+            stacked=True),
+        panel("HTTP bytes sent and received", "Bps", [
+            (f"sum by (scenario) (rate(soakd_http_sent_bytes_total{{{S}}}[{RI}]))", "{{scenario}} sent"),
+            (f"sum by (scenario) (rate(soakd_http_received_bytes_total{{{S}}}[{RI}]))", "{{scenario}} received")],
+            desc="Bytes per second of HTTP requests written and responses read (heads and bodies), on the HTTP/1.1 fast path."),
     ])
 
 capacity = dashboard(
@@ -99,9 +131,9 @@ capacity = dashboard(
      var_query("scenario", "Scenario", f'label_values(soakd_target_rate{{{J}}}, scenario)')],
     [
         panel("Latency percentiles and offered level", "s", [
-            (f"histogram_quantile(0.50, sum by (scenario, le) (rate(soakd_request_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}} p50"),
-            (f"histogram_quantile(0.95, sum by (scenario, le) (rate(soakd_request_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}} p95"),
-            (f"histogram_quantile(0.99, sum by (scenario, le) (rate(soakd_request_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}} p99"),
+            (hq("0.50", "scenario", "soakd_request_duration_seconds", S, exemplar=True), "{{scenario}} p50"),
+            (hq("0.95", "scenario", "soakd_request_duration_seconds", S, exemplar=True), "{{scenario}} p95"),
+            (hq("0.99", "scenario", "soakd_request_duration_seconds", S, exemplar=True), "{{scenario}} p99"),
             (f"sum by (scenario) (soakd_target_rate{{{S}}})", "{{scenario}} offered")],
             overrides=[{"matcher": {"id": "byRegexp", "options": ".* offered"},
                         "properties": [{"id": "unit", "value": "reqps"}, {"id": "custom.axisPlacement", "value": "right"}]}]),
@@ -115,7 +147,7 @@ capacity = dashboard(
             (f"sum by (target) (soakd_db_pool_connections_idle{{{J}}})", "{{target}} idle"),
             (f"sum by (target) (soakd_db_pool_max_connections{{{J}}})", "{{target}} max")]),
         panel("Pool: acquire wait p95 and timeouts", "s", [
-            (f"histogram_quantile(0.95, sum by (target, le) (rate(soakd_db_pool_acquire_seconds_bucket{{{J}}}[{RI}])))", "{{target}} acquire p95"),
+            (hq("0.95", "target", "soakd_db_pool_acquire_seconds", J), "{{target}} acquire p95"),
             (f"sum by (target) (rate(soakd_db_pool_acquire_timeouts_total{{{J}}}[{RI}]))", "{{target}} timeouts/s")],
             overrides=[{"matcher": {"id": "byRegexp", "options": ".* timeouts/s"},
                         "properties": [{"id": "unit", "value": "reqps"}, {"id": "custom.axisPlacement", "value": "right"}]}]),
@@ -123,7 +155,7 @@ capacity = dashboard(
             (f"sum by (scenario) (soakd_buffer_events{{{S}}})", "{{scenario}} buffered"),
             (f"sum by (scenario) (soakd_buffer_capacity_events{{{S}}})", "{{scenario}} limit")]),
         panel("Flush duration p95 and flush errors", "s", [
-            (f"histogram_quantile(0.95, sum by (scenario, le) (rate(soakd_buffer_flush_duration_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}} flush p95"),
+            (hq("0.95", "scenario", "soakd_buffer_flush_duration_seconds", S), "{{scenario}} flush p95"),
             (f"sum by (scenario) (rate(soakd_buffer_flush_errors_total{{{S}}}[{RI}]))", "{{scenario}} errors/s")],
             overrides=[{"matcher": {"id": "byRegexp", "options": ".* errors/s"},
                         "properties": [{"id": "unit", "value": "reqps"}, {"id": "custom.axisPlacement", "value": "right"}]}]),
