@@ -145,6 +145,18 @@ search:
         "{}",
         run.levels[2].reason
     );
+    // Where the time went: waiting for the server's first byte (its 40 ms, and past its
+    // limit its queue), not the connection or the body.
+    let fb = |x: &capacity::ScenarioLevel| x.phases.get("first_byte").copied().unwrap_or(0.0);
+    assert!(fb(ok) >= 0.035, "{:?}", ok.phases);
+    assert!(fb(bad) > 0.2, "{:?}", bad.phases);
+    for (phase, secs) in &bad.phases {
+        assert!(
+            phase == "first_byte" || *secs < fb(bad) / 10.0,
+            "{:?}",
+            bad.phases
+        );
+    }
 
     // After the search the scenario runs at its soak level.
     let s = scenario_status(addr, "api").await;
@@ -160,6 +172,7 @@ search:
     assert!(md.contains("**api: 20/s**"), "{md}");
     assert!(md.contains("breaks at 160/s"), "{md}");
     assert!(md.contains("Latency knee"), "{md}");
+    assert!(md.contains("### Where the time went (HTTP"), "{md}");
     let p95_ok = format!("{:.0}ms", ok.latency.p95.unwrap() * 1e3);
     let row = md
         .lines()

@@ -121,6 +121,8 @@ struct ScenarioSnap {
     lag: HistSnap,
     pool: Option<(HistSnap, u64)>,
     buffer: Option<BufSnap>,
+    /// Seconds so far per HTTP phase, over the scenario's HTTP ops.
+    phases: [f64; 5],
 }
 
 struct BufSnap {
@@ -162,6 +164,18 @@ fn snap(w: &Watched) -> ScenarioSnap {
             dropped: b.dropped.get(),
             errors: b.flush_errors.get(),
         }),
+        phases: w
+            .state
+            .plan()
+            .phases
+            .iter()
+            .flatten()
+            .fold([0.0; 5], |mut acc, p| {
+                for (a, s) in acc.iter_mut().zip(p.sums()) {
+                    *a += s;
+                }
+                acc
+            }),
     }
 }
 
@@ -721,6 +735,15 @@ impl Searcher<'_> {
             lag_p99: a.lag.quantile_since(&b.lag, 0.99),
             pool,
             buffer,
+            phases: crate::phases::NAMES
+                .iter()
+                .zip(a.phases.iter().zip(b.phases.iter()))
+                .filter(|_| completed > 0)
+                .filter_map(|(name, (after, before))| {
+                    let spent = after - before;
+                    (spent > 0.0).then(|| (name.to_string(), spent / completed as f64))
+                })
+                .collect(),
             verdict: None,
             reason: String::new(),
         };

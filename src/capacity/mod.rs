@@ -236,6 +236,11 @@ pub struct ScenarioLevel {
     pub lag_p99: Option<f64>,
     pub pool: Option<PoolLevel>,
     pub buffer: Option<BufferLevel>,
+    /// HTTP scenarios on the fast path: where an operation's time went over the window,
+    /// in seconds per operation by phase (queue, connect, tls, first_byte, body); phases
+    /// that never happened are left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub phases: BTreeMap<String, f64>,
     pub verdict: Option<Verdict>,
     pub reason: String,
 }

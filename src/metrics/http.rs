@@ -35,6 +35,11 @@ pub struct PhaseMetrics {
 }
 
 impl PhaseMetrics {
+    /// Per phase in [`NAMES`] order: seconds observed so far.
+    pub fn sums(&self) -> [f64; 5] {
+        self.phases.each_ref().map(Histogram::sum)
+    }
+
     /// Records one iteration: each phase that happened, and the bytes.
     pub fn observe(&self, p: &Phases) {
         for (h, d) in self.phases.iter().zip(p.by_name()) {

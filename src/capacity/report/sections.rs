@@ -182,6 +182,7 @@ pub(super) fn scenario(
     }
     results(md, run, name, &levels)?;
     generator(md, &levels)?;
+    phases(md, &levels)?;
     database(md, &levels)?;
     errors_by_kind(md, &levels)?;
     max_capacity(md, run, name, &levels, f)?;
@@ -291,6 +292,32 @@ fn generator(md: &mut String, levels: &Levels) -> fmt::Result {
         )?;
     }
     md.push('\n');
+    Ok(())
+}
+
+/// Where an HTTP operation's time went at each level (mean per operation by phase), for
+/// scenarios on the HTTP/1.1 fast path: a knee in `first_byte` is the server, in `queue`
+/// the client's connection cap, in `connect` connection churn or the network.
+fn phases(md: &mut String, levels: &Levels) -> fmt::Result {
+    if levels.iter().all(|(_, x)| x.phases.is_empty()) {
+        return Ok(());
+    }
+    md.push_str("### Where the time went (HTTP, mean per operation)\n\n| Offered | Queue | Connect | TLS | First byte | Body | Latency p50 |\n|---|---|---|---|---|---|---|\n");
+    for (_, x) in levels {
+        let cell = |p: &str| ms(x.phases.get(p).copied());
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            format_rate(x.offered_rate),
+            cell("queue"),
+            cell("connect"),
+            cell("tls"),
+            cell("first_byte"),
+            cell("body"),
+            ms(x.latency.p50),
+        )?;
+    }
+    md.push_str("\nA phase that never happened at a level is –. The phases add up to the operation's latency less its schedule lag; p50 latency beside them for scale.\n\n");
     Ok(())
 }
 
