@@ -13,17 +13,9 @@ use soakd::demo::{self, DemoState, Knobs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How many series an instant query returns; None when it failed.
 async fn query(prom: &str, expr: &str) -> Option<usize> {
-    let v: serde_json::Value = client()
-        .get(format!("http://{prom}/api/v1/query"))
-        .query(&[("query", expr)])
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    (v["status"] == "success").then(|| v["data"]["result"].as_array().map(|a| a.len()).unwrap_or(0))
+    prom_query(prom, expr).await.map(|r| r.len())
 }
 
 /// Alerts the webhook received: (alertname, status) pairs.
@@ -31,7 +23,6 @@ type Hooks = Arc<parking_lot::Mutex<Vec<(String, String)>>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_and_alertmanager_end_to_end() {
-    let prometheus = need("/usr/bin/prometheus", "prometheus");
     let alertmanager = need(
         "/usr/bin/prometheus-alertmanager",
         "prometheus-alertmanager",
@@ -137,7 +128,6 @@ async fn prometheus_and_alertmanager_end_to_end() {
         }
         std::fs::write(rules.join(f), t).unwrap();
     }
-    let prom_port = free_port();
     let prom_cfg = format!(
         r#"global: {{scrape_interval: 1s, evaluation_interval: 1s}}
 rule_files: ["{r}/thresholds.yml", "{r}/recording.yml", "{r}/alerts.yml"]
@@ -149,21 +139,7 @@ scrape_configs:
 "#,
         r = rules.display()
     );
-    std::fs::write(dir.path().join("prometheus.yml"), prom_cfg).unwrap();
-    let _prom = spawn(
-        &prometheus,
-        &[
-            format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ),
-            format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        ],
-        dir.path(),
-        "prometheus",
-    );
-    let prom = format!("127.0.0.1:{prom_port}");
+    let (_prom, prom) = start_prometheus(dir.path(), &prom_cfg, &[]);
     let up = eventually(Duration::from_secs(30), || async {
         (query(&prom, "up{job=\"soakd\"} == 1").await? == 1).then_some(())
     })

@@ -238,3 +238,36 @@ pub fn spawn(bin: &Path, args: &[String], dir: &Path, name: &str) -> Proc {
             .unwrap(),
     )
 }
+
+/// Starts Prometheus (the Debian package) on a free loopback port with `config` as its
+/// `prometheus.yml` in `dir` (its TSDB and log there too) and `flags` added, e.g.
+/// `--enable-feature=native-histograms`. Returns it (killed when dropped) and its address.
+pub fn start_prometheus(dir: &Path, config: &str, flags: &[&str]) -> (Proc, String) {
+    let bin = need("/usr/bin/prometheus", "prometheus");
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut args = vec![
+        format!("--config.file={}", dir.join("prometheus.yml").display()),
+        format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
+        format!("--web.listen-address={addr}"),
+    ];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    (spawn(&bin, &args, dir, "prometheus"), addr)
+}
+
+/// The result array of a Prometheus instant query, or None when the query failed.
+pub async fn prom_query(prom: &str, expr: &str) -> Option<Vec<serde_json::Value>> {
+    let v: serde_json::Value = client()
+        .get(format!("http://{prom}/api/v1/query"))
+        .query(&[("query", expr)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    if v["status"] != "success" {
+        return None;
+    }
+    v["data"]["result"].as_array().cloned()
+}
