@@ -60,68 +60,77 @@ pub struct DemoMetrics {
 
 impl DemoMetrics {
     pub fn new() -> DemoMetrics {
-        let mut registry = Registry::default();
-        let m = DemoMetrics {
-            requests: Family::default(),
-            duration: histograms(DURATION_BUCKETS),
-            in_flight: IntGauge::default(),
-            claims: Family::default(),
-            grpc_requests: Family::default(),
-            grpc_duration: histograms(DURATION_BUCKETS),
-            grpc_in_flight: IntGauge::default(),
-            memory: MemoryAreas::register_family(&mut registry),
-            pools: PoolFamily::register(&mut registry),
-            // The writer registers its bytes with these areas; the target counts its
-            // writer itself (`DemoState::with_store`), whichever family the handles
-            // come from, so these stay off the exposition.
-            buffers: BufferFamily::register(&mut registry, Arc::new(MemoryAreas::default())),
-            registry: Registry::default(),
-        };
+        let mut r = Registry::default();
+        let requests = Family::default();
+        let duration = histograms(DURATION_BUCKETS);
+        let in_flight = IntGauge::default();
+        let claims = Family::default();
+        let grpc_requests = Family::default();
+        let grpc_duration = histograms(DURATION_BUCKETS);
+        let grpc_in_flight = IntGauge::default();
         register(
-            &mut registry,
+            &mut r,
             "demo_http_requests_total",
             "Requests the demo target answered, by route and status code.",
-            m.requests.clone(),
+            requests.clone(),
         );
         register(
-            &mut registry,
+            &mut r,
             "demo_http_request_duration_seconds",
             "Time the demo target spent on a request, including injected latency and queueing.",
-            m.duration.clone(),
+            duration.clone(),
         );
         register(
-            &mut registry,
+            &mut r,
             "demo_http_in_flight",
             "Requests the demo target is working on or queueing.",
-            m.in_flight.clone(),
+            in_flight.clone(),
         );
         register(
-            &mut registry,
+            &mut r,
             "demo_claims_total",
             "Claim attempts by result.",
-            m.claims.clone(),
+            claims.clone(),
         );
         register(
-            &mut registry,
+            &mut r,
             "demo_grpc_requests_total",
             "Event calls the demo target answered, by method (login, stat) and status code.",
-            m.grpc_requests.clone(),
+            grpc_requests.clone(),
         );
         register(
-            &mut registry,
+            &mut r,
             "demo_grpc_request_duration_seconds",
             "Time the demo target spent on an event call, including injected latency.",
-            m.grpc_duration.clone(),
+            grpc_duration.clone(),
         );
         register(
-            &mut registry,
+            &mut r,
             "demo_grpc_in_flight",
             "Event calls the demo target is working on.",
-            m.grpc_in_flight.clone(),
+            grpc_in_flight.clone(),
         );
         // The target's own CPU and memory, for capacity reports (`target_process`).
-        ProcessCollector::register(&mut registry);
-        DemoMetrics { registry, ..m }
+        ProcessCollector::register(&mut r);
+        let memory = MemoryAreas::register_family(&mut r);
+        let pools = PoolFamily::register(&mut r);
+        // A writer registers its bytes with its family's areas. The target counts its
+        // writer itself (`DemoState::with_store`), whichever family the handles come
+        // from, so this family's areas stay off the exposition.
+        let buffers = BufferFamily::register(&mut r, Arc::new(MemoryAreas::default()));
+        DemoMetrics {
+            registry: r,
+            requests,
+            duration,
+            in_flight,
+            claims,
+            grpc_requests,
+            grpc_duration,
+            grpc_in_flight,
+            memory,
+            pools,
+            buffers,
+        }
     }
 
     /// A request on `route` answered with `code` after `secs`.
