@@ -1,7 +1,8 @@
 //! HTTP request phases on the fast path, against a raw HTTP/1.1 server that delays its
 //! first byte by a known amount and counts connections and bytes: `first_byte` shows the
 //! delay, `connect` is observed once per new connection, the phases add up to the
-//! latency, and the byte counters equal what the server counted.
+//! latency, and the byte counters equal what the server counted. Over plain TCP and
+//! over TLS, where `tls` is observed once per new connection too.
 
 mod common;
 
@@ -22,18 +23,27 @@ struct Counts {
 const DELAY: Duration = Duration::from_millis(30);
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
 
-/// Answers every GET (keep-alive) `DELAY` after its head arrived.
-async fn raw_server(counts: Arc<Counts>) -> SocketAddr {
+/// Answers every GET (keep-alive) `DELAY` after its head arrived; over TLS with
+/// `tls`. Bytes are counted as HTTP sees them (inside TLS).
+async fn raw_server(counts: Arc<Counts>, tls: Option<tokio_rustls::TlsAcceptor>) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else {
+            let Ok((s, _)) = l.accept().await else {
                 return;
             };
             counts.connections.fetch_add(1, Ordering::Relaxed);
             let counts = counts.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
+                let mut s = match tls {
+                    None => tokio_util::either::Either::Left(s),
+                    Some(a) => match a.accept(s).await {
+                        Ok(t) => tokio_util::either::Either::Right(t),
+                        Err(_) => return,
+                    },
+                };
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
@@ -68,18 +78,33 @@ fn value(text: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phases_show_where_the_time_went_and_bytes_match_the_server() {
+    phases_and_bytes(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_handshake_is_a_phase_of_each_new_connection() {
+    phases_and_bytes(true).await
+}
+
+async fn phases_and_bytes(tls: bool) {
     let counts = Arc::new(Counts::default());
-    let addr = raw_server(counts.clone()).await;
-    let d = daemon(config(
+    let certs = testcerts::TestCerts::new();
+    let acceptor = tls.then(|| certs.server_config(&[b"http/1.1"], false).into());
+    let addr = raw_server(counts.clone(), acceptor).await;
+    let base = match tls {
+        true => format!("https://localhost:{}", addr.port()),
+        false => format!("http://{addr}"),
+    };
+    let d = daemon(config_vars(
         r#"
-targets: {t: {type: http, base_url: "${TARGET}", max_connections: 4}}
+targets: {t: {type: http, base_url: "${BASE}", max_connections: 4, tls: {ca_file: "${CA}"}}}
 scenarios:
   s:
     target: t
     schedule: {hold: {rate: 60/s}}
     ops: {get: {http: {path: /x}}}
 "#,
-        addr,
+        &[("BASE", base), ("CA", certs.ca_file.display().to_string())],
     ));
     tokio::time::sleep(Duration::from_secs(3)).await;
     pause(&d, "s", true);
@@ -105,8 +130,9 @@ scenarios:
     let conns = counts.connections.load(Ordering::Relaxed) as f64;
     assert_eq!(phase("connect", "count"), conns);
     assert!(conns <= 4.0, "{conns} connections for max_connections 4");
-    // No TLS on a plaintext target; a slot wait on every request (max_connections).
-    assert_eq!(phase("tls", "count"), 0.0);
+    // A handshake per connection over TLS, none on a plaintext target; a slot wait on
+    // every request (max_connections).
+    assert_eq!(phase("tls", "count"), if tls { conns } else { 0.0 });
     assert_eq!(phase("queue", "count"), requests);
     // The phases add up to the latency (measured from the intended start, so it also
     // holds the schedule lag and the request's rendering).

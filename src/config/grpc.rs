@@ -1,6 +1,7 @@
 //! `type: grpc` targets and gRPC ops: endpoints, TLS, descriptors, metadata, message
 //! templates checked against the method's input type.
 
+use super::tls::TargetTls;
 use super::{
     check_roots, check_trace, join_path, resolve, target_names, Errs, Target, TargetKind, TraceMode,
 };
@@ -31,9 +32,10 @@ pub struct GrpcTarget {
     /// With `trace: on`, the fraction of traces marked sampled (default 100 %).
     #[serde(default)]
     pub trace_sampled: Option<Ratio>,
-    /// TLS: a CA bundle (PEM) to trust, and the name to verify (default: the host).
+    /// TLS (`https://` endpoints): a CA bundle (PEM) to trust, a client certificate
+    /// and key to present, the name to verify (default: the host).
     #[serde(default)]
-    pub tls: Option<GrpcTls>,
+    pub tls: Option<TargetTls>,
     /// Serialized FileDescriptorSet files (`protoc -o` / `buf build -o`) describing
     /// services to call, relative to the config.
     #[serde(default)]
@@ -48,15 +50,6 @@ pub struct GrpcTarget {
 
 pub(super) fn default_connections() -> usize {
     1
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrpcTls {
-    #[serde(default)]
-    pub ca_file: Option<String>,
-    #[serde(default)]
-    pub domain: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -128,17 +121,8 @@ pub(super) fn check_target(
         &format!("{path}.metadata"),
         errs,
     );
-    if let Some(ca) = g.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
-        let f = resolve(base_dir, ca);
-        if !f.exists() {
-            errs.push(
-                format!("{path}.tls.ca_file"),
-                format!("{}: no such file", f.display()),
-            );
-        }
-        if let Some(t) = g.tls.as_mut() {
-            t.ca_file = Some(f.display().to_string());
-        }
+    if let Some(t) = g.tls.as_mut() {
+        super::tls::check(t, base_dir, path, errs);
     }
     for (i, d) in g.descriptors.iter().enumerate() {
         let f = resolve(base_dir, d);

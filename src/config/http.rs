@@ -1,12 +1,14 @@
 //! `type: http` targets and HTTP ops: requests, multi-step flows, status matching and
 //! extraction — their schema next to their validation.
 
+use super::tls::TargetTls;
 use super::{check_roots, check_trace, target_names, valid_name, Errs, TraceMode};
 use crate::template::{Fixture, JsonTemplate, Template};
 use crate::units::{Dur, Ratio};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -38,6 +40,10 @@ pub struct HttpTarget {
     /// Accept any TLS certificate (staging self-signed certs).
     #[serde(default)]
     pub tls_skip_verify: bool,
+    /// TLS (`https://`): a CA bundle to trust beside the system's roots, a client
+    /// certificate and key to present, the name to verify.
+    #[serde(default)]
+    pub tls: Option<TargetTls>,
     /// Idle connections kept per host.
     #[serde(default)]
     pub pool_max_idle_per_host: Option<usize>,
@@ -185,7 +191,13 @@ pub(super) fn check_header_names(h: &BTreeMap<String, Template>, path: &str, err
 }
 
 /// Checks a `type: http` target: its URL, connection cap and header templates.
-pub(super) fn check_target(h: &HttpTarget, path: &str, fixtures: &[Fixture], errs: &mut Errs) {
+pub(super) fn check_target(
+    h: &mut HttpTarget,
+    path: &str,
+    base_dir: &Path,
+    fixtures: &[Fixture],
+    errs: &mut Errs,
+) {
     if !(h.base_url.starts_with("http://") || h.base_url.starts_with("https://")) {
         errs.push(
             format!("{path}.base_url"),
@@ -194,6 +206,9 @@ pub(super) fn check_target(h: &HttpTarget, path: &str, fixtures: &[Fixture], err
     }
     if h.max_connections == Some(0) {
         errs.push(format!("{path}.max_connections"), "must be at least 1");
+    }
+    if let Some(t) = h.tls.as_mut() {
+        super::tls::check(t, base_dir, path, errs);
     }
     check_trace(h.trace, h.trace_sampled, path, errs);
     check_header_names(&h.headers, &format!("{path}.headers"), errs);

@@ -22,10 +22,11 @@ pub mod interp;
 mod postgres;
 pub mod search;
 mod stages;
+pub mod tls;
 pub mod yaml;
 
 pub use errors::{ConfigError, ConfigErrors};
-pub use grpc::{GrpcOp, GrpcTarget, GrpcTls, ProtoSources};
+pub use grpc::{GrpcOp, GrpcTarget, ProtoSources};
 pub use http::{
     Extract, HttpRequest, HttpStep, HttpTarget, HttpVersion, OnEmpty, Pick, StatusMatch,
 };
@@ -512,8 +513,8 @@ fn build_targets(
             continue;
         };
         let kind = match raw {
-            RawTarget::Http(h) => {
-                http::check_target(&h, &path, fixtures, errs);
+            RawTarget::Http(mut h) => {
+                http::check_target(&mut h, &path, base_dir, fixtures, errs);
                 TargetKind::Http(h)
             }
             RawTarget::Postgres(p) => {

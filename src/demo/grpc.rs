@@ -191,6 +191,17 @@ pub async fn serve(
     st: Arc<DemoState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with(listener, st, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (with a client CA there, only clients
+/// presenting a certificate from it get through).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    st: Arc<DemoState>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
     let counter = st.clone();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(move |c| {
         if let Ok(s) = &c {
@@ -200,7 +211,11 @@ pub async fn serve(
         c
     });
     let h = Handler(st);
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         // The seed's platform keeps up to 500 calls in flight on one connection.
         .max_concurrent_streams(Some(2048))
         .add_service(UserAuthenticationUserLoggedInServiceServer::new(h.clone()))

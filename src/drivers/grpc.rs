@@ -106,11 +106,20 @@ impl GrpcClient {
             // Calls waiting for the connection: as many as the largest in-flight cap.
             .buffer_size(Some(4096));
         if t.endpoint.starts_with("https://") {
-            let mut tls = ClientTlsConfig::new().with_webpki_roots();
+            // The system's roots and Mozilla's, as for HTTP targets.
+            let mut tls = ClientTlsConfig::new()
+                .with_native_roots()
+                .with_webpki_roots();
             if let Some(cfg) = &t.tls {
+                let read = |f: &str| std::fs::read(f).map_err(|e| format!("{f}: {e}"));
                 if let Some(ca) = &cfg.ca_file {
-                    let pem = std::fs::read(ca).map_err(|e| format!("{ca}: {e}"))?;
-                    tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+                    tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+                }
+                if let (Some(cert), Some(key)) = (&cfg.cert_file, &cfg.key_file) {
+                    tls = tls.identity(tonic::transport::Identity::from_pem(
+                        read(cert)?,
+                        read(key)?,
+                    ));
                 }
                 if let Some(d) = &cfg.domain {
                     tls = tls.domain_name(d.clone());

@@ -1,6 +1,8 @@
-//! soakd's own HTTP/1.1 client for plain `http://` targets: a stack of keep-alive
-//! connections, each request one write and (usually) one read, in the task that runs
-//! the operation.
+//! soakd's own HTTP/1.1 client for `http://` and `https://` targets: a stack of
+//! keep-alive connections, each request one write and (usually) one read, in the task
+//! that runs the operation. Over TLS (tokio-rustls) the handshake runs on that task
+//! too, right after the TCP connect, and every connection shares the target's rustls
+//! config, so sessions resume.
 //!
 //! reqwest (the general path: TLS, HTTP/2) costs per request a client and connector
 //! clone, a pool checkout keyed by URL, header maps, and hand-offs between the request's
@@ -19,7 +21,7 @@
 //! open at once is bounded above this module (the target's `max_connections`: a
 //! connection is only opened by a request holding a slot when no idle one is left).
 
-use super::kind::{BODY, CONNECT, IO};
+use super::kind::{BODY, CONNECT, IO, TLS};
 use super::OpError;
 use crate::phases::Phases;
 use bytes::Bytes;
@@ -32,6 +34,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+use tokio_util::either::Either;
+
+/// A connection's byte stream: plain TCP, or TLS over it (boxed: rustls' state is a
+/// few hundred bytes, and plain connections should not carry it).
+type Stream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -43,7 +53,7 @@ const KEEP_BUF: usize = 16 * 1024;
 const MAX_HEADERS: usize = 100;
 
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     /// The pool's buffer bytes, and this connection's share of them.
@@ -93,6 +103,19 @@ pub struct H1Pool {
     /// Bytes of the read and write buffers of its open connections (as of their last
     /// check-in: a large response in flight is counted when it is handed back).
     buffer_bytes: Arc<AtomicUsize>,
+    /// For `https://`: the handshake each new connection makes.
+    tls: Option<TlsDial>,
+    /// The server chose HTTP/2 by ALPN: this pool cannot serve the target.
+    chose_h2: std::sync::atomic::AtomicBool,
+    /// When a failed handshake was last logged (one warning per 10 s).
+    tls_logged: Mutex<Option<Instant>>,
+}
+
+/// How a pool's connections speak TLS: the target's rustls config (its ALPN list
+/// decides whether HTTP/2 may be chosen) and the name verified and sent as SNI.
+pub struct TlsDial {
+    pub connector: TlsConnector,
+    pub name: ServerName<'static>,
 }
 
 /// One request; `target` is origin-form (path and query).
@@ -122,6 +145,9 @@ enum Failure {
     Closed(String),
     Io(String),
     Body(String),
+    /// The TLS layer failed: with TLS 1.3 a server refusing the client's certificate
+    /// says so (an alert) only after the client finished its side of the handshake.
+    Tls(String),
 }
 
 impl Failure {
@@ -129,6 +155,7 @@ impl Failure {
         match self {
             Failure::Closed(d) | Failure::Io(d) => OpError::new(IO, d),
             Failure::Body(d) => OpError::new(BODY, d),
+            Failure::Tls(d) => OpError::new(TLS, d),
         }
     }
 }
@@ -159,6 +186,7 @@ impl H1Pool {
         connect_timeout: Duration,
         idle_timeout: Duration,
         max_idle: usize,
+        tls: Option<TlsDial>,
     ) -> H1Pool {
         H1Pool {
             addr,
@@ -169,7 +197,16 @@ impl H1Pool {
             max_idle,
             idle: Mutex::new(VecDeque::new()),
             buffer_bytes: Arc::default(),
+            tls,
+            chose_h2: Default::default(),
+            tls_logged: Mutex::new(None),
         }
+    }
+
+    /// The server chose HTTP/2 in a handshake (offered with `version: auto`): its
+    /// requests belong on an HTTP/2 client, not here.
+    pub fn chose_h2(&self) -> bool {
+        self.chose_h2.load(Ordering::Relaxed)
     }
 
     /// Bytes of its connections' buffers (see `buffer_bytes`).
@@ -232,27 +269,22 @@ impl H1Pool {
         drop((expired, extra));
     }
 
-    /// [`Self::connect`], adding the time it took to `spent`.
-    async fn timed_connect(&self, spent: &mut Option<Duration>) -> Result<Conn, OpError> {
+    /// [`Self::connect`], adding the time the TCP connect and the TLS handshake took to
+    /// `dial`'s `connect` and `tls`.
+    async fn timed_connect(&self, dial: &mut Phases) -> Result<Conn, OpError> {
         let t0 = Instant::now();
-        let conn = self.connect().await;
-        *spent = Some(spent.unwrap_or_default() + t0.elapsed());
-        conn
-    }
-
-    async fn connect(&self) -> Result<Conn, OpError> {
-        let fail = |e: String| OpError::new(CONNECT, format!("connect {}: {e}", self.addr));
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| {
-                fail(format!(
-                    "no connection within {}",
-                    crate::units::format_duration(self.connect_timeout)
-                ))
-            })?
-            .map_err(|e| fail(e.to_string()))?;
-        // Requests are single small writes: never wait for Nagle.
-        stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+        let deadline = tokio::time::Instant::from_std(t0 + self.connect_timeout);
+        let tcp = self.connect_tcp(deadline).await;
+        let t1 = Instant::now();
+        dial.connect = Some(dial.connect.unwrap_or_default() + (t1 - t0));
+        let stream = match (&self.tls, tcp?) {
+            (None, tcp) => Either::Left(tcp),
+            (Some(tls), tcp) => {
+                let tls_stream = self.handshake(tls, tcp, deadline).await;
+                dial.tls = Some(dial.tls.unwrap_or_default() + t1.elapsed());
+                Either::Right(Box::new(tls_stream?))
+            }
+        };
         let mut conn = Conn {
             stream,
             rbuf: Vec::with_capacity(4096),
@@ -264,32 +296,97 @@ impl H1Pool {
         Ok(conn)
     }
 
+    async fn connect_tcp(&self, deadline: tokio::time::Instant) -> Result<TcpStream, OpError> {
+        let fail = |e: String| OpError::new(CONNECT, format!("connect {}: {e}", self.addr));
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| {
+                fail(format!(
+                    "no connection within {}",
+                    crate::units::format_duration(self.connect_timeout)
+                ))
+            })?
+            .map_err(|e| fail(e.to_string()))?;
+        // Requests are single small writes: never wait for Nagle.
+        stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+        Ok(stream)
+    }
+
+    /// The TLS handshake, within what is left of the connect timeout. A failure is
+    /// kind `tls`, its cause (the certificate problem, the alert) in the detail and,
+    /// at most every 10 s, in the log.
+    async fn handshake(
+        &self,
+        tls: &TlsDial,
+        tcp: TcpStream,
+        deadline: tokio::time::Instant,
+    ) -> Result<TlsStream<TcpStream>, OpError> {
+        let result =
+            tokio::time::timeout_at(deadline, tls.connector.connect(tls.name.clone(), tcp))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "no TLS handshake within {} (with the TCP connect)",
+                        crate::units::format_duration(self.connect_timeout)
+                    )
+                })
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        let stream = match result {
+            Ok(s) => s,
+            Err(e) => {
+                let detail = format!("TLS handshake with {}: {e}", self.addr);
+                self.log_tls_failure(&detail);
+                return Err(OpError::new(TLS, detail));
+            }
+        };
+        if stream.get_ref().1.alpn_protocol() == Some(super::tls::ALPN_H2) {
+            self.chose_h2.store(true, Ordering::Relaxed);
+            return Err(OpError::new(IO, format!("{} chose HTTP/2", self.addr)));
+        }
+        Ok(stream)
+    }
+
+    fn log_tls_failure(&self, detail: &str) {
+        let mut last = self.tls_logged.lock();
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            drop(last);
+            tracing::warn!(target: "soakd::http", "{detail}");
+        }
+    }
+
     /// Sends `req` and reads the whole response; keeps its body when `want_body`.
     pub async fn send(&self, req: &Request<'_>, want_body: bool) -> Result<Response, OpError> {
-        let mut connect = None;
+        let mut dial = Phases::default();
         let (mut conn, reused) = match self.checkout() {
             Some(c) => (c, true),
-            None => (self.timed_connect(&mut connect).await?, false),
+            None => (self.timed_connect(&mut dial).await?, false),
         };
         let result = match self.round_trip(&mut conn, req, want_body).await {
             // A kept-alive connection the server closed while it was idle: nothing of
             // the response came back, so send once more on a fresh connection, as
             // browsers and HTTP libraries do.
             Err(Failure::Closed(_)) if reused => {
-                conn = self.timed_connect(&mut connect).await?;
+                conn = self.timed_connect(&mut dial).await?;
                 self.round_trip(&mut conn, req, want_body).await
             }
             r => r,
         };
         match result {
             Ok((mut resp, keep_alive)) => {
-                resp.timing.connect = connect;
+                resp.timing.connect = dial.connect;
+                resp.timing.tls = dial.tls;
                 if keep_alive {
                     self.checkin(conn);
                 }
                 Ok(resp)
             }
-            Err(f) => Err(f.into_op_error()),
+            Err(f) => {
+                if let Failure::Tls(d) = &f {
+                    self.log_tls_failure(&format!("{}: {d}", self.addr));
+                }
+                Err(f.into_op_error())
+            }
         }
     }
 
@@ -302,18 +399,29 @@ impl H1Pool {
         conn.rbuf.clear();
         conn.wbuf.clear();
         encode_request(&mut conn.wbuf, req, &self.host, self.user_agent);
-        conn.stream
-            .write_all(&conn.wbuf)
-            .await
-            .map_err(|e| lost(e, "sending the request"))?;
-        let mut sent = conn.wbuf.len() as u64;
-        if let Some(body) = req.body {
-            if !body.is_empty() {
-                conn.stream
-                    .write_all(body)
+        let body = req.body.unwrap_or_default();
+        let sent = (conn.wbuf.len() + body.len()) as u64;
+        match &mut conn.stream {
+            Either::Left(tcp) => {
+                tcp.write_all(&conn.wbuf)
                     .await
-                    .map_err(|e| lost(e, "sending the body"))?;
-                sent += body.len() as u64;
+                    .map_err(|e| lost(e, "sending the request"))?;
+                if !body.is_empty() {
+                    tcp.write_all(body)
+                        .await
+                        .map_err(|e| lost(e, "sending the body"))?;
+                }
+            }
+            // One TLS record for head and body where they fit, and flushed: rustls
+            // keeps what the socket did not take.
+            Either::Right(tls) => {
+                conn.wbuf.extend_from_slice(body);
+                tls.write_all(&conn.wbuf)
+                    .await
+                    .map_err(|e| lost(e, "sending the request"))?;
+                tls.flush()
+                    .await
+                    .map_err(|e| lost(e, "sending the request"))?;
             }
         }
         let written = Instant::now();
@@ -440,7 +548,10 @@ async fn read_more(conn: &mut Conn) -> Result<usize, Failure> {
     }
     match conn.stream.read_buf(&mut conn.rbuf).await {
         Ok(n) => Ok(n),
-        Err(e) if conn.rbuf.is_empty() => Err(lost(e, "reading the response")),
+        // A TLS peer that closed without close_notify (many servers do on keep-alive
+        // timeouts): the end of the stream, as over plain TCP.
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(0),
+        Err(e) if conn.rbuf.is_empty() || is_tls(&e) => Err(lost(e, "reading the response")),
         Err(e) => Err(Failure::Io(format!("reading the response: {e}"))),
     }
 }
@@ -448,12 +559,21 @@ async fn read_more(conn: &mut Conn) -> Result<usize, Failure> {
 /// An I/O error before any of the response: `Closed` when the peer closed or reset
 /// the connection (resendable on a reused one), else `Io`.
 fn lost(e: std::io::Error, what: &str) -> Failure {
+    if is_tls(&e) {
+        return Failure::Tls(format!("{what}: TLS: {e}"));
+    }
     match e.kind() {
         ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
             Failure::Closed(format!("{what}: {e}"))
         }
         _ => Failure::Io(format!("{what}: {e}")),
     }
+}
+
+/// Whether an I/O error came from rustls (an alert, a bad record).
+fn is_tls(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>())
 }
 
 fn encode_request(out: &mut Vec<u8>, req: &Request<'_>, host: &str, user_agent: &str) {
@@ -625,6 +745,8 @@ fn find_crlf(b: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tls::TargetTls;
+    use crate::drivers::testcerts::TestCerts;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use tokio::net::TcpListener;
@@ -634,6 +756,7 @@ mod tests {
     /// many responses without saying so (the stale keep-alive case). Keeps the last
     /// request it saw.
     async fn server(
+        tx: &Tx,
         reply: &'static [u8],
         close_after: Option<usize>,
     ) -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<u8>>>) {
@@ -642,11 +765,20 @@ mod tests {
         let accepted = Arc::new(AtomicUsize::new(0));
         let last = Arc::new(Mutex::new(Vec::new()));
         let (a, seen) = (accepted.clone(), last.clone());
+        let acceptor = tx.acceptor();
         tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
+            while let Ok((s, _)) = l.accept().await {
                 a.fetch_add(1, Ordering::SeqCst);
                 let seen = seen.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
+                    let mut s = match acceptor {
+                        None => Either::Left(s),
+                        Some(a) => match a.accept(s).await {
+                            Ok(t) => Either::Right(t),
+                            Err(_) => return,
+                        },
+                    };
                     let mut buf = vec![0u8; 65536];
                     let mut served = 0;
                     let mut pending = Vec::new();
@@ -693,7 +825,57 @@ mod tests {
 
     const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
-    fn pool(addr: &str, idle_timeout: Duration, max_idle: usize) -> H1Pool {
+    /// How the test server and the pool talk: plain TCP, or TLS with certificates
+    /// made for the test (the pool trusts their CA through `tls.ca_file`).
+    #[derive(Clone)]
+    enum Tx {
+        Plain,
+        Tls(Arc<TestCerts>),
+    }
+
+    impl Tx {
+        fn tls() -> Tx {
+            Tx::Tls(Arc::new(TestCerts::new()))
+        }
+
+        fn acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
+            match self {
+                Tx::Plain => None,
+                Tx::Tls(c) => Some(
+                    c.server_config(&[super::super::tls::ALPN_HTTP1], false)
+                        .into(),
+                ),
+            }
+        }
+
+        fn dial(&self, tls: Option<TargetTls>) -> Option<TlsDial> {
+            let Tx::Tls(c) = self else {
+                return None;
+            };
+            let tls = tls.unwrap_or(TargetTls {
+                ca_file: Some(c.ca_file.display().to_string()),
+                ..TargetTls::default()
+            });
+            let config = super::super::tls::client_config(
+                Some(&tls),
+                false,
+                &[super::super::tls::ALPN_HTTP1],
+            )
+            .unwrap();
+            Some(TlsDial {
+                connector: TlsConnector::from(Arc::new(config)),
+                name: ServerName::try_from("localhost").unwrap(),
+            })
+        }
+    }
+
+    fn pool_with(
+        tx: &Tx,
+        tls: Option<TargetTls>,
+        addr: &str,
+        idle_timeout: Duration,
+        max_idle: usize,
+    ) -> H1Pool {
         H1Pool::new(
             addr.into(),
             addr.into(),
@@ -701,8 +883,43 @@ mod tests {
             Duration::from_secs(1),
             idle_timeout,
             max_idle,
+            tx.dial(tls),
         )
     }
+
+    fn pool(tx: &Tx, addr: &str, idle_timeout: Duration, max_idle: usize) -> H1Pool {
+        pool_with(tx, None, addr, idle_timeout, max_idle)
+    }
+
+    /// Each test below runs over plain TCP and over TLS.
+    macro_rules! both {
+        ($($name:ident),* $(,)?) => {
+            mod over {
+                $(mod $name {
+                    #[tokio::test]
+                    async fn plain() {
+                        super::super::$name(super::super::Tx::Plain).await
+                    }
+                    #[tokio::test]
+                    async fn tls() {
+                        super::super::$name(super::super::Tx::tls()).await
+                    }
+                })*
+            }
+        };
+    }
+
+    both!(
+        a_burst_of_connections_leaves_no_buffers_behind,
+        reuses_one_connection_for_sequential_requests,
+        sends_headers_and_body_with_its_length,
+        resends_on_a_fresh_connection_when_the_kept_one_was_closed,
+        closes_connections_idle_past_the_timeout_and_keeps_at_most_max_idle,
+        frames_chunked_interim_and_close_delimited_responses,
+        malformed_and_oversized_responses_are_errors,
+        a_refused_connection_is_a_connect_error,
+        connect_and_tls_are_timed_once_per_new_connection,
+    );
 
     async fn get(p: &H1Pool, want_body: bool) -> Result<Response, OpError> {
         let headers = HeaderMap::new();
@@ -717,10 +934,9 @@ mod tests {
 
     /// A burst opens many connections; once they idle out, the next request closes
     /// them and their buffers are gone from the count.
-    #[tokio::test]
-    async fn a_burst_of_connections_leaves_no_buffers_behind() {
-        let (addr, accepted, _) = server(OK, None).await;
-        let p = pool(&addr, Duration::from_millis(300), 1024);
+    async fn a_burst_of_connections_leaves_no_buffers_behind(tx: Tx) {
+        let (addr, accepted, _) = server(&tx, OK, None).await;
+        let p = pool(&tx, &addr, Duration::from_millis(300), 1024);
         get(&p, false).await.unwrap();
         let one = p.buffer_bytes();
         assert!(one >= 4096, "{one}");
@@ -740,10 +956,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn reuses_one_connection_for_sequential_requests() {
-        let (addr, accepted, last) = server(OK, None).await;
-        let p = pool(&addr, Duration::from_secs(60), 8);
+    async fn reuses_one_connection_for_sequential_requests(tx: Tx) {
+        let (addr, accepted, last) = server(&tx, OK, None).await;
+        let p = pool(&tx, &addr, Duration::from_secs(60), 8);
         for _ in 0..50 {
             let r = get(&p, true).await.unwrap();
             assert_eq!(r.status, 200);
@@ -762,10 +977,9 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
-    #[tokio::test]
-    async fn sends_headers_and_body_with_its_length() {
-        let (addr, _, last) = server(OK, None).await;
-        let p = pool(&addr, Duration::from_secs(60), 8);
+    async fn sends_headers_and_body_with_its_length(tx: Tx) {
+        let (addr, _, last) = server(&tx, OK, None).await;
+        let p = pool(&tx, &addr, Duration::from_secs(60), 8);
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Bearer t".parse().unwrap());
         headers.insert("content-length", "999".parse().unwrap());
@@ -794,10 +1008,9 @@ mod tests {
             .contains("content-length: 0\r\n"));
     }
 
-    #[tokio::test]
-    async fn resends_on_a_fresh_connection_when_the_kept_one_was_closed() {
-        let (addr, accepted, _) = server(OK, Some(1)).await;
-        let p = pool(&addr, Duration::from_secs(60), 8);
+    async fn resends_on_a_fresh_connection_when_the_kept_one_was_closed(tx: Tx) {
+        let (addr, accepted, _) = server(&tx, OK, Some(1)).await;
+        let p = pool(&tx, &addr, Duration::from_secs(60), 8);
         for _ in 0..5 {
             assert_eq!(get(&p, true).await.unwrap().status, 200);
             // Let the server's close reach the client for some requests, not others.
@@ -806,10 +1019,9 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 5);
     }
 
-    #[tokio::test]
-    async fn closes_connections_idle_past_the_timeout_and_keeps_at_most_max_idle() {
-        let (addr, accepted, _) = server(OK, None).await;
-        let p = Arc::new(pool(&addr, Duration::from_millis(100), 3));
+    async fn closes_connections_idle_past_the_timeout_and_keeps_at_most_max_idle(tx: Tx) {
+        let (addr, accepted, _) = server(&tx, OK, None).await;
+        let p = Arc::new(pool(&tx, &addr, Duration::from_millis(100), 3));
         // A burst of 6 concurrent requests opens 6 connections; 3 are kept.
         let burst: Vec<_> = (0..6)
             .map(|_| {
@@ -832,11 +1044,10 @@ mod tests {
         assert_eq!(p.idle_count(), 1);
     }
 
-    #[tokio::test]
-    async fn frames_chunked_interim_and_close_delimited_responses() {
+    async fn frames_chunked_interim_and_close_delimited_responses(tx: Tx) {
         let chunked = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\ntrailer: t\r\n\r\n";
-        let (addr, accepted, _) = server(chunked, None).await;
-        let p = pool(&addr, Duration::from_secs(60), 8);
+        let (addr, accepted, _) = server(&tx, chunked, None).await;
+        let p = pool(&tx, &addr, Duration::from_secs(60), 8);
         for _ in 0..3 {
             let r = get(&p, true).await.unwrap();
             assert_eq!(&r.body[..], b"abc0123456789abcdef");
@@ -848,8 +1059,8 @@ mod tests {
         );
 
         let until_close = b"HTTP/1.0 200 OK\r\n\r\nall of it";
-        let (addr, accepted, _) = server(until_close, Some(1)).await;
-        let p = pool(&addr, Duration::from_secs(60), 8);
+        let (addr, accepted, _) = server(&tx, until_close, Some(1)).await;
+        let p = pool(&tx, &addr, Duration::from_secs(60), 8);
         for _ in 0..2 {
             assert_eq!(&get(&p, true).await.unwrap().body[..], b"all of it");
         }
@@ -857,8 +1068,8 @@ mod tests {
         assert_eq!(p.idle_count(), 0);
 
         let close = b"HTTP/1.1 503 Busy\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
-        let (addr, accepted, _) = server(close, None).await;
-        let p = pool(&addr, Duration::from_secs(60), 8);
+        let (addr, accepted, _) = server(&tx, close, None).await;
+        let p = pool(&tx, &addr, Duration::from_secs(60), 8);
         for _ in 0..2 {
             assert_eq!(get(&p, true).await.unwrap().status, 503);
         }
@@ -869,15 +1080,14 @@ mod tests {
         );
 
         let redirect = b"HTTP/1.1 302 Found\r\nLocation: /next\r\ncontent-length: 0\r\n\r\n";
-        let (addr, _, _) = server(redirect, None).await;
-        let r = get(&pool(&addr, Duration::from_secs(60), 8), true)
+        let (addr, _, _) = server(&tx, redirect, None).await;
+        let r = get(&pool(&tx, &addr, Duration::from_secs(60), 8), true)
             .await
             .unwrap();
         assert_eq!(r.location.as_deref(), Some("/next"));
     }
 
-    #[tokio::test]
-    async fn malformed_and_oversized_responses_are_errors() {
+    async fn malformed_and_oversized_responses_are_errors(tx: Tx) {
         let cases: [(&'static [u8], &str); 3] = [
             (b"NOT HTTP\r\n\r\n", IO),
             (
@@ -890,23 +1100,217 @@ mod tests {
             ),
         ];
         for (reply, kind) in cases {
-            let (addr, _, _) = server(reply, None).await;
-            let e = get(&pool(&addr, Duration::from_secs(60), 8), true)
+            let (addr, _, _) = server(&tx, reply, None).await;
+            let e = get(&pool(&tx, &addr, Duration::from_secs(60), 8), true)
                 .await
                 .unwrap_err();
             assert_eq!(e.kind, kind, "{}", String::from_utf8_lossy(reply));
         }
     }
 
-    #[tokio::test]
-    async fn a_refused_connection_is_a_connect_error() {
+    async fn a_refused_connection_is_a_connect_error(tx: Tx) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         drop(l);
-        let e = get(&pool(&addr, Duration::from_secs(60), 8), true)
+        let e = get(&pool(&tx, &addr, Duration::from_secs(60), 8), true)
             .await
             .unwrap_err();
         assert_eq!(e.kind, CONNECT);
+    }
+
+    async fn connect_and_tls_are_timed_once_per_new_connection(tx: Tx) {
+        let (addr, _, _) = server(&tx, OK, None).await;
+        let p = pool(&tx, &addr, Duration::from_secs(60), 8);
+        let first = get(&p, false).await.unwrap().timing;
+        assert!(first.connect.is_some());
+        assert_eq!(first.tls.is_some(), matches!(tx, Tx::Tls(_)), "{first:?}");
+        assert!(first.first_byte.is_some() && first.body.is_some());
+        let reused = get(&p, false).await.unwrap().timing;
+        assert_eq!((reused.connect, reused.tls), (None, None), "{reused:?}");
+    }
+
+    /// A TLS server answering `OK` to every request head; records how each handshake
+    /// went (full or resumed) and the client certificate's presence.
+    async fn tls_server(
+        config: Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> (
+        String,
+        Arc<Mutex<Vec<(tokio_rustls::rustls::HandshakeKind, bool)>>>,
+    ) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let (acceptor, record) = (acceptor.clone(), record.clone());
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(s).await else {
+                        return;
+                    };
+                    let c = s.get_ref().1;
+                    if let Some(kind) = c.handshake_kind() {
+                        record.lock().push((kind, c.peer_certificates().is_some()));
+                    }
+                    let mut buf = vec![0u8; 4096];
+                    let mut pending = Vec::new();
+                    while let Ok(n @ 1..) = s.read(&mut buf).await {
+                        pending.extend_from_slice(&buf[..n]);
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            pending.drain(..end + 4);
+                            if s.write_all(OK).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    fn with_client(c: &TestCerts, pair: Option<&crate::drivers::testcerts::Pair>) -> TargetTls {
+        TargetTls {
+            ca_file: Some(c.ca_file.display().to_string()),
+            cert_file: pair.map(|p| p.cert_file.display().to_string()),
+            key_file: pair.map(|p| p.key_file.display().to_string()),
+            domain: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_requiring_a_client_certificate_accepts_ours_and_refuses_others() {
+        let tx = Tx::tls();
+        let Tx::Tls(c) = &tx else { unreachable!() };
+        let (addr, seen) =
+            tls_server(c.server_config(&[crate::drivers::tls::ALPN_HTTP1], true)).await;
+        let ours = pool_with(
+            &tx,
+            Some(with_client(c, Some(&c.client))),
+            &addr,
+            Duration::from_secs(60),
+            8,
+        );
+        assert_eq!(get(&ours, false).await.unwrap().status, 200);
+        assert_eq!(
+            seen.lock().last().map(|k| k.1),
+            Some(true),
+            "it saw our certificate"
+        );
+        // Signed by a CA the server does not trust; no certificate at all. With TLS 1.3
+        // the server says so after the client's side of the handshake is done, in the
+        // first read: still kind `tls`, the alert named.
+        for pair in [Some(&c.stranger), None] {
+            let p = pool_with(
+                &tx,
+                Some(with_client(c, pair)),
+                &addr,
+                Duration::from_secs(60),
+                8,
+            );
+            let e = get(&p, false).await.unwrap_err();
+            assert_eq!(e.kind, TLS, "{e:?}");
+            assert!(e.detail.contains("alert"), "{}", e.detail);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_server_certificate_is_a_tls_error_unless_verification_is_off() {
+        let c = TestCerts::new();
+        let (addr, _) =
+            tls_server(c.server_config(&[crate::drivers::tls::ALPN_HTTP1], false)).await;
+        let dial = |skip: bool| TlsDial {
+            connector: TlsConnector::from(Arc::new(
+                crate::drivers::tls::client_config(None, skip, &[crate::drivers::tls::ALPN_HTTP1])
+                    .unwrap(),
+            )),
+            name: ServerName::try_from("localhost").unwrap(),
+        };
+        let p = |skip| {
+            H1Pool::new(
+                addr.clone(),
+                addr.clone(),
+                "t",
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+                8,
+                Some(dial(skip)),
+            )
+        };
+        let e = get(&p(false), false).await.unwrap_err();
+        assert_eq!(e.kind, TLS);
+        assert!(
+            e.detail.contains("UnknownIssuer"),
+            "the problem is named: {}",
+            e.detail
+        );
+        assert_eq!(get(&p(true), false).await.unwrap().status, 200);
+        // The name verified is the URL's host unless tls.domain says otherwise.
+        let wrong = TlsDial {
+            name: ServerName::try_from("elsewhere.example").unwrap(),
+            ..Tx::Tls(Arc::new(c)).dial(None).unwrap()
+        };
+        let p = H1Pool::new(
+            addr.clone(),
+            addr,
+            "t",
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+            8,
+            Some(wrong),
+        );
+        let e = get(&p, false).await.unwrap_err();
+        assert_eq!(e.kind, TLS);
+        assert!(e.detail.contains("not valid for name"), "{}", e.detail);
+    }
+
+    #[tokio::test]
+    async fn new_connections_resume_the_tls_session() {
+        let tx = Tx::tls();
+        let Tx::Tls(c) = &tx else { unreachable!() };
+        let (addr, seen) =
+            tls_server(c.server_config(&[crate::drivers::tls::ALPN_HTTP1], false)).await;
+        // No idle connections kept: every request opens one.
+        let p = pool(&tx, &addr, Duration::from_secs(60), 0);
+        for _ in 0..3 {
+            assert_eq!(get(&p, false).await.unwrap().status, 200);
+        }
+        let kinds: Vec<_> = seen.lock().iter().map(|k| k.0).collect();
+        use tokio_rustls::rustls::HandshakeKind::{Full, Resumed};
+        assert_eq!(kinds, [Full, Resumed, Resumed]);
+    }
+
+    #[tokio::test]
+    async fn a_server_choosing_h2_is_noted_and_nothing_is_sent() {
+        let c = TestCerts::new();
+        let (addr, _) = tls_server(c.server_config(&[crate::drivers::tls::ALPN_H2], false)).await;
+        let tls = with_client(&c, None);
+        let config = crate::drivers::tls::client_config(
+            Some(&tls),
+            false,
+            &[
+                crate::drivers::tls::ALPN_H2,
+                crate::drivers::tls::ALPN_HTTP1,
+            ],
+        )
+        .unwrap();
+        let dial = TlsDial {
+            connector: TlsConnector::from(Arc::new(config)),
+            name: ServerName::try_from("localhost").unwrap(),
+        };
+        let p = H1Pool::new(
+            addr.clone(),
+            addr,
+            "t",
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+            8,
+            Some(dial),
+        );
+        assert!(!p.chose_h2());
+        assert!(get(&p, false).await.is_err());
+        assert!(p.chose_h2());
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! HTTP driver (reqwest over rustls; pooled keep-alive connections; HTTP/1.1 or HTTP/2).
+//! HTTP driver: soakd's own HTTP/1.1 client (plain and TLS), reqwest for HTTP/2;
+//! pooled keep-alive connections.
 //!
-//! Error kinds: `connect` (could not connect), `io` (the connection failed after it was
-//! made), `timeout`, `status_4xx`, `status_5xx`, `status_other` (an unexpected 1xx/3xx),
+//! Error kinds: `connect` (could not connect), `tls` (the handshake failed), `io` (the
+//! connection failed after it was made), `timeout`, `status_4xx`, `status_5xx`,
+//! `status_other` (an unexpected 1xx/3xx),
 //! `body` (the body could not be read, was not JSON where a step extracts, or held no
 //! match with `on_empty: error`), `template`.
 
 use super::h1::{self, H1Pool};
 use super::kind::{self, BODY, CONNECT, IO, STATUS_4XX, STATUS_5XX, STATUS_OTHER};
+use super::tls;
 use super::{Driver, OpError, OpResult};
 use crate::config::{Extract, HttpTarget, HttpVersion, OnEmpty, Op, OpKind, Pick, StatusMatch};
 use crate::template::{IterVars, JsonTemplate, Template};
@@ -28,8 +31,10 @@ const USER_AGENT: &str = concat!("soakd/", env!("CARGO_PKG_VERSION"));
 
 /// A target's connections, shared by every scenario on it and kept across reloads.
 ///
-/// Plain `http://` targets (version `auto` or `http1`) go through soakd's own HTTP/1.1
-/// pool ([`H1Pool`]); `https://` and HTTP/2 go through reqwest. Either way at most
+/// HTTP/1.1 — `http://` and `https://` targets with version `auto` or `http1` — goes
+/// through soakd's own pool ([`H1Pool`]); HTTP/2 — `version: http2`, or a server that
+/// chooses `h2` by ALPN under `auto` — and redirects to other origins go through
+/// reqwest, with the same TLS settings. Either way at most
 /// `max_connections` requests are on the wire at once (for HTTP/1.1 that bounds the
 /// connections; further requests wait for a slot, and the wait counts in their latency).
 #[derive(Clone)]
@@ -57,6 +62,8 @@ pub enum ClientError {
     Url(String),
     #[error("base_url: no host")]
     NoHost,
+    #[error("tls: {0}")]
+    Tls(String),
     #[error(transparent)]
     Reqwest(#[from] reqwest::Error),
 }
@@ -72,28 +79,42 @@ impl HttpClient {
             .map(|d| d.0)
             .unwrap_or(Duration::from_secs(90));
         let max_idle = h.pool_max_idle_per_host.unwrap_or(1024);
+        let tls = h.tls.as_ref();
+        let alpn: &[&[u8]] = match h.version {
+            HttpVersion::Auto => &[tls::ALPN_H2, tls::ALPN_HTTP1],
+            HttpVersion::Http1 => &[tls::ALPN_HTTP1],
+            HttpVersion::Http2 => &[tls::ALPN_H2],
+        };
+        let tls_config =
+            tls::client_config(tls, h.tls_skip_verify, alpn).map_err(ClientError::Tls)?;
         let mut b = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
             .connect_timeout(connect_timeout)
             .pool_max_idle_per_host(max_idle)
             .pool_idle_timeout(idle_timeout)
-            .user_agent(USER_AGENT);
+            .user_agent(USER_AGENT)
+            // The same roots, client certificate and verification as the fast path.
+            .use_preconfigured_tls(tls_config.clone());
         b = match h.version {
             HttpVersion::Auto => b,
             HttpVersion::Http1 => b.http1_only(),
             HttpVersion::Http2 => b.http2_prior_knowledge(),
         };
-        if h.tls_skip_verify {
-            b = b.danger_accept_invalid_certs(true);
-        }
         let base = Url::parse(&h.base_url).map_err(|e| ClientError::Url(e.to_string()))?;
-        let fast = if base.scheme() == "http" && h.version != HttpVersion::Http2 {
+        let fast = if h.version != HttpVersion::Http2 {
             let host = base.host_str().ok_or(ClientError::NoHost)?;
             let port = base.port_or_known_default().unwrap_or(80);
             let host_header = match base.port() {
                 Some(p) => format!("{host}:{p}"),
                 None => host.to_string(),
+            };
+            let dial = match base.scheme() {
+                "https" => Some(h1::TlsDial {
+                    connector: tokio_rustls::TlsConnector::from(Arc::new(tls_config)),
+                    name: tls::server_name(tls, host).map_err(ClientError::Tls)?,
+                }),
+                _ => None,
             };
             Some(Arc::new(FastPath {
                 pool: H1Pool::new(
@@ -103,6 +124,7 @@ impl HttpClient {
                     connect_timeout,
                     idle_timeout,
                     max_idle,
+                    dial,
                 ),
                 base,
             }))
@@ -178,7 +200,28 @@ impl HttpClient {
                 headers: &headers,
                 body: body.as_deref(),
             };
-            let mut resp = f.pool.send(&req, want_body).await?;
+            let sent = if f.pool.chose_h2() {
+                None
+            } else {
+                Some(f.pool.send(&req, want_body).await)
+            };
+            let mut resp = match sent {
+                Some(Ok(r)) => r,
+                Some(Err(e)) if !f.pool.chose_h2() => return Err(e),
+                // The server chose HTTP/2 by ALPN (version `auto`): nothing was sent on
+                // this path; reqwest's client speaks HTTP/2.
+                _ => {
+                    let url = f
+                        .base
+                        .join(&target)
+                        .map_err(|e| OpError::new(IO, format!("{target}: {e}")))?;
+                    let mut r = self
+                        .send_reqwest(method, url, headers.into_owned(), body)
+                        .await?;
+                    r.timing = timing;
+                    return Ok(r);
+                }
+            };
             timing.add(&resp.timing);
             let Some(next) = redirect(&resp, &method) else {
                 resp.timing = timing;
@@ -199,7 +242,7 @@ impl HttpClient {
                 body = None;
                 headers.to_mut().remove(header::CONTENT_TYPE);
             }
-            let same_origin = to.scheme() == "http"
+            let same_origin = to.scheme() == f.base.scheme()
                 && to.host_str() == f.base.host_str()
                 && to.port_or_known_default() == f.base.port_or_known_default();
             if !same_origin {
@@ -212,9 +255,12 @@ impl HttpClient {
                 ] {
                     headers.to_mut().remove(h);
                 }
-                return self
+                let mut r = self
                     .send_reqwest(method, to, headers.into_owned(), body)
-                    .await;
+                    .await?;
+                // The hops made here; reqwest's own are not measured.
+                r.timing = timing;
+                return Ok(r);
             }
             target = Cow::Owned(origin_form(&to));
         }

@@ -7,6 +7,9 @@ pub mod grpc;
 pub mod h1;
 pub mod http;
 pub mod postgres;
+#[cfg(test)]
+pub(crate) mod testcerts;
+pub mod tls;
 
 use crate::config::{Op, Target, TargetKind};
 use crate::metrics::Metrics;
@@ -45,6 +48,10 @@ pub mod kind {
     pub const CONNECT: &str = "connect";
     /// The connection failed after it was made (HTTP, PostgreSQL).
     pub const IO: &str = "io";
+    /// HTTP: the TLS handshake failed (the certificate was refused, the server wanted a
+    /// client certificate, no common protocol) or did not finish within
+    /// `connect_timeout`.
+    pub const TLS: &str = "tls";
     /// HTTP: a 4xx, a 5xx, or an unexpected 1xx/3xx status.
     pub const STATUS_4XX: &str = "status_4xx";
     pub const STATUS_5XX: &str = "status_5xx";

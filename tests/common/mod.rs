@@ -18,6 +18,52 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
     addr
 }
 
+#[path = "../../src/drivers/testcerts.rs"]
+pub mod testcerts;
+
+/// Serves `router` over TLS with `tls` (its ALPN list decides HTTP/1.1 or HTTP/2) on
+/// 127.0.0.1 with a free port; counts the TLS connections accepted.
+pub async fn serve_tls(
+    router: axum::Router,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> SocketAddr {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            let accepted = accepted.clone();
+            tokio::spawn(async move {
+                let Ok(s) = acceptor.accept(s).await else {
+                    return;
+                };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), TowerToHyperService::new(router))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Parses config text with `${NAME}` variables.
+pub fn config_vars(text: &str, vars: &[(&str, String)]) -> Config {
+    let env: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    match config::parse(text, "test.yaml", &dir, &env) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// Parses config text; `${TARGET}` is the given address as an http URL. Fixture paths
 /// resolve against the repository's `fixtures/`.
 pub fn config(text: &str, target: SocketAddr) -> Config {
