@@ -377,13 +377,13 @@ async fn two_shards_sum_to_the_histogram_of_one_process() {
     let target = serve(uniform_between(&Default::default(), 100.0, 400.0)).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("soakd.yaml");
-    // A gentle rate (20/s per shard): little CPU, so the three processes' latency is the
-    // target's, not the machine's; 800 operations per side still pin p99 to ±1 %.
+    // A gentle rate (50/s per shard): little CPU, so the three processes' latency is the
+    // target's, not the machine's.
     let yaml = YAML
         .replace("${TARGET}", &format!("http://{target}"))
-        .replace("rate: 150/s", "rate: 40/s");
+        .replace("rate: 150/s", "rate: 100/s");
     std::fs::write(&cfg, yaml).unwrap();
-    // Two shards of the 40/s scenario (20/s each) and one process at the full rate, all
+    // Two shards of the 100/s scenario (50/s each) and one process at the full rate, all
     // at once against the same target.
     let ports = [free_port(), free_port(), free_port()];
     let _procs: Vec<Proc> = [Some("0/2"), Some("1/2"), None]
@@ -456,9 +456,13 @@ async fn two_shards_sum_to_the_histogram_of_one_process() {
         counts[1],
         counts[2]
     );
-    // The sum of the shards' native histograms has the single process's quantiles.
+    // The sum of the shards' native histograms has the single process's quantiles,
+    // within the schema's error plus the sampling noise of two independent samples of
+    // the same uniform latency: a q-quantile estimated from n draws of U(100, 400) ms
+    // has a standard deviation of sqrt(q(1-q)/n) × 300 ms; three of those are allowed.
     let err = native_relative_error();
-    for q in [0.5, 0.9, 0.99] {
+    let (n_sharded, n_single) = (counts[0] + counts[1], counts[2]);
+    for q in [0.5f64, 0.9, 0.99] {
         let sharded = scalar(
             &prom,
             &format!("histogram_quantile({q}, {})", sel("sharded")),
@@ -471,10 +475,14 @@ async fn two_shards_sum_to_the_histogram_of_one_process() {
         )
         .await
         .unwrap();
-        eprintln!("p{q}: two shards {sharded:.4} vs one process {single:.4}");
+        let noise = 3.0 * (q * (1.0 - q)).sqrt() * 0.3 * (1.0 / n_sharded + 1.0 / n_single).sqrt();
+        let allowed = err + noise / single;
+        eprintln!(
+            "p{q}: two shards {sharded:.4} vs one process {single:.4} (allowed {allowed:.4})"
+        );
         assert!(
-            ((sharded - single) / single).abs() <= err,
-            "p{q}: two shards {sharded} vs one process {single} (allowed {err})"
+            ((sharded - single) / single).abs() <= allowed,
+            "p{q}: two shards {sharded} vs one process {single} (allowed {allowed})"
         );
     }
 }
