@@ -189,7 +189,7 @@ scenarios:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn version_auto_speaks_http2_when_the_server_chooses_it_and_http1_stays_on_the_fast_path() {
+async fn version_auto_speaks_http2_when_the_server_chooses_it_both_on_soakds_own_clients() {
     let certs = TestCerts::new();
     let versions = Arc::new(parking_lot::Mutex::new(HashMap::<String, u64>::new()));
     let v = versions.clone();
@@ -259,13 +259,20 @@ scenarios:
         total("b"),
         "{seen:?}"
     );
-    // HTTP/1.1 went through the fast path: it measured the handshake.
-    assert!(
-        count(
-            &m,
-            "soakd_http_phase_seconds_count{op=\"get\",phase=\"tls\",scenario=\"b\"}"
-        ) >= 1.0
-    );
+    // Both went through soakd's own clients (HTTP/1.1 and, once the server chose h2,
+    // HTTP/2): they measured the handshake and every request's first byte.
+    for sc in ["a", "b"] {
+        let phase = |p: &str| {
+            count(
+                &m,
+                &format!(
+                    "soakd_http_phase_seconds_count{{op=\"get\",phase=\"{p}\",scenario=\"{sc}\"}}"
+                ),
+            )
+        };
+        assert!(phase("tls") >= 1.0, "{sc}: {m}");
+        assert_eq!(phase("first_byte"), total(sc), "{sc}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # HTTP generator benchmark (not a test): soakd versus oha and wrk against a local nginx
-# (one worker, `return 200 "ok"`), all in one run on this machine.
+# (one worker, `return 200 "ok"`), all in one run on this machine, per SECTION:
 #
+#   http1   plain HTTP/1.1
+#   https   HTTP/1.1 over TLS 1.3 (nginx with a self-signed certificate made for the
+#           run; soakd `tls_skip_verify`, oha `--insecure`)
+#
+# In each section:
 #   (a) fixed RATE (default 5000/s) for DURATION (default 20 s): achieved rate, p50/p99,
 #       generator CPU seconds per 1,000 requests; ROUNDS (default 3) alternating runs
-#       of soakd and oha, medians reported (CPU on a shared VM varies by ~20 % run to
+#       of each tool, medians reported (CPU on a shared VM varies by ~20 % run to
 #       run). wrk has no rate control: it runs closed-loop with the same connection
 #       count, as a throughput reference.
 #   (b) the highest rate each sustains: rates stepped up, STEP_SECS (default 10) each.
@@ -13,6 +18,15 @@
 #       started more than 10 ms after their intended time (oha's latency correction folds
 #       lateness into latency without reporting it). wrk reports its closed-loop maximum.
 #       STEPS_ONLY=1 skips (a).
+#   (c) far past capacity: MAX_RATE (default 150000/s) offered for STEP_SECS, achieved/s.
+#
+# soakd runs with `trace: on` (TRACE=off to leave it off): a traceparent on every
+# request and exemplars on the latency buckets, besides the phases it always measures.
+# BEFORE=/path/to/soakd adds an earlier soakd build to every table (same config, without
+# the keys it does not know), so a change can be measured against what it changed:
+#
+#   git worktree add /tmp/before <commit> && (cd /tmp/before && cargo build --release)
+#   BEFORE=$CARGO_TARGET_DIR/release/soakd-before scripts/bench/http.sh
 #
 # Installs nginx and wrk (apt) and oha (cargo install) when missing. Results go to
 # stdout as Markdown for docs/BENCHMARKS.md.
@@ -22,160 +36,210 @@ RATE=${RATE:-5000}
 DURATION=${DURATION:-20}
 STEP_SECS=${STEP_SECS:-10}
 STEPS=${STEPS:-"5000 10000 20000 30000 40000 50000 60000 70000 80000 90000 100000"}
+MAX_RATE=${MAX_RATE:-150000}
 CONNS=${CONNS:-100}
 ROUNDS=${ROUNDS:-3}
+SECTIONS=${SECTIONS:-"http1 https"}
+TRACE=${TRACE:-on}
+BEFORE=${BEFORE:-}
 
 need_apt wrk wrk
 command -v oha >/dev/null 2>&1 || { echo "installing oha" >&2; cargo install oha --locked -q; }
 build_soakd
 PORT=$(free_port)
-start_nginx "$PORT"
-URL="http://127.0.0.1:$PORT/"
+TLS_PORT=$(free_port)
+start_nginx "$PORT" "$TLS_PORT"
 
-# soakd_once RATE SECS -> writes $WORK/soakd-RATE.{json,cpu}
-soakd_once() {
-  soakd_config "$WORK/s-$1.yaml" "http://127.0.0.1:$PORT" "{hold: {rate: $1/s}}" 4096 "$CONNS"
-  RUST_LOG=warn cpu_run "$WORK/soakd-$1.cpu" "$SOAKD" run --config "$WORK/s-$1.yaml" \
-    --duration "${2}s" --summary > "$WORK/soakd-$1.json"
+TOOLS=(soakd oha)
+[ -n "$BEFORE" ] && TOOLS=(soakd before oha)
+
+# section_vars SECTION: sets URL, TARGET_KEYS (soakd's target), OHA_FLAGS.
+section_vars() {
+  case "$1" in
+    http1) URL="http://127.0.0.1:$PORT/"; TARGET_KEYS="version: http1"; OHA_FLAGS=() ;;
+    https) URL="https://127.0.0.1:$TLS_PORT/"; TARGET_KEYS="version: http1, tls_skip_verify: true"
+           OHA_FLAGS=(--insecure) ;;
+    *) echo "unknown section $1" >&2; exit 1 ;;
+  esac
 }
 
-# oha_once RATE SECS -> writes $WORK/oha-RATE.{json,cpu}
-oha_once() {
-  cpu_run "$WORK/oha-$1.cpu" oha -z "${2}s" -q "$1" -c "$CONNS" --latency-correction \
-    --no-tui --output-format json "$URL" > "$WORK/oha-$1.json"
+# run_once TOOL RATE SECS -> $WORK/TOOL-RATE.{json,cpu}
+run_once() {
+  local tool=$1 rate=$2 secs=$3 bin=$SOAKD keys=$TARGET_KEYS
+  case "$tool" in
+    oha)
+      cpu_run "$WORK/oha-$rate.cpu" oha -z "${secs}s" -q "$rate" -c "$CONNS" --latency-correction \
+        --no-tui --output-format json "${OHA_FLAGS[@]}" "$URL" > "$WORK/oha-$rate.json"
+      return ;;
+    before) bin=$BEFORE ;;
+    soakd) [ "$TRACE" = on ] && keys="$keys, trace: on" ;;
+  esac
+  soakd_config "$WORK/$tool-$rate.yaml" "${URL%/}" "{hold: {rate: $rate/s}}" 4096 "$CONNS" "$keys"
+  RUST_LOG=warn cpu_run "$WORK/$tool-$rate.cpu" "$bin" run --config "$WORK/$tool-$rate.yaml" \
+    --duration "${secs}s" --summary > "$WORK/$tool-$rate.json"
 }
 
 wrk_once() {
   cpu_run "$WORK/wrk.cpu" wrk -t1 -c"$CONNS" -d"${1}s" --latency "$URL" > "$WORK/wrk.txt"
 }
 
+# report MODE ...: Markdown from the run's files.
 report() {
-  python3 - "$WORK" "$RATE" "$@" <<'PY'
-import json, re, sys
-work, rate = sys.argv[1], int(sys.argv[2])
+  python3 - "$WORK" "$RATE" "$SECTION" "$@" <<'PY'
+import json, re, shutil, statistics, sys
+work, rate, section, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+NAMES = {"soakd": "soakd", "before": "soakd before", "oha": "oha"}
 def cpu(p):
-    c = json.load(open(p)); return c["user"] + c["sys"], c["wall"]
-def soakd(r):
-    s = json.load(open(f"{work}/soakd-{r}.json"))["scenarios"][0]
-    c, wall = cpu(f"{work}/soakd-{r}.cpu")
-    return dict(rate=s["completed"] / s_dur(r), req=s["completed"], p50=s["p50_seconds"], p99=s["p99_seconds"],
-                cpu=c, dropped=s["dropped"], late=s["late"], started=s["started"])
-def s_dur(r):
-    return json.load(open(f"{work}/soakd-{r}.json"))["duration_seconds"]
-def oha(r):
-    o = json.load(open(f"{work}/oha-{r}.json"))
-    c, wall = cpu(f"{work}/oha-{r}.cpu")
-    sm = o["summary"]; total = sum(o["statusCodeDistribution"].values())
-    lp = o["latencyPercentiles"]
-    return dict(rate=sm["requestsPerSec"], req=total, p50=lp["p50"], p99=lp["p99"], cpu=c,
-                ok=sm["successRate"])
+    c = json.load(open(p)); return c["user"] + c["sys"]
+def result(tool, r):
+    c = cpu(f"{work}/{tool}-{r}.cpu")
+    if tool == "oha":
+        o = json.load(open(f"{work}/oha-{r}.json"))
+        sm, lp = o["summary"], o["latencyPercentiles"]
+        return dict(rate=sm["requestsPerSec"], req=sum(o["statusCodeDistribution"].values()),
+                    p50=lp["p50"], p99=lp["p99"], cpu=c)
+    s = json.load(open(f"{work}/{tool}-{r}.json"))
+    sc = s["scenarios"][0]
+    return dict(rate=sc["completed"] / s["duration_seconds"], req=sc["completed"],
+                p50=sc["p50_seconds"], p99=sc["p99_seconds"], cpu=c, dropped=sc["dropped"],
+                late=sc["late"], started=sc["started"])
 def wrk():
     t = open(f"{work}/wrk.txt").read()
-    c, wall = cpu(f"{work}/wrk.cpu")
+    c = cpu(f"{work}/wrk.cpu")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
     req = int(re.search(r"(\d+) requests in", t).group(1))
     def lat(p):
         m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", t)
-        v, u = float(m.group(1)), m.group(2)
-        return v * {"us": 1e-6, "ms": 1e-3, "s": 1}[u]
+        return float(m.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1}[m.group(2)]
     return dict(rate=rps, req=req, p50=lat(50), p99=lat(99), cpu=c)
-mode = sys.argv[3]
-def median_round(kind, n):
-    import shutil, statistics
+per = lambda x: x["cpu"] / x["req"] * 1000
+def median_round(tool, n):
     runs = []
     for i in range(1, n + 1):
-        shutil.copy(f"{work}/r{i}-{kind}.json", f"{work}/{kind}-{rate}.json")
-        shutil.copy(f"{work}/r{i}-{kind}.cpu", f"{work}/{kind}-{rate}.cpu")
-        runs.append(soakd(rate) if kind == "soakd" else oha(rate))
-    per = sorted(runs, key=lambda x: x["cpu"] / x["req"])
-    m = dict(per[len(per) // 2])
-    m["all"] = [round(x["cpu"] / x["req"] * 1000, 4) for x in runs]
-    m["rate"] = statistics.median(x["rate"] for x in runs)
-    m["p50"] = statistics.median(x["p50"] for x in runs)
-    m["p99"] = statistics.median(x["p99"] for x in runs)
+        for ext in ("json", "cpu"):
+            shutil.copy(f"{work}/r{i}-{tool}.{ext}", f"{work}/{tool}-{rate}.{ext}")
+        runs.append(result(tool, rate))
+    m = dict(sorted(runs, key=per)[len(runs) // 2])
+    m["all"] = [round(per(x), 4) for x in runs]
+    for k in ("rate", "p50", "p99"):
+        m[k] = statistics.median(x[k] for x in runs)
     return m
 if mode == "fixed":
-    n = int(sys.argv[4])
-    s, o, w = median_round("soakd", n), median_round("oha", n), wrk()
+    n, tools = int(sys.argv[5]), sys.argv[6].split()
+    res = {t: median_round(t, n) for t in tools}
+    w = wrk()
     ms = lambda v: f"{v*1000:.2f} ms"
-    per = lambda x: x["cpu"] / x["req"] * 1000
-    print(f"### (a) Fixed {rate}/s\n")
+    print(f"#### {section} (a) Fixed {rate}/s\n")
     print("| tool | achieved req/s | achieved / target | p50 | p99 | CPU s per 1,000 req |")
     print("|---|---|---|---|---|---|")
-    print(f"| soakd | {s['rate']:.0f} | {s['rate']/rate:.4f} | {ms(s['p50'])} | {ms(s['p99'])} | {per(s):.4f} |")
-    print(f"| oha | {o['rate']:.0f} | {o['rate']/rate:.4f} | {ms(o['p50'])} | {ms(o['p99'])} | {per(o):.4f} |")
+    for t in tools:
+        x = res[t]
+        print(f"| {NAMES[t]} | {x['rate']:.0f} | {x['rate']/rate:.4f} | {ms(x['p50'])} | {ms(x['p99'])} | {per(x):.4f} |")
     print(f"| wrk (closed loop, no rate control) | {w['rate']:.0f} | – | {ms(w['p50'])} | {ms(w['p99'])} | {per(w):.4f} |")
-    print(f"\nMedians of {n} alternating runs; CPU s per 1,000 in each run: soakd {s['all']}, oha {o['all']}.")
-    print(f"Ratios: soakd/oha CPU per request **{per(s)/per(o):.2f}**, achieved rate **{s['rate']/o['rate']:.4f}**; soakd dropped {s['dropped']}, late (>10 ms) {s['late']} of {s['started']} started (median run).\n")
-else:
-    best = json.loads(sys.argv[4])
+    print(f"\nMedians of {n} alternating runs; CPU s per 1,000 in each run: " +
+          "; ".join(f"{NAMES[t]} {res[t]['all']}" for t in tools) + ".")
+    s, o = res["soakd"], res["oha"]
+    line = f"Ratios: soakd/oha CPU per request **{per(s)/per(o):.2f}**, achieved rate **{s['rate']/o['rate']:.4f}**"
+    if "before" in res:
+        b = res["before"]
+        line += f"; soakd/soakd-before CPU per request **{per(s)/per(b):.2f}**"
+    print(line + f"; soakd dropped {s['dropped']}, late (>10 ms) {s['late']} of {s['started']} started (median run).\n")
+elif mode == "steps":
+    best = json.loads(sys.argv[5])
     w = wrk()
-    print("### (b) Highest sustained rate\n")
+    print(f"#### {section} (b) Highest sustained rate ({best['secs']} s steps)\n")
     print("| tool | highest passing step | note |")
     print("|---|---|---|")
-    print(f"| soakd | {best['soakd']} req/s | achieved >= 99 %, dropped < 1 % (the common criterion) |")
-    print(f"| soakd, strict | {best['soakd_strict']} req/s | also < 1 % of starts more than 10 ms late |")
-    print(f"| oha | {best['oha']} req/s | achieved >= 99 % |")
-    print(f"| wrk | {w['rate']:.0f} req/s | closed-loop maximum, {w['cpu']/w['req']*1000:.4f} CPU s per 1,000 req |")
+    for t in best["tools"]:
+        print(f"| {NAMES[t]} | {best[t]} req/s | achieved >= 99 %{', dropped < 1 %' if t != 'oha' else ''} |")
+        if t != "oha":
+            print(f"| {NAMES[t]}, strict | {best[t + '_strict']} req/s | also < 1 % of starts more than 10 ms late |")
+    print(f"| wrk | {w['rate']:.0f} req/s | closed-loop maximum, {per(w):.4f} CPU s per 1,000 req |")
     if best["oha"]:
-        print(f"\nRatio soakd/oha highest sustained rate: {best['soakd']/best['oha']:.2f}\n")
+        print(f"\nRatio soakd/oha highest sustained rate: **{best['soakd']/best['oha']:.2f}**" +
+              (f"; soakd/soakd-before: **{best['soakd']/best['before']:.2f}**" if best.get("before") else "") + "\n")
     print("Steps:\n")
     for line in best["log"]:
         print(f"- {line}")
+    print()
+else:  # max
+    r, tools = int(sys.argv[5]), sys.argv[6].split()
+    print(f"#### {section} (c) Offered {r}/s\n")
+    print("| tool | achieved req/s | CPU s per 1,000 req |")
+    print("|---|---|---|")
+    res = {t: result(t, r) for t in tools}
+    for t in tools:
+        print(f"| {NAMES[t]} | {res[t]['rate']:.0f} | {per(res[t]):.4f} |")
+    line = f"\nRatio soakd/oha achieved: **{res['soakd']['rate']/res['oha']['rate']:.2f}**"
+    if "before" in res:
+        line += f"; soakd/soakd-before: **{res['soakd']['rate']/res['before']['rate']:.2f}**"
+    print(line + "\n")
 PY
 }
 
-passes() {  # passes TOOL RATE SECS
-  python3 - "$WORK" "$1" "$2" "$3" <<'PY'
+passes() {  # passes TOOL RATE
+  python3 - "$WORK" "$1" "$2" <<'PY'
 import json, sys
-work, tool, rate, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-if tool == "soakd":
-    s = json.load(open(f"{work}/soakd-{rate}.json"))
-    sc = s["scenarios"][0]
-    offered = rate * s["duration_seconds"]
-    achieved = sc["completed"] / s["duration_seconds"]
-    ok = achieved >= 0.99 * rate and sc["dropped"] / max(offered, 1) < 0.01
-    strict = ok and sc["late"] / max(offered, 1) < 0.01
-    print(f"soakd {rate}/s: achieved {achieved:.0f}/s, dropped {sc['dropped']}, late {sc['late']} ({sc['late']/max(offered,1):.2%}) -> {'pass' if ok else 'fail'}{', strict pass' if strict else ', strict fail'}")
-else:
+work, tool, rate = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if tool == "oha":
     o = json.load(open(f"{work}/oha-{rate}.json"))
     achieved = o["summary"]["requestsPerSec"]
     ok = achieved >= 0.99 * rate and o["summary"]["successRate"] >= 0.99
     print(f"oha {rate}/s: achieved {achieved:.0f}/s -> {'pass' if ok else 'fail'}")
+else:
+    s = json.load(open(f"{work}/{tool}-{rate}.json"))
+    sc = s["scenarios"][0]
+    offered = rate * s["duration_seconds"]
+    achieved = sc["completed"] / s["duration_seconds"]
+    errors = sum(sc.get("errors", {}).values()) if isinstance(sc.get("errors"), dict) else 0
+    ok = achieved >= 0.99 * rate and sc["dropped"] / max(offered, 1) < 0.01 and errors / max(offered, 1) < 0.01
+    strict = ok and sc["late"] / max(offered, 1) < 0.01
+    print(f"{tool} {rate}/s: achieved {achieved:.0f}/s, dropped {sc['dropped']}, late {sc['late']} ({sc['late']/max(offered,1):.2%}) -> {'pass' if ok else 'fail'}{', strict pass' if strict else ', strict fail'}")
 sys.exit(0 if ok else 1)
 PY
 }
 
-echo "## HTTP: soakd vs oha vs wrk" 
+echo "## HTTP: soakd vs oha vs wrk"
 echo
-echo "Machine: $(machine). nginx $(nginx -v 2>&1 | cut -d/ -f2), 1 worker; $CONNS connections for oha and wrk; $(oha --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); soakd $($SOAKD --version | awk '{print $2}'). Command: \`scripts/bench/http.sh\`."
+echo "Machine: $(machine). nginx $(nginx -v 2>&1 | cut -d/ -f2), 1 worker; $CONNS connections for every tool; $(oha --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); soakd $($SOAKD --version | awk '{print $2}') (trace: $TRACE)${BEFORE:+; soakd before: $BEFORE}. Command: \`SECTIONS=\"$SECTIONS\"${BEFORE:+ BEFORE=...} scripts/bench/http.sh\`."
 echo
 
-[ "${STEPS_ONLY:-0}" = 1 ] || for i in $(seq "$ROUNDS"); do
-  soakd_once "$RATE" "$DURATION"; cp "$WORK/soakd-$RATE.json" "$WORK/r$i-soakd.json"; cp "$WORK/soakd-$RATE.cpu" "$WORK/r$i-soakd.cpu"
-  oha_once "$RATE" "$DURATION"; cp "$WORK/oha-$RATE.json" "$WORK/r$i-oha.json"; cp "$WORK/oha-$RATE.cpu" "$WORK/r$i-oha.cpu"
+for SECTION in $SECTIONS; do
+  section_vars "$SECTION"
+  echo "### $SECTION ($URL)"
+  echo
+  if [ "${STEPS_ONLY:-0}" != 1 ]; then
+    for i in $(seq "$ROUNDS"); do
+      for t in "${TOOLS[@]}"; do
+        run_once "$t" "$RATE" "$DURATION"
+        cp "$WORK/$t-$RATE.json" "$WORK/r$i-$t.json"; cp "$WORK/$t-$RATE.cpu" "$WORK/r$i-$t.cpu"
+      done
+    done
+    wrk_once "$DURATION"
+    report fixed "$ROUNDS" "${TOOLS[*]}"
+  fi
+  LOG=()
+  declare -A BEST=()
+  for t in "${TOOLS[@]}"; do
+    BEST[$t]=0; BEST[${t}_strict]=0; strict_ok=1
+    for r in $STEPS; do
+      run_once "$t" "$r" "$STEP_SECS"
+      line=$(passes "$t" "$r") && ok=1 || ok=0
+      LOG+=("$line")
+      # The strict level is the highest step reached with every step so far strict.
+      case "$line" in *"strict pass"*) [ $strict_ok = 1 ] && BEST[${t}_strict]=$r ;; *) strict_ok=0 ;; esac
+      [ $ok = 1 ] && BEST[$t]=$r || break
+    done
+  done
+  wrk_once "$STEP_SECS"
+  BESTJSON=$(for k in "${!BEST[@]}"; do echo "$k ${BEST[$k]}"; done | python3 -c '
+import json, sys
+d = {k: int(v) for k, v in (l.split() for l in sys.stdin)}
+print(json.dumps(d))')
+  LOGJSON=$(printf '%s\n' "${LOG[@]}" | python3 -c 'import json,sys; print(json.dumps([l.strip() for l in sys.stdin if l.strip()]))')
+  TOOLSJSON=$(printf '%s\n' "${TOOLS[@]}" | python3 -c 'import json,sys; print(json.dumps([l.strip() for l in sys.stdin]))')
+  report steps "$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['log']=json.loads(sys.argv[2]); d['tools']=json.loads(sys.argv[3]); d['secs']=$STEP_SECS; print(json.dumps(d))" "$BESTJSON" "$LOGJSON" "$TOOLSJSON")"
+  for t in "${TOOLS[@]}"; do run_once "$t" "$MAX_RATE" "$STEP_SECS"; done
+  report max "$MAX_RATE" "${TOOLS[*]}"
+  unset BEST
 done
-if [ "${STEPS_ONLY:-0}" != 1 ]; then
-  wrk_once "$DURATION"
-  report fixed "$ROUNDS"
-fi
-
-LOG=()
-best_s=0; best_o=0; best_strict=0; strict_ok=1
-for r in $STEPS; do
-  soakd_once "$r" "$STEP_SECS"
-  line=$(passes soakd "$r" "$STEP_SECS") && ok=1 || ok=0
-  LOG+=("$line")
-  # The strict level is the highest step reached with every step so far strict.
-  case "$line" in *"strict pass"*) [ $strict_ok = 1 ] && best_strict=$r ;; *) strict_ok=0 ;; esac
-  [ $ok = 1 ] && best_s=$r || break
-done
-for r in $STEPS; do
-  oha_once "$r" "$STEP_SECS"
-  line=$(passes oha "$r" "$STEP_SECS") && ok=1 || ok=0
-  LOG+=("$line")
-  [ $ok = 1 ] && best_o=$r || break
-done
-wrk_once "$STEP_SECS"
-LOGJSON=$(printf '%s\n' "${LOG[@]}" | python3 -c 'import json,sys; print(json.dumps([l.strip() for l in sys.stdin if l.strip()]))')
-report steps "{\"soakd\": $best_s, \"soakd_strict\": $best_strict, \"oha\": $best_o, \"log\": $LOGJSON}"

@@ -40,11 +40,24 @@ start_pgcluster() {
   [ -n "$PG_URL" ] || { echo "the throwaway PostgreSQL did not start" >&2; exit 1; }
 }
 
-# start_nginx PORT: one worker answering `200 ok`, no logs.
+# start_nginx PORT [TLS_PORT]: one worker answering `200 ok`, no logs; with TLS_PORT also
+# over TLS 1.2/1.3 with HTTP/2 by ALPN there, on a self-signed certificate made here.
 start_nginx() {
-  local port=$1
+  local port=$1 tls_port=${2:-} tls=""
   need_apt nginx nginx
   mkdir -p "$WORK/nginx"
+  if [ -n "$tls_port" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+      -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+      -keyout "$WORK/nginx/key.pem" -out "$WORK/nginx/cert.pem" 2>/dev/null
+    tls="server {
+    listen 127.0.0.1:$tls_port ssl http2 backlog=4096;
+    ssl_certificate $WORK/nginx/cert.pem;
+    ssl_certificate_key $WORK/nginx/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / { return 200 \"ok\"; }
+  }"
+  fi
   cat > "$WORK/nginx/nginx.conf" <<CONF
 worker_processes 1;
 error_log $WORK/nginx/error.log warn;
@@ -57,6 +70,7 @@ http {
     listen 127.0.0.1:$port backlog=4096;
     location / { return 200 "ok"; }
   }
+  $tls
 }
 CONF
   nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
@@ -80,15 +94,16 @@ json.dump({"wall": wall, "user": ru.ru_utime, "sys": ru.ru_stime, "rc": p.return
 PY
 }
 
-# soakd_config FILE URL RATE_STAGE_YAML MAX_IN_FLIGHT [MAX_CONNECTIONS]
+# soakd_config FILE URL RATE_STAGE_YAML MAX_IN_FLIGHT [MAX_CONNECTIONS] [TARGET_KEYS]
+# (TARGET_KEYS default `version: http1`)
 soakd_config() {
-  local conns=""
+  local conns="" keys=${6:-"version: http1"}
   [ -n "${5:-}" ] && conns=", max_connections: $5"
   cat > "$1" <<YAML
 listen: 127.0.0.1:0
 quantile_window: 1m
 shutdown_grace: 5s
-targets: {t: {type: http, base_url: "$2", version: http1$conns}}
+targets: {t: {type: http, base_url: "$2", $keys$conns}}
 scenarios:
   s:
     target: t

@@ -37,6 +37,10 @@ pub struct HttpTarget {
     /// `auto`, `http1` or `http2`.
     #[serde(default)]
     pub version: HttpVersion,
+    /// HTTP/2 connections; requests are spread over them round-robin, each a stream
+    /// (up to the server's `max_concurrent_streams` per connection). Default 1.
+    #[serde(default)]
+    pub connections: Option<usize>,
     /// Accept any TLS certificate (staging self-signed certs).
     #[serde(default)]
     pub tls_skip_verify: bool,
@@ -206,6 +210,9 @@ pub(super) fn check_target(
     }
     if h.max_connections == Some(0) {
         errs.push(format!("{path}.max_connections"), "must be at least 1");
+    }
+    if h.connections.is_some_and(|n| n == 0 || n > 1024) {
+        errs.push(format!("{path}.connections"), "must be between 1 and 1024");
     }
     if let Some(t) = h.tls.as_mut() {
         super::tls::check(t, base_dir, path, errs);

@@ -1,13 +1,14 @@
-//! HTTP driver: soakd's own HTTP/1.1 client (plain and TLS), reqwest for HTTP/2;
-//! pooled keep-alive connections.
+//! HTTP driver: soakd's own HTTP/1.1 and HTTP/2 clients (plain and TLS), pooled
+//! connections, redirects, multi-step ops and extraction.
 //!
 //! Error kinds: `connect` (could not connect), `tls` (the handshake failed), `io` (the
 //! connection failed after it was made), `timeout`, `status_4xx`, `status_5xx`,
-//! `status_other` (an unexpected 1xx/3xx),
+//! `status_other` (an unexpected 1xx/3xx), `h2_<reason>` (an HTTP/2 reset),
 //! `body` (the body could not be read, was not JSON where a step extracts, or held no
 //! match with `on_empty: error`), `template`.
 
 use super::h1::{self, H1Pool};
+use super::h2::{Dial as H2Dial, H2Pool, Request as H2Request};
 use super::kind::{self, BODY, CONNECT, IO, STATUS_4XX, STATUS_5XX, STATUS_OTHER};
 use super::tls;
 use super::{Driver, OpError, OpResult};
@@ -31,28 +32,32 @@ const USER_AGENT: &str = concat!("soakd/", env!("CARGO_PKG_VERSION"));
 
 /// A target's connections, shared by every scenario on it and kept across reloads.
 ///
-/// HTTP/1.1 — `http://` and `https://` targets with version `auto` or `http1` — goes
-/// through soakd's own pool ([`H1Pool`]); HTTP/2 — `version: http2`, or a server that
-/// chooses `h2` by ALPN under `auto` — and redirects to other origins go through
-/// reqwest, with the same TLS settings. Either way at most
-/// `max_connections` requests are on the wire at once (for HTTP/1.1 that bounds the
-/// connections; further requests wait for a slot, and the wait counts in their latency).
+/// Every request goes through soakd's own clients: HTTP/1.1 ([`H1Pool`]) for `http://`
+/// and `https://` targets with version `auto` or `http1`, HTTP/2 ([`H2Pool`]) for
+/// `version: http2` (h2c on `http://`) and for an `https://` server that chooses `h2`
+/// by ALPN under `auto`. reqwest is kept for one case: a redirect to another origin,
+/// followed with the same TLS settings. Either way at most `max_connections` requests
+/// are on the wire at once (for HTTP/1.1 that bounds the connections; further requests
+/// wait for a slot, and the wait counts in their latency).
 #[derive(Clone)]
 pub struct HttpClient {
     reqwest: reqwest::Client,
-    fast: Option<Arc<FastPath>>,
+    fast: Arc<FastPath>,
     slots: Option<Arc<Semaphore>>,
 }
 
 struct FastPath {
-    pool: H1Pool,
+    /// HTTP/1.1 (absent for `version: http2`).
+    h1: Option<H1Pool>,
+    /// HTTP/2 (`version: http2`, or `auto` over TLS in case the server chooses it).
+    h2: Option<H2Pool>,
     /// The base URL, to resolve redirects against.
     base: Url,
 }
 
 impl crate::metrics::MemorySize for FastPath {
     fn memory_bytes(&self) -> u64 {
-        self.pool.buffer_bytes()
+        self.h1.as_ref().map_or(0, H1Pool::buffer_bytes)
     }
 }
 
@@ -80,69 +85,101 @@ impl HttpClient {
             .unwrap_or(Duration::from_secs(90));
         let max_idle = h.pool_max_idle_per_host.unwrap_or(1024);
         let tls = h.tls.as_ref();
-        let alpn: &[&[u8]] = match h.version {
-            HttpVersion::Auto => &[tls::ALPN_H2, tls::ALPN_HTTP1],
-            HttpVersion::Http1 => &[tls::ALPN_HTTP1],
-            HttpVersion::Http2 => &[tls::ALPN_H2],
+        let config = |alpn: &[&[u8]]| {
+            tls::client_config(tls, h.tls_skip_verify, alpn)
+                .map(Arc::new)
+                .map_err(ClientError::Tls)
         };
-        let tls_config =
-            tls::client_config(tls, h.tls_skip_verify, alpn).map_err(ClientError::Tls)?;
-        let mut b = reqwest::Client::builder()
+        let auto_alpn: &[&[u8]] = &[tls::ALPN_H2, tls::ALPN_HTTP1];
+        // Redirects to other origins: HTTP/2 or HTTP/1.1 as the origin chooses, with
+        // the same roots, client certificate and verification.
+        let reqwest = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
             .connect_timeout(connect_timeout)
             .pool_max_idle_per_host(max_idle)
             .pool_idle_timeout(idle_timeout)
             .user_agent(USER_AGENT)
-            // The same roots, client certificate and verification as the fast path.
-            .use_preconfigured_tls(tls_config.clone());
-        b = match h.version {
-            HttpVersion::Auto => b,
-            HttpVersion::Http1 => b.http1_only(),
-            HttpVersion::Http2 => b.http2_prior_knowledge(),
-        };
+            .use_preconfigured_tls((*config(auto_alpn)?).clone())
+            .build()?;
         let base = Url::parse(&h.base_url).map_err(|e| ClientError::Url(e.to_string()))?;
-        let fast = if h.version != HttpVersion::Http2 {
-            let host = base.host_str().ok_or(ClientError::NoHost)?;
-            let port = base.port_or_known_default().unwrap_or(80);
-            let host_header = match base.port() {
-                Some(p) => format!("{host}:{p}"),
-                None => host.to_string(),
-            };
-            let dial = match base.scheme() {
-                "https" => Some(h1::TlsDial {
-                    connector: tokio_rustls::TlsConnector::from(Arc::new(tls_config)),
-                    name: tls::server_name(tls, host).map_err(ClientError::Tls)?,
-                }),
-                _ => None,
-            };
-            Some(Arc::new(FastPath {
-                pool: H1Pool::new(
-                    format!("{host}:{port}"),
-                    host_header,
+        let host = base.host_str().ok_or(ClientError::NoHost)?;
+        let https = base.scheme() == "https";
+        let port = base
+            .port_or_known_default()
+            .unwrap_or(if https { 443 } else { 80 });
+        let authority = match base.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let addr = format!("{host}:{port}");
+        let name = || tls::server_name(tls, host).map_err(ClientError::Tls);
+        let h1 = match h.version {
+            HttpVersion::Http2 => None,
+            HttpVersion::Auto | HttpVersion::Http1 => {
+                let dial = if https {
+                    let alpn = match h.version {
+                        HttpVersion::Auto => auto_alpn,
+                        _ => &[tls::ALPN_HTTP1],
+                    };
+                    Some(h1::TlsDial {
+                        connector: tokio_rustls::TlsConnector::from(config(alpn)?),
+                        name: name()?,
+                    })
+                } else {
+                    None
+                };
+                Some(H1Pool::new(
+                    addr.clone(),
+                    authority.clone(),
                     USER_AGENT,
                     connect_timeout,
                     idle_timeout,
                     max_idle,
                     dial,
-                ),
-                base,
-            }))
-        } else {
-            None
+                ))
+            }
+        };
+        let h2 = match (h.version, https) {
+            (HttpVersion::Http1, _) | (HttpVersion::Auto, false) => None,
+            (HttpVersion::Http2 | HttpVersion::Auto, _) => {
+                let tls = if https {
+                    Some((
+                        tokio_rustls::TlsConnector::from(config(&[tls::ALPN_H2])?),
+                        name()?,
+                    ))
+                } else {
+                    None
+                };
+                Some(H2Pool::new(
+                    H2Dial {
+                        addr,
+                        scheme: if https {
+                            http::uri::Scheme::HTTPS
+                        } else {
+                            http::uri::Scheme::HTTP
+                        },
+                        authority: authority
+                            .parse()
+                            .map_err(|e| ClientError::Url(format!("{authority}: {e}")))?,
+                        tls,
+                        connect_timeout,
+                        user_agent: USER_AGENT,
+                    },
+                    h.connections.unwrap_or(1),
+                ))
+            }
         };
         Ok(HttpClient {
-            reqwest: b.build()?,
-            fast,
+            reqwest,
+            fast: Arc::new(FastPath { h1, h2, base }),
             slots: h.max_connections.map(|n| Arc::new(Semaphore::new(n))),
         })
     }
 
-    /// The fast path's connection buffers, to register under `connections` (None on
-    /// reqwest's path, whose buffers are not visible from here).
+    /// The HTTP/1.1 connections' buffers, to register under `connections`.
     pub fn memory_source(&self) -> Option<std::sync::Weak<dyn crate::metrics::MemorySize>> {
-        let f = self.fast.as_ref()?;
-        let weak: std::sync::Weak<FastPath> = Arc::downgrade(f);
+        let weak: std::sync::Weak<FastPath> = Arc::downgrade(&self.fast);
         Some(weak)
     }
 
@@ -160,68 +197,64 @@ impl HttpClient {
         };
         // The wait for a slot, when there are slots (max_connections).
         let queue = self.slots.as_ref().map(|_| t0.elapsed());
-        match (&self.fast, &req.url) {
-            (Some(f), Target::Origin(target)) => {
-                let mut resp = self.send_fast(f, req, target, want_body).await?;
-                resp.timing.queue = queue;
-                Ok(resp)
-            }
-            (_, Target::Origin(_)) => Err(OpError::new(IO, "no fast path for this target")),
-            (_, Target::Url(url)) => {
-                self.send_reqwest(
-                    req.method.clone(),
-                    url.clone(),
-                    req.headers.clone(),
-                    req.body.clone(),
-                )
-                .await
+        let mut resp = self.send_fast(req, want_body).await?;
+        resp.timing.queue = queue;
+        Ok(resp)
+    }
+
+    /// One hop on the target's own connections: HTTP/1.1 unless the target speaks
+    /// HTTP/2 (by configuration, or because its server chose `h2` by ALPN).
+    async fn hop(
+        &self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        body: Option<&Bytes>,
+        want_body: bool,
+    ) -> Result<h1::Response, OpError> {
+        let f = &self.fast;
+        if let Some(p) = f.h1.as_ref().filter(|p| !p.chose_h2()) {
+            let req = h1::Request {
+                method,
+                target,
+                headers,
+                body: body.map(|b| &b[..]),
+            };
+            match p.send(&req, want_body).await {
+                // The server chose HTTP/2 in this handshake: nothing was sent.
+                Err(_) if p.chose_h2() && f.h2.is_some() => {}
+                r => return r,
             }
         }
+        let Some(p) = &f.h2 else {
+            return Err(OpError::new(IO, "the server chose HTTP/2, which is off"));
+        };
+        let req = H2Request {
+            method,
+            target,
+            headers,
+            body,
+        };
+        p.send(&req, want_body).await
     }
 
     async fn send_fast(
         &self,
-        f: &FastPath,
         req: &Prepared<'_>,
-        target: &str,
         want_body: bool,
     ) -> Result<h1::Response, OpError> {
+        let f = &self.fast;
         // Owned copies only when a redirect changes them.
         let mut method = req.method.clone();
-        let mut target = Cow::Borrowed(target);
+        let mut target = Cow::Borrowed(&*req.target);
         let mut headers = Cow::Borrowed(&req.headers);
         let mut body = req.body.clone();
         // Every hop's time and bytes count.
         let mut timing = crate::phases::Phases::default();
         for _ in 0..=MAX_REDIRECTS {
-            let req = h1::Request {
-                method: &method,
-                target: &target,
-                headers: &headers,
-                body: body.as_deref(),
-            };
-            let sent = if f.pool.chose_h2() {
-                None
-            } else {
-                Some(f.pool.send(&req, want_body).await)
-            };
-            let mut resp = match sent {
-                Some(Ok(r)) => r,
-                Some(Err(e)) if !f.pool.chose_h2() => return Err(e),
-                // The server chose HTTP/2 by ALPN (version `auto`): nothing was sent on
-                // this path; reqwest's client speaks HTTP/2.
-                _ => {
-                    let url = f
-                        .base
-                        .join(&target)
-                        .map_err(|e| OpError::new(IO, format!("{target}: {e}")))?;
-                    let mut r = self
-                        .send_reqwest(method, url, headers.into_owned(), body)
-                        .await?;
-                    r.timing = timing;
-                    return Ok(r);
-                }
-            };
+            let mut resp = self
+                .hop(&method, &target, &headers, body.as_ref(), want_body)
+                .await?;
             timing.add(&resp.timing);
             let Some(next) = redirect(&resp, &method) else {
                 resp.timing = timing;
@@ -325,16 +358,10 @@ fn redirect(resp: &h1::Response, method: &Method) -> Option<Redirect> {
     })
 }
 
-/// Where a request goes: an origin-form target on the fast path, a URL for reqwest.
-enum Target<'a> {
-    Origin(Cow<'a, str>),
-    Url(Url),
-}
-
-/// A rendered request.
+/// A rendered request; `target` is origin-form (path and query).
 struct Prepared<'a> {
     method: Method,
-    url: Target<'a>,
+    target: Cow<'a, str>,
     headers: HeaderMap,
     body: Option<Bytes>,
 }
@@ -348,22 +375,17 @@ enum Body {
 struct Step {
     method: Method,
     path: Template,
-    /// The request target, parsed once, when the path has no template.
-    fixed: Option<FixedUrl>,
+    /// The request target (origin-form), parsed once, when the path has no template.
+    fixed: Option<String>,
     headers: Vec<(HeaderName, Template)>,
     body: Body,
     expect: Vec<StatusMatch>,
     extract: Vec<Extract>,
 }
 
-struct FixedUrl {
-    url: Url,
-    origin: String,
-}
-
 pub struct HttpDriver {
     client: HttpClient,
-    /// The base URL without a trailing slash (reqwest's path).
+    /// The base URL without a trailing slash (for error messages and odd paths).
     base: String,
     /// The base URL's path without a trailing slash (the fast path's request target).
     base_path: String,
@@ -418,8 +440,7 @@ impl HttpDriver {
                 let fixed = if r.path.is_static() {
                     let url = Url::parse(&format!("{base}{}", r.path.source()))
                         .map_err(|e| format!("op {}: url: {e}", op.name))?;
-                    let origin = origin_form(&url);
-                    Some(FixedUrl { url, origin })
+                    Some(origin_form(&url))
                 } else {
                     None
                 };
@@ -459,32 +480,19 @@ impl HttpDriver {
     ) -> Result<Prepared<'s>, OpError> {
         let tmpl_err =
             |e: crate::template::RenderError| OpError::new(kind::TEMPLATE, e.to_string());
-        let fast = self.client.fast.is_some();
-        let url = match &step.fixed {
-            Some(f) if fast => Target::Origin(Cow::Borrowed(&f.origin)),
-            Some(f) => Target::Url(f.url.clone()),
+        let target = match &step.fixed {
+            Some(origin) => Cow::Borrowed(origin.as_str()),
             None => {
-                let mut s = if fast {
-                    self.base_path.clone()
-                } else {
-                    self.base.clone()
-                };
+                let mut s = self.base_path.clone();
                 step.path.render_into(vars, &mut s).map_err(tmpl_err)?;
-                if fast && plain_target(&s) {
-                    Target::Origin(Cow::Owned(s))
+                if plain_target(&s) {
+                    Cow::Owned(s)
                 } else {
-                    let full = if fast {
-                        format!("{}{}", self.base, &s[self.base_path.len()..])
-                    } else {
-                        s
-                    };
+                    // Through the URL parser, which percent-encodes what needs it.
+                    let full = format!("{}{}", self.base, &s[self.base_path.len()..]);
                     let url = Url::parse(&full)
                         .map_err(|e| OpError::new(kind::TEMPLATE, format!("url {full:?}: {e}")))?;
-                    if fast {
-                        Target::Origin(Cow::Owned(origin_form(&url)))
-                    } else {
-                        Target::Url(url)
-                    }
+                    Cow::Owned(origin_form(&url))
                 }
             }
         };
@@ -520,7 +528,7 @@ impl HttpDriver {
         };
         Ok(Prepared {
             method: step.method.clone(),
-            url,
+            target,
             headers,
             body,
         })
@@ -529,9 +537,12 @@ impl HttpDriver {
     async fn run_step(&self, step: &Step, vars: &mut IterVars<'_>) -> Result<Flow, OpError> {
         let req = self.prepare(step, vars)?;
         // For error messages only.
-        let url = || match &req.url {
-            Target::Origin(u) => format!("{}{u}", self.base.trim_end_matches(&*self.base_path)),
-            Target::Url(u) => u.to_string(),
+        let url = || {
+            format!(
+                "{}{}",
+                self.base.trim_end_matches(&*self.base_path),
+                req.target
+            )
         };
         let resp = self.client.send(&req, !step.extract.is_empty()).await?;
         vars.phases.add(&resp.timing);

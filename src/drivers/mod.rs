@@ -5,6 +5,7 @@
 
 pub mod grpc;
 pub mod h1;
+pub mod h2;
 pub mod http;
 pub mod postgres;
 #[cfg(test)]
