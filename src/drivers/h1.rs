@@ -124,6 +124,9 @@ pub struct Request<'a> {
     pub target: &'a str,
     pub headers: &'a HeaderMap,
     pub body: Option<&'a [u8]>,
+    /// A W3C `traceparent` value, written as that header (kept apart from `headers`
+    /// so that a request without other headers needs no header map).
+    pub traceparent: Option<&'a [u8]>,
 }
 
 /// A response, read whole. `body` is empty unless it was asked for.
@@ -280,7 +283,10 @@ impl H1Pool {
         let stream = match (&self.tls, tcp?) {
             (None, tcp) => Either::Left(tcp),
             (Some(tls), tcp) => {
-                let tls_stream = self.handshake(tls, tcp, deadline).await;
+                // Boxed: the handshake's state (a whole rustls connection) would
+                // otherwise be inlined into every request's future, and that future is
+                // copied into a box per operation.
+                let tls_stream = Box::pin(self.handshake(tls, tcp, deadline)).await;
                 dial.tls = Some(dial.tls.unwrap_or_default() + t1.elapsed());
                 Either::Right(Box::new(tls_stream?))
             }
@@ -356,6 +362,9 @@ impl H1Pool {
     }
 
     /// Sends `req` and reads the whole response; keeps its body when `want_body`.
+    ///
+    /// Its future is part of every HTTP operation's; `future_stays_small` (below)
+    /// keeps it from growing unnoticed.
     pub async fn send(&self, req: &Request<'_>, want_body: bool) -> Result<Response, OpError> {
         let mut dial = Phases::default();
         let (mut conn, reused) = match self.checkout() {
@@ -596,6 +605,9 @@ fn encode_request(out: &mut Vec<u8>, req: &Request<'_>, host: &str, user_agent: 
     }
     if !h.contains_key(http::header::ACCEPT) {
         line(out, b"accept", b"*/*");
+    }
+    if let Some(t) = req.traceparent {
+        line(out, b"traceparent", t);
     }
     for (k, v) in h {
         // soakd frames the body itself.
@@ -928,6 +940,7 @@ mod tests {
             target: "/x?y=1",
             headers: &headers,
             body: None,
+            traceparent: None,
         };
         p.send(&req, want_body).await
     }
@@ -988,6 +1001,7 @@ mod tests {
             target: "/claim",
             headers: &headers,
             body: Some(b"{\"a\":1}"),
+            traceparent: None,
         };
         assert_eq!(p.send(&req, false).await.unwrap().status, 200);
         let seen = String::from_utf8(last.lock().clone()).unwrap();
@@ -1311,6 +1325,25 @@ mod tests {
         assert!(!p.chose_h2());
         assert!(get(&p, false).await.is_err());
         assert!(p.chose_h2());
+    }
+
+    /// Every operation's future holds this one and is boxed (copied) per operation: a
+    /// rustls connection or an HTTP/2 client inlined into it made plain HTTP/1.1 20 %
+    /// slower at saturation (docs/BENCHMARKS.md). Connecting and TLS are boxed instead.
+    #[test]
+    fn future_stays_small() {
+        let p = pool(&Tx::Plain, "127.0.0.1:1", Duration::from_secs(1), 1);
+        let headers = HeaderMap::new();
+        let req = Request {
+            method: &Method::GET,
+            target: "/",
+            headers: &headers,
+            body: None,
+            traceparent: None,
+        };
+        let size = std::mem::size_of_val(&p.send(&req, false));
+        eprintln!("H1Pool::send future: {size} bytes");
+        assert!(size < 1024, "H1Pool::send's future is {size} bytes");
     }
 
     #[test]

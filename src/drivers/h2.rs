@@ -66,6 +66,8 @@ pub struct Request<'a> {
     pub target: &'a str,
     pub headers: &'a HeaderMap,
     pub body: Option<&'a Bytes>,
+    /// A W3C `traceparent` value, sent as that header.
+    pub traceparent: Option<&'a [u8]>,
 }
 
 /// Why a stream failed: whether it may be sent again.
@@ -226,6 +228,12 @@ impl H2Pool {
             }
             sent += (k.as_str().len() + v.len()) as u64;
             headers.append(k.clone(), v.clone());
+        }
+        if let Some(t) = req.traceparent {
+            if let Ok(v) = http::HeaderValue::from_bytes(t) {
+                sent += (b"traceparent".len() + t.len()) as u64;
+                headers.insert(http::HeaderName::from_static("traceparent"), v);
+            }
         }
         for (k, v) in [
             (http::header::USER_AGENT, d.user_agent),
@@ -553,6 +561,7 @@ mod tests {
                 target: "/x?y=1",
                 headers: &headers,
                 body,
+                traceparent: None,
             },
             true,
         )

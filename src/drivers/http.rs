@@ -210,6 +210,7 @@ impl HttpClient {
         target: &str,
         headers: &HeaderMap,
         body: Option<&Bytes>,
+        traceparent: Option<&[u8]>,
         want_body: bool,
     ) -> Result<h1::Response, OpError> {
         let f = &self.fast;
@@ -219,6 +220,7 @@ impl HttpClient {
                 target,
                 headers,
                 body: body.map(|b| &b[..]),
+                traceparent,
             };
             match p.send(&req, want_body).await {
                 // The server chose HTTP/2 in this handshake: nothing was sent.
@@ -234,8 +236,11 @@ impl HttpClient {
             target,
             headers,
             body,
+            traceparent,
         };
-        p.send(&req, want_body).await
+        // Boxed: its state would otherwise be inlined into every operation's future,
+        // which is copied into a box per operation (HTTP/1.1's included).
+        Box::pin(p.send(&req, want_body)).await
     }
 
     async fn send_fast(
@@ -253,7 +258,14 @@ impl HttpClient {
         let mut timing = crate::phases::Phases::default();
         for _ in 0..=MAX_REDIRECTS {
             let mut resp = self
-                .hop(&method, &target, &headers, body.as_ref(), want_body)
+                .hop(
+                    &method,
+                    &target,
+                    &headers,
+                    body.as_ref(),
+                    req.traceparent.as_ref().map(|t| &t[..]),
+                    want_body,
+                )
                 .await?;
             timing.add(&resp.timing);
             let Some(next) = redirect(&resp, &method) else {
@@ -288,9 +300,17 @@ impl HttpClient {
                 ] {
                     headers.to_mut().remove(h);
                 }
-                let mut r = self
-                    .send_reqwest(method, to, headers.into_owned(), body)
-                    .await?;
+                if let Some(v) = req
+                    .traceparent
+                    .and_then(|t| HeaderValue::from_bytes(&t).ok())
+                {
+                    headers
+                        .to_mut()
+                        .insert(HeaderName::from_static("traceparent"), v);
+                }
+                // Boxed, as the HTTP/2 path: reqwest's futures are large and rare here.
+                let mut r =
+                    Box::pin(self.send_reqwest(method, to, headers.into_owned(), body)).await?;
                 // The hops made here; reqwest's own are not measured.
                 r.timing = timing;
                 return Ok(r);
@@ -364,6 +384,8 @@ struct Prepared<'a> {
     target: Cow<'a, str>,
     headers: HeaderMap,
     body: Option<Bytes>,
+    /// `traceparent` (`trace: on`), apart from `headers`: no header map per request.
+    traceparent: Option<[u8; 55]>,
 }
 
 enum Body {
@@ -504,12 +526,8 @@ impl HttpDriver {
             })?;
             headers.insert(name.clone(), v);
         }
-        if let Some(t) = vars.trace() {
-            // Every request of the iteration carries its trace, each with a new span id.
-            if let Ok(v) = HeaderValue::from_bytes(&t.traceparent()) {
-                headers.insert(HeaderName::from_static("traceparent"), v);
-            }
-        }
+        // Every request of the iteration carries its trace, each with a new span id.
+        let traceparent = vars.trace().map(|t| t.traceparent());
         let body = match &step.body {
             Body::None => None,
             Body::Raw(t) => Some(Bytes::from(t.render(vars).map_err(tmpl_err)?)),
@@ -531,6 +549,7 @@ impl HttpDriver {
             target,
             headers,
             body,
+            traceparent,
         })
     }
 

@@ -11,8 +11,17 @@
 //! Native buckets: schema [`NATIVE_SCHEMA`] (growth factor 2^(1/8) ≈ 1.09, so a quantile
 //! from them is within ±4.4 % of the true value), over a fixed range of 2^-20 s (≈ 1 µs;
 //! anything at or below it is in the zero bucket) to 2^12 s (68 min; anything above is
-//! counted in the top bucket). That is 256 counters, 2 KiB per series, allocated once: the
-//! bucket count never grows, which is the "bucket limit" of a native histogram here.
+//! counted in the top bucket). That is 256 counters, 2 KiB per series and stripe, allocated
+//! once: the bucket count never grows, which is the "bucket limit" of a native histogram
+//! here.
+//!
+//! Stripes: an observation adds to four counters (a classic bucket, a native bucket, the
+//! sum and the count). With every load thread adding to the same counters, each addition
+//! pulls the cache line from the other core — at tens of thousands of requests a second,
+//! with the duration and three phase histograms per request, that was a quarter of the
+//! generator's CPU (`docs/BENCHMARKS.md`). So the counters are kept in [`STRIPES`]
+//! stripes, each on cache lines of its own; a thread always adds to the same stripe, and
+//! readers (scrapes, the history sampler) add the stripes up. About 10 KiB per series.
 
 use prometheus_client::encoding::{
     EncodeLabelSet, EncodeMetric, MetricEncoder, NativeHistogram, NativeHistogramBuckets,
@@ -20,7 +29,7 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -55,6 +64,27 @@ pub struct TraceLabel {
 /// latest per scrape, so more would be work nobody sees.
 const EXEMPLAR_EVERY_MS: u64 = 1000;
 
+/// Counter stripes per histogram (see the module's doc).
+const STRIPES: usize = 4;
+/// Unused slots before each stripe's counters (128 bytes: two cache lines), so that no
+/// cache line holds counters of two stripes, or of a stripe and a neighbouring allocation.
+const PAD: usize = 16;
+/// A stripe's layout, in u64 slots from its start.
+const COUNT: usize = PAD;
+const SUM: usize = PAD + 1;
+const ZERO: usize = PAD + 2;
+const CLASSIC: usize = PAD + 3;
+
+/// The stripe the calling thread adds to: threads take stripes in turn as they first
+/// observe, so the load runtime's workers (the first to observe) get different ones.
+fn my_stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    MINE.with(|m| *m)
+}
+
 /// A histogram handle; clones share the same counts.
 #[derive(Clone, Debug)]
 pub struct Histogram {
@@ -65,19 +95,30 @@ pub struct Histogram {
 struct Inner {
     /// Classic upper bounds, ascending and finite (+Inf is implicit).
     bounds: &'static [f64],
-    /// Per classic bucket (not cumulative), the last one being +Inf.
-    classic: Box<[AtomicU64]>,
-    count: AtomicU64,
-    /// The sum of observations, as f64 bits.
-    sum: AtomicU64,
-    native_zero: AtomicU64,
-    native: Box<[AtomicU64]>,
+    /// [`STRIPES`] stripes of `stride` slots: padding, then the count, the sum (f64
+    /// bits), the native zero bucket, the classic buckets (not cumulative, the last one
+    /// +Inf) and the native buckets; the tail pads the last stripe.
+    slots: Box<[AtomicU64]>,
+    stride: usize,
     /// Per classic bucket: when its exemplar was last replaced (ms after `epoch`, +1 so
     /// that 0 means never), and the exemplar.
     exemplar_at: Box<[AtomicU64]>,
     exemplars: Box<[parking_lot::Mutex<Option<Sampled>>]>,
     epoch: Instant,
     created: SystemTime,
+}
+
+impl Inner {
+    fn native_at(&self) -> usize {
+        CLASSIC + self.bounds.len() + 1
+    }
+
+    /// Slot `k` of every stripe, added up.
+    fn total(&self, k: usize, order: Ordering) -> u64 {
+        (0..STRIPES)
+            .map(|s| self.slots[s * self.stride + k].load(order))
+            .sum()
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -127,14 +168,17 @@ impl Histogram {
     /// A histogram with the given classic bucket bounds (ascending, finite).
     pub fn new(bounds: &'static [f64]) -> Histogram {
         let n = bounds.len() + 1;
+        let stride = CLASSIC + n + NATIVE_BUCKETS;
         Histogram {
             inner: Arc::new(Inner {
                 bounds,
-                classic: (0..n).map(|_| AtomicU64::new(0)).collect(),
-                count: AtomicU64::new(0),
-                sum: AtomicU64::new(0f64.to_bits()),
-                native_zero: AtomicU64::new(0),
-                native: (0..NATIVE_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+                slots: (0..STRIPES * stride + PAD)
+                    .map(|k| {
+                        let sum = k % stride == SUM && k < STRIPES * stride;
+                        AtomicU64::new(if sum { 0f64.to_bits() } else { 0 })
+                    })
+                    .collect(),
+                stride,
                 exemplar_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
                 exemplars: (0..n).map(|_| parking_lot::Mutex::new(None)).collect(),
                 epoch: Instant::now(),
@@ -170,74 +214,83 @@ impl Histogram {
         }
     }
 
-    /// Counts `v` everywhere; returns its classic bucket.
+    /// Counts `v` everywhere (in the calling thread's stripe); returns its classic bucket.
     fn record(&self, v: f64) -> usize {
         let i = &self.inner;
+        let at = &i.slots[my_stripe() * i.stride..];
         let bucket = i.bounds.partition_point(|b| *b < v);
-        i.classic[bucket].fetch_add(1, Ordering::Relaxed);
-        let mut old = i.sum.load(Ordering::Relaxed);
+        at[CLASSIC + bucket].fetch_add(1, Ordering::Relaxed);
+        let sum = &at[SUM];
+        let mut old = sum.load(Ordering::Relaxed);
         loop {
             let new = (f64::from_bits(old) + v).to_bits();
-            match i
-                .sum
-                .compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match sum.compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(x) => old = x,
             }
         }
         if v.is_nan() || v <= NATIVE_ZERO_THRESHOLD {
-            i.native_zero.fetch_add(1, Ordering::Relaxed);
+            at[ZERO].fetch_add(1, Ordering::Relaxed);
         } else {
             let idx = native_index(v).clamp(NATIVE_FIRST, NATIVE_LAST);
-            i.native[(idx - NATIVE_FIRST) as usize].fetch_add(1, Ordering::Relaxed);
+            at[i.native_at() + (idx - NATIVE_FIRST) as usize].fetch_add(1, Ordering::Relaxed);
         }
         // Last, so that a reader never sees a count its buckets do not hold yet.
-        i.count.fetch_add(1, Ordering::Release);
+        at[COUNT].fetch_add(1, Ordering::Release);
         bucket
     }
 
     /// Observations so far.
     pub fn count(&self) -> u64 {
-        self.inner.count.load(Ordering::Acquire)
+        self.inner.total(COUNT, Ordering::Acquire)
     }
 
     /// The sum of observations so far.
     pub fn sum(&self) -> f64 {
-        f64::from_bits(self.inner.sum.load(Ordering::Relaxed))
+        let i = &self.inner;
+        (0..STRIPES)
+            .map(|s| f64::from_bits(i.slots[s * i.stride + SUM].load(Ordering::Relaxed)))
+            .sum()
+    }
+
+    /// Classic counts per bucket (not cumulative), the last one +Inf.
+    fn classic(&self) -> Vec<u64> {
+        let i = &self.inner;
+        (0..=i.bounds.len())
+            .map(|k| i.total(CLASSIC + k, Ordering::Relaxed))
+            .collect()
     }
 
     /// Cumulative classic counts: (upper bound, count at or below it), +Inf not included;
     /// and the total.
     pub fn classic_cumulative(&self) -> (u64, Vec<(f64, u64)>) {
         let i = &self.inner;
+        let counts = self.classic();
         let mut acc = 0;
         let buckets = i
             .bounds
             .iter()
-            .zip(i.classic.iter())
+            .zip(&counts)
             .map(|(b, c)| {
-                acc += c.load(Ordering::Relaxed);
+                acc += c;
                 (*b, acc)
             })
             .collect();
-        let inf = i.classic[i.bounds.len()].load(Ordering::Relaxed);
+        let inf = counts[i.bounds.len()];
         (acc + inf, buckets)
     }
 
     /// Native buckets with observations: (index, count), ascending; and the zero count.
     pub fn native_buckets(&self) -> (u64, Vec<(i32, u64)>) {
         let i = &self.inner;
-        let buckets = i
-            .native
-            .iter()
-            .enumerate()
-            .filter_map(|(k, c)| {
-                let c = c.load(Ordering::Relaxed);
+        let first = i.native_at();
+        let buckets = (0..NATIVE_BUCKETS)
+            .filter_map(|k| {
+                let c = i.total(first + k, Ordering::Relaxed);
                 (c > 0).then_some((k as i32 + NATIVE_FIRST, c))
             })
             .collect();
-        (i.native_zero.load(Ordering::Relaxed), buckets)
+        (i.total(ZERO, Ordering::Relaxed), buckets)
     }
 
     /// The exemplars by classic bucket index, for the encoders.
@@ -301,8 +354,7 @@ impl EncodeMetric for Histogram {
             .iter()
             .copied()
             .chain(std::iter::once(f64::INFINITY))
-            .zip(i.classic.iter())
-            .map(|(b, c)| (b, c.load(Ordering::Relaxed)))
+            .zip(self.classic())
             .collect();
         let (zero, native) = self.native_buckets();
         let total: u64 = buckets.iter().map(|b| b.1).sum();
@@ -397,6 +449,40 @@ mod tests {
             "1e9 s is clamped"
         );
         assert!((h.sum() - (0.05 + 0.1 + 0.2 + 0.7 + 3.0 + 1e-9 + 1e9)).abs() < 1e-3);
+    }
+
+    #[test]
+    fn threads_add_to_their_own_stripes_and_readers_add_them_up() {
+        static B: &[f64] = &[0.1, 1.0];
+        let h = Histogram::new(B);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let h = h.clone();
+                std::thread::spawn(move || {
+                    for k in 0..1000 {
+                        h.observe(if (t + k) % 2 == 0 { 0.05 } else { 0.5 });
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(h.count(), 8000);
+        assert_eq!(
+            h.classic_cumulative(),
+            (8000, vec![(0.1, 4000), (1.0, 8000)])
+        );
+        let (zero, native) = h.native_buckets();
+        assert_eq!((zero, native.len()), (0, 2));
+        assert_eq!(native.iter().map(|b| b.1).sum::<u64>(), 8000);
+        assert!((h.sum() - (4000.0 * 0.05 + 4000.0 * 0.5)).abs() < 1e-6);
+        // The stripes were used: more than one holds counts.
+        let i = &h.inner;
+        let used = (0..STRIPES)
+            .filter(|s| i.slots[s * i.stride + COUNT].load(Ordering::Relaxed) > 0)
+            .count();
+        assert!(used > 1, "{used} stripes used");
     }
 
     #[test]
