@@ -56,6 +56,33 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok.success());
 }
 
+/// SIGTERMs a child that still runs when the test ends early (a failed assertion), and
+/// waits for it: a `soakd demo` left running keeps loading the machine and its throwaway
+/// PostgreSQL, which only a SIGTERM makes it stop.
+struct TermOnDrop(u32);
+
+impl Drop for TermOnDrop {
+    fn drop(&mut self) {
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{}/stat", self.0)).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| !r.trim_start().starts_with('Z'))
+            })
+        };
+        if !running() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.to_string()])
+            .status();
+        let end = Instant::now() + Duration::from_secs(20);
+        while running() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     let end = Instant::now() + timeout;
     loop {
@@ -350,6 +377,7 @@ async fn demo_serves_lint_clean_metrics_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _stop = TermOnDrop(child.id());
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let m = eventually(Duration::from_secs(30), || async {
         let m = try_text(&format!("http://{addr}/metrics")).await?;

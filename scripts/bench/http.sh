@@ -5,6 +5,9 @@
 #   http1   plain HTTP/1.1
 #   https   HTTP/1.1 over TLS 1.3 (nginx with a self-signed certificate made for the
 #           run; soakd `tls_skip_verify`, oha `--insecure`)
+#   h2      HTTP/2 over TLS 1.3 by ALPN: soakd `version: http2` with H2_CONNS connections
+#           (default 10), oha `--http2 -c H2_CONNS -p CONNS/H2_CONNS` (the same streams)
+#   h2c     HTTP/2 with prior knowledge over plain TCP, as h2
 #
 # In each section:
 #   (a) fixed RATE (default 5000/s) for DURATION (default 20 s): achieved rate, p50/p99,
@@ -39,16 +42,19 @@ STEPS=${STEPS:-"5000 10000 20000 30000 40000 50000 60000 70000 80000 90000 10000
 MAX_RATE=${MAX_RATE:-150000}
 CONNS=${CONNS:-100}
 ROUNDS=${ROUNDS:-3}
-SECTIONS=${SECTIONS:-"http1 https"}
+SECTIONS=${SECTIONS:-"http1 https h2 h2c"}
+H2_CONNS=${H2_CONNS:-10}
 TRACE=${TRACE:-on}
 BEFORE=${BEFORE:-}
 
 need_apt wrk wrk
+need_apt h2load nghttp2-client
 command -v oha >/dev/null 2>&1 || { echo "installing oha" >&2; cargo install oha --locked -q; }
 build_soakd
 PORT=$(free_port)
 TLS_PORT=$(free_port)
-start_nginx "$PORT" "$TLS_PORT"
+H2C_PORT=$(free_port)
+start_nginx "$PORT" "$TLS_PORT" "$H2C_PORT"
 
 TOOLS=(soakd oha)
 [ -n "$BEFORE" ] && TOOLS=(soakd before oha)
@@ -59,19 +65,26 @@ section_vars() {
     http1) URL="http://127.0.0.1:$PORT/"; TARGET_KEYS="version: http1"; OHA_FLAGS=() ;;
     https) URL="https://127.0.0.1:$TLS_PORT/"; TARGET_KEYS="version: http1, tls_skip_verify: true"
            OHA_FLAGS=(--insecure) ;;
+    h2) URL="https://127.0.0.1:$TLS_PORT/"
+        TARGET_KEYS="version: http2, tls_skip_verify: true, connections: $H2_CONNS"
+        OHA_FLAGS=(--insecure --http2 -p $((CONNS / H2_CONNS))) ;;
+    h2c) URL="http://127.0.0.1:$H2C_PORT/"; TARGET_KEYS="version: http2, connections: $H2_CONNS"
+         OHA_FLAGS=(--http2 -p $((CONNS / H2_CONNS))) ;;
     *) echo "unknown section $1" >&2; exit 1 ;;
   esac
 }
 
 # run_once TOOL RATE SECS -> $WORK/TOOL-RATE.{json,cpu}
 run_once() {
-  local tool=$1 rate=$2 secs=$3 bin=$SOAKD keys=$TARGET_KEYS
+  local tool=$1 rate=$2 secs=$3 bin=$SOAKD keys=$TARGET_KEYS conns=$CONNS
+  case "$SECTION" in h2|h2c) conns=$H2_CONNS ;; esac
   case "$tool" in
     oha)
-      cpu_run "$WORK/oha-$rate.cpu" oha -z "${secs}s" -q "$rate" -c "$CONNS" --latency-correction \
+      cpu_run "$WORK/oha-$rate.cpu" oha -z "${secs}s" -q "$rate" -c "$conns" --latency-correction \
         --no-tui --output-format json "${OHA_FLAGS[@]}" "$URL" > "$WORK/oha-$rate.json"
       return ;;
-    before) bin=$BEFORE ;;
+    # An earlier build knows no `connections` for HTTP targets (it used reqwest's pool).
+    before) bin=$BEFORE; keys=${keys/, connections: $H2_CONNS/} ;;
     soakd) [ "$TRACE" = on ] && keys="$keys, trace: on" ;;
   esac
   soakd_config "$WORK/$tool-$rate.yaml" "${URL%/}" "{hold: {rate: $rate/s}}" 4096 "$CONNS" "$keys"
@@ -79,8 +92,15 @@ run_once() {
     --duration "${secs}s" --summary > "$WORK/$tool-$rate.json"
 }
 
+# The closed-loop reference: wrk for HTTP/1.1, h2load (nghttp2) for HTTP/2, with the
+# same connections and streams.
 wrk_once() {
-  cpu_run "$WORK/wrk.cpu" wrk -t1 -c"$CONNS" -d"${1}s" --latency "$URL" > "$WORK/wrk.txt"
+  rm -f "$WORK/wrk.txt" "$WORK/h2load.txt"
+  case "$SECTION" in
+    h2|h2c) cpu_run "$WORK/wrk.cpu" h2load -D "$1" -c "$H2_CONNS" -m $((CONNS / H2_CONNS)) "$URL" \
+              > "$WORK/h2load.txt" ;;
+    *) cpu_run "$WORK/wrk.cpu" wrk -t1 -c"$CONNS" -d"${1}s" --latency "$URL" > "$WORK/wrk.txt" ;;
+  esac
 }
 
 # report MODE ...: Markdown from the run's files.
@@ -104,14 +124,23 @@ def result(tool, r):
                 p50=sc["p50_seconds"], p99=sc["p99_seconds"], cpu=c, dropped=sc["dropped"],
                 late=sc["late"], started=sc["started"])
 def wrk():
-    t = open(f"{work}/wrk.txt").read()
+    import os
     c = cpu(f"{work}/wrk.cpu")
+    if os.path.exists(f"{work}/h2load.txt"):
+        t = open(f"{work}/h2load.txt").read()
+        rps = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", t).group(1))
+        req = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done", t).group(1))
+        mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", t)
+        m = float(mean.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1}[mean.group(2)]
+        # h2load gives no percentiles: its mean stands in both columns.
+        return dict(name="h2load (closed loop, mean latency)", rate=rps, req=req, p50=m, p99=m, cpu=c)
+    t = open(f"{work}/wrk.txt").read()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
     req = int(re.search(r"(\d+) requests in", t).group(1))
     def lat(p):
         m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", t)
         return float(m.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1}[m.group(2)]
-    return dict(rate=rps, req=req, p50=lat(50), p99=lat(99), cpu=c)
+    return dict(name="wrk (closed loop, no rate control)", rate=rps, req=req, p50=lat(50), p99=lat(99), cpu=c)
 per = lambda x: x["cpu"] / x["req"] * 1000
 def median_round(tool, n):
     runs = []
@@ -135,7 +164,7 @@ if mode == "fixed":
     for t in tools:
         x = res[t]
         print(f"| {NAMES[t]} | {x['rate']:.0f} | {x['rate']/rate:.4f} | {ms(x['p50'])} | {ms(x['p99'])} | {per(x):.4f} |")
-    print(f"| wrk (closed loop, no rate control) | {w['rate']:.0f} | – | {ms(w['p50'])} | {ms(w['p99'])} | {per(w):.4f} |")
+    print(f"| {w['name']} | {w['rate']:.0f} | – | {ms(w['p50'])} | {ms(w['p99'])} | {per(w):.4f} |")
     print(f"\nMedians of {n} alternating runs; CPU s per 1,000 in each run: " +
           "; ".join(f"{NAMES[t]} {res[t]['all']}" for t in tools) + ".")
     s, o = res["soakd"], res["oha"]
@@ -154,7 +183,7 @@ elif mode == "steps":
         print(f"| {NAMES[t]} | {best[t]} req/s | achieved >= 99 %{', dropped < 1 %' if t != 'oha' else ''} |")
         if t != "oha":
             print(f"| {NAMES[t]}, strict | {best[t + '_strict']} req/s | also < 1 % of starts more than 10 ms late |")
-    print(f"| wrk | {w['rate']:.0f} req/s | closed-loop maximum, {per(w):.4f} CPU s per 1,000 req |")
+    print(f"| {w['name'].split(' ')[0]} | {w['rate']:.0f} req/s | closed-loop maximum, {per(w):.4f} CPU s per 1,000 req |")
     if best["oha"]:
         print(f"\nRatio soakd/oha highest sustained rate: **{best['soakd']/best['oha']:.2f}**" +
               (f"; soakd/soakd-before: **{best['soakd']/best['before']:.2f}**" if best.get("before") else "") + "\n")
@@ -201,7 +230,7 @@ PY
 
 echo "## HTTP: soakd vs oha vs wrk"
 echo
-echo "Machine: $(machine). nginx $(nginx -v 2>&1 | cut -d/ -f2), 1 worker; $CONNS connections for every tool; $(oha --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); soakd $($SOAKD --version | awk '{print $2}') (trace: $TRACE)${BEFORE:+; soakd before: $BEFORE}. Command: \`SECTIONS=\"$SECTIONS\"${BEFORE:+ BEFORE=...} scripts/bench/http.sh\`."
+echo "Machine: $(machine). nginx $(nginx -v 2>&1 | cut -d/ -f2), 1 worker; HTTP/1.1: $CONNS connections for every tool; HTTP/2: $H2_CONNS connections × $((CONNS / H2_CONNS)) streams; $(h2load --version | head -1); $(oha --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); soakd $($SOAKD --version | awk '{print $2}') (trace: $TRACE)${BEFORE:+; soakd before: $BEFORE}. Command: \`SECTIONS=\"$SECTIONS\"${BEFORE:+ BEFORE=...} scripts/bench/http.sh\`."
 echo
 
 for SECTION in $SECTIONS; do

@@ -40,10 +40,11 @@ start_pgcluster() {
   [ -n "$PG_URL" ] || { echo "the throwaway PostgreSQL did not start" >&2; exit 1; }
 }
 
-# start_nginx PORT [TLS_PORT]: one worker answering `200 ok`, no logs; with TLS_PORT also
-# over TLS 1.2/1.3 with HTTP/2 by ALPN there, on a self-signed certificate made here.
+# start_nginx PORT [TLS_PORT [H2C_PORT]]: one worker answering `200 ok`, no logs; with
+# TLS_PORT also over TLS 1.2/1.3 with HTTP/2 by ALPN there, on a self-signed certificate
+# made here; with H2C_PORT also plaintext HTTP/2 with prior knowledge (h2c) there.
 start_nginx() {
-  local port=$1 tls_port=${2:-} tls=""
+  local port=$1 tls_port=${2:-} h2c_port=${3:-} tls="" h2c=""
   need_apt nginx nginx
   mkdir -p "$WORK/nginx"
   if [ -n "$tls_port" ]; then
@@ -58,6 +59,10 @@ start_nginx() {
     location / { return 200 \"ok\"; }
   }"
   fi
+  [ -n "$h2c_port" ] && h2c="server {
+    listen 127.0.0.1:$h2c_port http2 backlog=4096;
+    location / { return 200 \"ok\"; }
+  }"
   cat > "$WORK/nginx/nginx.conf" <<CONF
 worker_processes 1;
 error_log $WORK/nginx/error.log warn;
@@ -71,6 +76,7 @@ http {
     location / { return 200 "ok"; }
   }
   $tls
+  $h2c
 }
 CONF
   nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
