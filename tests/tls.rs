@@ -32,6 +32,19 @@ fn path(p: &std::path::Path) -> String {
     p.display().to_string()
 }
 
+/// `${PORT}`, `${CA}`, our client certificate (`${CERT}`, `${KEY}`) and a stranger's
+/// (`${SCERT}`, `${SKEY}`) for a config.
+fn cert_vars(certs: &TestCerts, port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("PORT", port.to_string()),
+        ("CA", path(&certs.ca_file)),
+        ("CERT", path(&certs.client.cert_file)),
+        ("KEY", path(&certs.client.key_file)),
+        ("SCERT", path(&certs.stranger.cert_file)),
+        ("SKEY", path(&certs.stranger.key_file)),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_targets_keep_every_http_behaviour_on_the_fast_path() {
     let certs = TestCerts::new();
@@ -158,14 +171,7 @@ scenarios:
   b: {target: theirs, schedule: {hold: {rate: 20/s}}, ops: {get: {http: {path: /ok}}}}
   c: {target: none, schedule: {hold: {rate: 20/s}}, ops: {get: {http: {path: /ok}}}}
 "#,
-        &[
-            ("PORT", addr.port().to_string()),
-            ("CA", path(&certs.ca_file)),
-            ("CERT", path(&certs.client.cert_file)),
-            ("KEY", path(&certs.client.key_file)),
-            ("SCERT", path(&certs.stranger.cert_file)),
-            ("SKEY", path(&certs.stranger.key_file)),
-        ],
+        &cert_vars(&certs, addr.port()),
     );
     let d = daemon(cfg);
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -312,14 +318,7 @@ scenarios:
     ops:
       login: {grpc: {method: iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage, message: {userId: "x-{{seq}}"}}}
 "#,
-        &[
-            ("PORT", port.to_string()),
-            ("CA", path(&certs.ca_file)),
-            ("CERT", path(&certs.client.cert_file)),
-            ("KEY", path(&certs.client.key_file)),
-            ("SCERT", path(&certs.stranger.cert_file)),
-            ("SKEY", path(&certs.stranger.key_file)),
-        ],
+        &cert_vars(&certs, port),
     );
     let d = daemon(cfg);
     tokio::time::sleep(Duration::from_millis(2000)).await;

@@ -899,6 +899,19 @@ mod tests {
         )
     }
 
+    /// A pool for `addr` that connects with `dial`.
+    fn dialing(addr: &str, dial: TlsDial) -> H1Pool {
+        H1Pool::new(
+            addr.into(),
+            addr.into(),
+            "t",
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+            8,
+            Some(dial),
+        )
+    }
+
     fn pool(tx: &Tx, addr: &str, idle_timeout: Duration, max_idle: usize) -> H1Pool {
         pool_with(tx, None, addr, idle_timeout, max_idle)
     }
@@ -1241,17 +1254,7 @@ mod tests {
             )),
             name: ServerName::try_from("localhost").unwrap(),
         };
-        let p = |skip| {
-            H1Pool::new(
-                addr.clone(),
-                addr.clone(),
-                "t",
-                Duration::from_secs(1),
-                Duration::from_secs(60),
-                8,
-                Some(dial(skip)),
-            )
-        };
+        let p = |skip| dialing(&addr, dial(skip));
         let e = get(&p(false), false).await.unwrap_err();
         assert_eq!(e.kind, TLS);
         assert!(
@@ -1265,15 +1268,7 @@ mod tests {
             name: ServerName::try_from("elsewhere.example").unwrap(),
             ..Tx::Tls(Arc::new(c)).dial(None).unwrap()
         };
-        let p = H1Pool::new(
-            addr.clone(),
-            addr,
-            "t",
-            Duration::from_secs(1),
-            Duration::from_secs(60),
-            8,
-            Some(wrong),
-        );
+        let p = dialing(&addr, wrong);
         let e = get(&p, false).await.unwrap_err();
         assert_eq!(e.kind, TLS);
         assert!(e.detail.contains("not valid for name"), "{}", e.detail);
@@ -1313,15 +1308,7 @@ mod tests {
             connector: TlsConnector::from(Arc::new(config)),
             name: ServerName::try_from("localhost").unwrap(),
         };
-        let p = H1Pool::new(
-            addr.clone(),
-            addr,
-            "t",
-            Duration::from_secs(1),
-            Duration::from_secs(60),
-            8,
-            Some(dial),
-        );
+        let p = dialing(&addr, dial);
         assert!(!p.chose_h2());
         assert!(get(&p, false).await.is_err());
         assert!(p.chose_h2());
