@@ -32,7 +32,7 @@ fn path(p: &std::path::Path) -> String {
     p.display().to_string()
 }
 
-/// `${PORT}`, `${CA}`, our client certificate (`${CERT}`, `${KEY}`) and a stranger's
+/// `${PORT}`, `${CA}` and, for configs that present one, our client certificate (`${CERT}`, `${KEY}`) and a stranger's
 /// (`${SCERT}`, `${SKEY}`) for a config.
 fn cert_vars(certs: &TestCerts, port: u16) -> Vec<(&'static str, String)> {
     vec![
@@ -106,10 +106,7 @@ scenarios:
           - {http: {method: POST, path: /echo, json: {a: "{{seq}}"}}, extract: [{from: /len, bind: [n]}]}
           - {http: {path: "/new?len={{n}}"}}
 "#,
-        &[
-            ("PORT", addr.port().to_string()),
-            ("CA", path(&certs.ca_file)),
-        ],
+        &cert_vars(&certs, addr.port()),
     );
     let d = daemon(cfg);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -225,10 +222,7 @@ scenarios:
   a: {target: auto, schedule: {hold: {rate: 20/s}}, ops: {get: {http: {path: /v}}}}
   b: {target: one, schedule: {hold: {rate: 20/s}}, ops: {get: {http: {path: /v}}}}
 "#,
-        &[
-            ("PORT", addr.port().to_string()),
-            ("CA", path(&certs.ca_file)),
-        ],
+        &cert_vars(&certs, addr.port()),
     );
     let d = daemon(cfg);
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -22,7 +22,8 @@
 //! open at once is bounded above this module (the target's `max_connections`: a
 //! connection is only opened by a request holding a slot when no idle one is left).
 
-use super::kind::{BODY, CONNECT, IO, TLS};
+use super::kind::{BODY, IO, TLS};
+pub use super::tls::TlsDial;
 use super::OpError;
 use crate::phases::Phases;
 use bytes::Bytes;
@@ -36,8 +37,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::TlsConnector;
 use tokio_util::either::Either;
 
 /// A connection's byte stream: plain TCP, or TLS over it (boxed: rustls' state is a
@@ -108,15 +107,6 @@ pub struct H1Pool {
     tls: Option<TlsDial>,
     /// The server chose HTTP/2 by ALPN: this pool cannot serve the target.
     chose_h2: std::sync::atomic::AtomicBool,
-    /// When a failed handshake was last logged (one warning per 10 s).
-    tls_logged: Mutex<Option<Instant>>,
-}
-
-/// How a pool's connections speak TLS: the target's rustls config (its ALPN list
-/// decides whether HTTP/2 may be chosen) and the name verified and sent as SNI.
-pub struct TlsDial {
-    pub connector: TlsConnector,
-    pub name: ServerName<'static>,
 }
 
 /// One request; `target` is origin-form (path and query).
@@ -203,7 +193,6 @@ impl H1Pool {
             buffer_bytes: Arc::default(),
             tls,
             chose_h2: Default::default(),
-            tls_logged: Mutex::new(None),
         }
     }
 
@@ -278,7 +267,7 @@ impl H1Pool {
     async fn timed_connect(&self, dial: &mut Phases) -> Result<Conn, OpError> {
         let t0 = Instant::now();
         let deadline = tokio::time::Instant::from_std(t0 + self.connect_timeout);
-        let tcp = self.connect_tcp(deadline).await;
+        let tcp = super::connect_tcp(&self.addr, deadline, self.connect_timeout).await;
         let t1 = Instant::now();
         dial.connect = Some(dial.connect.unwrap_or_default() + (t1 - t0));
         let stream = match (&self.tls, tcp?) {
@@ -303,63 +292,22 @@ impl H1Pool {
         Ok(conn)
     }
 
-    async fn connect_tcp(&self, deadline: tokio::time::Instant) -> Result<TcpStream, OpError> {
-        let fail = |e: String| OpError::new(CONNECT, format!("connect {}: {e}", self.addr));
-        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| {
-                fail(format!(
-                    "no connection within {}",
-                    crate::units::format_duration(self.connect_timeout)
-                ))
-            })?
-            .map_err(|e| fail(e.to_string()))?;
-        // Requests are single small writes: never wait for Nagle.
-        stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
-        Ok(stream)
-    }
-
-    /// The TLS handshake, within what is left of the connect timeout. A failure is
-    /// kind `tls`, its cause (the certificate problem, the alert) in the detail and,
-    /// at most every 10 s, in the log.
+    /// The TLS handshake; a server choosing `h2` by ALPN is noted and the connection
+    /// dropped, nothing sent on it.
     async fn handshake(
         &self,
         tls: &TlsDial,
         tcp: TcpStream,
         deadline: tokio::time::Instant,
     ) -> Result<TlsStream<TcpStream>, OpError> {
-        let result =
-            tokio::time::timeout_at(deadline, tls.connector.connect(tls.name.clone(), tcp))
-                .await
-                .map_err(|_| {
-                    format!(
-                        "no TLS handshake within {} (with the TCP connect)",
-                        crate::units::format_duration(self.connect_timeout)
-                    )
-                })
-                .and_then(|r| r.map_err(|e| e.to_string()));
-        let stream = match result {
-            Ok(s) => s,
-            Err(e) => {
-                let detail = format!("TLS handshake with {}: {e}", self.addr);
-                self.log_tls_failure(&detail);
-                return Err(OpError::new(TLS, detail));
-            }
-        };
+        let stream = tls
+            .handshake(tcp, &self.addr, deadline, self.connect_timeout)
+            .await?;
         if stream.get_ref().1.alpn_protocol() == Some(super::tls::ALPN_H2) {
             self.chose_h2.store(true, Ordering::Relaxed);
             return Err(OpError::new(IO, format!("{} chose HTTP/2", self.addr)));
         }
         Ok(stream)
-    }
-
-    fn log_tls_failure(&self, detail: &str) {
-        let mut last = self.tls_logged.lock();
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-            *last = Some(Instant::now());
-            drop(last);
-            tracing::warn!(target: "soakd::http", "{detail}");
-        }
     }
 
     /// Sends `req` and reads the whole response; keeps its body when `want_body`.
@@ -392,8 +340,8 @@ impl H1Pool {
                 Ok(resp)
             }
             Err(f) => {
-                if let Failure::Tls(d) = &f {
-                    self.log_tls_failure(&format!("{}: {d}", self.addr));
+                if let (Failure::Tls(d), Some(tls)) = (&f, &self.tls) {
+                    tls.log_failure(&format!("{}: {d}", self.addr));
                 }
                 Err(f.into_op_error())
             }
@@ -759,10 +707,12 @@ fn find_crlf(b: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::config::tls::TargetTls;
+    use crate::drivers::kind::CONNECT;
     use crate::drivers::testcerts::TestCerts;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use tokio::net::TcpListener;
+    use tokio_rustls::rustls::pki_types::ServerName;
 
     /// A keep-alive server that answers every request head with `reply`, counting
     /// accepted connections; with `close_after` it closes each connection after that
@@ -875,10 +825,10 @@ mod tests {
                 &[super::super::tls::ALPN_HTTP1],
             )
             .unwrap();
-            Some(TlsDial {
-                connector: TlsConnector::from(Arc::new(config)),
-                name: ServerName::try_from("localhost").unwrap(),
-            })
+            Some(TlsDial::new(
+                Arc::new(config),
+                ServerName::try_from("localhost").unwrap(),
+            ))
         }
     }
 
@@ -1248,12 +1198,18 @@ mod tests {
         let c = TestCerts::new();
         let (addr, _) =
             tls_server(c.server_config(&[crate::drivers::tls::ALPN_HTTP1], false)).await;
-        let dial = |skip: bool| TlsDial {
-            connector: TlsConnector::from(Arc::new(
-                crate::drivers::tls::client_config(None, skip, &[crate::drivers::tls::ALPN_HTTP1])
+        let dial = |skip: bool| {
+            TlsDial::new(
+                Arc::new(
+                    crate::drivers::tls::client_config(
+                        None,
+                        skip,
+                        &[crate::drivers::tls::ALPN_HTTP1],
+                    )
                     .unwrap(),
-            )),
-            name: ServerName::try_from("localhost").unwrap(),
+                ),
+                ServerName::try_from("localhost").unwrap(),
+            )
         };
         let p = |skip| dialing(&addr, dial(skip));
         let e = get(&p(false), false).await.unwrap_err();
@@ -1265,10 +1221,10 @@ mod tests {
         );
         assert_eq!(get(&p(true), false).await.unwrap().status, 200);
         // The name verified is the URL's host unless tls.domain says otherwise.
-        let wrong = TlsDial {
-            name: ServerName::try_from("elsewhere.example").unwrap(),
-            ..Tx::Tls(Arc::new(c)).dial(None).unwrap()
-        };
+        let wrong = Tx::Tls(Arc::new(c))
+            .dial(None)
+            .unwrap()
+            .with_name(ServerName::try_from("elsewhere.example").unwrap());
         let p = dialing(&addr, wrong);
         let e = get(&p, false).await.unwrap_err();
         assert_eq!(e.kind, TLS);
@@ -1305,11 +1261,10 @@ mod tests {
             ],
         )
         .unwrap();
-        let dial = TlsDial {
-            connector: TlsConnector::from(Arc::new(config)),
-            name: ServerName::try_from("localhost").unwrap(),
-        };
-        let p = dialing(&addr, dial);
+        let p = dialing(
+            &addr,
+            TlsDial::new(Arc::new(config), ServerName::try_from("localhost").unwrap()),
+        );
         assert!(!p.chose_h2());
         assert!(get(&p, false).await.is_err());
         assert!(p.chose_h2());

@@ -12,7 +12,8 @@
 //! stream resets are error kinds `h2_<reason>` (a fixed list: the protocol's 14 codes).
 
 use super::h1::{Response, MAX_BODY};
-use super::kind::{BODY, CONNECT, IO, TLS};
+use super::kind::{BODY, IO};
+use super::tls::TlsDial;
 use super::OpError;
 use crate::phases::Phases;
 use bytes::{Bytes, BytesMut};
@@ -23,9 +24,6 @@ use http::{HeaderMap, Method, Uri};
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::TlsConnector;
 
 /// Streams' and the connection's receive windows: a large response is not throttled
 /// by a round trip per 64 KiB.
@@ -40,8 +38,8 @@ pub struct Dial {
     pub addr: String,
     pub scheme: Scheme,
     pub authority: Authority,
-    /// For `https://`: the target's rustls config (ALPN `h2`) and the name to verify.
-    pub tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// For `https://`: the handshake, with the target's rustls config (ALPN `h2`).
+    pub tls: Option<TlsDial>,
     pub connect_timeout: Duration,
     pub user_agent: &'static str,
 }
@@ -148,15 +146,9 @@ impl H2Pool {
 
     async fn connect(&self, timing: &mut Phases) -> Result<SendRequest<Bytes>, OpError> {
         let d = &self.dial;
-        let fail = |e: String| OpError::new(CONNECT, format!("connect {}: {e}", d.addr));
         let t0 = Instant::now();
         let deadline = tokio::time::Instant::from_std(t0 + d.connect_timeout);
-        let within = crate::units::format_duration(d.connect_timeout);
-        let tcp = tokio::time::timeout_at(deadline, TcpStream::connect(&d.addr))
-            .await
-            .map_err(|_| fail(format!("no connection within {within}")))?
-            .map_err(|e| fail(e.to_string()))?;
-        tcp.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+        let tcp = super::connect_tcp(&d.addr, deadline, d.connect_timeout).await?;
         let t1 = Instant::now();
         timing.connect = Some(timing.connect.unwrap_or_default() + (t1 - t0));
         let mut builder = h2::client::Builder::new();
@@ -171,19 +163,10 @@ impl H2Pool {
                 let (sender, conn) = builder.handshake(tcp).await.map_err(handshake_err)?;
                 settled(sender, conn, deadline, &d.addr).await
             }
-            Some((connector, name)) => {
-                let tls = tokio::time::timeout_at(deadline, connector.connect(name.clone(), tcp))
-                    .await
-                    .map_err(|_| {
-                        OpError::new(
-                            TLS,
-                            format!(
-                                "TLS handshake with {}: none within {within} (with the TCP connect)",
-                                d.addr
-                            ),
-                        )
-                    })?
-                    .map_err(|e| OpError::new(TLS, format!("TLS handshake with {}: {e}", d.addr)))?;
+            Some(dial) => {
+                // Boxed: a rustls connection's state, kept out of every request's future.
+                let tls =
+                    Box::pin(dial.handshake(tcp, &d.addr, deadline, d.connect_timeout)).await?;
                 timing.tls = Some(timing.tls.unwrap_or_default() + t1.elapsed());
                 if tls.get_ref().1.alpn_protocol() != Some(super::tls::ALPN_H2) {
                     return Err(OpError::new(
@@ -526,9 +509,9 @@ mod tests {
             let config =
                 super::super::tls::client_config(Some(&t), false, &[super::super::tls::ALPN_H2])
                     .unwrap();
-            (
-                TlsConnector::from(Arc::new(config)),
-                ServerName::try_from("localhost").unwrap(),
+            TlsDial::new(
+                Arc::new(config),
+                tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap(),
             )
         });
         H2Pool::new(

@@ -122,10 +122,7 @@ impl HttpClient {
                         HttpVersion::Auto => auto_alpn,
                         _ => &[tls::ALPN_HTTP1],
                     };
-                    Some(h1::TlsDial {
-                        connector: tokio_rustls::TlsConnector::from(config(alpn)?),
-                        name: name()?,
-                    })
+                    Some(tls::TlsDial::new(config(alpn)?, name()?))
                 } else {
                     None
                 };
@@ -144,10 +141,7 @@ impl HttpClient {
             (HttpVersion::Http1, _) | (HttpVersion::Auto, false) => None,
             (HttpVersion::Http2 | HttpVersion::Auto, _) => {
                 let tls = if https {
-                    Some((
-                        tokio_rustls::TlsConnector::from(config(&[tls::ALPN_H2])?),
-                        name()?,
-                    ))
+                    Some(tls::TlsDial::new(config(&[tls::ALPN_H2])?, name()?))
                 } else {
                     None
                 };
@@ -178,9 +172,9 @@ impl HttpClient {
     }
 
     /// The HTTP/1.1 connections' buffers, to register under `connections`.
-    pub fn memory_source(&self) -> Option<std::sync::Weak<dyn crate::metrics::MemorySize>> {
+    pub fn memory_source(&self) -> std::sync::Weak<dyn crate::metrics::MemorySize> {
         let weak: std::sync::Weak<FastPath> = Arc::downgrade(&self.fast);
-        Some(weak)
+        weak
     }
 
     /// Sends one request and reads the whole response (its body only when

@@ -70,6 +70,27 @@ pub mod kind {
 
 pub type OpResult = Result<(), OpError>;
 
+/// A TCP connection to `addr` by `deadline` (`connect_timeout` from now), without
+/// Nagle (requests are single small writes): kind `connect` when there is none.
+pub(crate) async fn connect_tcp(
+    addr: &str,
+    deadline: tokio::time::Instant,
+    connect_timeout: std::time::Duration,
+) -> Result<tokio::net::TcpStream, OpError> {
+    let fail = |e: String| OpError::new(kind::CONNECT, format!("connect {addr}: {e}"));
+    let stream = tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            fail(format!(
+                "no connection within {}",
+                crate::units::format_duration(connect_timeout)
+            ))
+        })?
+        .map_err(|e| fail(e.to_string()))?;
+    stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+    Ok(stream)
+}
+
 pub trait Driver: Send + Sync + 'static {
     /// Runs op `op` (an index into the scenario's ops) for one iteration.
     fn execute<'a, 'b: 'a>(
@@ -104,9 +125,9 @@ impl TargetClient {
         match &target.kind {
             TargetKind::Http(h) => {
                 let c = http::HttpClient::new(h).map_err(|e| fail(e.to_string()))?;
-                if let Some(weak) = c.memory_source() {
-                    metrics.memory.register_weak("connections", weak);
-                }
+                metrics
+                    .memory
+                    .register_weak("connections", c.memory_source());
                 Ok(TargetClient::Http(c))
             }
             TargetKind::Grpc(g) => grpc::GrpcClient::new(g)

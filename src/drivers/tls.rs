@@ -4,12 +4,19 @@
 //! system's roots plus Mozilla's bundled set plus the target's `tls.ca_file`; a client
 //! certificate is presented when `tls.cert_file`/`tls.key_file` are set.
 
+use super::kind::TLS;
+use super::OpError;
 use crate::config::tls::{load_certs, load_key, TargetTls};
+use parking_lot::Mutex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 /// The ALPN ids soakd offers.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -78,6 +85,71 @@ pub fn server_name(tls: Option<&TargetTls>, host: &str) -> Result<ServerName<'st
     // An IPv6 host comes bracketed from a URL.
     let name = name.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(name.to_string()).map_err(|e| format!("tls server name {name:?}: {e}"))
+}
+
+/// How a target's connections speak TLS — its rustls config (whose ALPN list says
+/// which protocols may be chosen) and the name verified and sent as SNI — for both of
+/// soakd's HTTP clients. A failed handshake is kind `tls`, and logged at most once per
+/// 10 s per target.
+pub struct TlsDial {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+    logged: Mutex<Option<Instant>>,
+}
+
+impl TlsDial {
+    pub fn new(config: Arc<ClientConfig>, name: ServerName<'static>) -> TlsDial {
+        TlsDial {
+            connector: TlsConnector::from(config),
+            name,
+            logged: Mutex::new(None),
+        }
+    }
+
+    /// The same config, verifying (and sending as SNI) another name.
+    #[cfg(test)]
+    pub fn with_name(&self, name: ServerName<'static>) -> TlsDial {
+        TlsDial {
+            connector: self.connector.clone(),
+            name,
+            logged: Mutex::new(None),
+        }
+    }
+
+    /// The handshake over `tcp` (connected to `addr`), by `deadline` — what is left of
+    /// `connect_timeout` after the TCP connect.
+    pub async fn handshake(
+        &self,
+        tcp: TcpStream,
+        addr: &str,
+        deadline: tokio::time::Instant,
+        connect_timeout: Duration,
+    ) -> Result<TlsStream<TcpStream>, OpError> {
+        tokio::time::timeout_at(deadline, self.connector.connect(self.name.clone(), tcp))
+            .await
+            .map_err(|_| {
+                format!(
+                    "no TLS handshake within {} (with the TCP connect)",
+                    crate::units::format_duration(connect_timeout)
+                )
+            })
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| {
+                let detail = format!("TLS handshake with {addr}: {e}");
+                self.log_failure(&detail);
+                OpError::new(TLS, detail)
+            })
+    }
+
+    /// Logs a TLS failure (the certificate problem, the alert), at most every 10 s.
+    pub fn log_failure(&self, detail: &str) {
+        let mut last = self.logged.lock();
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            drop(last);
+            tracing::warn!(target: "soakd::http", "{detail}");
+        }
+    }
 }
 
 /// `tls_skip_verify`: any certificate is accepted; signatures are still checked, so
