@@ -1,31 +1,41 @@
-//! gRPC driver (tonic over HTTP/2): unary calls to any method the target's descriptors
-//! describe, with the request built from a JSON template into a dynamic message
-//! (prost-reflect). The seed's event services are built in; other services come from
-//! descriptor sets or .proto files compiled at start-up — no recompiling soakd.
+//! gRPC driver: unary calls to any method the target's descriptors describe, with the
+//! request built from a JSON template into a dynamic message (prost-reflect). The
+//! seed's event services are built in; other services come from descriptor sets or
+//! .proto files compiled at start-up — no recompiling soakd.
 //!
-//! One persistent HTTP/2 connection multiplexes every call by default (the seed's 500
-//! concurrent OnMessage calls over one connection); `connections: N` spreads calls
-//! round-robin over N.
+//! Calls go over soakd's own HTTP/2 client ([`H2Pool`], shared with HTTP/2 targets):
+//! each call is a stream driven from the operation's own task, framed here (5-byte
+//! prefix, `grpc-timeout`, metadata, `traceparent`) and judged by its `grpc-status`
+//! trailer — no tower buffer, hyper or tonic channel in between, and the call's
+//! phases (`connect`, `tls`, `first_byte`, `body`) are timed like HTTP's. One HTTP/2
+//! connection multiplexes every call by default (the seed's 500 concurrent OnMessage
+//! calls over one connection); `connections: N` spreads calls round-robin over N.
 //!
 //! Error kinds: `grpc_<code>` for a status code (`grpc_unavailable`,
 //! `grpc_deadline_exceeded`, `grpc_resource_exhausted`, … — the 16 codes of the gRPC
-//! spec), `template`, `timeout`.
+//! spec; `grpc_unavailable` also when no connection could be made, and the code gRPC
+//! maps an HTTP status to when something other than a gRPC server answered), `tls`,
+//! `io` and `h2_<reason>` as for HTTP/2, `template`, `timeout`.
 
-use super::{kind, Driver, OpError, OpResult};
+use super::h2::{Dial, Exchange, H2Pool, Request as H2Request};
+use super::{kind, tls, Driver, OpError, OpResult};
 use crate::config::{GrpcTarget, Op, OpKind};
-use crate::protos::fit::fit;
-use crate::template::{IterVars, JsonTemplate, Template};
+use crate::protos::encode::MessageTemplate;
+use crate::template::{IterVars, Template};
+use bytes::{BufMut, BytesMut};
 use futures::future::BoxFuture;
+use http::header::{CONTENT_TYPE, TE};
+use http::uri::Scheme;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
+
+const USER_AGENT: &str = concat!("soakd/", env!("CARGO_PKG_VERSION"), " grpc");
 
 /// Encodes and decodes dynamic messages of one method.
 #[derive(Clone)]
@@ -81,64 +91,43 @@ impl Decoder for DynDecoder {
     }
 }
 
-/// The connections of a gRPC target: what survives reloads.
+/// The connections of a gRPC target: what survives reloads. soakd's own HTTP/2 client
+/// ([`H2Pool`]), as for HTTP/2 targets: `connections` connections, calls spread over
+/// them round-robin, each call a stream on the operation's own task.
 #[derive(Clone)]
 pub struct GrpcClient {
-    channels: Arc<Vec<Channel>>,
-    next: Arc<AtomicUsize>,
+    pool: Arc<H2Pool>,
 }
 
 impl GrpcClient {
-    /// Lazily connecting channels: a target that is down does not stop soakd.
+    /// Lazily connecting: a target that is down does not stop soakd.
     pub fn new(t: &GrpcTarget) -> Result<GrpcClient, String> {
-        let mut ep = Endpoint::from_shared(t.endpoint.clone())
-            .map_err(|e| format!("endpoint: {e}"))?
-            .connect_timeout(
-                t.connect_timeout
-                    .map(|d| d.0)
-                    .unwrap_or(Duration::from_secs(5)),
-            )
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true)
-            .initial_connection_window_size(Some(8 * 1024 * 1024))
-            .initial_stream_window_size(Some(1024 * 1024))
-            // Calls waiting for the connection: as many as the largest in-flight cap.
-            .buffer_size(Some(4096));
-        if t.endpoint.starts_with("https://") {
-            // The system's roots and Mozilla's, as for HTTP targets.
-            let mut tls = ClientTlsConfig::new()
-                .with_native_roots()
-                .with_webpki_roots();
-            if let Some(cfg) = &t.tls {
-                let read = |f: &str| std::fs::read(f).map_err(|e| format!("{f}: {e}"));
-                if let Some(ca) = &cfg.ca_file {
-                    tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
-                }
-                if let (Some(cert), Some(key)) = (&cfg.cert_file, &cfg.key_file) {
-                    tls = tls.identity(tonic::transport::Identity::from_pem(
-                        read(cert)?,
-                        read(key)?,
-                    ));
-                }
-                if let Some(d) = &cfg.domain {
-                    tls = tls.domain_name(d.clone());
-                }
-            }
-            ep = ep.tls_config(tls).map_err(|e| format!("tls: {e}"))?;
-        }
-        let channels = (0..t.connections.max(1))
-            .map(|_| ep.connect_lazy())
-            .collect();
+        let uri = http::Uri::from_str(&t.endpoint).map_err(|e| format!("endpoint: {e}"))?;
+        let https = uri.scheme() == Some(&Scheme::HTTPS);
+        let host = uri.host().ok_or("endpoint: no host")?;
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let authority = uri.authority().cloned().ok_or("endpoint: no host")?;
+        let tls = if https {
+            let config = tls::client_config(t.tls.as_ref(), false, &[tls::ALPN_H2])?;
+            let name = tls::server_name(t.tls.as_ref(), host)?;
+            Some(tls::TlsDial::new(Arc::new(config), name))
+        } else {
+            None
+        };
+        let dial = Dial {
+            addr: format!("{}:{port}", authority.host()),
+            scheme: if https { Scheme::HTTPS } else { Scheme::HTTP },
+            authority,
+            tls,
+            connect_timeout: t
+                .connect_timeout
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(5)),
+            user_agent: USER_AGENT,
+        };
         Ok(GrpcClient {
-            channels: Arc::new(channels),
-            next: Arc::new(AtomicUsize::new(0)),
+            pool: Arc::new(H2Pool::new(dial, t.connections)),
         })
-    }
-
-    fn channel(&self) -> Channel {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
-        self.channels[i].clone()
     }
 }
 
@@ -168,23 +157,26 @@ pub fn code_kind(code: Code) -> &'static str {
 struct Call {
     method: MethodDescriptor,
     path: http::uri::PathAndQuery,
-    message: JsonTemplate,
-    metadata: Vec<(AsciiMetadataKey, Template)>,
-    timeout: Duration,
+    /// The request message, compiled against the method's input type.
+    message: MessageTemplate,
+    metadata: Vec<(HeaderName, Template)>,
+    /// The headers every call of this op sends: content type, `te`, `grpc-timeout`.
+    headers: HeaderMap,
 }
 
 pub struct GrpcDriver {
     client: GrpcClient,
-    metadata: Vec<(AsciiMetadataKey, Template)>,
+    metadata: Vec<(HeaderName, Template)>,
     calls: Vec<Call>,
 }
 
 fn metadata_list(
     m: &std::collections::BTreeMap<String, Template>,
-) -> Result<Vec<(AsciiMetadataKey, Template)>, String> {
+) -> Result<Vec<(HeaderName, Template)>, String> {
     m.iter()
         .map(|(k, v)| {
-            AsciiMetadataKey::from_str(k)
+            // The config's check allows only ASCII metadata keys (no `-bin`).
+            HeaderName::from_str(k)
                 .map(|key| (key, v.clone()))
                 .map_err(|e| format!("metadata {k:?}: {e}"))
         })
@@ -212,10 +204,10 @@ impl GrpcDriver {
             calls.push(Call {
                 path: http::uri::PathAndQuery::from_str(&path)
                     .map_err(|e| format!("{path}: {e}"))?,
+                message: MessageTemplate::compile(&method.input(), &g.message),
                 method,
-                message: g.message.clone(),
                 metadata: metadata_list(&g.metadata)?,
-                timeout: op.timeout.unwrap_or(default_timeout),
+                headers: call_headers(op.timeout.unwrap_or(default_timeout)),
             });
         }
         Ok(GrpcDriver {
@@ -227,41 +219,126 @@ impl GrpcDriver {
 
     async fn call(&self, c: &Call, vars: &mut IterVars<'_>) -> OpResult {
         let tmpl = |e: crate::template::RenderError| OpError::new(kind::TEMPLATE, e.to_string());
-        let mut json = c.message.render(vars).map_err(tmpl)?;
-        fit(&c.method.input(), &mut json);
-        let msg = DynamicMessage::deserialize(c.method.input(), json).map_err(|e| {
-            OpError::new(
-                kind::TEMPLATE,
-                format!("request does not fit {}: {e}", c.method.input().full_name()),
-            )
-        })?;
-        let mut req = tonic::Request::new(msg);
-        // The deadline travels to the server as grpc-timeout.
-        req.set_timeout(c.timeout);
+        // gRPC framing: uncompressed, the length (filled in below), the message.
+        let mut body = BytesMut::with_capacity(256);
+        body.put_bytes(0, 5);
+        c.message
+            .encode(vars, &mut body)
+            .map_err(|e| OpError::new(kind::TEMPLATE, e.to_string()))?;
+        let len = body.len() - 5;
+        body[1..5].copy_from_slice(&(len as u32).to_be_bytes());
+        let body = body.freeze();
+        let mut headers = c.headers.clone();
         for (k, t) in self.metadata.iter().chain(c.metadata.iter()) {
             let v = t.render(vars).map_err(tmpl)?;
-            let v = AsciiMetadataValue::try_from(v.as_str())
-                .map_err(|_| OpError::new(kind::TEMPLATE, format!("metadata {k}: not ASCII")))?;
-            req.metadata_mut().insert(k.clone(), v);
+            let v = HeaderValue::try_from(v)
+                .ok()
+                .filter(|v| v.to_str().is_ok())
+                .ok_or_else(|| OpError::new(kind::TEMPLATE, format!("metadata {k}: not ASCII")))?;
+            headers.insert(k.clone(), v);
         }
-        if let Some(t) = vars.trace() {
-            // W3C trace context travels as gRPC metadata under the same name.
-            if let Ok(v) = AsciiMetadataValue::try_from(&t.traceparent()[..]) {
-                req.metadata_mut().insert("traceparent", v);
-            }
-        }
-        let mut grpc = tonic::client::Grpc::new(self.client.channel());
-        grpc.ready()
-            .await
-            .map_err(|e| OpError::new(code_kind(Code::Unavailable), e.to_string()))?;
-        let codec = DynamicCodec {
-            output: c.method.output(),
+        // W3C trace context travels as gRPC metadata under the same name.
+        let trace = vars.trace().map(|t| t.traceparent());
+        let req = H2Request {
+            method: &Method::POST,
+            target: c.path.as_str(),
+            headers: &headers,
+            body: Some(&body),
+            traceparent: trace.as_ref().map(|t| &t[..]),
         };
-        match grpc.unary(req, c.path.clone(), codec).await {
-            Ok(_) => Ok(()),
-            Err(s) => Err(OpError::new(code_kind(s.code()), s.message().to_string())),
-        }
+        // Boxed: the exchange's state stays out of every operation's future.
+        let x = Box::pin(self.client.pool.exchange(&req, true))
+            .await
+            .map_err(|e| match &*e.kind {
+                kind::CONNECT => OpError::new(code_kind(Code::Unavailable), e.detail),
+                _ => e,
+            })?;
+        vars.phases.add(&x.timing);
+        outcome(&x, &c.method.output())
     }
+}
+
+/// The headers of every call: gRPC's content type, `te: trailers` (which gRPC requires
+/// to detect proxies that would drop trailers) and the deadline, which travels to the
+/// server as `grpc-timeout`.
+fn call_headers(timeout: Duration) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(4);
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert(TE, HeaderValue::from_static("trailers"));
+    h.insert("grpc-timeout", grpc_timeout(timeout));
+    h
+}
+
+/// `grpc-timeout`: the deadline in the largest-resolution unit that fits the
+/// protocol's eight digits.
+fn grpc_timeout(d: Duration) -> HeaderValue {
+    let units = [
+        (d.as_nanos(), 'n'),
+        (d.as_micros(), 'u'),
+        (d.as_millis(), 'm'),
+        (d.as_secs() as u128, 'S'),
+        (d.as_secs() as u128 / 60, 'M'),
+    ];
+    let (n, unit) = units
+        .into_iter()
+        .find(|(n, _)| *n <= 99_999_999)
+        .unwrap_or(((d.as_secs() / 3600).min(99_999_999) as u128, 'H'));
+    HeaderValue::try_from(format!("{n}{unit}")).unwrap_or(HeaderValue::from_static("1H"))
+}
+
+/// HTTP status to gRPC code when the server answered outside gRPC (a proxy, say), as
+/// gRPC's http-grpc-status-mapping says.
+fn http_status_code(status: u16) -> Code {
+    match status {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502 | 503 | 504 => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
+/// A finished call's result: its `grpc-status` (in the trailers, or in the headers of
+/// a trailers-only answer) and, when OK, one response message that decodes as the
+/// method's output type.
+fn outcome(x: &Exchange, output: &MessageDescriptor) -> OpResult {
+    if x.status != 200 {
+        return Err(OpError::new(
+            code_kind(http_status_code(x.status)),
+            format!("HTTP status {} instead of a gRPC answer", x.status),
+        ));
+    }
+    let status = x
+        .trailers
+        .as_ref()
+        .and_then(Status::from_header_map)
+        .or_else(|| Status::from_header_map(&x.headers))
+        .ok_or_else(|| OpError::new(code_kind(Code::Internal), "no grpc-status in the answer"))?;
+    if status.code() != Code::Ok {
+        return Err(OpError::new(
+            code_kind(status.code()),
+            status.message().to_string(),
+        ));
+    }
+    let bad = |what: String| OpError::new(code_kind(Code::Internal), what);
+    let b = &x.body[..];
+    if b.len() < 5 {
+        return Err(bad("no response message".into()));
+    }
+    if b[0] != 0 {
+        return Err(bad("a compressed response, though none was offered".into()));
+    }
+    let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
+    let msg = b.get(5..5 + len).ok_or_else(|| {
+        bad(format!(
+            "a response message cut short ({} of {len} bytes)",
+            b.len() - 5
+        ))
+    })?;
+    DynamicMessage::decode(output.clone(), msg)
+        .map_err(|e| bad(format!("the response is not a {}: {e}", output.full_name())))?;
+    Ok(())
 }
 
 impl Driver for GrpcDriver {

@@ -68,6 +68,16 @@ pub struct Request<'a> {
     pub traceparent: Option<&'a [u8]>,
 }
 
+/// A whole HTTP/2 exchange as received: the response head, the body (when kept), the
+/// trailers (gRPC's status travels there) and where the time went.
+pub struct Exchange {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
+    pub timing: Phases,
+}
+
 /// Why a stream failed: whether it may be sent again.
 enum Failure {
     /// The server did not process it (graceful GOAWAY past it, REFUSED_STREAM), or the
@@ -93,6 +103,26 @@ impl H2Pool {
 
     /// Sends `req` and reads the whole response; keeps its body when `want_body`.
     pub async fn send(&self, req: &Request<'_>, want_body: bool) -> Result<Response, OpError> {
+        let x = self.exchange(req, want_body).await?;
+        let location = match x.status {
+            300..=399 => x
+                .headers
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            _ => None,
+        };
+        Ok(Response {
+            status: x.status,
+            location,
+            body: x.body,
+            timing: x.timing,
+        })
+    }
+
+    /// Sends `req` and reads the whole exchange, trailers included; keeps the body when
+    /// `want_body`.
+    pub async fn exchange(&self, req: &Request<'_>, want_body: bool) -> Result<Exchange, OpError> {
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
         let mut timing = Phases::default();
         let mut tries = 0;
@@ -186,7 +216,7 @@ impl H2Pool {
         req: &Request<'_>,
         want_body: bool,
         timing: &mut Phases,
-    ) -> Result<Response, Failure> {
+    ) -> Result<Exchange, Failure> {
         let d = &self.dial;
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(d.scheme.clone());
@@ -206,7 +236,7 @@ impl H2Pool {
         let mut sent = 0u64;
         for (k, v) in req.headers {
             // Connection-specific headers do not exist in HTTP/2; Host is :authority.
-            if is_connection_specific(k) {
+            if is_connection_specific(k, v) {
                 continue;
             }
             sent += (k.as_str().len() + v.len()) as u64;
@@ -246,21 +276,9 @@ impl H2Pool {
         }
         let resp = response.await.map_err(|e| classify(e, &d.addr))?;
         let first = Instant::now();
-        let status = resp.status().as_u16();
-        let mut received: u64 = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().len() + v.len()) as u64)
-            .sum();
-        let location = match status {
-            300..=399 => resp
-                .headers()
-                .get(http::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            _ => None,
-        };
-        let mut recv = resp.into_body();
+        let (head, mut recv) = resp.into_parts();
+        let status = head.status.as_u16();
+        let mut received: u64 = header_bytes(&head.headers);
         let mut kept = BytesMut::new();
         while let Some(chunk) = recv.data().await {
             let chunk = chunk.map_err(|e| match classify(e, &d.addr) {
@@ -281,15 +299,32 @@ impl H2Pool {
                 kept.extend_from_slice(&chunk);
             }
         }
+        let trailers = if recv.is_end_stream() {
+            None
+        } else {
+            let t = recv
+                .trailers()
+                .await
+                .map_err(|e| match classify(e, &d.addr) {
+                    Failure::Unprocessed(e) | Failure::Failed(e) => {
+                        Failure::Failed(OpError::new(BODY, e.detail))
+                    }
+                })?;
+            if let Some(t) = &t {
+                received += header_bytes(t);
+            }
+            t
+        };
         let done = Instant::now();
         timing.first_byte = Some(first - started);
         timing.body = Some(done - first);
         timing.sent = sent;
         timing.received = received;
-        Ok(Response {
+        Ok(Exchange {
             status,
-            location,
+            headers: head.headers,
             body: kept.freeze(),
+            trailers,
             timing: *timing,
         })
     }
@@ -335,13 +370,21 @@ async fn send_body(stream: &mut h2::SendStream<Bytes>, mut body: Bytes) -> Resul
     Ok(())
 }
 
-fn is_connection_specific(k: &http::HeaderName) -> bool {
+/// A header block's size as counted in the byte counters: names and values.
+fn header_bytes(h: &HeaderMap) -> u64 {
+    h.iter()
+        .map(|(k, v)| (k.as_str().len() + v.len()) as u64)
+        .sum()
+}
+
+/// Headers HTTP/2 forbids (RFC 9113 8.2.2), except `te: trailers`, which gRPC sends.
+fn is_connection_specific(k: &http::HeaderName, v: &http::HeaderValue) -> bool {
     use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
     k == CONNECTION
         || k == HOST
         || k == TRANSFER_ENCODING
         || k == UPGRADE
-        || k == TE
+        || (k == TE && v != "trailers")
         || k.as_str() == "keep-alive"
         || k.as_str() == "proxy-connection"
 }

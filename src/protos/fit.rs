@@ -43,7 +43,7 @@ pub fn fit(desc: &MessageDescriptor, v: &mut J) {
     }
 }
 
-fn field(desc: &MessageDescriptor, name: &str) -> Option<FieldDescriptor> {
+pub(super) fn field(desc: &MessageDescriptor, name: &str) -> Option<FieldDescriptor> {
     desc.get_field_by_name(name)
         .or_else(|| desc.get_field_by_json_name(name))
 }
@@ -71,7 +71,7 @@ fn fit_field(f: &FieldDescriptor, v: &mut J) {
     fit_value(&f.kind(), v);
 }
 
-fn fit_value(kind: &Kind, v: &mut J) {
+pub(super) fn fit_value(kind: &Kind, v: &mut J) {
     match kind {
         Kind::Message(m) => fit_message_value(m, v),
         Kind::Enum(e) => {
@@ -232,7 +232,7 @@ fn is_proto_duration(s: &str) -> bool {
         .is_some_and(|n| n.parse::<f64>().is_ok())
 }
 
-fn is_well_known(m: &MessageDescriptor) -> bool {
+pub(super) fn is_well_known(m: &MessageDescriptor) -> bool {
     m.full_name().starts_with("google.protobuf.")
 }
 

@@ -3,6 +3,7 @@
 //! template into a message. Config loading (to check ops before a run) and the gRPC
 //! driver (to send them) both use this module; neither reaches into the other for it.
 
+pub mod encode;
 pub mod fit;
 
 use prost_reflect::{DescriptorPool, MethodDescriptor};
