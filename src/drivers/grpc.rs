@@ -360,6 +360,96 @@ impl Driver for GrpcDriver {
 mod tests {
     use super::*;
 
+    fn exchange(
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        trailers: Option<&[(&str, &str)]>,
+    ) -> Exchange {
+        let map = |h: &[(&str, &str)]| {
+            h.iter()
+                .map(|(k, v)| {
+                    (
+                        HeaderName::from_str(k).unwrap(),
+                        HeaderValue::from_str(v).unwrap(),
+                    )
+                })
+                .collect::<HeaderMap>()
+        };
+        Exchange {
+            status,
+            headers: map(headers),
+            body: bytes::Bytes::copy_from_slice(body),
+            trailers: trailers.map(map),
+            timing: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_answer_is_judged_by_grpc_status_and_its_message() {
+        let pool = crate::protos::builtin_pool();
+        let out = crate::protos::find_method(&pool, crate::protos::STAT_METHOD)
+            .unwrap()
+            .output();
+        let ok = Some(&[("grpc-status", "0")][..]);
+        // An empty message: the prefix alone.
+        assert_eq!(
+            outcome(&exchange(200, &[], &[0, 0, 0, 0, 0], ok), &out),
+            Ok(())
+        );
+        // Trailers-only: the status in the headers, with its message percent-decoded.
+        let e = outcome(
+            &exchange(
+                200,
+                &[("grpc-status", "5"), ("grpc-message", "no%20such%20user")],
+                &[],
+                None,
+            ),
+            &out,
+        )
+        .unwrap_err();
+        assert_eq!((&*e.kind, &*e.detail), ("grpc_not_found", "no such user"));
+        let e = outcome(
+            &exchange(200, &[], &[0, 0, 0, 0, 0], Some(&[("grpc-status", "14")])),
+            &out,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, "grpc_unavailable");
+        // Not a gRPC answer at all.
+        let kind = |x: &Exchange| outcome(x, &out).unwrap_err().kind;
+        assert_eq!(kind(&exchange(404, &[], b"", None)), "grpc_unimplemented");
+        assert_eq!(kind(&exchange(503, &[], b"", None)), "grpc_unavailable");
+        assert_eq!(kind(&exchange(500, &[], b"", None)), "grpc_unknown");
+        assert_eq!(
+            kind(&exchange(200, &[], &[0, 0, 0, 0, 0], None)),
+            "grpc_internal"
+        );
+        // OK, but no message, a compressed one, one cut short, one of another type.
+        assert_eq!(kind(&exchange(200, &[], b"", ok)), "grpc_internal");
+        assert_eq!(
+            kind(&exchange(200, &[], &[1, 0, 0, 0, 0], ok)),
+            "grpc_internal"
+        );
+        assert_eq!(
+            kind(&exchange(200, &[], &[0, 0, 0, 0, 9, 1], ok)),
+            "grpc_internal"
+        );
+        assert_eq!(
+            kind(&exchange(200, &[], &[0, 0, 0, 0, 2, 0xff, 0xff], ok)),
+            "grpc_internal"
+        );
+    }
+
+    #[test]
+    fn deadlines_travel_in_the_largest_unit_that_fits_eight_digits() {
+        let t = |d: Duration| grpc_timeout(d).to_str().unwrap().to_string();
+        assert_eq!(t(Duration::from_millis(30)), "30000000n");
+        assert_eq!(t(Duration::from_secs(10)), "10000000u");
+        assert_eq!(t(Duration::from_secs(1000)), "1000000m");
+        assert_eq!(t(Duration::from_secs(86_400 * 30)), "2592000S");
+        assert_eq!(t(Duration::from_secs(u64::MAX / 2)), "99999999H");
+    }
+
     #[test]
     fn codes_are_bounded_kinds() {
         assert_eq!(code_kind(Code::Unavailable), "grpc_unavailable");
