@@ -567,11 +567,25 @@ scenarios:
     assert!(in_use + idle <= 3.0, "{m}");
     let flushed = sample(&m, "soakd_buffer_flushed_events_total{scenario=\"events\"}").unwrap();
     let errors = sample(&m, "soakd_buffer_flush_errors_total{scenario=\"events\"}").unwrap();
+    let flushes = sample(
+        &m,
+        "soakd_buffer_flush_duration_seconds_count{scenario=\"events\"}",
+    )
+    .unwrap();
+    let dropped = sample(&m, "soakd_buffer_dropped_events_total{scenario=\"events\"}").unwrap();
     assert!(
         flushed > 200.0,
         "flushes committed: {flushed}, errors {errors}\n{m}"
     );
-    assert_eq!(errors, 0.0, "{m}");
+    // A flush waits for a slot behind up to 100 queued reads (~0.7 s here); on a
+    // loaded machine that wait can pass acquire_timeout once (seen in 1 of 4 CI runs).
+    // Its entries are kept and go with the next flush: the writer is slowed, not
+    // starved, and nothing is lost.
+    assert_eq!(dropped, 0.0, "{m}");
+    assert!(
+        errors <= 1.0 && errors < flushes / 5.0,
+        "{errors} of {flushes} flushes failed\n{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
