@@ -243,7 +243,10 @@ impl H2Pool {
             headers.append(k.clone(), v.clone());
         }
         if let Some(t) = req.traceparent {
-            if let Ok(v) = http::HeaderValue::from_bytes(t) {
+            if let Ok(mut v) = http::HeaderValue::from_bytes(t) {
+                // New on every request: sent as a never-indexed literal, so it does not
+                // churn the HPACK table (evicting the headers that repeat) on both ends.
+                v.set_sensitive(true);
                 sent += (b"traceparent".len() + t.len()) as u64;
                 headers.insert(http::HeaderName::from_static("traceparent"), v);
             }
