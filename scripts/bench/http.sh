@@ -31,6 +31,10 @@
 #   git worktree add /tmp/before <commit> && (cd /tmp/before && cargo build --release)
 #   BEFORE=$CARGO_TARGET_DIR/release/soakd-before scripts/bench/http.sh
 #
+# BEFORE_NAME names that build in the tables, and BEFORE_KEYS=same gives it soakd's own
+# keys (`connections`, `trace`) — for comparing two builds of the same code, e.g. one
+# with rustls on aws-lc-rs instead of ring.
+#
 # Installs nginx and wrk (apt) and oha (cargo install) when missing. Results go to
 # stdout as Markdown for docs/BENCHMARKS.md.
 source "$(dirname "$0")/lib.sh"
@@ -46,6 +50,8 @@ SECTIONS=${SECTIONS:-"http1 https h2 h2c"}
 H2_CONNS=${H2_CONNS:-10}
 TRACE=${TRACE:-on}
 BEFORE=${BEFORE:-}
+export BEFORE_NAME=${BEFORE_NAME:-soakd before}
+BEFORE_KEYS=${BEFORE_KEYS:-}
 
 need_apt wrk wrk
 need_apt h2load nghttp2-client
@@ -84,7 +90,9 @@ run_once() {
         --no-tui --output-format json "${OHA_FLAGS[@]}" "$URL" > "$WORK/oha-$rate.json"
       return ;;
     # An earlier build knows no `connections` for HTTP targets (it used reqwest's pool).
-    before) bin=$BEFORE; keys=${keys/, connections: $H2_CONNS/} ;;
+    before) bin=$BEFORE
+            if [ "$BEFORE_KEYS" = same ]; then [ "$TRACE" = on ] && keys="$keys, trace: on"
+            else keys=${keys/, connections: $H2_CONNS/}; fi ;;
     soakd) [ "$TRACE" = on ] && keys="$keys, trace: on" ;;
   esac
   soakd_config "$WORK/$tool-$rate.yaml" "${URL%/}" "{hold: {rate: $rate/s}}" 4096 "$CONNS" "$keys"
@@ -106,9 +114,9 @@ wrk_once() {
 # report MODE ...: Markdown from the run's files.
 report() {
   python3 - "$WORK" "$RATE" "$SECTION" "$@" <<'PY'
-import json, re, shutil, statistics, sys
+import json, os, re, shutil, statistics, sys
 work, rate, section, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-NAMES = {"soakd": "soakd", "before": "soakd before", "oha": "oha"}
+NAMES = {"soakd": "soakd", "before": os.environ["BEFORE_NAME"], "oha": "oha"}
 def cpu(p):
     c = json.load(open(p)); return c["user"] + c["sys"]
 def result(tool, r):
@@ -171,7 +179,7 @@ if mode == "fixed":
     line = f"Ratios: soakd/oha CPU per request **{per(s)/per(o):.2f}**, achieved rate **{s['rate']/o['rate']:.4f}**"
     if "before" in res:
         b = res["before"]
-        line += f"; soakd/soakd-before CPU per request **{per(s)/per(b):.2f}**"
+        line += f"; soakd/{NAMES['before']} CPU per request **{per(s)/per(b):.2f}**"
     print(line + f"; soakd dropped {s['dropped']}, late (>10 ms) {s['late']} of {s['started']} started (median run).\n")
 elif mode == "steps":
     best = json.loads(sys.argv[5])
@@ -186,7 +194,7 @@ elif mode == "steps":
     print(f"| {w['name'].split(' ')[0]} | {w['rate']:.0f} req/s | closed-loop maximum, {per(w):.4f} CPU s per 1,000 req |")
     if best["oha"]:
         print(f"\nRatio soakd/oha highest sustained rate: **{best['soakd']/best['oha']:.2f}**" +
-              (f"; soakd/soakd-before: **{best['soakd']/best['before']:.2f}**" if best.get("before") else "") + "\n")
+              (f"; soakd/{NAMES['before']}: **{best['soakd']/best['before']:.2f}**" if best.get("before") else "") + "\n")
     print("Steps:\n")
     for line in best["log"]:
         print(f"- {line}")
@@ -201,7 +209,7 @@ else:  # max
         print(f"| {NAMES[t]} | {res[t]['rate']:.0f} | {per(res[t]):.4f} |")
     line = f"\nRatio soakd/oha achieved: **{res['soakd']['rate']/res['oha']['rate']:.2f}**"
     if "before" in res:
-        line += f"; soakd/soakd-before: **{res['soakd']['rate']/res['before']['rate']:.2f}**"
+        line += f"; soakd/{NAMES['before']}: **{res['soakd']['rate']/res['before']['rate']:.2f}**"
     print(line + "\n")
 PY
 }
@@ -230,7 +238,7 @@ PY
 
 echo "## HTTP: soakd vs oha vs wrk"
 echo
-echo "Machine: $(machine). nginx $(nginx -v 2>&1 | cut -d/ -f2), 1 worker; HTTP/1.1: $CONNS connections for every tool; HTTP/2: $H2_CONNS connections × $((CONNS / H2_CONNS)) streams; $(h2load --version | head -1); $(oha --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); soakd $($SOAKD --version | awk '{print $2}') (trace: $TRACE)${BEFORE:+; soakd before: $BEFORE}. Command: \`SECTIONS=\"$SECTIONS\"${BEFORE:+ BEFORE=...} scripts/bench/http.sh\`."
+echo "Machine: $(machine). nginx $(nginx -v 2>&1 | cut -d/ -f2), 1 worker; HTTP/1.1: $CONNS connections for every tool; HTTP/2: $H2_CONNS connections × $((CONNS / H2_CONNS)) streams; $(h2load --version | head -1); $(oha --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); soakd $($SOAKD --version | awk '{print $2}') (trace: $TRACE)${BEFORE:+; $BEFORE_NAME: $BEFORE}. Command: \`SECTIONS=\"$SECTIONS\"${BEFORE:+ BEFORE=...} scripts/bench/http.sh\`."
 echo
 
 for SECTION in $SECTIONS; do
