@@ -348,7 +348,11 @@ where
 {
     let ping = conn.ping_pong();
     tokio::spawn(async move {
-        let _ = conn.await;
+        let _ = Batched {
+            conn,
+            yielded: false,
+        }
+        .await;
     });
     if let Some(mut ping) = ping {
         tokio::time::timeout_at(deadline, ping.ping(h2::Ping::opaque()))
@@ -357,6 +361,33 @@ where
             .map_err(|e| OpError::new(IO, format!("HTTP/2 {addr}: {e}")))?;
     }
     Ok(sender)
+}
+
+/// A connection's task that, each time it is woken, first lets the other ready tasks
+/// run once. A request hands its frames to the connection and wakes it; tokio runs a
+/// task woken that way next (its LIFO slot), so without this the connection wrote each
+/// request as its own `writev` just after it was queued. Yielding once lets the other
+/// operations due now queue theirs, and one write carries them all.
+struct Batched<F> {
+    conn: F,
+    yielded: bool,
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for Batched<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        if !self.yielded {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        self.yielded = false;
+        std::pin::Pin::new(&mut self.conn).poll(cx)
+    }
 }
 
 /// Sends a request body within the stream's flow-control window.
