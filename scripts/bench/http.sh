@@ -216,8 +216,9 @@ PY
 
 passes() {  # passes TOOL RATE
   python3 - "$WORK" "$1" "$2" <<'PY'
-import json, sys
+import json, os, sys
 work, tool, rate = sys.argv[1], sys.argv[2], int(sys.argv[3])
+name = os.environ["BEFORE_NAME"] if tool == "before" else tool
 if tool == "oha":
     o = json.load(open(f"{work}/oha-{rate}.json"))
     achieved = o["summary"]["requestsPerSec"]
@@ -231,7 +232,7 @@ else:
     errors = sum(sc.get("errors", {}).values()) if isinstance(sc.get("errors"), dict) else 0
     ok = achieved >= 0.99 * rate and sc["dropped"] / max(offered, 1) < 0.01 and errors / max(offered, 1) < 0.01
     strict = ok and sc["late"] / max(offered, 1) < 0.01
-    print(f"{tool} {rate}/s: achieved {achieved:.0f}/s, dropped {sc['dropped']}, late {sc['late']} ({sc['late']/max(offered,1):.2%}) -> {'pass' if ok else 'fail'}{', strict pass' if strict else ', strict fail'}")
+    print(f"{name} {rate}/s: achieved {achieved:.0f}/s, dropped {sc['dropped']}, late {sc['late']} ({sc['late']/max(offered,1):.2%}) -> {'pass' if ok else 'fail'}{', strict pass' if strict else ', strict fail'}")
 sys.exit(0 if ok else 1)
 PY
 }
