@@ -35,6 +35,11 @@
 # keys (`connections`, `trace`) — for comparing two builds of the same code, e.g. one
 # with rustls on aws-lc-rs instead of ring.
 #
+# WRK2=/path/to/wrk (giltene/wrk2, built with `make`; not packaged) adds wrk2 — the
+# open-model, coordinated-omission-correcting reference — to the HTTP/1.1 sections
+# (http1, https; it speaks no HTTP/2): `-t2 -c CONNS -R rate --latency`, its corrected
+# p50/p99. wrk2 spends its first 10 s calibrating, so its runs last at least 20 s.
+#
 # Installs nginx and wrk (apt) and oha (cargo install) when missing. Results go to
 # stdout as Markdown for docs/BENCHMARKS.md.
 source "$(dirname "$0")/lib.sh"
@@ -52,6 +57,7 @@ TRACE=${TRACE:-on}
 BEFORE=${BEFORE:-}
 export BEFORE_NAME=${BEFORE_NAME:-soakd before}
 BEFORE_KEYS=${BEFORE_KEYS:-}
+WRK2=${WRK2:-}
 
 need_apt wrk wrk
 need_apt h2load nghttp2-client
@@ -62,8 +68,8 @@ TLS_PORT=$(free_port)
 H2C_PORT=$(free_port)
 start_nginx "$PORT" "$TLS_PORT" "$H2C_PORT"
 
-TOOLS=(soakd oha)
-[ -n "$BEFORE" ] && TOOLS=(soakd before oha)
+ALL_TOOLS=(soakd oha)
+[ -n "$BEFORE" ] && ALL_TOOLS=(soakd before oha)
 
 # section_vars SECTION: sets URL, TARGET_KEYS (soakd's target), OHA_FLAGS.
 section_vars() {
@@ -85,6 +91,26 @@ run_once() {
   local tool=$1 rate=$2 secs=$3 bin=$SOAKD keys=$TARGET_KEYS conns=$CONNS
   case "$SECTION" in h2|h2c) conns=$H2_CONNS ;; esac
   case "$tool" in
+    wrk2)
+      # Its first 10 s calibrate: at least 20 s, or it falls short of any rate.
+      [ "$secs" -lt 20 ] && secs=20
+      cpu_run "$WORK/wrk2-$rate.cpu" "$WRK2" -t2 -c"$conns" -d"${secs}s" -R"$rate" --latency "$URL" \
+        > "$WORK/wrk2-$rate.txt"
+      # Its text, as the JSON the reports read: rate, requests, corrected p50/p99, errors.
+      python3 - "$WORK/wrk2-$rate.txt" "$secs" > "$WORK/wrk2-$rate.json" <<'PY2'
+import json, re, sys
+t, secs = open(sys.argv[1]).read(), float(sys.argv[2])
+def lat(p):
+    m = re.search(rf"^\s*{p}\.000%\s+([\d.]+)(us|ms|s|m)\s*$", t, re.M)
+    return float(m.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60}[m.group(2)] if m else None
+req = int(re.search(r"(\d+) requests in", t).group(1))
+errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", t))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+rate = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+print(json.dumps({"rate": rate, "req": req, "p50": lat(50), "p99": lat(99),
+                  "errors": errs + (int(non2xx.group(1)) if non2xx else 0)}))
+PY2
+      return ;;
     oha)
       cpu_run "$WORK/oha-$rate.cpu" oha -z "${secs}s" -q "$rate" -c "$conns" --latency-correction \
         --no-tui --output-format json "${OHA_FLAGS[@]}" "$URL" > "$WORK/oha-$rate.json"
@@ -116,11 +142,14 @@ report() {
   python3 - "$WORK" "$RATE" "$SECTION" "$@" <<'PY'
 import json, os, re, shutil, statistics, sys
 work, rate, section, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-NAMES = {"soakd": "soakd", "before": os.environ["BEFORE_NAME"], "oha": "oha"}
+NAMES = {"soakd": "soakd", "before": os.environ["BEFORE_NAME"], "oha": "oha", "wrk2": "wrk2 (-R, corrected latency)"}
 def cpu(p):
     c = json.load(open(p)); return c["user"] + c["sys"]
 def result(tool, r):
     c = cpu(f"{work}/{tool}-{r}.cpu")
+    if tool == "wrk2":
+        w = json.load(open(f"{work}/wrk2-{r}.json"))
+        return dict(rate=w["rate"], req=w["req"], p50=w["p50"], p99=w["p99"], cpu=c)
     if tool == "oha":
         o = json.load(open(f"{work}/oha-{r}.json"))
         sm, lp = o["summary"], o["latencyPercentiles"]
@@ -180,6 +209,8 @@ if mode == "fixed":
     if "before" in res:
         b = res["before"]
         line += f"; soakd/{NAMES['before']} CPU per request **{per(s)/per(b):.2f}**"
+    if "wrk2" in res:
+        line += f"; soakd/wrk2 CPU per request **{per(s)/per(res['wrk2']):.2f}**"
     print(line + f"; soakd dropped {s['dropped']}, late (>10 ms) {s['late']} of {s['started']} started (median run).\n")
 elif mode == "steps":
     best = json.loads(sys.argv[5])
@@ -188,10 +219,12 @@ elif mode == "steps":
     print("| tool | highest passing step | note |")
     print("|---|---|---|")
     for t in best["tools"]:
-        print(f"| {NAMES[t]} | {best[t]} req/s | achieved >= 99 %{', dropped < 1 %' if t != 'oha' else ''} |")
-        if t != "oha":
+        print(f"| {NAMES[t]} | {best[t]} req/s | achieved >= 99 %{', dropped < 1 %' if t not in ('oha', 'wrk2') else ''} |")
+        if t not in ("oha", "wrk2"):
             print(f"| {NAMES[t]}, strict | {best[t + '_strict']} req/s | also < 1 % of starts more than 10 ms late |")
     print(f"| {w['name'].split(' ')[0]} | {w['rate']:.0f} req/s | closed-loop maximum, {per(w):.4f} CPU s per 1,000 req |")
+    if best.get("wrk2"):
+        print(f"\nRatio soakd/wrk2 highest sustained rate: **{best['soakd']/best['wrk2']:.2f}**")
     if best["oha"]:
         print(f"\nRatio soakd/oha highest sustained rate: **{best['soakd']/best['oha']:.2f}**" +
               (f"; soakd/{NAMES['before']}: **{best['soakd']/best['before']:.2f}**" if best.get("before") else "") + "\n")
@@ -208,6 +241,8 @@ else:  # max
     for t in tools:
         print(f"| {NAMES[t]} | {res[t]['rate']:.0f} | {per(res[t]):.4f} |")
     line = f"\nRatio soakd/oha achieved: **{res['soakd']['rate']/res['oha']['rate']:.2f}**"
+    if "wrk2" in res:
+        line += f"; soakd/wrk2: **{res['soakd']['rate']/res['wrk2']['rate']:.2f}**"
     if "before" in res:
         line += f"; soakd/{NAMES['before']}: **{res['soakd']['rate']/res['before']['rate']:.2f}**"
     print(line + "\n")
@@ -219,7 +254,11 @@ passes() {  # passes TOOL RATE
 import json, os, sys
 work, tool, rate = sys.argv[1], sys.argv[2], int(sys.argv[3])
 name = os.environ["BEFORE_NAME"] if tool == "before" else tool
-if tool == "oha":
+if tool == "wrk2":
+    w = json.load(open(f"{work}/wrk2-{rate}.json"))
+    ok = w["rate"] >= 0.99 * rate and w["errors"] < 0.01 * w["req"]
+    print(f"wrk2 {rate}/s: achieved {w['rate']:.0f}/s, errors {w['errors']} -> {'pass' if ok else 'fail'}")
+elif tool == "oha":
     o = json.load(open(f"{work}/oha-{rate}.json"))
     achieved = o["summary"]["requestsPerSec"]
     ok = achieved >= 0.99 * rate and o["summary"]["successRate"] >= 0.99
@@ -239,11 +278,13 @@ PY
 
 echo "## HTTP: soakd vs oha vs wrk"
 echo
-echo "Machine: $(machine). nginx $(nginx -v 2>&1 | cut -d/ -f2), 1 worker; HTTP/1.1: $CONNS connections for every tool; HTTP/2: $H2_CONNS connections × $((CONNS / H2_CONNS)) streams; $(h2load --version | head -1); $(oha --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); soakd $($SOAKD --version | awk '{print $2}') (trace: $TRACE)${BEFORE:+; $BEFORE_NAME: $BEFORE}. Command: \`SECTIONS=\"$SECTIONS\"${BEFORE:+ BEFORE=...} scripts/bench/http.sh\`."
+echo "Machine: $(machine). nginx $(nginx -v 2>&1 | cut -d/ -f2), 1 worker; HTTP/1.1: $CONNS connections for every tool; HTTP/2: $H2_CONNS connections × $((CONNS / H2_CONNS)) streams; $(h2load --version | head -1); $(oha --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); soakd $($SOAKD --version | awk '{print $2}') (trace: $TRACE)${BEFORE:+; $BEFORE_NAME: $BEFORE}${WRK2:+; wrk2 (giltene/wrk2) $WRK2, runs of at least 20 s}. Command: \`SECTIONS=\"$SECTIONS\"${BEFORE:+ BEFORE=...} scripts/bench/http.sh\`."
 echo
 
 for SECTION in $SECTIONS; do
   section_vars "$SECTION"
+  TOOLS=("${ALL_TOOLS[@]}")
+  case "$SECTION" in http1|https) [ -n "$WRK2" ] && TOOLS+=(wrk2) ;; esac
   echo "### $SECTION ($URL)"
   echo
   if [ "${STEPS_ONLY:-0}" != 1 ]; then
