@@ -320,21 +320,8 @@ fn float_of(v: &J) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protos::DescPool;
+    use crate::protos::testing::{kinds, template};
     use serde_json::json;
-
-    fn kinds() -> MessageDescriptor {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("kinds.proto"),
-            include_str!("../../fixtures/protos/kinds.proto"),
-        )
-        .unwrap();
-        let mut pool = DescPool::default();
-        pool.add_protos(&["kinds.proto".into()], &[dir.path().to_path_buf()])
-            .unwrap();
-        pool.0.get_message_by_name("soakd.kinds.v1.Kinds").unwrap()
-    }
 
     /// Variables read from one JSON object (a fixture row, say).
     struct Row(J);
@@ -346,10 +333,6 @@ mod tests {
         fn seq(&self) -> u64 {
             7
         }
-    }
-
-    fn template(yaml: &str) -> JsonTemplate {
-        JsonTemplate::from_value(&crate::config::yaml::parse(yaml).unwrap()).unwrap()
     }
 
     /// The message the general way sends for `yaml` with `row`'s values, as the

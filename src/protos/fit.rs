@@ -416,22 +416,10 @@ fn kind_name(k: &Kind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protos::testing::{kinds, template};
     use crate::protos::{DescPool, STAT_METHOD};
     use prost_reflect::{MapKey, Value};
     use serde_json::json;
-
-    fn kinds() -> MessageDescriptor {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("kinds.proto"),
-            include_str!("../../fixtures/protos/kinds.proto"),
-        )
-        .unwrap();
-        let mut pool = DescPool::default();
-        pool.add_protos(&["kinds.proto".into()], &[dir.path().to_path_buf()])
-            .unwrap();
-        pool.0.get_message_by_name("soakd.kinds.v1.Kinds").unwrap()
-    }
 
     /// Fits `v` into Kinds and decodes it (the driver's two steps).
     fn send(v: J) -> DynamicMessage {
@@ -443,10 +431,6 @@ mod tests {
 
     fn get(m: &DynamicMessage, name: &str) -> Value {
         m.get_field_by_name(name).unwrap().into_owned()
-    }
-
-    fn template(yaml: &str) -> JsonTemplate {
-        JsonTemplate::from_value(&crate::config::yaml::parse(yaml).unwrap()).unwrap()
     }
 
     fn check_kinds(yaml: &str) -> Vec<(String, String)> {

@@ -90,6 +90,33 @@ pub fn find_method(pool: &DescriptorPool, name: &str) -> Result<MethodDescriptor
     Ok(m)
 }
 
+/// What the tests of `fit` and `encode` share: the message with every field kind, and
+/// templates written as YAML.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::DescPool;
+    use crate::template::JsonTemplate;
+    use prost_reflect::MessageDescriptor;
+
+    /// `soakd.kinds.v1.Kinds` from `fixtures/protos/kinds.proto`.
+    pub fn kinds() -> MessageDescriptor {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kinds.proto"),
+            include_str!("../../fixtures/protos/kinds.proto"),
+        )
+        .unwrap();
+        let mut pool = DescPool::default();
+        pool.add_protos(&["kinds.proto".into()], &[dir.path().to_path_buf()])
+            .unwrap();
+        pool.0.get_message_by_name("soakd.kinds.v1.Kinds").unwrap()
+    }
+
+    pub fn template(yaml: &str) -> JsonTemplate {
+        JsonTemplate::from_value(&crate::config::yaml::parse(yaml).unwrap()).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
