@@ -320,7 +320,7 @@ fn float_of(v: &J) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protos::testing::{kinds, template};
+    use crate::protos::tests::{kinds, template};
     use serde_json::json;
 
     /// Variables read from one JSON object (a fixture row, say).

@@ -416,7 +416,7 @@ fn kind_name(k: &Kind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protos::testing::{kinds, template};
+    use crate::protos::tests::{kinds, template};
     use crate::protos::{DescPool, STAT_METHOD};
     use prost_reflect::{MapKey, Value};
     use serde_json::json;

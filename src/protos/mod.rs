@@ -90,16 +90,15 @@ pub fn find_method(pool: &DescriptorPool, name: &str) -> Result<MethodDescriptor
     Ok(m)
 }
 
-/// What the tests of `fit` and `encode` share: the message with every field kind, and
-/// templates written as YAML.
 #[cfg(test)]
-pub(crate) mod testing {
-    use super::DescPool;
+mod tests {
+    use super::*;
     use crate::template::JsonTemplate;
-    use prost_reflect::MessageDescriptor;
 
-    /// `soakd.kinds.v1.Kinds` from `fixtures/protos/kinds.proto`.
-    pub fn kinds() -> MessageDescriptor {
+    // Shared with the tests of `fit` and `encode` (this module is visible to them).
+
+    /// `soakd.kinds.v1.Kinds` from `fixtures/protos/kinds.proto`: every field kind.
+    pub(crate) fn kinds() -> prost_reflect::MessageDescriptor {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("kinds.proto"),
@@ -112,14 +111,10 @@ pub(crate) mod testing {
         pool.0.get_message_by_name("soakd.kinds.v1.Kinds").unwrap()
     }
 
-    pub fn template(yaml: &str) -> JsonTemplate {
+    /// A message template written as YAML.
+    pub(crate) fn template(yaml: &str) -> JsonTemplate {
         JsonTemplate::from_value(&crate::config::yaml::parse(yaml).unwrap()).unwrap()
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn builtin_methods_resolve() {
