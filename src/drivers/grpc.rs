@@ -122,7 +122,7 @@ impl GrpcClient {
             connect_timeout: t
                 .connect_timeout
                 .map(|d| d.0)
-                .unwrap_or(Duration::from_secs(5)),
+                .unwrap_or(super::CONNECT_TIMEOUT),
             user_agent: USER_AGENT,
         };
         Ok(GrpcClient {

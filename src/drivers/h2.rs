@@ -283,13 +283,11 @@ impl H2Pool {
         let status = head.status.as_u16();
         let mut received: u64 = header_bytes(&head.headers);
         let mut kept = BytesMut::new();
+        // Part of the response came: it was processed, whatever fails now.
+        let body_failed =
+            |e: h2::Error| Failure::Failed(OpError::new(BODY, format!("HTTP/2 {}: {e}", d.addr)));
         while let Some(chunk) = recv.data().await {
-            let chunk = chunk.map_err(|e| match classify(e, &d.addr) {
-                // Part of the response came: it was processed.
-                Failure::Unprocessed(e) | Failure::Failed(e) => {
-                    Failure::Failed(OpError::new(BODY, e.detail))
-                }
-            })?;
+            let chunk = chunk.map_err(body_failed)?;
             let _ = recv.flow_control().release_capacity(chunk.len());
             received += chunk.len() as u64;
             if received > MAX_BODY as u64 {
@@ -305,14 +303,7 @@ impl H2Pool {
         let trailers = if recv.is_end_stream() {
             None
         } else {
-            let t = recv
-                .trailers()
-                .await
-                .map_err(|e| match classify(e, &d.addr) {
-                    Failure::Unprocessed(e) | Failure::Failed(e) => {
-                        Failure::Failed(OpError::new(BODY, e.detail))
-                    }
-                })?;
+            let t = recv.trailers().await.map_err(body_failed)?;
             if let Some(t) = &t {
                 received += header_bytes(t);
             }

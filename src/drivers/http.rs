@@ -78,7 +78,7 @@ impl HttpClient {
         let connect_timeout = h
             .connect_timeout
             .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(5));
+            .unwrap_or(super::CONNECT_TIMEOUT);
         let idle_timeout = h
             .pool_idle_timeout
             .map(|d| d.0)

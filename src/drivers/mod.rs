@@ -70,6 +70,9 @@ pub mod kind {
 
 pub type OpResult = Result<(), OpError>;
 
+/// `connect_timeout` when a target sets none (HTTP and gRPC).
+pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A TCP connection to `addr` by `deadline` (`connect_timeout` from now), without
 /// Nagle (requests are single small writes): kind `connect` when there is none.
 pub(crate) async fn connect_tcp(

@@ -78,24 +78,18 @@ impl MessageTemplate {
     }
 }
 
-fn is_literal(t: &JsonTemplate) -> bool {
-    match t {
-        JsonTemplate::Value(_) => true,
-        JsonTemplate::Str(_) => false,
-        JsonTemplate::Array(a) => a.iter().all(is_literal),
-        JsonTemplate::Object(o) => o.iter().all(|(_, t)| is_literal(t)),
-    }
-}
-
-fn literal(t: &JsonTemplate) -> J {
-    match t {
+/// The value of a template without placeholders; None when any part is templated.
+fn literal(t: &JsonTemplate) -> Option<J> {
+    Some(match t {
         JsonTemplate::Value(v) => v.clone(),
-        JsonTemplate::Str(_) => J::Null,
-        JsonTemplate::Array(a) => J::Array(a.iter().map(literal).collect()),
-        JsonTemplate::Object(o) => {
-            J::Object(o.iter().map(|(k, t)| (k.clone(), literal(t))).collect())
-        }
-    }
+        JsonTemplate::Str(_) => return None,
+        JsonTemplate::Array(a) => J::Array(a.iter().map(literal).collect::<Option<_>>()?),
+        JsonTemplate::Object(o) => J::Object(
+            o.iter()
+                .map(|(k, t)| literal(t).map(|v| (k.clone(), v)))
+                .collect::<Option<_>>()?,
+        ),
+    })
 }
 
 fn is_scalar(k: &Kind) -> bool {
@@ -126,8 +120,8 @@ fn compile(desc: &MessageDescriptor, t: &JsonTemplate) -> Vec<Part> {
             name: name.clone(),
             template: ft.clone(),
         };
-        if is_literal(ft) {
-            fixed.insert(name.clone(), literal(ft));
+        if let Some(v) = literal(ft) {
+            fixed.insert(name.clone(), v);
         } else if let (true, JsonTemplate::Str(template)) = (singular && is_scalar(&f.kind()), ft) {
             parts.push(Part::Scalar {
                 field: f,
@@ -232,7 +226,11 @@ fn put_scalar(field: &FieldDescriptor, v: &J, buf: &mut BytesMut) -> bool {
             true
         }};
     }
-    let num = v.as_number();
+    // The value as each integer width reads it (None: not an integer, or out of range).
+    let i64v = v.as_i64();
+    let u64v = v.as_u64();
+    let i32v = i64v.and_then(|x| i32::try_from(x).ok());
+    let u32v = u64v.and_then(|x| u32::try_from(x).ok());
     match field.kind() {
         Kind::Double => put!(double, float_of(v), 0.0),
         Kind::Float => put!(
@@ -242,41 +240,16 @@ fn put_scalar(field: &FieldDescriptor, v: &J, buf: &mut BytesMut) -> bool {
                 .map(|x| x as f32),
             0.0
         ),
-        Kind::Int32 => put!(
-            int32,
-            num.and_then(|x| x.as_i64())
-                .and_then(|x| i32::try_from(x).ok()),
-            0
-        ),
-        Kind::Sint32 => put!(
-            sint32,
-            num.and_then(|x| x.as_i64())
-                .and_then(|x| i32::try_from(x).ok()),
-            0
-        ),
-        Kind::Sfixed32 => put!(
-            sfixed32,
-            num.and_then(|x| x.as_i64())
-                .and_then(|x| i32::try_from(x).ok()),
-            0
-        ),
-        Kind::Int64 => put!(int64, num.and_then(|x| x.as_i64()), 0),
-        Kind::Sint64 => put!(sint64, num.and_then(|x| x.as_i64()), 0),
-        Kind::Sfixed64 => put!(sfixed64, num.and_then(|x| x.as_i64()), 0),
-        Kind::Uint32 => put!(
-            uint32,
-            num.and_then(|x| x.as_u64())
-                .and_then(|x| u32::try_from(x).ok()),
-            0
-        ),
-        Kind::Fixed32 => put!(
-            fixed32,
-            num.and_then(|x| x.as_u64())
-                .and_then(|x| u32::try_from(x).ok()),
-            0
-        ),
-        Kind::Uint64 => put!(uint64, num.and_then(|x| x.as_u64()), 0),
-        Kind::Fixed64 => put!(fixed64, num.and_then(|x| x.as_u64()), 0),
+        Kind::Int32 => put!(int32, i32v, 0),
+        Kind::Sint32 => put!(sint32, i32v, 0),
+        Kind::Sfixed32 => put!(sfixed32, i32v, 0),
+        Kind::Int64 => put!(int64, i64v, 0),
+        Kind::Sint64 => put!(sint64, i64v, 0),
+        Kind::Sfixed64 => put!(sfixed64, i64v, 0),
+        Kind::Uint32 => put!(uint32, u32v, 0),
+        Kind::Fixed32 => put!(fixed32, u32v, 0),
+        Kind::Uint64 => put!(uint64, u64v, 0),
+        Kind::Fixed64 => put!(fixed64, u64v, 0),
         Kind::Bool => put!(bool, v.as_bool(), false),
         Kind::String => {
             let Some(s) = v.as_str() else { return false };
@@ -290,10 +263,7 @@ fn put_scalar(field: &FieldDescriptor, v: &J, buf: &mut BytesMut) -> bool {
         Kind::Enum(e) => {
             let number = match v {
                 J::String(name) => e.get_value_by_name(name).map(|x| x.number()),
-                J::Number(x) => x
-                    .as_i64()
-                    .and_then(|x| i32::try_from(x).ok())
-                    .filter(|x| e.get_value(*x).is_some()),
+                J::Number(_) => i32v.filter(|x| e.get_value(*x).is_some()),
                 _ => None,
             };
             put!(int32, number, 0)
