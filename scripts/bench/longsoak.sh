@@ -79,6 +79,11 @@ python3 - "$ROOT/fixtures/demo.yaml" "$OUT/longsoak.yaml" "$FACTOR" "$APORT" <<'
 import re, sys, yaml, os
 src, dst, factor, port = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 cfg = yaml.safe_load(open(src))
+# PyYAML reads YAML 1.1, where `on` and `off` are booleans; soakd's `trace:` takes the
+# words (`on`, `off`, `sampled`), so put them back.
+for t in cfg["targets"].values():
+    if isinstance(t.get("trace"), bool):
+        t["trace"] = "on" if t["trace"] else "off"
 base = os.path.dirname(os.path.abspath(src))
 cfg["listen"] = f"127.0.0.1:{port}"
 cfg.pop("control_token", None)
@@ -153,7 +158,14 @@ while kill -0 "$SPID" 2>/dev/null; do
   fi
   sleep "$INTERVAL" & wait $!  # (in the background: a kill is handled at once)
 done
-wait "$SPID" || true
+status=0; wait "$SPID" || status=$?
+# soakd stops cleanly on the duration or STOP_AFTER_OPS's SIGINT; anything else is a
+# failure, and a report over what it left would look like a result.
+if [ "$status" -ne 0 ]; then
+  echo "soakd exited with status $status:" >&2
+  cat "$OUT/soakd.log" >&2
+  exit 1
+fi
 if [ "$PROFILE" = dhat ]; then
   kill -INT "$TPID"; wait "$TPID" || true
   python3 "$ROOT/scripts/bench/dhat-top.py" "$OUT/dhat-soakd.json"
