@@ -198,7 +198,10 @@ fn main() -> ExitCode {
         .file_name(std::env::var_os("SOAKD_DHAT_FILE").unwrap_or_else(|| "dhat-heap.json".into()))
         .build();
     #[cfg(not(feature = "dhat-heap"))]
-    soakd::metrics::memory::set_allocator_committed(mimalloc_committed);
+    {
+        keep_freed_pages_for_a_while();
+        soakd::metrics::memory::set_allocator_committed(mimalloc_committed);
+    }
     match run(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<UsageError>().is_some() => {
@@ -248,14 +251,51 @@ fn mimalloc_committed() -> u64 {
     commit as u64
 }
 
-/// How often an idle load thread hands memory it freed back to the OS.
+/// mimalloc's `purge_delay` and `arena_purge_mult` options (their enum's indexes;
+/// libmimalloc-sys names no constants for them).
+#[cfg(not(feature = "dhat-heap"))]
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+#[cfg(not(feature = "dhat-heap"))]
+const MI_OPTION_ARENA_PURGE_MULT: libmimalloc_sys::mi_option_t = 24;
+
+/// How long freed pages stay resident before mimalloc returns them to the OS, unless
+/// `MIMALLOC_PURGE_DELAY` says otherwise.
+#[cfg(not(feature = "dhat-heap"))]
+const PURGE_DELAY: Duration = Duration::from_secs(300);
+
+/// mimalloc returns freed pages to the OS 10 ms after they are freed by default (whole
+/// arena ranges 100 ms after). soakd's steady state frees and reuses megabytes all the
+/// time (the buffered writer's maps and batches between flushes, gRPC and HTTP buffers,
+/// the sampler's pass), so with the default the resident set swung by 10-18 MiB around
+/// the heap's level as pages went back and were faulted in again, and the allocator took
+/// fresh pages while others waited to be purged: noise that hid any trend in the long
+/// soak, and a cost. Measured over 15 minutes of the accelerated long soak: with a 10 s
+/// delay soakd's resident set held within 0.2 MiB but the demo target's still wandered
+/// by 7 MiB; with purging off both were flat to the KiB but kept the search levels'
+/// peak for good. Five minutes (arenas too) keeps what the recent load reuses and still
+/// gives back what a burst (a target stall piling up operations and connections) took,
+/// five minutes after it ends.
+#[cfg(not(feature = "dhat-heap"))]
+fn keep_freed_pages_for_a_while() {
+    let ms = libc::c_long::try_from(PURGE_DELAY.as_millis()).unwrap_or(libc::c_long::MAX);
+    // SAFETY: mi_option_set only stores the value; mimalloc reads it when it purges.
+    unsafe {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms);
+        }
+        if std::env::var_os("MIMALLOC_ARENA_PURGE_MULT").is_none() {
+            libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_PURGE_MULT, 1);
+        }
+    }
+}
+
+/// How often an idle load thread collects its heap.
 const COLLECT_EVERY: Duration = Duration::from_secs(2);
 
-/// Called when a load thread runs out of work. A burst (a target stall piles up
-/// in-flight operations and connections) allocates megabytes that are freed when it
-/// ends, but mimalloc keeps pages of its per-thread heaps that hold a few survivors,
-/// so RSS stepped up with every burst in the 30-minute soak. A forced collection on
-/// an idle thread, at most every [`COLLECT_EVERY`], returns them.
+/// Called when a load thread runs out of work: at most every [`COLLECT_EVERY`], free
+/// this thread's retired pages and deferred frees, and purge what has waited longer than
+/// the purge delay. Not forced: a forced collection purged every freed page at once,
+/// which is what made the resident set swing (see [`keep_freed_pages_for_a_while`]).
 fn return_freed_memory() {
     use std::cell::Cell;
     use std::time::Instant;
@@ -273,7 +313,7 @@ fn return_freed_memory() {
         last.set(Some(now));
         // SAFETY: mi_collect has no preconditions; it only walks this thread's heap
         // (soakd's global allocator is mimalloc).
-        unsafe { libmimalloc_sys::mi_collect(true) };
+        unsafe { libmimalloc_sys::mi_collect(false) };
     });
 }
 
