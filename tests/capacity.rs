@@ -300,6 +300,95 @@ search:
     d.shutdown(Duration::from_secs(5)).await;
 }
 
+/// A search with one fast scenario at a gentle level and one far beyond what this
+/// machine's soakd can drive: the second must be invalid with the generator's evidence,
+/// never a failure (which would make soakd's own CPU the system's "limit").
+async fn generator_limited(max_connections: &str) {
+    let target = demo(Knobs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+targets:
+  api: {{type: http, base_url: "http://{target}"{max_connections}}}
+results: {{dir: "{}"}}
+scenarios:
+  api:
+    target: api
+    max_in_flight: 2000
+    timeout: 10s
+    slo: {{p95: 20ms, error_rate: 1%}}
+    schedule: {{hold: {{rate: 1/s}}}}
+    ops: {{health: {{http: {{path: /healthz}}}}}}
+search:
+  name: generator-limited
+  each: 4s
+  warmup: 1s
+  refine: 2
+  # Schedule lag has its own verdict (tested above); here the breach itself must be
+  # recognised as the generator's. Lag never exceeds 1 s: later arrivals are dropped.
+  lag_limit: 2s
+  scenarios:
+    api: {{levels: [20/s, 400000/s]}}
+"#,
+        dir.path().display()
+    );
+    let d = daemon(config(&text, target));
+    let id = wait_complete(&d, Duration::from_secs(60)).await;
+    let run = Store::Jsonl(dir.path().to_path_buf())
+        .load_run(&id)
+        .await
+        .unwrap();
+    let verdicts = rates(&run, "api");
+    assert_eq!(verdicts[0], (20.0, Verdict::Pass), "{:?}", run.levels[0]);
+    assert_eq!(
+        verdicts[1],
+        (400_000.0, Verdict::Invalid),
+        "{}",
+        run.levels[1].reason
+    );
+    // Invalid levels are not refined: no bisection toward soakd's own ceiling.
+    assert_eq!(verdicts.len(), 2, "{verdicts:?}");
+    let l = &run.levels[1];
+    let x = &l.scenarios[0];
+    eprintln!(
+        "{max_connections:?}: {}/s achieved, {}",
+        x.achieved_rate, x.reason
+    );
+    // The reason is the generator's. Past its SLO the breach is explained by soakd's own
+    // CPU, runtime delay or connection slots; within it, by the load it could not offer.
+    if x.latency.p95.is_some_and(|p| p > 0.02) {
+        assert!(
+            x.reason
+                .contains("explained by the generator, not the target"),
+            "{}",
+            x.reason
+        );
+    } else {
+        assert!(x.reason.contains("achieved only"), "{}", x.reason);
+    }
+    assert!(l.soakd.runtime_delay_p99.is_some(), "{:?}", l.soakd);
+    let f = &capacity::findings(&run)[0];
+    assert_eq!(
+        (f.max_sustainable, f.first_failure, f.first_invalid),
+        (Some(20.0), None, Some(400_000.0))
+    );
+    let md = report::render(&run).markdown;
+    assert!(!md.contains("breaks at"), "no false limit: {md}");
+    assert!(md.contains("Runtime delay p99"), "{md}");
+    d.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_soakd_cannot_drive_is_invalid_never_a_limit() {
+    generator_limited("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_soakd_cannot_drive_is_invalid_with_max_connections_too() {
+    // Four connections: operations wait for soakd's own slots.
+    generator_limited(", max_connections: 4").await;
+}
+
 async fn search_progress(port: u16) -> Option<serde_json::Value> {
     let t = try_text(&format!("http://127.0.0.1:{port}/api/v1/search")).await?;
     serde_json::from_str(&t).ok()

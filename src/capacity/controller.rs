@@ -5,8 +5,8 @@
 
 use super::store::{new_run_id, Store, StoreError};
 use super::{
-    combine, fingerprint, judge, plan_next, BufferLevel, LevelResult, LevelSpec, PgLevel,
-    PoolLevel, ProcessLevel, Quantiles, Run, RunRecord, RunStatus, ScenarioLevel, SloView,
+    combine, fingerprint, judge, plan_next, BufferLevel, Generator, LevelResult, LevelSpec,
+    PgLevel, PoolLevel, ProcessLevel, Quantiles, Run, RunRecord, RunStatus, ScenarioLevel, SloView,
     Statement, Verdict,
 };
 use crate::config::search::{SearchConfig, TargetProcess};
@@ -550,7 +550,29 @@ struct Window {
     start_unix: f64,
     peaks: Peaks,
     soakd: (Option<ProcSample>, Option<ProcSample>),
+    /// soakd's side of the window, for the judge.
+    generator: Generator,
     target: (Option<ProcSample>, Option<ProcSample>),
+}
+
+/// soakd's side of a window of `secs`: its CPU share between two samples of its process,
+/// and its runtime's delay p99.
+fn generator(
+    soakd: (Option<ProcSample>, Option<ProcSample>),
+    secs: f64,
+    runtime_delay_p99: Option<f64>,
+) -> Generator {
+    // The load runs on the runtime's workers, at most one per CPU.
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(tokio::runtime::Handle::current().metrics().num_workers())
+        .max(1);
+    Generator {
+        cpu_share: cpu_percent(soakd.0, soakd.1, secs).map(|p| p / 100.0 / cpus as f64),
+        cpus,
+        runtime_delay_p99,
+    }
 }
 
 impl Searcher<'_> {
@@ -600,6 +622,7 @@ impl Searcher<'_> {
             w.state.capture.start();
         }
         let soakd0 = sysinfo::read_proc(None);
+        let delay0 = HistSnap::of(&self.engine.metrics.runtime.delay);
         let target0 = target_sample(&self.search.target_process, &self.http).await;
         let start_unix = now_unix();
         let t0 = Instant::now();
@@ -615,10 +638,13 @@ impl Searcher<'_> {
         let secs = t0.elapsed().as_secs_f64();
         let hists: Vec<_> = active.iter().map(|w| w.state.capture.stop()).collect();
         let after: Vec<ScenarioSnap> = active.iter().map(|w| snap(w)).collect();
+        let delay = HistSnap::of(&self.engine.metrics.runtime.delay).quantile_since(&delay0, 0.99);
+        let soakd = (soakd0, sysinfo::read_proc(None));
         let win = Window {
             secs,
             start_unix,
-            soakd: (soakd0, sysinfo::read_proc(None)),
+            soakd,
+            generator: generator(soakd, secs, delay),
             target: (
                 target0,
                 target_sample(&self.search.target_process, &self.http).await,
@@ -748,7 +774,7 @@ impl Searcher<'_> {
             reason: String::new(),
         };
         let slo = self.slos.get(&w.name).cloned().unwrap_or_default();
-        let (v, why) = judge(&slo, &sl, self.search);
+        let (v, why) = judge(&slo, &sl, &win.generator, self.search);
         sl.verdict = Some(v);
         sl.reason = why;
         sl
@@ -777,6 +803,7 @@ impl Searcher<'_> {
             soakd: ProcessLevel {
                 cpu_percent: cpu_percent(win.soakd.0, win.soakd.1, win.secs),
                 rss_bytes: (win.peaks.soakd_rss > 0).then_some(win.peaks.soakd_rss),
+                runtime_delay_p99: win.generator.runtime_delay_p99,
             },
             // Only for levels whose load all goes to the measured process.
             target: search
@@ -794,6 +821,7 @@ impl Searcher<'_> {
                         Some(_) => (win.peaks.target_rss > 0).then_some(win.peaks.target_rss),
                         None => win.target.1.map(|s| s.rss_bytes),
                     },
+                    runtime_delay_p99: None,
                 }),
             postgres,
             verdict,

@@ -11,6 +11,7 @@ pub mod runner;
 use crate::config::{Arrival, Config, ConfigErrors, OpKind, Scenario, Target};
 use crate::drivers::{self, Driver, DriverError, TargetClient};
 use crate::events::{EventKind, EventLog};
+use crate::metrics::runtime::PROBE_EVERY;
 use crate::metrics::{Metrics, ScenarioMetrics};
 use crate::pg::writer::BufferedWriter;
 use crate::schedule::{At, Schedule};
@@ -325,6 +326,20 @@ pub struct Engine {
     fixture_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Measures how late the runtime polls a task whose timer fired
+/// (`soakd_runtime_delay_seconds`), every [`PROBE_EVERY`], until the engine is dropped.
+fn spawn_delay_probe(engine: &Arc<Engine>) {
+    let weak = Arc::downgrade(engine);
+    let delay = engine.metrics.runtime.delay.clone();
+    engine.rt.spawn(async move {
+        while weak.strong_count() > 0 {
+            let due = tokio::time::Instant::now() + PROBE_EVERY;
+            tokio::time::sleep_until(due).await;
+            delay.observe(due.elapsed().as_secs_f64());
+        }
+    });
+}
+
 fn now_unix() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -389,6 +404,7 @@ impl Engine {
                 }
             }
         });
+        spawn_delay_probe(&engine);
         Ok(engine)
     }
 

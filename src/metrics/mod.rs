@@ -5,7 +5,7 @@
 //! phases and bytes), `pool.rs` (database
 //! pools), `buffer.rs` (buffered writers), `pg.rs` (the pg_* statistics), `process.rs`
 //! (the process), `memory.rs` (bounded structures and the allocator), and the config
-//! and build series below. The demo target's own series are `demo::metrics`.
+//! and build series below, `runtime.rs` (the load runtime's scheduling delay). The demo target's own series are `demo::metrics`.
 //!
 //! Names follow Prometheus conventions: a `soakd_` prefix, base units, `_total` for
 //! counters, `_seconds` for durations; the pg_* series keep postgres_exporter's names.
@@ -28,6 +28,7 @@ pub mod pg;
 pub mod pool;
 pub mod process;
 mod quantiles;
+pub mod runtime;
 pub mod scenario;
 pub mod window;
 
@@ -40,6 +41,7 @@ pub use memory::{MemoryAreas, MemorySize};
 pub use pool::{PoolFamily, PoolMetrics, PoolStats};
 pub use process::ProcessCollector;
 pub use quantiles::WindowSet;
+pub use runtime::RuntimeFamily;
 pub use scenario::{OpMetrics, ScenarioFamily, ScenarioMetrics};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -187,6 +189,8 @@ pub struct Metrics {
     pub http: HttpFamily,
     pub pg: pg::PgFamily,
     pub config: ConfigFamily,
+    /// The load runtime's scheduling delay.
+    pub runtime: RuntimeFamily,
     /// The bounded structures' bytes (`soakd_memory_bytes{area}`).
     pub memory: Arc<MemoryAreas>,
 }
@@ -202,6 +206,7 @@ impl Metrics {
         let buffers = BufferFamily::register(&mut registry, memory.clone());
         let http = HttpFamily::register(&mut registry);
         let pg = pg::PgFamily::register(&mut registry);
+        let runtime = RuntimeFamily::register(&mut registry);
         ProcessCollector::register(&mut registry);
         Metrics {
             registry,
@@ -211,6 +216,7 @@ impl Metrics {
             http,
             pg,
             config,
+            runtime,
             memory,
         }
     }

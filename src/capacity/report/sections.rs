@@ -260,11 +260,11 @@ fn results(md: &mut String, run: &Run, name: &str, levels: &Levels) -> fmt::Resu
 }
 
 /// What soakd offered and what it cost: achieved rate, drops, lag, concurrency, its own
-/// CPU and memory, the pool and the buffered writer.
+/// CPU, its runtime's scheduling delay and memory, the pool and the buffered writer.
 fn generator(md: &mut String, levels: &Levels) -> fmt::Result {
     md.push_str("### Generator, pool and buffer\n\n");
-    md.push_str("| Offered | Achieved | Dropped | Lag p99 | In flight (peak/max) | soakd CPU % | soakd RSS | Pool in use (peak/max) | Acquire p95 | Buffer peak | Flush p95 | Event E2E p95 |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| Offered | Achieved | Dropped | Lag p99 | In flight (peak/max) | soakd CPU % | Runtime delay p99 | soakd RSS | Pool in use (peak/max) | Acquire p95 | Buffer peak | Flush p95 | Event E2E p95 |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (l, x) in levels {
         let pool = x
             .pool
@@ -274,7 +274,7 @@ fn generator(md: &mut String, levels: &Levels) -> fmt::Result {
         let b = x.buffer.as_ref();
         writeln!(
             md,
-            "| {} | {:.1}/s | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.1}/s | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
             format_rate(x.offered_rate),
             x.achieved_rate,
             x.dropped,
@@ -282,6 +282,7 @@ fn generator(md: &mut String, levels: &Levels) -> fmt::Result {
             x.in_flight_peak,
             x.max_in_flight,
             cpu(l.soakd.cpu_percent),
+            ms(l.soakd.runtime_delay_p99),
             mib(l.soakd.rss_bytes),
             pool,
             ms(x.pool.as_ref().and_then(|p| p.acquire_p95)),
