@@ -21,6 +21,8 @@ pub enum StartError {
     Apply(#[from] ApplyError),
     #[error("cannot start the history sampler thread: {0}")]
     Sampler(std::io::Error),
+    #[error("cannot start the SLO evaluator thread: {0}")]
+    Slo(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -91,6 +93,9 @@ pub struct Daemon {
     /// The dashboard's history (None with `dashboard: {enabled: false}`).
     pub history: Option<Arc<History>>,
     sampler: Option<crate::history::SamplerThread>,
+    slo_thread: Option<crate::slo::SloThread>,
+    /// The rolling SLO verdicts by scenario.
+    pub slo: crate::slo::SharedSlo,
     admin: Option<AdminThread>,
     started: Instant,
     /// The capacity search's progress, when one is configured.
@@ -190,8 +195,11 @@ impl Daemon {
             }
             None => None,
         };
+        let slo = crate::slo::SharedSlo::default();
+        let slo_thread = crate::slo::spawn(&engine, slo.clone()).map_err(StartError::Slo)?;
         let state = AppState {
             engine: engine.clone(),
+            slo: slo.clone(),
             loopback_only: listen.ip().is_loopback(),
             search: search.clone(),
             results,
@@ -208,6 +216,8 @@ impl Daemon {
             engine,
             history,
             sampler,
+            slo_thread: Some(slo_thread),
+            slo,
             admin: Some(admin),
             started: Instant::now(),
             search,
@@ -295,6 +305,7 @@ impl Daemon {
         if let Some(s) = self.sampler.take() {
             s.stop();
         }
+        drop(self.slo_thread.take());
         if let Some(a) = self.admin.take() {
             a.stop();
         }

@@ -18,6 +18,7 @@ pub mod phases;
 pub mod protos;
 pub mod schedule;
 pub mod server;
+pub mod slo;
 pub mod sysinfo;
 pub mod template;
 pub mod units;

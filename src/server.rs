@@ -38,6 +38,8 @@ pub struct AppState {
     pub history: Option<Arc<History>>,
     /// The config file, for the page's header (None: an embedded config).
     pub config_path: Option<String>,
+    /// The rolling SLO verdicts by scenario (`slo::spawn` fills it).
+    pub slo: crate::slo::SharedSlo,
 }
 
 /// The results store, shared between the search controller and the API.
@@ -155,6 +157,7 @@ async fn status(State(st): State<AppState>) -> Response {
         "control": control_policy(&st),
         "results_store": st.results.read().is_some(),
         "scenarios": e.status(),
+        "slo": &*st.slo.read(),
         "search": st.search.as_ref().map(|p| p.lock().now()),
     }))
     .into_response()

@@ -128,6 +128,7 @@ scenarios:
         - ramp: {from: 10/s, to: 100/s, over: 1m}
         - levels: {rates: [50/s, 100/s, 200/s], each: 5m}
       repeat: true
+    slo: {p95: 200ms, error_rate: 1%, window: 10m}
     ops: {get: {http: {path: /}}}
 "#,
     );
@@ -141,6 +142,10 @@ scenarios:
     assert!(out.contains("0s .. 1m"), "{out}");
     assert!(out.contains("levels [50/s, 100/s, 200/s] each 5m"), "{out}");
     assert!(out.contains("repeats every 16m"), "{out}");
+    assert!(
+        out.contains("slo: p95 < 200ms, error rate < 1%, rolling over 10m (soakd_slo_ok)"),
+        "{out}"
+    );
 
     let bad = write(
         dir.path(),

@@ -220,3 +220,34 @@ fn trace_settings_are_checked() {
         &["scenarios.emit.ops.login.grpc: template uses \"trace\", which needs `trace: on` on the op's target (line 21, column 11)"],
     );
 }
+
+#[test]
+fn an_slo_window_is_bounded_and_needs_an_objective() {
+    let short = errors(&with(
+        "    timeout: 5s\n",
+        "    timeout: 5s\n    slo: {p95: 200ms, window: 5s}\n",
+    ));
+    assert_eq!(short.len(), 1, "{short:?}");
+    assert!(
+        short[0].starts_with("scenarios.browse.slo.window: must be between 10s and 24h ("),
+        "{short:?}"
+    );
+    let alone = errors(&with(
+        "    timeout: 5s\n",
+        "    timeout: 5s\n    slo: {window: 1m}\n",
+    ));
+    assert_eq!(alone.len(), 1, "{alone:?}");
+    assert!(
+        alone[0].starts_with(
+            "scenarios.browse.slo.window: a window needs an objective (p50, p95, p99, error_rate or e2e_p95) ("
+        ),
+        "{alone:?}"
+    );
+    assert_eq!(
+        errors(&with(
+            "    timeout: 5s\n",
+            "    timeout: 5s\n    slo: {p95: 200ms, error_rate: 1%, window: 1h}\n",
+        )),
+        Vec::<String>::new()
+    );
+}

@@ -287,6 +287,15 @@ async fn the_live_page_draws_every_chart_and_its_controls_act() {
     // The SLO is a line on the latency chart.
     let slo: f64 = js(&page, "soakd.last('beta-latency', 'SLO p95')").await;
     assert!((slo - 0.1).abs() < 1e-6, "{slo}");
+    // And the rolling verdict is on the card: met or breached, objective by objective.
+    wait_true(
+        &page,
+        r#"(() => { const c = document.querySelector('article.scenario[data-scenario="beta"] [data-role="slo"]');
+            return !!c && /^SLO 5m 0s (met|breached) p95 .+ ≤ .+, p99 .+ ≤ .+$/.test(c.textContent); })()"#,
+        Duration::from_secs(10),
+        "beta's card shows its rolling SLO",
+    )
+    .await;
 
     // The page has been open (polling every second) while alpha ran at 100/s: the
     // sampler and the page's reads did not hold the load back.
@@ -493,6 +502,7 @@ search:
         results: Default::default(),
         history: d.history.clone(),
         config_path: None,
+        slo: d.slo.clone(),
     };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a2 = l.local_addr().unwrap();

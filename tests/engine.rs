@@ -387,6 +387,7 @@ scenarios:
         results: Default::default(),
         history: None,
         config_path: None,
+        slo: Default::default(),
     };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a2 = l.local_addr().unwrap();

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["pg"],
     &["drivers"],
     &["engine"],
-    &["capacity", "history"],
+    &["capacity", "history", "slo"],
     &["dashboard"],
     &["server"],
     &["app"],

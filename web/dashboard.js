@@ -373,6 +373,22 @@
     return card;
   }
 
+  // The rolling SLO (soakd_slo_ok): met or breached over its window, each objective's
+  // value against its limit, and the error budget's burn rate.
+  function sloFacts(slo) {
+    if (!slo) return [];
+    const fmt = (o) => (o.name === "error_rate" ? fmtPct : fmtSecs);
+    const objectives = slo.objectives.map((o) =>
+      h("span", { class: o.ok ? "" : "bad", text: `${o.name.replace("_", " ")} ${fmt(o)(o.value)} ≤ ${fmt(o)(o.limit)}` }));
+    const out = [h("span", { "data-role": "slo" }, `SLO ${fmtDuration(slo.window_seconds)} `,
+      h("span", { class: `badge ${slo.ok ? "ok" : "bad"}`, "data-role": "slo-state", text: slo.ok ? "met" : "breached" }),
+      " ", ...objectives.flatMap((o, i) => (i ? [", ", o] : [o])))];
+    if (slo.burn_rate_5m != null) {
+      out.push(h("span", {}, "burn 5m/1h ", h("b", { text: `${fmtNum(slo.burn_rate_5m)} / ${fmtNum(slo.burn_rate_1h)}` })));
+    }
+    return out;
+  }
+
   function updateScenarioCard(card, st) {
     const overridden = st.rate_override != null && st.state === "running";
     const shown = overridden ? "overridden" : st.state;
@@ -391,7 +407,8 @@
       h("span", {}, "in flight ", h("b", { text: `${st.in_flight} / ${st.max_in_flight}` })),
       h("span", {}, "errors ", h("b", { text: fmtNum(errors, 0) })),
       h("span", {}, "dropped ", h("b", { text: fmtNum(st.dropped_total, 0) })),
-      h("span", {}, "lag p99 ", h("b", { text: fmtSecs(lag) })));
+      h("span", {}, "lag p99 ", h("b", { text: fmtSecs(lag) })),
+      ...sloFacts((state.status.slo || {})[st.name]));
     $('[data-role="pause"]', card).textContent = st.state === "paused" ? "Resume" : "Pause";
   }
 

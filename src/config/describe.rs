@@ -59,7 +59,11 @@ impl Config {
                 slo.push(format!("error rate < {}%", r.0 * 100.0));
             }
             if !slo.is_empty() {
-                out.push_str(&format!("  slo: {}\n", slo.join(", ")));
+                out.push_str(&format!(
+                    "  slo: {}, rolling over {} (soakd_slo_ok)\n",
+                    slo.join(", "),
+                    units::format_duration(s.slo.window())
+                ));
             }
             out.push_str("  schedule:\n");
             for line in s.schedule.timeline() {

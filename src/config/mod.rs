@@ -178,6 +178,30 @@ pub struct Slo {
     pub error_rate: Option<Ratio>,
     /// Buffered writers: accept-to-commit p95 (the seed's event E2E latency).
     pub e2e_p95: Option<Dur>,
+    /// How far back the rolling evaluation looks (default [`Slo::DEFAULT_WINDOW`]).
+    pub window: Option<Dur>,
+}
+
+impl Slo {
+    /// The rolling evaluation's window when `slo.window` is not set.
+    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+    /// Bounds of `slo.window`.
+    pub const WINDOW_RANGE: (Duration, Duration) =
+        (Duration::from_secs(10), Duration::from_secs(86_400));
+
+    /// Whether it names any objective.
+    pub fn is_set(&self) -> bool {
+        self.p50.is_some()
+            || self.p95.is_some()
+            || self.p99.is_some()
+            || self.error_rate.is_some()
+            || self.e2e_p95.is_some()
+    }
+
+    /// The rolling evaluation's window.
+    pub fn window(&self) -> Duration {
+        self.window.map_or(Self::DEFAULT_WINDOW, |d| d.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -683,6 +707,17 @@ fn build_scenario(
             format!("{path}.buffer"),
             "a buffer is only used by event ops",
         );
+    }
+    if let Some(w) = raw.slo.window {
+        let (lo, hi) = Slo::WINDOW_RANGE;
+        if w.0 < lo || w.0 > hi {
+            errs.push(format!("{path}.slo.window"), "must be between 10s and 24h");
+        } else if !raw.slo.is_set() {
+            errs.push(
+                format!("{path}.slo.window"),
+                "a window needs an objective (p50, p95, p99, error_rate or e2e_p95)",
+            );
+        }
     }
     Some(Scenario {
         name,

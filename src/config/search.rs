@@ -289,12 +289,7 @@ fn search_scenario(
                 );
             }
             let slo = &s.slo;
-            if slo.p50.is_none()
-                && slo.p95.is_none()
-                && slo.p99.is_none()
-                && slo.error_rate.is_none()
-                && slo.e2e_p95.is_none()
-            {
+            if !slo.is_set() {
                 errs.push(
                     &path,
                     format!("scenario {name:?} has no `slo`: a search needs a limit to find"),

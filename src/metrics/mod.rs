@@ -5,7 +5,7 @@
 //! phases and bytes), `pool.rs` (database
 //! pools), `buffer.rs` (buffered writers), `pg.rs` (the pg_* statistics), `process.rs`
 //! (the process), `memory.rs` (bounded structures and the allocator), and the config
-//! and build series below, `runtime.rs` (the load runtime's scheduling delay). The demo target's own series are `demo::metrics`.
+//! and build series below, `runtime.rs` (the load runtime's scheduling delay), `slo.rs` (the rolling SLO verdicts). The demo target's own series are `demo::metrics`.
 //!
 //! Names follow Prometheus conventions: a `soakd_` prefix, base units, `_total` for
 //! counters, `_seconds` for durations; the pg_* series keep postgres_exporter's names.
@@ -30,6 +30,7 @@ pub mod process;
 mod quantiles;
 pub mod runtime;
 pub mod scenario;
+pub mod slo;
 pub mod window;
 
 pub use buffer::{BufferFamily, BufferMetrics};
@@ -43,6 +44,7 @@ pub use process::ProcessCollector;
 pub use quantiles::WindowSet;
 pub use runtime::RuntimeFamily;
 pub use scenario::{OpMetrics, ScenarioFamily, ScenarioMetrics};
+pub use slo::{SloFamily, SloMetrics};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -191,6 +193,8 @@ pub struct Metrics {
     pub config: ConfigFamily,
     /// The load runtime's scheduling delay.
     pub runtime: RuntimeFamily,
+    /// The rolling SLO verdicts.
+    pub slo: SloFamily,
     /// The bounded structures' bytes (`soakd_memory_bytes{area}`).
     pub memory: Arc<MemoryAreas>,
 }
@@ -207,6 +211,7 @@ impl Metrics {
         let http = HttpFamily::register(&mut registry);
         let pg = pg::PgFamily::register(&mut registry);
         let runtime = RuntimeFamily::register(&mut registry);
+        let slo = SloFamily::register(&mut registry);
         ProcessCollector::register(&mut registry);
         Metrics {
             registry,
@@ -217,6 +222,7 @@ impl Metrics {
             pg,
             config,
             runtime,
+            slo,
             memory,
         }
     }

@@ -79,6 +79,28 @@ impl Window {
         slot.1.saturating_record(micros);
     }
 
+    /// Adds everything in `h` (microseconds, as [`Window::since`] returns them) at `now`:
+    /// how a reader keeps its own window of another length over what a window recorded.
+    pub fn add_at(&self, h: &Histogram<u64>, now: Instant) {
+        if h.is_empty() {
+            return;
+        }
+        let e = self.epoch(now);
+        let mut slots = self.inner.lock();
+        let len = slots.len() as u64;
+        let slot = &mut slots[(e % len) as usize];
+        if slot.0 != e {
+            slot.0 = e;
+            slot.1.reset();
+        }
+        for v in h.iter_recorded() {
+            let n = u32::try_from(v.count_at_value()).unwrap_or(u32::MAX);
+            let _ = slot
+                .1
+                .record_n(v.value_iterated_to().clamp(1, MAX_MICROS), n);
+        }
+    }
+
     /// Everything recorded inside the window ending now.
     pub fn snapshot(&self) -> Histogram<u64> {
         self.snapshot_at(Instant::now())
