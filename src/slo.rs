@@ -13,7 +13,8 @@
 
 use crate::config::Slo;
 use crate::engine::{Engine, ScenarioState};
-use crate::metrics::window::{quantile_secs, Cursor, Window};
+use crate::metrics::scenario::OpCursors;
+use crate::metrics::window::{quantile_secs, Window};
 use crate::metrics::{HistSnap, Histogram, SloMetrics};
 use parking_lot::RwLock;
 use serde::Serialize;
@@ -111,7 +112,7 @@ fn ratio((c0, e0): &Counts, (c1, e1): &Counts) -> Option<f64> {
 struct Tracker {
     slo: Slo,
     latency: Window,
-    cursors: Vec<(String, Cursor)>,
+    cursors: OpCursors,
     /// Over the SLO's window.
     counts: Ring<Counts>,
     /// Over the longest burn-rate window.
@@ -128,7 +129,7 @@ impl Tracker {
         Tracker {
             slo,
             latency: Window::new(w),
-            cursors: Vec::new(),
+            cursors: OpCursors::default(),
             counts: Ring::new(w),
             burn: Ring::new(BURN[1]),
             e2e: Ring::new(w),
@@ -145,19 +146,8 @@ impl Tracker {
         e2e: Option<&Histogram>,
         now: Instant,
     ) -> SloStatus {
-        self.cursors
-            .retain(|(op, _)| m.ops.iter().any(|o| &o.op == op));
-        for o in &m.ops {
-            let i = match self.cursors.iter().position(|(op, _)| *op == o.op) {
-                Some(i) => i,
-                None => {
-                    self.cursors.push((o.op.clone(), Cursor::default()));
-                    self.cursors.len() - 1
-                }
-            };
-            let d = o.window.since_at(&mut self.cursors[i].1, now);
-            self.latency.add_at(&d, now);
-        }
+        let latency = &self.latency;
+        self.cursors.read(&m.ops, now, |d| latency.add_at(d, now));
         let completed: u64 = m.ops.iter().map(|o| o.requests.get()).sum();
         let errors: u64 = m.errors_by_kind().iter().map(|(_, n)| n).sum();
         self.counts.push(now, (completed, errors));

@@ -10,7 +10,8 @@
 use super::ring::{Agg, Key, Rollup};
 use super::{History, Resolution};
 use crate::engine::Engine;
-use crate::metrics::window::{quantile_secs, Cursor};
+use crate::metrics::scenario::OpCursors;
+use crate::metrics::window::quantile_secs;
 use crate::metrics::HistSnap;
 use hdrhistogram::Histogram;
 use std::collections::{HashMap, VecDeque};
@@ -74,7 +75,7 @@ impl<T: Clone> Track<T> {
 /// Per-scenario latency state: a cursor per op window, the last seconds' deltas, and
 /// the minute so far.
 struct Latency {
-    cursors: Vec<(String, Cursor)>,
+    cursors: OpCursors,
     recent: VecDeque<Histogram<u64>>,
     minute: Histogram<u64>,
     seen: bool,
@@ -343,27 +344,16 @@ impl Sampler {
             .latency
             .entry(name.to_string())
             .or_insert_with(|| Latency {
-                cursors: Vec::new(),
+                cursors: OpCursors::default(),
                 recent: VecDeque::new(),
                 minute: small_hist(),
                 seen: false,
             });
         lat.seen = true;
         // Ops a reload removed lose their cursor; new ones get one.
-        lat.cursors
-            .retain(|(op, _)| m.ops.iter().any(|o| &o.op == op));
         let mut second = small_hist();
-        for o in &m.ops {
-            let i = match lat.cursors.iter().position(|(op, _)| *op == o.op) {
-                Some(i) => i,
-                None => {
-                    lat.cursors.push((o.op.clone(), Cursor::default()));
-                    lat.cursors.len() - 1
-                }
-            };
-            let d = o.window.since(&mut lat.cursors[i].1);
-            add_into(&mut second, &d);
-        }
+        lat.cursors
+            .read(&m.ops, Instant::now(), |d| add_into(&mut second, d));
         add_into(&mut lat.minute, &second);
         lat.recent.push_back(second);
         while lat.recent.len() > RECENT {

@@ -7,7 +7,7 @@
 
 use super::histogram::Histogram;
 use super::quantiles::{QuantileCollector, WindowSet};
-use super::window::{quantile_secs, Window};
+use super::window::{quantile_secs, Cursor, Window};
 use super::{histograms, register, Counter, FloatGauge, IntGauge, DURATION_BUCKETS, LAG_BUCKETS};
 use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,7 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Labels of per-op series (in the order the exposition has always listed them).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -90,6 +90,42 @@ pub struct OpMetrics {
     pub requests: Counter,
     pub duration: Histogram,
     pub window: Arc<Window>,
+}
+
+/// One reader's cursors over a scenario's op windows ([`Window::since`] per op), kept
+/// across reloads that add or remove ops.
+#[derive(Default)]
+pub struct OpCursors(Vec<(String, Cursor)>);
+
+impl OpCursors {
+    /// Hands `each` what every op window recorded since the last call.
+    pub fn read(
+        &mut self,
+        ops: &[OpMetrics],
+        now: Instant,
+        mut each: impl FnMut(&hdrhistogram::Histogram<u64>),
+    ) {
+        self.0.retain(|(op, _)| ops.iter().any(|o| &o.op == op));
+        for o in ops {
+            let i = match self.0.iter().position(|(op, _)| *op == o.op) {
+                Some(i) => i,
+                None => {
+                    self.0.push((o.op.clone(), Cursor::default()));
+                    self.0.len() - 1
+                }
+            };
+            each(&o.window.since_at(&mut self.0[i].1, now));
+        }
+    }
+
+    /// Ops with a cursor.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 fn scenario_label(s: &str) -> ScenarioLabel {

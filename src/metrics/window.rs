@@ -67,8 +67,14 @@ impl Window {
     }
 
     pub fn record_at(&self, value: Duration, now: Instant) {
-        let e = self.epoch(now);
         let micros = (value.as_micros() as u64).clamp(1, MAX_MICROS);
+        self.in_slot(now, |h| h.saturating_record(micros));
+    }
+
+    /// Runs `f` on the slot of `now` under the lock (reset first if it held an older
+    /// epoch).
+    fn in_slot(&self, now: Instant, f: impl FnOnce(&mut Histogram<u32>)) {
+        let e = self.epoch(now);
         let mut slots = self.inner.lock();
         let len = slots.len() as u64;
         let slot = &mut slots[(e % len) as usize];
@@ -76,7 +82,7 @@ impl Window {
             slot.0 = e;
             slot.1.reset();
         }
-        slot.1.saturating_record(micros);
+        f(&mut slot.1);
     }
 
     /// Adds everything in `h` (microseconds, as [`Window::since`] returns them) at `now`:
@@ -85,20 +91,12 @@ impl Window {
         if h.is_empty() {
             return;
         }
-        let e = self.epoch(now);
-        let mut slots = self.inner.lock();
-        let len = slots.len() as u64;
-        let slot = &mut slots[(e % len) as usize];
-        if slot.0 != e {
-            slot.0 = e;
-            slot.1.reset();
-        }
-        for v in h.iter_recorded() {
-            let n = u32::try_from(v.count_at_value()).unwrap_or(u32::MAX);
-            let _ = slot
-                .1
-                .record_n(v.value_iterated_to().clamp(1, MAX_MICROS), n);
-        }
+        self.in_slot(now, |slot| {
+            for v in h.iter_recorded() {
+                let n = u32::try_from(v.count_at_value()).unwrap_or(u32::MAX);
+                let _ = slot.record_n(v.value_iterated_to().clamp(1, MAX_MICROS), n);
+            }
+        });
     }
 
     /// Everything recorded inside the window ending now.
