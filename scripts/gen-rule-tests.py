@@ -63,6 +63,16 @@ CASES = {
         [('process_resident_memory_bytes{job="soakd",instance="soakd:9400"}', "62914560+52429x60 66060300x540"),
          ('process_start_time_seconds{job="soakd",instance="soakd:9400"}', "0x600")],
         {"severity": "warning", "job": "soakd", "instance": "soakd:9400"}),
+    # The latest run sustained 400/s against a baseline of 500/s (tolerance 10 %: the
+    # limit is 450/s) fires; 460/s does not.
+    "CapacityRegressed": ("5m",
+        [('soakd_capacity_max_sustainable{job="soakd",instance="soakd:9400",scenario="api"}', "400x10"),
+         ('soakd_capacity_baseline{job="soakd",instance="soakd:9400",scenario="api"}', "500x10"),
+         ('soakd_capacity_regression_tolerance{job="soakd",instance="soakd:9400"}', "0.1x10")],
+        [('soakd_capacity_max_sustainable{job="soakd",instance="soakd:9400",scenario="api"}', "460x10"),
+         ('soakd_capacity_baseline{job="soakd",instance="soakd:9400",scenario="api"}', "500x10"),
+         ('soakd_capacity_regression_tolerance{job="soakd",instance="soakd:9400"}', "0.1x10")],
+        {"severity": "warning", "job": "soakd", "instance": "soakd:9400", "scenario": "api"}),
     "SoakdConfigReloadFailed": ("5m", [('soakd_config_last_reload_successful{instance="soakd:9400"}', "0x10")],
         [('soakd_config_last_reload_successful{instance="soakd:9400"}', "1x10")],
         {"severity": "warning", "instance": "soakd:9400"}),

@@ -136,9 +136,18 @@ fn start_results(
         let (Some(search), Some(progress)) = (search, progress) else {
             return;
         };
+        crate::capacity::watch::spawn(engine.clone(), store.clone());
         progress.lock().error = None;
         let events = engine.events.clone();
-        if let Err(e) = controller::run(engine, search, store, progress.clone()).await {
+        let (e2, s2) = (engine.clone(), store.clone());
+        let result = controller::run(engine, search, store, progress.clone()).await;
+        if result.is_ok() {
+            // The finished run shows on /metrics now, not at the next refresh.
+            if let Err(e) = crate::capacity::watch::refresh(&e2, &s2).await {
+                tracing::warn!("capacity series: reading the results store: {e}");
+            }
+        }
+        if let Err(e) = result {
             tracing::error!("capacity search stopped: {e}");
             events.push(
                 crate::events::EventKind::Search,

@@ -1,7 +1,8 @@
 //! The `soakd` command line. Everything here is argument handling and exit codes;
 //! the work is in the library.
 //!
-//! Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+//! Exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 3 `report --compare
+//! --fail-on-regression` found a regression.
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -126,9 +127,31 @@ struct ReportArgs {
     /// List the stored runs instead.
     #[arg(long)]
     list: bool,
-    /// Print the stored run (every level's measurements) as JSON instead.
+    /// Print the stored run (every level's measurements) as JSON instead; with
+    /// --compare, the comparison.
     #[arg(long, conflicts_with_all = ["list", "out"])]
     json: bool,
+    /// Compare run B against the reference run A (ids, `latest`, or `baseline`: the
+    /// baseline of the other run's search): maximum sustainable level, p95/p99 and
+    /// errors at each common level, and a verdict — regressed, improved or unchanged.
+    #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["list", "set_baseline"])]
+    compare: Option<Vec<String>>,
+    /// The comparison's tolerance (e.g. 10%; default: the config's
+    /// search.regression_tolerance, else 10%).
+    #[arg(long, value_parser = parse_tolerance, requires = "compare")]
+    tolerance: Option<f64>,
+    /// With --compare: exit with status 3 when B regressed against A.
+    #[arg(long, requires = "compare")]
+    fail_on_regression: bool,
+    /// Make a finished run (an id or `latest`) the baseline of its search.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["list", "json", "out"])]
+    set_baseline: Option<String>,
+}
+
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    soakd::units::parse_ratio(s)
+        .filter(|r| *r < 1.0)
+        .ok_or_else(|| format!("expected a tolerance like 10% or 0.1 (under 100%), got {s:?}"))
 }
 
 #[derive(Args)]
@@ -179,6 +202,11 @@ fn init_logs(format: LogFormat) {
 #[error("{0}")]
 struct UsageError(String);
 
+/// `report --compare --fail-on-regression` found a regression: exit code 3.
+#[derive(Debug, thiserror::Error)]
+#[error("run {0} regressed against run {1}")]
+struct Regressed(String, String);
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -207,6 +235,10 @@ fn main() -> ExitCode {
         Err(e) if e.downcast_ref::<UsageError>().is_some() => {
             eprintln!("{e}");
             ExitCode::from(2)
+        }
+        Err(e) if e.downcast_ref::<Regressed>().is_some() => {
+            eprintln!("soakd: {e}");
+            ExitCode::from(3)
         }
         Err(e) => {
             eprintln!("soakd: {e:#}");
@@ -376,10 +408,20 @@ fn run_daemon(a: RunArgs) -> anyhow::Result<()> {
 /// `report`: a stored run as Markdown (stdout) or Markdown and charts (`--out`), the
 /// list of runs, or a run as JSON.
 fn report(a: ReportArgs) -> anyhow::Result<()> {
-    use soakd::capacity::{report, store::Store};
+    use soakd::capacity::{compare, report, store::Store};
     use soakd::config::search::ResultsConfig;
-    let cfg = match (a.config, a.results_dir, a.results_url) {
-        (Some(c), _, _) => load_or_usage(&c)?.results,
+    let config = a.config.as_deref().map(load_or_usage).transpose()?;
+    let tolerance = a
+        .tolerance
+        .or_else(|| {
+            config
+                .as_ref()
+                .and_then(|c| c.search.as_ref())
+                .map(|s| s.regression_tolerance)
+        })
+        .unwrap_or(compare::DEFAULT_TOLERANCE);
+    let cfg = match (config, a.results_dir, a.results_url) {
+        (Some(c), _, _) => c.results,
         (None, _, Some(u)) => ResultsConfig::Postgres(config::Secret(u)),
         (None, Some(d), None) => ResultsConfig::Dir(d),
         (None, None, None) => ResultsConfig::Dir(PathBuf::from("results")),
@@ -402,23 +444,48 @@ fn report(a: ReportArgs) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        if let Some(id) = &a.set_baseline {
+            let run = store.set_baseline(id, soakd::units::now_unix()).await?;
+            return stdout_line(&format!(
+                "baseline of search {:?}: {}",
+                run.record.name, run.record.id
+            ));
+        }
+        if let Some([ida, idb]) = a.compare.as_deref() {
+            let (ra, rb) = store.load_pair(ida, idb).await?;
+            let c = compare::compare(&ra, &rb, tolerance)?;
+            if a.json {
+                stdout_line(&serde_json::to_string_pretty(&c)?)?;
+            } else {
+                let rep = report::compare::render(&c, &ra, &rb);
+                write_or_print(&rep, a.out.as_deref())?;
+            }
+            if a.fail_on_regression && c.change == compare::Change::Regressed {
+                return Err(Regressed(c.b.id, c.a.id).into());
+            }
+            return Ok(());
+        }
         let run = store.load_run(&a.run).await?;
         if a.json {
             return stdout_line(&serde_json::to_string_pretty(&run)?);
         }
-        let rep = report::render(&run);
-        match a.out {
-            Some(dir) => {
-                for p in report::write(&rep, &dir)
-                    .with_context(|| format!("writing {}", dir.display()))?
-                {
-                    stdout_line(&p.display().to_string())?;
-                }
-                Ok(())
-            }
-            None => stdout_line(rep.markdown.trim_end()),
-        }
+        write_or_print(&report::render(&run), a.out.as_deref())
     })
+}
+
+/// A report's Markdown and charts into `out`, or its Markdown to stdout.
+fn write_or_print(rep: &soakd::capacity::report::Report, out: Option<&Path>) -> anyhow::Result<()> {
+    match out {
+        Some(dir) => {
+            for p in soakd::capacity::report::write(rep, dir)
+                .with_context(|| format!("writing {}", dir.display()))?
+            {
+                stdout_line(&p.display().to_string())?;
+            }
+            Ok(())
+        }
+        None => stdout_line(rep.markdown.trim_end()),
+    }
 }
 
 /// `demo`: the demo target, a throwaway database and a daemon loading them, until a

@@ -71,6 +71,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/runs/{id}", get(run_json))
         .route("/api/v1/runs/{id}/report", get(run_report))
         .route("/api/v1/runs/{id}/{file}", get(run_chart))
+        .route("/api/v1/runs/{id}/compare/{b}", get(compare_json))
+        .route("/api/v1/runs/{id}/compare/{b}/{file}", get(compare_file))
         .merge(control)
         .fallback(|| async { err(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
@@ -177,6 +179,7 @@ async fn search(State(st): State<AppState>) -> Response {
 enum RunsError {
     NoStore,
     Store(StoreError),
+    Compare(crate::capacity::compare::CompareError),
 }
 
 impl IntoResponse for RunsError {
@@ -186,9 +189,13 @@ impl IntoResponse for RunsError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the results store is not open (see the logs)",
             ),
-            RunsError::Store(e @ (StoreError::NoSuchRun(_) | StoreError::NoRuns)) => {
-                err(StatusCode::NOT_FOUND, e.to_string())
+            RunsError::Store(
+                e @ (StoreError::NoSuchRun(_) | StoreError::NoRuns | StoreError::NoBaseline(_)),
+            ) => err(StatusCode::NOT_FOUND, e.to_string()),
+            RunsError::Store(e @ StoreError::BaselineAgainstBaseline) => {
+                err(StatusCode::BAD_REQUEST, e.to_string())
             }
+            RunsError::Compare(e) => err(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
             RunsError::Store(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
@@ -246,6 +253,83 @@ async fn run_chart(
         None => err(
             StatusCode::NOT_FOUND,
             format!("no chart {file:?} in run {id:?}"),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CompareQuery {
+    /// Overrides search.regression_tolerance (a ratio, e.g. 0.05).
+    tolerance: Option<f64>,
+}
+
+/// Run `b` against the reference run `a` (ids, `latest`, `baseline`), with the daemon's
+/// `search.regression_tolerance` unless the query gives one.
+async fn comparison(
+    st: &AppState,
+    a: &str,
+    b: &str,
+    q: &CompareQuery,
+) -> Result<
+    (
+        crate::capacity::compare::Comparison,
+        crate::capacity::Run,
+        crate::capacity::Run,
+    ),
+    RunsError,
+> {
+    use crate::capacity::compare;
+    let (ra, rb) = store_of(st)?
+        .load_pair(a, b)
+        .await
+        .map_err(RunsError::Store)?;
+    let tolerance = q.tolerance.unwrap_or_else(|| {
+        st.engine
+            .config()
+            .search
+            .as_ref()
+            .map(|s| s.regression_tolerance)
+            .unwrap_or(compare::DEFAULT_TOLERANCE)
+    });
+    let c = compare::compare(&ra, &rb, tolerance).map_err(RunsError::Compare)?;
+    Ok((c, ra, rb))
+}
+
+async fn compare_json(
+    State(st): State<AppState>,
+    Path((a, b)): Path<(String, String)>,
+    Query(q): Query<CompareQuery>,
+) -> Response {
+    match comparison(&st, &a, &b, &q).await {
+        Ok((c, _, _)) => Json(c).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The comparison as Markdown (`report`) and its overlay charts, at the paths the
+/// Markdown links to.
+async fn compare_file(
+    State(st): State<AppState>,
+    Path((a, b, file)): Path<(String, String, String)>,
+    Query(q): Query<CompareQuery>,
+) -> Response {
+    let (c, ra, rb) = match comparison(&st, &a, &b, &q).await {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let report = crate::capacity::report::compare::render(&c, &ra, &rb);
+    if file == "report" {
+        return (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            report.markdown,
+        )
+            .into_response();
+    }
+    match report.charts.into_iter().find(|(n, _)| *n == file) {
+        Some((_, svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        None => err(
+            StatusCode::NOT_FOUND,
+            format!("no chart {file:?} in the comparison of {a:?} and {b:?}"),
         ),
     }
 }

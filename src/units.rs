@@ -142,17 +142,30 @@ impl<'de> Deserialize<'de> for Rate {
     }
 }
 
+/// The wall clock in Unix seconds (0 before 1970: a clock that broken is not ours to fix).
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A ratio written `1%` or `0.01`, within [0, 1].
+pub fn parse_ratio(s: &str) -> Option<f64> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok().map(|v| v / 100.0),
+        None => t.parse::<f64>().ok(),
+    };
+    v.filter(|v| (0.0..=1.0).contains(v))
+}
+
 impl<'de> Deserialize<'de> for Ratio {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = scalar_string(d)?;
-        let t = s.trim();
-        let v = match t.strip_suffix('%') {
-            Some(p) => p.trim().parse::<f64>().ok().map(|v| v / 100.0),
-            None => t.parse::<f64>().ok(),
-        };
-        match v {
-            Some(v) if (0.0..=1.0).contains(&v) => Ok(Ratio(v)),
-            _ => Err(de::Error::custom(format!(
+        match parse_ratio(&s) {
+            Some(v) => Ok(Ratio(v)),
+            None => Err(de::Error::custom(format!(
                 "expected a ratio like \"1%\" or 0.01, got {s:?}"
             ))),
         }

@@ -519,10 +519,45 @@ async fn round_trip(store: &Store) {
         .unwrap()
         .expect("unfinished run is resumable");
     assert_eq!(r, run);
+    // Only a finished run can be a baseline or the latest finished run.
+    use soakd::capacity::store::StoreError;
+    assert!(matches!(
+        store.set_baseline(&run.record.id, 1.0).await,
+        Err(StoreError::NotFinished(_))
+    ));
+    assert_eq!(store.latest_complete(&run.record.name).await.unwrap(), None);
+    assert!(matches!(
+        store.load_pair("baseline", "latest").await,
+        Err(StoreError::NoBaseline(_))
+    ));
     store
         .finish_run(&run.record.id, 1_795_400_000.0)
         .await
         .unwrap();
+    let base = store.set_baseline("latest", 1_795_400_001.0).await.unwrap();
+    assert_eq!(base.record.id, run.record.id);
+    assert_eq!(
+        store.baseline(&run.record.name).await.unwrap().as_deref(),
+        Some(run.record.id.as_str())
+    );
+    assert_eq!(store.baseline("other-search").await.unwrap(), None);
+    let (a, b) = store.load_pair("baseline", "latest").await.unwrap();
+    assert_eq!(
+        (a.record.id.as_str(), b.record.id.as_str()),
+        (run.record.id.as_str(), run.record.id.as_str())
+    );
+    assert!(matches!(
+        store.load_pair("baseline", "baseline").await,
+        Err(StoreError::BaselineAgainstBaseline)
+    ));
+    assert_eq!(
+        store
+            .latest_complete(&run.record.name)
+            .await
+            .unwrap()
+            .map(|r| r.record.id),
+        Some(run.record.id.clone())
+    );
     assert!(store.finish_run(&run.record.id, 1.0).await.is_err());
     let back = store.load_run("latest").await.unwrap();
     let mut want = run.clone();
@@ -769,4 +804,215 @@ async fn stored_runs_render_to_the_committed_reports() {
             assert!(*svg == want, "{id}: {name} differs");
         }
     }
+}
+
+/// One search of the demo target with `knobs`, stored in `results`; returns the run id
+/// and leaves the daemon running for the caller to read its API and /metrics.
+async fn search_into(knobs: Knobs, results: &Path) -> (soakd::app::Daemon, String) {
+    let target = demo(knobs).await;
+    let text = api_config(
+        target,
+        results,
+        r#"
+scenarios:
+  api:
+    target: api
+    max_in_flight: 2000
+    timeout: 10s
+    slo: {p95: 400ms, error_rate: 1%}
+    schedule: {hold: {rate: 1/s}}
+    ops: {list: {http: {path: /v1/challenges}}}
+search:
+  name: nightly
+  each: 3s
+  warmup: 1s
+  lag_limit: 2s
+  scenarios:
+    api: {levels: [10/s, 60/s], then: 1/s}
+"#,
+    );
+    let d = daemon(config(&text, target));
+    let id = wait_complete(&d, Duration::from_secs(60)).await;
+    (d, id)
+}
+
+/// `soakd report ARGS --results-dir DIR`: its exit code and stdout.
+fn report_cli(results: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--results-dir")
+        .arg(results)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slower_target_regresses_against_the_baseline_and_an_identical_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    // Fast: 5 ms with 4 at a time (800/s). Slow: 100 ms with 4 at a time (40/s): 10/s
+    // passes 95 ms slower, 60/s queues without end and fails.
+    let fast = Knobs {
+        latency_min_ms: 5,
+        latency_max_ms: 5,
+        concurrency_limit: 4,
+        ..Default::default()
+    };
+    let slow = Knobs {
+        latency_min_ms: 100,
+        latency_max_ms: 100,
+        ..fast.clone()
+    };
+    let (d, a) = search_into(fast.clone(), &results).await;
+    d.shutdown(Duration::from_secs(2)).await;
+    let (code, out) = report_cli(&results, &["report", "--set-baseline", "latest"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("baseline of search \"nightly\": {a}")),
+        "{out}"
+    );
+
+    let (d, b) = search_into(slow, &results).await;
+    // The finished run and the baseline are on /metrics as soon as the run finishes.
+    let addr = d.addr();
+    let m = eventually(Duration::from_secs(10), || async move {
+        let m = metrics_text(addr).await;
+        sample(&m, "soakd_capacity_max_sustainable{scenario=\"api\"}").map(|_| m)
+    })
+    .await
+    .expect("soakd_capacity_max_sustainable appears");
+    assert_eq!(
+        sample(&m, "soakd_capacity_max_sustainable{scenario=\"api\"}"),
+        Some(10.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "soakd_capacity_baseline{scenario=\"api\"}"),
+        Some(60.0)
+    );
+    assert_eq!(sample(&m, "soakd_capacity_regression_tolerance"), Some(0.1));
+    d.shutdown(Duration::from_secs(2)).await;
+
+    // B against A: regressed, with the deltas.
+    let (code, out) = report_cli(&results, &["report", "--compare", &a, &b, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let c: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(c["change"], "regressed", "{c:#}");
+    let s = &c["scenarios"][0];
+    assert_eq!(
+        (
+            s["max_sustainable_a"].as_f64(),
+            s["max_sustainable_b"].as_f64()
+        ),
+        (Some(60.0), Some(10.0))
+    );
+    assert_eq!(s["max_sustainable_delta"].as_f64(), Some(-50.0 / 60.0));
+    let at10 = &s["levels"][0];
+    assert_eq!(at10["rate"], 10.0);
+    let (pa, pb) = (
+        at10["p95_a"].as_f64().unwrap(),
+        at10["p95_b"].as_f64().unwrap(),
+    );
+    assert!(pa < 0.05 && pb >= 0.1 && pb - pa > 0.05, "{at10}");
+    let reasons: Vec<&str> = s["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"maximum sustainable 60/s → 10/s (-83%)"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"60/s: passed in A, failed in B"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("10/s: p95 ")),
+        "{reasons:?}"
+    );
+    // --fail-on-regression turns it into exit code 3, `baseline` names run A.
+    let (code, out) = report_cli(
+        &results,
+        &[
+            "report",
+            "--compare",
+            "baseline",
+            &b,
+            "--fail-on-regression",
+        ],
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("**Verdict:** **REGRESSED**") && out.contains("compare-api-latency.svg"),
+        "{out}"
+    );
+    // Markdown and the overlay chart into a folder.
+    let out_dir = dir.path().join("cmp");
+    let (code, out) = report_cli(
+        &results,
+        &[
+            "report",
+            "--compare",
+            &a,
+            &b,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let svg = std::fs::read_to_string(out_dir.join("compare-api-latency.svg")).unwrap();
+    assert!(svg.contains("p95 A") && svg.contains("p95 B"), "{svg}");
+
+    // The same target again: unchanged against the baseline, through the API too.
+    let (d, c) = search_into(fast, &results).await;
+    let (code, out) = report_cli(
+        &results,
+        &[
+            "report",
+            "--compare",
+            "baseline",
+            "latest",
+            "--json",
+            "--fail-on-regression",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["change"], "unchanged", "{v:#}");
+    assert_eq!(
+        (v["a"]["id"].as_str(), v["b"]["id"].as_str()),
+        (Some(a.as_str()), Some(c.as_str()))
+    );
+    let api = format!("http://{}/api/v1/runs/{a}/compare/{b}", d.addr());
+    let v = try_json(&api)
+        .await
+        .expect("the comparison endpoint answers");
+    assert_eq!(v["change"], "regressed", "{v:#}");
+    let md = try_text(&format!("{api}/report")).await.unwrap();
+    assert!(md.contains("| 60/s | pass | **FAIL** |"), "{md}");
+    let v = try_json(&format!(
+        "http://{}/api/v1/runs/{a}/compare/{b}?tolerance=0.95",
+        d.addr()
+    ))
+    .await
+    .unwrap();
+    // A tolerance of 95 % forgives the maximum, not the level that now fails.
+    assert_eq!(
+        v["scenarios"][0]["reasons"][0], "60/s: passed in A, failed in B",
+        "{v:#}"
+    );
+    let addr = d.addr();
+    let latest = eventually(Duration::from_secs(10), || async move {
+        let m = metrics_text(addr).await;
+        sample(&m, "soakd_capacity_max_sustainable{scenario=\"api\"}").filter(|v| *v == 60.0)
+    })
+    .await;
+    assert_eq!(latest, Some(60.0));
+    d.shutdown(Duration::from_secs(2)).await;
 }

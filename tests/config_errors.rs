@@ -251,3 +251,28 @@ fn an_slo_window_is_bounded_and_needs_an_objective() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn a_regression_tolerance_is_a_ratio_under_one() {
+    let search = |tol: &str| {
+        let good = with(
+            "    timeout: 5s\n",
+            "    timeout: 5s\n    slo: {p95: 200ms}\n",
+        );
+        format!("{good}search:\n  each: 10s\n  regression_tolerance: {tol}\n  scenarios:\n    browse: {{levels: [10/s, 20/s]}}\n")
+    };
+    assert_eq!(errors(&search("5%")), Vec::<String>::new());
+    let all = errors(&search("100%"));
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(
+        all[0].starts_with("search.regression_tolerance: must be within [0, 100%) ("),
+        "{all:?}"
+    );
+    let all = errors(&search("lots"));
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(
+        all[0].starts_with("search.regression_tolerance")
+            && all[0].contains("expected a ratio like"),
+        "{all:?}"
+    );
+}

@@ -22,7 +22,7 @@ use sqlx::{Connection, PgConnection, Row};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
@@ -106,12 +106,7 @@ impl Progress {
 
 pub type SharedProgress = Arc<Mutex<Progress>>;
 
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+use crate::units::now_unix;
 
 struct ScenarioSnap {
     started: u64,

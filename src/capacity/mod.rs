@@ -8,9 +8,11 @@
 //! - [`controller`] drives the engine (rate overrides) and measures each level.
 //! - [`store`] keeps runs in PostgreSQL or append-only JSONL; [`report`] renders them.
 
+pub mod compare;
 pub mod controller;
 pub mod report;
 pub mod store;
+pub mod watch;
 
 use crate::config::search::{SearchConfig, SearchMode};
 use crate::config::Slo;
@@ -635,6 +637,25 @@ pub fn findings(run: &Run) -> Vec<Finding> {
         .collect()
 }
 
+/// The levels where `scenario` was the only searched scenario under load, by offered
+/// rate (the report's tables and charts, and a comparison's common levels).
+pub fn isolated_levels<'a>(
+    run: &'a Run,
+    scenario: &str,
+) -> Vec<(&'a LevelResult, &'a ScenarioLevel)> {
+    let mut v: Vec<(&LevelResult, &ScenarioLevel)> = run
+        .levels
+        .iter()
+        .filter(|l| l.spec.phase != Phase::Matrix)
+        .filter_map(|l| match l.scenarios.as_slice() {
+            [s] if s.scenario == scenario => Some((l, s)),
+            _ => None,
+        })
+        .collect();
+    v.sort_by(|a, b| a.1.offered_rate.total_cmp(&b.1.offered_rate));
+    v
+}
+
 /// Matrix searches: for each row rate, the highest passing column rate.
 pub fn frontier(run: &Run) -> Vec<(f64, Option<f64>)> {
     let (Some(a), Some(b)) = (
@@ -691,6 +712,7 @@ mod tests {
                     then: None,
                 },
             ],
+            regression_tolerance: compare::DEFAULT_TOLERANCE,
         }
     }
 

@@ -14,11 +14,21 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1001,
-    "soakd capacity results",
-    include_str!("../../migrations/results/1001_capacity_results.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1001,
+        "soakd capacity results",
+        include_str!("../../migrations/results/1001_capacity_results.sql"),
+    ),
+    (
+        1002,
+        "soakd capacity baselines",
+        include_str!("../../migrations/results/1002_capacity_baselines.sql"),
+    ),
+];
+
+/// The JSONL store's baselines, one line per `--set-baseline` (not `.jsonl`: that is a run).
+const BASELINES_FILE: &str = "baselines.ndjson";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,6 +51,12 @@ pub enum StoreError {
     NoRuns,
     #[error("run {0:?} is already finished")]
     Finished(String),
+    #[error("run {0:?} has not finished: only a finished run can be a baseline")]
+    NotFinished(String),
+    #[error("no baseline set for search {0:?} (soakd report --set-baseline ID)")]
+    NoBaseline(String),
+    #[error("`baseline` needs the other run to name the search: compare a run id or `latest` against it")]
+    BaselineAgainstBaseline,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -57,6 +73,14 @@ enum Line {
     Run(Box<RunRecord>),
     Level(Box<LevelResult>),
     Finished { at: f64 },
+}
+
+/// One line of the JSONL store's baselines file.
+#[derive(Serialize, Deserialize)]
+struct BaselineLine {
+    name: String,
+    run_id: String,
+    set_at: f64,
 }
 
 /// A run in a listing.
@@ -385,6 +409,146 @@ impl Store {
         }
     }
 
+    async fn load_some(&self, id: Option<String>) -> Result<Option<Run>, StoreError> {
+        match id {
+            Some(id) => Ok(Some(self.load_run(&id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The newest finished run of the search `name`.
+    pub async fn latest_complete(&self, name: &str) -> Result<Option<Run>, StoreError> {
+        let id = match self {
+            Store::Jsonl(dir) => {
+                return Ok(Self::jsonl_runs(dir)?.into_iter().find(|r| {
+                    r.record.name == name && r.record.status == RunStatus::Complete
+                }))
+            }
+            Store::Postgres(pool) => sqlx::query(
+                "SELECT id FROM soakd_runs WHERE name = $1 AND finished_at IS NOT NULL ORDER BY started_at DESC LIMIT 1",
+            )
+            .bind(name)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| r.try_get::<String, _>("id"))
+            .transpose()?,
+        };
+        self.load_some(id).await
+    }
+
+    /// Makes run `id` (or `latest`) the baseline of its search; it must have finished.
+    /// Returns the run. Earlier baselines stay recorded.
+    pub async fn set_baseline(&self, id: &str, at: f64) -> Result<Run, StoreError> {
+        let run = self.load_run(id).await?;
+        if run.record.status != RunStatus::Complete {
+            return Err(StoreError::NotFinished(run.record.id));
+        }
+        match self {
+            Store::Jsonl(dir) => {
+                let path = dir.join(BASELINES_FILE);
+                let line = BaselineLine {
+                    name: run.record.name.clone(),
+                    run_id: run.record.id.clone(),
+                    set_at: at,
+                };
+                let mut text = serde_json::to_string(&line).map_err(|e| StoreError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::other(e),
+                })?;
+                text.push('\n');
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&path)
+                    .map_err(io(&path))?;
+                f.write_all(text.as_bytes()).map_err(io(&path))?;
+                f.sync_data().map_err(io(&path))?;
+            }
+            Store::Postgres(pool) => {
+                sqlx::query(
+                    "INSERT INTO soakd_baselines (name, run_id, set_at) VALUES ($1, $2, $3)",
+                )
+                .bind(&run.record.name)
+                .bind(&run.record.id)
+                .bind(at)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(run)
+    }
+
+    /// The id of the baseline of the search `name`, if one was set.
+    pub async fn baseline(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Jsonl(dir) => {
+                let path = dir.join(BASELINES_FILE);
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io(&path)(e)),
+                };
+                let n = text.lines().count();
+                let mut found = None;
+                for (i, l) in text.lines().enumerate() {
+                    if l.trim().is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_str::<BaselineLine>(l) {
+                        Ok(b) if b.name == name => found = Some(b.run_id),
+                        Ok(_) => {}
+                        // A torn last line (crash mid-write) is skipped.
+                        Err(_) if i + 1 == n => {}
+                        Err(e) => {
+                            return Err(StoreError::Corrupt {
+                                path,
+                                line: i + 1,
+                                message: e.to_string(),
+                            })
+                        }
+                    }
+                }
+                Ok(found)
+            }
+            Store::Postgres(pool) => Ok(sqlx::query(
+                "SELECT run_id FROM soakd_baselines WHERE name = $1 ORDER BY set_at DESC LIMIT 1",
+            )
+            .bind(name)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| r.try_get::<String, _>("run_id"))
+            .transpose()?),
+        }
+    }
+
+    /// The two runs of a comparison: ids, `latest`, or `baseline` — the baseline of the
+    /// other run's search.
+    pub async fn load_pair(&self, a: &str, b: &str) -> Result<(Run, Run), StoreError> {
+        let base = |other: &Run| {
+            let name = other.record.name.clone();
+            async move {
+                let id = self
+                    .baseline(&name)
+                    .await?
+                    .ok_or(StoreError::NoBaseline(name))?;
+                self.load_run(&id).await
+            }
+        };
+        match (a, b) {
+            ("baseline", "baseline") => Err(StoreError::BaselineAgainstBaseline),
+            ("baseline", b) => {
+                let rb = self.load_run(b).await?;
+                Ok((base(&rb).await?, rb))
+            }
+            (a, "baseline") => {
+                let ra = self.load_run(a).await?;
+                let rb = base(&ra).await?;
+                Ok((ra, rb))
+            }
+            (a, b) => Ok((self.load_run(a).await?, self.load_run(b).await?)),
+        }
+    }
+
     /// The newest unfinished run of the same search plan, to resume.
     pub async fn find_resumable(
         &self,
@@ -409,10 +573,7 @@ impl Store {
             .map(|r| r.try_get::<String, _>("id"))
             .transpose()?,
         };
-        match id {
-            Some(id) => Ok(Some(self.load_run(&id).await?)),
-            None => Ok(None),
-        }
+        self.load_some(id).await
     }
 }
 

@@ -62,6 +62,18 @@ pub struct SearchConfig {
     #[serde(default)]
     pub target_process_targets: Vec<String>,
     pub scenarios: Vec<SearchScenario>,
+    /// How much worse a run may be than the baseline before a comparison calls it
+    /// regressed (and `CapacityRegressed` fires). A policy for comparing runs, not part
+    /// of the plan: not stored with a run, not in its fingerprint.
+    #[serde(skip, default = "default_regression_tolerance")]
+    pub regression_tolerance: f64,
+}
+
+/// `search.regression_tolerance` when not configured.
+pub const DEFAULT_REGRESSION_TOLERANCE: f64 = 0.10;
+
+fn default_regression_tolerance() -> f64 {
+    DEFAULT_REGRESSION_TOLERANCE
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +104,8 @@ struct RawSearch {
     postgres: Option<String>,
     #[serde(default)]
     target_process: Option<RawTargetProcess>,
+    #[serde(default)]
+    regression_tolerance: Option<crate::units::Ratio>,
     scenarios: Map<String, Value>,
 }
 
@@ -172,6 +186,13 @@ pub(super) fn build_search(
     if !(0.0..=1.0).contains(&min_achieved) || min_achieved == 0.0 {
         errs.push("search.min_achieved", "must be within (0, 100%]");
     }
+    let regression_tolerance = raw
+        .regression_tolerance
+        .map(|r| r.0)
+        .unwrap_or_else(default_regression_tolerance);
+    if !(0.0..1.0).contains(&regression_tolerance) {
+        errs.push("search.regression_tolerance", "must be within [0, 100%)");
+    }
     if let Some(p) = &raw.postgres {
         let ok = targets
             .iter()
@@ -218,6 +239,7 @@ pub(super) fn build_search(
         target_process,
         target_process_targets: tp_targets,
         scenarios: list,
+        regression_tolerance,
     })
 }
 
@@ -330,6 +352,11 @@ impl SearchConfig {
         }
     }
 
+    /// The searched scenarios' names, in order.
+    pub fn scenario_names(&self) -> Vec<&str> {
+        self.scenarios.iter().map(|s| s.name.as_str()).collect()
+    }
+
     pub fn describe(&self) -> String {
         let mut out = format!(
             "search {:?} ({}): each level {} (warm-up {}), refine {} step{}, invalid when lag p99 > {} or achieved < {:.0}% of offered\n",
@@ -364,6 +391,10 @@ impl SearchConfig {
         out.push_str(&format!(
             "  at most {n} levels, {} at most\n",
             crate::units::format_duration(self.each * n as u32)
+        ));
+        out.push_str(&format!(
+            "  regressed when {:.0}% below the baseline (soakd_capacity_max_sustainable vs soakd_capacity_baseline)\n",
+            self.regression_tolerance * 100.0
         ));
         out
     }

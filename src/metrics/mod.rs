@@ -5,7 +5,7 @@
 //! phases and bytes), `pool.rs` (database
 //! pools), `buffer.rs` (buffered writers), `pg.rs` (the pg_* statistics), `process.rs`
 //! (the process), `memory.rs` (bounded structures and the allocator), and the config
-//! and build series below, `runtime.rs` (the load runtime's scheduling delay), `slo.rs` (the rolling SLO verdicts). The demo target's own series are `demo::metrics`.
+//! and build series below, `runtime.rs` (the load runtime's scheduling delay), `slo.rs` (the rolling SLO verdicts), `capacity.rs` (the latest and baseline capacity runs). The demo target's own series are `demo::metrics`.
 //!
 //! Names follow Prometheus conventions: a `soakd_` prefix, base units, `_total` for
 //! counters, `_seconds` for durations; the pg_* series keep postgres_exporter's names.
@@ -19,6 +19,7 @@
 //! exemplars; `expo.rs` serves them in the format the scraper asks for.
 
 pub mod buffer;
+pub mod capacity;
 pub mod expo;
 pub mod histogram;
 pub mod histsnap;
@@ -195,6 +196,8 @@ pub struct Metrics {
     pub runtime: RuntimeFamily,
     /// The rolling SLO verdicts.
     pub slo: SloFamily,
+    /// The latest and the baseline capacity runs.
+    pub capacity: capacity::CapacityFamily,
     /// The bounded structures' bytes (`soakd_memory_bytes{area}`).
     pub memory: Arc<MemoryAreas>,
 }
@@ -212,6 +215,7 @@ impl Metrics {
         let pg = pg::PgFamily::register(&mut registry);
         let runtime = RuntimeFamily::register(&mut registry);
         let slo = SloFamily::register(&mut registry);
+        let capacity = capacity::CapacityFamily::register(&mut registry);
         ProcessCollector::register(&mut registry);
         Metrics {
             registry,
@@ -223,6 +227,7 @@ impl Metrics {
             config,
             runtime,
             slo,
+            capacity,
             memory,
         }
     }

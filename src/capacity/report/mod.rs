@@ -10,10 +10,11 @@
 mod analysis;
 mod cells;
 mod combined;
+pub mod compare;
 mod sections;
 mod svg;
 
-use super::{findings, LevelResult, Phase, Run, ScenarioLevel};
+use super::{findings, isolated_levels, LevelResult, Run, ScenarioLevel};
 use crate::config::search::SearchMode;
 use std::fmt;
 
@@ -26,21 +27,6 @@ pub struct Report {
 
 /// One scenario's isolated levels with the level each belongs to, by offered rate.
 type Levels<'a> = [(&'a LevelResult, &'a ScenarioLevel)];
-
-/// The levels where `scenario` was the only searched scenario under load, by rate.
-fn isolated_levels<'a>(run: &'a Run, scenario: &str) -> Vec<(&'a LevelResult, &'a ScenarioLevel)> {
-    let mut v: Vec<(&LevelResult, &ScenarioLevel)> = run
-        .levels
-        .iter()
-        .filter(|l| l.spec.phase != Phase::Matrix)
-        .filter_map(|l| match l.scenarios.as_slice() {
-            [s] if s.scenario == scenario => Some((l, s)),
-            _ => None,
-        })
-        .collect();
-    v.sort_by(|a, b| a.1.offered_rate.total_cmp(&b.1.offered_rate));
-    v
-}
 
 /// Renders a run.
 pub fn render(run: &Run) -> Report {

@@ -325,8 +325,60 @@ pub(super) fn latency(
         dashed: false,
     })
     .collect();
+    latency_chart(
+        format!("{name}: latency vs offered load"),
+        series,
+        slo_p95,
+        knee,
+    )
+}
+
+/// Two runs' p95 and p99 against offered load on one chart (log y): run A dashed, run B
+/// solid, with the p95 SLO.
+pub(super) fn latency_overlay(
+    name: &str,
+    a: (&str, &Levels),
+    b: (&str, &Levels),
+    slo_p95: Option<f64>,
+) -> String {
+    let pick = |levels: &Levels, f: fn(&crate::capacity::ScenarioLevel) -> Option<f64>| {
+        levels
+            .iter()
+            .filter_map(|(_, s)| f(s).map(|v| (s.offered_rate, v)))
+            .collect::<Vec<_>>()
+    };
+    let mut series = Vec::new();
+    for ((label, levels), dashed) in [(a, true), (b, false)] {
+        series.push(Series {
+            name: format!("p95 {label}"),
+            color: "#1f77b4",
+            points: pick(levels, |s| s.latency.p95),
+            dashed,
+        });
+        series.push(Series {
+            name: format!("p99 {label}"),
+            color: "#9467bd",
+            points: pick(levels, |s| s.latency.p99),
+            dashed,
+        });
+    }
+    latency_chart(
+        format!("{name}: latency vs offered load, A dashed, B solid"),
+        series,
+        slo_p95,
+        None,
+    )
+}
+
+/// A latency-vs-load chart (log y) with the p95 SLO line.
+fn latency_chart(
+    title: String,
+    series: Vec<Series>,
+    slo_p95: Option<f64>,
+    knee: Option<f64>,
+) -> String {
     render_chart(&Chart {
-        title: format!("{name}: latency vs offered load"),
+        title,
         x_label: "offered load (/s)",
         y_label: "latency",
         y_log: true,
@@ -422,6 +474,43 @@ pub(super) fn frontier(a: &str, b: &str, points: Vec<(f64, f64)>, knee: Option<f
         }],
         hlines: vec![],
         knee,
+        y_fmt: &int,
+    })
+}
+
+/// Two runs' frontiers on one chart: run A dashed, run B solid.
+pub(super) fn frontier_overlay(
+    a: &str,
+    b: &str,
+    rows: &[crate::capacity::compare::FrontierDelta],
+) -> String {
+    let x_label = format!("{a} rate (/s)");
+    let pick = |f: fn(&crate::capacity::compare::FrontierDelta) -> Option<f64>| {
+        rows.iter()
+            .filter_map(|r| f(r).map(|v| (r.row_rate, v)))
+            .collect::<Vec<_>>()
+    };
+    render_chart(&Chart {
+        title: format!("combined capacity: highest {b} rate per {a} rate, A dashed, B solid"),
+        x_label: &x_label,
+        y_label: "highest passing rate (/s)",
+        y_log: false,
+        series: vec![
+            Series {
+                name: "run A".into(),
+                color: "#7f7f7f",
+                points: pick(|r| r.best_a),
+                dashed: true,
+            },
+            Series {
+                name: "run B".into(),
+                color: "#1f77b4",
+                points: pick(|r| r.best_b),
+                dashed: false,
+            },
+        ],
+        hlines: vec![],
+        knee: None,
         y_fmt: &int,
     })
 }

@@ -1,0 +1,92 @@
+//! The capacity verdicts across runs (`soakd::capacity::watch` keeps them in step with
+//! the results store): the latest finished run's maximum sustainable level per searched
+//! scenario, the baseline's, and the tolerance `CapacityRegressed` compares them with.
+
+use super::scenario::ScenarioLabel;
+use super::{register, FloatGauge};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// One per-scenario gauge family and the scenarios it has series for.
+struct PerScenario {
+    family: Family<ScenarioLabel, FloatGauge>,
+    shown: parking_lot::Mutex<Vec<String>>,
+}
+
+impl PerScenario {
+    fn new() -> PerScenario {
+        PerScenario {
+            family: Family::default(),
+            shown: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sets the series to exactly `values`: scenarios no longer in it go, the others
+    /// are updated in place (never absent from a scrape in between).
+    fn set(&self, values: &[(String, f64)]) {
+        let mut shown = self.shown.lock();
+        for gone in shown
+            .iter()
+            .filter(|s| !values.iter().any(|(n, _)| n == *s))
+        {
+            self.family.remove(&ScenarioLabel {
+                scenario: gone.clone(),
+            });
+        }
+        for (scenario, v) in values {
+            self.family
+                .get_or_create(&ScenarioLabel {
+                    scenario: scenario.clone(),
+                })
+                .set(*v);
+        }
+        *shown = values.iter().map(|(n, _)| n.clone()).collect();
+    }
+}
+
+pub struct CapacityFamily {
+    max_sustainable: PerScenario,
+    baseline: PerScenario,
+    tolerance: FloatGauge,
+}
+
+impl CapacityFamily {
+    pub fn register(registry: &mut Registry) -> CapacityFamily {
+        let f = CapacityFamily {
+            max_sustainable: PerScenario::new(),
+            baseline: PerScenario::new(),
+            tolerance: FloatGauge::default(),
+        };
+        register(
+            registry,
+            "soakd_capacity_max_sustainable",
+            "The latest finished capacity run's highest level within the SLO, in operations per second (0: no level passed). Isolated searches only.",
+            f.max_sustainable.family.clone(),
+        );
+        register(
+            registry,
+            "soakd_capacity_baseline",
+            "The baseline run's highest level within the SLO, in operations per second (soakd report --set-baseline).",
+            f.baseline.family.clone(),
+        );
+        register(
+            registry,
+            "soakd_capacity_regression_tolerance",
+            "search.regression_tolerance: how far below the baseline the latest run may be before it counts as regressed.",
+            f.tolerance.clone(),
+        );
+        f
+    }
+
+    pub fn set_latest(&self, values: &[(String, f64)]) {
+        self.max_sustainable.set(values);
+    }
+
+    pub fn set_baseline(&self, values: &[(String, f64)]) {
+        self.baseline.set(values);
+    }
+
+    pub fn set_tolerance(&self, t: f64) {
+        self.tolerance.set(t);
+    }
+}
