@@ -140,13 +140,14 @@ fn start_results(
         progress.lock().error = None;
         let events = engine.events.clone();
         let (e2, s2) = (engine.clone(), store.clone());
-        let result = controller::run(engine, search, store, progress.clone()).await;
-        if result.is_ok() {
-            // The finished run shows on /metrics now, not at the next refresh.
+        // Each finished run shows on /metrics at once, not at the next refresh.
+        let after_run = || async {
             if let Err(e) = crate::capacity::watch::refresh(&e2, &s2).await {
                 tracing::warn!("capacity series: reading the results store: {e}");
             }
-        }
+        };
+        let result =
+            controller::run_scheduled(engine, search, store, progress.clone(), after_run).await;
         if let Err(e) = result {
             tracing::error!("capacity search stopped: {e}");
             events.push(
@@ -259,9 +260,15 @@ impl Daemon {
                 return futures::future::pending().await;
             };
             loop {
-                match p.lock().state {
+                let (state, runs) = {
+                    let p = p.lock();
+                    (p.state, p.runs_completed)
+                };
+                match state {
                     SearchState::Complete => return StopReason::SearchComplete,
                     SearchState::Failed => return StopReason::SearchFailed,
+                    // A scheduled search between runs: its first run is done.
+                    SearchState::Scheduled if runs > 0 => return StopReason::SearchComplete,
                     _ => {}
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -1016,3 +1016,79 @@ async fn a_slower_target_regresses_against_the_baseline_and_an_identical_one_doe
     assert_eq!(latest, Some(60.0));
     d.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_search_stores_a_run_per_period_and_soaks_between() {
+    let (d, dir) = search_daemon(
+        Knobs::default(),
+        r#"
+scenarios:
+  api:
+    target: api
+    max_in_flight: 100
+    slo: {p95: 1s, error_rate: 1%}
+    schedule: {hold: {rate: 1/s}}
+    ops: {list: {http: {path: /v1/challenges}}}
+search:
+  name: periodic
+  every: 12s
+  each: 2s
+  warmup: 500ms
+  scenarios:
+    api: {levels: [10/s, 20/s], then: 4/s}
+"#,
+    )
+    .await;
+    let addr = d.addr();
+    let progress = d.search.clone().unwrap();
+    // After the first run: scheduled, the soak back at its `then` rate.
+    let next = eventually(Duration::from_secs(30), || {
+        let p = progress.clone();
+        async move {
+            let p = p.lock();
+            (p.state == SearchState::Scheduled && p.runs_completed == 1)
+                .then_some(p.next_run_at)
+                .flatten()
+        }
+    })
+    .await
+    .expect("the first run finishes and the next is scheduled");
+    let st = status(addr).await;
+    assert_eq!(st["search"]["state"], "scheduled", "{st:#}");
+    assert_eq!(st["search"]["next_run_at"].as_f64(), Some(next));
+    let api = scenario_status(addr, "api").await;
+    assert_eq!(api["target_rate"].as_f64(), Some(4.0), "{api:#}");
+    // The second run, then the third scheduled.
+    eventually(Duration::from_secs(40), || {
+        let p = progress.clone();
+        async move {
+            let p = p.lock();
+            (p.state == SearchState::Scheduled && p.runs_completed == 2).then_some(())
+        }
+    })
+    .await
+    .expect("a second run finishes");
+    d.shutdown(Duration::from_secs(2)).await;
+
+    let store = Store::Jsonl(dir.path().to_path_buf());
+    let mut runs = store.list_runs().await.unwrap();
+    runs.reverse();
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    let (a, b) = (&runs[0], &runs[1]);
+    assert!(a.status == RunStatus::Complete && b.status == RunStatus::Complete);
+    assert_ne!(a.id, b.id);
+    let a_end = a.finished_at.unwrap();
+    // Never overlapping, 12 s apart from start to start, the soak in between.
+    assert!(b.started_at >= a_end, "{a:?} {b:?}");
+    assert!(
+        (b.started_at - a.started_at - 12.0).abs() < 1.5,
+        "{a:?} {b:?}"
+    );
+    assert!(b.started_at - a_end > 3.0, "{a:?} {b:?}");
+    assert_eq!((a.levels, b.levels), (2, 2));
+    assert!(
+        (next - b.started_at).abs() < 1.5,
+        "next {next}, started {}",
+        b.started_at
+    );
+}

@@ -481,6 +481,7 @@ async fn refused_controls_say_why_a_search_shows_its_progress_and_reports_render
         r#"results: {{dir: "{}"}}
 search:
   name: browser
+  every: 1h
   each: 4s
   warmup: 1s
   lag_limit: 2s
@@ -541,7 +542,7 @@ search:
     .await;
     wait_true(
         &page,
-        "['warmup', 'measuring', 'cooldown', 'complete'].includes(document.querySelector('[data-role=search-state]').textContent)",
+        "['warmup', 'measuring', 'cooldown', 'complete', 'scheduled'].includes(document.querySelector('[data-role=search-state]').textContent)",
         Duration::from_secs(20),
         "the search's state shows",
     )
@@ -551,6 +552,14 @@ search:
         "soakd.charts().some(c => c.id === 'search-latency' && c.points > 0) && document.querySelectorAll('#search table tr').length >= 2",
         Duration::from_secs(30),
         "a finished level is drawn and listed",
+    )
+    .await;
+    // Once the run is done, the schedule (every 1h) shows the next start, an hour on.
+    wait_true(
+        &page,
+        "(() => { const n = document.querySelector('[data-role=next-run]'); return n !== null && document.querySelector('[data-role=search-state]').textContent === 'scheduled' && /\\(in (59m|1h 0m)/.test(n.textContent); })()",
+        Duration::from_secs(40),
+        "the next scheduled run shows",
     )
     .await;
     // The stored runs are listed; the stored one's report renders as a page.

@@ -54,7 +54,7 @@
     const d = Math.floor(s / 86400), hh = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
     if (d) return `${d}d ${hh}h`;
     if (hh) return `${hh}h ${m}m`;
-    if (m) return `${m}m ${s % 60}s`;
+    if (m) return s % 60 ? `${m}m ${s % 60}s` : `${m}m`;
     return `${s}s`;
   }
   const FORMAT = { rate: (v) => fmtNum(v) + "/s", s: fmtSecs, ratio: fmtPct, count: (v) => fmtNum(v, 0), bytes: fmtBytes, cores: (v) => fmtNum(v, 2) };
@@ -74,6 +74,7 @@
     lastMinutePoll: 0,
     lastRunsPoll: 0,
     runLevels: -1,
+    runId: null,
     runChart: null,
   };
   const key = (g, n, f) => `${g}|${n}|${f}`;
@@ -588,17 +589,20 @@
     }
     $("[data-role=search-head]", box).replaceChildren(
       h("h2", { text: `Capacity search ${p.name || ""}` }),
-      h("span", { class: `badge ${p.state === "failed" ? "failed" : p.state === "complete" ? "ok" : "warn"}`, "data-role": "search-state", text: p.state }),
+      h("span", { class: `badge ${p.state === "failed" ? "failed" : p.state === "complete" || p.state === "scheduled" ? "ok" : "warn"}`, "data-role": "search-state", text: p.state }),
       h("div", { class: "facts" },
         p.run_id ? h("span", {}, "run ", h("a", { href: `/runs/${encodeURIComponent(p.run_id)}`, text: p.run_id })) : "",
         p.level ? h("span", {}, "level ", h("b", { text: p.level }), p.phase ? ` (${p.phase})` : "", left) : "",
         h("span", {}, "levels done ", h("b", { text: `${p.levels_done} of at most ${p.levels_max}` })),
+        p.next_run_at != null ? h("span", { "data-role": "next-run" }, "next run ", h("b", { text: new Date(p.next_run_at * 1000).toLocaleString() }), ` (in ${fmtDuration(Math.max(0, p.next_run_at - Date.now() / 1000))})`) : "",
+        p.runs_completed > 1 ? h("span", { text: `${p.runs_completed} runs since start` }) : "",
         p.resumed ? h("span", { text: `${p.resumed} resumed` }) : "",
         p.last ? h("span", {}, "last: ", h("b", { text: `${p.last.level} ${p.last.verdict}` }), ` — ${p.last.reason}`) : "",
         p.error ? h("span", { class: "badge bad", text: p.error }) : ""));
     $("[data-role=plan]", box).replaceChildren(...plan);
-    if (p.run_id && p.levels_done !== state.runLevels) {
+    if (p.run_id && (p.levels_done !== state.runLevels || p.run_id !== state.runId)) {
       state.runLevels = p.levels_done;
+      state.runId = p.run_id;
       try {
         const run = await getJSON(`/api/v1/runs/${encodeURIComponent(p.run_id)}`);
         renderRunLevels(run);

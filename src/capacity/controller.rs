@@ -47,6 +47,8 @@ pub enum SearchState {
     Cooldown,
     Complete,
     Failed,
+    /// Between the runs of a scheduled search (`search.every`): the soak runs.
+    Scheduled,
 }
 
 impl SearchState {
@@ -74,6 +76,11 @@ pub struct Progress {
     /// The configured ladder of each searched scenario (levels per second, ascending;
     /// bisection adds levels between them).
     pub plan: Vec<PlanLine>,
+    /// Runs finished since the daemon started.
+    pub runs_completed: u64,
+    /// A scheduled search's next start (Unix seconds), while it waits for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_run_at: Option<f64>,
     #[serde(skip)]
     pub level_ends: Option<Instant>,
 }
@@ -427,6 +434,87 @@ pub async fn run(
     store.finish_run(&s.run_id, now_unix()).await?;
     s.finish(&run);
     Ok(s.run_id)
+}
+
+/// The search, once or on its schedule (`search.every`), until the runtime stops. After
+/// each run `after_run` is awaited (the capacity series are refreshed there). A run that
+/// fails is logged and shown, and with a schedule the next slot still runs.
+pub async fn run_scheduled<F, Fut>(
+    engine: Arc<Engine>,
+    search: SearchConfig,
+    store: Store,
+    progress: SharedProgress,
+    after_run: F,
+) -> Result<(), SearchError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(every) = search.every else {
+        run(engine, search, store, progress).await?;
+        after_run().await;
+        return Ok(());
+    };
+    // An interrupted run resumes at once; otherwise the schedule continues from the
+    // last stored run's start, so a restart does not start a search early.
+    let resumable = {
+        let (slos, _) = plan_of(&engine.config(), &search);
+        store
+            .find_resumable(&search.name, &fingerprint(&search, &slos))
+            .await?
+            .is_some()
+    };
+    let mut prev = if resumable {
+        None
+    } else {
+        store.latest_started(&search.name).await?
+    };
+    let mut first = true;
+    loop {
+        let now = now_unix();
+        let at = if first && resumable {
+            now
+        } else {
+            every.next_after(prev, now)
+        };
+        first = false;
+        if at > now {
+            {
+                let mut p = progress.lock();
+                p.name = search.name.clone();
+                p.state = SearchState::Scheduled;
+                p.next_run_at = Some(at);
+                p.level = None;
+                p.phase = None;
+                p.level_remaining_seconds = None;
+            }
+            tracing::info!(next_run_at = %super::store::format_utc(at), "capacity search: scheduled");
+            tokio::time::sleep(Duration::from_secs_f64(at - now)).await;
+        }
+        progress.lock().next_run_at = None;
+        prev = Some(now_unix());
+        match run(
+            engine.clone(),
+            search.clone(),
+            store.clone(),
+            progress.clone(),
+        )
+        .await
+        {
+            Ok(_) => after_run().await,
+            Err(e) => {
+                tracing::error!("capacity search run failed: {e}; the next starts on schedule");
+                engine.events.push(
+                    EventKind::Search,
+                    None,
+                    format!("capacity search failed: {e}"),
+                );
+                let mut p = progress.lock();
+                p.state = SearchState::Failed;
+                p.error = Some(e.to_string());
+            }
+        }
+    }
 }
 
 /// The interrupted run of the same plan, or a new one.
@@ -909,6 +997,7 @@ impl Searcher<'_> {
         );
         let mut p = self.progress.lock();
         p.state = SearchState::Complete;
+        p.runs_completed += 1;
         p.level = None;
         p.phase = None;
         p.level_ends = None;

@@ -713,6 +713,7 @@ mod tests {
                 },
             ],
             regression_tolerance: compare::DEFAULT_TOLERANCE,
+            every: None,
         }
     }
 

@@ -416,6 +416,23 @@ impl Store {
         }
     }
 
+    /// When the newest run of the search `name` started (finished or not).
+    pub async fn latest_started(&self, name: &str) -> Result<Option<f64>, StoreError> {
+        match self {
+            Store::Jsonl(dir) => Ok(Self::jsonl_runs(dir)?
+                .into_iter()
+                .find(|r| r.record.name == name)
+                .map(|r| r.record.started_at)),
+            Store::Postgres(pool) => Ok(sqlx::query(
+                "SELECT max(started_at) AS t FROM soakd_runs WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_one(pool)
+            .await?
+            .try_get::<Option<f64>, _>("t")?),
+        }
+    }
+
     /// The newest finished run of the search `name`.
     pub async fn latest_complete(&self, name: &str) -> Result<Option<Run>, StoreError> {
         let id = match self {

@@ -67,6 +67,131 @@ pub struct SearchConfig {
     /// of the plan: not stored with a run, not in its fingerprint.
     #[serde(skip, default = "default_regression_tolerance")]
     pub regression_tolerance: f64,
+    /// Run the search again periodically from the always-on daemon (None: once, at
+    /// start). Scheduling, not plan: not stored with a run, not in its fingerprint.
+    #[serde(skip)]
+    pub every: Option<Every>,
+}
+
+/// When a scheduled search runs (`search.every`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Every {
+    /// Start times spaced by this, from the previous run's start.
+    Interval(Duration),
+    /// Every day at this time of day (seconds after midnight) in a fixed UTC offset
+    /// (seconds east of UTC).
+    Daily { at: u32, offset: i32 },
+}
+
+/// The shortest `every` interval.
+pub const MIN_EVERY: Duration = Duration::from_secs(10);
+
+impl Every {
+    /// Parses `6h` (any duration of at least 10 s) or `daily HH:MM[:SS][Z|±HH:MM]`.
+    pub fn parse(s: &str) -> Result<Every, String> {
+        let t = s.trim();
+        if let Some(rest) = t.strip_prefix("daily") {
+            return Self::parse_daily(rest.trim());
+        }
+        match crate::units::parse_duration(t) {
+            Some(d) if d >= MIN_EVERY => Ok(Every::Interval(d)),
+            Some(_) => Err(format!(
+                "must be at least {}",
+                crate::units::format_duration(MIN_EVERY)
+            )),
+            None => Err(format!(
+                "expected a duration like 6h or a time of day like \"daily 03:00+01:00\", got {s:?}"
+            )),
+        }
+    }
+
+    fn parse_daily(s: &str) -> Result<Every, String> {
+        let bad = || {
+            format!("expected \"daily HH:MM\", optionally with seconds and a UTC offset (\"daily 03:00:00+01:00\", \"daily 22:30Z\"), got \"daily {s}\"")
+        };
+        let (time, offset) = match s.find(['+', '-', 'Z', ' ']) {
+            Some(i) => (&s[..i], s[i..].trim()),
+            None => (s, ""),
+        };
+        let hms: Vec<u32> = time
+            .split(':')
+            .map(|p| p.parse::<u32>().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        let (h, m, sec) = match hms.as_slice() {
+            [h, m] => (*h, *m, 0),
+            [h, m, s] => (*h, *m, *s),
+            _ => return Err(bad()),
+        };
+        if h > 23 || m > 59 || sec > 59 {
+            return Err(bad());
+        }
+        let offset = match offset {
+            "" | "Z" => 0,
+            o => {
+                let (sign, rest) = match o.as_bytes().first() {
+                    Some(b'+') => (1, &o[1..]),
+                    Some(b'-') => (-1, &o[1..]),
+                    _ => return Err(bad()),
+                };
+                let (oh, om) = rest.split_once(':').unwrap_or((rest, "0"));
+                let (oh, om): (i32, i32) = (
+                    oh.parse().map_err(|_| bad())?,
+                    om.parse().map_err(|_| bad())?,
+                );
+                if oh > 14 || om > 59 {
+                    return Err(bad());
+                }
+                sign * (oh * 3600 + om * 60)
+            }
+        };
+        Ok(Every::Daily {
+            at: h * 3600 + m * 60 + sec,
+            offset,
+        })
+    }
+
+    /// The first start after `now` (Unix seconds) for a schedule whose previous run
+    /// started at `prev` (None: no run yet). Slots a run overlapped are skipped, never
+    /// queued: the search never overlaps itself.
+    pub fn next_after(&self, prev: Option<f64>, now: f64) -> f64 {
+        match *self {
+            Every::Interval(d) => {
+                let d = d.as_secs_f64();
+                match prev {
+                    None => now,
+                    Some(p) if p + d >= now => p + d,
+                    Some(p) => p + ((now - p) / d).ceil() * d,
+                }
+            }
+            Every::Daily { at, offset } => {
+                let local = now + offset as f64;
+                let midnight = (local / 86_400.0).floor() * 86_400.0;
+                let mut t = midnight + at as f64 - offset as f64;
+                if t < now {
+                    t += 86_400.0;
+                }
+                t
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match *self {
+            Every::Interval(d) => format!("every {}", crate::units::format_duration(d)),
+            Every::Daily { at, offset } => {
+                let sign = if offset < 0 { '-' } else { '+' };
+                let o = offset.unsigned_abs();
+                format!(
+                    "daily at {:02}:{:02}:{:02} UTC{sign}{:02}:{:02}",
+                    at / 3600,
+                    at % 3600 / 60,
+                    at % 60,
+                    o / 3600,
+                    o % 3600 / 60
+                )
+            }
+        }
+    }
 }
 
 /// `search.regression_tolerance` when not configured.
@@ -106,6 +231,8 @@ struct RawSearch {
     target_process: Option<RawTargetProcess>,
     #[serde(default)]
     regression_tolerance: Option<crate::units::Ratio>,
+    #[serde(default)]
+    every: Option<String>,
     scenarios: Map<String, Value>,
 }
 
@@ -193,6 +320,14 @@ pub(super) fn build_search(
     if !(0.0..1.0).contains(&regression_tolerance) {
         errs.push("search.regression_tolerance", "must be within [0, 100%)");
     }
+    let every = match raw.every.as_deref().map(Every::parse) {
+        Some(Ok(e)) => Some(e),
+        Some(Err(m)) => {
+            errs.push("search.every", m);
+            None
+        }
+        None => None,
+    };
     if let Some(p) = &raw.postgres {
         let ok = targets
             .iter()
@@ -240,6 +375,7 @@ pub(super) fn build_search(
         target_process_targets: tp_targets,
         scenarios: list,
         regression_tolerance,
+        every,
     })
 }
 
@@ -392,10 +528,106 @@ impl SearchConfig {
             "  at most {n} levels, {} at most\n",
             crate::units::format_duration(self.each * n as u32)
         ));
+        if let Some(e) = &self.every {
+            out.push_str(&format!(
+                "  runs {}; a start that falls during a run is skipped\n",
+                e.describe()
+            ));
+        }
         out.push_str(&format!(
             "  regressed when {:.0}% below the baseline (soakd_capacity_max_sustainable vs soakd_capacity_baseline)\n",
             self.regression_tolerance * 100.0
         ));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_parses_intervals_and_times_of_day() {
+        assert_eq!(
+            Every::parse("6h"),
+            Ok(Every::Interval(Duration::from_secs(6 * 3600)))
+        );
+        assert!(Every::parse("5s").unwrap_err().contains("at least 10s"));
+        assert_eq!(
+            Every::parse("daily 03:00"),
+            Ok(Every::Daily {
+                at: 3 * 3600,
+                offset: 0
+            })
+        );
+        assert_eq!(
+            Every::parse("daily 22:30:15Z"),
+            Ok(Every::Daily {
+                at: 22 * 3600 + 30 * 60 + 15,
+                offset: 0
+            })
+        );
+        assert_eq!(
+            Every::parse("daily 03:00+01:00"),
+            Ok(Every::Daily {
+                at: 3 * 3600,
+                offset: 3600
+            })
+        );
+        assert_eq!(
+            Every::parse("daily 03:00 -05:30"),
+            Ok(Every::Daily {
+                at: 3 * 3600,
+                offset: -(5 * 3600 + 1800)
+            })
+        );
+        for bad in [
+            "daily 24:00",
+            "daily 3",
+            "daily 03:00+1x",
+            "weekly",
+            "daily 03:61",
+        ] {
+            assert!(Every::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Every::parse("daily 03:00-05:30").unwrap().describe(),
+            "daily at 03:00:00 UTC-05:30"
+        );
+    }
+
+    #[test]
+    fn the_next_start_never_overlaps_a_run() {
+        let h = Every::Interval(Duration::from_secs(3600));
+        // The first run starts now; then an hour after the previous start.
+        assert_eq!(h.next_after(None, 1000.0), 1000.0);
+        assert_eq!(h.next_after(Some(1000.0), 1500.0), 4600.0);
+        // A run that took 2.5 h skips the slots it overlapped: the next is at +3 h.
+        assert_eq!(
+            h.next_after(Some(1000.0), 1000.0 + 9000.0),
+            1000.0 + 10800.0
+        );
+        // 03:00 at UTC+01:00 is 02:00 UTC. 2026-12-02 00:00 UTC = 1_796_169_600.
+        let day = 1_796_169_600.0;
+        let d = Every::Daily {
+            at: 3 * 3600,
+            offset: 3600,
+        };
+        assert_eq!(d.next_after(None, day + 3600.0), day + 2.0 * 3600.0);
+        assert_eq!(
+            d.next_after(Some(day), day + 2.0 * 3600.0 + 1.0),
+            day + 86_400.0 + 2.0 * 3600.0
+        );
+        // Near midnight local time (23:30 local = 22:30 UTC): tomorrow's 03:00 local.
+        assert_eq!(
+            d.next_after(None, day + 22.5 * 3600.0),
+            day + 86_400.0 + 2.0 * 3600.0
+        );
+        // A negative offset: 03:00 at UTC-05:00 is 08:00 UTC.
+        let w = Every::Daily {
+            at: 3 * 3600,
+            offset: -5 * 3600,
+        };
+        assert_eq!(w.next_after(None, day + 3600.0), day + 8.0 * 3600.0);
     }
 }
