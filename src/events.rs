@@ -29,6 +29,8 @@ pub enum EventKind {
     SearchLevel,
     /// A capacity search started, completed or failed.
     Search,
+    /// A scenario's guard stepped its rate down, paused it, recovered, or was reverted.
+    Guard,
 }
 
 #[derive(Debug, Clone, Serialize)]

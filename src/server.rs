@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     let control = Router::new()
         .route("/api/v1/scenarios/{name}/pause", post(pause))
         .route("/api/v1/scenarios/{name}/resume", post(resume))
+        .route("/api/v1/scenarios/{name}/guard/revert", post(revert_guard))
         .route(
             "/api/v1/scenarios/{name}/rate",
             put(set_rate).delete(clear_rate),
@@ -366,6 +367,32 @@ async fn resume(State(st): State<AppState>, Path(name): Path<String>) -> Respons
             .events
             .push(EventKind::Resume, Some(&name), "resumed (control API)");
     })
+}
+
+/// Undoes what the scenario's guard did (full rate, unpaused) at once; the guard keeps
+/// watching and acts again after another `for` out of the SLO.
+async fn revert_guard(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    let Some(s) = st.engine.scenario(&name) else {
+        return err(StatusCode::NOT_FOUND, format!("no scenario named {name:?}"));
+    };
+    if s.plan().scenario.guard.is_none() {
+        return err(
+            StatusCode::CONFLICT,
+            format!("scenario {name:?} has no guard"),
+        );
+    }
+    let reverted = s.guard.revert();
+    if reverted {
+        tracing::warn!(scenario = %name, action = "revert", "guard reverted (control API)");
+        st.engine.events.push(
+            EventKind::Guard,
+            Some(&name),
+            "guard reverted (control API): full rate",
+        );
+        st.engine.metrics.guard.count(&name, "revert");
+        st.engine.metrics.guard.set_factor(&name, 1.0);
+    }
+    Json(json!({ "reverted": reverted, "scenario": s.status() })).into_response()
 }
 
 /// Body: `{"rate": 250}` (per second) or `{"rate": "250/s"}`.

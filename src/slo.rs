@@ -12,7 +12,9 @@
 //! [`RING_ENTRIES`] samples.
 
 use crate::config::Slo;
+use crate::engine::guard::{GuardEvent, GuardMachine};
 use crate::engine::{Engine, ScenarioState};
+use crate::events::EventKind;
 use crate::metrics::scenario::OpCursors;
 use crate::metrics::window::{quantile_secs, Window};
 use crate::metrics::{HistSnap, Histogram, SloMetrics};
@@ -51,6 +53,9 @@ pub struct SloStatus {
     pub burn_rate_5m: Option<f64>,
     pub burn_rate_1h: Option<f64>,
     pub breached_seconds: f64,
+    /// The scenario's guard, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<crate::engine::guard::GuardStatus>,
 }
 
 /// The latest verdicts by scenario, for the status API.
@@ -217,6 +222,7 @@ impl Tracker {
             burn_rate_5m: b5,
             burn_rate_1h: b1h,
             breached_seconds: self.breached,
+            guard: None,
         }
     }
 }
@@ -224,6 +230,7 @@ impl Tracker {
 /// Evaluates every scenario's SLO once per tick.
 pub struct Evaluator {
     trackers: BTreeMap<String, Tracker>,
+    guards: BTreeMap<String, GuardMachine>,
     shared: SharedSlo,
 }
 
@@ -231,6 +238,7 @@ impl Evaluator {
     pub fn new(shared: SharedSlo) -> Evaluator {
         Evaluator {
             trackers: BTreeMap::new(),
+            guards: BTreeMap::new(),
             shared,
         }
     }
@@ -246,6 +254,8 @@ impl Evaluator {
         }
         // Scenarios a reload removed, or whose slo it removed.
         self.trackers.retain(|name, _| out.contains_key(name));
+        self.guards
+            .retain(|name, _| out.get(name).is_some_and(|s| s.guard.is_some()));
         *self.shared.write() = out;
     }
 
@@ -268,7 +278,74 @@ impl Evaluator {
             .buffer
             .as_ref()
             .map(|_| engine.metrics.buffers.writer(&st.name));
-        Some(t.tick(&st.metrics(), buffer.as_ref().map(|b| &b.e2e), now))
+        let mut status = t.tick(&st.metrics(), buffer.as_ref().map(|b| &b.e2e), now);
+        status.guard = self.guard(engine, st, plan.scenario.guard, status.ok);
+        Some(status)
+    }
+
+    /// Ticks the scenario's guard with its verdict and carries out what it decides.
+    fn guard(
+        &mut self,
+        engine: &Engine,
+        st: &ScenarioState,
+        cfg: Option<crate::config::Guard>,
+        ok: bool,
+    ) -> Option<crate::engine::guard::GuardStatus> {
+        let Some(cfg) = cfg else {
+            if self.guards.remove(&st.name).is_some() {
+                // A reload removed the guard: nothing holds the rate down any more.
+                st.guard.clear();
+                engine.metrics.guard.set_factor(&st.name, 1.0);
+            }
+            return None;
+        };
+        let m = self.guards.entry(st.name.clone()).or_insert_with(|| {
+            engine.metrics.guard.scenario(&st.name);
+            GuardMachine::new(cfg)
+        });
+        if m.cfg != cfg {
+            // A reload changed it: start afresh, from the full rate.
+            *m = GuardMachine::new(cfg);
+            st.guard.clear();
+        }
+        let base = st
+            .rate_override()
+            .or_else(|| st.current().1.map(|a| a.rate))
+            .unwrap_or(0.0);
+        if let Some(e) = m.tick(crate::units::now_unix(), ok, base, &st.guard) {
+            let status = m.status();
+            let what = match e {
+                GuardEvent::StepDown => format!(
+                    "guard: SLO broken for {}, rate stepped down to {:.0}% ({})",
+                    crate::units::format_duration(cfg.after),
+                    status.factor * 100.0,
+                    crate::units::format_rate(st.guard.apply(base))
+                ),
+                GuardEvent::Pause => format!(
+                    "guard: SLO broken for {}, scenario paused",
+                    crate::units::format_duration(cfg.after)
+                ),
+                GuardEvent::Recover => format!(
+                    "guard: SLO held, rate back up to {:.0}%",
+                    status.factor * 100.0
+                ),
+                GuardEvent::Resume => "guard: SLO held, scenario resumed".to_string(),
+                GuardEvent::Suspend => {
+                    "guard: a capacity search drives the scenario; guard suspended, its steps undone"
+                        .to_string()
+                }
+                GuardEvent::Revert => "guard: reverted".to_string(),
+            };
+            tracing::warn!(scenario = %st.name, action = e.as_str(), "{what}");
+            engine.events.push(EventKind::Guard, Some(&st.name), what);
+            engine.metrics.guard.count(&st.name, e.as_str());
+        }
+        let status = m.status();
+        engine
+            .metrics
+            .guard
+            .set_factor(&st.name, if status.suspended { 1.0 } else { status.factor });
+        Some(status)
     }
 }
 

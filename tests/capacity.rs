@@ -1026,7 +1026,8 @@ scenarios:
   api:
     target: api
     max_in_flight: 100
-    slo: {p95: 1s, error_rate: 1%}
+    slo: {p95: 1s, error_rate: 1%, window: 10s}
+    guard: {for: 2s, pause: true}
     schedule: {hold: {rate: 1/s}}
     ops: {list: {http: {path: /v1/challenges}}}
 search:
@@ -1041,6 +1042,16 @@ search:
     .await;
     let addr = d.addr();
     let progress = d.search.clone().unwrap();
+    // While the search drives the scenario its guard stands aside, and says so.
+    let suspended = eventually(Duration::from_secs(10), || async move {
+        let st = status(addr).await;
+        (st["slo"]["api"]["guard"]["suspended"] == true).then_some(st)
+    })
+    .await;
+    assert!(
+        suspended.is_some(),
+        "the guard shows as suspended during the search"
+    );
     // After the first run: scheduled, the soak back at its `then` rate.
     let next = eventually(Duration::from_secs(30), || {
         let p = progress.clone();
@@ -1058,6 +1069,12 @@ search:
     assert_eq!(st["search"]["next_run_at"].as_f64(), Some(next));
     let api = scenario_status(addr, "api").await;
     assert_eq!(api["target_rate"].as_f64(), Some(4.0), "{api:#}");
+    let st = eventually(Duration::from_secs(3), || async move {
+        let st = status(addr).await;
+        (st["slo"]["api"]["guard"]["suspended"] == false).then_some(st)
+    })
+    .await;
+    assert!(st.is_some(), "the guard watches again between runs");
     // The second run, then the third scheduled.
     eventually(Duration::from_secs(40), || {
         let p = progress.clone();

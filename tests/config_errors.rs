@@ -58,7 +58,7 @@ fn type_and_validation_errors_keep_their_path_and_position() {
     pin(
         "unknown key",
         &with("    timeout: 5s\n", "    timeout: 5s\n    retries: 3\n"),
-        &["scenarios.browse.retries: unknown field `retries`, expected one of `target`, `max_in_flight`, `timeout`, `arrival`, `schedule`, `slo`, `ops`, `buffer` (line 9, column 14)"],
+        &["scenarios.browse.retries: unknown field `retries`, expected one of `target`, `max_in_flight`, `timeout`, `arrival`, `schedule`, `slo`, `guard`, `ops`, `buffer` (line 9, column 14)"],
     );
     pin(
         "wrong type",
@@ -274,5 +274,59 @@ fn a_regression_tolerance_is_a_ratio_under_one() {
         all[0].starts_with("search.regression_tolerance")
             && all[0].contains("expected a ratio like"),
         "{all:?}"
+    );
+}
+
+#[test]
+fn a_guard_needs_an_slo_and_one_action() {
+    let guarded = |slo: &str, guard: &str| {
+        errors(&with(
+            "    timeout: 5s\n",
+            &format!("    timeout: 5s\n{slo}    guard: {guard}\n"),
+        ))
+    };
+    let slo = "    slo: {p95: 200ms}\n";
+    assert_eq!(
+        guarded(
+            slo,
+            "{for: 1m, step_down: 50%, floor: 5/s, recover_after: 5m}"
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        guarded(slo, "{for: 30s, pause: true}"),
+        Vec::<String>::new()
+    );
+    let pin_one = |got: Vec<String>, starts: &str| {
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with(starts), "{got:?}");
+    };
+    pin_one(
+        guarded("", "{for: 30s, pause: true}"),
+        "scenarios.browse.guard: a guard acts on the scenario's rolling SLO: give it an `slo`",
+    );
+    pin_one(
+        guarded(slo, "{for: 30s}"),
+        "scenarios.browse.guard: say what to do: `pause: true`, or `step_down: 50%` with a `floor`",
+    );
+    pin_one(
+        guarded(slo, "{for: 30s, step_down: 50%}"),
+        "scenarios.browse.guard.floor: step_down needs a floor",
+    );
+    pin_one(
+        guarded(slo, "{for: 30s, pause: true, step_down: 50%, floor: 1/s}"),
+        "scenarios.browse.guard: give either `pause: true` or `step_down` (with `floor`), not both",
+    );
+    pin_one(
+        guarded(slo, "{for: 30s, step_down: 100%, floor: 1/s}"),
+        "scenarios.browse.guard.step_down: must be within (0, 100%)",
+    );
+    pin_one(
+        guarded(slo, "{for: 0s, pause: true}"),
+        "scenarios.browse.guard.for: must be at least 1s",
+    );
+    pin_one(
+        guarded(slo, "{for: 30s, pause: true, after: 1m}"),
+        "scenarios.browse.guard",
     );
 }

@@ -217,6 +217,7 @@ scenarios:
     target: api
     max_in_flight: 50
     slo: {{p95: 200ms}}
+    guard: {{for: 1h, step_down: 50%, floor: 10/s}}
     schedule: {{hold: {{rate: 100/s}}}}
     ops: {{get: {{weight: 1, http: {{path: /}}}}}}
   beta:
@@ -291,9 +292,18 @@ async fn the_live_page_draws_every_chart_and_its_controls_act() {
     wait_true(
         &page,
         r#"(() => { const c = document.querySelector('article.scenario[data-scenario="beta"] [data-role="slo"]');
-            return !!c && /^SLO 5m 0s (met|breached) p95 .+ ≤ .+, p99 .+ ≤ .+$/.test(c.textContent); })()"#,
+            return !!c && /^SLO 5m (met|breached) p95 .+ ≤ .+, p99 .+ ≤ .+$/.test(c.textContent); })()"#,
         Duration::from_secs(10),
         "beta's card shows its rolling SLO",
+    )
+    .await;
+    // alpha's guard (an hour out of its SLO before it acts) watches.
+    wait_true(
+        &page,
+        r#"(() => { const g = document.querySelector('article.scenario[data-scenario="alpha"] [data-role="guard"]');
+            return !!g && g.textContent === "guard watching"; })()"#,
+        Duration::from_secs(10),
+        "alpha's card shows its guard",
     )
     .await;
 

@@ -1,6 +1,7 @@
 //! Rolling SLO evaluation end to end: the demo target turns slow and recovers, and
 //! `soakd_slo_ok` follows within the window; an injected error ratio shows as its burn
-//! rate.
+//! rate. Guardrails on it: step-downs to the floor and back, a pause and a resume, and a
+//! revert through the control API.
 
 mod common;
 
@@ -10,6 +11,15 @@ use std::time::{Duration, Instant};
 
 /// The demo target in this process, and a daemon running `scenario` against it.
 async fn setup(knobs: Knobs, slo: &str) -> (soakd::app::Daemon, std::net::SocketAddr) {
+    setup_guarded(knobs, slo, "").await
+}
+
+/// As [`setup`], with more of the scenario (e.g. its `guard:`) after its `slo`.
+async fn setup_guarded(
+    knobs: Knobs,
+    slo: &str,
+    more: &str,
+) -> (soakd::app::Daemon, std::net::SocketAddr) {
     let st = DemoState::new(knobs).unwrap();
     let target = serve(soakd::demo::router(st)).await;
     let text = format!(
@@ -23,6 +33,7 @@ scenarios:
     max_in_flight: 500
     timeout: 5s
     slo: {slo}
+{more}
     schedule: {{hold: {{rate: 50/s}}}}
     ops: {{list: {{http: {{path: /v1/challenges}}}}}}
 "#,
@@ -148,4 +159,188 @@ async fn the_burn_rate_is_the_error_ratio_over_the_budget() {
         "{er}"
     );
     d.shutdown(Duration::from_secs(5)).await;
+}
+
+/// `soakd_guard_actions_total{scenario="api",action}` (0 when absent).
+async fn actions(addr: std::net::SocketAddr, action: &str) -> f64 {
+    series(
+        addr,
+        &format!("soakd_guard_actions_total{{scenario=\"api\",action=\"{action}\"}}"),
+    )
+    .await
+    .unwrap_or(0.0)
+}
+
+/// Polls every 100 ms until `soakd_guard_actions_total{action}` reaches `n`; returns the
+/// instants it went up on the way.
+async fn count_until(
+    addr: std::net::SocketAddr,
+    action: &str,
+    n: f64,
+    within: Duration,
+) -> Vec<Instant> {
+    let t0 = Instant::now();
+    let mut seen = actions(addr, action).await;
+    let mut at = Vec::new();
+    while seen < n {
+        assert!(
+            t0.elapsed() < within,
+            "{action} reached {seen}, not {n}, within {within:?}: {}",
+            status(addr).await["slo"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = actions(addr, action).await;
+        if now > seen {
+            at.push(Instant::now());
+            seen = now;
+        }
+    }
+    at
+}
+
+async fn target_rate(addr: std::net::SocketAddr) -> f64 {
+    scenario_status(addr, "api").await["target_rate"]
+        .as_f64()
+        .unwrap_or(-1.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_steps_down_to_its_floor_recovers_in_steps_and_reverts() {
+    let (d, target) = setup_guarded(
+        Knobs::default(),
+        "{p95: 200ms, window: 10s}",
+        "    guard: {for: 3s, step_down: 50%, floor: 10/s, recover_after: 4s}",
+    )
+    .await;
+    let addr = d.addr();
+    until_ok_is(addr, 1.0, Duration::from_secs(15)).await;
+    assert_eq!(target_rate(addr).await, 50.0);
+    assert_eq!(actions(addr, "step_down").await, 0.0);
+
+    set_latency(target, 500).await;
+    until_ok_is(addr, 0.0, Duration::from_secs(15)).await;
+    let broken = Instant::now();
+    // The first step within `for` (3 s) plus one tick (1 s), with room for the polling.
+    let first = count_until(addr, "step_down", 1.0, Duration::from_secs(10)).await;
+    let took = first[0].duration_since(broken);
+    assert!(
+        took <= Duration::from_millis(4_600),
+        "first step after {took:?}"
+    );
+    // 50 → 25 → 12.5 → 10 (the floor): three steps, `for` apart, then no more.
+    let steps = count_until(addr, "step_down", 3.0, Duration::from_secs(15)).await;
+    for w in steps.windows(2) {
+        let gap = w[1].duration_since(w[0]);
+        assert!(gap >= Duration::from_millis(2_500), "steps {gap:?} apart");
+    }
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        actions(addr, "step_down").await,
+        3.0,
+        "no step below the floor"
+    );
+    assert_eq!(target_rate(addr).await, 10.0);
+    let st = status(addr).await;
+    let g = &st["slo"]["api"]["guard"];
+    assert_eq!(
+        (g["steps"].as_u64(), g["factor"].as_f64()),
+        (Some(3), Some(0.125)),
+        "{g}"
+    );
+    assert_eq!(g["last_action"], "step_down");
+    let factor = series(addr, "soakd_guard_rate_factor{scenario=\"api\"}").await;
+    assert_eq!(factor, Some(0.125));
+
+    // Fast again: once the window holds, one step back every 4 s, to the full rate.
+    set_latency(target, 0).await;
+    until_ok_is(addr, 1.0, Duration::from_secs(20)).await;
+    let ups = count_until(addr, "recover", 3.0, Duration::from_secs(25)).await;
+    for w in ups.windows(2) {
+        let gap = w[1].duration_since(w[0]);
+        assert!(
+            gap >= Duration::from_millis(3_500),
+            "recovered {gap:?} apart"
+        );
+    }
+    assert_eq!(target_rate(addr).await, 50.0);
+
+    // Slow again, one step, then reverted through the control API: full rate at once.
+    set_latency(target, 500).await;
+    count_until(addr, "step_down", 4.0, Duration::from_secs(20)).await;
+    assert_eq!(target_rate(addr).await, 25.0);
+    let r = client()
+        .post(format!("http://{addr}/api/v1/scenarios/api/guard/revert"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["reverted"], true, "{body}");
+    assert_eq!(actions(addr, "revert").await, 1.0);
+    eventually(Duration::from_secs(3), || async move {
+        (target_rate(addr).await == 50.0).then_some(())
+    })
+    .await
+    .expect("the full rate right after the revert");
+    let events = client()
+        .get(format!("http://{addr}/api/v1/history"))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let guard_events: Vec<&str> = events["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == "guard")
+        .filter_map(|e| e["message"].as_str().or(e["text"].as_str()))
+        .collect();
+    assert!(guard_events.len() >= 8, "{guard_events:?}");
+    assert!(
+        guard_events.iter().any(|m| m.contains("reverted")),
+        "{guard_events:?}"
+    );
+    // A scenario without a guard has nothing to revert.
+    let r = client()
+        .post(format!("http://{addr}/api/v1/scenarios/nope/guard/revert"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    d.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pausing_guard_pauses_and_resumes() {
+    let (d, target) = setup_guarded(
+        Knobs::default(),
+        "{p95: 200ms, window: 10s}",
+        "    guard: {for: 2s, pause: true, recover_after: 3s}",
+    )
+    .await;
+    let addr = d.addr();
+    until_ok_is(addr, 1.0, Duration::from_secs(15)).await;
+    set_latency(target, 500).await;
+    until_ok_is(addr, 0.0, Duration::from_secs(15)).await;
+    count_until(addr, "pause", 1.0, Duration::from_secs(6)).await;
+    let s = scenario_status(addr, "api").await;
+    assert_eq!(s["state"], "paused by guard", "{s}");
+    assert_eq!(s["target_rate"].as_f64(), Some(0.0));
+    assert_eq!(
+        series(addr, "soakd_guard_rate_factor{scenario=\"api\"}").await,
+        Some(0.0)
+    );
+    // Nothing runs while paused; once the slow operations leave the window it holds,
+    // and 3 s later the scenario runs again.
+    set_latency(target, 0).await;
+    count_until(addr, "resume", 1.0, Duration::from_secs(25)).await;
+    let s = scenario_status(addr, "api").await;
+    assert_eq!(
+        (s["state"].as_str(), s["target_rate"].as_f64()),
+        (Some("running"), Some(50.0)),
+        "{s}"
+    );
+    d.shutdown(Duration::from_secs(2)).await;
 }

@@ -162,7 +162,7 @@
 
   // ---- charts ----
   const PALETTE = ["--c1", "--c2", "--c3", "--c4", "--c5", "--c6", "--c7"];
-  const EVENT_COLOURS = { stage: "--c6", override: "--c5", pause: "--c3", resume: "--c2", reload: "--c4", reload_failed: "--c3", search_level: "--c1", search: "--c1" };
+  const EVENT_COLOURS = { stage: "--c6", override: "--c5", pause: "--c3", resume: "--c2", reload: "--c4", reload_failed: "--c3", search_level: "--c1", search: "--c1", guard: "--c3" };
 
   // Vertical marks at the events' times; the event list names them.
   function eventsPlugin(def) {
@@ -386,6 +386,12 @@
       " ", ...objectives.flatMap((o, i) => (i ? [", ", o] : [o])))];
     if (slo.burn_rate_5m != null) {
       out.push(h("span", {}, "burn 5m/1h ", h("b", { text: `${fmtNum(slo.burn_rate_5m)} / ${fmtNum(slo.burn_rate_1h)}` })));
+    }
+    const g = slo.guard;
+    if (g) {
+      const held = g.suspended ? "suspended (capacity search)" : g.factor === 0 ? "paused" : g.factor < 1 ? `rate at ${fmtNum(g.factor * 100)} %` : "watching";
+      out.push(h("span", { "data-role": "guard", class: g.factor < 1 && !g.suspended ? "bad" : "" }, "guard ", h("b", { text: held }),
+        g.last_action ? ` · last: ${g.last_action.replace("_", " ")}` : ""));
     }
     return out;
   }

@@ -395,12 +395,16 @@ pub async fn run(
     let (slos, targets) = plan_of(&cfg, &search);
     let mut run = open_run(&store, &search, &slos, targets).await?;
     announce(&engine, &progress, &search, &run);
+    let watched = watch(&engine, &cfg, &search)?;
+    // The search drives these scenarios: their guards stand aside until it ends, however
+    // it ends.
+    let _owned = SearchOwns::new(watched.iter().map(|w| w.state.clone()).collect());
     let s = Searcher {
         engine: &engine,
         search: &search,
         progress: &progress,
         slos: &slos,
-        watched: watch(&engine, &cfg, &search)?,
+        watched,
         pg_url: search.postgres.as_ref().and_then(|n| {
             cfg.targets.iter().find_map(|t| match &t.kind {
                 TargetKind::Postgres(p) if t.name == *n => Some(p.url.clone()),
@@ -434,6 +438,26 @@ pub async fn run(
     store.finish_run(&s.run_id, now_unix()).await?;
     s.finish(&run);
     Ok(s.run_id)
+}
+
+/// Marks scenarios as driven by the search (their guards suspended) while it lives.
+struct SearchOwns(Vec<Arc<ScenarioState>>);
+
+impl SearchOwns {
+    fn new(states: Vec<Arc<ScenarioState>>) -> SearchOwns {
+        for s in &states {
+            s.guard.set_searched(true);
+        }
+        SearchOwns(states)
+    }
+}
+
+impl Drop for SearchOwns {
+    fn drop(&mut self) {
+        for s in &self.0 {
+            s.guard.set_searched(false);
+        }
+    }
 }
 
 /// The search, once or on its schedule (`search.every`), until the runtime stops. After

@@ -65,6 +65,9 @@ impl Config {
                     units::format_duration(s.slo.window())
                 ));
             }
+            if let Some(g) = &s.guard {
+                out.push_str(&format!("  {}\n", g.describe()));
+            }
             out.push_str("  schedule:\n");
             for line in s.schedule.timeline() {
                 out.push_str(&format!("    {line}\n"));

@@ -164,8 +164,125 @@ pub struct Scenario {
     pub arrival: Arrival,
     pub schedule: Schedule,
     pub slo: Slo,
+    /// What to do when the rolling SLO stays broken (`guard:`).
+    pub guard: Option<Guard>,
     pub ops: Vec<Op>,
     pub buffer: Option<BufferConfig>,
+}
+
+/// A scenario's guardrail: when its rolling SLO has been broken for `after`, act; with
+/// `recover_after`, undo one action each time the SLO has held that long.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Guard {
+    /// `for`: how long the SLO must stay broken before each action.
+    pub after: Duration,
+    pub action: GuardAction,
+    pub recover_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GuardAction {
+    /// Stop the scenario's arrivals.
+    Pause,
+    /// Multiply the rate by `keep` (1 − `step_down`) per action, never below `floor`
+    /// (operations per second).
+    StepDown { keep: f64, floor: f64 },
+}
+
+impl Guard {
+    pub fn describe(&self) -> String {
+        let act = match self.action {
+            GuardAction::Pause => "pause".to_string(),
+            GuardAction::StepDown { keep, floor } => format!(
+                "step the rate down by {:.0}% per action, not below {}",
+                (1.0 - keep) * 100.0,
+                crate::units::format_rate(floor)
+            ),
+        };
+        let rec = match self.recover_after {
+            Some(d) => format!(
+                "; climb back a step after {} within the SLO",
+                crate::units::format_duration(d)
+            ),
+            None => "; stays until reverted (POST /api/v1/scenarios/NAME/guard/revert)".into(),
+        };
+        format!(
+            "guard: after {} out of the SLO, {act}{rec}",
+            crate::units::format_duration(self.after)
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuard {
+    #[serde(rename = "for")]
+    after: Dur,
+    #[serde(default)]
+    pause: bool,
+    #[serde(default)]
+    step_down: Option<Ratio>,
+    #[serde(default)]
+    floor: Option<crate::units::Rate>,
+    #[serde(default)]
+    recover_after: Option<Dur>,
+}
+
+fn build_guard(raw: RawGuard, slo: &Slo, path: &str, errs: &mut Errs) -> Option<Guard> {
+    let path = format!("{path}.guard");
+    if !slo.is_set() {
+        errs.push(
+            path.clone(),
+            "a guard acts on the scenario's rolling SLO: give it an `slo`",
+        );
+    }
+    if raw.after.0 < Duration::from_secs(1) {
+        errs.push(format!("{path}.for"), "must be at least 1s");
+    }
+    if raw
+        .recover_after
+        .is_some_and(|d| d.0 < Duration::from_secs(1))
+    {
+        errs.push(format!("{path}.recover_after"), "must be at least 1s");
+    }
+    let action = match (raw.pause, raw.step_down, raw.floor) {
+        (true, None, None) => GuardAction::Pause,
+        (false, Some(step), Some(floor)) => {
+            if !(step.0 > 0.0 && step.0 < 1.0) {
+                errs.push(format!("{path}.step_down"), "must be within (0, 100%)");
+            }
+            GuardAction::StepDown {
+                keep: 1.0 - step.0,
+                floor: floor.0,
+            }
+        }
+        (false, Some(_), None) => {
+            errs.push(
+                format!("{path}.floor"),
+                "step_down needs a floor: the rate it never goes below (e.g. 5/s)",
+            );
+            return None;
+        }
+        (true, _, _) => {
+            errs.push(
+                path,
+                "give either `pause: true` or `step_down` (with `floor`), not both",
+            );
+            return None;
+        }
+        (false, None, _) => {
+            errs.push(
+                path,
+                "say what to do: `pause: true`, or `step_down: 50%` with a `floor`",
+            );
+            return None;
+        }
+    };
+    Some(Guard {
+        after: raw.after.0,
+        action,
+        recover_after: raw.recover_after.map(|d| d.0),
+    })
 }
 
 /// What "at the limit" means for a scenario.
@@ -304,6 +421,8 @@ struct RawScenario {
     schedule: Value,
     #[serde(default)]
     slo: Slo,
+    #[serde(default)]
+    guard: Option<RawGuard>,
     ops: Mapping,
     #[serde(default)]
     buffer: Option<Value>,
@@ -719,6 +838,9 @@ fn build_scenario(
             );
         }
     }
+    let guard = raw
+        .guard
+        .and_then(|g| build_guard(g, &raw.slo, path, errs));
     Some(Scenario {
         name,
         target: raw.target,
@@ -727,6 +849,7 @@ fn build_scenario(
         arrival: raw.arrival,
         schedule: schedule?,
         slo: raw.slo,
+        guard,
         ops,
         buffer,
     })

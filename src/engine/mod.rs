@@ -6,6 +6,7 @@
 //! scenarios get a new plan in place: their runner, connections and metric series stay.
 
 pub mod clock;
+pub mod guard;
 pub mod runner;
 
 use crate::config::{Arrival, Config, ConfigErrors, OpKind, Scenario, Target};
@@ -73,6 +74,8 @@ pub struct ScenarioState {
     samples: Mutex<VecDeque<(Instant, u64)>>,
     /// Latency of every operation finished while a capacity level measures.
     pub capture: Capture,
+    /// The scenario's guardrail (`guard:`): a factor or a pause on the rate.
+    pub guard: guard::GuardCtl,
     events: Arc<EventLog>,
 }
 
@@ -129,6 +132,16 @@ impl ScenarioState {
             NO_OVERRIDE => None,
             bits => Some(f64::from_bits(bits)),
         }
+    }
+
+    /// The rate to offer now, given the schedule's: 0 while paused (by the control API
+    /// or the guard), else the override or the schedule's, as the guard lets it through.
+    pub fn effective_rate(&self, schedule_rate: f64) -> f64 {
+        if self.paused.load(Ordering::Relaxed) {
+            return 0.0;
+        }
+        self.guard
+            .apply(self.rate_override().unwrap_or(schedule_rate))
     }
 
     pub fn set_rate_override(&self, rate: Option<f64>) {
@@ -197,6 +210,8 @@ impl ScenarioState {
                 "draining"
             } else if self.paused.load(Ordering::Relaxed) {
                 "paused"
+            } else if self.guard.paused() {
+                "paused by guard"
             } else {
                 "running"
             },
@@ -721,6 +736,7 @@ impl Engine {
                     plan: RwLock::new(plan),
                     generation: AtomicU64::new(generation),
                     paused: AtomicBool::new(false),
+                    guard: Default::default(),
                     override_rate: AtomicU64::new(NO_OVERRIDE),
                     in_flight: AtomicUsize::new(0),
                     started: AtomicU64::new(0),

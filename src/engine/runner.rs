@@ -72,11 +72,7 @@ async fn run_open(state: Arc<ScenarioState>, mut stop: watch::Receiver<bool>) {
         let at = plan
             .schedule
             .at(now.duration_since(schedule_start), time_of_day_utc());
-        let rate = if state.paused.load(Ordering::Relaxed) {
-            0.0
-        } else {
-            state.rate_override().unwrap_or(at.rate)
-        };
+        let rate = state.effective_rate(at.rate);
         state.publish(rate, at);
         // Bound one tick's work; anything beyond stays due for the next tick.
         let limit = ((rate * 0.25) as usize).max(1024);
@@ -197,11 +193,7 @@ async fn run_closed(state: Arc<ScenarioState>, mut stop: watch::Receiver<bool>) 
                 break true;
             }
             let at = plan.schedule.at(start.elapsed(), time_of_day_utc());
-            let rate = if state.paused.load(Ordering::Relaxed) {
-                0.0
-            } else {
-                state.rate_override().unwrap_or(at.rate)
-            };
+            let rate = state.effective_rate(at.rate);
             state.publish(rate, at);
             on.store(rate > 0.0, Ordering::Relaxed);
         };

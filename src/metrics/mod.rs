@@ -5,7 +5,7 @@
 //! phases and bytes), `pool.rs` (database
 //! pools), `buffer.rs` (buffered writers), `pg.rs` (the pg_* statistics), `process.rs`
 //! (the process), `memory.rs` (bounded structures and the allocator), and the config
-//! and build series below, `runtime.rs` (the load runtime's scheduling delay), `slo.rs` (the rolling SLO verdicts), `capacity.rs` (the latest and baseline capacity runs). The demo target's own series are `demo::metrics`.
+//! and build series below, `runtime.rs` (the load runtime's scheduling delay), `slo.rs` (the rolling SLO verdicts), `capacity.rs` (the latest and baseline capacity runs), `guard.rs` (the guardrails' actions). The demo target's own series are `demo::metrics`.
 //!
 //! Names follow Prometheus conventions: a `soakd_` prefix, base units, `_total` for
 //! counters, `_seconds` for durations; the pg_* series keep postgres_exporter's names.
@@ -21,6 +21,7 @@
 pub mod buffer;
 pub mod capacity;
 pub mod expo;
+pub mod guard;
 pub mod histogram;
 pub mod histsnap;
 pub mod http;
@@ -198,6 +199,8 @@ pub struct Metrics {
     pub slo: SloFamily,
     /// The latest and the baseline capacity runs.
     pub capacity: capacity::CapacityFamily,
+    /// The guardrails' actions.
+    pub guard: guard::GuardFamily,
     /// The bounded structures' bytes (`soakd_memory_bytes{area}`).
     pub memory: Arc<MemoryAreas>,
 }
@@ -216,6 +219,7 @@ impl Metrics {
         let runtime = RuntimeFamily::register(&mut registry);
         let slo = SloFamily::register(&mut registry);
         let capacity = capacity::CapacityFamily::register(&mut registry);
+        let guard = guard::GuardFamily::register(&mut registry);
         ProcessCollector::register(&mut registry);
         Metrics {
             registry,
@@ -228,6 +232,7 @@ impl Metrics {
             runtime,
             slo,
             capacity,
+            guard,
             memory,
         }
     }
