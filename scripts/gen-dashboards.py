@@ -58,6 +58,41 @@ def panel(title, unit, targets, kind="timeseries", desc="", overrides=None, stac
             "targets": out}
 
 
+def annotation(name, colour, expr, title, text="", tags="", use_value_for_time=False):
+    """A Prometheus annotation query: every panel's time axis marks when it returns a
+    series (Grafana's own API is not needed)."""
+    a = {"name": name, "datasource": {"type": "prometheus", "uid": "${datasource}"},
+         "enable": True, "iconColor": colour, "expr": expr, "step": "15s",
+         "titleFormat": title, "textFormat": text, "tagKeys": tags}
+    if use_value_for_time:
+        a["useValueForTime"] = True
+    return a
+
+
+# What soakd changed, on every dashboard: its own series, so they need no Grafana API.
+ANNOTATIONS = [
+    annotation("soakd: rate and stage changes", "blue",
+               'changes(soakd_target_rate{job=~"$job"}[1m]) > 0',
+               "{{scenario}}: offered rate changed", "a schedule stage, an override, a search level or a guard action", "scenario"),
+    annotation("soakd: config applied", "purple",
+               'soakd_config_last_reload_success_timestamp_seconds{job=~"$job"} * 1000',
+               "config applied on {{instance}}", "soakd started or reloaded its config", "instance",
+               use_value_for_time=True),
+    annotation("soakd: reload rejected", "red",
+               'soakd_config_last_reload_successful{job=~"$job"} == 0',
+               "config reload rejected on {{instance}}", "the previous config keeps running", "instance"),
+    annotation("soakd: guard actions", "orange",
+               'increase(soakd_guard_actions_total{job=~"$job"}[1m]) > 0',
+               "guard {{action}}: {{scenario}}", "the scenario's guard acted on its rolling SLO", "scenario,action"),
+    annotation("soakd: capacity search levels", "green",
+               'changes(soakd_capacity_level_rate{job=~"$job"}[1m]) > 0',
+               "search level: {{scenario}}", "a capacity-search level started", "scenario"),
+    annotation("soakd: capacity verdicts", "yellow",
+               'increase(soakd_capacity_levels_total{job=~"$job"}[1m]) > 0',
+               "level judged {{verdict}}", "a capacity-search level was judged", "verdict"),
+]
+
+
 def dashboard(uid, title, desc, variables, panels):
     # Two panels per row, 8 high.
     for i, p in enumerate(panels):
@@ -65,7 +100,7 @@ def dashboard(uid, title, desc, variables, panels):
         p["gridPos"] = {"x": (i % 2) * 12, "y": (i // 2) * 8, "w": 12, "h": 8}
     return {"uid": uid, "title": title, "description": desc, "tags": ["soakd"], "editable": True,
             "schemaVersion": 38, "version": 1, "refresh": "10s", "time": {"from": "now-1h", "to": "now"},
-            "timepicker": {}, "timezone": "", "graphTooltip": 1, "annotations": {"list": []},
+            "timepicker": {}, "timezone": "", "graphTooltip": 1, "annotations": {"list": ANNOTATIONS},
             "links": [{"title": "soakd dashboards", "type": "dashboards", "tags": ["soakd"], "asDropdown": True}],
             "templating": {"list": variables}, "panels": panels}
 

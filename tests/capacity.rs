@@ -895,6 +895,23 @@ async fn a_slower_target_regresses_against_the_baseline_and_an_identical_one_doe
         Some(60.0)
     );
     assert_eq!(sample(&m, "soakd_capacity_regression_tolerance"), Some(0.1));
+    // The levels it judged, and no level running any more.
+    assert_eq!(
+        sample(&m, "soakd_capacity_levels_total{verdict=\"pass\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "soakd_capacity_levels_total{verdict=\"fail\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "soakd_capacity_levels_total{verdict=\"invalid\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&m, "soakd_capacity_level_rate{scenario=\"api\"}"),
+        Some(0.0)
+    );
     d.shutdown(Duration::from_secs(2)).await;
 
     // B against A: regressed, with the deltas.

@@ -41,19 +41,39 @@ async fn prometheus_and_alertmanager_end_to_end() {
         futures::future::pending(),
     ));
     let text = std::fs::read_to_string(root().join("fixtures/demo.yaml")).unwrap();
-    let text = text.replace(
-        "stats: {interval: 5s, top_statements: 20}",
-        "stats: {interval: 1s, top_statements: 20}",
-    ) + r#"  # soakd's own database load, so pool and buffer series exist.
+    let api_slo = "    slo: {p95: 2s, error_rate: 1%}\n";
+    assert!(text.contains(api_slo));
+    let text = text
+        .replace(
+            "stats: {interval: 5s, top_statements: 20}",
+            "stats: {interval: 1s, top_statements: 20}",
+        )
+        // The API scenario's guard steps its rate down in the fault phase (the guard
+        // annotation's data).
+        .replacen(
+            api_slo,
+            "    slo: {p95: 2s, error_rate: 1%, window: 10s}\n    guard: {for: 2s, step_down: 50%, floor: 2/s}\n",
+            1,
+        )
+        + r#"  # soakd's own database load, so pool and buffer series exist.
   pgload:
     target: db
     max_in_flight: 50
     buffer: {flush_interval: 500ms}
+    slo: {p95: 1s, error_rate: 5%}
     schedule: {hold: {rate: 40/s}}
     ops:
       ev: {weight: 3, event: {user: "{{user.id}}", stat_code: "{{stat.code}}", value: "{{rand_int 1 60}}"}}
       read: {weight: 1, sql: {query: "SELECT * FROM user_goal_progress WHERE user_id = $1", params: ["{{user.id}}"]}}
-"#;
+# A short search at the start: the capacity series and annotations have data.
+search:
+  name: e2e
+  each: 3s
+  warmup: 1s
+  lag_limit: 2s
+  scenarios:
+    pgload: {levels: [10/s, 20/s], then: 40/s}
+"# + &format!("results: {{dir: \"{}\"}}\n", dir.path().join("results").display());
     let env = std::collections::HashMap::from([
         ("SOAKD_DEMO_HTTP_URL".to_string(), format!("http://{http}")),
         ("SOAKD_DEMO_GRPC_URL".to_string(), format!("http://{grpc}")),
@@ -166,10 +186,21 @@ scrape_configs:
             exprs.push((format!("rule {name}"), name));
         }
     }
+    // The guard's annotation has data once the fault phase below makes it act.
+    let mut later: Vec<(String, String)> = Vec::new();
     for entry in std::fs::read_dir(root().join("grafana/dashboards")).unwrap() {
         let path = entry.unwrap().path();
         let d: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for a in d["annotations"]["list"].as_array().unwrap() {
+            let e = a["expr"].as_str().unwrap().replace("$job", ".*");
+            let what = format!("{} / annotation {}", d["uid"], a["name"]);
+            if e.contains("soakd_guard_actions_total") {
+                later.push((what, e));
+            } else {
+                exprs.push((what, e));
+            }
+        }
         for p in d["panels"].as_array().unwrap() {
             for t in p["targets"].as_array().unwrap() {
                 let e = t["expr"]
@@ -225,6 +256,15 @@ scrape_configs:
         "HighErrorRate firing at the webhook after {:?}",
         t.elapsed()
     );
+    // The errors broke the API scenario's SLO: its guard stepped the rate down, and the
+    // dashboards' guard annotation shows it.
+    for (what, e) in &later {
+        let got = eventually(Duration::from_secs(30), || async {
+            query(&prom, e).await.filter(|n| *n > 0)
+        })
+        .await;
+        assert!(got.is_some(), "{what}: no data: {e}");
+    }
     // The fault removed: the resolution arrives too.
     assert_eq!(knobs(r#"{"error_ratio": 0}"#).await, 200);
     let t = Instant::now();

@@ -223,6 +223,26 @@ fn dashboards_are_well_formed_and_every_query_parses() {
         "{} dashboards, {n} queries",
         uids.len()
     );
+    // The annotation queries (what soakd changed, on every panel's time axis) parse too,
+    // and every dashboard has the same set.
+    let mut sets = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        let list = d["annotations"]["list"].as_array().unwrap().clone();
+        for a in &list {
+            assert_eq!(a["datasource"]["uid"], "${datasource}", "{}", a["name"]);
+            assert!(a["titleFormat"].as_str().is_some_and(|t| !t.is_empty()));
+            n += 1;
+            rules.push_str(&format!(
+                "      - record: dashboard:q{n}\n        expr: {}\n",
+                serde_json::to_string(&substitute(a["expr"].as_str().unwrap())).unwrap()
+            ));
+        }
+        sets.push(list);
+    }
+    assert!(sets[0].len() >= 6, "{:?}", sets[0]);
+    assert!(sets.iter().all(|l| *l == sets[0]));
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("dashboard-queries.yml"), rules).unwrap();
     run(&["check", "rules", "dashboard-queries.yml"], tmp.path());
@@ -237,5 +257,5 @@ fn prometheus_config_loads_the_rules() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("prometheus.yml"), text).unwrap();
     let out = run(&["check", "config", "prometheus.yml"], tmp.path());
-    assert!(out.contains("SUCCESS: 20 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 21 rules found"), "{out}");
 }

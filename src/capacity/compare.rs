@@ -470,8 +470,14 @@ mod tests {
 
     /// The stored sample: `sleepy` passes 10/s (p95 55 ms), fails 200/s; SLO p95 150 ms.
     fn run(id: &str) -> Run {
-        let mut r: Run = serde_json::from_str(include_str!("../../tests/data/sample-run.json"))
-            .expect("the sample run parses");
+        let mut r: Run = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/sample-run.json"
+            ))
+            .expect("tests/data/sample-run.json"),
+        )
+        .expect("the sample run parses");
         r.record.id = id.into();
         r
     }

@@ -692,6 +692,7 @@ impl Searcher<'_> {
                 .find(|w| w.name == *name)
                 .ok_or_else(|| SearchError::NoScenario(name.clone()))?;
             w.state.set_rate_override(Some(*rate));
+            self.engine.metrics.capacity.set_level_rate(name, *rate);
         }
         let label = spec.label();
         {
@@ -944,6 +945,10 @@ impl Searcher<'_> {
         level: LevelResult,
     ) -> Result<(), SearchError> {
         store.append_level(&level).await?;
+        self.engine
+            .metrics
+            .capacity
+            .count_level(level.verdict.as_str());
         let (seq, label, verdict, reason) = (
             level.seq,
             level.spec.label(),
@@ -1001,6 +1006,7 @@ impl Searcher<'_> {
     fn finish(&self, run: &Run) {
         let (search, run_id) = (self.search, &self.run_id);
         for s in &search.scenarios {
+            self.engine.metrics.capacity.set_level_rate(&s.name, 0.0);
             if let Some(w) = self.watched.iter().find(|w| w.name == s.name) {
                 w.state.set_rate_override(s.then);
             }

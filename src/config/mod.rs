@@ -838,9 +838,7 @@ fn build_scenario(
             );
         }
     }
-    let guard = raw
-        .guard
-        .and_then(|g| build_guard(g, &raw.slo, path, errs));
+    let guard = raw.guard.and_then(|g| build_guard(g, &raw.slo, path, errs));
     Some(Scenario {
         name,
         target: raw.target,

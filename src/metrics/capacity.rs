@@ -1,9 +1,13 @@
-//! The capacity verdicts across runs (`soakd::capacity::watch` keeps them in step with
+//! The capacity search on Prometheus: the current level's rate per searched scenario and
+//! the levels judged by verdict (the controller sets them; the dashboards annotate with
+//! them), and the verdicts across runs (`soakd::capacity::watch` keeps them in step with
 //! the results store): the latest finished run's maximum sustainable level per searched
 //! scenario, the baseline's, and the tolerance `CapacityRegressed` compares them with.
 
 use super::scenario::ScenarioLabel;
 use super::{register, FloatGauge};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
@@ -44,10 +48,20 @@ impl PerScenario {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabel {
+    pub verdict: String,
+}
+
+/// The `verdict` label's values.
+pub const VERDICTS: [&str; 3] = ["pass", "fail", "invalid"];
+
 pub struct CapacityFamily {
     max_sustainable: PerScenario,
     baseline: PerScenario,
     tolerance: FloatGauge,
+    level_rate: Family<ScenarioLabel, FloatGauge>,
+    levels: Family<VerdictLabel, Counter>,
 }
 
 impl CapacityFamily {
@@ -56,7 +70,15 @@ impl CapacityFamily {
             max_sustainable: PerScenario::new(),
             baseline: PerScenario::new(),
             tolerance: FloatGauge::default(),
+            level_rate: Family::default(),
+            levels: Family::default(),
         };
+        for v in VERDICTS {
+            // Every verdict's series from the start, so that increase() sees the first.
+            drop(f.levels.get_or_create(&VerdictLabel {
+                verdict: v.to_string(),
+            }));
+        }
         register(
             registry,
             "soakd_capacity_max_sustainable",
@@ -75,7 +97,37 @@ impl CapacityFamily {
             "search.regression_tolerance: how far below the baseline the latest run may be before it counts as regressed.",
             f.tolerance.clone(),
         );
+        register(
+            registry,
+            "soakd_capacity_level_rate",
+            "The rate a running capacity search offers a searched scenario at its current level, operations per second (0: held idle, or no level running).",
+            f.level_rate.clone(),
+        );
+        register(
+            registry,
+            "soakd_capacity_levels_total",
+            "Capacity-search levels judged, by verdict (pass, fail, invalid).",
+            f.levels.clone(),
+        );
         f
+    }
+
+    /// The current level's rate of `scenario` (0 after the search).
+    pub fn set_level_rate(&self, scenario: &str, rate: f64) {
+        self.level_rate
+            .get_or_create(&ScenarioLabel {
+                scenario: scenario.to_string(),
+            })
+            .set(rate);
+    }
+
+    /// A level was judged `verdict` (one of [`VERDICTS`]).
+    pub fn count_level(&self, verdict: &str) {
+        self.levels
+            .get_or_create(&VerdictLabel {
+                verdict: verdict.to_string(),
+            })
+            .inc();
     }
 
     pub fn set_latest(&self, values: &[(String, f64)]) {

@@ -170,8 +170,14 @@ mod tests {
 
     #[test]
     fn a_regression_reads_as_one() {
-        let a: Run = serde_json::from_str(include_str!("../../../tests/data/sample-run.json"))
-            .expect("the sample run parses");
+        let a: Run = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/sample-run.json"
+            ))
+            .expect("tests/data/sample-run.json"),
+        )
+        .expect("the sample run parses");
         let mut b = a.clone();
         b.record.id = "b".into();
         if let Some(s) = b.levels[0].scenarios.first_mut() {
