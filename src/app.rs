@@ -142,7 +142,7 @@ fn start_results(
         let (e2, s2) = (engine.clone(), store.clone());
         // Each finished run shows on /metrics at once, not at the next refresh.
         let after_run = || async {
-            if let Err(e) = crate::capacity::watch::refresh(&e2, &s2).await {
+            if let Err(e) = crate::capacity::watch::refresh_now(&e2, &s2).await {
                 tracing::warn!("capacity series: reading the results store: {e}");
             }
         };
