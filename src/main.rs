@@ -17,9 +17,16 @@ use std::time::Duration;
 
 /// mimalloc: the load path allocates per request (reqwest, hyper, tasks); glibc malloc
 /// cost about 10 % of soakd's CPU at 5,000 req/s and kept memory after bursts.
-#[cfg(not(feature = "dhat-heap"))]
+#[cfg(not(any(feature = "dhat-heap", feature = "heap-count")))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The live-heap counting build (`--features heap-count`; scripts/bench/longsoak.sh):
+/// mimalloc behind `cap`, which counts the bytes allocated and not yet freed, so the
+/// long soak can tell live-heap growth from the allocator's retention.
+#[cfg(all(feature = "heap-count", not(feature = "dhat-heap")))]
+#[global_allocator]
+static GLOBAL: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
 
 /// The heap-profiling build (`--features dhat-heap`; `PROFILE=dhat scripts/bench/longsoak.sh`).
 #[cfg(feature = "dhat-heap")]
@@ -229,6 +236,8 @@ fn main() -> ExitCode {
     {
         keep_freed_pages_for_a_while();
         soakd::metrics::memory::set_allocator_committed(mimalloc_committed);
+        #[cfg(feature = "heap-count")]
+        soakd::metrics::memory::set_allocator_live(|| GLOBAL.allocated() as u64);
     }
     match run(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,8 +7,11 @@ process, against the criterion of 1 % per day, and where the bytes are at 1 M / 
 
 The verdict is on the process's own memory: anonymous RSS (RssAnon; VmRSS less the
 file-backed pages of the binary, which the kernel drops and faults back in at will) and
-the allocator's committed heap. Total RSS is reported beside them. CSVs from before the
-anon column are judged on total RSS.
+the allocator's committed heap. Total RSS is reported beside them, and the live heap
+(bytes allocated and not freed, from the heap-count build) where the CSV has it: flat
+live heap with growing committed or anon memory is the allocator keeping pages, growing
+live heap is something holding on to allocations. CSVs from before the anon column are
+judged on total RSS.
 """
 import argparse
 import csv
@@ -57,8 +60,9 @@ def main():
     stall = f", the target stalling {a.stall_for} s every {a.stall_every} s" if a.stall_every != "0" else ""
     print(f"## Long soak: {a.mode} (rates x{a.factor:g}){stall}, {a.minutes} min, slopes after {warm // 60} min\n")
     print("| process | operations | ops/s | RSS after warm-up → end (max) | anon RSS → end | heap committed → end "
-          "| RSS %/day | anon RSS %/day | heap %/day | anon KiB per M ops | fds | threads | series | verdict |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| live heap → end | RSS %/day | anon RSS %/day | heap %/day | live heap %/day | anon KiB per M ops "
+          "| fds | threads | series | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     mib = lambda v: f"{v / 1024:.1f}"
     pm = lambda s: f"{s[3]:+.2f} ± {s[4]:.2f}" if s else "n/a"
     verdicts = []
@@ -69,7 +73,7 @@ def main():
             print(f"| {comp} | too few samples after the warm-up ({len(after)}) |")
             verdicts.append(False)
             continue
-        rss, anon, heap = (slope(after, k) for k in ("rss_kib", "anon_kib", "heap_kib"))
+        rss, anon, heap, live = (slope(after, k) for k in ("rss_kib", "anon_kib", "heap_kib", "live_kib"))
         own = anon or rss
         ok = own[3] < LIMIT and (heap is None or heap[3] < LIMIT)
         verdicts.append(ok)
@@ -81,7 +85,8 @@ def main():
         (f_, F), (th, TH), (se_, SE) = span("fds"), span("threads"), span("series")
         then = lambda s: f"{mib(s[0])} → {mib(s[1])} MiB" if s else "n/a"
         print(f"| {comp} | {total:,} | {total / secs:,.0f} | {then(rss)} ({mib(rss[2])}) | {then(anon)} | {then(heap)} "
-              f"| {pm(rss)} | {pm(anon)} | {pm(heap)} | {per_mops * 1e6:+.1f} | {f_}..{F} | {th}..{TH} | {se_}..{SE} "
+              f"| {then(live)} | {pm(rss)} | {pm(anon)} | {pm(heap)} | {pm(live)} | {per_mops * 1e6:+.1f} "
+              f"| {f_}..{F} | {th}..{TH} | {se_}..{SE} "
               f"| {'PASS' if ok else 'FAIL'} |")
 
     print("\nWhere the bytes are (soakd_memory_bytes by area, KiB; heap = the allocator's committed KiB):\n")

@@ -8,6 +8,7 @@
 #     read path, pg statistics, and a short capacity search (two levels of the event
 #     path, then back to the schedule) at the start;
 #   - every INTERVAL seconds, per process: RSS, the allocator's committed bytes (mimalloc),
+#     the live heap (bytes allocated and not freed: the `heap-count` build's counter),
 #     open fds, threads, series on /metrics and operations so far (CSV);
 #   - at the end, per process: the least-squares slope of RSS and of committed heap after
 #     WARMUP_MINUTES, in % of the post-warm-up level per hour and per day (with a 95 %
@@ -61,7 +62,15 @@ if [ "$PROFILE" = dhat ]; then
     --features dhat-heap --target-dir "$CARGO_TARGET_DIR/dhat")
   SOAKD="$CARGO_TARGET_DIR/dhat/release/soakd"
 else
-  build_soakd
+  # The live-heap counting build: soakd_allocator_live_bytes tells live-heap growth from
+  # the allocator's retention (PROFILE=release: the plain release build instead).
+  if [ "$PROFILE" = release ]; then
+    build_soakd
+  else
+    (cd "$ROOT" && cargo build --release --locked -q --features heap-count \
+      --target-dir "$CARGO_TARGET_DIR/heap-count")
+    SOAKD="$CARGO_TARGET_DIR/heap-count/release/soakd"
+  fi
 fi
 start_pgcluster
 TPORT=$(free_port); GPORT=$(free_port); APORT=$(free_port)
@@ -124,7 +133,7 @@ DATABASE_URL="$PG_URL" SOAKD_DHAT_FILE="$OUT/dhat-soakd.json" RUST_LOG=warn "$SO
 SPID=$!
 CLEANUP+=("kill $SPID 2>/dev/null")
 
-# sample PID METRICS_URL OPS_REGEX: rss_kib,heap_kib,fds,threads,series,ops,areas
+# sample PID METRICS_URL OPS_REGEX: rss_kib,anon_kib,heap_kib,fds,threads,series,ops,areas,live_kib
 # (areas: soakd_memory_bytes by area, as area=KiB separated by spaces)
 sample() {
   local pid=$1 url=$2 re=$3 rss anon thr fds m
@@ -139,12 +148,13 @@ sample() {
     /^#/ || NF == 0 { next }
     { series++ }
     /^soakd_allocator_committed_bytes / { heap = $2 / 1024 }
+    /^soakd_allocator_live_bytes / { live = $2 / 1024 }
     /^soakd_memory_bytes[{]/ { split($1, a, "\""); areas = areas sprintf("%s%s=%d", areas == "" ? "" : " ", a[2], $2 / 1024) }
     $0 ~ re { ops += $NF }
-    END { printf "%s,%s,%d,%s,%s,%d,%d,%s", rss, anon, heap, fds, thr, series, ops, areas }' <<< "$m"
+    END { printf "%s,%s,%d,%s,%s,%d,%d,%s,%s", rss, anon, heap, fds, thr, series, ops, areas, live == "" ? "" : sprintf("%d", live) }' <<< "$m"
 }
 
-echo "elapsed_s,component,rss_kib,anon_kib,heap_kib,fds,threads,series,ops,areas_kib" > "$CSV"
+echo "elapsed_s,component,rss_kib,anon_kib,heap_kib,fds,threads,series,ops,areas_kib,live_kib" > "$CSV"
 start=$(date +%s)
 while kill -0 "$SPID" 2>/dev/null; do
   now=$(( $(date +%s) - start ))

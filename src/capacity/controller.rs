@@ -16,6 +16,7 @@ use crate::events::EventKind;
 use crate::metrics::window::quantile_secs;
 use crate::metrics::HistSnap;
 use crate::sysinfo::{self, ProcSample};
+use crate::units::now_unix;
 use parking_lot::Mutex;
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, Row};
@@ -112,8 +113,6 @@ impl Progress {
 }
 
 pub type SharedProgress = Arc<Mutex<Progress>>;
-
-use crate::units::now_unix;
 
 struct ScenarioSnap {
     started: u64,

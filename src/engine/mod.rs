@@ -17,6 +17,7 @@ use crate::metrics::{Metrics, ScenarioMetrics};
 use crate::pg::writer::BufferedWriter;
 use crate::schedule::{At, Schedule};
 use crate::template::Fixture;
+use crate::units::now_unix;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -354,8 +355,6 @@ fn spawn_delay_probe(engine: &Arc<Engine>) {
         }
     });
 }
-
-use crate::units::now_unix;
 
 impl Engine {
     /// Starts every scenario of `config` on the current Tokio runtime. `loader` re-reads

@@ -57,6 +57,18 @@ pub fn set_allocator_committed(f: fn() -> u64) {
     let _ = ALLOCATOR.set(f);
 }
 
+const LIVE_NAME: &str = "soakd_allocator_live_bytes";
+const LIVE_HELP: &str =
+    "Bytes allocated and not yet freed: the live heap (heap-count bench builds only).";
+
+/// The live heap's bytes, set by a heap-count build.
+static LIVE: OnceLock<fn() -> u64> = OnceLock::new();
+
+/// Tells the metrics how to read the live heap's bytes (the heap-count build).
+pub fn set_allocator_live(f: fn() -> u64) {
+    let _ = LIVE.set(f);
+}
+
 /// The allocator's committed bytes, when the binary told us how to read them.
 pub fn allocator_committed() -> Option<u64> {
     ALLOCATOR.get().map(|f| f())
@@ -150,6 +162,14 @@ impl Collector for MemoryCollector {
             ConstGauge::new(c as f64).encode(encoder.encode_descriptor(
                 ALLOC_NAME,
                 ALLOC_HELP,
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        if let Some(f) = LIVE.get() {
+            ConstGauge::new(f() as f64).encode(encoder.encode_descriptor(
+                LIVE_NAME,
+                LIVE_HELP,
                 None,
                 MetricType::Gauge,
             )?)?;
