@@ -398,13 +398,7 @@ fn scenario(
             better.push(line);
         }
     }
-    let (change, reasons) = if !worse.is_empty() {
-        (Change::Regressed, worse)
-    } else if !better.is_empty() {
-        (Change::Improved, better)
-    } else {
-        (Change::Unchanged, vec![])
-    };
+    let (change, reasons) = verdict(worse, better);
     ScenarioComparison {
         scenario: name.to_string(),
         max_sustainable_a: max_a,
@@ -442,6 +436,12 @@ fn judge_frontier(a: &Run, rows: &[FrontierDelta], tolerance: f64) -> (Change, V
             _ => {}
         }
     }
+    verdict(worse, better)
+}
+
+/// Regressed if anything got worse (with those reasons), else improved if anything got
+/// better, else unchanged.
+fn verdict(worse: Vec<String>, better: Vec<String>) -> (Change, Vec<String>) {
     if !worse.is_empty() {
         (Change::Regressed, worse)
     } else if !better.is_empty() {

@@ -133,7 +133,8 @@ impl Store {
         dir.join(format!("{id}.jsonl"))
     }
 
-    fn append(path: &Path, line: &Line) -> Result<(), StoreError> {
+    /// Appends `line` as one JSON line (`create`: the file may not exist yet).
+    fn append<T: Serialize>(path: &Path, line: &T, create: bool) -> Result<(), StoreError> {
         let mut text = serde_json::to_string(line).map_err(|e| StoreError::Io {
             path: path.to_path_buf(),
             source: std::io::Error::other(e),
@@ -141,6 +142,7 @@ impl Store {
         text.push('\n');
         let mut f = std::fs::OpenOptions::new()
             .append(true)
+            .create(create)
             .open(path)
             .map_err(io(path))?;
         // One write per line: a crash leaves at most a torn last line, which
@@ -159,7 +161,7 @@ impl Store {
                     .create_new(true)
                     .open(&path)
                     .map_err(io(&path))?;
-                Self::append(&path, &Line::Run(Box::new(rec.clone())))
+                Self::append(&path, &Line::Run(Box::new(rec.clone())), false)
             }
             Store::Postgres(pool) => {
                 sqlx::query(
@@ -192,7 +194,7 @@ impl Store {
                         message: format!("level {} is already stored", l.seq),
                     });
                 }
-                Self::append(&path, &Line::Level(Box::new(l.clone())))
+                Self::append(&path, &Line::Level(Box::new(l.clone())), false)
             }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -233,7 +235,7 @@ impl Store {
                 if run.record.status == RunStatus::Complete {
                     return Err(StoreError::Finished(id.into()));
                 }
-                Self::append(&path, &Line::Finished { at })
+                Self::append(&path, &Line::Finished { at }, false)
             }
             Store::Postgres(pool) => {
                 let r = sqlx::query(
@@ -251,22 +253,22 @@ impl Store {
         }
     }
 
-    fn read_file(path: &Path) -> Result<Run, StoreError> {
+    /// Every JSON line of `path`, in order. A torn last line (a crash mid-write) is
+    /// skipped; anything else that does not parse is damage.
+    fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, StoreError> {
         let f = std::fs::File::open(path).map_err(io(path))?;
         let lines: Vec<String> = std::io::BufReader::new(f)
             .lines()
             .collect::<Result<_, _>>()
             .map_err(io(path))?;
-        let mut record: Option<RunRecord> = None;
-        let mut levels = Vec::new();
         let n = lines.len();
+        let mut out = Vec::with_capacity(n);
         for (i, text) in lines.iter().enumerate() {
             if text.trim().is_empty() {
                 continue;
             }
-            let line: Line = match serde_json::from_str(text) {
-                Ok(l) => l,
-                // A torn last line (crash mid-write) is skipped; anything else is damage.
+            match serde_json::from_str(text) {
+                Ok(l) => out.push(l),
                 Err(_) if i + 1 == n => break,
                 Err(e) => {
                     return Err(StoreError::Corrupt {
@@ -275,7 +277,15 @@ impl Store {
                         message: e.to_string(),
                     })
                 }
-            };
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_file(path: &Path) -> Result<Run, StoreError> {
+        let mut record: Option<RunRecord> = None;
+        let mut levels = Vec::new();
+        for line in Self::read_lines::<Line>(path)? {
             match line {
                 Line::Run(r) => record = Some(*r),
                 Line::Level(l) => levels.push(*l),
@@ -462,24 +472,12 @@ impl Store {
         }
         match self {
             Store::Jsonl(dir) => {
-                let path = dir.join(BASELINES_FILE);
                 let line = BaselineLine {
                     name: run.record.name.clone(),
                     run_id: run.record.id.clone(),
                     set_at: at,
                 };
-                let mut text = serde_json::to_string(&line).map_err(|e| StoreError::Io {
-                    path: path.clone(),
-                    source: std::io::Error::other(e),
-                })?;
-                text.push('\n');
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(&path)
-                    .map_err(io(&path))?;
-                f.write_all(text.as_bytes()).map_err(io(&path))?;
-                f.sync_data().map_err(io(&path))?;
+                Self::append(&dir.join(BASELINES_FILE), &line, true)?;
             }
             Store::Postgres(pool) => {
                 sqlx::query(
@@ -500,32 +498,13 @@ impl Store {
         match self {
             Store::Jsonl(dir) => {
                 let path = dir.join(BASELINES_FILE);
-                let text = match std::fs::read_to_string(&path) {
-                    Ok(t) => t,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(io(&path)(e)),
-                };
-                let n = text.lines().count();
-                let mut found = None;
-                for (i, l) in text.lines().enumerate() {
-                    if l.trim().is_empty() {
-                        continue;
-                    }
-                    match serde_json::from_str::<BaselineLine>(l) {
-                        Ok(b) if b.name == name => found = Some(b.run_id),
-                        Ok(_) => {}
-                        // A torn last line (crash mid-write) is skipped.
-                        Err(_) if i + 1 == n => {}
-                        Err(e) => {
-                            return Err(StoreError::Corrupt {
-                                path,
-                                line: i + 1,
-                                message: e.to_string(),
-                            })
-                        }
-                    }
+                if !path.exists() {
+                    return Ok(None);
                 }
-                Ok(found)
+                Ok(Self::read_lines::<BaselineLine>(&path)?
+                    .into_iter()
+                    .rfind(|b| b.name == name)
+                    .map(|b| b.run_id))
             }
             Store::Postgres(pool) => Ok(sqlx::query(
                 "SELECT run_id FROM soakd_baselines WHERE name = $1 ORDER BY set_at DESC LIMIT 1",
