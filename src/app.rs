@@ -23,6 +23,8 @@ pub enum StartError {
     Sampler(std::io::Error),
     #[error("cannot start the SLO evaluator thread: {0}")]
     Slo(std::io::Error),
+    #[error("shard {index}/{count} with verdicts.prometheus and a search follows shard 0's search: set verdicts.leader to shard 0's admin URL (e.g. http://soakd-0.soakd:9477)")]
+    NoLeader { index: u32, count: u32 },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -94,6 +96,8 @@ pub struct Daemon {
     pub history: Option<Arc<History>>,
     sampler: Option<crate::history::SamplerThread>,
     slo_thread: Option<crate::slo::SloThread>,
+    /// With `verdicts.prometheus`: the thread asking it for every shard's SLO values.
+    _fleet_thread: Option<crate::slo::FleetThread>,
     /// The rolling SLO verdicts by scenario.
     pub slo: crate::slo::SharedSlo,
     admin: Option<AdminThread>,
@@ -182,19 +186,45 @@ impl Daemon {
         };
         let dashboard = config.dashboard.clone();
         let divisor = opts.shard.map(|s| s.count as f64).unwrap_or(1.0);
+        let verdicts = config.verdicts.clone();
+        // With verdicts from Prometheus, shard 0 searches and the others follow it.
+        let leader = match (&opts.shard, &verdicts, &config.search) {
+            (Some(sh), Some(v), Some(_)) if sh.index > 0 => match &v.leader {
+                Some(l) => Some(l.clone()),
+                None => {
+                    return Err(StartError::NoLeader {
+                        index: sh.index,
+                        count: sh.count,
+                    })
+                }
+            },
+            _ => None,
+        };
         let (results_cfg, search_cfg) = (config.results.clone(), config.search.clone());
         let engine = Engine::start(config, metrics, loader, divisor)?;
         let results: SharedStore = Arc::new(parking_lot::RwLock::new(None));
         let search = search_cfg
             .as_ref()
             .map(|_| Arc::new(parking_lot::Mutex::new(Progress::default())));
-        start_results(
-            &engine,
-            results_cfg,
-            search_cfg,
-            search.clone(),
-            results.clone(),
-        );
+        let follow = match (&leader, &search_cfg, &search) {
+            (Some(l), Some(s), Some(p)) => Some((l.clone(), s.clone(), p.clone())),
+            _ => None,
+        };
+        match follow {
+            Some((leader, s, p)) => {
+                // A follower keeps the results store for reading; the search is the
+                // leader's.
+                start_results(&engine, results_cfg, None, None, results.clone());
+                crate::capacity::follow::spawn(&engine, s, leader, p);
+            }
+            None => start_results(
+                &engine,
+                results_cfg,
+                search_cfg,
+                search.clone(),
+                results.clone(),
+            ),
+        }
         let history = dashboard.enabled.then(|| Arc::new(History::new(dashboard)));
         if let Some(h) = &history {
             engine.metrics.memory.register("history", h);
@@ -206,7 +236,21 @@ impl Daemon {
             None => None,
         };
         let slo = crate::slo::SharedSlo::default();
-        let slo_thread = crate::slo::spawn(&engine, slo.clone()).map_err(StartError::Slo)?;
+        let (fleet, fleet_thread) = match &verdicts {
+            Some(v) => {
+                let shared = crate::slo::SharedFleet::default();
+                let t = crate::slo::spawn_fleet(
+                    &engine,
+                    crate::promql::Prom::new(&v.prometheus, &v.selector),
+                    v.interval,
+                    shared.clone(),
+                )
+                .map_err(StartError::Slo)?;
+                (Some((shared, v.interval)), Some(t))
+            }
+            None => (None, None),
+        };
+        let slo_thread = crate::slo::spawn(&engine, slo.clone(), fleet).map_err(StartError::Slo)?;
         let state = AppState {
             engine: engine.clone(),
             slo: slo.clone(),
@@ -227,6 +271,7 @@ impl Daemon {
             history,
             sampler,
             slo_thread: Some(slo_thread),
+            _fleet_thread: fleet_thread,
             slo,
             admin: Some(admin),
             started: Instant::now(),

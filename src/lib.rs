@@ -15,6 +15,7 @@ pub mod history;
 pub mod metrics;
 pub mod pg;
 pub mod phases;
+pub mod promql;
 pub mod protos;
 pub mod schedule;
 pub mod server;

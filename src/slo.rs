@@ -5,6 +5,11 @@
 //! minutes and 1 hour. Exported as `soakd_slo_ok`, `soakd_slo_burn_rate` and
 //! `soakd_slo_breached_seconds_total` (`metrics::slo`) and shown by `/api/v1/status`.
 //!
+//! With `verdicts.prometheus` the values are every shard's instead: the verdicts thread
+//! ([`spawn_fleet`]) asks Prometheus for them every `verdicts.interval`, and the
+//! evaluator judges from them while they are fresh, from this process's own otherwise
+//! (saying why in the status).
+//!
 //! It runs on its own thread, off the load runtime, and reads only what the load already
 //! records: the op windows through their cursors (`Window::since`, a copy of one slot
 //! under the lock), counters and histogram buckets. Its own memory is fixed per
@@ -18,6 +23,7 @@ use crate::events::EventKind;
 use crate::metrics::scenario::OpCursors;
 use crate::metrics::window::{quantile_secs, Window};
 use crate::metrics::{HistSnap, Histogram, SloMetrics};
+use crate::promql::{Prom, SloTotals};
 use parking_lot::RwLock;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -53,6 +59,16 @@ pub struct SloStatus {
     pub burn_rate_5m: Option<f64>,
     pub burn_rate_1h: Option<f64>,
     pub breached_seconds: f64,
+    /// Where the values come from: `local` (this process's operations) or `prometheus`
+    /// (every shard's, with `verdicts.prometheus`).
+    pub source: &'static str,
+    /// With `verdicts.prometheus`: the shards whose series were summed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// With `verdicts.prometheus`, while its sums cannot be had: why (the values are then
+    /// this process's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus_error: Option<String>,
     /// The scenario's guard, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<crate::engine::guard::GuardStatus>,
@@ -60,6 +76,20 @@ pub struct SloStatus {
 
 /// The latest verdicts by scenario, for the status API.
 pub type SharedSlo = Arc<RwLock<BTreeMap<String, SloStatus>>>;
+
+/// Every shard's SLO values from Prometheus (`verdicts.prometheus`) by scenario: the
+/// verdicts thread's newest answer, or why it has none.
+pub type SharedFleet = Arc<RwLock<BTreeMap<String, FleetSlo>>>;
+
+#[derive(Debug, Clone)]
+pub struct FleetSlo {
+    /// When it was asked.
+    pub at: Instant,
+    pub result: Result<SloTotals, String>,
+}
+
+/// How long one scenario's SLO queries may take together.
+const FLEET_QUERY_BUDGET: Duration = Duration::from_secs(10);
 
 /// Samples of a cumulative value, one per `step`, covering `span`.
 struct Ring<T> {
@@ -149,6 +179,7 @@ impl Tracker {
         &mut self,
         m: &crate::metrics::ScenarioMetrics,
         e2e: Option<&Histogram>,
+        fleet: Option<&SloTotals>,
         now: Instant,
     ) -> SloStatus {
         let latency = &self.latency;
@@ -162,11 +193,18 @@ impl Tracker {
         }
         let lat = self.latency.snapshot_at(now);
         let window = self.slo.window();
-        let error_ratio = self.counts.ends(window).and_then(|(a, b)| ratio(a, b));
-        let e2e_p95 = self
-            .e2e
-            .ends(window)
-            .and_then(|(a, b)| b.quantile_since(a, 0.95));
+        // Every shard's values when Prometheus has them; this process's own otherwise
+        // (kept up to date either way, so a lost Prometheus costs no window).
+        let (latency, error_ratio, e2e_p95) = match fleet {
+            Some(f) => (f.latency, f.error_ratio, f.e2e_p95),
+            None => (
+                [0.5, 0.95, 0.99].map(|q| quantile_secs(&lat, q)),
+                self.counts.ends(window).and_then(|(a, b)| ratio(a, b)),
+                self.e2e
+                    .ends(window)
+                    .and_then(|(a, b)| b.quantile_since(a, 0.95)),
+            ),
+        };
         let mut objectives = Vec::new();
         let mut check = |name, limit: Option<f64>, value: Option<f64>| {
             if let Some(limit) = limit {
@@ -179,19 +217,19 @@ impl Tracker {
             }
         };
         let secs = |d: Option<crate::units::Dur>| d.map(|d| d.0.as_secs_f64());
-        check("p50", secs(self.slo.p50), quantile_secs(&lat, 0.5));
-        check("p95", secs(self.slo.p95), quantile_secs(&lat, 0.95));
-        check("p99", secs(self.slo.p99), quantile_secs(&lat, 0.99));
+        check("p50", secs(self.slo.p50), latency[0]);
+        check("p95", secs(self.slo.p95), latency[1]);
+        check("p99", secs(self.slo.p99), latency[2]);
         check("error_rate", self.slo.error_rate.map(|r| r.0), error_ratio);
         check("e2e_p95", secs(self.slo.e2e_p95), e2e_p95);
         let ok = objectives.iter().all(|o| o.ok);
-        let burn = |span: Duration| {
+        let burn = |i: usize| {
             let budget = self.slo.error_rate.map(|r| r.0)?;
-            let r = self
-                .burn
-                .ends(span)
-                .and_then(|(a, b)| ratio(a, b))
-                .unwrap_or(0.0);
+            let r = match fleet {
+                Some(f) => f.burn_ratios[i],
+                None => self.burn.ends(BURN[i]).and_then(|(a, b)| ratio(a, b)),
+            }
+            .unwrap_or(0.0);
             Some(if budget > 0.0 {
                 r / budget
             } else if r > 0.0 {
@@ -200,7 +238,7 @@ impl Tracker {
                 0.0
             })
         };
-        let (b5, b1h) = (burn(BURN[0]), burn(BURN[1]));
+        let (b5, b1h) = (burn(0), burn(1));
         let dt = self
             .last
             .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
@@ -222,6 +260,13 @@ impl Tracker {
             burn_rate_5m: b5,
             burn_rate_1h: b1h,
             breached_seconds: self.breached,
+            source: if fleet.is_some() {
+                "prometheus"
+            } else {
+                "local"
+            },
+            shards: fleet.map(|f| f.instances),
+            prometheus_error: None,
             guard: None,
         }
     }
@@ -232,6 +277,14 @@ pub struct Evaluator {
     trackers: BTreeMap<String, Tracker>,
     guards: BTreeMap<String, GuardMachine>,
     shared: SharedSlo,
+    fleet: Option<FleetView>,
+}
+
+/// Every shard's SLO values from Prometheus, by scenario, as the verdicts thread left
+/// them, and how old an answer may be before the evaluator stops trusting it.
+struct FleetView {
+    shared: SharedFleet,
+    max_age: Duration,
 }
 
 impl Evaluator {
@@ -240,6 +293,38 @@ impl Evaluator {
             trackers: BTreeMap::new(),
             guards: BTreeMap::new(),
             shared,
+            fleet: None,
+        }
+    }
+
+    /// Judges from every shard's values in `fleet` while they are fresh (asked every
+    /// `interval`).
+    pub fn with_fleet(mut self, fleet: SharedFleet, interval: Duration) -> Evaluator {
+        self.fleet = Some(FleetView {
+            shared: fleet,
+            max_age: interval * 3 + FLEET_QUERY_BUDGET,
+        });
+        self
+    }
+
+    /// Every shard's values for `name`, or why they cannot be used now (None, None
+    /// without `verdicts.prometheus`).
+    fn fleet_of(&self, name: &str, now: Instant) -> (Option<SloTotals>, Option<String>) {
+        let Some(f) = &self.fleet else {
+            return (None, None);
+        };
+        let shared = f.shared.read();
+        match shared.get(name) {
+            None => (None, Some("no answer from Prometheus yet".into())),
+            Some(a) if now.saturating_duration_since(a.at) > f.max_age => (
+                None,
+                Some(format!(
+                    "the newest answer from Prometheus is {:.0}s old",
+                    now.saturating_duration_since(a.at).as_secs_f64()
+                )),
+            ),
+            Some(FleetSlo { result: Ok(t), .. }) => (Some(t.clone()), None),
+            Some(FleetSlo { result: Err(e), .. }) => (None, Some(e.clone())),
         }
     }
 
@@ -265,6 +350,7 @@ impl Evaluator {
         if !slo.is_set() {
             return None;
         }
+        let (fleet, fleet_error) = self.fleet_of(&st.name, now);
         let t = self
             .trackers
             .entry(st.name.clone())
@@ -278,7 +364,13 @@ impl Evaluator {
             .buffer
             .as_ref()
             .map(|_| engine.metrics.buffers.writer(&st.name));
-        let mut status = t.tick(&st.metrics(), buffer.as_ref().map(|b| &b.e2e), now);
+        let mut status = t.tick(
+            &st.metrics(),
+            buffer.as_ref().map(|b| &b.e2e),
+            fleet.as_ref(),
+            now,
+        );
+        status.prometheus_error = fleet_error;
         status.guard = self.guard(engine, st, plan.scenario.guard, status.ok);
         Some(status)
     }
@@ -365,14 +457,22 @@ impl Drop for SloThread {
 }
 
 /// Starts evaluating `engine`'s SLOs every second into `shared`, until the engine or the
-/// returned handle is dropped.
-pub fn spawn(engine: &Arc<Engine>, shared: SharedSlo) -> std::io::Result<SloThread> {
+/// returned handle is dropped; with `fleet` (filled by [`spawn_fleet`] every `interval`)
+/// from every shard's values while they are fresh.
+pub fn spawn(
+    engine: &Arc<Engine>,
+    shared: SharedSlo,
+    fleet: Option<(SharedFleet, Duration)>,
+) -> std::io::Result<SloThread> {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let weak = Arc::downgrade(engine);
     let join = std::thread::Builder::new()
         .name("soakd-slo".into())
         .spawn(move || {
             let mut ev = Evaluator::new(shared);
+            if let Some((f, interval)) = fleet {
+                ev = ev.with_fleet(f, interval);
+            }
             // Until the handle is dropped (the channel disconnects).
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 rx.recv_timeout(Duration::from_secs(1))
@@ -385,6 +485,97 @@ pub fn spawn(engine: &Arc<Engine>, shared: SharedSlo) -> std::io::Result<SloThre
         stop: Some(tx),
         join: Some(join),
     })
+}
+
+/// The verdicts thread; dropping it stops the thread after its current query (it is not
+/// waited for: a Prometheus that does not answer must not hold up a shutdown).
+pub struct FleetThread {
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+/// Asks `prom` for every SLO scenario's values over every shard, every `interval`, into
+/// `fleet`, on its own thread (`soakd-verdicts`, with its own small runtime: off the load
+/// runtime and off the SLO thread, which a slow Prometheus must not delay), until the
+/// engine or the returned handle is dropped.
+pub fn spawn_fleet(
+    engine: &Arc<Engine>,
+    prom: Prom,
+    interval: Duration,
+    fleet: SharedFleet,
+) -> std::io::Result<FleetThread> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let weak = Arc::downgrade(engine);
+    std::thread::Builder::new()
+        .name("soakd-verdicts".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("verdicts: cannot start a runtime ({e}); SLOs are judged from this process only");
+                    return;
+                }
+            };
+            // Scenarios whose last answer was an error: logged once per change.
+            let mut failing: BTreeMap<String, bool> = BTreeMap::new();
+            loop {
+                let Some(engine) = weak.upgrade() else { break };
+                let wanted: Vec<(String, Duration)> = engine
+                    .states()
+                    .iter()
+                    .filter_map(|st| {
+                        let slo = st.plan().scenario.slo;
+                        slo.is_set().then(|| (st.name.clone(), slo.window()))
+                    })
+                    .collect();
+                drop(engine);
+                let mut out = BTreeMap::new();
+                for (name, window) in wanted {
+                    if let Err(std::sync::mpsc::TryRecvError::Disconnected) = rx.try_recv() {
+                        return;
+                    }
+                    let asked = rt.block_on(async {
+                        tokio::time::timeout(
+                            FLEET_QUERY_BUDGET,
+                            prom.slo(&name, window, crate::units::now_unix()),
+                        )
+                        .await
+                    });
+                    let result = match asked {
+                        Ok(Ok(t)) => Ok(t),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!(
+                            "Prometheus at {} did not answer within {}s",
+                            prom.url(),
+                            FLEET_QUERY_BUDGET.as_secs()
+                        )),
+                    };
+                    let was = failing.insert(name.clone(), result.is_err());
+                    match &result {
+                        Err(e) if was != Some(true) => tracing::warn!(scenario = %name, "SLO over every shard unavailable, judging from this process: {e}"),
+                        Ok(_) if was == Some(true) => tracing::info!(scenario = %name, "SLO over every shard available again"),
+                        _ => {}
+                    }
+                    out.insert(
+                        name,
+                        FleetSlo {
+                            at: Instant::now(),
+                            result,
+                        },
+                    );
+                }
+                failing.retain(|n, _| out.contains_key(n));
+                *fleet.write() = out;
+                if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) =
+                    rx.recv_timeout(interval)
+                {
+                    break;
+                }
+            }
+        })?;
+    Ok(FleetThread { _stop: tx })
 }
 
 #[cfg(test)]

@@ -225,6 +225,10 @@ fn kubernetes_shards_match_replicas() {
     let env = std::collections::HashMap::from([
         ("SOAKD_TOKEN".to_string(), "t".to_string()),
         ("API_URL".to_string(), "http://127.0.0.1:1".to_string()),
+        (
+            "PROMETHEUS_URL".to_string(),
+            "http://127.0.0.1:9090".to_string(),
+        ),
     ]);
     soakd::config::parse(&cfg, "configmap", &root().join("fixtures"), &env)
         .unwrap_or_else(|e| panic!("{e}"));

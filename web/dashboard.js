@@ -387,6 +387,13 @@
     if (slo.burn_rate_5m != null) {
       out.push(h("span", {}, "burn 5m/1h ", h("b", { text: `${fmtNum(slo.burn_rate_5m)} / ${fmtNum(slo.burn_rate_1h)}` })));
     }
+    // With verdicts.prometheus: judged over every shard, or (while Prometheus cannot
+    // answer) from this process alone, and why.
+    if (slo.source === "prometheus") {
+      out.push(h("span", { "data-role": "slo-source" }, "over ", h("b", { text: `${slo.shards} shard${slo.shards === 1 ? "" : "s"}` }), " (Prometheus)"));
+    } else if (slo.prometheus_error) {
+      out.push(h("span", { "data-role": "slo-source", class: "bad", title: slo.prometheus_error }, "this shard only: ", slo.prometheus_error));
+    }
     const g = slo.guard;
     if (g) {
       const held = g.suspended ? "suspended (capacity search)" : g.factor === 0 ? "paused" : g.factor < 1 ? `rate at ${fmtNum(g.factor * 100)} %` : "watching";
@@ -597,16 +604,19 @@
       h("h2", { text: `Capacity search ${p.name || ""}` }),
       h("span", { class: `badge ${p.state === "failed" ? "failed" : p.state === "complete" || p.state === "scheduled" ? "ok" : "warn"}`, "data-role": "search-state", text: p.state }),
       h("div", { class: "facts" },
-        p.run_id ? h("span", {}, "run ", h("a", { href: `/runs/${encodeURIComponent(p.run_id)}`, text: p.run_id })) : "",
+        p.leader ? h("span", { "data-role": "leader" }, "following ", h("a", { href: p.leader, text: p.leader }), " (shard 0 runs the search; this shard applies its share of each level)") : "",
+        p.run_id ? h("span", {}, "run ", h("a", { href: `${p.leader || ""}/runs/${encodeURIComponent(p.run_id)}`, text: p.run_id })) : "",
         p.level ? h("span", {}, "level ", h("b", { text: p.level }), p.phase ? ` (${p.phase})` : "", left) : "",
         h("span", {}, "levels done ", h("b", { text: `${p.levels_done} of at most ${p.levels_max}` })),
         p.next_run_at != null ? h("span", { "data-role": "next-run" }, "next run ", h("b", { text: new Date(p.next_run_at * 1000).toLocaleString() }), ` (in ${fmtDuration(Math.max(0, p.next_run_at - Date.now() / 1000))})`) : "",
         p.runs_completed > 1 ? h("span", { text: `${p.runs_completed} runs since start` }) : "",
         p.resumed ? h("span", { text: `${p.resumed} resumed` }) : "",
         p.last ? h("span", {}, "last: ", h("b", { text: `${p.last.level} ${p.last.verdict}` }), ` — ${p.last.reason}`) : "",
-        p.error ? h("span", { class: "badge bad", text: p.error }) : ""));
+        p.error ? h("span", { class: "badge bad", text: p.error }) : "",
+        p.leader_error ? h("span", { class: "badge bad", text: p.leader_error }) : ""));
     $("[data-role=plan]", box).replaceChildren(...plan);
-    if (p.run_id && (p.levels_done !== state.runLevels || p.run_id !== state.runId)) {
+    // A follower's runs are in its leader's store.
+    if (p.run_id && !p.leader && (p.levels_done !== state.runLevels || p.run_id !== state.runId)) {
       state.runLevels = p.levels_done;
       state.runId = p.run_id;
       try {

@@ -34,7 +34,7 @@ pub enum SearchError {
 }
 
 /// Where a search is, as `/api/v1/status` and the page show it (lowercase).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchState {
     /// Connecting to the results store (retried with backoff).
@@ -50,6 +50,10 @@ pub enum SearchState {
     Failed,
     /// Between the runs of a scheduled search (`search.every`): the soak runs.
     Scheduled,
+    /// A follower that cannot read its leader: the search is paused for it, and its
+    /// searched scenarios run their schedules.
+    #[serde(rename = "leader unreachable")]
+    LeaderLost,
 }
 
 impl SearchState {
@@ -82,6 +86,18 @@ pub struct Progress {
     /// A scheduled search's next start (Unix seconds), while it waits for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_run_at: Option<f64>,
+    /// The rates the search applies now by scenario, as totals over every shard: the
+    /// level's, 0 while a broken level drains, `then` after the search. A searched
+    /// scenario not listed runs its schedule. Followers apply the same.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rates: BTreeMap<String, f64>,
+    /// On a follower (`verdicts.leader`, shards other than 0): the leader it follows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// On a follower: why it cannot read the leader now (its searched scenarios then
+    /// run their schedules until it can).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_error: Option<String>,
     #[serde(skip)]
     pub level_ends: Option<Instant>,
 }
@@ -380,6 +396,20 @@ struct Searcher<'a> {
     http: reqwest::Client,
     target_pid: Option<u32>,
     run_id: String,
+    /// With `verdicts.prometheus`: where the shards' sums come from.
+    fleet: Option<Fleet>,
+    /// This shard's part of a level's total rate: 1/n when the shards' sums are judged,
+    /// else 1 (each process runs and judges the whole level itself).
+    share: f64,
+}
+
+/// The Prometheus a leader judges levels from, and how long after a window it waits for
+/// the scrapes that cover the window's end.
+struct Fleet {
+    prom: crate::promql::Prom,
+    settle: Duration,
+    /// The shards whose sums make a whole level (the n of `--shard i/n`).
+    shards: u32,
 }
 
 /// Runs the search to the end (resuming an interrupted run of the same plan) and
@@ -419,7 +449,18 @@ pub async fn run(
             _ => None,
         },
         run_id: run.record.id.clone(),
+        fleet: cfg.verdicts.as_ref().map(|v| Fleet {
+            prom: crate::promql::Prom::new(&v.prometheus, &v.selector),
+            settle: v.scrape_interval + Duration::from_secs(1),
+            shards: engine.shard_divisor().round().max(1.0) as u32,
+        }),
+        share: if cfg.verdicts.is_some() {
+            1.0 / engine.shard_divisor()
+        } else {
+            1.0
+        },
     };
+    s.wait_for_shards().await;
     loop {
         let verdicts: Vec<Verdict> = run.levels.iter().map(|l| l.verdict).collect();
         let Some(spec) = plan_next(&search, &verdicts) else {
@@ -681,6 +722,40 @@ fn generator(
     }
 }
 
+/// A scenario's level as every shard ran it together: counts, errors, drops, in-flight
+/// figures and latency from Prometheus's sums over the window (latency from the summed
+/// histogram buckets, so at their resolution); the phases, pool and buffer stay the
+/// leader's own.
+fn summed(sl: &mut ScenarioLevel, t: &crate::promql::WindowTotals) {
+    let secs = sl.window_s.max(1e-9);
+    let count = |v: f64| v.max(0.0).round() as u64;
+    sl.completed = count(t.completed);
+    sl.achieved_rate = t.started / secs;
+    sl.errors = t
+        .errors
+        .iter()
+        .map(|(k, v)| (k.clone(), count(*v)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    let failed = t.errors.values().fold(0.0, |a, b| a + b);
+    sl.error_ratio = if t.completed > 0.0 {
+        (failed / t.completed).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    sl.dropped = count(t.dropped);
+    sl.in_flight_peak = count(t.in_flight_peak) as usize;
+    sl.max_in_flight = count(t.max_in_flight) as usize;
+    sl.latency = Quantiles {
+        p50: t.latency[0],
+        p95: t.latency[1],
+        p99: t.latency[2],
+        p999: t.latency[3],
+    };
+    sl.lag_p99 = t.lag_p99;
+    sl.shards = Some(t.instances);
+}
+
 impl Searcher<'_> {
     /// Sets the level's rates and waits out its warm-up.
     async fn warm_up(&self, spec: &LevelSpec, seq: u32) -> Result<(), SearchError> {
@@ -690,7 +765,7 @@ impl Searcher<'_> {
                 .iter()
                 .find(|w| w.name == *name)
                 .ok_or_else(|| SearchError::NoScenario(name.clone()))?;
-            w.state.set_rate_override(Some(*rate));
+            self.apply(w, Some(*rate));
             self.engine.metrics.capacity.set_level_rate(name, *rate);
         }
         let label = spec.label();
@@ -710,6 +785,17 @@ impl Searcher<'_> {
         );
         tokio::time::sleep(self.search.warmup).await;
         Ok(())
+    }
+
+    /// Sets a searched scenario's rate — the total over every shard; None: back to its
+    /// schedule — on this process (its share of it), and shows it to the followers.
+    fn apply(&self, w: &Watched, total: Option<f64>) {
+        w.state.set_rate_override(total.map(|r| r * self.share));
+        let mut p = self.progress.lock();
+        match total {
+            Some(r) => p.rates.insert(w.name.clone(), r),
+            None => p.rates.remove(&w.name),
+        };
     }
 
     /// The scenarios under load at this level.
@@ -743,6 +829,7 @@ impl Searcher<'_> {
         }
         sample_peaks(&self.watched, self.target_pid, &mut peaks);
         let secs = t0.elapsed().as_secs_f64();
+        let end_unix = now_unix();
         let hists: Vec<_> = active.iter().map(|w| w.state.capture.stop()).collect();
         let after: Vec<ScenarioSnap> = active.iter().map(|w| snap(w)).collect();
         let delay = HistSnap::of(&self.engine.metrics.runtime.delay).quantile_since(&delay0, 0.99);
@@ -758,7 +845,7 @@ impl Searcher<'_> {
             ),
             peaks,
         };
-        let scen: Vec<ScenarioLevel> = active
+        let mut scen: Vec<ScenarioLevel> = active
             .iter()
             .enumerate()
             .map(|(i, w)| self.scenario_level(w, spec, &before[i], &after[i], &hists[i], &win))
@@ -775,6 +862,11 @@ impl Searcher<'_> {
         };
         if let Some((c, _)) = pg {
             let _ = c.close().await;
+        }
+        let unsummed = self.sum_shards(&mut scen, start_unix, end_unix).await;
+        for sl in &mut scen {
+            let why = unsummed.get(&sl.scenario).cloned();
+            self.judge_level(sl, &win, why.as_ref());
         }
         self.level_result(spec, seq, &active, scen, postgres, &win)
     }
@@ -844,7 +936,7 @@ impl Searcher<'_> {
             }),
             _ => None,
         };
-        let mut sl = ScenarioLevel {
+        ScenarioLevel {
             scenario: w.name.clone(),
             offered_rate: offered,
             achieved_rate: a.started.saturating_sub(b.started) as f64 / secs.max(1e-9),
@@ -877,14 +969,101 @@ impl Searcher<'_> {
                     (spent > 0.0).then(|| (name.to_string(), spent / completed as f64))
                 })
                 .collect(),
+            shards: None,
             verdict: None,
             reason: String::new(),
+        }
+    }
+
+    /// With `verdicts.prometheus`: replaces each scenario's own counts, errors, drops,
+    /// in-flight figures and latency by the sums over every shard, once Prometheus has
+    /// scraped past the window's end. Returns the scenarios it could not sum, with why.
+    async fn sum_shards(
+        &self,
+        scen: &mut [ScenarioLevel],
+        start: f64,
+        end: f64,
+    ) -> BTreeMap<String, String> {
+        let mut failed = BTreeMap::new();
+        let Some(fleet) = &self.fleet else {
+            return failed;
         };
-        let slo = self.slos.get(&w.name).cloned().unwrap_or_default();
-        let (v, why) = judge(&slo, &sl, &win.generator, self.search);
+        tokio::time::sleep(fleet.settle).await;
+        for sl in scen.iter_mut() {
+            match fleet.prom.window(&sl.scenario, start, end).await {
+                Ok(t) if t.instances < fleet.shards => {
+                    let why = format!(
+                        "Prometheus had the series of {} of the {} shards",
+                        t.instances, fleet.shards
+                    );
+                    tracing::warn!(run = %self.run_id, scenario = %sl.scenario, "capacity level: {why}");
+                    failed.insert(sl.scenario.clone(), why);
+                }
+                Ok(t) => summed(sl, &t),
+                Err(e) => {
+                    tracing::warn!(run = %self.run_id, scenario = %sl.scenario, "capacity level: {e}");
+                    failed.insert(sl.scenario.clone(), e.to_string());
+                }
+            }
+        }
+        failed
+    }
+
+    /// With `verdicts.prometheus`: waits until Prometheus has every shard's series of the
+    /// searched scenarios, then two more scrapes, so that the first window's sums are
+    /// whole (a shard not scraped yet would make a level look like load missing).
+    async fn wait_for_shards(&self) {
+        let Some(fleet) = &self.fleet else {
+            return;
+        };
+        let mut logged = false;
+        loop {
+            let mut short = None;
+            for w in &self.watched {
+                match fleet.prom.instances(&w.name, now_unix()).await {
+                    Ok(n) if n >= fleet.shards => {}
+                    Ok(n) => {
+                        short = Some(format!(
+                            "it has the series of {n} of the {} shards",
+                            fleet.shards
+                        ));
+                        break;
+                    }
+                    Err(e) => {
+                        short = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            let Some(why) = short else { break };
+            if !logged {
+                tracing::warn!(run = %self.run_id, "capacity search: waiting for every shard in Prometheus: {why}");
+                logged = true;
+            }
+            self.progress.lock().error = Some(format!(
+                "waiting for every shard in Prometheus: {why}"
+            ));
+            tokio::time::sleep(fleet.settle).await;
+        }
+        self.progress.lock().error = None;
+        tokio::time::sleep(fleet.settle * 2).await;
+    }
+
+    /// Judges a scenario's level against its SLO; a level whose shards could not be
+    /// summed is invalid (this shard alone ran only its share of it).
+    fn judge_level(&self, sl: &mut ScenarioLevel, win: &Window, unsummed: Option<&String>) {
+        let (v, why) = match unsummed {
+            Some(e) => (
+                Verdict::Invalid,
+                format!("the shards' sums could not be read, so the level cannot be judged: {e}"),
+            ),
+            None => {
+                let slo = self.slos.get(&sl.scenario).cloned().unwrap_or_default();
+                judge(&slo, sl, &win.generator, self.search)
+            }
+        };
         sl.verdict = Some(v);
         sl.reason = why;
-        sl
     }
 
     /// The level as stored: its scenarios, soakd's and the target's process, the
@@ -982,7 +1161,7 @@ impl Searcher<'_> {
     async fn cool_down(&self, spec: &LevelSpec) {
         let active = self.active(spec);
         for w in &active {
-            w.state.set_rate_override(Some(0.0));
+            self.apply(w, Some(0.0));
         }
         self.progress.lock().state = SearchState::Cooldown;
         let longest = active
@@ -1007,7 +1186,7 @@ impl Searcher<'_> {
         for s in &search.scenarios {
             self.engine.metrics.capacity.set_level_rate(&s.name, 0.0);
             if let Some(w) = self.watched.iter().find(|w| w.name == s.name) {
-                w.state.set_rate_override(s.then);
+                self.apply(w, s.then);
             }
         }
         if search.mode == crate::config::search::SearchMode::Matrix {
@@ -1030,5 +1209,66 @@ impl Searcher<'_> {
         p.level = None;
         p.phase = None;
         p.level_ends = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::WindowTotals;
+
+    #[test]
+    fn a_level_summed_over_the_shards_takes_their_counts_and_latency() {
+        // The leader's own view: half the level, its own latency.
+        let mut sl = ScenarioLevel {
+            scenario: "api".into(),
+            offered_rate: 120.0,
+            achieved_rate: 60.0,
+            window_s: 5.0,
+            completed: 300,
+            max_in_flight: 1000,
+            latency: Quantiles {
+                p95: Some(0.051),
+                ..Default::default()
+            },
+            phases: BTreeMap::from([("first_byte".to_string(), 0.05)]),
+            ..Default::default()
+        };
+        let t = WindowTotals {
+            instances: 2,
+            completed: 598.4,
+            started: 601.0,
+            errors: BTreeMap::from([
+                ("timeout".to_string(), 5.6),
+                ("status_5xx".to_string(), 0.2),
+            ]),
+            dropped: 2.0,
+            in_flight_peak: 13.0,
+            max_in_flight: 2000.0,
+            latency: [Some(0.04), Some(0.0975), Some(0.1), None],
+            lag_p99: Some(0.001),
+        };
+        summed(&mut sl, &t);
+        assert_eq!(sl.shards, Some(2));
+        assert_eq!(sl.completed, 598);
+        assert!(
+            (sl.achieved_rate - 120.2).abs() < 1e-9,
+            "{}",
+            sl.achieved_rate
+        );
+        // A kind whose increase rounds to nothing is left out; the ratio keeps the
+        // fraction.
+        assert_eq!(sl.errors, BTreeMap::from([("timeout".to_string(), 6)]));
+        assert!((sl.error_ratio - 5.8 / 598.4).abs() < 1e-12);
+        assert_eq!(
+            (sl.dropped, sl.in_flight_peak, sl.max_in_flight),
+            (2, 13, 2000)
+        );
+        assert_eq!(sl.latency.p95, Some(0.0975));
+        assert_eq!(sl.latency.p999, None);
+        assert_eq!(sl.lag_p99, Some(0.001));
+        // What only the leader measures stays its own.
+        assert_eq!(sl.phases.get("first_byte"), Some(&0.05));
+        assert_eq!(sl.offered_rate, 120.0);
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod compare;
 pub mod controller;
+pub mod follow;
 pub mod report;
 pub mod store;
 pub mod watch;
@@ -243,6 +244,11 @@ pub struct ScenarioLevel {
     /// that never happened are left out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub phases: BTreeMap<String, f64>,
+    /// With `verdicts.prometheus`: how many shards' series the level was judged from —
+    /// its counts, errors, drops, in-flight figures and latency are their sums from
+    /// Prometheus (the phases, pool and buffer are the leader's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
     pub verdict: Option<Verdict>,
     pub reason: String,
 }

@@ -76,6 +76,22 @@ impl Config {
         if let Some(search) = &self.search {
             out.push_str(&search.describe());
         }
+        if let Some(v) = &self.verdicts {
+            out.push_str(&format!(
+                "\nverdicts from Prometheus {}{}: SLOs every {}, search levels summed over every shard (scrapes every {})\n",
+                v.prometheus,
+                if v.selector.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {{{}}}", v.selector)
+                },
+                units::format_duration(v.interval),
+                units::format_duration(v.scrape_interval),
+            ));
+            if let Some(l) = &v.leader {
+                out.push_str(&format!("  shards other than 0 follow the search of {l}\n"));
+            }
+        }
         out
     }
 }

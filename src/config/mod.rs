@@ -23,6 +23,7 @@ mod postgres;
 pub mod search;
 mod stages;
 pub mod tls;
+pub mod verdicts;
 pub mod yaml;
 
 pub use errors::{ConfigError, ConfigErrors};
@@ -79,6 +80,8 @@ pub struct Config {
     pub results: search::ResultsConfig,
     /// The history behind the page at `/` and `/api/v1/history`.
     pub dashboard: dashboard::DashboardConfig,
+    /// One verdict across shards: SLOs and the search judged from Prometheus.
+    pub verdicts: Option<verdicts::VerdictsConfig>,
 }
 
 /// A string that is never printed.
@@ -380,6 +383,8 @@ struct RawTop {
     results: Option<Value>,
     #[serde(default)]
     dashboard: Option<Value>,
+    #[serde(default)]
+    verdicts: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -594,7 +599,9 @@ fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
         .and_then(|v| search::build_search(v, &scenarios, &targets, errs));
     let results = search::build_results(top.results.as_ref(), base_dir, errs);
     let dashboard = dashboard::build_dashboard(top.dashboard.as_ref(), errs);
+    let verdicts = verdicts::build_verdicts(top.verdicts.as_ref(), search.as_ref(), errs);
     Config {
+        verdicts,
         search,
         results,
         dashboard,

@@ -421,6 +421,11 @@ impl Engine {
         self.inner.lock().config.clone()
     }
 
+    /// The n of `--shard i/n` (1 unsharded): the schedule's rates are divided by it.
+    pub fn shard_divisor(&self) -> f64 {
+        self.shard_divisor
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }

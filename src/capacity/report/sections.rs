@@ -47,6 +47,18 @@ pub(super) fn header(md: &mut String, run: &Run) -> fmt::Result {
         format_duration(r.search.lag_limit),
         r.search.min_achieved * 100.0
     )?;
+    let shards = run
+        .levels
+        .iter()
+        .flat_map(|l| l.scenarios.iter().filter_map(|s| s.shards))
+        .max();
+    if let Some(n) = shards {
+        writeln!(
+            md,
+            "**Shards:** judged from Prometheus's sums over {n} shard{} (`verdicts.prometheus`): the counts, errors, drops, in-flight figures and latency are every shard's together (latency at the histogram buckets' resolution); soakd's CPU, runtime delay, request phases, pool and buffer are the leader's own.\n",
+            if n == 1 { "" } else { "s" }
+        )?;
+    }
     writeln!(md, "| Scenario | Target | System at limit when |")?;
     writeln!(md, "|---|---|---|")?;
     for s in &r.search.scenarios {

@@ -1,0 +1,497 @@
+//! PromQL over the Prometheus HTTP API, for `verdicts.prometheus`: one verdict across
+//! shards. Every shard of a deployment exports its own 1/n of the load; Prometheus,
+//! which scrapes them all, sums their counters and histogram buckets, and the rolling
+//! SLO and the capacity search judge from those sums instead of from one process.
+//!
+//! [`Prom`] asks instant queries (`/api/v1/query`, evaluated at a given time) and reads
+//! vectors and scalars; [`Prom::window`] is what a capacity level needs over its window
+//! and [`Prom::slo`] what a rolling SLO needs, both over the series of every instance
+//! matching the scenario and the configured selector.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long one query may take.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PromError {
+    #[error("cannot reach Prometheus at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("Prometheus refused `{query}`: {message}")]
+    Refused { query: String, message: String },
+    #[error("Prometheus answered `{query}` with {what}")]
+    Unexpected { query: String, what: String },
+    #[error("no instance in Prometheus exports scenario {scenario:?} (is it scraping the shards, and does verdicts.selector match them?)")]
+    NoSeries { scenario: String },
+}
+
+/// One series of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A Prometheus server and the label matchers that pick this deployment's series.
+#[derive(Clone)]
+pub struct Prom {
+    base: String,
+    selector: String,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Prom {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "Prom({}, {{{}}})", self.base, self.selector)
+    }
+}
+
+/// A scenario over one capacity level's window, summed over every shard.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowTotals {
+    /// Instances exporting the scenario at the window's end.
+    pub instances: u32,
+    pub completed: f64,
+    /// Operations started: completed plus the change of those in flight.
+    pub started: f64,
+    pub errors: BTreeMap<String, f64>,
+    pub dropped: f64,
+    /// The sum of each instance's peak in flight.
+    pub in_flight_peak: f64,
+    /// The sum of the instances' `max_in_flight`.
+    pub max_in_flight: f64,
+    /// p50, p95, p99, p99.9 from the summed latency buckets (seconds).
+    pub latency: [Option<f64>; 4],
+    pub lag_p99: Option<f64>,
+}
+
+/// A scenario's rolling SLO values over every shard.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SloTotals {
+    pub instances: u32,
+    /// p50, p95, p99 over the SLO's window (seconds).
+    pub latency: [Option<f64>; 3],
+    pub error_ratio: Option<f64>,
+    /// The error ratio over 5 minutes and over 1 hour.
+    pub burn_ratios: [Option<f64>; 2],
+    pub e2e_p95: Option<f64>,
+}
+
+/// A PromQL range of `secs` seconds, in whole milliseconds (at least one).
+pub fn range(secs: f64) -> String {
+    format!("{}ms", (secs * 1000.0).round().max(1.0) as u64)
+}
+
+/// A label value inside double quotes.
+fn quote(v: &str) -> String {
+    let mut s = String::with_capacity(v.len() + 2);
+    s.push('"');
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
+}
+
+/// Checks that `s` is a list of label matchers as PromQL writes them inside braces
+/// (`job="soakd", namespace=~"staging-.*"`); the error says what is wrong where.
+pub fn check_selector(s: &str) -> Result<(), String> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let skip = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    skip(&mut i);
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+            i += 1;
+        }
+        if i == start || b[start].is_ascii_digit() {
+            return Err(format!("expected a label name at character {}", start + 1));
+        }
+        skip(&mut i);
+        let ops: [&[u8]; 4] = [b"=~", b"!~", b"!=", b"="];
+        let op = ops.into_iter().find(|op| b[i..].starts_with(op));
+        let Some(op) = op else {
+            return Err(format!(
+                "expected =, !=, =~ or !~ after the label name at character {}",
+                i + 1
+            ));
+        };
+        i += op.len();
+        skip(&mut i);
+        if b.get(i) != Some(&b'"') {
+            return Err(format!(
+                "expected a double-quoted value at character {}",
+                i + 1
+            ));
+        }
+        i += 1;
+        loop {
+            match b.get(i) {
+                None => return Err("a quoted value is not closed".into()),
+                Some(b'\\') => i += 2,
+                Some(b'"') => {
+                    i += 1;
+                    break;
+                }
+                Some(_) => i += 1,
+            }
+        }
+        skip(&mut i);
+        match b.get(i) {
+            None => break,
+            Some(b',') => {
+                i += 1;
+                skip(&mut i);
+            }
+            Some(_) => {
+                return Err(format!(
+                    "expected a comma between matchers at character {}",
+                    i + 1
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The vector (or scalar) of a query's JSON answer.
+fn parse_answer(query: &str, body: &serde_json::Value) -> Result<Vec<Sample>, PromError> {
+    let unexpected = |what: &str| PromError::Unexpected {
+        query: query.to_string(),
+        what: what.to_string(),
+    };
+    if body["status"] != "success" {
+        return Err(PromError::Refused {
+            query: query.to_string(),
+            message: body["error"]
+                .as_str()
+                .unwrap_or("no error message")
+                .to_string(),
+        });
+    }
+    let value = |v: &serde_json::Value| {
+        v[1].as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .ok_or_else(|| unexpected("a sample without a number"))
+    };
+    let data = &body["data"];
+    match data["resultType"].as_str() {
+        Some("vector") => data["result"]
+            .as_array()
+            .ok_or_else(|| unexpected("a vector without a result list"))?
+            .iter()
+            .map(|r| -> Result<Sample, PromError> {
+                Ok(Sample {
+                    labels: r["metric"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    value: value(&r["value"])?,
+                })
+            })
+            .collect(),
+        Some("scalar") => Ok(vec![Sample {
+            labels: BTreeMap::new(),
+            value: value(&data["result"])?,
+        }]),
+        Some(other) => Err(unexpected(&format!("a {other} result"))),
+        None => Err(unexpected("no result type")),
+    }
+}
+
+impl Prom {
+    /// `base`: the server's URL (`http://prometheus:9090`); `selector`: label matchers
+    /// added to every series selector (may be empty).
+    pub fn new(base: &str, selector: &str) -> Prom {
+        Prom {
+            base: base.trim_end_matches('/').to_string(),
+            selector: selector.trim().to_string(),
+            http: reqwest::Client::builder()
+                .timeout(QUERY_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// `{scenario="NAME", <selector>}`.
+    pub fn matcher(&self, scenario: &str) -> String {
+        if self.selector.is_empty() {
+            format!("{{scenario={}}}", quote(scenario))
+        } else {
+            format!("{{scenario={},{}}}", quote(scenario), self.selector)
+        }
+    }
+
+    /// An instant query evaluated at `at` (Unix seconds).
+    pub async fn query(&self, query: &str, at: f64) -> Result<Vec<Sample>, PromError> {
+        let url = format!("{}/api/v1/query", self.base);
+        let time = format!("{at:.3}");
+        let unreachable = |e: reqwest::Error| PromError::Unreachable {
+            url: self.base.clone(),
+            message: e.to_string(),
+        };
+        let body: serde_json::Value = self
+            .http
+            .get(&url)
+            .query(&[("query", query), ("time", time.as_str())])
+            .send()
+            .await
+            .map_err(unreachable)?
+            .json()
+            .await
+            .map_err(unreachable)?;
+        parse_answer(query, &body)
+    }
+
+    /// A query answered by at most one number: None when the vector is empty or the
+    /// number is not finite (a quantile of no observations is NaN).
+    pub async fn value(&self, query: &str, at: f64) -> Result<Option<f64>, PromError> {
+        Ok(self
+            .query(query, at)
+            .await?
+            .first()
+            .map(|s| s.value)
+            .filter(|v| v.is_finite()))
+    }
+
+    /// The instances exporting `scenario` at `at`.
+    pub async fn instances(&self, scenario: &str, at: f64) -> Result<u32, PromError> {
+        let m = self.matcher(scenario);
+        let n = self
+            .value(
+                &format!("count(count by (instance) (soakd_requests_total{m}))"),
+                at,
+            )
+            .await?
+            .unwrap_or(0.0);
+        if n < 1.0 {
+            return Err(PromError::NoSeries {
+                scenario: scenario.to_string(),
+            });
+        }
+        Ok(n as u32)
+    }
+
+    /// `histogram_quantile(q, …)` of the histogram `name`'s buckets summed over every
+    /// instance, increased over `r`.
+    async fn quantile(
+        &self,
+        name: &str,
+        m: &str,
+        q: f64,
+        r: &str,
+        at: f64,
+    ) -> Result<Option<f64>, PromError> {
+        self.value(
+            &format!("histogram_quantile({q}, sum by (le) (increase({name}_bucket{m}[{r}])))"),
+            at,
+        )
+        .await
+    }
+
+    /// `scenario` over the window from `start` to `end` (Unix seconds), summed over
+    /// every instance. Ask after Prometheus has scraped past `end`.
+    pub async fn window(
+        &self,
+        scenario: &str,
+        start: f64,
+        end: f64,
+    ) -> Result<WindowTotals, PromError> {
+        let m = self.matcher(scenario);
+        let r = range(end - start);
+        let instances = self.instances(scenario, end).await?;
+        let sum = |q: String| async move {
+            Ok::<_, PromError>(self.value(&q, end).await?.unwrap_or(0.0))
+        };
+        let completed = sum(format!("sum(increase(soakd_requests_total{m}[{r}]))")).await?;
+        let dropped = sum(format!(
+            "sum(increase(soakd_dropped_iterations_total{m}[{r}]))"
+        ))
+        .await?;
+        let in_flight_end = self
+            .value(&format!("sum(soakd_in_flight{m})"), end)
+            .await?
+            .unwrap_or(0.0);
+        let in_flight_start = self
+            .value(&format!("sum(soakd_in_flight{m})"), start)
+            .await?
+            .unwrap_or(0.0);
+        let in_flight_peak = sum(format!("sum(max_over_time(soakd_in_flight{m}[{r}]))")).await?;
+        let max_in_flight = sum(format!("sum(soakd_max_in_flight{m})")).await?;
+        let errors = self
+            .query(
+                &format!("sum by (kind) (increase(soakd_request_errors_total{m}[{r}]))"),
+                end,
+            )
+            .await?
+            .into_iter()
+            .filter(|s| s.value.is_finite() && s.value > 0.0)
+            .filter_map(|s| Some((s.labels.get("kind")?.clone(), s.value)))
+            .collect();
+        let mut latency = [None; 4];
+        for (slot, q) in latency.iter_mut().zip([0.5, 0.95, 0.99, 0.999]) {
+            *slot = self
+                .quantile("soakd_request_duration_seconds", &m, q, &r, end)
+                .await?;
+        }
+        let lag_p99 = self
+            .quantile("soakd_schedule_lag_seconds", &m, 0.99, &r, end)
+            .await?;
+        Ok(WindowTotals {
+            instances,
+            completed,
+            started: (completed + in_flight_end - in_flight_start).max(0.0),
+            errors,
+            dropped,
+            in_flight_peak,
+            max_in_flight,
+            latency,
+            lag_p99,
+        })
+    }
+
+    /// `scenario`'s rolling SLO values at `at` over `window`, summed over every
+    /// instance.
+    pub async fn slo(
+        &self,
+        scenario: &str,
+        window: Duration,
+        at: f64,
+    ) -> Result<SloTotals, PromError> {
+        let m = self.matcher(scenario);
+        let r = range(window.as_secs_f64());
+        let instances = self.instances(scenario, at).await?;
+        let mut latency = [None; 3];
+        for (slot, q) in latency.iter_mut().zip([0.5, 0.95, 0.99]) {
+            *slot = self
+                .quantile("soakd_request_duration_seconds", &m, q, &r, at)
+                .await?;
+        }
+        // Over the SLO's window, 5 minutes and 1 hour: failed over completed (None
+        // while nothing completed; no error series yet is no error).
+        let mut ratios = [None; 3];
+        for (slot, rr) in ratios
+            .iter_mut()
+            .zip([r.clone(), "5m".to_string(), "1h".to_string()])
+        {
+            let done = self
+                .value(&format!("sum(increase(soakd_requests_total{m}[{rr}]))"), at)
+                .await?
+                .unwrap_or(0.0);
+            if done > 0.0 {
+                let failed = self
+                    .value(
+                        &format!("sum(increase(soakd_request_errors_total{m}[{rr}]))"),
+                        at,
+                    )
+                    .await?
+                    .unwrap_or(0.0);
+                *slot = Some((failed / done).clamp(0.0, 1.0));
+            }
+        }
+        let e2e_p95 = self
+            .quantile("soakd_event_e2e_seconds", &m, 0.95, &r, at)
+            .await?;
+        Ok(SloTotals {
+            instances,
+            latency,
+            error_ratio: ratios[0],
+            burn_ratios: [ratios[1], ratios[2]],
+            e2e_p95,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn answers_are_read_as_vectors_scalars_or_errors() {
+        let v = json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"kind": "timeout"}, "value": [1.5, "12"]},
+            {"metric": {}, "value": [1.5, "NaN"]},
+        ]}});
+        let s = parse_answer("q", &v).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].labels.get("kind").map(String::as_str), Some("timeout"));
+        assert_eq!(s[0].value, 12.0);
+        assert!(s[1].value.is_nan());
+        let v =
+            json!({"status": "success", "data": {"resultType": "scalar", "result": [1.5, "+Inf"]}});
+        assert_eq!(parse_answer("q", &v).unwrap()[0].value, f64::INFINITY);
+        let v =
+            json!({"status": "error", "errorType": "bad_data", "error": "parse error at char 3"});
+        let e = parse_answer("sum(", &v).unwrap_err().to_string();
+        assert_eq!(e, "Prometheus refused `sum(`: parse error at char 3");
+        let v = json!({"status": "success", "data": {"resultType": "matrix", "result": []}});
+        let e = parse_answer("x[1m]", &v).unwrap_err().to_string();
+        assert_eq!(e, "Prometheus answered `x[1m]` with a matrix result");
+        let v = json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {}, "value": [1.5]},
+        ]}});
+        assert!(parse_answer("q", &v).is_err());
+    }
+
+    #[test]
+    fn matchers_quote_the_scenario_and_add_the_selector() {
+        let p = Prom::new("http://prom:9090/", "");
+        assert_eq!(p.url(), "http://prom:9090");
+        assert_eq!(p.matcher("api"), r#"{scenario="api"}"#);
+        let p = Prom::new("http://prom:9090", r#" job="soakd" "#);
+        assert_eq!(p.matcher(r#"a"b\c"#), r#"{scenario="a\"b\\c",job="soakd"}"#);
+        assert_eq!(range(50.0), "50000ms");
+        assert_eq!(range(0.0001), "1ms");
+    }
+
+    #[test]
+    fn selectors_are_checked_where_they_go_wrong() {
+        for ok in [
+            "",
+            r#"job="soakd""#,
+            r#" job = "soakd" , namespace=~"staging-.*",pod!~"x\"y" "#,
+            r#"a!="b","#,
+        ] {
+            assert_eq!(check_selector(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            (r#"{job="soakd"}"#, "expected a label name at character 1"),
+            (
+                r#"job"#,
+                "expected =, !=, =~ or !~ after the label name at character 4",
+            ),
+            (
+                r#"job=soakd"#,
+                "expected a double-quoted value at character 5",
+            ),
+            (r#"job="soakd"#, "a quoted value is not closed"),
+            (
+                r#"job="a" env="b""#,
+                "expected a comma between matchers at character 9",
+            ),
+            (r#"1job="a""#, "expected a label name at character 1"),
+        ] {
+            assert_eq!(check_selector(bad), Err(why.to_string()), "{bad}");
+        }
+    }
+}
