@@ -63,13 +63,9 @@ verdicts:
     )
 }
 
-async fn json(url: &str) -> Option<serde_json::Value> {
-    client().get(url).send().await.ok()?.json().await.ok()
-}
-
 /// The scenario `api` in `/api/v1/status` of the soakd on `port`.
 async fn api_status(port: u16) -> Option<serde_json::Value> {
-    let s = json(&format!("http://127.0.0.1:{port}/api/v1/status")).await?;
+    let s = try_json(&format!("http://127.0.0.1:{port}/api/v1/status")).await?;
     s["scenarios"]
         .as_array()?
         .iter()
@@ -118,10 +114,10 @@ scrape_configs:
                 seen[i].insert(r.round() as u64);
             }
         }
-        if let Some(s) = json(&format!("http://127.0.0.1:{p1}/api/v1/search")).await {
+        if let Some(s) = try_json(&format!("http://127.0.0.1:{p1}/api/v1/search")).await {
             follower_states.insert(s["state"].as_str().unwrap_or("?").to_string());
         }
-        if let Some(s) = json(&format!("http://127.0.0.1:{p0}/api/v1/search")).await {
+        if let Some(s) = try_json(&format!("http://127.0.0.1:{p0}/api/v1/search")).await {
             if s["state"] == "complete" {
                 done = s["run_id"].as_str().map(String::from);
             }
@@ -200,7 +196,7 @@ scrape_configs:
     // The rolling SLO on both shards is judged from Prometheus, over both.
     for port in [p0, p1] {
         let slo = eventually(Duration::from_secs(20), || async move {
-            let s = json(&format!("http://127.0.0.1:{port}/api/v1/status")).await?;
+            let s = try_json(&format!("http://127.0.0.1:{port}/api/v1/status")).await?;
             let api = s["slo"]["api"].clone();
             (api["source"] == "prometheus" && api["shards"] == 2).then_some(api)
         })
@@ -212,12 +208,7 @@ scrape_configs:
     }
 
     // The report says what the verdicts were judged from.
-    let report = client()
-        .get(format!("http://127.0.0.1:{p0}/api/v1/runs/{id}/report"))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let report = try_text(&format!("http://127.0.0.1:{p0}/api/v1/runs/{id}/report"))
         .await
         .unwrap();
     assert!(
@@ -246,7 +237,7 @@ scrape_configs:
     })
     .await;
     let back = back.expect("the follower kept the leader's level after the leader went away");
-    let search = json(&format!("http://127.0.0.1:{p1}/api/v1/search"))
+    let search = try_json(&format!("http://127.0.0.1:{p1}/api/v1/search"))
         .await
         .unwrap();
     assert_eq!(search["state"], "leader unreachable", "{search}");

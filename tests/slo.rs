@@ -147,18 +147,9 @@ async fn the_burn_rate_is_the_error_ratio_over_the_budget() {
     .await;
     assert!(enough.is_some(), "1,000 requests not done within 60 s");
     // One scrape, so the gauges and the counters they are computed from agree.
-    let text = client()
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(addr).await;
     let value = |name_labels: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name_labels)?.trim().parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {name_labels} in the scrape"))
+        sample(&text, name_labels).unwrap_or_else(|| panic!("no {name_labels} in the scrape"))
     };
     let done = value(requests);
     let failed =

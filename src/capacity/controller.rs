@@ -1040,9 +1040,8 @@ impl Searcher<'_> {
                 tracing::warn!(run = %self.run_id, "capacity search: waiting for every shard in Prometheus: {why}");
                 logged = true;
             }
-            self.progress.lock().error = Some(format!(
-                "waiting for every shard in Prometheus: {why}"
-            ));
+            self.progress.lock().error =
+                Some(format!("waiting for every shard in Prometheus: {why}"));
             tokio::time::sleep(fleet.settle).await;
         }
         self.progress.lock().error = None;

@@ -107,13 +107,7 @@ mod tests {
     use super::*;
 
     fn parse(section: &str) -> Result<crate::config::Config, crate::config::ConfigErrors> {
-        let text = format!("targets: {{}}\nscenarios: {{}}\n{section}\n");
-        crate::config::parse(
-            &text,
-            "t.yaml",
-            std::path::Path::new("."),
-            &std::collections::HashMap::new(),
-        )
+        crate::config::parse_for_test(&format!("targets: {{}}\nscenarios: {{}}\n{section}\n"))
     }
 
     #[test]

@@ -934,6 +934,18 @@ fn build_op(
     )?;
     op(OpKind::Http(steps))
 }
+/// Parses `text` as a config file in the current directory, without variables (for
+/// the sections' unit tests).
+#[cfg(test)]
+pub(crate) fn parse_for_test(text: &str) -> Result<Config, ConfigErrors> {
+    parse(
+        text,
+        "t.yaml",
+        Path::new("."),
+        &std::collections::HashMap::new(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,12 +125,7 @@ mod tests {
         let text = format!(
             "targets: {{api: {{type: http, base_url: \"http://127.0.0.1:1\"}}}}\nscenarios:\n  api:\n    target: api\n    slo: {{p95: 100ms}}\n    schedule: {{hold: {{rate: 1/s}}}}\n    ops: {{a: {{http: {{path: /}}}}}}\n{section}\n"
         );
-        crate::config::parse(
-            &text,
-            "t.yaml",
-            std::path::Path::new("."),
-            &std::collections::HashMap::new(),
-        )
+        crate::config::parse_for_test(&text)
     }
 
     #[test]
