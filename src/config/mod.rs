@@ -934,6 +934,7 @@ fn build_op(
     )?;
     op(OpKind::Http(steps))
 }
+
 /// Parses `text` as a config file in the current directory, without variables (for
 /// the sections' unit tests).
 #[cfg(test)]
