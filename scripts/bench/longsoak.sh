@@ -32,6 +32,11 @@
 # behind in either process:
 #   MODE=plain STALL_EVERY_S=300 STALL_FOR_S=5 scripts/bench/longsoak.sh
 #
+# Allocator comparison: PROFILE=jemalloc runs both processes on jemalloc instead of
+# mimalloc (the `jemalloc` build; heap_kib is then jemalloc's stats.mapped and live_kib
+# its stats.allocated):
+#   PROFILE=jemalloc MODE=accelerated MINUTES=120 scripts/bench/longsoak.sh
+#
 # Heap attribution: PROFILE=dhat runs the `dhat-heap` build (dhat instead of mimalloc,
 # several times slower) and STOP_AFTER_OPS stops soakd after that many operations; both
 # processes then write dhat profiles to OUT, summarised by scripts/bench/dhat-top.py:
@@ -66,6 +71,12 @@ else
   # the allocator's retention (PROFILE=release: the plain release build instead).
   if [ "$PROFILE" = release ]; then
     build_soakd
+  elif [ "$PROFILE" = jemalloc ]; then
+    # The allocator comparison: jemalloc (background purging thread on), its
+    # stats.allocated as live_kib and stats.mapped as heap_kib.
+    (cd "$ROOT" && cargo build --release --locked -q --features jemalloc \
+      --target-dir "$CARGO_TARGET_DIR/jemalloc")
+    SOAKD="$CARGO_TARGET_DIR/jemalloc/release/soakd"
   else
     (cd "$ROOT" && cargo build --release --locked -q --features heap-count \
       --target-dir "$CARGO_TARGET_DIR/heap-count")
