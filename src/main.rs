@@ -129,6 +129,10 @@ struct DemoArgs {
     /// Keep progress in memory even when PostgreSQL binaries are found.
     #[arg(long)]
     no_postgres: bool,
+    /// How often the target flushes buffered stat updates (they show in its API after
+    /// the flush; the seed's interval is 1s).
+    #[arg(long, value_parser = parse_flush, default_value = "1s")]
+    flush_interval: Duration,
     /// Stop by itself after this long.
     #[arg(long, value_parser = parse_dur)]
     duration: Option<Duration>,
@@ -205,11 +209,24 @@ struct TargetArgs {
     stall_every_ms: u64,
     #[arg(long, default_value_t = 0)]
     stall_for_ms: u64,
+    /// How often buffered stat updates are flushed (to PostgreSQL, or in memory); the
+    /// API shows an update only after its flush.
+    #[arg(long, value_parser = parse_flush, default_value = "1s")]
+    flush_interval: Duration,
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
     soakd::units::parse_duration(s)
         .ok_or_else(|| format!("expected a duration like 30s, got {s:?}"))
+}
+
+/// A flush interval: 10ms to 1h.
+fn parse_flush(s: &str) -> Result<Duration, String> {
+    let d = parse_dur(s)?;
+    if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
+        return Err(format!("a flush interval is between 10ms and 1h, not {s}"));
+    }
+    Ok(d)
 }
 
 fn init_logs(format: LogFormat) {
@@ -544,6 +561,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         target_listen: a.target_listen,
         grpc_listen: a.grpc_listen,
         no_postgres: a.no_postgres,
+        flush_interval: a.flush_interval,
     })
     .await
     .map_err(usage_if_config)?;
@@ -596,6 +614,7 @@ fn target(a: TargetArgs) -> anyhow::Result<()> {
             grpc_listen: a.grpc_listen,
             database_url: a.database_url,
             knobs,
+            flush_interval: a.flush_interval,
         })
         .await?;
         eprintln!(

@@ -446,6 +446,18 @@ impl<'a> IterVars<'a> {
             None => self.bound.push((name.to_string(), value)),
         }
     }
+
+    /// Binds `write`: an object of every value bound so far (a write's extractions,
+    /// its first row or its response's fields), for a visibility poll's templates.
+    pub fn bind_write(&mut self) {
+        let obj: serde_json::Map<String, Json> = self
+            .bound
+            .iter()
+            .filter(|(n, _)| n != "write")
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        self.bind("write", Json::Object(obj));
+    }
 }
 
 impl Vars for IterVars<'_> {

@@ -465,6 +465,24 @@
         ] },
       ];
     }
+    if (group === "visibility") {
+      return [
+        { id: `vis-${name}-latency`, title: "Write → visible p50 / p95 / p99", group, name, unit: "s", series: [
+          { field: "p50", label: "p50", colour: "--c2" },
+          { field: "p95", label: "p95", colour: "--c1" },
+          { field: "p99", label: "p99", colour: "--c4" },
+        ] },
+        { id: `vis-${name}-pending`, title: "Probes pending vs max_pending", group, name, unit: "count", series: [
+          { field: "pending", label: "pending", colour: "--c1" },
+          { field: "max_pending", label: "max_pending", dash: true, colour: "--c7" },
+        ] },
+        { id: `vis-${name}-rates`, title: "Visible, not visible (deadline), polls", group, name, unit: "rate", series: [
+          { field: "visible_rate", label: "visible/s", colour: "--c2" },
+          { field: "not_visible_rate", label: "not visible/s", colour: "--c3" },
+          { field: "polls_rate", label: "polls/s", colour: "--c6", dash: true },
+        ] },
+      ];
+    }
     return [
       { id: "process-cpu", title: "soakd CPU (cores)", group, name, unit: "cores", series: [{ field: "cpu_cores", label: "cores", colour: "--c1" }] },
       { id: "process-memory", title: "soakd memory", group, name, unit: "bytes", series: [
@@ -476,11 +494,11 @@
     ];
   }
 
-  const SYSTEM_TITLES = { postgres: (n) => `Database ${n}`, buffer: (n) => `Buffered writer ${n}`, process: () => "soakd itself" };
+  const SYSTEM_TITLES = { postgres: (n) => `Database ${n}`, buffer: (n) => `Buffered writer ${n}`, visibility: (n) => `Visibility ${n}: write → readable`, process: () => "soakd itself" };
 
   function ensureSystemCards() {
     const root = $("#systems");
-    for (const group of ["postgres", "buffer", "process"]) {
+    for (const group of ["postgres", "buffer", "visibility", "process"]) {
       for (const name of namesOf(group)) {
         const id = `${group}:${name}`;
         let card = root.querySelector(`[data-system="${CSS.escape(id)}"]`);
@@ -498,6 +516,10 @@
             up == null ? "" : h("span", { class: `badge ${up >= 1 ? "ok" : "bad"}`, text: up >= 1 ? "pg_up" : "pg down" }));
         } else if (group === "buffer") {
           facts.replaceChildren(h("span", {}, "fill ", h("b", { text: `${fmtNum(latest(group, name, "fill"), 0)} / ${fmtNum(latest(group, name, "limit"), 0)}` })));
+        } else if (group === "visibility") {
+          facts.replaceChildren(
+            h("span", {}, "p50/p95/p99 ", h("b", { text: ["p50", "p95", "p99"].map((f) => fmtSecs(latest(group, name, f))).join(" / ") })),
+            h("span", {}, " pending ", h("b", { text: `${fmtNum(latest(group, name, "pending"), 0)} / ${fmtNum(latest(group, name, "max_pending"), 0)}` })));
         } else {
           facts.replaceChildren(h("span", {}, "CPU ", h("b", { text: fmtNum(latest(group, name, "cpu_cores"), 2) })), h("span", {}, " RSS ", h("b", { text: fmtBytes(latest(group, name, "rss_bytes")) })));
         }

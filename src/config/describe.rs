@@ -44,6 +44,17 @@ impl Config {
                 units::format_duration(s.timeout),
                 format!("{:?}", s.arrival).to_lowercase()
             ));
+            for o in &s.ops {
+                if let Some(v) = &o.visibility {
+                    out.push_str(&format!("  {}\n", describe_visibility(&o.name, v)));
+                }
+            }
+            if s.ops.iter().any(|o| o.visibility.is_some()) {
+                out.push_str(&format!(
+                    "  max_pending {} probes (an arrival past it is dropped)\n",
+                    s.max_pending
+                ));
+            }
             let mut slo = Vec::new();
             for (n, v) in [
                 ("p50", s.slo.p50),
@@ -94,4 +105,69 @@ impl Config {
         }
         out
     }
+}
+
+/// `visibility of OP: poll TARGET GET /path every 50ms (x1.5 up to 1s) until …, deadline 10s`.
+fn describe_visibility(op: &str, v: &super::visibility::Visibility) -> String {
+    use super::visibility::{Condition, Poll, Subject};
+    let what = match &v.poll {
+        Poll::Http(r) => format!("{} {}", r.method, r.path.source()),
+        Poll::Sql(s) => {
+            let q: String = s.query.split_whitespace().collect::<Vec<_>>().join(" ");
+            if q.chars().count() > 60 {
+                format!("{}…", q.chars().take(60).collect::<String>())
+            } else {
+                q
+            }
+        }
+    };
+    let period = if v.backoff > 1.0 {
+        format!(
+            "every {} (x{} up to {})",
+            units::format_duration(v.every),
+            v.backoff,
+            units::format_duration(v.max_every)
+        )
+    } else {
+        format!("every {}", units::format_duration(v.every))
+    };
+    let until: Vec<String> = v
+        .until
+        .iter()
+        .map(|c| match c {
+            Condition::Status(m) => match m {
+                super::StatusMatch::Code(c) => format!("status {c}"),
+                super::StatusMatch::Class(c) => format!("status {c}xx"),
+            },
+            Condition::Compare {
+                subject,
+                cmp,
+                value,
+            } => {
+                let s = match subject {
+                    Subject::Json(p) => p.clone(),
+                    Subject::Column(c) => c.clone(),
+                };
+                let shown = match value {
+                    crate::template::JsonTemplate::Str(t) => t.source().to_string(),
+                    crate::template::JsonTemplate::Value(j) => j.to_string(),
+                    other => format!("{other:?}"),
+                };
+                format!("{s} {} {shown}", cmp.word())
+            }
+        })
+        .collect();
+    let until = if until.is_empty() {
+        match v.poll {
+            Poll::Http(_) => "a 2xx answer".to_string(),
+            Poll::Sql(_) => "a row".to_string(),
+        }
+    } else {
+        until.join(" and ")
+    };
+    format!(
+        "visibility of {op}: poll {} {what} {period} until {until}, deadline {} from the write",
+        v.target,
+        units::format_duration(v.deadline)
+    )
 }

@@ -24,6 +24,7 @@ pub mod search;
 mod stages;
 pub mod tls;
 pub mod verdicts;
+pub mod visibility;
 pub mod yaml;
 
 pub use errors::{ConfigError, ConfigErrors};
@@ -171,6 +172,9 @@ pub struct Scenario {
     pub guard: Option<Guard>,
     pub ops: Vec<Op>,
     pub buffer: Option<BufferConfig>,
+    /// At most this many visibility probes (write to visible) at once; an arrival of a
+    /// visibility op that finds them all taken is dropped.
+    pub max_pending: usize,
 }
 
 /// A scenario's guardrail: when its rolling SLO has been broken for `after`, act; with
@@ -331,6 +335,8 @@ pub struct Op {
     /// Overrides the scenario's timeout.
     pub timeout: Option<Duration>,
     pub kind: OpKind,
+    /// After the op succeeds, poll until what it wrote is visible (`visibility:`).
+    pub visibility: Option<visibility::Visibility>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -431,6 +437,8 @@ struct RawScenario {
     ops: Mapping,
     #[serde(default)]
     buffer: Option<Value>,
+    #[serde(default)]
+    max_pending: Option<usize>,
 }
 
 fn default_max_in_flight() -> usize {
@@ -458,6 +466,9 @@ struct RawOp {
     event: Option<EventOp>,
     #[serde(default)]
     grpc: Option<GrpcOp>,
+    /// Poll until what the op wrote is visible.
+    #[serde(default)]
+    visibility: Option<Value>,
 }
 
 fn default_weight() -> u32 {
@@ -767,7 +778,7 @@ fn build_scenario(
     let Known {
         targets,
         broken_targets,
-        fixtures,
+        fixtures: _,
         base_dir,
     } = *known;
     let raw = errs.decode::<RawScenario>(v, path)?;
@@ -803,7 +814,7 @@ fn build_scenario(
             continue;
         };
         let op_path = format!("{path}.ops.{op_name}");
-        if let Some(op) = build_op(op_name, v, &op_path, target, fixtures, errs) {
+        if let Some(op) = build_op(op_name, v, &op_path, target, known, errs) {
             ops.push(op);
         }
     }
@@ -846,6 +857,24 @@ fn build_scenario(
         }
     }
     let guard = raw.guard.and_then(|g| build_guard(g, &raw.slo, path, errs));
+    let probes = ops.iter().any(|o| o.visibility.is_some());
+    if probes && raw.arrival == Arrival::Closed {
+        errs.push(
+            format!("{path}.arrival"),
+            "visibility probes need an open arrival model (uniform or poisson): an arrival that finds max_pending probes running is dropped, which a closed loop cannot do",
+        );
+    }
+    match raw.max_pending {
+        Some(_) if !probes => errs.push(
+            format!("{path}.max_pending"),
+            "max_pending bounds visibility probes, and no op of this scenario has `visibility`",
+        ),
+        Some(n) if n == 0 || n > 1_000_000 => errs.push(
+            format!("{path}.max_pending"),
+            "must be between 1 and 1000000",
+        ),
+        _ => {}
+    }
     Some(Scenario {
         name,
         target: raw.target,
@@ -857,6 +886,7 @@ fn build_scenario(
         guard,
         ops,
         buffer,
+        max_pending: raw.max_pending.unwrap_or(visibility::DEFAULT_MAX_PENDING),
     })
 }
 
@@ -865,9 +895,10 @@ fn build_op(
     v: &Value,
     path: &str,
     target: Option<&Target>,
-    fixtures: &[Fixture],
+    known: &Known,
     errs: &mut Errs,
 ) -> Option<Op> {
+    let fixtures = known.fixtures;
     let raw = errs.decode::<RawOp>(v, path)?;
     let kinds = raw.http.is_some() as u8
         + raw.steps.is_some() as u8
@@ -902,25 +933,47 @@ fn build_op(
         }
     }
     let (weight, timeout) = (raw.weight, raw.timeout.map(|d| d.0));
-    let op = |kind| {
+    let raw_vis = raw.visibility;
+    let op = |kind: OpKind, errs: &mut Errs| {
+        // The poll reads what the write bound: its steps' extractions (HTTP), its
+        // first row (SQL) or its response's fields (gRPC), all under `write`.
+        let bound: HashSet<String> = match &kind {
+            OpKind::Http(steps) => steps
+                .iter()
+                .flat_map(|s| s.extract.iter().flat_map(|e| e.bind.iter().cloned()))
+                .collect(),
+            _ => HashSet::new(),
+        };
+        let visibility = match &raw_vis {
+            Some(v) => Some(visibility::build(
+                v,
+                path,
+                known.targets,
+                fixtures,
+                &visibility::WriteNames { bound },
+                errs,
+            )?),
+            None => None,
+        };
         Some(Op {
             name,
             weight,
             timeout,
             kind,
+            visibility,
         })
     };
     if let Some(sql) = raw.sql {
         postgres::check_sql(&sql, path, fixtures, errs);
-        return op(OpKind::Sql(sql));
+        return op(OpKind::Sql(sql), errs);
     }
     if let Some(g) = raw.grpc {
         grpc::check_op(&g, target, path, fixtures, errs);
-        return op(OpKind::Grpc(g));
+        return op(OpKind::Grpc(g), errs);
     }
     if let Some(ev) = raw.event {
         postgres::check_event(&ev, path, fixtures, errs);
-        return op(OpKind::Event(ev));
+        return op(OpKind::Event(ev), errs);
     }
     let traced = target.is_some_and(|t| t.kind.trace_sampled().is_some());
     let steps = http::build_steps(
@@ -932,7 +985,7 @@ fn build_op(
         traced,
         errs,
     )?;
-    op(OpKind::Http(steps))
+    op(OpKind::Http(steps), errs)
 }
 
 /// Parses `text` as a config file in the current directory, without variables (for

@@ -58,6 +58,8 @@ pub struct TargetOptions {
     /// Progress in PostgreSQL through the buffered writer; in memory without.
     pub database_url: Option<String>,
     pub knobs: Knobs,
+    /// How often buffered stat updates are flushed (and become visible in the API).
+    pub flush_interval: Duration,
 }
 
 /// A running demo target: its HTTP API and, with a listener, its gRPC event services,
@@ -78,12 +80,13 @@ impl Target {
             Some(url) => store::postgres(
                 url,
                 20,
+                opts.flush_interval,
                 metrics.buffers.writer("demo-target"),
                 &metrics.pools,
             )
             .await
             .map_err(LaunchError::Database)?,
-            None => store::Store::memory(),
+            None => store::Store::memory_buffered(opts.flush_interval).map_err(DemoError::from)?,
         };
         let st = DemoState::with_store(opts.knobs, store, metrics)?;
         Target::serve(opts.listen, opts.grpc_listen, st).await
@@ -164,6 +167,8 @@ pub struct DemoOptions {
     pub grpc_listen: SocketAddr,
     /// Skip the throwaway PostgreSQL even when its binaries exist.
     pub no_postgres: bool,
+    /// The target's flush interval (stat updates become visible in the API after it).
+    pub flush_interval: Duration,
 }
 
 /// A running demo: the target, the daemon loading it, and the throwaway cluster.
@@ -203,12 +208,13 @@ impl Demo {
             Some(u) => store::postgres(
                 u,
                 20,
+                opts.flush_interval,
                 metrics.buffers.writer("demo-target"),
                 &target_metrics.pools,
             )
             .await
             .map_err(LaunchError::Database)?,
-            None => store::Store::memory(),
+            None => store::Store::memory_buffered(opts.flush_interval).map_err(DemoError::from)?,
         };
         let st = DemoState::with_store(Knobs::default(), store, target_metrics)?;
         let target = Target::spawn(target_l, Some(grpc_l), st)?;
@@ -256,6 +262,7 @@ fn demo_config(
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("users.json"), super::USERS_JSON)?;
     std::fs::write(dir.path().join("stats.json"), super::STATS_JSON)?;
+    std::fs::write(dir.path().join("probes.json"), super::PROBES_JSON)?;
     let env: HashMap<String, String> = HashMap::from([
         ("SOAKD_DEMO_HTTP_URL".to_string(), format!("http://{http}")),
         ("SOAKD_DEMO_GRPC_URL".to_string(), format!("http://{grpc}")),

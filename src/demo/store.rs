@@ -8,7 +8,8 @@ use crate::challenges::{ChallengeIndex, Goal};
 use crate::pg::writer::BufferedWriter;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 /// At most this many (user, goal) entries in memory; past it the map starts over.
 const MAX_ENTRIES: usize = 1_000_000;
@@ -29,21 +30,85 @@ pub enum ClaimError {
 /// (user, goal) → state.
 type GoalMap = HashMap<(Arc<str>, Arc<str>), GoalState>;
 
+/// The seed's flush interval: how long an event waits in the buffer, at most, before
+/// the API can show it.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The buffer's bound (the seed's `size_limit`): an update arriving when it is full is
+/// refused (RESOURCE_EXHAUSTED), as the PostgreSQL writer refuses it.
+pub const BUFFER_LIMIT: usize = 100_000;
+
 pub enum Store {
-    Memory(Mutex<GoalMap>),
+    /// Progress in memory; with a buffer, updates wait in it until the next flush (as
+    /// the seed's handler does in front of its database), without, apply at once.
+    Memory {
+        map: Arc<Mutex<GoalMap>>,
+        buffer: Option<Arc<MemoryBuffer>>,
+    },
     Postgres {
         pool: sqlx::PgPool,
         writer: Arc<BufferedWriter>,
     },
 }
 
+/// Stat updates waiting for the in-memory store's next flush.
+pub struct MemoryBuffer {
+    pending: Mutex<Vec<Update>>,
+    map: Weak<Mutex<GoalMap>>,
+    idx: Arc<ChallengeIndex>,
+}
+
+struct Update {
+    user: Arc<str>,
+    stat: Box<str>,
+    value: i64,
+}
+
+impl MemoryBuffer {
+    /// Applies what waits; returns how many updates.
+    fn flush(&self) -> usize {
+        let batch = std::mem::take(&mut *self.pending.lock());
+        let Some(map) = self.map.upgrade() else {
+            return 0;
+        };
+        let mut m = map.lock();
+        for u in &batch {
+            apply_to(&mut m, &self.idx, &u.user, &u.stat, u.value);
+        }
+        batch.len()
+    }
+}
+
+/// A stat update applied to the map: every goal the stat advances gets
+/// `min(value, target)`, unless claimed.
+fn apply_to(m: &mut GoalMap, idx: &ChallengeIndex, user: &str, stat: &str, value: i64) {
+    if m.len() >= MAX_ENTRIES {
+        m.clear();
+    }
+    let u: Arc<str> = Arc::from(user);
+    for g in idx.goals_for(stat) {
+        let p = value.clamp(0, g.target as i64) as u64;
+        m.entry((u.clone(), g.goal_id.clone()))
+            .and_modify(|s| {
+                if !s.claimed {
+                    s.progress = p;
+                }
+            })
+            .or_insert(GoalState {
+                progress: p,
+                claimed: false,
+            });
+    }
+}
+
 /// Connects to `url`, creates the schema, and starts the seed's buffered writer
-/// (1 s flushes, 100,000 entries) in front of it. The writer reports into
+/// (`flush_interval` flushes, 100,000 entries) in front of it. The writer reports into
 /// `writer_metrics` (`soakd demo` passes the daemon's, so soakd's `/metrics` and page
 /// show the target's writer; `soakd target` its own) and its pool into `pools`.
 pub async fn postgres(
     url: &str,
     pool_size: u32,
+    flush_interval: Duration,
     writer_metrics: crate::metrics::BufferMetrics,
     pools: &crate::metrics::PoolFamily,
 ) -> Result<Store, String> {
@@ -76,7 +141,7 @@ pub async fn postgres(
     let _ = pools.pool("demo-target", conns.clone());
     let cfg = crate::config::BufferConfig {
         size_limit: 100_000,
-        flush_interval: std::time::Duration::from_secs(1),
+        flush_interval,
         max_batch: 10_000,
         flush_connections: 1,
         namespace: "test".into(),
@@ -97,14 +162,44 @@ pub fn synthetic(user: &str, goal: &Goal) -> u64 {
 }
 
 impl Store {
+    /// In memory, updates applied at once (no buffer).
     pub fn memory() -> Store {
-        Store::Memory(Mutex::new(HashMap::new()))
+        Store::Memory {
+            map: Arc::new(Mutex::new(HashMap::new())),
+            buffer: None,
+        }
+    }
+
+    /// In memory behind a buffer flushed every `flush_interval` (a task on the
+    /// current runtime, which ends with the store).
+    pub fn memory_buffered(flush_interval: Duration) -> Result<Store, serde_json::Error> {
+        let map = Arc::new(Mutex::new(HashMap::new()));
+        let buffer = Arc::new(MemoryBuffer {
+            pending: Mutex::new(Vec::new()),
+            map: Arc::downgrade(&map),
+            idx: Arc::new(ChallengeIndex::embedded()?),
+        });
+        let weak = Arc::downgrade(&buffer);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(flush_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(b) = weak.upgrade() else { break };
+                b.flush();
+            }
+        });
+        Ok(Store::Memory {
+            map,
+            buffer: Some(buffer),
+        })
     }
 
     /// The buffered writer (PostgreSQL mode).
     pub fn writer(&self) -> Option<&Arc<BufferedWriter>> {
         match self {
-            Store::Memory(_) => None,
+            Store::Memory { .. } => None,
             Store::Postgres { writer, .. } => Some(writer),
         }
     }
@@ -113,14 +208,22 @@ impl Store {
     /// its own buffer).
     pub fn memory_bytes(&self) -> u64 {
         match self {
-            Store::Memory(m) => {
-                let m = m.lock();
+            Store::Memory { map, buffer } => {
+                let waiting = buffer.as_ref().map_or(0, |b| {
+                    let p = b.pending.lock();
+                    (p.capacity() * std::mem::size_of::<Update>()) as u64
+                        + p.iter()
+                            .map(|u| (u.user.len() + u.stat.len() + 16) as u64)
+                            .sum::<u64>()
+                });
+                let m = map.lock();
                 crate::metrics::memory::hash_map_bytes::<(Arc<str>, Arc<str>), GoalState>(
                     m.capacity(),
                 ) + m
                     .keys()
                     .map(|(u, g)| (u.len() + g.len() + 32) as u64)
                     .sum::<u64>()
+                    + waiting
             }
             Store::Postgres { .. } => 0,
         }
@@ -129,7 +232,12 @@ impl Store {
     /// Flushes what the writer holds (PostgreSQL mode); returns entries left.
     pub async fn drain(&self, deadline: std::time::Instant) -> usize {
         match self {
-            Store::Memory(_) => 0,
+            Store::Memory { buffer, .. } => {
+                if let Some(b) = buffer {
+                    b.flush();
+                }
+                0
+            }
             Store::Postgres { writer, .. } => writer.drain(deadline).await,
         }
     }
@@ -145,25 +253,24 @@ impl Store {
         ns: &str,
     ) -> Result<(), String> {
         match self {
-            Store::Memory(m) => {
-                let mut m = m.lock();
-                if m.len() >= MAX_ENTRIES {
-                    m.clear();
+            Store::Memory { map, buffer: None } => {
+                apply_to(&mut map.lock(), idx, user, stat, value);
+                Ok(())
+            }
+            Store::Memory {
+                buffer: Some(b), ..
+            } => {
+                let mut p = b.pending.lock();
+                if p.len() >= BUFFER_LIMIT {
+                    return Err(format!(
+                        "the buffer holds {BUFFER_LIMIT} updates waiting for the next flush"
+                    ));
                 }
-                let u: Arc<str> = Arc::from(user);
-                for g in idx.goals_for(stat) {
-                    let p = value.clamp(0, g.target as i64) as u64;
-                    m.entry((u.clone(), g.goal_id.clone()))
-                        .and_modify(|s| {
-                            if !s.claimed {
-                                s.progress = p;
-                            }
-                        })
-                        .or_insert(GoalState {
-                            progress: p,
-                            claimed: false,
-                        });
-                }
+                p.push(Update {
+                    user: Arc::from(user),
+                    stat: stat.into(),
+                    value,
+                });
                 Ok(())
             }
             Store::Postgres { writer, .. } => writer
@@ -176,8 +283,8 @@ impl Store {
     /// The user's stored goal states (goals absent here use [`synthetic`]).
     pub async fn states(&self, user: &str) -> Result<HashMap<String, GoalState>, String> {
         match self {
-            Store::Memory(m) => {
-                let m = m.lock();
+            Store::Memory { map, .. } => {
+                let m = map.lock();
                 // The map is keyed by (user, goal); a scan per request is fine for a demo
                 // of 10,000 users x 500 goals, but keep it cheap with a user filter.
                 Ok(m.iter()
@@ -217,8 +324,8 @@ impl Store {
         ns: &str,
     ) -> Result<(), ClaimError> {
         match self {
-            Store::Memory(m) => {
-                let mut m = m.lock();
+            Store::Memory { map, .. } => {
+                let mut m = map.lock();
                 if m.len() >= MAX_ENTRIES {
                     m.clear();
                 }

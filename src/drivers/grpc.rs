@@ -162,6 +162,8 @@ struct Call {
     metadata: Vec<(HeaderName, Template)>,
     /// The headers every call of this op sends: content type, `te`, `grpc-timeout`.
     headers: HeaderMap,
+    /// A visibility op's write: the response's fields are bound (`{{write.field}}`).
+    bind_response: bool,
 }
 
 pub struct GrpcDriver {
@@ -208,6 +210,7 @@ impl GrpcDriver {
                 method,
                 metadata: metadata_list(&g.metadata)?,
                 headers: call_headers(op.timeout.unwrap_or(default_timeout)),
+                bind_response: op.visibility.is_some(),
             });
         }
         Ok(GrpcDriver {
@@ -254,7 +257,16 @@ impl GrpcDriver {
                 _ => e,
             })?;
         vars.phases.add(&x.timing);
-        outcome(&x, &c.method.output())
+        let msg = outcome(&x, &c.method.output())?;
+        if c.bind_response {
+            // The protobuf JSON mapping (camelCase names), top-level fields bound.
+            if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(&msg) {
+                for (k, v) in m {
+                    vars.bind(&k, v);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -302,7 +314,7 @@ fn http_status_code(status: u16) -> Code {
 /// A finished call's result: its `grpc-status` (in the trailers, or in the headers of
 /// a trailers-only answer) and, when OK, one response message that decodes as the
 /// method's output type.
-fn outcome(x: &Exchange, output: &MessageDescriptor) -> OpResult {
+fn outcome(x: &Exchange, output: &MessageDescriptor) -> Result<DynamicMessage, OpError> {
     if x.status != 200 {
         return Err(OpError::new(
             code_kind(http_status_code(x.status)),
@@ -337,8 +349,7 @@ fn outcome(x: &Exchange, output: &MessageDescriptor) -> OpResult {
         ))
     })?;
     DynamicMessage::decode(output.clone(), msg)
-        .map_err(|e| bad(format!("the response is not a {}: {e}", output.full_name())))?;
-    Ok(())
+        .map_err(|e| bad(format!("the response is not a {}: {e}", output.full_name())))
 }
 
 impl Driver for GrpcDriver {
@@ -393,10 +404,7 @@ mod tests {
             .output();
         let ok = Some(&[("grpc-status", "0")][..]);
         // An empty message: the prefix alone.
-        assert_eq!(
-            outcome(&exchange(200, &[], &[0, 0, 0, 0, 0], ok), &out),
-            Ok(())
-        );
+        assert!(outcome(&exchange(200, &[], &[0, 0, 0, 0, 0], ok), &out).is_ok());
         // Trailers-only: the status in the headers, with its message percent-decoded.
         let e = outcome(
             &exchange(

@@ -547,6 +547,17 @@ impl HttpDriver {
         })
     }
 
+    /// Sends op `op`'s (first) request and returns its status and body whatever the
+    /// status: a visibility poll judges the answer itself.
+    pub async fn fetch(&self, op: usize, vars: &mut IterVars<'_>) -> Result<(u16, Bytes), OpError> {
+        let Some(step) = self.ops.get(op).and_then(|s| s.first()) else {
+            return Err(OpError::new(kind::TEMPLATE, format!("no op #{op}")));
+        };
+        let req = self.prepare(step, vars)?;
+        let resp = self.client.send(&req, true).await?;
+        Ok((resp.status, resp.body))
+    }
+
     async fn run_step(&self, step: &Step, vars: &mut IterVars<'_>) -> Result<Flow, OpError> {
         let req = self.prepare(step, vars)?;
         // For error messages only.

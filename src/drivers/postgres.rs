@@ -15,7 +15,7 @@ use crate::pg::conn::AcquireError;
 use crate::pg::writer::BufferedWriter;
 use crate::template::{IterVars, RenderError};
 use futures::future::BoxFuture;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow, PgSslMode};
 use sqlx::query::Query;
 use sqlx::{ConnectOptions, PgPool, Postgres};
 use std::borrow::Cow;
@@ -111,6 +111,8 @@ enum PgOp {
     Sql {
         query: String,
         params: Vec<SqlParam>,
+        /// A visibility op's write: its first row's columns are bound (`{{write.id}}`).
+        bind_row: bool,
     },
     Event(EventOp),
 }
@@ -133,6 +135,7 @@ impl PostgresDriver {
                 OpKind::Sql(s) => Ok(PgOp::Sql {
                     query: s.query.clone(),
                     params: s.params.clone(),
+                    bind_row: op.visibility.is_some(),
                 }),
                 OpKind::Event(e) => {
                     if buffer.is_none() {
@@ -154,7 +157,44 @@ impl PostgresDriver {
         })
     }
 
-    async fn run_sql(&self, query: &str, params: &[SqlParam], vars: &mut IterVars<'_>) -> OpResult {
+    async fn run_sql(
+        &self,
+        query: &str,
+        params: &[SqlParam],
+        bind_row: bool,
+        vars: &mut IterVars<'_>,
+    ) -> OpResult {
+        let rows = self.query(query, params, vars).await?;
+        if bind_row {
+            if let Some(row) = rows.first() {
+                for (k, v) in row_json(row)? {
+                    vars.bind(&k, v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Op `op`'s statement's first row as column → value (None when it returned no
+    /// row): what a visibility poll judges.
+    pub async fn fetch_row(
+        &self,
+        op: usize,
+        vars: &mut IterVars<'_>,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, OpError> {
+        let Some(PgOp::Sql { query, params, .. }) = self.ops.get(op) else {
+            return Err(OpError::new(kind::TEMPLATE, format!("no SQL op #{op}")));
+        };
+        let rows = self.query(query, params, vars).await?;
+        rows.first().map(row_json).transpose()
+    }
+
+    async fn query(
+        &self,
+        query: &str,
+        params: &[SqlParam],
+        vars: &mut IterVars<'_>,
+    ) -> Result<Vec<PgRow>, OpError> {
         // Render and parse parameters before taking a connection.
         let mut values = Vec::with_capacity(params.len());
         for p in params {
@@ -195,7 +235,7 @@ impl PostgresDriver {
             return Err(OpError::new(IO, "lent without a connection"));
         };
         let outcome = q.fetch_all(conn).await;
-        lease.finish(outcome).map(drop).map_err(op_error)
+        lease.finish(outcome).map_err(op_error)
     }
 
     fn run_event(&self, ev: &EventOp, vars: &mut IterVars<'_>) -> OpResult {
@@ -220,6 +260,48 @@ impl PostgresDriver {
             .map(|_| ())
             .map_err(|e| OpError::new(BUFFER_FULL, e.to_string()))
     }
+}
+
+/// A row as column → JSON value: booleans, integers, floats, text, uuid and json as
+/// themselves, NULL as null. Other types (timestamps, numeric) must be cast to text
+/// in the query; the error says which column.
+fn row_json(row: &PgRow) -> Result<serde_json::Map<String, serde_json::Value>, OpError> {
+    use serde_json::Value as J;
+    use sqlx::{Column, Row, TypeInfo, ValueRef};
+    let mut out = serde_json::Map::new();
+    for (i, col) in row.columns().iter().enumerate() {
+        let ty = col.type_info().name();
+        let null = row.try_get_raw(i).map(|v| v.is_null()).unwrap_or(true);
+        let v: Result<J, sqlx::Error> = if null {
+            Ok(J::Null)
+        } else {
+            match ty {
+                "BOOL" => row.try_get::<bool, _>(i).map(J::from),
+                "INT2" => row.try_get::<i16, _>(i).map(J::from),
+                "INT4" => row.try_get::<i32, _>(i).map(J::from),
+                "INT8" => row.try_get::<i64, _>(i).map(J::from),
+                "FLOAT4" => row.try_get::<f32, _>(i).map(|f| J::from(f as f64)),
+                "FLOAT8" => row.try_get::<f64, _>(i).map(J::from),
+                "JSON" | "JSONB" => row.try_get::<J, _>(i),
+                "UUID" => row
+                    .try_get::<uuid::Uuid, _>(i)
+                    .map(|u| J::String(u.to_string())),
+                _ => row.try_get::<String, _>(i).map(J::String),
+            }
+        };
+        let v = v.map_err(|_| {
+            OpError::new(
+                kind::PROTOCOL,
+                format!(
+                    "column {:?} has type {ty}, which soakd cannot read: cast it in the query (e.g. {}::text)",
+                    col.name(),
+                    col.name()
+                ),
+            )
+        })?;
+        out.insert(col.name().to_string(), v);
+    }
+    Ok(out)
 }
 
 fn tmpl(e: RenderError) -> OpError {
@@ -258,7 +340,11 @@ impl Driver for PostgresDriver {
     ) -> BoxFuture<'a, OpResult> {
         Box::pin(async move {
             match self.ops.get(op) {
-                Some(PgOp::Sql { query, params }) => self.run_sql(query, params, vars).await,
+                Some(PgOp::Sql {
+                    query,
+                    params,
+                    bind_row,
+                }) => self.run_sql(query, params, *bind_row, vars).await,
                 Some(PgOp::Event(ev)) => self.run_event(ev, vars),
                 None => Err(OpError::new(kind::TEMPLATE, format!("no op #{op}"))),
             }

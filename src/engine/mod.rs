@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod guard;
 pub mod runner;
+pub mod visibility;
 
 use crate::config::{Arrival, Config, ConfigErrors, OpKind, Scenario, Target};
 use crate::drivers::{self, Driver, DriverError, TargetClient};
@@ -47,6 +48,10 @@ pub struct Plan {
     pub trace: Option<f64>,
     /// Per op, its HTTP phase handles (HTTP ops only).
     pub phases: Vec<Option<crate::metrics::PhaseMetrics>>,
+    /// Per op, its visibility probe (ops with `visibility:` only).
+    pub probes: Vec<Option<Arc<visibility::Probe>>>,
+    /// `soakd_visibility_pending` of the scenario, when an op has a probe.
+    pub pending_gauge: Option<crate::metrics::IntGauge>,
 }
 
 impl Plan {
@@ -69,6 +74,8 @@ pub struct ScenarioState {
     pub in_flight: AtomicUsize,
     pub started: AtomicU64,
     pub dropped: AtomicU64,
+    /// Visibility probes running (at most the scenario's `max_pending`).
+    pub pending: AtomicUsize,
     pub seq: AtomicU64,
     pub draining: AtomicBool,
     current: Mutex<(f64, Option<At>)>,
@@ -506,6 +513,11 @@ impl Engine {
                 acc
             })
             .collect();
+        let probes = visibility::probes(&sc.name, &sc.ops, clients, &self.metrics.visibility)?;
+        let pending_gauge = probes
+            .iter()
+            .any(Option::is_some)
+            .then(|| self.metrics.visibility.pending(&sc.name));
         let mut schedule = sc.schedule.clone();
         if self.shard_divisor > 1.0 {
             scale_schedule(&mut schedule, 1.0 / self.shard_divisor);
@@ -536,6 +548,8 @@ impl Engine {
                         .then(|| self.metrics.http.op(&sc.name, &o.name))
                 })
                 .collect(),
+            probes,
+            pending_gauge,
         }))
     }
 
@@ -650,11 +664,18 @@ impl Engine {
         }
         for sc in &cfg.scenarios {
             let existing = inner.scenarios.iter().find(|h| h.state.name == sc.name);
+            // The scenario's target and the targets its visibility probes poll.
+            let used = std::iter::once(&sc.target).chain(
+                sc.ops
+                    .iter()
+                    .filter_map(|o| o.visibility.as_ref().map(|v| &v.target)),
+            );
             let target_changed = existing.is_some_and(|h| {
                 let p = h.state.plan();
-                inner.clients.get(&sc.target).map(|(t, _)| t)
-                    != clients.get(&sc.target).map(|(t, _)| t)
-                    || p.scenario.target != sc.target
+                p.scenario.target != sc.target
+                    || used.into_iter().any(|t| {
+                        inner.clients.get(t).map(|(t, _)| t) != clients.get(t).map(|(t, _)| t)
+                    })
             });
             let buffer = buffers.get(&sc.name).cloned();
             let buffer_changed = match (inner.buffers.get(&sc.name), &buffer) {
@@ -731,6 +752,7 @@ impl Engine {
                     .collect();
                 self.metrics.scenarios.remove(&name, &gone, false);
                 self.metrics.http.remove(&name, &gone, false);
+                self.metrics.visibility.remove(&name, &gone, false);
                 *h.state.plan.write() = plan;
                 h.state.generation.store(generation, Ordering::Release);
                 summary.changed.push(name);
@@ -745,6 +767,7 @@ impl Engine {
                     in_flight: AtomicUsize::new(0),
                     started: AtomicU64::new(0),
                     dropped: AtomicU64::new(0),
+                    pending: AtomicUsize::new(0),
                     seq: AtomicU64::new(0),
                     draining: AtomicBool::new(false),
                     current: Mutex::new((0.0, None)),
@@ -775,7 +798,10 @@ impl Engine {
             let state = h.state.clone();
             let metrics = self.metrics.clone();
             self.rt.spawn(async move {
-                while state.in_flight.load(Ordering::Acquire) > 0 {
+                while state.in_flight.load(Ordering::Acquire)
+                    + state.pending.load(Ordering::Acquire)
+                    > 0
+                {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 let ops: Vec<String> = state
@@ -787,6 +813,7 @@ impl Engine {
                     .collect();
                 metrics.scenarios.remove(&state.name, &ops, true);
                 metrics.http.remove(&state.name, &ops, true);
+                metrics.visibility.remove(&state.name, &ops, true);
             });
             inner.draining.push(h);
         }
@@ -911,10 +938,11 @@ impl Engine {
             let _ = t.await;
         }
         let deadline = Instant::now() + grace;
+        // Operations in flight and visibility probes still polling.
         let left = loop {
             let left: usize = states
                 .iter()
-                .map(|s| s.in_flight.load(Ordering::Acquire))
+                .map(|s| s.in_flight.load(Ordering::Acquire) + s.pending.load(Ordering::Acquire))
                 .sum();
             if left == 0 || Instant::now() >= deadline {
                 break left;

@@ -89,11 +89,23 @@ async fn run_open(state: Arc<ScenarioState>, mut stop: watch::Receiver<bool>) {
 }
 
 fn launch(state: &Arc<ScenarioState>, plan: &Arc<super::Plan>, intended: Instant) {
-    // Only this task increments in_flight, so load-then-add cannot overshoot the cap.
-    if state.in_flight.load(Ordering::Acquire) >= plan.max_in_flight {
+    let op = plan.pick_op(rand::rng().random_range(0..plan.total_weight));
+    let probe = plan.probes.get(op).is_some_and(Option::is_some);
+    // Only this task increments in_flight and pending, so load-then-add cannot
+    // overshoot the caps. A visibility op also needs a pending slot: its probe
+    // outlives the write.
+    if state.in_flight.load(Ordering::Acquire) >= plan.max_in_flight
+        || (probe && state.pending.load(Ordering::Acquire) >= plan.scenario.max_pending)
+    {
         state.dropped.fetch_add(1, Ordering::Relaxed);
         plan.metrics.dropped.inc();
         return;
+    }
+    if probe {
+        state.pending.fetch_add(1, Ordering::AcqRel);
+        if let Some(g) = &plan.pending_gauge {
+            g.inc();
+        }
     }
     state.in_flight.fetch_add(1, Ordering::AcqRel);
     state.started.fetch_add(1, Ordering::Relaxed);
@@ -107,14 +119,14 @@ fn launch(state: &Arc<ScenarioState>, plan: &Arc<super::Plan>, intended: Instant
             .observe(actual.saturating_duration_since(intended).as_secs_f64());
         // Late: measure from the intended start (coordinated omission corrected).
         // Released early by up to EARLY: measure from the actual start.
-        execute(&state, &plan, intended.min(actual)).await;
+        execute(&state, &plan, intended.min(actual), op).await;
     });
 }
 
-/// Runs one iteration (an op picked by weight, under its timeout) and records it as
-/// started at `start`. The caller has counted it in flight; this uncounts it.
-async fn execute(state: &ScenarioState, plan: &super::Plan, start: Instant) {
-    let op = plan.pick_op(rand::rng().random_range(0..plan.total_weight));
+/// Runs one iteration of op `op` under its timeout and records it as started at
+/// `start`. The caller has counted it in flight (and, for a visibility op, pending);
+/// this uncounts it: in flight when the write returns, pending when its probe ends.
+async fn execute(state: &ScenarioState, plan: &super::Plan, start: Instant, op: usize) {
     let seq = state.seq.fetch_add(1, Ordering::Relaxed);
     let trace = plan.trace.map(TraceContext::random);
     let mut vars = IterVars::new(&plan.fixtures, seq).with_trace(trace);
@@ -147,12 +159,37 @@ async fn execute(state: &ScenarioState, plan: &super::Plan, start: Instant) {
     }
     om.window.record(latency);
     state.capture.record(latency);
+    let written = result.is_ok();
     if let Err(e) = result {
         plan.metrics.record_error(op, &e.kind);
         tracing::debug!(scenario = %plan.metrics.scenario, op = %om.op, kind = %e.kind, detail = %e.detail, "operation failed");
     }
     plan.metrics.in_flight.dec();
     state.in_flight.fetch_sub(1, Ordering::AcqRel);
+    let Some(Some(probe)) = plan.probes.get(op) else {
+        return;
+    };
+    if written {
+        vars.bind_write();
+        match probe.run(&mut vars, start, timeout).await {
+            Ok(lat) => {
+                let secs = lat.as_secs_f64();
+                match trace {
+                    Some(t) if t.sampled => probe.metrics.seconds.observe_traced(secs, t.trace_id),
+                    _ => probe.metrics.seconds.observe(secs),
+                }
+                probe.metrics.window.record(lat);
+            }
+            Err(e) => {
+                plan.metrics.record_error(op, &e.kind);
+                tracing::debug!(scenario = %plan.metrics.scenario, op = %om.op, kind = %e.kind, detail = %e.detail, "write not visible");
+            }
+        }
+    }
+    if let Some(g) = &plan.pending_gauge {
+        g.dec();
+    }
+    state.pending.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// The closed model (`arrival: closed`): `max_in_flight` workers each run iterations
@@ -219,6 +256,8 @@ async fn worker(
         state.in_flight.fetch_add(1, Ordering::AcqRel);
         state.started.fetch_add(1, Ordering::Relaxed);
         plan.metrics.in_flight.inc();
-        execute(&state, &plan, Instant::now()).await;
+        // The closed model has no probes (the config refuses them): no pending slot.
+        let op = plan.pick_op(rand::rng().random_range(0..plan.total_weight));
+        execute(&state, &plan, Instant::now(), op).await;
     }
 }

@@ -335,45 +335,108 @@ impl Sampler {
                 out.row.push((k("slo_p50"), d.0.as_secs_f32(), Agg::Last));
             }
             self.latency_of(name, m, out);
+            self.visibility_of(&s, &plan, out);
         }
     }
 
     /// p50/p95/p99 over the last [`RECENT`] seconds from the op windows.
     fn latency_of(&mut self, name: &str, m: &crate::metrics::ScenarioMetrics, out: &mut TickOut) {
-        let lat = self
-            .latency
-            .entry(name.to_string())
-            .or_insert_with(|| Latency {
-                cursors: OpCursors::default(),
-                recent: VecDeque::new(),
-                minute: small_hist(),
-                seen: false,
-            });
+        let windows: Vec<(&str, &crate::metrics::window::Window)> =
+            m.ops.iter().map(|o| (o.op.as_str(), &*o.window)).collect();
+        self.window_quantiles(Key::new("scenario", name, ""), &windows, RECENT, out);
+    }
+
+    /// p50/p95/p99 (fields of `key`'s group and name) over the last `keep` seconds of
+    /// `windows`, and over the minute when it closes.
+    fn window_quantiles(
+        &mut self,
+        key: Key,
+        windows: &[(&str, &crate::metrics::window::Window)],
+        keep: usize,
+        out: &mut TickOut,
+    ) {
+        let state = format!("{}:{}", key.group, key.name);
+        let lat = self.latency.entry(state).or_insert_with(|| Latency {
+            cursors: OpCursors::default(),
+            recent: VecDeque::new(),
+            minute: small_hist(),
+            seen: false,
+        });
         lat.seen = true;
         // Ops a reload removed lose their cursor; new ones get one.
         let mut second = small_hist();
         lat.cursors
-            .read(&m.ops, Instant::now(), |d| add_into(&mut second, d));
+            .read_windows(windows, Instant::now(), |d| add_into(&mut second, d));
         add_into(&mut lat.minute, &second);
         lat.recent.push_back(second);
-        while lat.recent.len() > RECENT {
+        while lat.recent.len() > keep {
             lat.recent.pop_front();
         }
         let mut merged = small_hist();
         for h in &lat.recent {
             add_into(&mut merged, h);
         }
+        let k = |f: &str| Key::new(key.group, &key.name, f);
         for (q, f) in [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")] {
             let v = quantile_secs(&merged, q).map_or(f32::NAN, |v| v as f32);
-            out.row.push((Key::new("scenario", name, f), v, Agg::Mean));
+            out.row.push((k(f), v, Agg::Mean));
         }
         if out.closes {
             for (q, f) in [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")] {
                 let v = quantile_secs(&lat.minute, q).map_or(f32::NAN, |v| v as f32);
-                out.minute.push((Key::new("scenario", name, f), v));
+                out.minute.push((k(f), v));
             }
             lat.minute.reset();
         }
+    }
+
+    /// Visibility probes of a scenario: write-to-visible quantiles over the last
+    /// [`RECENT_HIST`] seconds (probes finish about once per flush), pending against
+    /// max_pending, and visible / not visible / polls per second.
+    fn visibility_of(
+        &mut self,
+        s: &crate::engine::ScenarioState,
+        plan: &crate::engine::Plan,
+        out: &mut TickOut,
+    ) {
+        let probes: Vec<(&str, &crate::engine::visibility::Probe)> = plan
+            .scenario
+            .ops
+            .iter()
+            .zip(&plan.probes)
+            .filter_map(|(o, p)| p.as_deref().map(|p| (o.name.as_str(), p)))
+            .collect();
+        if probes.is_empty() {
+            return;
+        }
+        let name = s.name.as_str();
+        let k = |f: &str| Key::new("visibility", name, f);
+        let windows: Vec<(&str, &crate::metrics::window::Window)> = probes
+            .iter()
+            .map(|(op, p)| (*op, &*p.metrics.window))
+            .collect();
+        self.window_quantiles(k(""), &windows, RECENT_HIST, out);
+        out.row.push((
+            k("pending"),
+            s.pending.load(Ordering::Relaxed) as f32,
+            Agg::Max,
+        ));
+        out.row.push((
+            k("max_pending"),
+            plan.scenario.max_pending as f32,
+            Agg::Last,
+        ));
+        let visible: u64 = probes.iter().map(|(_, p)| p.metrics.seconds.count()).sum();
+        let polls: u64 = probes.iter().map(|(_, p)| p.metrics.polls.get()).sum();
+        let missed = plan
+            .metrics
+            .errors_by_kind()
+            .iter()
+            .find(|(kind, _)| kind == crate::engine::visibility::NOT_VISIBLE)
+            .map_or(0, |(_, n)| *n);
+        self.rate(k("visible_rate"), visible as f64, out);
+        self.rate(k("not_visible_rate"), missed as f64, out);
+        self.rate(k("polls_rate"), polls as f64, out);
     }
 
     fn postgres(&mut self, engine: &Engine, out: &mut TickOut) {
@@ -536,7 +599,7 @@ mod tests {
                 history.push(Resolution::Minute, t_ms - 60_000, &out.minute);
             }
         }
-        let lat = &s.latency["api"];
+        let lat = &s.latency["scenario:api"];
         (history.value_bytes(), lat.recent.len(), lat.cursors.len())
     }
 

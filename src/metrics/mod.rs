@@ -5,7 +5,7 @@
 //! phases and bytes), `pool.rs` (database
 //! pools), `buffer.rs` (buffered writers), `pg.rs` (the pg_* statistics), `process.rs`
 //! (the process), `memory.rs` (bounded structures and the allocator), and the config
-//! and build series below, `runtime.rs` (the load runtime's scheduling delay), `slo.rs` (the rolling SLO verdicts), `capacity.rs` (the latest and baseline capacity runs), `guard.rs` (the guardrails' actions). The demo target's own series are `demo::metrics`.
+//! and build series below, `runtime.rs` (the load runtime's scheduling delay), `slo.rs` (the rolling SLO verdicts), `capacity.rs` (the latest and baseline capacity runs), `guard.rs` (the guardrails' actions), `visibility.rs` (write-to-visible probes). The demo target's own series are `demo::metrics`.
 //!
 //! Names follow Prometheus conventions: a `soakd_` prefix, base units, `_total` for
 //! counters, `_seconds` for durations; the pg_* series keep postgres_exporter's names.
@@ -33,6 +33,7 @@ mod quantiles;
 pub mod runtime;
 pub mod scenario;
 pub mod slo;
+pub mod visibility;
 pub mod window;
 
 pub use buffer::{BufferFamily, BufferMetrics};
@@ -201,6 +202,8 @@ pub struct Metrics {
     pub capacity: capacity::CapacityFamily,
     /// The guardrails' actions.
     pub guard: guard::GuardFamily,
+    /// Write-to-visible probes.
+    pub visibility: visibility::VisibilityFamily,
     /// The bounded structures' bytes (`soakd_memory_bytes{area}`).
     pub memory: Arc<MemoryAreas>,
 }
@@ -212,6 +215,8 @@ impl Metrics {
         let config = ConfigFamily::register(&mut registry);
         let memory = MemoryAreas::register_family(&mut registry);
         memory.register("latency_windows", &scenarios.windows);
+        let visibility = visibility::VisibilityFamily::register(&mut registry, quantile_window);
+        memory.register("latency_windows", &visibility.windows);
         let pools = PoolFamily::register(&mut registry);
         let buffers = BufferFamily::register(&mut registry, memory.clone());
         let http = HttpFamily::register(&mut registry);
@@ -233,6 +238,7 @@ impl Metrics {
             slo,
             capacity,
             guard,
+            visibility,
             memory,
         }
     }

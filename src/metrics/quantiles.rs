@@ -41,6 +41,8 @@ impl WindowSet {
 #[derive(Debug)]
 pub(super) struct QuantileCollector {
     windows: Arc<WindowSet>,
+    name: &'static str,
+    help: &'static str,
 }
 
 const QUANTILE_NAME: &str = "soakd_request_duration_quantile_seconds";
@@ -50,7 +52,16 @@ const QUANTILE_HELP: &str =
 
 impl QuantileCollector {
     pub(super) fn new(windows: Arc<WindowSet>) -> Self {
-        QuantileCollector { windows }
+        Self::named(windows, QUANTILE_NAME, QUANTILE_HELP)
+    }
+
+    /// The same summary of other windows, under another name.
+    pub(super) fn named(windows: Arc<WindowSet>, name: &'static str, help: &'static str) -> Self {
+        QuantileCollector {
+            windows,
+            name,
+            help,
+        }
     }
 }
 
@@ -78,7 +89,7 @@ impl Collector for QuantileCollector {
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut family =
-            encoder.encode_descriptor(QUANTILE_NAME, QUANTILE_HELP, None, MetricType::Summary)?;
+            encoder.encode_descriptor(self.name, self.help, None, MetricType::Summary)?;
         for ((scenario, op), w) in entries {
             let snap = w.snapshot();
             // An empty window exports NaN, as a Prometheus summary does.

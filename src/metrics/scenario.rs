@@ -103,18 +103,31 @@ impl OpCursors {
         &mut self,
         ops: &[OpMetrics],
         now: Instant,
+        each: impl FnMut(&hdrhistogram::Histogram<u64>),
+    ) {
+        let windows: Vec<(&str, &Window)> =
+            ops.iter().map(|o| (o.op.as_str(), &*o.window)).collect();
+        self.read_windows(&windows, now, each);
+    }
+
+    /// [`OpCursors::read`] over any op windows (by op name).
+    pub fn read_windows(
+        &mut self,
+        windows: &[(&str, &Window)],
+        now: Instant,
         mut each: impl FnMut(&hdrhistogram::Histogram<u64>),
     ) {
-        self.0.retain(|(op, _)| ops.iter().any(|o| &o.op == op));
-        for o in ops {
-            let i = match self.0.iter().position(|(op, _)| *op == o.op) {
+        self.0
+            .retain(|(op, _)| windows.iter().any(|(name, _)| name == op));
+        for (name, w) in windows {
+            let i = match self.0.iter().position(|(op, _)| op == name) {
                 Some(i) => i,
                 None => {
-                    self.0.push((o.op.clone(), Cursor::default()));
+                    self.0.push((name.to_string(), Cursor::default()));
                     self.0.len() - 1
                 }
             };
-            each(&o.window.since_at(&mut self.0[i].1, now));
+            each(&w.since_at(&mut self.0[i].1, now));
         }
     }
 
