@@ -197,6 +197,15 @@ capacity = dashboard(
         panel("Event end-to-end latency (accept to commit)", "s", [
             (f"histogram_quantile(0.50, sum by (scenario, le) (rate(soakd_event_e2e_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}} p50"),
             (f"histogram_quantile(0.95, sum by (scenario, le) (rate(soakd_event_e2e_seconds_bucket{{{S}}}[{RI}])))", "{{scenario}} p95")]),
+        panel("Write to visible (visibility probes)", "s", [
+            (hq("0.50", "scenario, op", "soakd_visibility_seconds", S, exemplar=True), "{{scenario}}/{{op}} p50"),
+            (hq("0.95", "scenario, op", "soakd_visibility_seconds", S, exemplar=True), "{{scenario}}/{{op}} p95"),
+            (hq("0.99", "scenario, op", "soakd_visibility_seconds", S, exemplar=True), "{{scenario}}/{{op}} p99"),
+            (f'sum by (scenario, op) (rate(soakd_request_errors_total{{{S},kind="not_visible"}}[{RI}]))', "{{scenario}}/{{op}} not visible/s"),
+            (f"sum by (scenario) (soakd_visibility_pending{{{S}}})", "{{scenario}} pending")],
+            desc="From a write's intended start to the first read that shows it (an op's `visibility:` probe): a pipeline's end-to-end delay as its users see it. Not visible/s: writes whose probe reached its deadline (error kind not_visible). Pending: probes polling now, at most max_pending. VisibilityLatencyHigh fires on the p95.",
+            overrides=[{"matcher": {"id": "byRegexp", "options": ".* (not visible/s|pending)"},
+                        "properties": [{"id": "unit", "value": "short"}, {"id": "custom.axisPlacement", "value": "right"}]}]),
         panel("Events flushed and dropped", "reqps", [
             (f"sum by (scenario) (rate(soakd_buffer_flushed_events_total{{{S}}}[{RI}]))", "{{scenario}} flushed"),
             (f"sum by (scenario) (rate(soakd_buffer_dropped_events_total{{{S}}}[{RI}]))", "{{scenario}} dropped")]),

@@ -83,6 +83,11 @@ CASES = {
         hist("soakd_event_e2e_seconds", 'scenario="events"', [("1", 0), ("5", 600), ("+Inf", 0)]),
         hist("soakd_event_e2e_seconds", 'scenario="events"', [("1", 600), ("5", 0), ("+Inf", 0)]),
         {"severity": "warning", "scenario": "events"}),
+    # p95 of 12 s against the 10 s threshold fires; 0.6 s (a 1 s flush) does not.
+    "VisibilityLatencyHigh": ("15m",
+        hist("soakd_visibility_seconds", 'scenario="visibility",op="stat_to_api"', [("1", 0), ("30", 600), ("+Inf", 0)]),
+        hist("soakd_visibility_seconds", 'scenario="visibility",op="stat_to_api"', [("1", 600), ("30", 0), ("+Inf", 0)]),
+        {"severity": "warning", "scenario": "visibility", "op": "stat_to_api"}),
     "ErrorBudgetBurnFast": ("70m",
         [('soakd_requests_total{scenario="api",op="o"}', "0+600x80"), ('soakd_request_errors_total{scenario="api",op="o",kind="io"}', "0+120x80")],
         [('soakd_requests_total{scenario="api",op="o"}', "0+600x80"), ('soakd_request_errors_total{scenario="api",op="o",kind="io"}', "0+30x80")],

@@ -398,6 +398,7 @@ impl Daemon {
                         p50_seconds: st.latency_seconds.p50,
                         p95_seconds: st.latency_seconds.p95,
                         p99_seconds: st.latency_seconds.p99,
+                        visibility: st.visibility,
                     }
                 })
                 .collect(),
@@ -428,6 +429,9 @@ pub struct ScenarioSummary {
     pub p50_seconds: Option<f64>,
     pub p95_seconds: Option<f64>,
     pub p99_seconds: Option<f64>,
+    /// Scenarios with visibility ops: their probes at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<crate::engine::VisibilityStatus>,
 }
 
 /// Observations of a histogram above `bound` (which must be one of its buckets).

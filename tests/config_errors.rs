@@ -58,7 +58,7 @@ fn type_and_validation_errors_keep_their_path_and_position() {
     pin(
         "unknown key",
         &with("    timeout: 5s\n", "    timeout: 5s\n    retries: 3\n"),
-        &["scenarios.browse.retries: unknown field `retries`, expected one of `target`, `max_in_flight`, `timeout`, `arrival`, `schedule`, `slo`, `guard`, `ops`, `buffer` (line 9, column 14)"],
+        &["scenarios.browse.retries: unknown field `retries`, expected one of `target`, `max_in_flight`, `timeout`, `arrival`, `schedule`, `slo`, `guard`, `ops`, `buffer`, `max_pending` (line 9, column 14)"],
     );
     pin(
         "wrong type",

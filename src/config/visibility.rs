@@ -418,3 +418,187 @@ pub(super) fn build(
         deadline,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ConfigErrors};
+
+    /// A config with an http target `api`, a grpc target `ev`, a postgres target `db`
+    /// and scenario `s` on `target` whose op `w` is `op` (YAML flow) plus `scenario`
+    /// keys.
+    fn parse(target: &str, op: &str, scenario: &str) -> Result<Config, ConfigErrors> {
+        let text = format!(
+            "targets:\n  api: {{type: http, base_url: \"http://127.0.0.1:1\"}}\n  ev: {{type: grpc, endpoint: \"http://127.0.0.1:2\"}}\n  db: {{type: postgres, url: \"postgres://u@127.0.0.1:3/d\", stats: {{enabled: false}}}}\nscenarios:\n  s:\n    target: {target}\n    schedule: {{hold: {{rate: 1/s}}}}\n{scenario}    ops:\n      w:\n{op}\n"
+        );
+        crate::config::parse_for_test(&text)
+    }
+
+    const WRITE: &str =
+        "        http: {method: POST, path: /e}\n        extract: [{from: /id, bind: [id]}]\n";
+
+    #[test]
+    fn a_full_block_and_the_defaults() {
+        let c = parse(
+            "api",
+            &format!("{WRITE}        visibility:\n          target: api\n          http: {{path: \"/e/{{{{write.id}}}}\"}}\n          until:\n            - status: 2xx\n            - {{json: /state, eq: done}}\n            - {{json: /n, ge: \"{{{{id}}}}\"}}\n          every: 20ms\n          backoff: 2\n          max_every: 400ms\n          deadline: 5s"),
+            "    max_pending: 7\n",
+        )
+        .unwrap();
+        let s = &c.scenarios[0];
+        assert_eq!(s.max_pending, 7);
+        let v = s.ops[0].visibility.as_ref().unwrap();
+        assert_eq!(v.target, "api");
+        assert!(matches!(v.poll, Poll::Http(_)));
+        assert_eq!(v.until.len(), 3);
+        assert!(matches!(
+            v.until[0],
+            Condition::Status(StatusMatch::Class(2))
+        ));
+        assert!(matches!(
+            &v.until[2],
+            Condition::Compare { subject: Subject::Json(p), cmp: Cmp::Ge, .. } if p == "/n"
+        ));
+        assert_eq!(
+            (v.every, v.backoff, v.max_every, v.deadline),
+            (
+                Duration::from_millis(20),
+                2.0,
+                Duration::from_millis(400),
+                Duration::from_secs(5)
+            )
+        );
+        // Defaults: 50 ms, no backoff, 30 s; max_pending 1000.
+        let c = parse(
+            "api",
+            &format!("{WRITE}        visibility: {{target: db, sql: {{query: \"SELECT 1 AS x WHERE $1 = 'a'\", params: [\"{{{{write.id}}}}\"]}}}}"),
+            "",
+        )
+        .unwrap();
+        let v = c.scenarios[0].ops[0].visibility.as_ref().unwrap();
+        assert!(matches!(v.poll, Poll::Sql(_)));
+        assert!(v.until.is_empty());
+        assert_eq!(
+            (v.every, v.backoff, v.max_every, v.deadline),
+            (DEFAULT_EVERY, 1.0, DEFAULT_EVERY, DEFAULT_DEADLINE)
+        );
+        assert_eq!(c.scenarios[0].max_pending, DEFAULT_MAX_PENDING);
+        // With a backoff and no max_every: ten times every.
+        let c = parse(
+            "api",
+            &format!(
+                "{WRITE}        visibility: {{target: api, http: {{path: /x}}, backoff: 1.5}}"
+            ),
+            "",
+        )
+        .unwrap();
+        let v = c.scenarios[0].ops[0].visibility.as_ref().unwrap();
+        assert_eq!(v.max_every, DEFAULT_EVERY * 10);
+    }
+
+    fn errors(target: &str, op: &str, scenario: &str) -> String {
+        parse(target, op, scenario).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_their_key_and_line() {
+        let vis = |body: &str| format!("{WRITE}        visibility:\n{body}");
+        let e = errors(
+            "api",
+            &vis("          target: nope\n          http: {path: /x}"),
+            "",
+        );
+        assert!(
+            e.contains("scenarios.s.ops.w.visibility.target: no target named \"nope\" (known: api, ev, db)"),
+            "{e}"
+        );
+        let e = errors(
+            "api",
+            &vis("          target: ev\n          http: {path: /x}"),
+            "",
+        );
+        assert!(
+            e.contains("target \"ev\" is grpc: the poll needs an http or postgres target"),
+            "{e}"
+        );
+        let e = errors(
+            "api",
+            &vis("          target: db\n          http: {path: /x}"),
+            "",
+        );
+        assert!(
+            e.contains("target \"db\" is postgres: the poll needs a `sql` statement"),
+            "{e}"
+        );
+        let e = errors(
+            "api",
+            &vis("          target: api\n          http: {path: /x}\n          sql: {query: SELECT 1}"),
+            "",
+        );
+        assert!(
+            e.contains("give either `http` or `sql` for the poll, not both"),
+            "{e}"
+        );
+        let e = errors(
+            "api",
+            &vis("          target: api\n          http: {path: x, expect: [200]}\n          until:\n            - {status: 200, eq: 1}\n            - {json: a, eq: 1}\n            - {json: /a}\n            - {json: /a, eq: 1, ne: 2}\n            - {column: c, eq: 1}\n            - {json: /b, eq: \"{{nobody.x}}\"}\n          every: 2s\n          deadline: 1s\n          backoff: 11\n          colour: red"),
+            "",
+        );
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        let e = errors(
+            "api",
+            &vis("          target: api\n          http: {path: x, expect: [200]}\n          until:\n            - {status: 200, eq: 1}\n            - {json: a, eq: 1}\n            - {json: /a}\n            - {json: /a, eq: 1, ne: 2}\n            - {column: c, eq: 1}\n            - {json: /b, eq: \"{{nobody.x}}\"}\n          every: 2s\n          deadline: 1s\n          backoff: 11"),
+            "",
+        );
+        for want in [
+            "scenarios.s.ops.w.visibility.http.path: must start with '/'",
+            "scenarios.s.ops.w.visibility.http.expect: a poll has no expected status",
+            "scenarios.s.ops.w.visibility.until[0]: `status` is a match by itself",
+            "scenarios.s.ops.w.visibility.until[1].json: a JSON pointer starts with '/'",
+            "scenarios.s.ops.w.visibility.until[2]: compare with exactly one of eq, ne, gt, ge, lt, le",
+            "scenarios.s.ops.w.visibility.until[3]: compare with exactly one of",
+            "scenarios.s.ops.w.visibility.until[4]: an HTTP poll's conditions name a `json` pointer or a `status`",
+            "scenarios.s.ops.w.visibility.until[5]: template uses \"nobody\"",
+            "scenarios.s.ops.w.visibility.every: must not be longer than the deadline",
+            "scenarios.s.ops.w.visibility.backoff: must be between 1 (a fixed period) and 10",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
+        // The line of the key is given.
+        assert!(
+            e.contains("visibility.backoff: must be between 1 (a fixed period) and 10 (line"),
+            "{e}"
+        );
+        let e = errors(
+            "api",
+            &vis("          target: db\n          sql: {query: \"SELECT x FROM t WHERE id = $1\"}\n          until: [{status: 200}, {json: /x, eq: 1}]"),
+            "",
+        );
+        for want in [
+            "visibility.sql.params: the query uses $1 as its highest placeholder, but 0 param(s) are given",
+            "visibility.until[0]: a SQL poll has no status: use `column`",
+            "visibility.until[1]: a SQL poll's conditions name a `column` of its first row",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
+        // The scenario: no closed loop, max_pending only with probes, and in range.
+        let e = errors(
+            "api",
+            &vis("          target: api\n          http: {path: /x}"),
+            "    arrival: closed\n    max_pending: 0\n",
+        );
+        assert!(
+            e.contains("scenarios.s.arrival: visibility probes need an open arrival model"),
+            "{e}"
+        );
+        assert!(
+            e.contains("scenarios.s.max_pending: must be between 1 and 1000000"),
+            "{e}"
+        );
+        let e = errors("api", WRITE, "    max_pending: 5\n");
+        assert!(
+            e.contains("scenarios.s.max_pending: max_pending bounds visibility probes, and no op of this scenario has `visibility`"),
+            "{e}"
+        );
+    }
+}

@@ -241,6 +241,24 @@ impl ScenarioState {
                 p99: q[2],
             },
             errors: plan.metrics.errors_by_kind().into_iter().collect(),
+            visibility: plan.pending_gauge.as_ref().map(|_| {
+                let probes = plan.probes.iter().flatten();
+                let q = crate::metrics::window::merged_quantiles(
+                    probes.clone().map(|p| &*p.metrics.window),
+                    &[0.5, 0.95, 0.99],
+                );
+                VisibilityStatus {
+                    pending: self.pending.load(Ordering::Relaxed),
+                    max_pending: plan.scenario.max_pending,
+                    visible_total: probes.clone().map(|p| p.metrics.seconds.count()).sum(),
+                    polls_total: probes.map(|p| p.metrics.polls.get()).sum(),
+                    latency_seconds: Latency {
+                        p50: q[0],
+                        p95: q[1],
+                        p99: q[2],
+                    },
+                }
+            }),
             ops: plan
                 .scenario
                 .ops
@@ -272,7 +290,22 @@ pub struct ScenarioStatus {
     /// Over the rolling quantile window, all ops merged; null when nothing finished.
     pub latency_seconds: Latency,
     pub errors: BTreeMap<String, u64>,
+    /// Scenarios with visibility ops: their probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<VisibilityStatus>,
     pub ops: Vec<OpStatus>,
+}
+
+/// A scenario's visibility probes now.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct VisibilityStatus {
+    pub pending: usize,
+    pub max_pending: usize,
+    /// Writes seen visible, and polls sent, since the start.
+    pub visible_total: u64,
+    pub polls_total: u64,
+    /// Write to visible over the rolling quantile window, all visibility ops merged.
+    pub latency_seconds: Latency,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]

@@ -7,7 +7,7 @@
 
 use super::histogram::Histogram;
 use super::quantiles::{QuantileCollector, WindowSet};
-use super::window::{quantile_secs, Cursor, Window};
+use super::window::{Cursor, Window};
 use super::{histograms, register, Counter, FloatGauge, IntGauge, DURATION_BUCKETS, LAG_BUCKETS};
 use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -356,18 +356,6 @@ impl ScenarioMetrics {
 
     /// Latency quantiles over the window, all ops merged.
     pub fn window_quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
-        let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
-        for o in &self.ops {
-            let s = o.window.snapshot();
-            match merged.as_mut() {
-                Some(m) => {
-                    let _ = m.add(&s);
-                }
-                None => merged = Some(s),
-            }
-        }
-        qs.iter()
-            .map(|q| merged.as_ref().and_then(|h| quantile_secs(h, *q)))
-            .collect()
+        super::window::merged_quantiles(self.ops.iter().map(|o| &*o.window), qs)
     }
 }

@@ -104,23 +104,7 @@ impl VisibilityFamily {
             .filter(|((s, _), _)| s == scenario)
             .map(|(_, w)| w.clone())
             .collect();
-        let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
-        for w in windows {
-            let s = w.snapshot();
-            match merged.as_mut() {
-                Some(m) => {
-                    let _ = m.add(&s);
-                }
-                None => merged = Some(s),
-            }
-        }
-        qs.iter()
-            .map(|q| {
-                merged
-                    .as_ref()
-                    .and_then(|h| super::window::quantile_secs(h, *q))
-            })
-            .collect()
+        super::window::merged_quantiles(windows.iter().map(|w| &**w), qs)
     }
 
     /// Forget a gone op's series (or a whole scenario's).

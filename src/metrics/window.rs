@@ -173,6 +173,26 @@ impl Window {
     }
 }
 
+/// Quantiles `qs` (seconds) of several windows merged; None where nothing was recorded.
+pub fn merged_quantiles<'a>(
+    windows: impl IntoIterator<Item = &'a Window>,
+    qs: &[f64],
+) -> Vec<Option<f64>> {
+    let mut merged: Option<Histogram<u64>> = None;
+    for w in windows {
+        let s = w.snapshot();
+        match merged.as_mut() {
+            Some(m) => {
+                let _ = m.add(&s);
+            }
+            None => merged = Some(s),
+        }
+    }
+    qs.iter()
+        .map(|q| merged.as_ref().and_then(|h| quantile_secs(h, *q)))
+        .collect()
+}
+
 /// Quantile `q` of `h` in seconds, or None when it is empty.
 pub fn quantile_secs(h: &Histogram<u64>, q: f64) -> Option<f64> {
     (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1e6)
