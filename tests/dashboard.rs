@@ -255,7 +255,9 @@ const SCENARIO_CHARTS: [&str; 4] = ["rate", "latency", "errors", "inflight"];
 async fn the_live_page_draws_every_chart_and_its_controls_act() {
     let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let target = serve(counting_router(count)).await;
-    let d = daemon(config(&two_scenarios(""), target));
+    // gamma's writes are visible at once to its probe: a Visibility card.
+    let gamma = "  gamma:\n    target: api\n    schedule: {hold: {rate: 10/s}}\n    ops:\n      put:\n        http: {path: /}\n        visibility: {target: api, http: {path: /}, every: 10ms, deadline: 2s}\n";
+    let d = daemon(config(&two_scenarios(gamma), target));
     let addr = d.addr();
     let origin = format!("http://{addr}/");
     let shots = tempfile::tempdir().unwrap();
@@ -263,12 +265,14 @@ async fn the_live_page_draws_every_chart_and_its_controls_act() {
     let opened = Instant::now();
     let (page, watch) = chrome.open(&origin).await;
 
-    // Every chart of both scenarios and of soakd itself has data points.
+    // Every chart of both scenarios, of gamma's visibility probes and of soakd itself
+    // has data points.
     let mut ids: Vec<String> = ["alpha", "beta"]
         .iter()
         .flat_map(|s| SCENARIO_CHARTS.iter().map(move |c| format!("{s}-{c}")))
         .collect();
     ids.extend(["process-cpu".into(), "process-memory".into()]);
+    ids.extend(["latency", "pending", "rates"].map(|c| format!("vis-gamma-{c}")));
     let want = serde_json::to_string(&ids).unwrap();
     wait_true(
         &page,
