@@ -231,6 +231,34 @@ pub(super) fn check_target(
 
 /// The steps of an HTTP op — `http:` is one step, `steps:` a sequence — checked in order:
 /// names bound by a step's `extract` are visible to the steps after it.
+/// Checks one request at `sp`: its method, path, body and headers, and that its
+/// templates read only fixtures and the `bound` names.
+pub(super) fn check_request(
+    r: &HttpRequest,
+    sp: &str,
+    fixtures: &[Fixture],
+    bound: &HashSet<String>,
+    errs: &mut Errs,
+) {
+    if reqwest::Method::from_bytes(r.method.as_bytes()).is_err() {
+        errs.push(format!("{sp}.method"), "not a valid HTTP method");
+    }
+    if !r.path.source().starts_with('/') {
+        errs.push(format!("{sp}.path"), "must start with '/'");
+    }
+    if r.body.is_some() && r.json.is_some() {
+        errs.push(sp, "give either `body` or `json`, not both");
+    }
+    check_header_names(&r.headers, &format!("{sp}.headers"), errs);
+    let mut roots: Vec<&str> = r.path.roots().collect();
+    roots.extend(r.headers.values().flat_map(|t| t.roots()));
+    roots.extend(r.body.iter().flat_map(|t| t.roots()));
+    if let Some(j) = &r.json {
+        roots.extend(j.roots());
+    }
+    check_roots(&roots, fixtures, bound, sp, errs);
+}
+
 pub(super) fn build_steps(
     http: Option<HttpRequest>,
     steps: Option<Vec<Value>>,
@@ -290,24 +318,7 @@ pub(super) fn build_steps(
         } else {
             format!("{path}.steps[{i}].http")
         };
-        let r = &st.request;
-        if reqwest::Method::from_bytes(r.method.as_bytes()).is_err() {
-            errs.push(format!("{sp}.method"), "not a valid HTTP method");
-        }
-        if !r.path.source().starts_with('/') {
-            errs.push(format!("{sp}.path"), "must start with '/'");
-        }
-        if r.body.is_some() && r.json.is_some() {
-            errs.push(&sp, "give either `body` or `json`, not both");
-        }
-        check_header_names(&r.headers, &format!("{sp}.headers"), errs);
-        let mut roots: Vec<&str> = r.path.roots().collect();
-        roots.extend(r.headers.values().flat_map(|t| t.roots()));
-        roots.extend(r.body.iter().flat_map(|t| t.roots()));
-        if let Some(j) = &r.json {
-            roots.extend(j.roots());
-        }
-        check_roots(&roots, fixtures, &bound, &sp, errs);
+        check_request(&st.request, &sp, fixtures, &bound, errs);
         let ep = if single {
             format!("{path}.extract")
         } else {

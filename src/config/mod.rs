@@ -760,6 +760,19 @@ fn check_roots(
     }
 }
 
+/// "no target named X (known: ...)".
+fn no_such_target(name: &str, targets: &[Target]) -> String {
+    let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    format!(
+        "no target named {name:?} (known: {})",
+        if known.is_empty() {
+            "none".into()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
 /// What a scenario is checked against: everything decoded before it.
 struct Known<'a> {
     targets: &'a [Target],
@@ -784,18 +797,9 @@ fn build_scenario(
     let raw = errs.decode::<RawScenario>(v, path)?;
     let target = targets.iter().find(|t| t.name == raw.target);
     if target.is_none() && !broken_targets.contains(&raw.target) {
-        let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
         errs.push(
             format!("{path}.target"),
-            format!(
-                "no target named {:?} (known: {})",
-                raw.target,
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            ),
+            no_such_target(&raw.target, targets),
         );
     }
     if raw.max_in_flight == 0 || raw.max_in_flight > 1_000_000 {

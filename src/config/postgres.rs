@@ -358,7 +358,18 @@ pub(super) fn check_one_stats_target(targets: &[Target], errs: &mut Errs) {
 
 /// Checks a SQL op: a query, and exactly as many params as its highest `$n`.
 pub(super) fn check_sql(sql: &SqlOp, path: &str, fixtures: &[Fixture], errs: &mut Errs) {
-    let sp = format!("{path}.sql");
+    check_statement(sql, &format!("{path}.sql"), fixtures, &HashSet::new(), errs);
+}
+
+/// Checks a statement at `sp`: not empty, one param per placeholder, and templates that
+/// read only fixtures and the `bound` names.
+pub(super) fn check_statement(
+    sql: &SqlOp,
+    sp: &str,
+    fixtures: &[Fixture],
+    bound: &HashSet<String>,
+    errs: &mut Errs,
+) {
     if sql.query.trim().is_empty() {
         errs.push(format!("{sp}.query"), "must not be empty");
     }
@@ -373,7 +384,7 @@ pub(super) fn check_sql(sql: &SqlOp, path: &str, fixtures: &[Fixture], errs: &mu
         );
     }
     let roots: Vec<&str> = sql.params.iter().flat_map(|p| p.value.roots()).collect();
-    check_roots(&roots, fixtures, &HashSet::new(), &sp, errs);
+    check_roots(&roots, fixtures, bound, sp, errs);
 }
 
 /// Checks an event op's templates.

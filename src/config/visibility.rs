@@ -19,8 +19,8 @@
 //!       deadline: 10s
 //! ```
 
-use super::http::{check_header_names, HttpRequest, StatusMatch};
-use super::postgres::SqlOp;
+use super::http::{check_request, HttpRequest, StatusMatch};
+use super::postgres::{check_statement, SqlOp};
 use super::{check_roots, Errs, Target, TargetKind};
 use crate::template::{Fixture, JsonTemplate};
 use crate::units::Dur;
@@ -171,19 +171,10 @@ pub(super) fn build(
     };
     let poll = match (raw.http, raw.sql, target.map(|t| &t.kind)) {
         (_, _, None) => {
-            let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
             fail(
                 errs,
                 format!("{path}.target"),
-                format!(
-                    "no target named {:?} (known: {})",
-                    raw.target,
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
+                super::no_such_target(&raw.target, targets),
             );
             None
         }
@@ -225,23 +216,6 @@ pub(super) fn build(
     match &poll {
         Some(Poll::Http(r)) => {
             let hp = format!("{path}.http");
-            if reqwest::Method::from_bytes(r.method.as_bytes()).is_err() {
-                fail(
-                    errs,
-                    format!("{hp}.method"),
-                    "not a valid HTTP method".into(),
-                );
-            }
-            if !r.path.source().starts_with('/') {
-                fail(errs, format!("{hp}.path"), "must start with '/'".into());
-            }
-            if r.body.is_some() && r.json.is_some() {
-                fail(
-                    errs,
-                    hp.clone(),
-                    "give either `body` or `json`, not both".into(),
-                );
-            }
             if r.expect.is_some() {
                 fail(
                     errs,
@@ -249,34 +223,9 @@ pub(super) fn build(
                     "a poll has no expected status: say what counts as visible in `until` (e.g. `- status: 200`)".into(),
                 );
             }
-            check_header_names(&r.headers, &format!("{hp}.headers"), errs);
-            let mut roots: Vec<&str> = r.path.roots().collect();
-            roots.extend(r.headers.values().flat_map(|t| t.roots()));
-            roots.extend(r.body.iter().flat_map(|t| t.roots()));
-            if let Some(j) = &r.json {
-                roots.extend(j.roots());
-            }
-            check_roots(&roots, fixtures, &known, &hp, errs);
+            check_request(r, &hp, fixtures, &known, errs);
         }
-        Some(Poll::Sql(s)) => {
-            let sp = format!("{path}.sql");
-            if s.query.trim().is_empty() {
-                fail(errs, format!("{sp}.query"), "must not be empty".into());
-            }
-            let highest = super::postgres::highest_placeholder(&s.query);
-            if highest != s.params.len() {
-                fail(
-                    errs,
-                    format!("{sp}.params"),
-                    format!(
-                        "the query uses ${highest} as its highest placeholder, but {} param(s) are given",
-                        s.params.len()
-                    ),
-                );
-            }
-            let roots: Vec<&str> = s.params.iter().flat_map(|p| p.value.roots()).collect();
-            check_roots(&roots, fixtures, &known, &sp, errs);
-        }
+        Some(Poll::Sql(s)) => check_statement(s, &format!("{path}.sql"), fixtures, &known, errs),
         None => {}
     }
     let is_sql = matches!(poll, Some(Poll::Sql(_)));
