@@ -5,8 +5,27 @@
 use prost::Message as _;
 use std::path::PathBuf;
 
+/// The global allocator, from the features: `cfg(soakd_alloc = "...")` for src/main.rs.
+fn pick_allocator() {
+    println!(
+        "cargo::rustc-check-cfg=cfg(soakd_alloc, values(\"jemalloc\", \"mimalloc\", \"heap_count\", \"dhat\"))"
+    );
+    let on = |f: &str| std::env::var_os(format!("CARGO_FEATURE_{f}")).is_some();
+    let alloc = if on("DHAT_HEAP") {
+        "dhat"
+    } else if on("HEAP_COUNT") {
+        "heap_count"
+    } else if on("MIMALLOC") {
+        "mimalloc"
+    } else {
+        "jemalloc"
+    };
+    println!("cargo::rustc-cfg=soakd_alloc=\"{alloc}\"");
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    pick_allocator();
     let fds = protox::compile(
         [
             "iam/account/v1/account.proto",

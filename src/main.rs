@@ -15,41 +15,29 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// mimalloc: the load path allocates per request (reqwest, hyper, tasks); glibc malloc
-/// cost about 10 % of soakd's CPU at 5,000 req/s and kept memory after bursts.
-#[cfg(not(any(feature = "dhat-heap", feature = "heap-count", feature = "jemalloc")))]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[cfg(all(
-    feature = "jemalloc",
-    any(feature = "heap-count", feature = "dhat-heap")
-))]
-compile_error!(
-    "the jemalloc feature replaces the allocator: build it without heap-count and dhat-heap"
-);
-
-/// The allocator comparison build (`--features jemalloc`; `PROFILE=jemalloc
-/// scripts/bench/longsoak.sh`): jemalloc with its background purging thread, whose own
-/// statistics give the live heap (`stats.allocated`) and the committed figure
-/// (`stats.mapped`), so the long soak can set what each allocator keeps resident beside
-/// the same live heap.
-#[cfg(all(
-    feature = "jemalloc",
-    not(any(feature = "heap-count", feature = "dhat-heap"))
-))]
+/// jemalloc, with its background thread purging freed pages (decay) on its own: the
+/// long soak (docs/BENCHMARKS.md) measured soakd's resident memory at ~6 MiB over its
+/// live heap and flat, where mimalloc held 35-45 MiB over it and crept upward in steps
+/// after bursts. build.rs picks the allocator from the features.
+#[cfg(soakd_alloc = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// `--features mimalloc`: the allocator soakd had before, for comparison
+/// (`PROFILE=mimalloc scripts/bench/longsoak.sh`).
+#[cfg(soakd_alloc = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The live-heap counting build (`--features heap-count`; scripts/bench/longsoak.sh):
 /// mimalloc behind `cap`, which counts the bytes allocated and not yet freed, so the
 /// long soak can tell live-heap growth from the allocator's retention.
-#[cfg(all(feature = "heap-count", not(feature = "dhat-heap")))]
+#[cfg(soakd_alloc = "heap_count")]
 #[global_allocator]
 static GLOBAL: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
 
 /// The heap-profiling build (`--features dhat-heap`; `PROFILE=dhat scripts/bench/longsoak.sh`).
-#[cfg(feature = "dhat-heap")]
+#[cfg(soakd_alloc = "dhat")]
 #[global_allocator]
 static GLOBAL: dhat::Alloc = dhat::Alloc;
 
@@ -265,18 +253,18 @@ fn main() -> ExitCode {
     };
     init_logs(cli.log_format);
     // Dropped when main returns: writes the profile to $SOAKD_DHAT_FILE.
-    #[cfg(feature = "dhat-heap")]
+    #[cfg(soakd_alloc = "dhat")]
     let _profiler = dhat::Profiler::builder()
         .file_name(std::env::var_os("SOAKD_DHAT_FILE").unwrap_or_else(|| "dhat-heap.json".into()))
         .build();
-    #[cfg(not(any(feature = "dhat-heap", feature = "jemalloc")))]
+    #[cfg(any(soakd_alloc = "mimalloc", soakd_alloc = "heap_count"))]
     {
         keep_freed_pages_for_a_while();
         soakd::metrics::memory::set_allocator_committed(mimalloc_committed);
-        #[cfg(feature = "heap-count")]
+        #[cfg(soakd_alloc = "heap_count")]
         soakd::metrics::memory::set_allocator_live(|| GLOBAL.allocated() as u64);
     }
-    #[cfg(feature = "jemalloc")]
+    #[cfg(soakd_alloc = "jemalloc")]
     {
         soakd::metrics::memory::set_allocator_committed(|| {
             jemalloc_stat(tikv_jemalloc_ctl::stats::mapped::read)
@@ -310,20 +298,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.enable_all().thread_name("soakd-load");
     // jemalloc's background thread purges on its own.
-    #[cfg(not(feature = "jemalloc"))]
+    #[cfg(any(soakd_alloc = "mimalloc", soakd_alloc = "heap_count"))]
     b.on_thread_park(return_freed_memory);
     b.build().context("starting the runtime")
 }
 
 /// One of jemalloc's statistics, refreshed (they are cached until the epoch advances);
 /// 0 if jemalloc cannot tell.
-#[cfg(feature = "jemalloc")]
+#[cfg(soakd_alloc = "jemalloc")]
 fn jemalloc_stat(read: fn() -> tikv_jemalloc_ctl::Result<usize>) -> u64 {
     let _ = tikv_jemalloc_ctl::epoch::advance();
     read().map_or(0, |v| v as u64)
 }
 
-#[cfg(not(any(feature = "dhat-heap", feature = "jemalloc")))]
+#[cfg(any(soakd_alloc = "mimalloc", soakd_alloc = "heap_count"))]
 /// mimalloc's committed bytes (kept without its debug statistics: the OS layer counts
 /// them always).
 fn mimalloc_committed() -> u64 {
@@ -348,14 +336,14 @@ fn mimalloc_committed() -> u64 {
 
 /// mimalloc's `purge_delay` and `arena_purge_mult` options (their enum's indexes;
 /// libmimalloc-sys names no constants for them).
-#[cfg(not(any(feature = "dhat-heap", feature = "jemalloc")))]
+#[cfg(any(soakd_alloc = "mimalloc", soakd_alloc = "heap_count"))]
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-#[cfg(not(any(feature = "dhat-heap", feature = "jemalloc")))]
+#[cfg(any(soakd_alloc = "mimalloc", soakd_alloc = "heap_count"))]
 const MI_OPTION_ARENA_PURGE_MULT: libmimalloc_sys::mi_option_t = 24;
 
 /// How long freed pages stay resident before mimalloc returns them to the OS, unless
 /// `MIMALLOC_PURGE_DELAY` says otherwise.
-#[cfg(not(any(feature = "dhat-heap", feature = "jemalloc")))]
+#[cfg(any(soakd_alloc = "mimalloc", soakd_alloc = "heap_count"))]
 const PURGE_DELAY: Duration = Duration::from_secs(300);
 
 /// mimalloc returns freed pages to the OS 10 ms after they are freed by default (whole
@@ -370,7 +358,7 @@ const PURGE_DELAY: Duration = Duration::from_secs(300);
 /// peak for good. Five minutes (arenas too) keeps what the recent load reuses and still
 /// gives back what a burst (a target stall piling up operations and connections) took,
 /// five minutes after it ends.
-#[cfg(not(any(feature = "dhat-heap", feature = "jemalloc")))]
+#[cfg(any(soakd_alloc = "mimalloc", soakd_alloc = "heap_count"))]
 fn keep_freed_pages_for_a_while() {
     let ms = libc::c_long::try_from(PURGE_DELAY.as_millis()).unwrap_or(libc::c_long::MAX);
     // SAFETY: mi_option_set only stores the value; mimalloc reads it when it purges.
@@ -385,14 +373,14 @@ fn keep_freed_pages_for_a_while() {
 }
 
 /// How often an idle load thread collects its heap.
-#[cfg(not(feature = "jemalloc"))]
+#[cfg(any(soakd_alloc = "mimalloc", soakd_alloc = "heap_count"))]
 const COLLECT_EVERY: Duration = Duration::from_secs(2);
 
 /// Called when a load thread runs out of work: at most every [`COLLECT_EVERY`], free
 /// this thread's retired pages and deferred frees, and purge what has waited longer than
 /// the purge delay. Not forced: a forced collection purged every freed page at once,
 /// which is what made the resident set swing (see [`keep_freed_pages_for_a_while`]).
-#[cfg(not(feature = "jemalloc"))]
+#[cfg(any(soakd_alloc = "mimalloc", soakd_alloc = "heap_count"))]
 fn return_freed_memory() {
     use std::cell::Cell;
     use std::time::Instant;

@@ -7,8 +7,9 @@
 #   - `soakd run` on fixtures/demo.yaml: HTTP with the claim flow, gRPC events, the SQL
 #     read path, pg statistics, and a short capacity search (two levels of the event
 #     path, then back to the schedule) at the start;
-#   - every INTERVAL seconds, per process: RSS, the allocator's committed bytes (mimalloc),
-#     the live heap (bytes allocated and not freed: the `heap-count` build's counter),
+#   - every INTERVAL seconds, per process: RSS, the allocator's committed bytes, the live
+#     heap (bytes allocated and not freed: jemalloc's statistics, or the `heap-count`
+#     build's counter),
 #     open fds, threads, series on /metrics and operations so far (CSV);
 #   - at the end, per process: the least-squares slope of RSS and of committed heap after
 #     WARMUP_MINUTES, in % of the post-warm-up level per hour and per day (with a 95 %
@@ -32,10 +33,11 @@
 # behind in either process:
 #   MODE=plain STALL_EVERY_S=300 STALL_FOR_S=5 scripts/bench/longsoak.sh
 #
-# Allocator comparison: PROFILE=jemalloc runs both processes on jemalloc instead of
-# mimalloc (the `jemalloc` build; heap_kib is then jemalloc's stats.mapped and live_kib
-# its stats.allocated):
-#   PROFILE=jemalloc MODE=accelerated MINUTES=120 scripts/bench/longsoak.sh
+# Builds: the release build by default (jemalloc: heap_kib is its stats.mapped and
+# live_kib its stats.allocated); PROFILE=mimalloc for the allocator soakd had before
+# (heap_kib mimalloc's committed bytes, no live heap), PROFILE=heap-count for mimalloc
+# wrapped in a counter of live bytes (live_kib):
+#   PROFILE=mimalloc MODE=accelerated MINUTES=120 scripts/bench/longsoak.sh
 #
 # Heap attribution: PROFILE=dhat runs the `dhat-heap` build (dhat instead of mimalloc,
 # several times slower) and STOP_AFTER_OPS stops soakd after that many operations; both
@@ -67,21 +69,17 @@ if [ "$PROFILE" = dhat ]; then
     --features dhat-heap --target-dir "$CARGO_TARGET_DIR/dhat")
   SOAKD="$CARGO_TARGET_DIR/dhat/release/soakd"
 else
-  # The live-heap counting build: soakd_allocator_live_bytes tells live-heap growth from
-  # the allocator's retention (PROFILE=release: the plain release build instead).
-  if [ "$PROFILE" = release ]; then
-    build_soakd
-  elif [ "$PROFILE" = jemalloc ]; then
-    # The allocator comparison: jemalloc (background purging thread on), its
-    # stats.allocated as live_kib and stats.mapped as heap_kib.
-    (cd "$ROOT" && cargo build --release --locked -q --features jemalloc \
-      --target-dir "$CARGO_TARGET_DIR/jemalloc")
-    SOAKD="$CARGO_TARGET_DIR/jemalloc/release/soakd"
-  else
-    (cd "$ROOT" && cargo build --release --locked -q --features heap-count \
-      --target-dir "$CARGO_TARGET_DIR/heap-count")
-    SOAKD="$CARGO_TARGET_DIR/heap-count/release/soakd"
-  fi
+  case "${PROFILE:-release}" in
+    release|jemalloc)
+      # What ships: jemalloc, its statistics as committed and live bytes.
+      build_soakd ;;
+    mimalloc|heap-count)
+      # mimalloc, plain or with the live-heap counter (soakd_allocator_live_bytes).
+      (cd "$ROOT" && cargo build --release --locked -q --features "$PROFILE" \
+        --target-dir "$CARGO_TARGET_DIR/$PROFILE")
+      SOAKD="$CARGO_TARGET_DIR/$PROFILE/release/soakd" ;;
+    *) echo "PROFILE must be release, mimalloc, heap-count or dhat, not $PROFILE" >&2; exit 2 ;;
+  esac
 fi
 start_pgcluster
 TPORT=$(free_port); GPORT=$(free_port); APORT=$(free_port)
