@@ -45,26 +45,3 @@ with open(os.path.join(out, "stats.json"), "w") as f:
     json.dump([{"code": s} for s in stats], f, indent=0)
     f.write("\n")
 
-# probes.json: the visibility probes' rows (Scenario 5: event -> API visibility), read in
-# order (`pick: sequential`). 1,000 users of their own, `probe-0000`..., that no other
-# scenario writes, each visited twice per 2,000 rows with two different values for
-# goal-01-01 (stat matches_played_ranked, target 10), so a probe's poll can only be
-# satisfied by its own write: never by the previous visit's value, and never by the
-# progress the demo target makes up for a goal no event has touched (its `synthetic`,
-# an FNV-1a hash of user and goal), which both values avoid.
-def synthetic(user, goal_id, target):
-    h = 0xcbf29ce484222325
-    for b in (user + goal_id).encode():
-        h ^= b
-        h = (h * 0x100000001b3) % (1 << 64)
-    return min(h % (target * 3 // 2 + 1), target)
-
-
-probes = []
-for i in range(2000):
-    user = f"probe-{i % 1000:04d}"
-    values = [v for v in range(1, 11) if v != synthetic(user, "goal-01-01", 10)][:2]
-    probes.append({"user": user, "token": f"{user}.probe", "value": values[i // 1000]})
-with open(os.path.join(out, "probes.json"), "w") as f:
-    json.dump(probes, f, separators=(",", ":"))
-    f.write("\n")

@@ -262,7 +262,6 @@ fn demo_config(
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("users.json"), super::USERS_JSON)?;
     std::fs::write(dir.path().join("stats.json"), super::STATS_JSON)?;
-    std::fs::write(dir.path().join("probes.json"), super::PROBES_JSON)?;
     let env: HashMap<String, String> = HashMap::from([
         ("SOAKD_DEMO_HTTP_URL".to_string(), format!("http://{http}")),
         ("SOAKD_DEMO_GRPC_URL".to_string(), format!("http://{grpc}")),

@@ -42,8 +42,6 @@ use tokio::sync::Semaphore;
 pub const USERS_JSON: &str = include_str!("../../fixtures/users.json");
 /// The 250 stat codes of the challenge definitions.
 pub const STATS_JSON: &str = include_str!("../../fixtures/stats.json");
-/// The visibility probes' users and values (Scenario 5).
-pub const PROBES_JSON: &str = include_str!("../../fixtures/probes.json");
 
 /// Demonstration knobs, settable at start and at runtime (`PUT /admin/knobs` with any
 /// subset of the fields).

@@ -2,7 +2,9 @@
 //! same buffered writer soakd uses (the seed's event handler write path).
 //!
 //! Goals that no event has touched yet show a synthetic progress derived from a hash of
-//! (user, goal), so the API has completed goals to claim from the first request.
+//! (user, goal), so the API has completed goals to claim from the first request — except
+//! for probe users (`probe-…`), whose goals start at 0 so that a visibility probe can
+//! tell its write from made-up progress.
 
 use crate::challenges::{ChallengeIndex, Goal};
 use crate::pg::writer::BufferedWriter;
@@ -30,6 +32,18 @@ pub enum ClaimError {
 /// (user, goal) → state.
 type GoalMap = HashMap<(Arc<str>, Arc<str>), GoalState>;
 
+/// At most this many probe users' goal entries: a probe user is written once and read
+/// until its probe sees the write, so the oldest go first.
+const MAX_PROBE_ENTRIES: usize = 20_000;
+
+/// In-memory progress: the goal map, and the order probe users' entries arrived in (so
+/// that they, one-off users, stay bounded well below the map's own limit).
+#[derive(Default)]
+pub struct Progress {
+    map: GoalMap,
+    probes: std::collections::VecDeque<(Arc<str>, Arc<str>)>,
+}
+
 /// The seed's flush interval: how long an event waits in the buffer, at most, before
 /// the API can show it.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -42,7 +56,7 @@ pub enum Store {
     /// Progress in memory; with a buffer, updates wait in it until the next flush (as
     /// the seed's handler does in front of its database), without, apply at once.
     Memory {
-        map: Arc<Mutex<GoalMap>>,
+        map: Arc<Mutex<Progress>>,
         buffer: Option<Arc<MemoryBuffer>>,
     },
     Postgres {
@@ -54,7 +68,7 @@ pub enum Store {
 /// Stat updates waiting for the in-memory store's next flush.
 pub struct MemoryBuffer {
     pending: Mutex<Vec<Update>>,
-    map: Weak<Mutex<GoalMap>>,
+    map: Weak<Mutex<Progress>>,
     idx: Arc<ChallengeIndex>,
 }
 
@@ -81,21 +95,33 @@ impl MemoryBuffer {
 
 /// A stat update applied to the map: every goal the stat advances gets
 /// `min(value, target)`, unless claimed.
-fn apply_to(m: &mut GoalMap, idx: &ChallengeIndex, user: &str, stat: &str, value: i64) {
-    if m.len() >= MAX_ENTRIES {
-        m.clear();
+fn apply_to(p: &mut Progress, idx: &ChallengeIndex, user: &str, stat: &str, value: i64) {
+    if p.map.len() >= MAX_ENTRIES {
+        p.map.clear();
+        p.probes.clear();
     }
+    let probe = user.starts_with(PROBE_PREFIX);
     let u: Arc<str> = Arc::from(user);
     for g in idx.goals_for(stat) {
-        let p = value.clamp(0, g.target as i64) as u64;
-        m.entry((u.clone(), g.goal_id.clone()))
+        let v = value.clamp(0, g.target as i64) as u64;
+        let key = (u.clone(), g.goal_id.clone());
+        if probe && !p.map.contains_key(&key) {
+            p.probes.push_back(key.clone());
+            while p.probes.len() > MAX_PROBE_ENTRIES {
+                if let Some(old) = p.probes.pop_front() {
+                    p.map.remove(&old);
+                }
+            }
+        }
+        p.map
+            .entry(key)
             .and_modify(|s| {
                 if !s.claimed {
-                    s.progress = p;
+                    s.progress = v;
                 }
             })
             .or_insert(GoalState {
-                progress: p,
+                progress: v,
                 claimed: false,
             });
     }
@@ -151,8 +177,16 @@ pub async fn postgres(
     Ok(Store::Postgres { pool, writer })
 }
 
-/// Stable synthetic progress: about a third of goals come out completed.
+/// Users whose id starts with this have no made-up progress: a visibility probe's
+/// write is the first value the API shows for them (`fixtures/demo.yaml`).
+pub const PROBE_PREFIX: &str = "probe-";
+
+/// Stable synthetic progress: about a third of goals come out completed (0 for probe
+/// users).
 pub fn synthetic(user: &str, goal: &Goal) -> u64 {
+    if user.starts_with(PROBE_PREFIX) {
+        return 0;
+    }
     let mut h: u64 = 0xcbf29ce484222325;
     for b in user.bytes().chain(goal.id.bytes()) {
         h ^= b as u64;
@@ -165,7 +199,7 @@ impl Store {
     /// In memory, updates applied at once (no buffer).
     pub fn memory() -> Store {
         Store::Memory {
-            map: Arc::new(Mutex::new(HashMap::new())),
+            map: Arc::new(Mutex::new(Progress::default())),
             buffer: None,
         }
     }
@@ -173,7 +207,7 @@ impl Store {
     /// In memory behind a buffer flushed every `flush_interval` (a task on the
     /// current runtime, which ends with the store).
     pub fn memory_buffered(flush_interval: Duration) -> Result<Store, serde_json::Error> {
-        let map = Arc::new(Mutex::new(HashMap::new()));
+        let map = Arc::new(Mutex::new(Progress::default()));
         let buffer = Arc::new(MemoryBuffer {
             pending: Mutex::new(Vec::new()),
             map: Arc::downgrade(&map),
@@ -216,13 +250,14 @@ impl Store {
                             .map(|u| (u.user.len() + u.stat.len() + 16) as u64)
                             .sum::<u64>()
                 });
-                let m = map.lock();
+                let p = map.lock();
+                let m = &p.map;
                 crate::metrics::memory::hash_map_bytes::<(Arc<str>, Arc<str>), GoalState>(
                     m.capacity(),
-                ) + m
-                    .keys()
-                    .map(|(u, g)| (u.len() + g.len() + 32) as u64)
-                    .sum::<u64>()
+                ) + (p.probes.capacity() * std::mem::size_of::<(Arc<str>, Arc<str>)>()) as u64
+                    + m.keys()
+                        .map(|(u, g)| (u.len() + g.len() + 32) as u64)
+                        .sum::<u64>()
                     + waiting
             }
             Store::Postgres { .. } => 0,
@@ -284,7 +319,7 @@ impl Store {
     pub async fn states(&self, user: &str) -> Result<HashMap<String, GoalState>, String> {
         match self {
             Store::Memory { map, .. } => {
-                let m = map.lock();
+                let m = &map.lock().map;
                 // The map is keyed by (user, goal); a scan per request is fine for a demo
                 // of 10,000 users x 500 goals, but keep it cheap with a user filter.
                 Ok(m.iter()
@@ -325,10 +360,12 @@ impl Store {
     ) -> Result<(), ClaimError> {
         match self {
             Store::Memory { map, .. } => {
-                let mut m = map.lock();
-                if m.len() >= MAX_ENTRIES {
-                    m.clear();
+                let mut p = map.lock();
+                if p.map.len() >= MAX_ENTRIES {
+                    p.map.clear();
+                    p.probes.clear();
                 }
+                let m = &mut p.map;
                 let key = (Arc::from(user), Arc::from(goal.id.as_str()));
                 let st = m.entry(key).or_insert(GoalState {
                     progress: synthetic(user, goal),
@@ -383,5 +420,57 @@ impl Store {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_users_start_at_zero_and_stay_bounded() {
+        let idx = ChallengeIndex::embedded().unwrap();
+        let goal = &idx.challenges[0].goals[0];
+        assert_eq!(synthetic("probe-abc", goal), 0);
+        let store = Store::memory();
+        let Store::Memory { map, .. } = &store else {
+            unreachable!()
+        };
+        // Each probe user's stat advances two goals.
+        for i in 0..(MAX_PROBE_ENTRIES / 2 + 500) {
+            store
+                .apply(&idx, &format!("probe-{i}"), &goal.stat_code, 7, "test")
+                .unwrap();
+        }
+        store
+            .apply(&idx, "user-000001", &goal.stat_code, 3, "test")
+            .unwrap();
+        let p = map.lock();
+        assert_eq!(p.probes.len(), MAX_PROBE_ENTRIES);
+        assert_eq!(
+            p.map.len(),
+            MAX_PROBE_ENTRIES + 2,
+            "the oldest probes went, the user stays"
+        );
+        assert!(!p
+            .map
+            .contains_key(&(Arc::from("probe-0"), goal.id.as_str().into())));
+    }
+
+    #[tokio::test]
+    async fn a_buffered_update_shows_only_after_the_flush() {
+        let idx = ChallengeIndex::embedded().unwrap();
+        let goal = &idx.challenges[0].goals[0];
+        let store = Store::memory_buffered(Duration::from_millis(200)).unwrap();
+        store
+            .apply(&idx, "probe-x", &goal.stat_code, 7, "test")
+            .unwrap();
+        assert!(
+            store.states("probe-x").await.unwrap().is_empty(),
+            "before the flush"
+        );
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        let st = store.states("probe-x").await.unwrap();
+        assert_eq!(st[goal.id.as_str()].progress, 7, "after the flush");
     }
 }
