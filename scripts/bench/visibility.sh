@@ -29,12 +29,17 @@ for iv in $INTERVALS; do
   RUST_LOG=warn "$SOAKD" target --listen "127.0.0.1:$TPORT" --grpc-listen "127.0.0.1:$GPORT" \
     --database-url "$PG_URL" --flush-interval "$iv" 2> "$WORK/target-$iv.log" &
   TPID=$!
+  CLEANUP+=("kill -INT $TPID 2>/dev/null")
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$TPORT/metrics" >/dev/null && break; sleep 0.2; done
   # Scenario 5 at a fixed rate for the whole run, quantiles over all of it.
   python3 - "$ROOT/fixtures/scenario5.yaml" "$WORK/s5-$iv.yaml" "$EVENTS_PER_S" "$PROBES_PER_S" "$APORT" <<'PY'
 import os, sys, yaml
 src, dst, eps, pps, port = sys.argv[1:]
 cfg = yaml.safe_load(open(src))
+# PyYAML reads YAML 1.1, where `on` is a boolean; soakd's `trace:` takes the word.
+for t in cfg["targets"].values():
+    if isinstance(t.get("trace"), bool):
+        t["trace"] = "on" if t["trace"] else "off"
 base = os.path.dirname(os.path.abspath(src))
 for f in cfg["fixtures"].values():
     f["file"] = os.path.join(base, f["file"])
@@ -47,8 +52,10 @@ PY
   SOAKD_DEMO_HTTP_URL="http://127.0.0.1:$TPORT" SOAKD_DEMO_GRPC_URL="http://127.0.0.1:$GPORT" RUST_LOG=warn \
     "$SOAKD" run --config "$WORK/s5-$iv.yaml" --duration "$((SECONDS_EACH + 5))s" 2> "$WORK/soakd-$iv.log" &
   SPID=$!
+  CLEANUP+=("kill $SPID 2>/dev/null")
   sleep "$SECONDS_EACH"
-  curl -sf "http://127.0.0.1:$APORT/metrics" > "$WORK/m-$iv.txt"
+  curl -sf "http://127.0.0.1:$APORT/metrics" > "$WORK/m-$iv.txt" \
+    || { echo "soakd is not answering:" >&2; tail -20 "$WORK/soakd-$iv.log" >&2; exit 1; }
   curl -sf "http://127.0.0.1:$TPORT/metrics" > "$WORK/t-$iv.txt"
   wait "$SPID" || { tail -20 "$WORK/soakd-$iv.log" >&2; exit 1; }
   kill -INT "$TPID"; wait "$TPID" || true
