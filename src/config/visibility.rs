@@ -12,7 +12,7 @@
 //!       until:
 //!         - status: 200
 //!         - json: /challenges/0/goals/0/progress
-//!           eq: "{{probe.value}}"
+//!           eq: 7
 //!       every: 50ms
 //!       backoff: 1.5
 //!       max_every: 500ms
