@@ -257,5 +257,5 @@ fn prometheus_config_loads_the_rules() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("prometheus.yml"), text).unwrap();
     let out = run(&["check", "config", "prometheus.yml"], tmp.path());
-    assert!(out.contains("SUCCESS: 21 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 22 rules found"), "{out}");
 }
