@@ -149,14 +149,7 @@ async fn execute(state: &ScenarioState, plan: &super::Plan, start: Instant, op: 
             pm.observe(&vars.phases);
         }
     }
-    match trace {
-        // A sampled trace is one the tracing backend keeps: it may become the bucket's
-        // exemplar.
-        Some(t) if t.sampled => om
-            .duration
-            .observe_traced(latency.as_secs_f64(), t.trace_id),
-        _ => om.duration.observe(latency.as_secs_f64()),
-    }
+    observe(&om.duration, latency, trace);
     om.window.record(latency);
     state.capture.record(latency);
     let written = result.is_ok();
@@ -173,11 +166,7 @@ async fn execute(state: &ScenarioState, plan: &super::Plan, start: Instant, op: 
         vars.bind_write();
         match probe.run(&mut vars, start, timeout).await {
             Ok(lat) => {
-                let secs = lat.as_secs_f64();
-                match trace {
-                    Some(t) if t.sampled => probe.metrics.seconds.observe_traced(secs, t.trace_id),
-                    _ => probe.metrics.seconds.observe(secs),
-                }
+                observe(&probe.metrics.seconds, lat, trace);
                 probe.metrics.window.record(lat);
             }
             Err(e) => {
@@ -190,6 +179,15 @@ async fn execute(state: &ScenarioState, plan: &super::Plan, start: Instant, op: 
         g.dec();
     }
     state.pending.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Observes `d` in `h`; a sampled trace (one the tracing backend keeps) may become the
+/// bucket's exemplar.
+fn observe(h: &crate::metrics::Histogram, d: Duration, trace: Option<TraceContext>) {
+    match trace {
+        Some(t) if t.sampled => h.observe_traced(d.as_secs_f64(), t.trace_id),
+        _ => h.observe(d.as_secs_f64()),
+    }
 }
 
 /// The closed model (`arrival: closed`): `max_in_flight` workers each run iterations

@@ -93,20 +93,6 @@ impl VisibilityFamily {
         })
     }
 
-    /// The quantiles of every visibility op of `scenario` over the window, merged
-    /// (None when nothing became visible in it).
-    pub fn window_quantiles(&self, scenario: &str, qs: &[f64]) -> Vec<Option<f64>> {
-        let windows: Vec<Arc<Window>> = self
-            .windows
-            .map
-            .lock()
-            .iter()
-            .filter(|((s, _), _)| s == scenario)
-            .map(|(_, w)| w.clone())
-            .collect();
-        super::window::merged_quantiles(windows.iter().map(|w| &**w), qs)
-    }
-
     /// Forget a gone op's series (or a whole scenario's).
     pub fn remove(&self, scenario: &str, ops: &[String], whole_scenario: bool) {
         let mut w = self.windows.map.lock();
@@ -147,9 +133,12 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} not in {text}");
         }
-        let q = f.window_quantiles("events", &[0.5]);
+        let q = crate::metrics::window::merged_quantiles([&*m.window], &[0.5]);
         assert!((q[0].unwrap() - 0.4).abs() < 0.001, "{q:?}");
-        assert_eq!(f.window_quantiles("other", &[0.5]), vec![None]);
+        assert_eq!(
+            crate::metrics::window::merged_quantiles([], &[0.5]),
+            vec![None]
+        );
         f.remove("events", &["stat_update".to_string()], true);
         let text = crate::metrics::expo::text(&r);
         assert!(!text.contains("soakd_visibility_seconds_bucket{"), "{text}");
