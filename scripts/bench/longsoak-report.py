@@ -44,6 +44,56 @@ def slope(after, key):
     return ys[0], ys[-1], max(ys), b * day, 1.96 * se * day
 
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return (xs[n // 2] + xs[(n - 1) // 2]) / 2
+
+
+def levels(rows, warm, width):
+    """The median of each memory column per window after the warm-up: a slope says how
+    fast, this says whether the level moves from window to window or only swings."""
+    print(f"\nLevel by {width // 60}-minute window after the warm-up (medians, MiB):\n")
+    print("| process | measure | minutes: median |")
+    print("|---|---|---|")
+    for comp in ("soakd", "target"):
+        after = [r for r in rows if r["component"] == comp and int(r["elapsed_s"]) >= warm]
+        if not after:
+            continue
+        for key, name in (("anon_kib", "anon RSS"), ("heap_kib", "committed"), ("live_kib", "live heap")):
+            cells = []
+            start = warm
+            last = max(int(r["elapsed_s"]) for r in after)
+            while True:
+                w = [int(r[key]) for r in after
+                     if start <= int(r["elapsed_s"]) < start + width and (r.get(key) or "").strip()]
+                if not w:
+                    break
+                cells.append(f"{start // 60}-{min(start + width, last) // 60}: {median(w) / 1024:.2f}")
+                start += width
+            if cells:
+                print(f"| {comp} | {name} | {' · '.join(cells)} |")
+
+
+def database(path, warm):
+    """The target database's tables after the warm-up and at the end: a workload whose
+    tables keep growing is not stationary, whatever the processes do."""
+    try:
+        rows = list(csv.DictReader(open(path)))
+    except OSError:
+        return
+    after = [r for r in rows if int(r["elapsed_s"]) >= warm]
+    if len(after) < 2:
+        return
+    first, last = after[0], after[-1]
+    hours = max(int(last["elapsed_s"]) - int(first["elapsed_s"]), 1) / 3600
+    grow = (int(last["tables_kib"]) - int(first["tables_kib"])) / 1024
+    print(f"\nThe target's database after the warm-up → end: {int(first['live_rows']):,} → "
+          f"{int(last['live_rows']):,} live rows, {int(first['dead_rows']):,} → {int(last['dead_rows']):,} dead, "
+          f"{int(first['tables_kib']) / 1024:,.0f} → {int(last['tables_kib']) / 1024:,.0f} MiB on disk "
+          f"({grow / hours:+,.1f} MiB/h), {first['connections']} → {last['connections']} connections.")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("csv")
@@ -53,6 +103,9 @@ def main():
     ap.add_argument("--minutes", default="?")
     ap.add_argument("--stall-every", default="0")
     ap.add_argument("--stall-for", default="0")
+    ap.add_argument("--db", help="longsoak.sh's db.csv: the target database's rows and size")
+    ap.add_argument("--window-minutes", type=float, default=20,
+                    help="the width of the windows whose medians the level table shows")
     a = ap.parse_args()
     rows = list(csv.DictReader(open(a.csv)))
     warm = int(a.warmup_minutes * 60)
@@ -89,6 +142,8 @@ def main():
               f"| {f_}..{F} | {th}..{TH} | {se_}..{SE} "
               f"| {'PASS' if ok else 'FAIL'} |")
 
+    levels(rows, warm, int(a.window_minutes * 60))
+
     print("\nWhere the bytes are (soakd_memory_bytes by area, KiB; heap = the allocator's committed KiB):\n")
     print("| process | at | operations | heap | areas |")
     print("|---|---|---|---|---|")
@@ -103,6 +158,8 @@ def main():
             marks.append(("end", rs[-1]))
         for label, r in marks:
             print(f"| {comp} | {label} | {int(r['ops']):,} | {int(r['heap_kib']):,} | {r['areas_kib'] or 'n/a'} |")
+    if a.db:
+        database(a.db, warm)
     print(f"\nCriterion: the slope after the warm-up below {LIMIT:g} % per day for both processes "
           "(anonymous RSS and the allocator's committed heap; total RSS where a CSV has no anon column).")
     print("Overall:", "PASS" if all(verdicts) else "FAIL")

@@ -163,10 +163,24 @@ sample() {
     END { printf "%s,%s,%d,%s,%s,%d,%d,%s,%s", rss, anon, heap, fds, thr, series, ops, areas, live == "" ? "" : sprintf("%d", live) }' <<< "$m"
 }
 
+# The target's database, once a minute: the workload is only stationary if its tables
+# stop growing (the leaderboard aggregate's did not; see docs/BENCHMARKS.md), and a
+# database slowing down shows in both processes as connection bursts.
+DB_CSV="$OUT/db.csv"
+db_sample() {
+  command -v psql >/dev/null || return 0
+  psql "$PG_URL" -qAtX -F, -c "select $1, coalesce(sum(n_live_tup), 0), coalesce(sum(n_dead_tup), 0),
+    (coalesce(sum(pg_total_relation_size(relid)), 0) / 1024)::bigint, (select count(*) from pg_stat_activity
+    where backend_type = 'client backend') from pg_stat_user_tables" >> "$DB_CSV" 2>/dev/null || true
+}
+echo "elapsed_s,live_rows,dead_rows,tables_kib,connections" > "$DB_CSV"
+
 echo "elapsed_s,component,rss_kib,anon_kib,heap_kib,fds,threads,series,ops,areas_kib,live_kib" > "$CSV"
 start=$(date +%s)
+db_next=0
 while kill -0 "$SPID" 2>/dev/null; do
   now=$(( $(date +%s) - start ))
+  if [ "$now" -ge "$db_next" ]; then db_sample "$now"; db_next=$((now + 60)); fi
   s=$(sample "$SPID" "http://127.0.0.1:$APORT/metrics" '^soakd_requests_total[{]') && echo "$now,soakd,$s" >> "$CSV"
   t=$(sample "$TPID" "http://127.0.0.1:$TPORT/metrics" '^demo_(http|grpc)_requests_total[{]') && echo "$now,target,$t" >> "$CSV"
   ops=$(cut -d, -f7 <<< "${s:-0,0,0,0,0,0,0}")
@@ -192,6 +206,7 @@ if [ "$PROFILE" = dhat ]; then
 fi
 
 python3 "$ROOT/scripts/bench/longsoak-report.py" "$CSV" --warmup-minutes "$WARMUP_MINUTES" --mode "$MODE" \
-  --factor "$FACTOR" --minutes "$MINUTES" --stall-every "$STALL_EVERY_S" --stall-for "$STALL_FOR_S"
+  --factor "$FACTOR" --minutes "$MINUTES" --stall-every "$STALL_EVERY_S" --stall-for "$STALL_FOR_S" \
+  --db "$DB_CSV"
 echo
-echo "CSV: $CSV"
+echo "CSV: $CSV (the database: $DB_CSV)"
