@@ -737,3 +737,49 @@ scenarios:
         "{confirmed} cancelled, {timeouts} timeouts\n{m}"
     );
 }
+
+/// The demo target's visibility probes write for users of their own; in PostgreSQL mode
+/// the store deletes those users' rows once they are old (every minute, 10 minutes after
+/// the write), so a week of probes does not grow the table. Here with age zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_store_deletes_probe_users_rows_and_keeps_real_users() {
+    use soakd::demo::store;
+    let pg = cluster();
+    let url = pg.url("postgres");
+    let m = soakd::demo::metrics::DemoMetrics::new();
+    let s = store::postgres(
+        &url,
+        4,
+        Duration::from_millis(100),
+        m.buffers.writer("demo-target"),
+        &m.pools,
+    )
+    .await
+    .unwrap();
+    let idx = soakd::challenges::ChallengeIndex::embedded().unwrap();
+    for user in ["probe-t1", "probe-t2", "user-00001"] {
+        s.apply(&idx, user, "matches_played_ranked", 7, "test")
+            .unwrap();
+    }
+    assert_eq!(s.drain(Instant::now() + Duration::from_secs(10)).await, 0);
+    let count = |q: &'static str| {
+        let url = url.clone();
+        async move { query_i64(&url, q).await }
+    };
+    let probe_rows = "SELECT count(*) FROM user_goal_progress WHERE user_id LIKE 'probe-%'";
+    let real_rows = "SELECT count(*) FROM user_goal_progress WHERE user_id = 'user-00001'";
+    let probes = count(probe_rows).await;
+    let real = count(real_rows).await;
+    assert!(probes >= 2 && real >= 1, "probes {probes}, real {real}");
+    // Young rows stay.
+    assert_eq!(s.retire_probe_users(Duration::from_secs(600)).await, Ok(0));
+    assert_eq!(count(probe_rows).await, probes);
+    // Old enough: every probe row goes, the real user's stay, and nothing is left to do.
+    assert_eq!(
+        s.retire_probe_users(Duration::ZERO).await,
+        Ok(probes as u64)
+    );
+    assert_eq!(count(probe_rows).await, 0);
+    assert_eq!(count(real_rows).await, real);
+    assert_eq!(s.retire_probe_users(Duration::ZERO).await, Ok(0));
+}

@@ -4,14 +4,16 @@
 //! Goals that no event has touched yet show a synthetic progress derived from a hash of
 //! (user, goal), so the API has completed goals to claim from the first request — except
 //! for probe users (`probe-…`), whose goals start at 0 so that a visibility probe can
-//! tell its write from made-up progress.
+//! tell its write from made-up progress. Each probe writes for a user of its own, so
+//! both stores bound them: the in-memory one keeps the latest 20,000 probe entries, the
+//! PostgreSQL one deletes a probe user's rows 10 minutes after its write.
 
 use crate::challenges::{ChallengeIndex, Goal};
 use crate::pg::writer::BufferedWriter;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// At most this many (user, goal) entries in memory; past it the map starts over.
 const MAX_ENTRIES: usize = 1_000_000;
@@ -41,7 +43,7 @@ const MAX_PROBE_ENTRIES: usize = 20_000;
 #[derive(Default)]
 pub struct Progress {
     map: GoalMap,
-    probes: std::collections::VecDeque<(Arc<str>, Arc<str>)>,
+    probes: VecDeque<(Arc<str>, Arc<str>)>,
 }
 
 /// The seed's flush interval: how long an event waits in the buffer, at most, before
@@ -62,7 +64,86 @@ pub enum Store {
     Postgres {
         pool: sqlx::PgPool,
         writer: Arc<BufferedWriter>,
+        probes: Arc<ProbeUsers>,
     },
+}
+
+/// How long a probe user's rows stay in PostgreSQL after its write: its probe reads them
+/// until the write shows (seconds; `deadline` at most), and nothing reads them after.
+pub const PROBE_KEEP: Duration = Duration::from_secs(600);
+
+/// How often the PostgreSQL store deletes the probe users past [`PROBE_KEEP`].
+const PROBE_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// At most this many probe users wait for their rows' deletion; past it the oldest go
+/// at the next sweep, whatever their age.
+const MAX_PROBE_USERS: usize = 100_000;
+
+/// Probe users the PostgreSQL store wrote, oldest first, until their rows are deleted.
+/// Each probe writes for a user of its own (`probe-<trace id>`), so without this the
+/// table would gain its rows forever: 2 probes a second are 350,000 rows a day, more
+/// than the demo's 10,000 real users hold after a week. (The in-memory store bounds its
+/// probe entries itself.)
+pub struct ProbeUsers {
+    pool: sqlx::PgPool,
+    written: Mutex<VecDeque<(Instant, Box<str>)>>,
+}
+
+impl ProbeUsers {
+    fn note(&self, user: &str) {
+        let mut q = self.written.lock();
+        if q.back().is_some_and(|(_, u)| &**u == user) {
+            return;
+        }
+        q.push_back((Instant::now(), user.into()));
+    }
+
+    /// Takes the users written at least `age` before `now`, and the oldest past the bound.
+    fn due(&self, age: Duration, now: Instant) -> Vec<Box<str>> {
+        let mut q = self.written.lock();
+        let mut out = Vec::new();
+        while let Some((at, _)) = q.front() {
+            if q.len() <= MAX_PROBE_USERS && now.saturating_duration_since(*at) < age {
+                break;
+            }
+            if let Some((_, u)) = q.pop_front() {
+                out.push(u);
+            }
+        }
+        out
+    }
+
+    /// Deletes the rows of the users written at least `age` ago; returns how many rows.
+    /// Users whose delete failed go back to the front, for the next sweep.
+    async fn retire(&self, age: Duration) -> Result<u64, String> {
+        let users = self.due(age, Instant::now());
+        let mut deleted = 0;
+        for (i, chunk) in users.chunks(1000).enumerate() {
+            let ids: Vec<&str> = chunk.iter().map(|u| &**u).collect();
+            let done = sqlx::query("DELETE FROM user_goal_progress WHERE user_id = ANY($1)")
+                .bind(&ids)
+                .execute(&self.pool)
+                .await;
+            match done {
+                Ok(r) => deleted += r.rows_affected(),
+                Err(e) => {
+                    let mut q = self.written.lock();
+                    let now = Instant::now();
+                    for u in users[i * 1000..].iter().rev() {
+                        q.push_front((now, u.clone()));
+                    }
+                    return Err(format!("deleting probe users' rows: {e}"));
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        let q = self.written.lock();
+        (q.capacity() * std::mem::size_of::<(Instant, Box<str>)>()) as u64
+            + q.iter().map(|(_, u)| u.len() as u64).sum::<u64>()
+    }
 }
 
 /// Stat updates waiting for the in-memory store's next flush.
@@ -174,7 +255,29 @@ pub async fn postgres(
         challenges: Arc::new(ChallengeIndex::embedded().map_err(|e| e.to_string())?),
     };
     let writer = BufferedWriter::start("demo-target", cfg, conns, writer_metrics);
-    Ok(Store::Postgres { pool, writer })
+    let probes = Arc::new(ProbeUsers {
+        pool: pool.clone(),
+        written: Mutex::new(VecDeque::new()),
+    });
+    // The sweep ends with the store (it holds only a weak reference).
+    let weak = Arc::downgrade(&probes);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PROBE_SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(p) = weak.upgrade() else { break };
+            if let Err(e) = p.retire(PROBE_KEEP).await {
+                tracing::warn!("{e}");
+            }
+        }
+    });
+    Ok(Store::Postgres {
+        pool,
+        writer,
+        probes,
+    })
 }
 
 /// Users whose id starts with this have no made-up progress: a visibility probe's
@@ -260,12 +363,22 @@ impl Store {
                         .sum::<u64>()
                     + waiting
             }
-            Store::Postgres { .. } => 0,
+            Store::Postgres { probes, .. } => probes.memory_bytes(),
+        }
+    }
+
+    /// Deletes the rows of the probe users written at least `age` ago (PostgreSQL mode;
+    /// the store does this itself every minute for [`PROBE_KEEP`]); returns how many
+    /// rows. The in-memory store bounds its probe entries as it goes: 0.
+    pub async fn retire_probe_users(&self, age: Duration) -> Result<u64, String> {
+        match self {
+            Store::Memory { .. } => Ok(0),
+            Store::Postgres { probes, .. } => probes.retire(age).await,
         }
     }
 
     /// Flushes what the writer holds (PostgreSQL mode); returns entries left.
-    pub async fn drain(&self, deadline: std::time::Instant) -> usize {
+    pub async fn drain(&self, deadline: Instant) -> usize {
         match self {
             Store::Memory { buffer, .. } => {
                 if let Some(b) = buffer {
@@ -308,10 +421,15 @@ impl Store {
                 });
                 Ok(())
             }
-            Store::Postgres { writer, .. } => writer
-                .accept(user, stat, value, Some(ns))
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Store::Postgres { writer, probes, .. } => {
+                writer
+                    .accept(user, stat, value, Some(ns))
+                    .map_err(|e| e.to_string())?;
+                if user.starts_with(PROBE_PREFIX) {
+                    probes.note(user);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -426,6 +544,42 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn probe_users_come_due_by_age_and_past_the_bound_oldest_first() {
+        // A lazy pool: `due` never touches the database.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let p = ProbeUsers {
+            pool,
+            written: Mutex::new(VecDeque::new()),
+        };
+        p.note("probe-a");
+        p.note("probe-a"); // the same user again: noted once
+        p.note("probe-b");
+        let now = Instant::now();
+        assert!(p.due(Duration::from_secs(600), now).is_empty());
+        let later = now + Duration::from_secs(601);
+        let due: Vec<String> = p
+            .due(Duration::from_secs(600), later)
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        assert_eq!(due, ["probe-a", "probe-b"]);
+        assert!(p.written.lock().is_empty());
+
+        for i in 0..MAX_PROBE_USERS + 3 {
+            p.note(&format!("probe-{i}"));
+        }
+        assert!(p.memory_bytes() > (MAX_PROBE_USERS * 8) as u64);
+        // Young, but three past the bound: the three oldest go now.
+        let due = p.due(Duration::from_secs(600), Instant::now());
+        assert_eq!(due.len(), 3);
+        assert_eq!(&*due[0], "probe-0");
+        assert_eq!(&*due[2], "probe-2");
+        assert_eq!(p.written.lock().len(), MAX_PROBE_USERS);
+    }
 
     #[test]
     fn probe_users_start_at_zero_and_stay_bounded() {
