@@ -2,7 +2,8 @@
 # Long soak (a benchmark, not a test): the full demo workload for hours, with soakd and
 # the demo target as separate processes so that each one's memory is its own.
 #
-#   - a throwaway PostgreSQL (examples/pgcluster.rs);
+#   - a throwaway PostgreSQL (examples/pgcluster.rs), its progress table filled to its
+#     final size first (every user x goal; PREFILL=0 starts it empty);
 #   - `soakd target` with the gRPC event handler and its buffered writer into PostgreSQL;
 #   - `soakd run` on fixtures/demo.yaml: HTTP with the claim flow, gRPC events, the SQL
 #     read path, pg statistics, and a short capacity search (two levels of the event
@@ -89,6 +90,41 @@ SOAKD_DHAT_FILE="$OUT/dhat-target.json" RUST_LOG=warn "$SOAKD" target --listen "
 TPID=$!
 CLEANUP+=("kill -INT $TPID 2>/dev/null; sleep 2")
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$TPORT/metrics" >/dev/null && break; sleep 0.2; done
+
+# The target's table at its final size before the run (PREFILL=0 leaves it empty). The
+# events upsert a row per (user, goal) they touch, so an empty table grows for hours
+# toward users x goals (10,000 x 500 = 5 M rows, about 1 GB): the 2-hour jemalloc run's
+# accelerated table went 1.7 -> 3.0 M rows between minutes 50 and 95, its queries slowed,
+# and both processes held ever more connections (soakd's 32 -> 72 fds) and the memory
+# that goes with them. Every pair is written with the progress the target makes up for
+# a goal nobody has touched (its `synthetic`, FNV-1a of user and goal id), so the API
+# and the claims answer exactly as they would without the row.
+if [ "${PREFILL:-1}" = 1 ]; then
+  command -v psql >/dev/null || { echo "PREFILL needs psql (postgresql-client)" >&2; exit 1; }
+  echo "prefilling user_goal_progress (users x goals) ..." >&2
+  python3 - "$ROOT/fixtures/users.json" "$ROOT/fixtures/challenges.json" <<'PY' |
+import json, sys
+users = json.load(open(sys.argv[1]))
+goals = [(c["id"], g["id"], g["target"]) for c in json.load(open(sys.argv[2])) for g in c["goals"]]
+M = (1 << 64) - 1
+out = sys.stdout
+for u in users:
+    uid, ns = u["id"], u.get("namespace", "test")
+    ub = uid.encode()
+    for cid, gid, target in goals:
+        h = 0xCBF29CE484222325
+        for b in ub + gid.encode():
+            h = ((h ^ b) * 0x100000001B3) & M
+        p = min(h % (target * 3 // 2 + 1), target)
+        status = "completed" if p >= target else ("in_progress" if p else "not_started")
+        done = "now" if p >= target else ""
+        out.write(f"{uid},{gid},{cid},{ns},{p},{status},{done},now\n")
+PY
+  psql "$PG_URL" -qX -v ON_ERROR_STOP=1 \
+    -c "\\copy user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, status, completed_at, updated_at) from pstdin with (format csv)" \
+    -c "vacuum analyze user_goal_progress" >&2
+  echo "prefilled: $(psql "$PG_URL" -qAtX -c "select count(*) from user_goal_progress") rows" >&2
+fi
 
 # fixtures/demo.yaml with absolute fixture paths, every rate x FACTOR, and a two-level
 # search of the event path at the start. The database read path's leaderboard aggregate
