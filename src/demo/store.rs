@@ -259,18 +259,9 @@ pub async fn postgres(
         pool: pool.clone(),
         written: Mutex::new(VecDeque::new()),
     });
-    // The sweep ends with the store (it holds only a weak reference).
-    let weak = Arc::downgrade(&probes);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PROBE_SWEEP_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(p) = weak.upgrade() else { break };
-            if let Err(e) = p.retire(PROBE_KEEP).await {
-                tracing::warn!("{e}");
-            }
+    periodically(PROBE_SWEEP_EVERY, Arc::downgrade(&probes), |p| async move {
+        if let Err(e) = p.retire(PROBE_KEEP).await {
+            tracing::warn!("{e}");
         }
     });
     Ok(Store::Postgres {
@@ -278,6 +269,26 @@ pub async fn postgres(
         writer,
         probes,
     })
+}
+
+/// Runs `f` every `every` (the first time one period from now) on the current runtime,
+/// until what `weak` points to is dropped: a store's background work ends with it.
+fn periodically<T, F, Fut>(every: Duration, weak: Weak<T>, f: F)
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(v) = weak.upgrade() else { break };
+            f(v).await;
+        }
+    });
 }
 
 /// Users whose id starts with this have no made-up progress: a visibility probe's
@@ -316,16 +327,8 @@ impl Store {
             map: Arc::downgrade(&map),
             idx: Arc::new(ChallengeIndex::embedded()?),
         });
-        let weak = Arc::downgrade(&buffer);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(flush_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(b) = weak.upgrade() else { break };
-                b.flush();
-            }
+        periodically(flush_interval, Arc::downgrade(&buffer), |b| async move {
+            b.flush();
         });
         Ok(Store::Memory {
             map,
