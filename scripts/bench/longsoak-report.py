@@ -60,10 +60,10 @@ def levels(rows, warm, width):
         after = [r for r in rows if r["component"] == comp and int(r["elapsed_s"]) >= warm]
         if not after:
             continue
+        last = max(int(r["elapsed_s"]) for r in after)
         for key, name in (("anon_kib", "anon RSS"), ("heap_kib", "committed"), ("live_kib", "live heap")):
             cells = []
             start = warm
-            last = max(int(r["elapsed_s"]) for r in after)
             while True:
                 w = [int(r[key]) for r in after
                      if start <= int(r["elapsed_s"]) < start + width and (r.get(key) or "").strip()]

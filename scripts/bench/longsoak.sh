@@ -94,11 +94,12 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$TPORT/metrics" >/dev/null &&
 # The target's table at its final size before the run (PREFILL=0 leaves it empty). The
 # events upsert a row per (user, goal) they touch, so an empty table grows for hours
 # toward users x goals (10,000 x 500 = 5 M rows, about 1 GB): the 2-hour jemalloc run's
-# accelerated table went 1.7 -> 3.0 M rows between minutes 50 and 95, its queries slowed,
-# and both processes held ever more connections (soakd's 32 -> 72 fds) and the memory
-# that goes with them. Every pair is written with the progress the target makes up for
-# a goal nobody has touched (its `synthetic`, FNV-1a of user and goal id), so the API
-# and the claims answer exactly as they would without the row.
+# accelerated table went 1.79 -> 3.04 M rows between minutes 43 and 98, its queries
+# slowed, and both processes held ever more connections (soakd's fds 33 -> 61 in 20-minute
+# medians) and the memory that goes with them. Every pair is written with the progress
+# the target makes up for a goal nobody has touched — a copy of `synthetic` in
+# src/demo/store.rs (FNV-1a of user and goal id; change both together) — so the API and
+# the claims answer exactly as they would without the row.
 if [ "${PREFILL:-1}" = 1 ]; then
   command -v psql >/dev/null || { echo "PREFILL needs psql (postgresql-client)" >&2; exit 1; }
   echo "prefilling user_goal_progress (users x goals) ..." >&2

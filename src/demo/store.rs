@@ -113,12 +113,14 @@ impl ProbeUsers {
         out
     }
 
-    /// Deletes the rows of the users written at least `age` ago; returns how many rows.
-    /// Users whose delete failed go back to the front, for the next sweep.
+    /// Deletes the rows of the users written at least `age` ago, `DELETE_BATCH` users a
+    /// statement; returns how many rows. Users whose delete failed go back to the front,
+    /// timed from now: they are tried again once `age` has passed.
     async fn retire(&self, age: Duration) -> Result<u64, String> {
+        const DELETE_BATCH: usize = 1000;
         let users = self.due(age, Instant::now());
         let mut deleted = 0;
-        for (i, chunk) in users.chunks(1000).enumerate() {
+        for (i, chunk) in users.chunks(DELETE_BATCH).enumerate() {
             let ids: Vec<&str> = chunk.iter().map(|u| &**u).collect();
             let done = sqlx::query("DELETE FROM user_goal_progress WHERE user_id = ANY($1)")
                 .bind(&ids)
@@ -129,7 +131,7 @@ impl ProbeUsers {
                 Err(e) => {
                     let mut q = self.written.lock();
                     let now = Instant::now();
-                    for u in users[i * 1000..].iter().rev() {
+                    for u in users[i * DELETE_BATCH..].iter().rev() {
                         q.push_front((now, u.clone()));
                     }
                     return Err(format!("deleting probe users' rows: {e}"));
@@ -296,7 +298,7 @@ where
 pub const PROBE_PREFIX: &str = "probe-";
 
 /// Stable synthetic progress: about a third of goals come out completed (0 for probe
-/// users).
+/// users). `scripts/bench/longsoak.sh` copies it to prefill its table: change both together.
 pub fn synthetic(user: &str, goal: &Goal) -> u64 {
     if user.starts_with(PROBE_PREFIX) {
         return 0;
