@@ -18,7 +18,9 @@ use std::time::Duration;
 /// jemalloc, with its background thread purging freed pages (decay) on its own: the
 /// long soak (docs/BENCHMARKS.md) measured soakd's resident memory at ~6 MiB over its
 /// live heap and flat, where mimalloc held 35-45 MiB over it and crept upward in steps
-/// after bursts. build.rs picks the allocator from the features.
+/// after bursts. build.rs picks the allocator from the features. `--features
+/// jemalloc-prof` is the same allocator with its heap profiler compiled in (off unless
+/// `_RJEM_MALLOC_CONF` has `prof:true`; PROFILE=jemalloc-prof scripts/bench/longsoak.sh).
 #[cfg(soakd_alloc = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

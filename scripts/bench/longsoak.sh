@@ -40,10 +40,18 @@
 # wrapped in a counter of live bytes (live_kib):
 #   PROFILE=mimalloc MODE=accelerated MINUTES=120 scripts/bench/longsoak.sh
 #
-# Heap attribution: PROFILE=dhat runs the `dhat-heap` build (dhat instead of mimalloc,
+# Heap attribution: PROFILE=dhat runs the `dhat-heap` build (dhat instead of jemalloc,
 # several times slower) and STOP_AFTER_OPS stops soakd after that many operations; both
 # processes then write dhat profiles to OUT, summarised by scripts/bench/dhat-top.py:
 #   PROFILE=dhat STOP_AFTER_OPS=1000000 OUT=/tmp/d1 scripts/bench/longsoak.sh
+# PROFILE=jemalloc-prof runs jemalloc with its sampling heap profiler (an allocation every
+# 2^LG_PROF_SAMPLE bytes on average, default 128 KiB: cheap enough for hours): both
+# processes write a profile every 2^LG_PROF_INTERVAL bytes allocated (default 16 GiB,
+# about every 40 s at FACTOR=10) to OUT, jeprof.csv says after how many
+# operations each was written, and scripts/bench/jeprof-top.py names the live bytes in the
+# profiles nearest given counts (needs jeprof: apt-get install libjemalloc-dev):
+#   PROFILE=jemalloc-prof FACTOR=10 MINUTES=115 OUT=/tmp/jp scripts/bench/longsoak.sh
+#   scripts/bench/jeprof-top.py /tmp/jp 1000000 10000000
 source "$(dirname "$0")/lib.sh"
 
 MODE=${MODE:-accelerated}
@@ -57,6 +65,7 @@ WARMUP_MINUTES=${WARMUP_MINUTES:-10}
 INTERVAL=${INTERVAL:-15}
 OUT=${OUT:-$WORK}
 PROFILE=${PROFILE:-}
+JE_CONF=
 STOP_AFTER_OPS=${STOP_AFTER_OPS:-0}
 STALL_EVERY_S=${STALL_EVERY_S:-0}
 STALL_FOR_S=${STALL_FOR_S:-0}
@@ -79,11 +88,20 @@ else
       (cd "$ROOT" && cargo build --release --locked -q --features "$PROFILE" \
         --target-dir "$CARGO_TARGET_DIR/$PROFILE")
       SOAKD="$CARGO_TARGET_DIR/$PROFILE/release/soakd" ;;
-    *) echo "PROFILE must be release, mimalloc, heap-count or dhat, not $PROFILE" >&2; exit 2 ;;
+    jemalloc-prof)
+      # The shipped allocator with its profiler compiled in (the same target directory:
+      # only jemalloc and soakd rebuild); a copy of the binary stays in OUT for jeprof.
+      (cd "$ROOT" && cargo build --release --locked -q --features jemalloc-prof)
+      cp "$CARGO_TARGET_DIR/release/soakd" "$OUT/soakd"
+      SOAKD="$OUT/soakd"
+      JE_CONF="prof:true,lg_prof_sample:${LG_PROF_SAMPLE:-17},lg_prof_interval:${LG_PROF_INTERVAL:-34}"
+      echo "elapsed_s,component,ops,profile" > "$OUT/jeprof.csv" ;;
+    *) echo "PROFILE must be release, jemalloc-prof, mimalloc, heap-count or dhat, not $PROFILE" >&2; exit 2 ;;
   esac
 fi
 start_pgcluster
 TPORT=$(free_port); GPORT=$(free_port); APORT=$(free_port)
+_RJEM_MALLOC_CONF="${JE_CONF:+$JE_CONF,prof_prefix:$OUT/jeprof-target}" \
 SOAKD_DHAT_FILE="$OUT/dhat-target.json" RUST_LOG=warn "$SOAKD" target --listen "127.0.0.1:$TPORT" --grpc-listen "127.0.0.1:$GPORT" \
   --database-url "$PG_URL" --stall-every-ms $((STALL_EVERY_S * 1000)) \
   --stall-for-ms $((STALL_FOR_S * 1000)) 2> "$OUT/target.log" &
@@ -174,6 +192,7 @@ yaml.safe_dump(cfg, open(dst, "w"), sort_keys=False)
 PY
 
 SOAKD_DEMO_HTTP_URL="http://127.0.0.1:$TPORT" SOAKD_DEMO_GRPC_URL="http://127.0.0.1:$GPORT" \
+_RJEM_MALLOC_CONF="${JE_CONF:+$JE_CONF,prof_prefix:$OUT/jeprof-soakd}" \
 DATABASE_URL="$PG_URL" SOAKD_DHAT_FILE="$OUT/dhat-soakd.json" RUST_LOG=warn "$SOAKD" run --config "$OUT/longsoak.yaml" \
   --duration "${MINUTES}m" --summary > "$OUT/summary.json" 2> "$OUT/soakd.log" &
 SPID=$!
@@ -221,6 +240,15 @@ while kill -0 "$SPID" 2>/dev/null; do
   s=$(sample "$SPID" "http://127.0.0.1:$APORT/metrics" '^soakd_requests_total[{]') && echo "$now,soakd,$s" >> "$CSV"
   t=$(sample "$TPID" "http://127.0.0.1:$TPORT/metrics" '^demo_(http|grpc)_requests_total[{]') && echo "$now,target,$t" >> "$CSV"
   ops=$(cut -d, -f7 <<< "${s:-0,0,0,0,0,0,0}")
+  if [ "$PROFILE" = jemalloc-prof ]; then
+    # Profiles written since the last sample, with the operations so far.
+    tops=$(cut -d, -f7 <<< "${t:-0,0,0,0,0,0,0}")
+    for f in "$OUT"/jeprof-soakd.*.heap "$OUT"/jeprof-target.*.heap; do
+      [ -e "$f" ] && ! grep -qF ",$(basename "$f")" "$OUT/jeprof.csv" || continue
+      case "$f" in *jeprof-soakd.*) echo "$now,soakd,$ops,$(basename "$f")" ;;
+                   *) echo "$now,target,$tops,$(basename "$f")" ;; esac >> "$OUT/jeprof.csv"
+    done
+  fi
   if [ "$STOP_AFTER_OPS" -gt 0 ] && [ "${ops:-0}" -ge "$STOP_AFTER_OPS" ]; then
     echo "stopping after $ops operations" >&2
     kill -INT "$SPID"
