@@ -12,7 +12,8 @@ site, the median of their bytes: jemalloc samples one allocation per 2^lg_prof_s
 bytes and scales it up, so a long-lived structure is the same sample in every profile
 while the bytes in flight differ from one to the next, and the median steadies them. A
 site is what allocated (the first frame outside the allocator and the standard library)
-and where soakd's own code asked for it (the first `soakd::` frame). With two counts it
+and where soakd's own code asked for it (its first DEPTH functions on the stack, default 2:
+`metrics::window::Window::new ← slo::Tracker::new`). With two counts it
 prints the difference too: a bounded structure shows the same bytes at both, a leak a
 difference that grows with the operations.
 """
@@ -25,6 +26,8 @@ import sys
 
 TOP = 20
 AROUND = int(os.environ.get("AROUND", "5"))
+# How many of soakd's own functions name a site's caller chain.
+DEPTH = int(os.environ.get("DEPTH", "2"))
 # Frames that say how memory was allocated, not who asked: jemalloc and its profiler, the
 # global-allocator shims, the standard library's collections and formatting.
 HOW = re.compile(r"^(_rjem_|je_|prof_|do_rallocx|imalloc|ialloc|__rust|__rdl|__rg_|"
@@ -53,7 +56,9 @@ def short(frame):
         f = re.sub(r"<impl [^<>]* for ([^<>]*)>", r"\1", f)
         f = re.sub(r"<([^<>]*?) as [^<>]*>", r"\1", f)
         f = re.sub(r"<([^<>]*)>", r"\1", f)
-    segs = [s for s in f.split("::") if s and s != "{{closure}}"]
+    segs = [s for s in f.split("::") if s and s not in ("{{closure}}", "_")]
+    if "soakd" in segs:  # serde's derive nests its impls: config::_::soakd::config::…
+        segs = segs[len(segs) - 1 - segs[::-1].index("soakd"):]
     closure = "::{{closure}}" if frame.endswith("{{closure}}") else ""
     if segs and segs[0] == "soakd":
         return "::".join(segs[1:]) + closure
@@ -63,14 +68,24 @@ def short(frame):
 
 
 def site(frames):
-    """frames: outermost first, as jeprof --collapsed prints them."""
+    """frames: outermost first, as jeprof --collapsed prints them. What allocated, then
+    the first DEPTH functions of soakd's own that led there (closures folded into their
+    function), innermost first."""
     inner = [name(f) for f in reversed(frames)]
     what = next((f for f in inner if not HOW.match(f)), inner[0] if inner else "?")
-    where = next((f for f in inner if own(f)), "")
+    chain = []
+    for f in inner:
+        if own(f):
+            s = short(f).removesuffix("::{{closure}}")
+            if s not in chain:
+                chain.append(s)
+        if len(chain) == DEPTH:
+            break
     w = short(what)
-    if where and where != what:
-        return f"{w} ← {short(where)}"
-    return w
+    if chain and chain[0] == w.removesuffix("::{{closure}}"):
+        chain = chain[1:] if len(chain) > 1 else []
+        w = w.removesuffix("::{{closure}}")
+    return " ← ".join([w] + chain)
 
 
 def profile(binary, path):
