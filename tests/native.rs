@@ -19,11 +19,12 @@ use std::time::Duration;
 /// Trace ids a target received in `traceparent` headers.
 type Traces = Arc<Mutex<HashSet<String>>>;
 
-/// A target whose latency is uniform between 5 and 45 ms (a p99 well inside one classic
-/// bucket, 25–50 ms, so only the native buckets can resolve it), recording the trace ids
-/// of the `traceparent` headers it receives.
+/// A target whose latency is uniform between 5 and 35 ms (a p99 of ~35 ms, inside one
+/// classic bucket, 25–50 ms, so only the native buckets can resolve it), recording the
+/// trace ids of the `traceparent` headers it receives. Not 45 ms at the top: a loaded CI
+/// machine adds milliseconds of scheduling, and a p99 of 44.6 ms once measured 53.9.
 fn uniform_router(traces: &Traces) -> Router {
-    uniform_between(traces, 5.0, 45.0)
+    uniform_between(traces, 5.0, 35.0)
 }
 
 /// A target whose latency is uniform between `lo` and `hi` ms, recording trace ids.
