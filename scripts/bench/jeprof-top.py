@@ -109,11 +109,11 @@ def nearest(rows, component, ops):
 
 
 def median_sites(binary, out, picked):
+    """picked: at least one jeprof.csv row."""
     profiles = [profile(binary, os.path.join(out, r["profile"])) for r in picked]
-    keys = set().union(*profiles) if profiles else set()
-    med = {k: statistics.median(p.get(k, 0) for p in profiles) for k in keys}
+    med = {k: statistics.median(p.get(k, 0) for p in profiles) for k in set().union(*profiles)}
     totals = [sum(p.values()) for p in profiles]
-    return med, (statistics.median(totals) if totals else 0), totals
+    return med, statistics.median(totals), totals
 
 
 def kib(b):
@@ -135,7 +135,7 @@ def main():
             if not picked:
                 continue
             med, total, totals = median_sites(binary, out, picked)
-            got.append((c, picked, med, total))
+            got.append((c, med, total))
             lo, hi = int(picked[0]["ops"]), int(picked[-1]["ops"])
             print(f"### {component}, {len(picked)} profiles nearest {c:,} operations "
                   f"({lo:,}-{hi:,}; {picked[0]['profile']} … {picked[-1]['profile']})\n")
@@ -147,7 +147,7 @@ def main():
                 print(f"| {kib(b)} | {100 * b / total:.1f} % | `{k}` |")
             print()
         if len(got) >= 2:
-            (c1, _, a, ta), (c2, _, b, tb) = got[0], got[-1]
+            (c1, a, ta), (c2, b, tb) = got[0], got[-1]
             print(f"### {component}: {c1:,} → {c2:,} operations\n")
             print(f"sampled live heap, median: {kib(ta)} → {kib(tb)} KiB ({kib(tb - ta)})\n")
             print("| KiB at first | at second | difference | site |")
