@@ -2,6 +2,10 @@
 //!
 //! See `docs/ARCHITECTURE.md` for how the modules fit together.
 
+// Nothing that input, the network or a database can make fail may panic: errors are
+// values (clippy.toml lets tests unwrap).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod app;
 pub mod capacity;
 pub mod challenges;

@@ -25,6 +25,9 @@ const LAYERS: &[&[&str]] = &[
     &["demo"],
 ];
 
+/// Files of the binary (`src/main.rs` and the modules it declares), not of the library.
+const BINARY_ONLY: &[&str] = &["main", "alloc"];
+
 /// Every module (as `a::b`) with its file's text, tests and comments removed.
 fn modules() -> BTreeMap<String, String> {
     fn walk(dir: &Path, prefix: &[String], out: &mut BTreeMap<String, String>) {
@@ -35,7 +38,9 @@ fn modules() -> BTreeMap<String, String> {
                 let mut pre = prefix.to_vec();
                 pre.push(name);
                 walk(&p, &pre, out);
-            } else if p.extension().is_some_and(|x| x == "rs") && name != "main" {
+            } else if p.extension().is_some_and(|x| x == "rs")
+                && !BINARY_ONLY.contains(&name.as_str())
+            {
                 let mut path = prefix.to_vec();
                 if name != "mod" && name != "lib" {
                     path.push(name);
