@@ -145,6 +145,23 @@ pub fn daily_rate(points: &[(f64, f64)], tod: f64) -> f64 {
 }
 
 impl Schedule {
+    /// The same schedule with every rate multiplied by `f` (shard i of n runs `1/n`).
+    pub fn scaled(&self, f: f64) -> Schedule {
+        let mut s = self.clone();
+        for st in &mut s.stages {
+            match st {
+                Stage::Hold { rate, .. } => *rate *= f,
+                Stage::Ramp { from, to, .. } => {
+                    *from *= f;
+                    *to *= f;
+                }
+                Stage::Levels { rates, .. } => rates.iter_mut().for_each(|r| *r *= f),
+                Stage::Daily { points, .. } => points.iter_mut().for_each(|p| p.1 *= f),
+            }
+        }
+        s
+    }
+
     pub fn constant(rate: f64) -> Schedule {
         Schedule {
             stages: vec![Stage::Hold { rate, dur: None }],
@@ -259,6 +276,40 @@ mod tests {
 
     fn s(secs: u64) -> Duration {
         Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn scaled_multiplies_every_rate_and_keeps_the_shape() {
+        let secs = s;
+        let s = Schedule {
+            stages: vec![
+                Stage::Hold {
+                    rate: 10.0,
+                    dur: Some(secs(5)),
+                },
+                Stage::Ramp {
+                    from: 2.0,
+                    to: 4.0,
+                    over: secs(10),
+                },
+                Stage::Levels {
+                    rates: vec![6.0, 8.0],
+                    each: secs(3),
+                    times: Some(1),
+                },
+            ],
+            repeat: true,
+        };
+        let half = s.scaled(0.5);
+        assert_eq!(half.repeat, s.repeat);
+        for t in [0, 4, 5, 10, 15, 16, 19] {
+            let (a, b) = (s.at(secs(t), 0.0), half.at(secs(t), 0.0));
+            assert!(
+                (a.rate * 0.5 - b.rate).abs() < 1e-9,
+                "at {t}s: {a:?} vs {b:?}"
+            );
+            assert_eq!((a.stage, a.level), (b.stage, b.level));
+        }
     }
 
     #[test]

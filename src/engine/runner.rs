@@ -3,14 +3,15 @@
 //! Latency is measured from the intended start; schedule lag is recorded apart.
 
 use super::clock::ArrivalClock;
-use super::ScenarioState;
+use super::plan::Plan;
+use super::state::ScenarioState;
 use crate::drivers::{kind, OpError};
 use crate::template::{IterVars, TraceContext};
 use rand::Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// How often the clock releases arrivals.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -88,7 +89,7 @@ async fn run_open(state: Arc<ScenarioState>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-fn launch(state: &Arc<ScenarioState>, plan: &Arc<super::Plan>, intended: Instant) {
+fn launch(state: &Arc<ScenarioState>, plan: &Arc<Plan>, intended: Instant) {
     let op = plan.pick_op(rand::rng().random_range(0..plan.total_weight));
     let probe = plan.probes.get(op).is_some_and(Option::is_some);
     // Only this task increments in_flight and pending, so load-then-add cannot
@@ -110,9 +111,10 @@ fn launch(state: &Arc<ScenarioState>, plan: &Arc<super::Plan>, intended: Instant
     state.in_flight.fetch_add(1, Ordering::AcqRel);
     state.started.fetch_add(1, Ordering::Relaxed);
     plan.metrics.in_flight.inc();
-    let state = state.clone();
+    let task_state = state.clone();
     let plan = plan.clone();
-    tokio::spawn(async move {
+    state.tasks.spawn(async move {
+        let state = task_state;
         let actual = Instant::now();
         plan.metrics
             .lag
@@ -126,7 +128,7 @@ fn launch(state: &Arc<ScenarioState>, plan: &Arc<super::Plan>, intended: Instant
 /// Runs one iteration of op `op` under its timeout and records it as started at
 /// `start`. The caller has counted it in flight (and, for a visibility op, pending);
 /// this uncounts it: in flight when the write returns, pending when its probe ends.
-async fn execute(state: &ScenarioState, plan: &super::Plan, start: Instant, op: usize) {
+async fn execute(state: &ScenarioState, plan: &Plan, start: Instant, op: usize) {
     let seq = state.seq.fetch_add(1, Ordering::Relaxed);
     let trace = plan.trace.map(TraceContext::random);
     let mut vars = IterVars::new(&plan.fixtures, seq).with_trace(trace);
@@ -190,6 +192,46 @@ fn observe(h: &crate::metrics::Histogram, d: Duration, trace: Option<TraceContex
     }
 }
 
+/// The closed model's on/off switch for its workers: a worker that finds it off waits to
+/// be woken, instead of polling.
+#[derive(Default)]
+struct Switch {
+    on: AtomicBool,
+    halt: AtomicBool,
+    wake: Notify,
+}
+
+impl Switch {
+    fn set(&self, on: bool) {
+        if self.on.swap(on, Ordering::AcqRel) != on && on {
+            self.wake.notify_waiters();
+        }
+    }
+
+    fn halt(&self) {
+        self.halt.store(true, Ordering::Release);
+        self.wake.notify_waiters();
+    }
+
+    /// Whether to run another iteration: true at once while on, false once halted;
+    /// while off, waits for either.
+    async fn go(&self) -> bool {
+        loop {
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            // Registered before the flags are read, so a change between the two wakes it.
+            woken.as_mut().enable();
+            if self.halt.load(Ordering::Acquire) {
+                return false;
+            }
+            if self.on.load(Ordering::Acquire) {
+                return true;
+            }
+            woken.await;
+        }
+    }
+}
+
 /// The closed model (`arrival: closed`): `max_in_flight` workers each run iterations
 /// back to back, as pgbench and wrk do. There is no intended start, so no schedule lag
 /// and no coordinated-omission correction: latency is service time, and throughput is
@@ -202,15 +244,11 @@ async fn run_closed(state: Arc<ScenarioState>, mut stop: watch::Receiver<bool>) 
             return Box::pin(run_open(state, stop)).await;
         }
         let generation = plan.generation;
-        let halt = Arc::new(AtomicBool::new(false));
-        let on = Arc::new(AtomicBool::new(false));
+        let switch = Arc::new(Switch::default());
         for _ in 0..plan.max_in_flight {
-            tokio::spawn(worker(
-                state.clone(),
-                plan.clone(),
-                halt.clone(),
-                on.clone(),
-            ));
+            state
+                .tasks
+                .spawn(worker(state.clone(), plan.clone(), switch.clone()));
         }
         let start = Instant::now();
         let mut ticker = tokio::time::interval(Duration::from_millis(100));
@@ -230,32 +268,50 @@ async fn run_closed(state: Arc<ScenarioState>, mut stop: watch::Receiver<bool>) 
             let at = plan.schedule.at(start.elapsed(), time_of_day_utc());
             let rate = state.effective_rate(at.rate);
             state.publish(rate, at);
-            on.store(rate > 0.0, Ordering::Relaxed);
+            switch.set(rate > 0.0);
         };
-        // Workers finish the iteration they are in; the engine waits for in_flight.
-        halt.store(true, Ordering::Relaxed);
+        // Workers finish the iteration they are in; the engine waits for its tasks.
+        switch.halt();
         if !restart {
             return;
         }
     }
 }
 
-async fn worker(
-    state: Arc<ScenarioState>,
-    plan: Arc<super::Plan>,
-    halt: Arc<AtomicBool>,
-    on: Arc<AtomicBool>,
-) {
-    while !halt.load(Ordering::Relaxed) {
-        if !on.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        }
+async fn worker(state: Arc<ScenarioState>, plan: Arc<Plan>, switch: Arc<Switch>) {
+    while switch.go().await {
         state.in_flight.fetch_add(1, Ordering::AcqRel);
         state.started.fetch_add(1, Ordering::Relaxed);
         plan.metrics.in_flight.inc();
         // The closed model has no probes (the config refuses them): no pending slot.
         let op = plan.pick_op(rand::rng().random_range(0..plan.total_weight));
         execute(&state, &plan, Instant::now(), op).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_idle_worker_wakes_when_switched_on_and_ends_when_halted() {
+        let s = Arc::new(Switch::default());
+        let waiting = tokio::spawn({
+            let s = s.clone();
+            async move { s.go().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "off: the worker waits");
+        s.set(true);
+        assert!(waiting.await.unwrap(), "switched on: it runs");
+        assert!(s.go().await, "still on: no wait");
+        s.set(false);
+        let waiting = tokio::spawn({
+            let s = s.clone();
+            async move { s.go().await }
+        });
+        tokio::task::yield_now().await;
+        s.halt();
+        assert!(!waiting.await.unwrap(), "halted while off: it ends");
     }
 }

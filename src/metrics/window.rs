@@ -52,6 +52,11 @@ impl Window {
         }
     }
 
+    /// The length of history a snapshot covers at least (the configured window).
+    pub fn span(&self) -> Duration {
+        self.slot_len * SLOTS as u32
+    }
+
     /// Bytes of its histograms (the same for the whole run).
     pub fn memory_bytes(&self) -> u64 {
         self.bytes
