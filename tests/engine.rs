@@ -674,3 +674,64 @@ scenarios:
     assert_eq!(err("form", "status_other"), 0.0);
     assert!(err("loop", "status_other") > 0.0, "{m}");
 }
+
+/// A healthy run can be queried from the first scrape: every family an HTTP scenario
+/// has is there before anything happened, and its error series start at 0 for the kinds
+/// its ops are known to produce, so `rate(errors) / rate(requests)` is 0, not empty.
+/// (Families of features a config does not use are absent: prometheus-client, like the
+/// Go client, leaves a family with no series out of the exposition.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_series_exist_at_zero_before_the_first_error() {
+    let count = Arc::new(AtomicU64::new(0));
+    let (d, _) = daemon_on(
+        counting_router(count.clone()),
+        r#"
+targets: {t: {type: http, base_url: "${TARGET}"}}
+scenarios:
+  s:
+    target: t
+    schedule: {hold: {rate: 0/s}}
+    ops: {get: {http: {path: /}}}
+"#,
+    )
+    .await;
+    let m = metrics_text(d.addr()).await;
+    d.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(count.load(Ordering::Relaxed), 0, "nothing was sent");
+    for kind in [
+        "timeout",
+        "connect",
+        "io",
+        "status_4xx",
+        "status_5xx",
+        "body",
+    ] {
+        assert_eq!(
+            sample(
+                &m,
+                &format!("soakd_request_errors_total{{kind=\"{kind}\",op=\"get\",scenario=\"s\"}}")
+            ),
+            Some(0.0),
+            "{kind}: {m}"
+        );
+    }
+    // No TLS on a plain-HTTP target, so no `tls` series.
+    assert!(!m.contains("kind=\"tls\""), "{m}");
+    for family in [
+        "soakd_requests_total",
+        "soakd_request_errors_total",
+        "soakd_dropped_iterations_total",
+        "soakd_request_duration_seconds",
+        "soakd_schedule_lag_seconds",
+        "soakd_http_phase_seconds",
+        "soakd_in_flight",
+        "soakd_target_rate",
+    ] {
+        let name = family.trim_end_matches("_total");
+        assert!(
+            m.lines().any(|l| l.starts_with(&format!("# HELP {name} "))
+                || l.starts_with(&format!("# HELP {family} "))),
+            "{family} is not announced: {m}"
+        );
+    }
+}

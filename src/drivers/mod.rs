@@ -66,6 +66,38 @@ pub mod kind {
     pub const PROTOCOL: &str = "protocol";
     /// PostgreSQL events: the buffered writer refused an event (its queue was full).
     pub const BUFFER_FULL: &str = "buffer_full";
+
+    /// The kinds an op of this kind against this target is known to produce, which its
+    /// error series start at (0) so `rate(errors) / rate(requests)` is 0 on a healthy
+    /// run, not empty. Rarer kinds (a SQLSTATE, most gRPC codes) appear when they happen.
+    pub fn expected(
+        op: &crate::config::OpKind,
+        target: &crate::config::TargetKind,
+    ) -> Vec<&'static str> {
+        use crate::config::{OpKind, TargetKind};
+        let tls = match target {
+            TargetKind::Http(h) => h.base_url.starts_with("https://"),
+            TargetKind::Grpc(g) => g.endpoint.starts_with("https://"),
+            TargetKind::Postgres(_) => false,
+        };
+        let mut kinds = vec![TIMEOUT];
+        match op {
+            OpKind::Http(_) => kinds.extend([CONNECT, IO, STATUS_4XX, STATUS_5XX, BODY]),
+            OpKind::Grpc(_) => kinds.extend([
+                CONNECT,
+                IO,
+                "grpc_unavailable",
+                "grpc_deadline_exceeded",
+                "grpc_internal",
+            ]),
+            OpKind::Sql(_) => kinds.extend([CONNECT, IO, POOL_TIMEOUT]),
+            OpKind::Event(_) => kinds.push(BUFFER_FULL),
+        }
+        if tls && !matches!(op, OpKind::Sql(_) | OpKind::Event(_)) {
+            kinds.push(TLS);
+        }
+        kinds
+    }
 }
 
 pub type OpResult = Result<(), OpError>;

@@ -81,6 +81,13 @@ pub(super) fn build(
     let names: Vec<&str> = sc.ops.iter().map(|o| o.name.as_str()).collect();
     let scenario_metrics = Arc::new(metrics.scenarios.scenario(&sc.name, &names));
     scenario_metrics.max_in_flight.set(sc.max_in_flight as i64);
+    for (i, op) in sc.ops.iter().enumerate() {
+        let mut kinds = drivers::kind::expected(&op.kind, &target.kind);
+        if op.visibility.is_some() {
+            kinds.push(visibility::NOT_VISIBLE);
+        }
+        scenario_metrics.preset_errors(i, &kinds);
+    }
     let cumulative_weights = cumulative(sc.ops.iter().map(|o| o.weight));
     let total_weight = cumulative_weights.last().copied().unwrap_or(0).max(1);
     let probes = visibility::probes(&sc.name, &sc.ops, clients, &metrics.visibility)?;

@@ -332,6 +332,24 @@ impl ScenarioMetrics {
         }
     }
 
+    /// Creates op `op`'s error series of these kinds at 0, without counting anything:
+    /// they are exported from the start (and removed with the op like any other).
+    pub fn preset_errors(&self, op: usize, kinds: &[&str]) {
+        let Some(o) = self.ops.get(op) else { return };
+        let mut series = self.error_series.lock();
+        for kind in kinds {
+            let labels = ErrorLabels {
+                kind: kind.to_string(),
+                op: o.op.clone(),
+                scenario: self.scenario.clone(),
+            };
+            let _ = self.errors.get_or_create_owned(&labels);
+            if !series.contains(&labels) {
+                series.push(labels);
+            }
+        }
+    }
+
     pub fn errors_by_kind(&self) -> Vec<(String, u64)> {
         let mut v: Vec<_> = self
             .errors_by_kind
