@@ -1,7 +1,7 @@
 //! Wiring: a daemon is an engine plus its admin server; it runs until a signal (or a
 //! fixed duration) and then drains. `main.rs` and the integration tests both use this.
 
-use crate::capacity::controller::{self, Progress, SearchState, SharedProgress};
+use crate::capacity::controller::{self, Progress, ProgressCell, SearchState, SharedProgress};
 use crate::capacity::store::Store;
 use crate::config::search::{ResultsConfig, SearchConfig};
 use crate::config::Config;
@@ -205,7 +205,7 @@ impl Daemon {
         let results: SharedStore = Arc::new(parking_lot::RwLock::new(None));
         let search = search_cfg
             .as_ref()
-            .map(|_| Arc::new(parking_lot::Mutex::new(Progress::default())));
+            .map(|_| ProgressCell::new(Progress::default()));
         let follow = match (&leader, &search_cfg, &search) {
             (Some(l), Some(s), Some(p)) => Some((l.clone(), s.clone(), p.clone())),
             _ => None,
@@ -304,11 +304,9 @@ impl Daemon {
             let Some(p) = progress else {
                 return futures::future::pending().await;
             };
+            let mut moved = p.subscribe();
             loop {
-                let (state, runs) = {
-                    let p = p.lock();
-                    (p.state, p.runs_completed)
-                };
+                let (state, runs) = *moved.borrow_and_update();
                 match state {
                     SearchState::Complete => return StopReason::SearchComplete,
                     SearchState::Failed => return StopReason::SearchFailed,
@@ -316,7 +314,9 @@ impl Daemon {
                     SearchState::Scheduled if runs > 0 => return StopReason::SearchComplete,
                     _ => {}
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                if moved.changed().await.is_err() {
+                    return futures::future::pending().await;
+                }
             }
         };
         tokio::pin!(finished);

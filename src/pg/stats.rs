@@ -16,6 +16,7 @@ use crate::metrics::pg::{Sample, Snapshot, SERIES};
 use crate::metrics::Metrics;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +84,99 @@ fn s(row: &PgRow, i: usize) -> String {
         .ok()
         .flatten()
         .unwrap_or_default()
+}
+
+/// The current database's cumulative statistics at one moment, as a capacity level
+/// differences them over its window: transactions, block hits and reads, dead tuples, and
+/// every statement pg_stat_statements knows (with its text, which the report shows).
+#[derive(Debug, Default, Clone)]
+pub struct WindowStats {
+    pub xacts: i64,
+    pub blocks_hit: i64,
+    pub blocks_read: i64,
+    pub dead_tuples: i64,
+    /// By queryid: (text, calls, total milliseconds, rows).
+    pub statements: BTreeMap<String, StatementTotals>,
+    /// Why something above is missing (no pg_stat_statements, say).
+    pub notes: Vec<String>,
+}
+
+/// One statement's totals in pg_stat_statements.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct StatementTotals {
+    pub query: String,
+    pub calls: i64,
+    pub total_ms: f64,
+    pub rows: i64,
+}
+
+/// Reads [`WindowStats`] of the connection's database.
+pub async fn window_stats(conn: &mut PgConnection) -> Result<WindowStats, sqlx::Error> {
+    let mut s = WindowStats::default();
+    let r = sqlx::query(
+        "SELECT (xact_commit + xact_rollback)::bigint AS x, blks_hit::bigint AS h, blks_read::bigint AS r FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    s.xacts = r.try_get("x")?;
+    s.blocks_hit = r.try_get("h")?;
+    s.blocks_read = r.try_get("r")?;
+    s.dead_tuples = sqlx::query_scalar::<_, i64>(
+        "SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    match sqlx::query(
+        "SELECT queryid::text AS id, left(regexp_replace(query, '\\s+', ' ', 'g'), 200) AS q, calls::bigint AS calls, total_exec_time AS t, rows::bigint AS rows FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND queryid IS NOT NULL",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    {
+        Ok(rows) => {
+            for r in rows {
+                s.statements.insert(
+                    r.try_get("id")?,
+                    StatementTotals {
+                        query: r.try_get("q")?,
+                        calls: r.try_get("calls")?,
+                        total_ms: r.try_get("t")?,
+                        rows: r.try_get("rows")?,
+                    },
+                );
+            }
+        }
+        Err(e) => s
+            .notes
+            .push(format!("top statements unavailable (pg_stat_statements: {e})")),
+    }
+    Ok(s)
+}
+
+/// The current database's connections by state (`background` for those without one),
+/// the reading connection left out.
+pub async fn connections_by_state(
+    conn: &mut PgConnection,
+) -> Result<BTreeMap<String, i64>, sqlx::Error> {
+    let mut by_state = BTreeMap::new();
+    for r in sqlx::query(
+        "SELECT coalesce(state, 'background') AS s, count(*)::bigint AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() GROUP BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        by_state.insert(r.try_get::<String, _>("s")?, r.try_get::<i64, _>("n")?);
+    }
+    Ok(by_state)
+}
+
+/// The server's `max_connections`.
+pub async fn max_connections(conn: &mut PgConnection) -> Result<Option<i64>, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, String>(
+        "SELECT setting FROM pg_settings WHERE name = 'max_connections'",
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .and_then(|s| s.parse().ok()))
 }
 
 /// One full pass over the statistics views.
