@@ -204,7 +204,11 @@ fn no_two_modules_import_each_other_around_a_loop() {
 fn the_reader_finds_imports_a_cycle_check_needs() {
     // The parser above is what the two tests stand on: check it on a known edge of each kind.
     let g = graph();
-    assert!(g["engine"].contains("drivers"), "{:?}", g["engine"]);
+    assert!(
+        g["engine::plan"].contains("drivers"),
+        "{:?}",
+        g["engine::plan"]
+    );
     assert!(
         g["config::http"].contains("template"),
         "crate:: from a file"
@@ -222,5 +226,152 @@ fn the_reader_finds_imports_a_cycle_check_needs() {
     assert!(
         !g["drivers::h1"].contains("drivers::http"),
         "h1 and http no longer import each other"
+    );
+}
+
+/// Every path a file names through `crate::` or `super::`, resolved to segments from the
+/// crate root, with `use` groups (`a::{b, c::{d}}`) expanded. `self` inside a group is
+/// the group's own path.
+fn paths(m: &str, code: &str) -> Vec<Vec<String>> {
+    let own: Vec<&str> = if m.is_empty() {
+        vec![]
+    } else {
+        m.split("::").collect()
+    };
+    let mut out = Vec::new();
+    let bytes = code.as_bytes();
+    for (i, _) in code
+        .match_indices("crate::")
+        .chain(code.match_indices("super::"))
+    {
+        if i > 0 && code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+            continue;
+        }
+        // The path up to a group or its end.
+        let mut j = i;
+        while j < bytes.len()
+            && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b':')
+        {
+            j += 1;
+        }
+        let head: Vec<&str> = code[i..j].split("::").filter(|s| !s.is_empty()).collect();
+        let mut base: Vec<String> = if head[0] == "crate" {
+            vec![]
+        } else {
+            let mut b: Vec<String> = own.iter().map(|s| s.to_string()).collect();
+            b.pop();
+            b
+        };
+        for seg in &head[1..] {
+            if *seg == "super" {
+                base.pop();
+            } else {
+                base.push(seg.to_string());
+            }
+        }
+        if code[j..].starts_with('{') {
+            group(&code[j..], &base, &mut out);
+        } else {
+            out.push(base);
+        }
+    }
+    out
+}
+
+/// Expands the use group at the start of `text` (`{…}`) under `base`.
+fn group(text: &str, base: &[String], out: &mut Vec<Vec<String>>) {
+    let mut depth = 0;
+    let mut item = String::new();
+    let mut items = Vec::new();
+    for (k, c) in text.char_indices() {
+        match c {
+            '{' => {
+                depth += 1;
+                if depth > 1 {
+                    item.push(c);
+                }
+            }
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    items.push(std::mem::take(&mut item));
+                    let _ = k;
+                    break;
+                }
+                item.push(c);
+            }
+            ',' if depth == 1 => items.push(std::mem::take(&mut item)),
+            _ => item.push(c),
+        }
+    }
+    for it in items {
+        let it: String = it.split_whitespace().collect::<Vec<_>>().join(" ");
+        let it = it.split(" as ").next().unwrap_or("").trim().to_string();
+        if it.is_empty() {
+            continue;
+        }
+        let (path, rest) = match it.find('{') {
+            Some(b) => (it[..b].trim_end_matches("::").to_string(), Some(&it[b..])),
+            None => (it.clone(), None),
+        };
+        let mut p: Vec<String> = base.to_vec();
+        for seg in path.split("::").filter(|s| !s.is_empty()) {
+            if seg != "self" {
+                p.push(seg.to_string());
+            }
+        }
+        match rest {
+            Some(r) => group(r, &p, out),
+            None => out.push(p),
+        }
+    }
+}
+
+/// Imports of items from an enclosing folder's mod.rs: a file in folder `a/` (at any
+/// depth) naming `crate::a::Item` or `super::Item` where `Item` is not a module of `a`.
+/// A mod.rs is the roof of its folder: it re-exports and orchestrates, and nothing below
+/// it imports from it. Globs (`super::*`) count too: they hide which file a name is from.
+fn imports_from_a_roof() -> Vec<String> {
+    let mods = modules();
+    let known: BTreeSet<String> = mods.keys().cloned().collect();
+    let mut found = Vec::new();
+    for (m, code) in &mods {
+        let segs: Vec<&str> = m.split("::").collect();
+        for p in paths(m, code) {
+            // The longest module prefix of the path, and what follows it.
+            let mut k = p.len();
+            while k > 0 && !known.contains(&p[..k].join("::")) {
+                k -= 1;
+            }
+            let module = p[..k].join("::");
+            let enclosing = k > 0
+                && k < segs.len()
+                && segs[..k] == p[..k].iter().map(String::as_str).collect::<Vec<_>>()[..];
+            if enclosing && (p.len() > k || p.is_empty()) {
+                found.push(format!("{m} -> {module}::{}", p[k..].join("::")));
+            }
+        }
+        for (i, _) in code.match_indices("super::*") {
+            let _ = i;
+            found.push(format!("{m} -> super::* (a glob)"));
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// How many imports from a roof are left; it only goes down, to zero.
+const ROOF_IMPORTS_LEFT: usize = 132;
+
+#[test]
+fn no_file_imports_from_its_folders_mod_rs() {
+    let found = imports_from_a_roof();
+    eprintln!("{} imports from a roof:\n{}", found.len(), found.join("\n"));
+    assert!(
+        found.len() <= ROOF_IMPORTS_LEFT,
+        "{} imports of items from an enclosing mod.rs (at most {ROOF_IMPORTS_LEFT}); import them from the file that defines them:\n{}",
+        found.len(),
+        found.join("\n")
     );
 }

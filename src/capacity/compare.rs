@@ -19,7 +19,8 @@
 //! A scenario regressed if anything regressed, improved if something improved and
 //! nothing regressed; the comparison's verdict is the worst of its scenarios'.
 
-use super::{findings, frontier, isolated_levels, Run, RunStatus, SloView, Verdict};
+use crate::capacity::findings::{findings, frontier, isolated_levels};
+use crate::capacity::record::{Run, RunStatus, SloView, Verdict};
 use crate::units::format_rate;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -380,8 +381,8 @@ fn scenario(
             let r = rel(va, vb);
             let line = format!(
                 "{at}: {q} {} → {} ({})",
-                super::fmt_latency(va),
-                super::fmt_latency(vb),
+                crate::capacity::record::fmt_latency(va),
+                crate::capacity::record::fmt_latency(vb),
                 signed_pct(r)
             );
             if r > tolerance && vb - va > floor {

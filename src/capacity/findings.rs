@@ -4,6 +4,9 @@
 use super::record::{LevelResult, Phase, Run, ScenarioLevel, Verdict};
 use serde::Serialize;
 
+/// One scenario's isolated levels with the level each belongs to, by offered rate.
+pub type Levels<'a> = [(&'a LevelResult, &'a ScenarioLevel)];
+
 /// What a finished (or partial) run found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {

@@ -19,7 +19,7 @@ pub mod report;
 pub mod store;
 pub mod watch;
 
-pub use findings::{findings, frontier, isolated_levels, Finding};
+pub use findings::{findings, frontier, isolated_levels, Finding, Levels};
 pub use judge::{
     combine, judge, Generator, GENERATOR_CPU_SATURATED, GENERATOR_DELAY_FLOOR,
     GENERATOR_DELAY_SHARE, GENERATOR_QUEUE_SHARE,

@@ -4,7 +4,7 @@
 //! Nothing is overwritten: a run is created once, levels are inserted once (a second
 //! insert of the same position fails), and only a run's end is recorded later.
 
-use super::{LevelResult, Run, RunRecord, RunStatus};
+use crate::capacity::record::{LevelResult, Run, RunRecord, RunStatus};
 use crate::config::search::ResultsConfig;
 use crate::drivers::postgres::{migrate, Embedded};
 use serde::{Deserialize, Serialize};

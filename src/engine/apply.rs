@@ -2,92 +2,22 @@
 //! writers, plans), then swap it in under one lock, so an unbuildable config changes
 //! nothing. Which scenarios get a new plan is [`ConfigDiff`]'s answer.
 
-use super::core::{Engine, Handle, Inner};
-use super::diff::{Change, ConfigDiff};
+use super::core::{ApplyError, Engine, Handle, Inner};
+use super::diff::{ApplySummary, Change, ConfigDiff};
 use super::plan::{self, Plan};
 use super::runner;
 use super::state::ScenarioState;
 use super::status::ReloadState;
 use crate::config::{Config, ConfigError, ConfigErrors, Target, TargetKind};
-use crate::drivers::{DriverError, TargetClient};
+use crate::drivers::TargetClient;
 use crate::events::EventKind;
 use crate::pg::writer::BufferedWriter;
 use crate::units::now_unix;
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-/// Re-reads the config (from its file) for a reload.
-pub type Loader = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error("{0}")]
-    Invalid(#[from] ConfigErrors),
-    #[error(transparent)]
-    Driver(#[from] DriverError),
-}
-
-/// What a successful apply changed: scenario names by change, and why each changed one
-/// did (`schedule`, `ops`, `target api`, `fixtures`, …).
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct ApplySummary {
-    pub added: Vec<String>,
-    pub changed: Vec<String>,
-    pub removed: Vec<String>,
-    pub unchanged: Vec<String>,
-    pub why: BTreeMap<String, Vec<String>>,
-}
-
-impl From<&ConfigDiff> for ApplySummary {
-    fn from(d: &ConfigDiff) -> ApplySummary {
-        let mut s = ApplySummary::default();
-        for (name, change) in &d.scenarios {
-            match change {
-                Change::Added => s.added.push(name.clone()),
-                Change::Unchanged => s.unchanged.push(name.clone()),
-                Change::Removed => s.removed.push(name.clone()),
-                Change::Changed(why) => {
-                    s.changed.push(name.clone());
-                    s.why
-                        .insert(name.clone(), why.iter().map(|r| r.to_string()).collect());
-                }
-            }
-        }
-        s
-    }
-}
-
-impl ApplySummary {
-    /// One line for the event log: "changed a (schedule); added b".
-    pub fn describe(&self) -> String {
-        let mut what = Vec::new();
-        if !self.added.is_empty() {
-            what.push(format!("added {}", self.added.join(", ")));
-        }
-        if !self.changed.is_empty() {
-            let names: Vec<String> = self
-                .changed
-                .iter()
-                .map(|n| match self.why.get(n) {
-                    Some(why) if !why.is_empty() => format!("{n} ({})", why.join(", ")),
-                    _ => n.clone(),
-                })
-                .collect();
-            what.push(format!("changed {}", names.join(", ")));
-        }
-        if !self.removed.is_empty() {
-            what.push(format!("removed {}", self.removed.join(", ")));
-        }
-        if what.is_empty() {
-            what.push("nothing changed".into());
-        }
-        what.join("; ")
-    }
-}
 
 type Clients = HashMap<String, (Target, TargetClient)>;
 type Writers = HashMap<String, Arc<BufferedWriter>>;
@@ -366,38 +296,5 @@ impl Engine {
             ),
         );
         errors
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::diff::Reason;
-
-    #[test]
-    fn a_summary_lists_each_change_and_its_reasons() {
-        let d = ConfigDiff {
-            scenarios: vec![
-                ("a".into(), Change::Unchanged),
-                (
-                    "b".into(),
-                    Change::Changed(vec![Reason::Key("schedule"), Reason::Target("api".into())]),
-                ),
-                ("c".into(), Change::Added),
-                ("d".into(), Change::Removed),
-            ],
-            targets: vec![],
-        };
-        let s = ApplySummary::from(&d);
-        assert_eq!(s.unchanged, ["a"]);
-        assert_eq!(s.changed, ["b"]);
-        assert_eq!(s.added, ["c"]);
-        assert_eq!(s.removed, ["d"]);
-        assert_eq!(s.why["b"], ["schedule", "target api"]);
-        assert_eq!(
-            s.describe(),
-            "added c; changed b (schedule, target api); removed d"
-        );
-        assert_eq!(ApplySummary::default().describe(), "nothing changed");
     }
 }

@@ -2,11 +2,10 @@
 //! share, the readers' accessors, and the draining shutdown. Applying a config lives in
 //! `apply.rs`; what each scenario keeps, in `state.rs`.
 
-use super::apply::{ApplyError, Loader};
 use super::state::ScenarioState;
 use super::status::{ReloadState, ScenarioStatus};
-use crate::config::{Config, Target};
-use crate::drivers::TargetClient;
+use crate::config::{Config, ConfigErrors, Target};
+use crate::drivers::{DriverError, TargetClient};
 use crate::events::EventLog;
 use crate::metrics::runtime::PROBE_EVERY;
 use crate::metrics::{Metrics, PoolStats};
@@ -18,6 +17,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// Re-reads the config (from its file) for a reload.
+pub type Loader = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
 
 /// A running scenario: its state and the switch that stops its runner.
 pub(super) struct Handle {

@@ -6,6 +6,7 @@
 
 use crate::config::{Config, Scenario, Target};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Why a scenario needs a new plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -168,6 +169,64 @@ fn changed_keys(a: &Scenario, b: &Scenario) -> Vec<&'static str> {
     .collect()
 }
 
+/// What a successful apply changed: scenario names by change, and why each changed one
+/// did (`schedule`, `ops`, `target api`, `fixtures`, …).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ApplySummary {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub why: BTreeMap<String, Vec<String>>,
+}
+
+impl From<&ConfigDiff> for ApplySummary {
+    fn from(d: &ConfigDiff) -> ApplySummary {
+        let mut s = ApplySummary::default();
+        for (name, change) in &d.scenarios {
+            match change {
+                Change::Added => s.added.push(name.clone()),
+                Change::Unchanged => s.unchanged.push(name.clone()),
+                Change::Removed => s.removed.push(name.clone()),
+                Change::Changed(why) => {
+                    s.changed.push(name.clone());
+                    s.why
+                        .insert(name.clone(), why.iter().map(|r| r.to_string()).collect());
+                }
+            }
+        }
+        s
+    }
+}
+
+impl ApplySummary {
+    /// One line for the event log: "changed a (schedule); added b".
+    pub fn describe(&self) -> String {
+        let mut what = Vec::new();
+        if !self.added.is_empty() {
+            what.push(format!("added {}", self.added.join(", ")));
+        }
+        if !self.changed.is_empty() {
+            let names: Vec<String> = self
+                .changed
+                .iter()
+                .map(|n| match self.why.get(n) {
+                    Some(why) if !why.is_empty() => format!("{n} ({})", why.join(", ")),
+                    _ => n.clone(),
+                })
+                .collect();
+            what.push(format!("changed {}", names.join(", ")));
+        }
+        if !self.removed.is_empty() {
+            what.push(format!("removed {}", self.removed.join(", ")));
+        }
+        if what.is_empty() {
+            what.push("nothing changed".into());
+        }
+        what.join("; ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,5 +379,32 @@ scenarios:
                 Reason::Target("api".into())
             ]))
         );
+    }
+
+    #[test]
+    fn a_summary_lists_each_change_and_its_reasons() {
+        let d = ConfigDiff {
+            scenarios: vec![
+                ("a".into(), Change::Unchanged),
+                (
+                    "b".into(),
+                    Change::Changed(vec![Reason::Key("schedule"), Reason::Target("api".into())]),
+                ),
+                ("c".into(), Change::Added),
+                ("d".into(), Change::Removed),
+            ],
+            targets: vec![],
+        };
+        let s = ApplySummary::from(&d);
+        assert_eq!(s.unchanged, ["a"]);
+        assert_eq!(s.changed, ["b"]);
+        assert_eq!(s.added, ["c"]);
+        assert_eq!(s.removed, ["d"]);
+        assert_eq!(s.why["b"], ["schedule", "target api"]);
+        assert_eq!(
+            s.describe(),
+            "added c; changed b (schedule, target api); removed d"
+        );
+        assert_eq!(ApplySummary::default().describe(), "nothing changed");
     }
 }

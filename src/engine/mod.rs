@@ -21,8 +21,8 @@ mod state;
 mod status;
 pub mod visibility;
 
-pub use apply::{ApplyError, ApplySummary, Loader};
-pub use core::Engine;
+pub use core::{ApplyError, Engine, Loader};
+pub use diff::ApplySummary;
 pub use plan::Plan;
 pub use state::{Capture, ScenarioState};
 pub use status::{Latency, OpStatus, ReloadState, RunState, ScenarioStatus, VisibilityStatus};

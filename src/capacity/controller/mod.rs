@@ -14,4 +14,5 @@ mod shards;
 mod snapshot;
 
 pub use progress::{LastLevel, PlanLine, Progress, ProgressCell, SearchState, SharedProgress};
-pub use run::{plan_of, run, run_scheduled, SearchError};
+pub use run::{plan_of, run, run_scheduled};
+pub use snapshot::SearchError;

@@ -2,7 +2,7 @@
 //! [`Progress`], shared through a [`ProgressCell`] that tells waiters when the state
 //! moves (so `--exit-after-search` waits on a signal, not a poll).
 
-use crate::capacity::{Phase, Verdict};
+use crate::capacity::record::{Phase, Verdict};
 use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
 use std::collections::BTreeMap;

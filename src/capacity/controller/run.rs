@@ -4,9 +4,10 @@
 use super::progress::{PlanLine, SearchState, SharedProgress};
 use super::searcher::{SearchOwns, Searcher};
 use super::shards::Fleet;
-use super::snapshot::watch;
-use crate::capacity::store::{new_run_id, Store, StoreError};
-use crate::capacity::{fingerprint, plan_next, Run, RunRecord, RunStatus, SloView, Verdict};
+use super::snapshot::{watch, SearchError};
+use crate::capacity::plan::{fingerprint, plan_next};
+use crate::capacity::record::{Run, RunRecord, RunStatus, SloView, Verdict};
+use crate::capacity::store::{new_run_id, Store};
 use crate::config::search::{SearchConfig, TargetProcess};
 use crate::config::{Config, TargetKind};
 use crate::engine::Engine;
@@ -16,14 +17,6 @@ use crate::units::now_unix;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SearchError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("searched scenario {0:?} is not running (removed by a reload?)")]
-    NoScenario(String),
-}
 
 /// The SLOs and target names of the searched scenarios, as stored with a run.
 pub fn plan_of(

@@ -2,17 +2,18 @@
 //! measure the window, judge, store, cool down after a broken level, and finish.
 
 use super::progress::{LastLevel, SearchState, SharedProgress};
-use super::run::SearchError;
 use super::shards::Fleet;
+use super::snapshot::SearchError;
 use super::snapshot::{
     cpu_percent, generator, pg_level, sample_peaks, snap, target_sample, Peaks, ScenarioSnap,
     Watched, Window,
 };
-use crate::capacity::store::Store;
-use crate::capacity::{
-    combine, judge, BufferLevel, LevelResult, LevelSpec, PgLevel, PoolLevel, ProcessLevel,
-    Quantiles, Run, ScenarioLevel, SloView, Verdict,
+use crate::capacity::judge::{combine, judge};
+use crate::capacity::record::{
+    BufferLevel, LevelResult, LevelSpec, PgLevel, PoolLevel, ProcessLevel, Quantiles, Run,
+    ScenarioLevel, SloView, Verdict,
 };
+use crate::capacity::store::Store;
 use crate::config::search::SearchConfig;
 use crate::engine::{Engine, ScenarioState};
 use crate::events::EventKind;
@@ -286,6 +287,28 @@ impl Searcher<'_> {
             reason: String::new(),
         }
     }
+    /// With `verdicts.prometheus`: each scenario's level as the sums over every shard
+    /// (see [`Fleet::sum_shards`]); the scenarios that could not be summed, with why.
+    async fn sum_shards(
+        &self,
+        scen: &mut [ScenarioLevel],
+        start: f64,
+        end: f64,
+    ) -> BTreeMap<String, String> {
+        match &self.fleet {
+            Some(f) => f.sum_shards(scen, start, end, &self.run_id).await,
+            None => BTreeMap::new(),
+        }
+    }
+
+    /// With `verdicts.prometheus`: until Prometheus has every shard's series.
+    pub(super) async fn wait_for_shards(&self) {
+        if let Some(f) = &self.fleet {
+            let names: Vec<&str> = self.watched.iter().map(|w| w.name.as_str()).collect();
+            f.wait_for_shards(&names, self.progress, &self.run_id).await;
+        }
+    }
+
     /// Judges a scenario's level against its SLO; a level whose shards could not be
     /// summed is invalid (this shard alone ran only its share of it).
     pub(super) fn judge_level(
@@ -432,11 +455,11 @@ impl Searcher<'_> {
             }
         }
         if search.mode == crate::config::search::SearchMode::Matrix {
-            for (row, best) in crate::capacity::frontier(run) {
+            for (row, best) in crate::capacity::findings::frontier(run) {
                 tracing::info!(run = %run_id, row_rate = row, best_column_rate = ?best, "capacity search: complete (matrix row)");
             }
         } else {
-            for f in &crate::capacity::findings(run) {
+            for f in &crate::capacity::findings::findings(run) {
                 tracing::info!(run = %run_id, scenario = %f.scenario, max_sustainable = ?f.max_sustainable, first_failure = ?f.first_failure, first_invalid = ?f.first_invalid, "capacity search: complete");
             }
         }

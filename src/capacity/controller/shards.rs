@@ -2,8 +2,8 @@
 //! Prometheus has every shard, and replaces each level's own counts and latency by the
 //! sums over the shards before judging.
 
-use super::searcher::Searcher;
-use crate::capacity::{Quantiles, ScenarioLevel};
+use super::progress::SharedProgress;
+use crate::capacity::record::{Quantiles, ScenarioLevel};
 use crate::units::now_unix;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -51,7 +51,7 @@ pub(super) fn summed(sl: &mut ScenarioLevel, t: &crate::promql::WindowTotals) {
     sl.shards = Some(t.instances);
 }
 
-impl Searcher<'_> {
+impl Fleet {
     /// With `verdicts.prometheus`: replaces each scenario's own counts, errors, drops,
     /// in-flight figures and latency by the sums over every shard, once Prometheus has
     /// scraped past the window's end. Returns the scenarios it could not sum, with why.
@@ -60,11 +60,9 @@ impl Searcher<'_> {
         scen: &mut [ScenarioLevel],
         start: f64,
         end: f64,
+        run_id: &str,
     ) -> BTreeMap<String, String> {
-        let mut failed = BTreeMap::new();
-        let Some(fleet) = &self.fleet else {
-            return failed;
-        };
+        let (fleet, mut failed) = (self, BTreeMap::new());
         tokio::time::sleep(fleet.settle).await;
         for sl in scen.iter_mut() {
             match fleet.prom.window(&sl.scenario, start, end).await {
@@ -73,12 +71,12 @@ impl Searcher<'_> {
                         "Prometheus had the series of {} of the {} shards",
                         t.instances, fleet.shards
                     );
-                    tracing::warn!(run = %self.run_id, scenario = %sl.scenario, "capacity level: {why}");
+                    tracing::warn!(run = %run_id, scenario = %sl.scenario, "capacity level: {why}");
                     failed.insert(sl.scenario.clone(), why);
                 }
                 Ok(t) => summed(sl, &t),
                 Err(e) => {
-                    tracing::warn!(run = %self.run_id, scenario = %sl.scenario, "capacity level: {e}");
+                    tracing::warn!(run = %run_id, scenario = %sl.scenario, "capacity level: {e}");
                     failed.insert(sl.scenario.clone(), e.to_string());
                 }
             }
@@ -89,15 +87,18 @@ impl Searcher<'_> {
     /// With `verdicts.prometheus`: waits until Prometheus has every shard's series of the
     /// searched scenarios, then two more scrapes, so that the first window's sums are
     /// whole (a shard not scraped yet would make a level look like load missing).
-    pub(super) async fn wait_for_shards(&self) {
-        let Some(fleet) = &self.fleet else {
-            return;
-        };
+    pub(super) async fn wait_for_shards(
+        &self,
+        scenarios: &[&str],
+        progress: &SharedProgress,
+        run_id: &str,
+    ) {
+        let fleet = self;
         let mut logged = false;
         loop {
             let mut short = None;
-            for w in &self.watched {
-                match fleet.prom.instances(&w.name, now_unix()).await {
+            for name in scenarios {
+                match fleet.prom.instances(name, now_unix()).await {
                     Ok(n) if n >= fleet.shards => {}
                     Ok(n) => {
                         short = Some(format!(
@@ -114,14 +115,13 @@ impl Searcher<'_> {
             }
             let Some(why) = short else { break };
             if !logged {
-                tracing::warn!(run = %self.run_id, "capacity search: waiting for every shard in Prometheus: {why}");
+                tracing::warn!(run = %run_id, "capacity search: waiting for every shard in Prometheus: {why}");
                 logged = true;
             }
-            self.progress.lock().error =
-                Some(format!("waiting for every shard in Prometheus: {why}"));
+            progress.lock().error = Some(format!("waiting for every shard in Prometheus: {why}"));
             tokio::time::sleep(fleet.settle).await;
         }
-        self.progress.lock().error = None;
+        progress.lock().error = None;
         tokio::time::sleep(fleet.settle * 2).await;
     }
 }

@@ -2,8 +2,9 @@
 //! scenario's counters and histogram snapshots, peaks sampled through the window, soakd's
 //! and the target's process, and the database's statistics (read by `pg::stats`).
 
-use super::run::SearchError;
-use crate::capacity::{Generator, PgLevel, Statement};
+use crate::capacity::judge::Generator;
+use crate::capacity::record::{PgLevel, Statement};
+use crate::capacity::store::StoreError;
 use crate::config::search::{SearchConfig, TargetProcess};
 use crate::config::{Config, TargetKind};
 use crate::engine::{Engine, ScenarioState};
@@ -15,6 +16,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("searched scenario {0:?} is not running (removed by a reload?)")]
+    NoScenario(String),
+}
 
 pub(super) struct ScenarioSnap {
     pub(super) started: u64,

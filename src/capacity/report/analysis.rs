@@ -3,8 +3,9 @@
 //! first, and the recommendations they lead to.
 
 use super::cells::{ms, pct};
-use super::Levels;
-use crate::capacity::{Finding, LevelResult, ScenarioLevel, Verdict};
+use crate::capacity::findings::Finding;
+use crate::capacity::findings::Levels;
+use crate::capacity::record::{LevelResult, ScenarioLevel, Verdict};
 use crate::units::format_rate;
 
 /// Bottleneck notes for one scenario, strongest first: findings (bold), then the knee,

@@ -1,7 +1,7 @@
 //! The report's one set of formatters: every table cell and chart label goes through
 //! these, so a latency or a percentage reads the same everywhere.
 
-use crate::capacity::{fmt_latency, Verdict};
+use crate::capacity::record::{fmt_latency, Verdict};
 use crate::units::format_rate;
 
 /// A latency (`12.3 ms`, `1.20 s`), or `–` when not measured.

@@ -3,7 +3,8 @@
 
 use super::cells::{cpu, escape, mib, ms, pct, rate_num, verdict};
 use super::svg;
-use crate::capacity::{frontier, LevelResult, Run, Verdict};
+use crate::capacity::findings::frontier;
+use crate::capacity::record::{LevelResult, Run, Verdict};
 use crate::units::format_rate;
 use std::fmt::{self, Write as _};
 

@@ -2,10 +2,12 @@
 //! `/api/v1/runs/{a}/compare/{b}/report`).
 
 use super::cells::{ms, pct, verdict};
-use super::{svg, Report};
 use crate::capacity::compare::{Change, Comparison};
+use crate::capacity::findings::isolated_levels;
+use crate::capacity::record::Run;
+use crate::capacity::report::render::Report;
+use crate::capacity::report::svg;
 use crate::capacity::store::format_utc;
-use crate::capacity::{isolated_levels, Run};
 use crate::units::format_rate;
 use std::fmt::{self, Write as _};
 

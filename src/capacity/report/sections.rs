@@ -3,9 +3,11 @@
 
 use super::analysis::recommendations;
 use super::cells::{cpu, escape, mib, ms, pct, rate_num, verdict};
-use super::{isolated_levels, svg, Levels};
+use super::svg;
+use crate::capacity::findings::{frontier, Finding};
+use crate::capacity::findings::{isolated_levels, Levels};
+use crate::capacity::record::{Phase, Run, RunStatus, Verdict};
 use crate::capacity::store::format_utc;
-use crate::capacity::{frontier, Finding, Phase, Run, RunStatus, Verdict};
 use crate::config::search::SearchMode;
 use crate::units::{format_duration, format_rate};
 use std::fmt::{self, Write as _};

@@ -3,7 +3,7 @@
 //! and the report's four charts built on it.
 
 use super::cells::{int, ms, pct, rate_num};
-use super::Levels;
+use crate::capacity::findings::Levels;
 use crate::units::format_rate;
 use std::fmt::{self, Write as _};
 
@@ -306,7 +306,7 @@ pub(super) fn latency(
     slo_p95: Option<f64>,
     knee: Option<f64>,
 ) -> String {
-    let pick = |f: fn(&crate::capacity::ScenarioLevel) -> Option<f64>| -> Vec<(f64, f64)> {
+    let pick = |f: fn(&crate::capacity::record::ScenarioLevel) -> Option<f64>| -> Vec<(f64, f64)> {
         levels
             .iter()
             .filter_map(|(_, s)| f(s).map(|v| (s.offered_rate, v)))
@@ -341,7 +341,7 @@ pub(super) fn latency_overlay(
     b: (&str, &Levels),
     slo_p95: Option<f64>,
 ) -> String {
-    let pick = |levels: &Levels, f: fn(&crate::capacity::ScenarioLevel) -> Option<f64>| {
+    let pick = |levels: &Levels, f: fn(&crate::capacity::record::ScenarioLevel) -> Option<f64>| {
         levels
             .iter()
             .filter_map(|(_, s)| f(s).map(|v| (s.offered_rate, v)))
