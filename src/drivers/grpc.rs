@@ -18,8 +18,9 @@
 //! `io` and `h2_<reason>` as for HTTP/2, `template`, `timeout`.
 
 use super::h2::{Dial, Exchange, H2Pool, Request as H2Request};
-use super::{kind, tls, Driver, OpError, OpResult};
 use crate::config::{GrpcTarget, Op, OpKind};
+use crate::drivers::driver::{Driver, OpError, OpResult};
+use crate::drivers::{kind, tls};
 use crate::protos::encode::MessageTemplate;
 use crate::template::{IterVars, Template};
 use bytes::{BufMut, BytesMut};
@@ -122,7 +123,7 @@ impl GrpcClient {
             connect_timeout: t
                 .connect_timeout
                 .map(|d| d.0)
-                .unwrap_or(super::CONNECT_TIMEOUT),
+                .unwrap_or(crate::drivers::connect::CONNECT_TIMEOUT),
             user_agent: USER_AGENT,
         };
         Ok(GrpcClient {

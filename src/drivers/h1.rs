@@ -24,7 +24,7 @@
 
 use super::kind::{BODY, IO, TLS};
 pub use super::tls::TlsDial;
-use super::OpError;
+use crate::drivers::driver::OpError;
 use crate::phases::Phases;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
@@ -267,7 +267,8 @@ impl H1Pool {
     async fn timed_connect(&self, dial: &mut Phases) -> Result<Conn, OpError> {
         let t0 = Instant::now();
         let deadline = tokio::time::Instant::from_std(t0 + self.connect_timeout);
-        let tcp = super::connect_tcp(&self.addr, deadline, self.connect_timeout).await;
+        let tcp =
+            crate::drivers::connect::connect_tcp(&self.addr, deadline, self.connect_timeout).await;
         let t1 = Instant::now();
         dial.connect = Some(dial.connect.unwrap_or_default() + (t1 - t0));
         let stream = match (&self.tls, tcp?) {

@@ -14,7 +14,7 @@
 use super::h1::{Response, MAX_BODY};
 use super::kind::{BODY, IO};
 use super::tls::TlsDial;
-use super::OpError;
+use crate::drivers::driver::OpError;
 use crate::phases::Phases;
 use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
@@ -178,7 +178,8 @@ impl H2Pool {
         let d = &self.dial;
         let t0 = Instant::now();
         let deadline = tokio::time::Instant::from_std(t0 + d.connect_timeout);
-        let tcp = super::connect_tcp(&d.addr, deadline, d.connect_timeout).await?;
+        let tcp =
+            crate::drivers::connect::connect_tcp(&d.addr, deadline, d.connect_timeout).await?;
         let t1 = Instant::now();
         timing.connect = Some(timing.connect.unwrap_or_default() + (t1 - t0));
         let mut builder = h2::client::Builder::new();

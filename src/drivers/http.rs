@@ -11,8 +11,8 @@ use super::h1::{self, H1Pool};
 use super::h2::{Dial as H2Dial, H2Pool, Request as H2Request};
 use super::kind::{self, BODY, CONNECT, IO, STATUS_4XX, STATUS_5XX, STATUS_OTHER};
 use super::tls;
-use super::{Driver, OpError, OpResult};
 use crate::config::{Extract, HttpTarget, HttpVersion, OnEmpty, Op, OpKind, Pick, StatusMatch};
+use crate::drivers::driver::{Driver, OpError, OpResult};
 use crate::template::{IterVars, JsonTemplate, Template};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -78,7 +78,7 @@ impl HttpClient {
         let connect_timeout = h
             .connect_timeout
             .map(|d| d.0)
-            .unwrap_or(super::CONNECT_TIMEOUT);
+            .unwrap_or(crate::drivers::connect::CONNECT_TIMEOUT);
         let idle_timeout = h
             .pool_idle_timeout
             .map(|d| d.0)

@@ -8,8 +8,8 @@
 //! `protocol`, `buffer_full` (the writer refused an event), `template`, `timeout`.
 
 use super::kind::{self, BUFFER_FULL, CONNECT, IO, POOL_TIMEOUT, PROTOCOL};
-use super::{Driver, OpError, OpResult};
 use crate::config::{EventOp, Op, OpKind, PostgresTarget, SqlParam, SqlType, SslMode};
+use crate::drivers::driver::{Driver, OpError, OpResult};
 use crate::metrics::PoolMetrics;
 use crate::pg::conn::AcquireError;
 use crate::pg::writer::BufferedWriter;

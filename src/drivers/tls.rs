@@ -5,8 +5,8 @@
 //! certificate is presented when `tls.cert_file`/`tls.key_file` are set.
 
 use super::kind::TLS;
-use super::OpError;
 use crate::config::tls::{load_certs, load_key, TargetTls};
+use crate::drivers::driver::OpError;
 use parking_lot::Mutex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};

@@ -4,7 +4,7 @@
 use super::histogram::{Histogram, WithBounds};
 use super::memory::MemoryAreas;
 use super::scenario::ScenarioLabel;
-use super::{histograms, register, Counter, IntGauge, FLUSH_BUCKETS};
+use crate::metrics::common::{histograms, register, Counter, IntGauge, FLUSH_BUCKETS};
 use parking_lot::Mutex;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;

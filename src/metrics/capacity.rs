@@ -5,7 +5,7 @@
 //! scenario, the baseline's, and the tolerance `CapacityRegressed` compares them with.
 
 use super::scenario::ScenarioLabel;
-use super::{register, FloatGauge};
+use crate::metrics::common::{register, FloatGauge};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

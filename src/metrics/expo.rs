@@ -10,7 +10,7 @@
 //! - Prometheus text 0.0.4 (anything else: curl, promtool, older scrapers): classic
 //!   buckets only.
 
-use super::MetricsError;
+use crate::metrics::common::MetricsError;
 use prometheus_client::registry::Registry;
 
 /// An exposition format.

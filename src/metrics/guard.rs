@@ -2,7 +2,7 @@
 //! counts): every action by kind, and the factor the guard holds a scenario's rate at.
 
 use super::scenario::ScenarioLabel;
-use super::{register, FloatGauge};
+use crate::metrics::common::{register, FloatGauge};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

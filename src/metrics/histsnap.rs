@@ -3,7 +3,7 @@
 //! `histogram_quantile` would compute them. The capacity controller measures its
 //! windows with these; the history sampler its last seconds and minutes.
 
-use super::Histogram;
+use crate::metrics::histogram::Histogram;
 
 /// Cumulative classic counts of a histogram, to difference two moments.
 #[derive(Debug, Clone, Default)]

@@ -5,7 +5,7 @@
 
 use super::histogram::{Histogram, WithBounds};
 use super::scenario::ScenarioLabel;
-use super::{histograms, register, Counter, DURATION_BUCKETS};
+use crate::metrics::common::{histograms, register, Counter, DURATION_BUCKETS};
 use crate::phases::{Phases, NAMES};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;

@@ -2,7 +2,7 @@
 //! collector that serves the last complete snapshot at scrape time. `crate::pg::stats`
 //! queries the database and fills the snapshot; a scrape never waits on it.
 
-use super::{register, Counter, TargetLabel};
+use crate::metrics::common::{register, Counter, TargetLabel};
 use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};

@@ -3,7 +3,7 @@
 //! timeouts.
 
 use super::histogram::{Histogram, WithBounds};
-use super::{histograms, register, Counter, TargetLabel, ACQUIRE_BUCKETS};
+use crate::metrics::common::{histograms, register, Counter, TargetLabel, ACQUIRE_BUCKETS};
 use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};

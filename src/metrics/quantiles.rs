@@ -2,7 +2,8 @@
 //! window, computed at scrape time (the windows themselves are `window.rs`).
 
 use super::window::{quantile_secs, Window};
-use super::{MemorySize, QUANTILES};
+use crate::metrics::common::QUANTILES;
+use crate::metrics::memory::MemorySize;
 use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;

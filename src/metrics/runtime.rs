@@ -6,7 +6,8 @@
 //!
 //! Tokio's timer has millisecond resolution, so an idle runtime shows up to about 1 ms.
 
-use super::{register, Histogram, LAG_BUCKETS};
+use crate::metrics::common::{register, LAG_BUCKETS};
+use crate::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::time::Duration;
 

@@ -8,7 +8,9 @@
 use super::histogram::Histogram;
 use super::quantiles::{QuantileCollector, WindowSet};
 use super::window::{Cursor, Window};
-use super::{histograms, register, Counter, FloatGauge, IntGauge, DURATION_BUCKETS, LAG_BUCKETS};
+use crate::metrics::common::{
+    histograms, register, Counter, FloatGauge, IntGauge, DURATION_BUCKETS, LAG_BUCKETS,
+};
 use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;

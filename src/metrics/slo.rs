@@ -3,7 +3,7 @@
 //! 5 minutes and 1 hour, and the seconds spent in breach.
 
 use super::scenario::ScenarioLabel;
-use super::{register, FloatGauge, IntGauge};
+use crate::metrics::common::{register, FloatGauge, IntGauge};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -5,7 +5,7 @@ use super::histogram::{Histogram, WithBounds};
 use super::quantiles::{QuantileCollector, WindowSet};
 use super::scenario::{OpLabels, ScenarioLabel};
 use super::window::Window;
-use super::{histograms, register, Counter, IntGauge, FLUSH_BUCKETS};
+use crate::metrics::common::{histograms, register, Counter, IntGauge, FLUSH_BUCKETS};
 use parking_lot::Mutex;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
