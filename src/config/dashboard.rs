@@ -6,7 +6,7 @@
 //! never grow), so it is the same after a week as after a minute; changing this section
 //! takes effect at the next start, as `listen` does.
 
-use super::Errs;
+use crate::config::errors::Errs;
 use crate::units::Dur;
 use serde::Deserialize;
 use serde_json::Value;

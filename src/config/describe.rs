@@ -1,6 +1,6 @@
 //! What `check-config` prints: each scenario, its target, op mix, SLO and schedule.
 
-use super::{Config, Target};
+use crate::config::model::{Config, Target};
 use crate::units;
 
 impl Config {
@@ -136,8 +136,8 @@ fn describe_visibility(op: &str, v: &super::visibility::Visibility) -> String {
         .iter()
         .map(|c| match c {
             Condition::Status(m) => match m {
-                super::StatusMatch::Code(c) => format!("status {c}"),
-                super::StatusMatch::Class(c) => format!("status {c}xx"),
+                crate::config::http::StatusMatch::Code(c) => format!("status {c}"),
+                crate::config::http::StatusMatch::Class(c) => format!("status {c}xx"),
             },
             Condition::Compare {
                 subject,

@@ -2,9 +2,8 @@
 //! templates checked against the method's input type.
 
 use super::tls::TargetTls;
-use super::{
-    check_roots, check_trace, join_path, resolve, target_names, Errs, Target, TargetKind, TraceMode,
-};
+use crate::config::check::{check_roots, check_trace, resolve, target_names, TraceMode};
+use crate::config::errors::{join_path, Errs};
 use crate::template::{Fixture, JsonTemplate, Template};
 use crate::units::{Dur, Ratio};
 use serde::Deserialize;
@@ -146,21 +145,18 @@ pub(super) fn check_target(
     }
 }
 
-/// Checks a gRPC op: its method exists on the target, and its message fits the method's
+/// Checks a gRPC op: its method exists on the target (when the op's target is a gRPC
+/// one), and its message fits the method's
 /// input type wherever that can be known before the run.
 pub(super) fn check_op(
     g: &GrpcOp,
-    target: Option<&Target>,
+    target: Option<&GrpcTarget>,
     path: &str,
     fixtures: &[Fixture],
     errs: &mut Errs,
 ) {
     let gp = format!("{path}.grpc");
-    if let Some(Target {
-        kind: TargetKind::Grpc(t),
-        ..
-    }) = target
-    {
+    if let Some(t) = target {
         match t.pool.method(&g.method) {
             Ok(m) => {
                 for (field_path, msg) in crate::protos::fit::check(&m.input(), &g.message) {
@@ -173,9 +169,6 @@ pub(super) fn check_op(
     check_grpc_metadata(&g.metadata, &format!("{gp}.metadata"), errs);
     let mut roots: Vec<&str> = g.message.roots();
     roots.extend(g.metadata.values().flat_map(|t| t.roots()));
-    let traced = match target.map(|t| &t.kind) {
-        Some(TargetKind::Grpc(t)) => t.trace,
-        _ => TraceMode::Off,
-    };
+    let traced = target.map_or(TraceMode::Off, |t| t.trace);
     check_roots(&roots, fixtures, &target_names(traced), &gp, errs);
 }

@@ -2,7 +2,8 @@
 //! extraction — their schema next to their validation.
 
 use super::tls::TargetTls;
-use super::{check_roots, check_trace, target_names, valid_name, Errs, TraceMode};
+use crate::config::check::{check_roots, check_trace, target_names, valid_name, TraceMode};
+use crate::config::errors::Errs;
 use crate::template::{Fixture, JsonTemplate, Template};
 use crate::units::{Dur, Ratio};
 use serde::Deserialize;

@@ -1,7 +1,8 @@
 //! `type: postgres` targets, SQL and event ops, the buffered writer's settings and the
 //! statistics collector's — their schema next to their validation.
 
-use super::{check_roots, resolve, Errs, Target, TargetKind};
+use crate::config::check::{check_roots, resolve};
+use crate::config::errors::Errs;
 use crate::template::{Fixture, Template};
 use crate::units::Dur;
 use serde::Deserialize;
@@ -339,11 +340,13 @@ pub(super) fn check_target(p: &PostgresTarget, path: &str, errs: &mut Errs) {
 }
 
 /// Only one postgres target may export statistics: the pg_* series would collide.
-pub(super) fn check_one_stats_target(targets: &[Target], errs: &mut Errs) {
+pub(super) fn check_one_stats_target<'a>(
+    targets: impl Iterator<Item = (&'a str, &'a PostgresTarget)>,
+    errs: &mut Errs,
+) {
     let with_stats: Vec<&str> = targets
-        .iter()
-        .filter(|t| matches!(&t.kind, TargetKind::Postgres(p) if p.stats.enabled))
-        .map(|t| t.name.as_str())
+        .filter(|(_, p)| p.stats.enabled)
+        .map(|(name, _)| name)
         .collect();
     if with_stats.len() > 1 {
         errs.push(

@@ -1,7 +1,8 @@
 //! The `search:` and `results:` sections: capacity search over discrete load levels,
 //! and where its results are kept.
 
-use super::{resolve, Errs, Scenario, Secret, Target, TargetKind};
+use crate::config::check::{resolve, Kind, Secret, TargetKinds};
+use crate::config::errors::Errs;
 use crate::units::{Dur, Rate};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -288,10 +289,19 @@ pub(super) fn build_results(v: Option<&Value>, base_dir: &Path, errs: &mut Errs)
     }
 }
 
+/// What a search checks of a scenario it names.
+pub(super) struct Candidate<'a> {
+    pub name: &'a str,
+    /// `arrival: closed`: it cannot be offered rates.
+    pub closed: bool,
+    /// It has an `slo` for the search to find the limit of.
+    pub has_slo: bool,
+}
+
 pub(super) fn build_search(
     v: &Value,
-    scenarios: &[Scenario],
-    targets: &[Target],
+    scenarios: &[Candidate],
+    targets: &TargetKinds,
     errs: &mut Errs,
 ) -> Option<SearchConfig> {
     let raw = errs.decode::<RawSearch>(v, "search")?;
@@ -331,7 +341,7 @@ pub(super) fn build_search(
     if let Some(p) = &raw.postgres {
         let ok = targets
             .iter()
-            .any(|t| t.name == *p && matches!(t.kind, TargetKind::Postgres(_)));
+            .any(|t| t.name == p.as_str() && t.kind == Kind::Postgres);
         if !ok {
             errs.push("search.postgres", format!("no postgres target named {p:?}"));
         }
@@ -353,7 +363,7 @@ pub(super) fn build_search(
         );
     }
     let name = raw.name.unwrap_or_else(|| "search".into());
-    if !super::valid_name(&name) {
+    if !crate::config::check::valid_name(&name) {
         errs.push(
             "search.name",
             "1-64 characters of letters, digits, '_' or '-'",
@@ -383,12 +393,12 @@ pub(super) fn build_search(
 /// for CPU and RSS per level, and which targets it serves.
 fn target_process(
     raw: Option<RawTargetProcess>,
-    targets: &[Target],
+    targets: &TargetKinds,
     errs: &mut Errs,
 ) -> (Option<TargetProcess>, Vec<String>) {
     let tp_targets = raw.as_ref().map(|t| t.targets.clone()).unwrap_or_default();
     for (i, t) in tp_targets.iter().enumerate() {
-        if !targets.iter().any(|x| x.name == *t) {
+        if !targets.iter().any(|x| x.name == t.as_str()) {
             errs.push(
                 format!("search.target_process.targets[{i}]"),
                 format!("no target named {t:?}"),
@@ -431,23 +441,22 @@ fn target_process(
 fn search_scenario(
     k: &str,
     v: &Value,
-    scenarios: &[Scenario],
+    scenarios: &[Candidate],
     errs: &mut Errs,
 ) -> Option<SearchScenario> {
-    let name = super::key_name(k, "search.scenarios", errs)?;
+    let name = crate::config::check::key_name(k, "search.scenarios", errs)?;
     let path = format!("search.scenarios.{name}");
     let r = errs.decode::<RawSearchScenario>(v, &path)?;
     match scenarios.iter().find(|s| s.name == name) {
         None => errs.push(&path, format!("no scenario named {name:?}")),
         Some(s) => {
-            if s.arrival == super::Arrival::Closed {
+            if s.closed {
                 errs.push(
                     &path,
                     format!("scenario {name:?} has `arrival: closed`: a search offers rates, so it needs an open-model scenario (uniform or poisson)"),
                 );
             }
-            let slo = &s.slo;
-            if !slo.is_set() {
+            if !s.has_slo {
                 errs.push(
                     &path,
                     format!("scenario {name:?} has no `slo`: a search needs a limit to find"),

@@ -1,7 +1,7 @@
 //! Schedules: a stage (`hold`, `ramp`, `levels`, `daily`) or `{stages: [...], repeat}`,
 //! decoded stage by stage so every bad one is reported.
 
-use super::Errs;
+use crate::config::errors::Errs;
 use crate::schedule::{Schedule, Stage};
 use crate::units::{Dur, Rate};
 use serde::Deserialize;

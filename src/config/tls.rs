@@ -3,7 +3,8 @@
 //! against the config's folder and parsed when the config is checked, so a wrong path
 //! or a file that holds no certificate is named before anything connects.
 
-use super::{resolve, Errs};
+use crate::config::check::resolve;
+use crate::config::errors::Errs;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;

@@ -14,7 +14,7 @@
 //!   interval: 10s                                  # how often SLOs are re-queried
 //! ```
 
-use super::Errs;
+use crate::config::errors::Errs;
 use crate::units::Dur;
 use serde::Deserialize;
 use serde_json::Value;

@@ -21,7 +21,8 @@
 
 use super::http::{check_request, HttpRequest, StatusMatch};
 use super::postgres::{check_statement, SqlOp};
-use super::{check_roots, Errs, Target, TargetKind};
+use crate::config::check::{check_roots, no_such_target, Kind, TargetKinds};
+use crate::config::errors::Errs;
 use crate::template::{Fixture, JsonTemplate};
 use crate::units::Dur;
 use serde::Deserialize;
@@ -156,30 +157,30 @@ pub(super) struct WriteNames {
 pub(super) fn build(
     v: &serde_json::Value,
     path: &str,
-    targets: &[Target],
+    targets: &TargetKinds,
     fixtures: &[Fixture],
     write: &WriteNames,
     errs: &mut Errs,
 ) -> Option<Visibility> {
     let path = format!("{path}.visibility");
     let raw = errs.decode::<RawVisibility>(v, &path)?;
-    let target = targets.iter().find(|t| t.name == raw.target);
+    let target = targets.iter().find(|t| t.name == raw.target).copied();
     let mut ok = true;
     let mut fail = |errs: &mut Errs, p: String, m: String| {
         errs.push(p, m);
         ok = false;
     };
-    let poll = match (raw.http, raw.sql, target.map(|t| &t.kind)) {
+    let poll = match (raw.http, raw.sql, target.map(|t| t.kind)) {
         (_, _, None) => {
             fail(
                 errs,
                 format!("{path}.target"),
-                super::no_such_target(&raw.target, targets),
+                no_such_target(&raw.target, targets),
             );
             None
         }
-        (Some(h), None, Some(TargetKind::Http(_))) => Some(Poll::Http(h)),
-        (None, Some(s), Some(TargetKind::Postgres(_))) => Some(Poll::Sql(s)),
+        (Some(h), None, Some(Kind::Http)) => Some(Poll::Http(h)),
+        (None, Some(s), Some(Kind::Postgres)) => Some(Poll::Sql(s)),
         (Some(_), Some(_), _) => {
             fail(
                 errs,
@@ -190,11 +191,9 @@ pub(super) fn build(
         }
         (_, _, Some(k)) => {
             let want = match k {
-                TargetKind::Http(_) => "an `http` request",
-                TargetKind::Postgres(_) => "a `sql` statement",
-                TargetKind::Grpc(_) => {
-                    "an http or postgres target (a gRPC target cannot be polled)"
-                }
+                Kind::Http => "an `http` request",
+                Kind::Postgres => "a `sql` statement",
+                Kind::Grpc => "an http or postgres target (a gRPC target cannot be polled)",
             };
             fail(
                 errs,
@@ -210,7 +209,7 @@ pub(super) fn build(
     };
     let mut known = write.bound.clone();
     known.insert("write".into());
-    if target.is_some_and(|t| t.kind.trace_sampled().is_some()) {
+    if target.is_some_and(|t| t.traced) {
         known.insert("trace".into());
     }
     match &poll {
