@@ -2,7 +2,7 @@
 //! store (memory, or PostgreSQL through the buffered writer). The same knobs as HTTP
 //! apply; an injected failure answers UNAVAILABLE.
 
-use super::DemoState;
+use crate::demo::state::{DemoState, Received};
 use futures::StreamExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,34 +30,6 @@ use pb::statistic::StatItemUpdated;
 /// Both services share the demo state.
 #[derive(Clone)]
 pub struct Handler(pub Arc<DemoState>);
-
-/// One received event, as tests and `GET /admin/events` see it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct Received {
-    pub service: String,
-    pub id: String,
-    pub namespace: String,
-    pub user_id: String,
-    pub stat_code: String,
-    pub latest_value: f64,
-    pub metadata_trace: String,
-    /// The W3C `traceparent` metadata, when the caller sent one.
-    #[serde(default)]
-    pub traceparent: String,
-}
-
-impl Received {
-    /// Bytes of its strings on the heap.
-    pub fn heap_bytes(&self) -> usize {
-        self.service.capacity()
-            + self.id.capacity()
-            + self.namespace.capacity()
-            + self.user_id.capacity()
-            + self.stat_code.capacity()
-            + self.metadata_trace.capacity()
-            + self.traceparent.capacity()
-    }
-}
 
 impl Handler {
     async fn handle(&self, method: &'static str, ev: Received) -> Result<Response<()>, Status> {

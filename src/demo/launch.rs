@@ -4,9 +4,12 @@
 //! binaries, and a daemon running the embedded `fixtures/demo.yaml` against them). The
 //! binary only parses flags, prints where things are and waits for a signal.
 
-use super::{grpc, serve_http, store, DemoError, DemoMetrics, DemoState, Knobs};
 use crate::app::{Daemon, Options, StartError};
 use crate::config::{self, ConfigErrors};
+use crate::demo::http::serve_http;
+use crate::demo::metrics::DemoMetrics;
+use crate::demo::state::{DemoError, DemoState, Knobs};
+use crate::demo::{grpc, store};
 use crate::metrics::Metrics;
 use crate::pg::cluster::{Cluster, ClusterError};
 use std::collections::HashMap;
@@ -260,8 +263,14 @@ fn demo_config(
 ) -> Result<config::Config, LaunchError> {
     // The embedded fixtures, written where the loader can find them.
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("users.json"), super::USERS_JSON)?;
-    std::fs::write(dir.path().join("stats.json"), super::STATS_JSON)?;
+    std::fs::write(
+        dir.path().join("users.json"),
+        crate::demo::state::USERS_JSON,
+    )?;
+    std::fs::write(
+        dir.path().join("stats.json"),
+        crate::demo::state::STATS_JSON,
+    )?;
     let env: HashMap<String, String> = HashMap::from([
         ("SOAKD_DEMO_HTTP_URL".to_string(), format!("http://{http}")),
         ("SOAKD_DEMO_GRPC_URL".to_string(), format!("http://{grpc}")),

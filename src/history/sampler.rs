@@ -8,8 +8,8 @@
 //! mean of per-second quantiles); gauges are averaged, peaks kept, settings taken last.
 
 use super::ring::{Agg, Key, Rollup};
-use super::{History, Resolution};
 use crate::engine::Engine;
+use crate::history::store::{History, Resolution};
 use crate::metrics::scenario::OpCursors;
 use crate::metrics::window::quantile_secs;
 use crate::metrics::HistSnap;
