@@ -8,46 +8,46 @@
 
 use soakd::config::dashboard::DashboardConfig;
 use soakd::events::{EventKind, EventLog};
+use soakd::history::catalogue::{buffer, postgres, process, scenario, Series};
 use soakd::history::{History, Key, Resolution};
 use std::time::Instant;
 
-const SCENARIO_FIELDS: &[&str] = &[
-    "target_rate",
-    "achieved_rate",
-    "completed_rate",
-    "dropped_rate",
-    "in_flight",
-    "max_in_flight",
-    "paused",
-    "p50",
-    "p95",
-    "p99",
-    "lag_p99",
-    "error_ratio",
-    "error_ratio.status_5xx",
-    "error_ratio.timeout",
-    "slo_p95",
+/// The fields the sampler writes for a scenario with an SLO and two error kinds.
+const SCENARIO_FIELDS: &[Series] = &[
+    scenario::TARGET_RATE,
+    scenario::ACHIEVED_RATE,
+    scenario::COMPLETED_RATE,
+    scenario::DROPPED_RATE,
+    scenario::IN_FLIGHT,
+    scenario::MAX_IN_FLIGHT,
+    scenario::PAUSED,
+    scenario::P50,
+    scenario::P95,
+    scenario::P99,
+    scenario::LAG_P99,
+    scenario::ERROR_RATIO,
+    scenario::SLO_P95,
 ];
-const PG_FIELDS: &[&str] = &[
-    "pool_in_use",
-    "pool_idle",
-    "pool_max",
-    "acquire_p95",
-    "acquire_timeouts_rate",
-    "pg_up",
-    "tps",
-    "cache_hit_ratio",
-    "connections.active",
-    "connections.idle",
+const SCENARIO_ERROR_KINDS: &[&str] = &["status_5xx", "timeout"];
+const PG_FIELDS: &[Series] = &[
+    postgres::POOL_IN_USE,
+    postgres::POOL_IDLE,
+    postgres::POOL_MAX,
+    postgres::ACQUIRE_P95,
+    postgres::ACQUIRE_TIMEOUTS_RATE,
+    postgres::PG_UP,
+    postgres::TPS,
+    postgres::CACHE_HIT_RATIO,
 ];
-const BUFFER_FIELDS: &[&str] = &[
-    "fill",
-    "limit",
-    "flush_p95",
-    "e2e_p95",
-    "flushed_rate",
-    "refused_rate",
-    "flush_errors_rate",
+const PG_STATES: &[&str] = &["active", "idle"];
+const BUFFER_FIELDS: &[Series] = &[
+    buffer::FILL,
+    buffer::LIMIT,
+    buffer::FLUSH_P95,
+    buffer::E2E_P95,
+    buffer::FLUSHED_RATE,
+    buffer::REFUSED_RATE,
+    buffer::FLUSH_ERRORS_RATE,
 ];
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -65,20 +65,27 @@ fn main() {
     let mut keys = Vec::new();
     for s in 0..scenarios {
         let name = format!("scenario-{s}");
+        keys.extend(SCENARIO_FIELDS.iter().map(|f| Key::of(f, &name)));
         keys.extend(
-            SCENARIO_FIELDS
+            SCENARIO_ERROR_KINDS
                 .iter()
-                .map(|f| Key::new("scenario", &name, *f)),
+                .map(|k| Key::member(&scenario::ERROR_RATIO_BY_KIND, &name, k)),
         );
     }
-    keys.extend(PG_FIELDS.iter().map(|f| Key::new("postgres", "db", *f)));
+    keys.extend(PG_FIELDS.iter().map(|f| Key::of(f, "db")));
     keys.extend(
-        BUFFER_FIELDS
+        PG_STATES
             .iter()
-            .map(|f| Key::new("buffer", "events", *f)),
+            .map(|s| Key::member(&postgres::CONNECTIONS_BY_STATE, "db", s)),
     );
+    keys.extend(BUFFER_FIELDS.iter().map(|f| Key::of(f, "events")));
     keys.extend(
-        ["cpu_cores", "rss_bytes", "history_bytes"].map(|f| Key::new("process", "soakd", f)),
+        [
+            process::CPU_CORES,
+            process::RSS_BYTES,
+            process::HISTORY_BYTES,
+        ]
+        .map(|f| Key::of(&f, "soakd")),
     );
     let t0 = 1_800_000_000_000i64;
     let rows = history.capacity(Resolution::Second) as i64;

@@ -42,6 +42,27 @@ pub struct AppState {
     pub slo: crate::slo::SharedSlo,
 }
 
+/// `GET /api/v1/status`: what the page's header and cards read (`web/types.js`'s
+/// `Status`, checked against `web/schema/status.schema.json` by tests/contract.rs).
+#[derive(serde::Serialize)]
+pub struct StatusPayload {
+    pub version: &'static str,
+    pub uptime_seconds: f64,
+    pub config_last_reload_successful: bool,
+    /// The config file (None: an embedded config).
+    pub config_file: Option<String>,
+    pub reload: crate::engine::ReloadState,
+    /// The control rules the page follows.
+    pub control: ControlPolicy,
+    /// Whether a results store is open (the page lists the stored runs then).
+    pub results_store: bool,
+    pub scenarios: Vec<crate::engine::ScenarioStatus>,
+    /// The rolling SLO verdicts by scenario.
+    pub slo: std::collections::BTreeMap<String, crate::slo::SloStatus>,
+    /// The capacity search, when one is configured.
+    pub search: Option<crate::capacity::controller::Progress>,
+}
+
 /// The results store, shared between the search controller and the API.
 pub type SharedStore = Arc<parking_lot::RwLock<Option<Store>>>;
 
@@ -151,18 +172,18 @@ async fn readyz(State(st): State<AppState>) -> Response {
 
 async fn status(State(st): State<AppState>) -> Response {
     let e = &st.engine;
-    Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": e.uptime().as_secs_f64(),
-        "config_last_reload_successful": e.metrics.config.reload_successful.get() == 1,
-        "config_file": st.config_path,
-        "reload": e.last_reload(),
-        "control": control_policy(&st),
-        "results_store": st.results.read().is_some(),
-        "scenarios": e.status(),
-        "slo": &*st.slo.read(),
-        "search": st.search.as_ref().map(|p| p.lock().now()),
-    }))
+    Json(StatusPayload {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: e.uptime().as_secs_f64(),
+        config_last_reload_successful: e.metrics.config.reload_successful.get() == 1,
+        config_file: st.config_path.clone(),
+        reload: e.last_reload(),
+        control: control_policy(&st),
+        results_store: st.results.read().is_some(),
+        scenarios: e.status(),
+        slo: st.slo.read().clone(),
+        search: st.search.as_ref().map(|p| p.lock().now()),
+    })
     .into_response()
 }
 
@@ -471,13 +492,13 @@ async fn reload(State(st): State<AppState>) -> Response {
 /// What the page needs to know about the control API's rules, so it can disable its
 /// controls and say why instead of failing on click.
 #[derive(serde::Serialize)]
-struct ControlPolicy {
+pub struct ControlPolicy {
     /// Mutations can go through (with a token when one is required).
-    enabled: bool,
+    pub enabled: bool,
     /// A bearer token must be sent.
-    token_required: bool,
+    pub token_required: bool,
     /// Why the controls are disabled, when they are.
-    reason: Option<&'static str>,
+    pub reason: Option<&'static str>,
 }
 
 fn control_policy(st: &AppState) -> ControlPolicy {

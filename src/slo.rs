@@ -49,6 +49,16 @@ pub struct Objective {
     pub ok: bool,
 }
 
+/// Where an SLO verdict's values come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// This process's own operations.
+    Local,
+    /// Every shard's, summed by Prometheus (`verdicts.prometheus`).
+    Prometheus,
+}
+
 /// A scenario's rolling verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SloStatus {
@@ -59,9 +69,8 @@ pub struct SloStatus {
     pub burn_rate_5m: Option<f64>,
     pub burn_rate_1h: Option<f64>,
     pub breached_seconds: f64,
-    /// Where the values come from: `local` (this process's operations) or `prometheus`
-    /// (every shard's, with `verdicts.prometheus`).
-    pub source: &'static str,
+    /// Where the values come from.
+    pub source: Source,
     /// With `verdicts.prometheus`: the shards whose series were summed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<u32>,
@@ -261,9 +270,9 @@ impl Tracker {
             burn_rate_1h: b1h,
             breached_seconds: self.breached,
             source: if fleet.is_some() {
-                "prometheus"
+                Source::Prometheus
             } else {
-                "local"
+                Source::Local
             },
             shards: fleet.map(|f| f.instances),
             prometheus_error: None,

@@ -28,13 +28,30 @@ pub const UPLOT_VERSION: &str = "1.6.32";
 
 pub const PAGE: &str = include_str!("../../web/index.html");
 
-/// The files under `/assets/`.
+/// An ES module of the page (`web/*.js`), served as JavaScript.
+macro_rules! module {
+    ($name:literal) => {
+        Asset {
+            name: $name,
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!(concat!("../../web/", $name)),
+        }
+    };
+}
+
+/// The files under `/assets/`: the page's modules (`main.js` imports the rest), its
+/// stylesheet, and uPlot with its licence.
 pub const ASSETS: &[Asset] = &[
-    Asset {
-        name: "dashboard.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../web/dashboard.js"),
-    },
+    module!("main.js"),
+    module!("api.js"),
+    module!("store.js"),
+    module!("format.js"),
+    module!("dom.js"),
+    module!("catalogue.js"),
+    module!("layout.js"),
+    module!("charts.js"),
+    module!("cards.js"),
+    module!("controls.js"),
     Asset {
         name: "dashboard.css",
         content_type: "text/css; charset=utf-8",
@@ -64,7 +81,7 @@ pub fn asset(name: &str) -> Option<&'static Asset> {
 /// `GET /api/v1/history`: rows newer than `since_ms`, and the events after it.
 #[derive(Serialize)]
 pub struct HistoryPayload {
-    pub resolution: &'static str,
+    pub resolution: Resolution,
     /// Milliseconds between rows.
     pub step_ms: i64,
     /// Rows the ring holds at most (the bound on `t`'s length).
@@ -83,7 +100,7 @@ pub fn history_payload(
     since_ms: i64,
 ) -> HistoryPayload {
     HistoryPayload {
-        resolution: resolution.as_str(),
+        resolution,
         step_ms: resolution.step_ms(),
         capacity: history.capacity(resolution),
         now_ms: crate::events::now_ms(),

@@ -15,11 +15,13 @@
 //! runner's tick writes them), its error counts by kind (written on errors) and the pool's
 //! sizes. Readers of the history (`/api/v1/history`, the page) take only the rings' own
 //! locks, which the load path never takes.
+pub mod catalogue;
 pub mod ring;
 mod sampler;
 mod store;
 mod thread;
 
+pub use catalogue::Group;
 pub use ring::{Key, View};
 pub use sampler::Sampler;
 pub use store::{History, Resolution};

@@ -7,28 +7,39 @@
 //! `null` in JSON) for the rows before it; one that no sample has named for a whole
 //! ring's length holds nothing but NaN and is dropped.
 
+use super::catalogue::{Group, Series};
 use serde::Serialize;
 use std::collections::HashMap;
 
 /// At most this many series per ring; more are not recorded (and logged once).
 pub const MAX_SERIES: usize = 4096;
 
-/// What a series describes: `group` is `scenario`, `postgres`, `buffer` or `process`;
-/// `name` the scenario, target or writer; `field` the quantity.
+/// What a series describes: its `group` ([`Group`]), `name` the scenario, target or
+/// writer; `field` the quantity, one of the [catalogue](super::catalogue)'s.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Key {
-    pub group: &'static str,
+    pub group: Group,
     pub name: String,
     pub field: String,
 }
 
 impl Key {
-    pub fn new(group: &'static str, name: &str, field: impl Into<String>) -> Key {
+    pub fn new(group: Group, name: &str, field: impl Into<String>) -> Key {
         Key {
             group,
             name: name.to_string(),
             field: field.into(),
         }
+    }
+
+    /// `series` of `name`.
+    pub fn of(series: &Series, name: &str) -> Key {
+        Key::new(series.group, name, series.field)
+    }
+
+    /// The member `member` (a kind, a state) of the family `series`, of `name`.
+    pub fn member(series: &Series, name: &str, member: &str) -> Key {
+        Key::new(series.group, name, format!("{}{member}", series.field))
     }
 
     /// Bytes of its strings on the heap.
@@ -295,7 +306,7 @@ mod tests {
     use super::*;
 
     fn k(field: &str) -> Key {
-        Key::new("scenario", "api", field)
+        Key::new(Group::Scenario, "api", field)
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! 1 min row of a rate, ratio or quantile is computed over the whole minute (not as a
 //! mean of per-second quantiles); gauges are averaged, peaks kept, settings taken last.
 
+use super::catalogue::{buffer, postgres, process, scenario, visibility, Series};
 use super::ring::{Agg, Key, Rollup};
 use crate::engine::Engine;
 use crate::history::store::{History, Resolution};
@@ -286,53 +287,65 @@ impl Sampler {
             let plan = s.plan();
             let m = &plan.metrics;
             let name = s.name.as_str();
-            let k = |f: &str| Key::new("scenario", name, f);
+            let k = |s: &Series| Key::of(s, name);
             let (rate, _) = s.current();
-            out.row.push((k("target_rate"), rate as f32, Agg::Mean));
+            out.row
+                .push((k(&scenario::TARGET_RATE), rate as f32, Agg::Mean));
             if let Some(o) = s.rate_override() {
-                out.row.push((k("override"), o as f32, Agg::Last));
+                out.row.push((k(&scenario::OVERRIDE), o as f32, Agg::Last));
             }
             out.row.push((
-                k("paused"),
+                k(&scenario::PAUSED),
                 s.paused.load(Ordering::Relaxed) as u8 as f32,
                 Agg::Max,
             ));
             let started = s.started.load(Ordering::Relaxed) as f64;
-            self.rate(k("achieved_rate"), started, out);
+            self.rate(k(&scenario::ACHIEVED_RATE), started, out);
             let completed: u64 = m.ops.iter().map(|o| o.requests.get()).sum();
-            self.rate(k("completed_rate"), completed as f64, out);
+            self.rate(k(&scenario::COMPLETED_RATE), completed as f64, out);
             out.row.push((
-                k("in_flight"),
+                k(&scenario::IN_FLIGHT),
                 s.in_flight.load(Ordering::Relaxed) as f32,
                 Agg::Max,
             ));
-            out.row
-                .push((k("max_in_flight"), plan.max_in_flight as f32, Agg::Last));
+            out.row.push((
+                k(&scenario::MAX_IN_FLIGHT),
+                plan.max_in_flight as f32,
+                Agg::Last,
+            ));
             self.rate(
-                k("dropped_rate"),
+                k(&scenario::DROPPED_RATE),
                 s.dropped.load(Ordering::Relaxed) as f64,
                 out,
             );
             let errors = m.errors_by_kind();
             let total: u64 = errors.iter().map(|(_, n)| n).sum();
-            self.ratio(k("error_ratio"), total as f64, completed as f64, out);
+            self.ratio(
+                k(&scenario::ERROR_RATIO),
+                total as f64,
+                completed as f64,
+                out,
+            );
             for (kind, n) in &errors {
                 self.ratio(
-                    k(&format!("error_ratio.{kind}")),
+                    Key::member(&scenario::ERROR_RATIO_BY_KIND, name, kind),
                     *n as f64,
                     completed as f64,
                     out,
                 );
             }
-            self.hist_quantile(k("lag_p99"), &m.lag, 0.99, out);
+            self.hist_quantile(k(&scenario::LAG_P99), &m.lag, 0.99, out);
             if let Some(d) = plan.scenario.slo.p95 {
-                out.row.push((k("slo_p95"), d.0.as_secs_f32(), Agg::Last));
+                out.row
+                    .push((k(&scenario::SLO_P95), d.0.as_secs_f32(), Agg::Last));
             }
             if let Some(d) = plan.scenario.slo.p99 {
-                out.row.push((k("slo_p99"), d.0.as_secs_f32(), Agg::Last));
+                out.row
+                    .push((k(&scenario::SLO_P99), d.0.as_secs_f32(), Agg::Last));
             }
             if let Some(d) = plan.scenario.slo.p50 {
-                out.row.push((k("slo_p50"), d.0.as_secs_f32(), Agg::Last));
+                out.row
+                    .push((k(&scenario::SLO_P50), d.0.as_secs_f32(), Agg::Last));
             }
             self.latency_of(name, m, out);
             self.visibility_of(&s, &plan, out);
@@ -343,19 +356,26 @@ impl Sampler {
     fn latency_of(&mut self, name: &str, m: &crate::metrics::ScenarioMetrics, out: &mut TickOut) {
         let windows: Vec<(&str, &crate::metrics::window::Window)> =
             m.ops.iter().map(|o| (o.op.as_str(), &*o.window)).collect();
-        self.window_quantiles(Key::new("scenario", name, ""), &windows, RECENT, out);
+        self.window_quantiles(
+            [scenario::P50, scenario::P95, scenario::P99],
+            name,
+            &windows,
+            RECENT,
+            out,
+        );
     }
 
     /// p50/p95/p99 (fields of `key`'s group and name) over the last `keep` seconds of
     /// `windows`, and over the minute when it closes.
     fn window_quantiles(
         &mut self,
-        key: Key,
+        quantiles: [Series; 3],
+        name: &str,
         windows: &[(&str, &crate::metrics::window::Window)],
         keep: usize,
         out: &mut TickOut,
     ) {
-        let state = format!("{}:{}", key.group, key.name);
+        let state = format!("{}:{name}", quantiles[0].group.as_str());
         let lat = self.latency.entry(state).or_insert_with(|| Latency {
             cursors: OpCursors::default(),
             recent: VecDeque::new(),
@@ -376,15 +396,15 @@ impl Sampler {
         for h in &lat.recent {
             add_into(&mut merged, h);
         }
-        let k = |f: &str| Key::new(key.group, &key.name, f);
-        for (q, f) in [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")] {
-            let v = quantile_secs(&merged, q).map_or(f32::NAN, |v| v as f32);
-            out.row.push((k(f), v, Agg::Mean));
+        let at = [0.5, 0.95, 0.99];
+        for (q, s) in at.iter().zip(&quantiles) {
+            let v = quantile_secs(&merged, *q).map_or(f32::NAN, |v| v as f32);
+            out.row.push((Key::of(s, name), v, Agg::Mean));
         }
         if out.closes {
-            for (q, f) in [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")] {
-                let v = quantile_secs(&lat.minute, q).map_or(f32::NAN, |v| v as f32);
-                out.minute.push((k(f), v));
+            for (q, s) in at.iter().zip(&quantiles) {
+                let v = quantile_secs(&lat.minute, *q).map_or(f32::NAN, |v| v as f32);
+                out.minute.push((Key::of(s, name), v));
             }
             lat.minute.reset();
         }
@@ -410,19 +430,25 @@ impl Sampler {
             return;
         }
         let name = s.name.as_str();
-        let k = |f: &str| Key::new("visibility", name, f);
+        let k = |s: &Series| Key::of(s, name);
         let windows: Vec<(&str, &crate::metrics::window::Window)> = probes
             .iter()
             .map(|(op, p)| (*op, &*p.metrics.window))
             .collect();
-        self.window_quantiles(k(""), &windows, RECENT_HIST, out);
+        self.window_quantiles(
+            [visibility::P50, visibility::P95, visibility::P99],
+            name,
+            &windows,
+            RECENT_HIST,
+            out,
+        );
         out.row.push((
-            k("pending"),
+            k(&visibility::PENDING),
             s.pending.load(Ordering::Relaxed) as f32,
             Agg::Max,
         ));
         out.row.push((
-            k("max_pending"),
+            k(&visibility::MAX_PENDING),
             plan.scenario.max_pending as f32,
             Agg::Last,
         ));
@@ -434,9 +460,9 @@ impl Sampler {
             .iter()
             .find(|(kind, _)| kind == crate::engine::visibility::NOT_VISIBLE)
             .map_or(0, |(_, n)| *n);
-        self.rate(k("visible_rate"), visible as f64, out);
-        self.rate(k("not_visible_rate"), missed as f64, out);
-        self.rate(k("polls_rate"), polls as f64, out);
+        self.rate(k(&visibility::VISIBLE_RATE), visible as f64, out);
+        self.rate(k(&visibility::NOT_VISIBLE_RATE), missed as f64, out);
+        self.rate(k(&visibility::POLLS_RATE), polls as f64, out);
     }
 
     fn postgres(&mut self, engine: &Engine, out: &mut TickOut) {
@@ -444,16 +470,22 @@ impl Sampler {
         let mut targets = engine.postgres_targets();
         targets.sort();
         for name in &targets {
-            let k = |f: &str| Key::new("postgres", name, f);
+            let k = |s: &Series| Key::of(s, name);
             if let Some(p) = engine.pg_stats(name) {
                 out.row
-                    .push((k("pool_in_use"), p.in_use() as f32, Agg::Max));
-                out.row.push((k("pool_idle"), p.idle() as f32, Agg::Mean));
-                out.row.push((k("pool_max"), p.max() as f32, Agg::Last));
+                    .push((k(&postgres::POOL_IN_USE), p.in_use() as f32, Agg::Max));
+                out.row
+                    .push((k(&postgres::POOL_IDLE), p.idle() as f32, Agg::Mean));
+                out.row
+                    .push((k(&postgres::POOL_MAX), p.max() as f32, Agg::Last));
             }
             let h = engine.metrics.pools.handles(name);
-            self.hist_quantile(k("acquire_p95"), &h.acquire, 0.95, out);
-            self.rate(k("acquire_timeouts_rate"), h.timeouts.get() as f64, out);
+            self.hist_quantile(k(&postgres::ACQUIRE_P95), &h.acquire, 0.95, out);
+            self.rate(
+                k(&postgres::ACQUIRE_TIMEOUTS_RATE),
+                h.timeouts.get() as f64,
+                out,
+            );
         }
         // The statistics snapshot belongs to the target that collects it.
         let stats_target = cfg.targets.iter().find_map(|t| match &t.kind {
@@ -461,7 +493,7 @@ impl Sampler {
             _ => None,
         });
         let Some(name) = stats_target else { return };
-        let k = |f: &str| Key::new("postgres", &name, f);
+        let k = |s: &Series| Key::of(s, &name);
         let samples = engine.metrics.pg.snapshot.samples();
         let sum = |n: &str| -> Option<f64> {
             let mut it = samples.iter().filter(|s| s.name == n).peekable();
@@ -469,7 +501,7 @@ impl Sampler {
             Some(it.map(|s| s.value).sum())
         };
         let up = sum("pg_up").unwrap_or(0.0);
-        out.row.push((k("pg_up"), up as f32, Agg::Mean));
+        out.row.push((k(&postgres::PG_UP), up as f32, Agg::Mean));
         if up < 1.0 {
             return;
         }
@@ -482,21 +514,25 @@ impl Sampler {
         let pg = self.pg.entry(name.clone()).or_default();
         pg.update(out.now, counters);
         if let Some([tps, hit, read]) = pg.rates {
-            out.row.push((k("tps"), tps as f32, Agg::Mean));
+            out.row.push((k(&postgres::TPS), tps as f32, Agg::Mean));
             if hit + read > 0.0 {
-                out.row
-                    .push((k("cache_hit_ratio"), (hit / (hit + read)) as f32, Agg::Mean));
+                out.row.push((
+                    k(&postgres::CACHE_HIT_RATIO),
+                    (hit / (hit + read)) as f32,
+                    Agg::Mean,
+                ));
             }
         }
         if out.closes {
             if let Some((t0, [c0, h0, r0])) = pg.minute_start.take() {
                 let dt = out.now.duration_since(t0).as_secs_f64().max(1e-9);
                 let [c, h, r] = counters;
-                out.minute.push((k("tps"), ((c - c0).max(0.0) / dt) as f32));
+                out.minute
+                    .push((k(&postgres::TPS), ((c - c0).max(0.0) / dt) as f32));
                 let (dh, dr) = ((h - h0).max(0.0), (r - r0).max(0.0));
                 if dh + dr > 0.0 {
                     out.minute
-                        .push((k("cache_hit_ratio"), (dh / (dh + dr)) as f32));
+                        .push((k(&postgres::CACHE_HIT_RATIO), (dh / (dh + dr)) as f32));
                 }
             }
             pg.minute_start = Some((out.now, counters));
@@ -511,22 +547,30 @@ impl Sampler {
             }
         }
         for (st, v) in by_state {
-            out.row
-                .push((k(&format!("connections.{st}")), v as f32, Agg::Mean));
+            out.row.push((
+                Key::member(&postgres::CONNECTIONS_BY_STATE, &name, &st),
+                v as f32,
+                Agg::Mean,
+            ));
         }
     }
 
     fn buffers(&mut self, engine: &Engine, out: &mut TickOut) {
         for (name, b) in engine.metrics.buffers.list() {
-            let k = |f: &str| Key::new("buffer", &name, f);
-            out.row.push((k("fill"), b.events.get() as f32, Agg::Max));
+            let k = |s: &Series| Key::of(s, &name);
             out.row
-                .push((k("limit"), b.capacity.get() as f32, Agg::Last));
-            self.hist_quantile(k("flush_p95"), &b.flush, 0.95, out);
-            self.hist_quantile(k("e2e_p95"), &b.e2e, 0.95, out);
-            self.rate(k("flushed_rate"), b.flushed.get() as f64, out);
-            self.rate(k("refused_rate"), b.dropped.get() as f64, out);
-            self.rate(k("flush_errors_rate"), b.flush_errors.get() as f64, out);
+                .push((k(&buffer::FILL), b.events.get() as f32, Agg::Max));
+            out.row
+                .push((k(&buffer::LIMIT), b.capacity.get() as f32, Agg::Last));
+            self.hist_quantile(k(&buffer::FLUSH_P95), &b.flush, 0.95, out);
+            self.hist_quantile(k(&buffer::E2E_P95), &b.e2e, 0.95, out);
+            self.rate(k(&buffer::FLUSHED_RATE), b.flushed.get() as f64, out);
+            self.rate(k(&buffer::REFUSED_RATE), b.dropped.get() as f64, out);
+            self.rate(
+                k(&buffer::FLUSH_ERRORS_RATE),
+                b.flush_errors.get() as f64,
+                out,
+            );
         }
     }
 
@@ -534,21 +578,23 @@ impl Sampler {
         let Some(p) = crate::sysinfo::read_proc(None) else {
             return;
         };
-        let k = |f: &str| Key::new("process", "soakd", f);
+        let k = |s: &Series| Key::of(s, "soakd");
         // CPU seconds per second: cores busy.
-        self.rate(k("cpu_cores"), p.cpu.as_secs_f64(), out);
-        out.row.push((k("rss_bytes"), p.rss_bytes as f32, Agg::Max));
+        self.rate(k(&process::CPU_CORES), p.cpu.as_secs_f64(), out);
+        out.row
+            .push((k(&process::RSS_BYTES), p.rss_bytes as f32, Agg::Max));
         out.row.push((
-            k("history_bytes"),
+            k(&process::HISTORY_BYTES),
             self.history.value_bytes() as f32,
             Agg::Last,
         ));
         if let Some(c) = crate::metrics::memory::allocator_committed() {
-            out.row.push((k("heap_bytes"), c as f32, Agg::Max));
+            out.row.push((k(&process::HEAP_BYTES), c as f32, Agg::Max));
         }
         // soakd_memory_bytes summed over its areas: the bounded structures.
         let bounded: u64 = engine.metrics.memory.bytes().iter().map(|(_, b)| b).sum();
-        out.row.push((k("bounded_bytes"), bounded as f32, Agg::Max));
+        out.row
+            .push((k(&process::BOUNDED_BYTES), bounded as f32, Agg::Max));
     }
 }
 
@@ -588,7 +634,7 @@ mod tests {
                 minute: Vec::new(),
             };
             s.rate(
-                Key::new("scenario", "api", "completed_rate"),
+                Key::of(&scenario::COMPLETED_RATE, "api"),
                 recorded as f64,
                 &mut out,
             );

@@ -5,10 +5,12 @@ use super::ring::{self, Key, View};
 use crate::config::dashboard::DashboardConfig;
 use parking_lot::Mutex;
 
-/// Which ring a reader wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which ring a reader wants (`1s` or `1m` in the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Resolution {
+    #[serde(rename = "1s")]
     Second,
+    #[serde(rename = "1m")]
     Minute,
 }
 
