@@ -24,6 +24,8 @@ command -v prometheus-postgres-exporter >/dev/null 2>&1 || need+=(prometheus-pos
 /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || need+=(python3-prometheus-client)
 # The dashboard's browser tests drive Debian's headless Chromium (tests/dashboard.rs).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# The page's modules are type-checked by TypeScript from npm (tests/contract.rs).
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   sudo=""
@@ -39,6 +41,8 @@ trap 'rm -f "$log"' EXIT
 status=0
 # The compose schema check (scripts/check-compose.py) uses PyYAML and jsonschema.
 python3 -c 'import yaml, jsonschema' 2>/dev/null || python3 -m pip install --quiet pyyaml jsonschema
+# The TypeScript web/package-lock.json pins, for `tsc -p web` (tests/contract.rs).
+[ -x web/node_modules/.bin/tsc ] || npm ci --prefix web --no-audit --no-fund --silent
 cargo test --locked --all-targets 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "\n%d passed, %d failed\n", p, f }' "$log"
