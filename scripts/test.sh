@@ -39,8 +39,12 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-# The compose schema check (scripts/check-compose.py) uses PyYAML and jsonschema.
+# The compose and Kubernetes schema checks (scripts/check-compose.py, check-k8s.py) use
+# PyYAML and jsonschema.
 python3 -c 'import yaml, jsonschema' 2>/dev/null || python3 -m pip install --quiet pyyaml jsonschema
+# The Kubernetes manifests' core kinds are checked against Kubernetes' schemas
+# (scripts/check-k8s.py, tests/stack.rs).
+python3 -c 'import kubernetes_validate' 2>/dev/null || python3 -m pip install --quiet kubernetes-validate==1.37.0
 # The TypeScript web/package-lock.json pins, for `tsc -p web` (tests/contract.rs).
 [ -x web/node_modules/.bin/tsc ] || npm ci --prefix web --no-audit --no-fund --silent
 cargo test --locked --all-targets 2>&1 | tee "$log" || status=$?

@@ -233,3 +233,62 @@ fn kubernetes_shards_match_replicas() {
     soakd::config::parse(&cfg, "configmap", &root().join("fixtures"), &env)
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Runs scripts/check-k8s.py on `files` (none: the shipped manifests).
+fn check_k8s(files: &[PathBuf]) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg(root().join("scripts/check-k8s.py"))
+        .args(files)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn kubernetes_manifests_match_the_kubernetes_and_crd_schemas() {
+    let (ok, text) = check_k8s(&[]);
+    assert!(
+        ok,
+        "{text}\n(scripts/test.sh installs kubernetes-validate, PyYAML and jsonschema when missing)"
+    );
+    // Every document was checked, the custom resources against their vendored CRDs.
+    for want in [
+        "StatefulSet soakd against Kubernetes",
+        "Service soakd against Kubernetes",
+        "ServiceMonitor soakd against CRD schema servicemonitors.json",
+        "PrometheusRule soakd against CRD schema prometheusrules.json",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+}
+
+#[test]
+fn kubernetes_check_refuses_a_misspelt_field_in_each_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(root().join("deploy/kubernetes/soakd.yaml")).unwrap();
+    let rules = std::fs::read_to_string(root().join("deploy/kubernetes/prometheusrule.yaml"))
+        .unwrap();
+    let cases = [
+        // A core kind: `replica` for `replicas`.
+        ("statefulset", shipped.replacen("  replicas:", "  replica:", 1), "StatefulSet soakd"),
+        // A CRD field: `endpoint` for `endpoints`.
+        ("servicemonitor", shipped.replacen("  endpoints:", "  endpoint:", 1), "ServiceMonitor soakd"),
+        // A CRD's required field gone: a rule without `expr`.
+        ("prometheusrule", rules.replacen("expr:", "exp:", 1), "PrometheusRule soakd"),
+    ];
+    for (name, text, kind) in cases {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, &text).unwrap();
+        let (ok, out) = check_k8s(&[path]);
+        assert!(!ok, "{name}: accepted\n{out}");
+        assert!(
+            out.lines().any(|l| l.starts_with("INVALID") && l.contains(kind)),
+            "{name}: {out}"
+        );
+    }
+}
