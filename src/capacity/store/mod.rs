@@ -1,0 +1,15 @@
+//! The results store: capacity runs and their levels, in PostgreSQL (tables created by
+//! embedded migrations) or in append-only JSONL files, one per run.
+//!
+//! `results.rs` is the [`Store`] the rest uses; `jsonl.rs` and `pg.rs` are the two
+//! backends; `error.rs` the errors and a run's summary; `ids.rs` run ids and UTC times.
+
+mod error;
+mod ids;
+mod jsonl;
+mod pg;
+mod results;
+
+pub use error::{RunSummary, StoreError};
+pub use ids::{civil_from_days, format_utc, new_run_id};
+pub use results::Store;
