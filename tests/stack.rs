@@ -271,15 +271,27 @@ fn kubernetes_manifests_match_the_kubernetes_and_crd_schemas() {
 fn kubernetes_check_refuses_a_misspelt_field_in_each_kind() {
     let dir = tempfile::tempdir().unwrap();
     let shipped = std::fs::read_to_string(root().join("deploy/kubernetes/soakd.yaml")).unwrap();
-    let rules = std::fs::read_to_string(root().join("deploy/kubernetes/prometheusrule.yaml"))
-        .unwrap();
+    let rules =
+        std::fs::read_to_string(root().join("deploy/kubernetes/prometheusrule.yaml")).unwrap();
     let cases = [
         // A core kind: `replica` for `replicas`.
-        ("statefulset", shipped.replacen("  replicas:", "  replica:", 1), "StatefulSet soakd"),
+        (
+            "statefulset",
+            shipped.replacen("  replicas:", "  replica:", 1),
+            "StatefulSet soakd",
+        ),
         // A CRD field: `endpoint` for `endpoints`.
-        ("servicemonitor", shipped.replacen("  endpoints:", "  endpoint:", 1), "ServiceMonitor soakd"),
+        (
+            "servicemonitor",
+            shipped.replacen("  endpoints:", "  endpoint:", 1),
+            "ServiceMonitor soakd",
+        ),
         // A CRD's required field gone: a rule without `expr`.
-        ("prometheusrule", rules.replacen("expr:", "exp:", 1), "PrometheusRule soakd"),
+        (
+            "prometheusrule",
+            rules.replacen("expr:", "exp:", 1),
+            "PrometheusRule soakd",
+        ),
     ];
     for (name, text, kind) in cases {
         let path = dir.path().join(format!("{name}.yaml"));
@@ -287,7 +299,8 @@ fn kubernetes_check_refuses_a_misspelt_field_in_each_kind() {
         let (ok, out) = check_k8s(&[path]);
         assert!(!ok, "{name}: accepted\n{out}");
         assert!(
-            out.lines().any(|l| l.starts_with("INVALID") && l.contains(kind)),
+            out.lines()
+                .any(|l| l.starts_with("INVALID") && l.contains(kind)),
             "{name}: {out}"
         );
     }
