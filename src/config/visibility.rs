@@ -21,7 +21,7 @@
 
 use super::http::{check_request, HttpRequest, StatusMatch};
 use super::postgres::{check_statement, SqlOp};
-use crate::config::check::{check_roots, no_such_target, Kind, TargetKinds};
+use crate::config::check::{check_roots, no_such_target, Kind, TargetKinds, TargetRef};
 use crate::config::errors::Errs;
 use crate::template::{Fixture, JsonTemplate};
 use crate::units::Dur;
@@ -163,30 +163,72 @@ pub(super) fn build(
     errs: &mut Errs,
 ) -> Option<Visibility> {
     let path = format!("{path}.visibility");
-    let raw = errs.decode::<RawVisibility>(v, &path)?;
+    let mut raw = errs.decode::<RawVisibility>(v, &path)?;
+    // A wrong piece of the poll itself drops the probe; errors inside its templates are
+    // reported without dropping it (the config is refused either way).
+    let errors = |errs: &Errs| errs.list.len();
+    let start = errors(errs);
     let target = targets.iter().find(|t| t.name == raw.target).copied();
-    let mut ok = true;
-    let mut fail = |errs: &mut Errs, p: String, m: String| {
-        errs.push(p, m);
-        ok = false;
-    };
-    let poll = match (raw.http, raw.sql, target.map(|t| t.kind)) {
+    let poll = poll_of(&raw, target, targets, &path, errs);
+    let mut broken = errors(errs) > start;
+    // What the poll's templates may name besides the fixtures.
+    let mut known = write.bound.clone();
+    known.insert("write".into());
+    if target.is_some_and(|t| t.traced) {
+        known.insert("trace".into());
+    }
+    if let Some(p) = &poll {
+        broken |= !check_poll(p, &path, fixtures, &known, errs);
+    }
+    let mut until = Vec::new();
+    for (i, c) in std::mem::take(&mut raw.until).into_iter().enumerate() {
+        let cp = format!("{path}.until[{i}]");
+        let before = errors(errs);
+        let c = condition(c, &cp, poll.as_ref(), errs);
+        broken |= errors(errs) > before;
+        if let Some(c) = c {
+            if let Condition::Compare { value, .. } = &c {
+                check_roots(&value.roots(), fixtures, &known, &cp, errs);
+            }
+            until.push(c);
+        }
+    }
+    let before = errors(errs);
+    let timing = timing(&raw, &path, errs);
+    if broken || errors(errs) > before {
+        return None;
+    }
+    Some(Visibility {
+        target: raw.target,
+        poll: poll?,
+        until,
+        every: timing.every,
+        backoff: timing.backoff,
+        max_every: timing.max_every,
+        deadline: timing.deadline,
+    })
+}
+
+/// The poll: an `http` request on an HTTP target or a `sql` statement on a postgres one.
+fn poll_of(
+    raw: &RawVisibility,
+    target: Option<TargetRef>,
+    targets: &TargetKinds,
+    path: &str,
+    errs: &mut Errs,
+) -> Option<Poll> {
+    match (&raw.http, &raw.sql, target.map(|t| t.kind)) {
         (_, _, None) => {
-            fail(
-                errs,
+            errs.push(
                 format!("{path}.target"),
                 no_such_target(&raw.target, targets),
             );
             None
         }
-        (Some(h), None, Some(Kind::Http)) => Some(Poll::Http(h)),
-        (None, Some(s), Some(Kind::Postgres)) => Some(Poll::Sql(s)),
+        (Some(h), None, Some(Kind::Http)) => Some(Poll::Http(h.clone())),
+        (None, Some(s), Some(Kind::Postgres)) => Some(Poll::Sql(s.clone())),
         (Some(_), Some(_), _) => {
-            fail(
-                errs,
-                path.clone(),
-                "give either `http` or `sql` for the poll, not both".into(),
-            );
+            errs.push(path, "give either `http` or `sql` for the poll, not both");
             None
         }
         (_, _, Some(k)) => {
@@ -195,9 +237,8 @@ pub(super) fn build(
                 Kind::Postgres => "a `sql` statement",
                 Kind::Grpc => "an http or postgres target (a gRPC target cannot be polled)",
             };
-            fail(
-                errs,
-                path.clone(),
+            errs.push(
+                path,
                 format!(
                     "target {:?} is {}: the poll needs {want}",
                     raw.target,
@@ -206,112 +247,122 @@ pub(super) fn build(
             );
             None
         }
-    };
-    let mut known = write.bound.clone();
-    known.insert("write".into());
-    if target.is_some_and(|t| t.traced) {
-        known.insert("trace".into());
     }
-    match &poll {
-        Some(Poll::Http(r)) => {
+}
+
+/// The poll's request or statement, with the names its templates may use; false when
+/// the poll itself is wrong (an `expect` on it).
+fn check_poll(
+    poll: &Poll,
+    path: &str,
+    fixtures: &[Fixture],
+    known: &HashSet<String>,
+    errs: &mut Errs,
+) -> bool {
+    match poll {
+        Poll::Http(r) => {
             let hp = format!("{path}.http");
-            if r.expect.is_some() {
-                fail(
-                    errs,
+            let expects = r.expect.is_some();
+            if expects {
+                errs.push(
                     format!("{hp}.expect"),
-                    "a poll has no expected status: say what counts as visible in `until` (e.g. `- status: 200`)".into(),
+                    "a poll has no expected status: say what counts as visible in `until` (e.g. `- status: 200`)",
                 );
             }
-            check_request(r, &hp, fixtures, &known, errs);
+            check_request(r, &hp, fixtures, known, errs);
+            !expects
         }
-        Some(Poll::Sql(s)) => check_statement(s, &format!("{path}.sql"), fixtures, &known, errs),
-        None => {}
+        Poll::Sql(s) => {
+            check_statement(s, &format!("{path}.sql"), fixtures, known, errs);
+            true
+        }
     }
+}
+
+/// One `until` condition at `cp`: a status match, or one comparison of a JSON pointer's
+/// value (HTTP) or a column (SQL). None when it cannot be one (the errors say why).
+fn condition(c: RawCondition, cp: &str, poll: Option<&Poll>, errs: &mut Errs) -> Option<Condition> {
     let is_sql = matches!(poll, Some(Poll::Sql(_)));
-    let mut until = Vec::new();
-    for (i, c) in raw.until.into_iter().enumerate() {
-        let cp = format!("{path}.until[{i}]");
-        let cmps: Vec<(Cmp, JsonTemplate)> = [
-            (Cmp::Eq, c.eq),
-            (Cmp::Ne, c.ne),
-            (Cmp::Gt, c.gt),
-            (Cmp::Ge, c.ge),
-            (Cmp::Lt, c.lt),
-            (Cmp::Le, c.le),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-        let subject = match (c.status, c.json, c.column) {
-            (Some(s), None, None) => {
-                if !cmps.is_empty() {
-                    fail(
-                        errs,
-                        cp,
-                        "`status` is a match by itself (`status: 200` or `status: 2xx`), without eq/ne/gt/ge/lt/le".into(),
-                    );
-                } else if is_sql {
-                    fail(errs, cp, "a SQL poll has no status: use `column`".into());
-                } else {
-                    until.push(Condition::Status(s));
-                }
-                continue;
-            }
-            (None, Some(p), None) => {
-                if is_sql {
-                    fail(
-                        errs,
-                        cp.clone(),
-                        "a SQL poll's conditions name a `column` of its first row".into(),
-                    );
-                }
-                if !(p.is_empty() || p.starts_with('/')) {
-                    fail(
-                        errs,
-                        format!("{cp}.json"),
-                        "a JSON pointer starts with '/' (e.g. /items/0/id)".into(),
-                    );
-                }
-                Subject::Json(p)
-            }
-            (None, None, Some(col)) => {
-                if !is_sql && poll.is_some() {
-                    fail(
-                        errs,
-                        cp.clone(),
-                        "an HTTP poll's conditions name a `json` pointer or a `status`".into(),
-                    );
-                }
-                Subject::Column(col)
-            }
-            _ => {
-                fail(
-                    errs,
+    let cmps: Vec<(Cmp, JsonTemplate)> = [
+        (Cmp::Eq, c.eq),
+        (Cmp::Ne, c.ne),
+        (Cmp::Gt, c.gt),
+        (Cmp::Ge, c.ge),
+        (Cmp::Lt, c.lt),
+        (Cmp::Le, c.le),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    let subject = match (c.status, c.json, c.column) {
+        (Some(s), None, None) => {
+            if !cmps.is_empty() {
+                errs.push(
                     cp,
-                    "a condition is exactly one of `status`, `json` (a pointer into the body) or `column` (of the first row)".into(),
+                    "`status` is a match by itself (`status: 200` or `status: 2xx`), without eq/ne/gt/ge/lt/le",
                 );
-                continue;
+                return None;
             }
-        };
-        if cmps.len() != 1 {
-            fail(
-                errs,
-                cp,
-                "compare with exactly one of eq, ne, gt, ge, lt, le".into(),
-            );
-            continue;
+            if is_sql {
+                errs.push(cp, "a SQL poll has no status: use `column`");
+                return None;
+            }
+            return Some(Condition::Status(s));
         }
-        let Some((cmp, value)) = cmps.into_iter().next() else {
-            continue;
-        };
-        let roots: Vec<&str> = value.roots();
-        check_roots(&roots, fixtures, &known, &cp, errs);
-        until.push(Condition::Compare {
-            subject,
-            cmp,
-            value,
-        });
+        (None, Some(p), None) => {
+            if is_sql {
+                errs.push(
+                    cp,
+                    "a SQL poll's conditions name a `column` of its first row",
+                );
+            }
+            if !(p.is_empty() || p.starts_with('/')) {
+                errs.push(
+                    format!("{cp}.json"),
+                    "a JSON pointer starts with '/' (e.g. /items/0/id)",
+                );
+            }
+            Subject::Json(p)
+        }
+        (None, None, Some(col)) => {
+            if !is_sql && poll.is_some() {
+                errs.push(
+                    cp,
+                    "an HTTP poll's conditions name a `json` pointer or a `status`",
+                );
+            }
+            Subject::Column(col)
+        }
+        _ => {
+            errs.push(
+                cp,
+                "a condition is exactly one of `status`, `json` (a pointer into the body) or `column` (of the first row)",
+            );
+            return None;
+        }
+    };
+    if cmps.len() != 1 {
+        errs.push(cp, "compare with exactly one of eq, ne, gt, ge, lt, le");
+        return None;
     }
+    let (cmp, value) = cmps.into_iter().next()?;
+    Some(Condition::Compare {
+        subject,
+        cmp,
+        value,
+    })
+}
+
+/// How often the poll runs and for how long.
+struct Timing {
+    every: Duration,
+    backoff: f64,
+    max_every: Duration,
+    deadline: Duration,
+}
+
+/// `every`, `backoff`, `max_every` and `deadline`, with their defaults and bounds.
+fn timing(raw: &RawVisibility, path: &str, errs: &mut Errs) -> Timing {
     let every = raw.every.map_or(DEFAULT_EVERY, |d| d.0);
     let deadline = raw.deadline.map_or(DEFAULT_DEADLINE, |d| d.0);
     let backoff = raw.backoff.unwrap_or(1.0);
@@ -324,47 +375,34 @@ pub(super) fn build(
         |d| d.0,
     );
     if every < Duration::from_millis(1) {
-        fail(errs, format!("{path}.every"), "must be at least 1ms".into());
+        errs.push(format!("{path}.every"), "must be at least 1ms");
     }
     if deadline.is_zero() || deadline > MAX_DEADLINE {
-        fail(
-            errs,
-            format!("{path}.deadline"),
-            "must be above 0 and at most 1h".into(),
-        );
+        errs.push(format!("{path}.deadline"), "must be above 0 and at most 1h");
     } else if every > deadline {
-        fail(
-            errs,
+        errs.push(
             format!("{path}.every"),
-            "must not be longer than the deadline".into(),
+            "must not be longer than the deadline",
         );
     }
     if !(1.0..=10.0).contains(&backoff) {
-        fail(
-            errs,
+        errs.push(
             format!("{path}.backoff"),
-            "must be between 1 (a fixed period) and 10".into(),
+            "must be between 1 (a fixed period) and 10",
         );
     }
     if max_every < every {
-        fail(
-            errs,
+        errs.push(
             format!("{path}.max_every"),
-            "must not be shorter than `every`".into(),
+            "must not be shorter than `every`",
         );
     }
-    if !ok {
-        return None;
-    }
-    Some(Visibility {
-        target: raw.target,
-        poll: poll?,
-        until,
+    Timing {
         every,
         backoff,
         max_every,
         deadline,
-    })
+    }
 }
 
 #[cfg(test)]
