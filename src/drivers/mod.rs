@@ -6,6 +6,7 @@
 mod client;
 mod connect;
 mod driver;
+pub mod extract;
 pub mod grpc;
 pub mod h1;
 pub mod h2;
