@@ -291,6 +291,32 @@ fn scenario(
     slo: &SloView,
     tolerance: f64,
 ) -> ScenarioComparison {
+    let levels = paired_levels(a, b, name);
+    let mut worse = Vec::new();
+    let mut better = Vec::new();
+    let max_delta = max_sustainable_delta(
+        (max_a, max_b),
+        ladder_top_b,
+        tolerance,
+        (&mut worse, &mut better),
+    );
+    for d in &levels {
+        level_changes(d, slo, tolerance, (&mut worse, &mut better));
+    }
+    let (change, reasons) = verdict(worse, better);
+    ScenarioComparison {
+        scenario: name.to_string(),
+        max_sustainable_a: max_a,
+        max_sustainable_b: max_b,
+        max_sustainable_delta: max_delta,
+        levels,
+        change,
+        reasons,
+    }
+}
+
+/// The levels both runs measured at the same offered rate, one row per rate.
+fn paired_levels(a: &Run, b: &Run, name: &str) -> Vec<LevelDelta> {
     let la = isolated_levels(a, name);
     let lb = isolated_levels(b, name);
     let mut levels = Vec::new();
@@ -322,9 +348,20 @@ fn scenario(
             None => levels.push(d),
         }
     }
-    let mut worse = Vec::new();
-    let mut better = Vec::new();
-    let max_delta = match (max_a, max_b) {
+    levels
+}
+
+type Lines<'a> = (&'a mut Vec<String>, &'a mut Vec<String>);
+
+/// The relative change of the maximum sustainable rate, with the line it adds to worse
+/// or better.
+fn max_sustainable_delta(
+    (max_a, max_b): (Option<f64>, Option<f64>),
+    ladder_top_b: Option<f64>,
+    tolerance: f64,
+    (worse, better): Lines,
+) -> Option<f64> {
+    match (max_a, max_b) {
         (Some(x), Some(y)) => {
             let r = rel(x, y);
             let line = format!(
@@ -357,57 +394,48 @@ fn scenario(
             None
         }
         (None, None) => None,
-    };
-    for d in &levels {
-        let at = format_rate(d.rate);
-        match (d.verdict_a, d.verdict_b) {
-            (Verdict::Pass, Verdict::Fail) => worse.push(format!("{at}: passed in A, failed in B")),
-            (Verdict::Fail, Verdict::Pass) => {
-                better.push(format!("{at}: failed in A, passed in B"))
-            }
-            _ => {}
-        }
-        if d.verdict_a != Verdict::Pass || d.verdict_b != Verdict::Pass {
+    }
+}
+
+/// What changed at one level: its verdict, and (where both passed) its latency beyond
+/// the tolerance and the floor, and its error ratio.
+fn level_changes(d: &LevelDelta, slo: &SloView, tolerance: f64, (worse, better): Lines) {
+    let at = format_rate(d.rate);
+    match (d.verdict_a, d.verdict_b) {
+        (Verdict::Pass, Verdict::Fail) => worse.push(format!("{at}: passed in A, failed in B")),
+        (Verdict::Fail, Verdict::Pass) => better.push(format!("{at}: failed in A, passed in B")),
+        _ => {}
+    }
+    if d.verdict_a != Verdict::Pass || d.verdict_b != Verdict::Pass {
+        return;
+    }
+    for (q, va, vb, limit) in [
+        ("p95", d.p95_a, d.p95_b, slo.p95),
+        ("p99", d.p99_a, d.p99_b, slo.p99),
+    ] {
+        let (Some(va), Some(vb)) = (va, vb) else {
             continue;
-        }
-        for (q, va, vb, limit) in [
-            ("p95", d.p95_a, d.p95_b, slo.p95),
-            ("p99", d.p99_a, d.p99_b, slo.p99),
-        ] {
-            let (Some(va), Some(vb)) = (va, vb) else {
-                continue;
-            };
-            let floor = latency_floor(limit, slo, tolerance);
-            let r = rel(va, vb);
-            let line = format!(
-                "{at}: {q} {} → {} ({})",
-                crate::capacity::record::fmt_latency(va),
-                crate::capacity::record::fmt_latency(vb),
-                signed_pct(r)
-            );
-            if r > tolerance && vb - va > floor {
-                worse.push(line);
-            } else if r < -tolerance && va - vb > floor {
-                better.push(line);
-            }
-        }
-        let (ea, eb) = (d.error_ratio_a, d.error_ratio_b);
-        let line = format!("{at}: errors {:.2}% → {:.2}%", ea * 100.0, eb * 100.0);
-        if eb - ea > (ea * tolerance).max(ERROR_FLOOR) {
+        };
+        let floor = latency_floor(limit, slo, tolerance);
+        let r = rel(va, vb);
+        let line = format!(
+            "{at}: {q} {} → {} ({})",
+            crate::capacity::record::fmt_latency(va),
+            crate::capacity::record::fmt_latency(vb),
+            signed_pct(r)
+        );
+        if r > tolerance && vb - va > floor {
             worse.push(line);
-        } else if ea - eb > (ea * tolerance).max(ERROR_FLOOR) {
+        } else if r < -tolerance && va - vb > floor {
             better.push(line);
         }
     }
-    let (change, reasons) = verdict(worse, better);
-    ScenarioComparison {
-        scenario: name.to_string(),
-        max_sustainable_a: max_a,
-        max_sustainable_b: max_b,
-        max_sustainable_delta: max_delta,
-        levels,
-        change,
-        reasons,
+    let (ea, eb) = (d.error_ratio_a, d.error_ratio_b);
+    let line = format!("{at}: errors {:.2}% → {:.2}%", ea * 100.0, eb * 100.0);
+    if eb - ea > (ea * tolerance).max(ERROR_FLOOR) {
+        worse.push(line);
+    } else if ea - eb > (ea * tolerance).max(ERROR_FLOOR) {
+        better.push(line);
     }
 }
 

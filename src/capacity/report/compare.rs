@@ -2,7 +2,7 @@
 //! `/api/v1/runs/{a}/compare/{b}/report`).
 
 use super::cells::{ms, pct, verdict};
-use crate::capacity::compare::{Change, Comparison};
+use crate::capacity::compare::{Change, Comparison, ScenarioComparison};
 use crate::capacity::findings::isolated_levels;
 use crate::capacity::record::Run;
 use crate::capacity::report::render::Report;
@@ -39,7 +39,20 @@ fn delta(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 fn write(report: &mut Report, c: &Comparison, a: &Run, b: &Run) -> fmt::Result {
-    let md = &mut report.markdown;
+    write_header(&mut report.markdown, c)?;
+    write_summary(&mut report.markdown, c)?;
+    for s in &c.scenarios {
+        write_scenario(report, s, a, b)?;
+    }
+    write_frontier(report, c, b)
+}
+
+fn rate(r: Option<f64>) -> String {
+    r.map(format_rate).unwrap_or_else(|| "none".into())
+}
+
+/// The title, the verdict, the two runs and the comparison's notes.
+fn write_header(md: &mut String, c: &Comparison) -> fmt::Result {
     writeln!(md, "# Capacity comparison — {}\n", c.b.name)?;
     writeln!(
         md,
@@ -68,13 +81,17 @@ fn write(report: &mut Report, c: &Comparison, a: &Run, b: &Run) -> fmt::Result {
             writeln!(md, "> {n}  ")?;
         }
     }
+    Ok(())
+}
+
+/// One row per scenario: both maxima, their change and the scenario's verdict.
+fn write_summary(md: &mut String, c: &Comparison) -> fmt::Result {
     md.push_str("\n## Summary\n\n");
     writeln!(
         md,
         "| Scenario | Max sustainable A | Max sustainable B | Change | Verdict |"
     )?;
     writeln!(md, "|---|---|---|---|---|")?;
-    let rate = |r: Option<f64>| r.map(format_rate).unwrap_or_else(|| "none".into());
     for s in &c.scenarios {
         writeln!(
             md,
@@ -86,83 +103,94 @@ fn write(report: &mut Report, c: &Comparison, a: &Run, b: &Run) -> fmt::Result {
             headline(s.change)
         )?;
     }
-    for s in &c.scenarios {
-        writeln!(md, "\n## {}\n", s.scenario)?;
-        if s.reasons.is_empty() {
-            writeln!(md, "No change beyond the tolerance.\n")?;
-        } else {
-            for r in &s.reasons {
-                writeln!(md, "- {r}")?;
-            }
-            md.push('\n');
+    Ok(())
+}
+
+/// A scenario's reasons, its levels side by side and the overlay of both latency curves.
+fn write_scenario(report: &mut Report, s: &ScenarioComparison, a: &Run, b: &Run) -> fmt::Result {
+    let md = &mut report.markdown;
+    writeln!(md, "\n## {}\n", s.scenario)?;
+    if s.reasons.is_empty() {
+        writeln!(md, "No change beyond the tolerance.\n")?;
+    } else {
+        for r in &s.reasons {
+            writeln!(md, "- {r}")?;
         }
-        if s.levels.is_empty() {
-            writeln!(md, "No level measured by both runs.")?;
-        } else {
+        md.push('\n');
+    }
+    if s.levels.is_empty() {
+        writeln!(md, "No level measured by both runs.")?;
+    } else {
+        writeln!(
+            md,
+            "| Offered | Verdict A | Verdict B | p95 A | p95 B | Δ p95 | p99 A | p99 B | Δ p99 | Errors A | Errors B |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+        for l in &s.levels {
             writeln!(
                 md,
-                "| Offered | Verdict A | Verdict B | p95 A | p95 B | Δ p95 | p99 A | p99 B | Δ p99 | Errors A | Errors B |"
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                format_rate(l.rate),
+                verdict(Some(l.verdict_a)),
+                verdict(Some(l.verdict_b)),
+                ms(l.p95_a),
+                ms(l.p95_b),
+                delta(l.p95_a, l.p95_b),
+                ms(l.p99_a),
+                ms(l.p99_b),
+                delta(l.p99_a, l.p99_b),
+                pct(l.error_ratio_a),
+                pct(l.error_ratio_b)
             )?;
-            writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|")?;
-            for l in &s.levels {
-                writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    format_rate(l.rate),
-                    verdict(Some(l.verdict_a)),
-                    verdict(Some(l.verdict_b)),
-                    ms(l.p95_a),
-                    ms(l.p95_b),
-                    delta(l.p95_a, l.p95_b),
-                    ms(l.p99_a),
-                    ms(l.p99_b),
-                    delta(l.p99_a, l.p99_b),
-                    pct(l.error_ratio_a),
-                    pct(l.error_ratio_b)
-                )?;
-            }
-        }
-        let (la, lb) = (
-            isolated_levels(a, &s.scenario),
-            isolated_levels(b, &s.scenario),
-        );
-        if !la.is_empty() || !lb.is_empty() {
-            let file = format!("compare-{}-latency.svg", s.scenario);
-            let slo = b.record.slos.get(&s.scenario).and_then(|x| x.p95);
-            report.charts.push((
-                file.clone(),
-                svg::latency_overlay(&s.scenario, ("A", &la), ("B", &lb), slo),
-            ));
-            writeln!(md, "\n![latency vs offered load, both runs]({file})")?;
         }
     }
-    if !c.frontier.is_empty() {
-        let names = b.record.search.scenario_names();
-        if let [first, second, ..] = names.as_slice() {
-            md.push_str("\n## Combined frontier\n\n");
-            writeln!(
-                md,
-                "| {first} | Highest {second} A | Highest {second} B | Change |"
-            )?;
-            writeln!(md, "|---|---|---|---|")?;
-            for r in &c.frontier {
-                writeln!(
-                    md,
-                    "| {} | {} | {} | {} |",
-                    format_rate(r.row_rate),
-                    rate(r.best_a),
-                    rate(r.best_b),
-                    delta(r.best_a, r.best_b)
-                )?;
-            }
-            report.charts.push((
-                "compare-frontier.svg".into(),
-                svg::frontier_overlay(first, second, &c.frontier),
-            ));
-            writeln!(md, "\n![frontier, both runs](compare-frontier.svg)")?;
-        }
+    let (la, lb) = (
+        isolated_levels(a, &s.scenario),
+        isolated_levels(b, &s.scenario),
+    );
+    if !la.is_empty() || !lb.is_empty() {
+        let file = format!("compare-{}-latency.svg", s.scenario);
+        let slo = b.record.slos.get(&s.scenario).and_then(|x| x.p95);
+        report.charts.push((
+            file.clone(),
+            svg::latency_overlay(&s.scenario, ("A", &la), ("B", &lb), slo),
+        ));
+        writeln!(md, "\n![latency vs offered load, both runs]({file})")?;
     }
     Ok(())
+}
+
+/// A matrix search's frontier rows from both runs, and their overlay.
+fn write_frontier(report: &mut Report, c: &Comparison, b: &Run) -> fmt::Result {
+    if c.frontier.is_empty() {
+        return Ok(());
+    }
+    let names = b.record.search.scenario_names();
+    let [first, second, ..] = names.as_slice() else {
+        return Ok(());
+    };
+    let md = &mut report.markdown;
+    md.push_str("\n## Combined frontier\n\n");
+    writeln!(
+        md,
+        "| {first} | Highest {second} A | Highest {second} B | Change |"
+    )?;
+    writeln!(md, "|---|---|---|---|")?;
+    for r in &c.frontier {
+        writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            format_rate(r.row_rate),
+            rate(r.best_a),
+            rate(r.best_b),
+            delta(r.best_a, r.best_b)
+        )?;
+    }
+    report.charts.push((
+        "compare-frontier.svg".into(),
+        svg::frontier_overlay(first, second, &c.frontier),
+    ));
+    writeln!(md, "\n![frontier, both runs](compare-frontier.svg)")
 }
 
 #[cfg(test)]
