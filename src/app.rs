@@ -23,6 +23,8 @@ pub enum StartError {
     Sampler(std::io::Error),
     #[error("cannot start the SLO evaluator thread: {0}")]
     Slo(std::io::Error),
+    #[error("cannot start the soak thread: {0}")]
+    Soak(std::io::Error),
     #[error("shard {index}/{count} with verdicts.prometheus and a search follows shard 0's search: set verdicts.leader to shard 0's admin URL (e.g. http://soakd-0.soakd:9477)")]
     NoLeader { index: u32, count: u32 },
     #[error("cannot listen on {addr}: {source}")]
@@ -98,6 +100,8 @@ pub struct Daemon {
     slo_thread: Option<crate::slo::SloThread>,
     /// With `verdicts.prometheus`: the thread asking it for every shard's SLO values.
     _fleet_thread: Option<crate::slo::FleetThread>,
+    /// Observing and judging the system under test (shard 0 only).
+    _soak_thread: Option<crate::soak::thread::SoakThread>,
     /// The rolling SLO verdicts by scenario.
     pub slo: crate::slo::SharedSlo,
     admin: Option<AdminThread>,
@@ -251,7 +255,20 @@ impl Daemon {
             None => (None, None),
         };
         let slo_thread = crate::slo::spawn(&engine, slo.clone(), fleet).map_err(StartError::Slo)?;
+        // Only shard 0 observes and judges the system under test.
+        let soak_cfg = engine.config().soak.clone();
+        let leads = opts.shard.is_none_or(|s| s.index == 0);
+        let soak = (soak_cfg.enabled && leads)
+            .then(|| Arc::new(crate::soak::store::SoakStore::new(soak_cfg)));
+        let soak_thread = match &soak {
+            Some(s) => {
+                engine.metrics.memory.register("soak", s);
+                Some(crate::soak::thread::spawn(&engine, s.clone()).map_err(StartError::Soak)?)
+            }
+            None => None,
+        };
         let state = AppState {
+            soak,
             engine: engine.clone(),
             slo: slo.clone(),
             loopback_only: listen.ip().is_loopback(),
@@ -272,6 +289,7 @@ impl Daemon {
             sampler,
             slo_thread: Some(slo_thread),
             _fleet_thread: fleet_thread,
+            _soak_thread: soak_thread,
             slo,
             admin: Some(admin),
             started: Instant::now(),

@@ -1,5 +1,6 @@
 //! The event log: one bounded list of what happened to the load — stage changes,
-//! overrides, pauses, reloads, search levels and their verdicts. The page marks them on
+//! overrides, pauses, reloads, search levels and their verdicts — and to the system
+//! under test (its restarts). The page marks them on
 //! its time axis, `/api/v1/history` returns them, and the server, the engine and the
 //! capacity search all write here (one way in and out).
 //!
@@ -31,6 +32,8 @@ pub enum EventKind {
     Search,
     /// A scenario's guard stepped its rate down, paused it, recovered, or was reverted.
     Guard,
+    /// An observed target restarted (its pid or start time changed, or a counter reset).
+    Restart,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -40,6 +40,9 @@ pub struct AppState {
     pub config_path: Option<String>,
     /// The rolling SLO verdicts by scenario (`slo::spawn` fills it).
     pub slo: crate::slo::SharedSlo,
+    /// The soak's series and verdicts (None: `soak.enabled: false`, or a follower shard,
+    /// which neither observes nor judges).
+    pub soak: Option<std::sync::Arc<crate::soak::store::SoakStore>>,
 }
 
 /// `GET /api/v1/status`: what the page's header and cards read (`web/types.js`'s
@@ -88,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/soak", get(soak))
         .route("/api/v1/search", get(search))
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/runs/{id}", get(run_json))
@@ -555,6 +559,34 @@ struct HistoryQuery {
 }
 
 /// `?since=<unix-ms>&resolution=1s|1m`: rows (and events) newer than `since`.
+/// `GET /api/v1/soak`: every observed target, its sources' errors and restarts, and
+/// each series' latest value and verdict with its evidence.
+#[derive(serde::Serialize)]
+pub struct SoakPayload {
+    pub window_seconds: f64,
+    pub warmup_seconds: f64,
+    pub resolution_seconds: f64,
+    pub targets: Vec<crate::soak::store::TargetSoak>,
+}
+
+async fn soak(State(st): State<AppState>) -> Response {
+    let Some(s) = &st.soak else {
+        return err(
+            StatusCode::NOT_FOUND,
+            "the soak is not judged here (soak.enabled: false, or a shard other than 0)",
+        );
+    };
+    let cfg = s.config();
+    let now = crate::units::now_unix();
+    Json(SoakPayload {
+        window_seconds: cfg.window.as_secs_f64(),
+        warmup_seconds: cfg.warmup.as_secs_f64(),
+        resolution_seconds: cfg.resolution.as_secs_f64(),
+        targets: s.snapshot(now),
+    })
+    .into_response()
+}
+
 async fn history(State(st): State<AppState>, Query(q): Query<HistoryQuery>) -> Response {
     let Some(h) = &st.history else {
         return err(

@@ -511,6 +511,7 @@ search:
     // The same daemon behind a server that is not loopback-only and has no token: the
     // control API refuses mutations, so the page disables its controls and says why.
     let refusing = soakd::server::AppState {
+        soak: None,
         engine: d.engine.clone(),
         loopback_only: false,
         search: None,

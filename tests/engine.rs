@@ -381,6 +381,7 @@ scenarios:
     cfg2.control_token = None;
     engine.apply(cfg2).unwrap();
     let state = soakd::server::AppState {
+        soak: None,
         engine: engine.clone(),
         loopback_only: false,
         search: None,

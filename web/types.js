@@ -136,7 +136,7 @@
 
 /**
  * @typedef {"stage" | "override" | "pause" | "resume" | "reload" | "reload_failed" |
- *   "search_level" | "search" | "guard"} EventKind
+ *   "search_level" | "search" | "guard" | "restart"} EventKind
  */
 
 /**

@@ -10,9 +10,10 @@ use super::model::{
     Arrival, Config, Guard, GuardAction, Op, OpKind, Scenario, Slo, Target, TargetKind,
     DEFAULT_LISTEN,
 };
+use super::observe::{self, Observe};
 use super::postgres::{self, build_buffer, EventOp, PostgresTarget, SqlOp};
 use super::stages::build_schedule;
-use super::{dashboard, search, verdicts, visibility};
+use super::{dashboard, search, soak, verdicts, visibility};
 use crate::template::Fixture;
 use crate::units::{Dur, Ratio};
 use serde::Deserialize;
@@ -50,6 +51,8 @@ pub(super) struct RawTop {
     dashboard: Option<Value>,
     #[serde(default)]
     verdicts: Option<Value>,
+    #[serde(default)]
+    soak: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -226,7 +229,7 @@ pub(super) fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
     }
 
     let fixtures = build_fixtures(&top.fixtures, base_dir, errs);
-    let (targets, broken) = build_targets(&top.targets, &fixtures, base_dir, errs);
+    let (targets, broken, observe) = build_targets(&top.targets, &fixtures, base_dir, errs);
     postgres::check_one_stats_target(
         targets.iter().filter_map(|t| match &t.kind {
             TargetKind::Postgres(p) => Some((t.name.as_str(), p)),
@@ -280,7 +283,10 @@ pub(super) fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
     let results = search::build_results(top.results.as_ref(), base_dir, errs);
     let dashboard = dashboard::build_dashboard(top.dashboard.as_ref(), errs);
     let verdicts = verdicts::build_verdicts(top.verdicts.as_ref(), search.as_ref(), errs);
+    let soak = soak::build_soak(top.soak.as_ref(), errs);
     Config {
+        observe,
+        soak,
         verdicts,
         search,
         results,
@@ -323,13 +329,15 @@ fn build_fixtures(raw: &Mapping, base_dir: &Path, errs: &mut Errs) -> Vec<Fixtur
 }
 
 /// `targets.NAME`, each checked by its kind's module; also the names of targets that
-/// failed to decode (scenarios naming them get no second error).
+/// failed to decode (scenarios naming them get no second error), and what is observed
+/// of each (`observe:`, decoded apart, so watching a target never changes its load).
 fn build_targets(
     raw: &Mapping,
     fixtures: &[Fixture],
     base_dir: &Path,
     errs: &mut Errs,
-) -> (Vec<Target>, HashSet<String>) {
+) -> (Vec<Target>, HashSet<String>, Vec<Observe>) {
+    let mut observed = Vec::new();
     let mut targets = Vec::new();
     // Targets that exist but failed to decode: scenarios naming them get no second error.
     let mut broken: HashSet<String> = HashSet::new();
@@ -338,7 +346,14 @@ fn build_targets(
             continue;
         };
         let path = format!("targets.{name}");
-        let Some(raw) = errs.decode::<RawTarget>(v, &path) else {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut().and_then(|m| m.remove("observe")) {
+            let at = format!("{path}.observe");
+            if let Some(o) = observe::build_observe(&name, &o, &at, base_dir, errs) {
+                observed.push(o);
+            }
+        }
+        let Some(raw) = errs.decode::<RawTarget>(&v, &path) else {
             broken.insert(name);
             continue;
         };
@@ -358,7 +373,7 @@ fn build_targets(
         };
         targets.push(Target { name, kind });
     }
-    (targets, broken)
+    (targets, broken, observed)
 }
 
 fn load_fixture_rows(file: &Path) -> Result<Vec<serde_json::Value>, String> {

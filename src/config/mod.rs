@@ -8,7 +8,8 @@
 //! Like `drivers/`, the schema is split by what it configures, each component's types
 //! next to their validation: `http.rs`, `postgres.rs` (SQL, events, the buffered writer,
 //! statistics), `grpc.rs`, `stages.rs` (schedules), `search.rs`, `dashboard.rs`,
-//! `verdicts.rs`, `visibility.rs`, `tls.rs`. `model.rs` is the top of the model (config,
+//! `verdicts.rs`, `visibility.rs`, `tls.rs`, `observe.rs` (what is watched of the
+//! system under test) and `soak.rs` (how it is judged). `model.rs` is the top of the model (config,
 //! targets, scenarios, ops); `build.rs` decodes each piece and hands it to its file, then
 //! runs the checks that span sections; `check.rs` holds the validators every section
 //! shares; `errors.rs` is the accumulator, `yaml.rs` the parser and position index,
@@ -24,8 +25,10 @@ mod grpc;
 mod http;
 pub mod interp;
 mod model;
+pub mod observe;
 mod postgres;
 pub mod search;
+pub mod soak;
 mod stages;
 pub mod tls;
 pub mod verdicts;

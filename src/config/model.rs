@@ -5,8 +5,10 @@ use super::check::{Kind, Secret, TraceMode};
 use super::dashboard::DashboardConfig;
 use super::grpc::{GrpcOp, GrpcTarget};
 use super::http::{HttpStep, HttpTarget};
+use super::observe::Observe;
 use super::postgres::{redact_url, BufferConfig, EventOp, PostgresTarget, SqlOp};
 use super::search::{ResultsConfig, SearchConfig};
+use super::soak::SoakConfig;
 use super::verdicts::VerdictsConfig;
 use super::visibility::Visibility;
 use crate::schedule::Schedule;
@@ -39,6 +41,10 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// One verdict across shards: SLOs and the search judged from Prometheus.
     pub verdicts: Option<VerdictsConfig>,
+    /// What is watched of each target (`targets.NAME.observe`), in the file's order.
+    pub observe: Vec<Observe>,
+    /// How the soak is judged.
+    pub soak: SoakConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]

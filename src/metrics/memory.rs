@@ -21,6 +21,7 @@ use std::sync::{Arc, OnceLock, Weak};
 pub const AREAS: &[(&str, &str)] = &[
     ("history", "the dashboard's 1 s and 1 min rings"),
     ("events", "the dashboard's event log"),
+    ("soak", "the soak's series rings, restarts and verdicts"),
     ("latency_windows", "the rolling HdrHistogram windows"),
     (
         "write_buffers",

@@ -36,6 +36,7 @@ mod registry;
 pub mod runtime;
 pub mod scenario;
 pub mod slo;
+pub mod soak;
 pub mod visibility;
 pub mod window;
 

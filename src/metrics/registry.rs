@@ -14,6 +14,7 @@ use super::process::ProcessCollector;
 use super::runtime::RuntimeFamily;
 use super::scenario::ScenarioFamily;
 use super::slo::SloFamily;
+use super::soak::SoakFamily;
 use super::visibility::VisibilityFamily;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct Metrics {
     pub visibility: VisibilityFamily,
     /// The bounded structures' bytes (`soakd_memory_bytes{area}`).
     pub memory: Arc<MemoryAreas>,
+    /// What is observed of the system under test, and the soak's verdicts on it.
+    pub soak: SoakFamily,
 }
 
 impl Metrics {
@@ -59,6 +62,7 @@ impl Metrics {
         let slo = SloFamily::register(&mut registry);
         let capacity = CapacityFamily::register(&mut registry);
         let guard = GuardFamily::register(&mut registry);
+        let soak = SoakFamily::register(&mut registry);
         ProcessCollector::register(&mut registry);
         Metrics {
             registry,
@@ -74,6 +78,7 @@ impl Metrics {
             guard,
             visibility,
             memory,
+            soak,
         }
     }
 

@@ -1,0 +1,386 @@
+//! `targets.NAME.observe`: what soakd watches of the system under test, beside the
+//! load it sends — a local process, a cgroup, the target's own exposition, PromQL
+//! against the user's Prometheus. Every source is optional and they combine; the soak
+//! judge (`soak:`) reads what they give.
+//!
+//! ```yaml
+//! targets:
+//!   api:
+//!     type: http
+//!     base_url: http://127.0.0.1:8080
+//!     observe:
+//!       process: "api-server"               # or pid: 1234, or pid_file: /run/api.pid
+//!       cgroup: /sys/fs/cgroup/system.slice/api.service
+//!       metrics_url: http://127.0.0.1:8080/metrics
+//!       series: {queue_depth: 'jobs_queued{queue="default"}'}
+//!       promql:
+//!         url: http://prometheus:9090
+//!         queries: {working_set_bytes: 'sum(container_memory_working_set_bytes{pod=~"api-.*"})'}
+//! ```
+
+use crate::config::check::valid_name;
+use crate::config::errors::Errs;
+use crate::units::Dur;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// At most this many named series (`series:` plus `promql.queries`) per target.
+pub const MAX_NAMED: usize = 32;
+
+/// The names soakd gives the resources it reads itself; a named series may not take one.
+pub const RESERVED: &[&str] = &[
+    "rss_bytes",
+    "anon_bytes",
+    "open_fds",
+    "max_fds",
+    "threads",
+    "cpu_seconds",
+    "start_time_seconds",
+    "heap_bytes",
+    "goroutines",
+    "cgroup_memory_bytes",
+    "cgroup_anon_bytes",
+    "cgroup_file_bytes",
+    "cgroup_cpu_seconds",
+    "oom_kills",
+];
+
+/// How the target's process is found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcessRef {
+    Pid(u32),
+    /// A file holding the pid, read again when the process is gone.
+    PidFile(PathBuf),
+    /// The process whose name (`comm`) equals it, or else whose command line contains
+    /// it; the oldest such process (so a worker it forks is not taken for it),
+    /// looked up again when the one found exits.
+    Pattern(String),
+}
+
+/// One exposition series by name and equality label matchers:
+/// `jobs_queued{queue="default"}`; several matching samples are summed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSelector {
+    pub metric: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromqlSource {
+    pub url: String,
+    /// Resource name → an expression answering one number (the first sample is taken).
+    pub queries: BTreeMap<String, String>,
+}
+
+/// `targets.NAME.observe`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observe {
+    pub target: String,
+    pub process: Option<ProcessRef>,
+    /// A cgroup: a v2 directory, a v1 memory controller directory, or a path relative
+    /// to the cgroup mounts (`/system.slice/api.service`), looked up in each.
+    pub cgroup: Option<PathBuf>,
+    pub metrics_url: Option<String>,
+    pub series: BTreeMap<String, SeriesSelector>,
+    pub promql: Option<PromqlSource>,
+    /// How long one read of a URL may take (default 5s).
+    pub timeout: Duration,
+}
+
+impl Observe {
+    /// A source is configured (an empty `observe: {}` is refused, so always true for a
+    /// built one).
+    pub fn has_source(&self) -> bool {
+        self.process.is_some()
+            || self.cgroup.is_some()
+            || self.metrics_url.is_some()
+            || self.promql.is_some()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObserve {
+    #[serde(default)]
+    pid: Option<u32>,
+    #[serde(default)]
+    pid_file: Option<String>,
+    #[serde(default)]
+    process: Option<String>,
+    #[serde(default)]
+    cgroup: Option<String>,
+    #[serde(default)]
+    metrics_url: Option<String>,
+    #[serde(default)]
+    series: BTreeMap<String, String>,
+    #[serde(default)]
+    promql: Option<RawPromql>,
+    #[serde(default)]
+    timeout: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPromql {
+    url: String,
+    queries: BTreeMap<String, String>,
+}
+
+fn check_url(u: &str) -> Result<(), &'static str> {
+    if u.starts_with("http://") || u.starts_with("https://") {
+        Ok(())
+    } else {
+        Err("expected an http(s) URL")
+    }
+}
+
+/// Builds `targets.NAME.observe` (at `path`), resolving files against `base`.
+pub(super) fn build_observe(
+    target: &str,
+    v: &Value,
+    path: &str,
+    base: &std::path::Path,
+    errs: &mut Errs,
+) -> Option<Observe> {
+    let raw = errs.decode::<RawObserve>(v, path)?;
+    let before = errs.list.len();
+    let process = match (raw.pid, raw.pid_file, raw.process) {
+        (None, None, None) => None,
+        (Some(p), None, None) => Some(ProcessRef::Pid(p)),
+        (None, Some(f), None) => Some(ProcessRef::PidFile(super::check::resolve(base, &f))),
+        (None, None, Some(p)) if p.trim().is_empty() => {
+            errs.push(format!("{path}.process"), "must not be empty");
+            None
+        }
+        (None, None, Some(p)) => Some(ProcessRef::Pattern(p)),
+        _ => {
+            errs.push(path, "give at most one of `pid`, `pid_file` or `process`");
+            None
+        }
+    };
+    let cgroup = raw.cgroup.map(PathBuf::from);
+    if let Some(u) = &raw.metrics_url {
+        if let Err(e) = check_url(u) {
+            errs.push(format!("{path}.metrics_url"), e);
+        }
+    }
+    if !raw.series.is_empty() && raw.metrics_url.is_none() {
+        errs.push(
+            format!("{path}.series"),
+            "needs `metrics_url` to read them from",
+        );
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut check_name = |name: &str, at: String, errs: &mut Errs| {
+        if !valid_name(name) {
+            errs.push(
+                at,
+                "names must be 1-64 characters of letters, digits, '_' or '-'",
+            );
+        } else if RESERVED.contains(&name) {
+            errs.push(
+                at,
+                format!("{name:?} is a resource soakd reads itself; choose another name"),
+            );
+        } else if names.iter().any(|n| n == name) {
+            errs.push(at, format!("{name:?} is named twice"));
+        }
+        names.push(name.to_string());
+    };
+    let mut series = BTreeMap::new();
+    for (name, sel) in raw.series {
+        let at = format!("{path}.series.{name}");
+        check_name(&name, at.clone(), errs);
+        match parse_selector(&sel) {
+            Ok(s) => {
+                series.insert(name, s);
+            }
+            Err(e) => errs.push(at, e),
+        }
+    }
+    let promql = raw.promql.map(|p| {
+        if let Err(e) = check_url(&p.url) {
+            errs.push(format!("{path}.promql.url"), e);
+        }
+        if p.queries.is_empty() {
+            errs.push(format!("{path}.promql.queries"), "name at least one query");
+        }
+        for (name, q) in &p.queries {
+            let at = format!("{path}.promql.queries.{name}");
+            check_name(name, at.clone(), errs);
+            if q.trim().is_empty() {
+                errs.push(at, "must not be empty");
+            }
+        }
+        PromqlSource {
+            url: p.url.trim_end_matches('/').to_string(),
+            queries: p.queries,
+        }
+    });
+    if names.len() > MAX_NAMED {
+        errs.push(
+            path,
+            format!(
+                "at most {MAX_NAMED} named series (series and promql.queries), got {}",
+                names.len()
+            ),
+        );
+    }
+    let timeout = raw.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(5));
+    if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(60) {
+        errs.push(format!("{path}.timeout"), "must be between 100ms and 60s");
+    }
+    let o = Observe {
+        target: target.to_string(),
+        process,
+        cgroup,
+        metrics_url: raw.metrics_url,
+        series,
+        promql,
+        timeout,
+    };
+    if !o.has_source() && errs.list.len() == before {
+        errs.push(
+            path,
+            "name at least one source: pid, pid_file, process, cgroup, metrics_url or promql",
+        );
+    }
+    (errs.list.len() == before).then_some(o)
+}
+
+/// `metric` or `metric{a="x",b="y"}` (equality matchers only).
+pub fn parse_selector(s: &str) -> Result<SeriesSelector, String> {
+    let s = s.trim();
+    let (metric, rest) = match s.find('{') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let metric = metric.trim();
+    let metric_ok = !metric.is_empty()
+        && metric.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+        });
+    if !metric_ok {
+        return Err(format!(
+            "expected a metric name with optional {{label=\"value\"}} matchers, got {s:?}"
+        ));
+    }
+    let mut labels = BTreeMap::new();
+    if let Some(rest) = rest {
+        let Some(body) = rest.trim_end().strip_suffix('}') else {
+            return Err(format!("unclosed '{{' in {s:?}"));
+        };
+        for m in split_matchers(body) {
+            let m = m.trim();
+            if m.is_empty() {
+                continue;
+            }
+            let Some((k, v)) = m.split_once('=') else {
+                return Err(format!("expected label=\"value\" in {s:?}, got {m:?}"));
+            };
+            let (k, v) = (k.trim(), v.trim());
+            if k.ends_with('!') || v.starts_with('~') {
+                return Err(format!(
+                    "only equality matchers (label=\"value\") are supported, got {m:?}"
+                ));
+            }
+            let Some(v) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
+                return Err(format!("label values are quoted: {m:?}"));
+            };
+            labels.insert(k.to_string(), v.replace("\\\"", "\""));
+        }
+    }
+    Ok(SeriesSelector {
+        metric: metric.to_string(),
+        labels,
+    })
+}
+
+/// Splits `a="x",b="y,z"` at the commas outside quotes.
+fn split_matchers(body: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(&body[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&body[start..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(observe: &str) -> Result<crate::config::Config, crate::config::ConfigErrors> {
+        crate::config::parse_for_test(&format!(
+            "targets:\n  api:\n    type: http\n    base_url: http://127.0.0.1:1\n    observe: {observe}\nscenarios: {{}}\n"
+        ))
+    }
+
+    #[test]
+    fn every_source_is_read_and_combined() {
+        let c = parse(
+            r#"{process: api-server, cgroup: /sys/fs/cgroup/x, metrics_url: "http://127.0.0.1:9/metrics", series: {queue: 'jobs{q="a",r="b,c"}'}, promql: {url: "http://p:9090/", queries: {ws: 'sum(x)'}}}"#,
+        )
+        .unwrap();
+        let o = &c.observe[0];
+        assert_eq!(o.target, "api");
+        assert_eq!(o.process, Some(ProcessRef::Pattern("api-server".into())));
+        assert_eq!(o.cgroup, Some(PathBuf::from("/sys/fs/cgroup/x")));
+        let q = &o.series["queue"];
+        assert_eq!(q.metric, "jobs");
+        assert_eq!(q.labels["r"], "b,c");
+        assert_eq!(o.promql.as_ref().unwrap().url, "http://p:9090");
+        assert_eq!(o.timeout, Duration::from_secs(5));
+        // Observing is not part of the target: the load's config is unchanged.
+        assert_eq!(c.targets[0].name, "api");
+    }
+
+    #[test]
+    fn mistakes_name_their_key_and_line() {
+        let cases = [
+            ("{pid: 1, process: x}", "targets.api.observe: give at most one"),
+            ("{}", "targets.api.observe: name at least one source"),
+            ("{metrics_url: ftp://x}", "targets.api.observe.metrics_url: expected an http(s) URL"),
+            ("{process: x, series: {a: b}}", "targets.api.observe.series: needs `metrics_url`"),
+            (
+                "{metrics_url: 'http://x/m', series: {rss_bytes: y}}",
+                "targets.api.observe.series.rss_bytes: \"rss_bytes\" is a resource soakd reads itself",
+            ),
+            (
+                "{metrics_url: 'http://x/m', series: {a: 'y{b=~\"c\"}'}}",
+                "targets.api.observe.series.a: only equality matchers",
+            ),
+            ("{process: x, proces: y}", "targets.api.observe.proces: unknown field `proces`"),
+            ("{promql: {url: 'http://p', queries: {}}}", "targets.api.observe.promql.queries: name at least one"),
+        ];
+        for (yaml, want) in cases {
+            let e = parse(yaml).unwrap_err().to_string();
+            assert!(e.contains(want), "{yaml}: {e}");
+            assert!(e.contains("(line 5"), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn selectors() {
+        let s = parse_selector("go_memstats_heap_inuse_bytes").unwrap();
+        assert!(s.labels.is_empty());
+        let s = parse_selector(r#"x{a="1", b="q\"uote"}"#).unwrap();
+        assert_eq!(s.labels["b"], "q\"uote");
+        assert!(parse_selector("9x").is_err());
+        assert!(parse_selector("x{a=1}").is_err());
+        assert!(parse_selector("x{a=\"1\"").is_err());
+    }
+}

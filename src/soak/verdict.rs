@@ -1,0 +1,244 @@
+//! From a fitted trend to a verdict: `growing`, `shrinking`, `flat`, `bounded` (rose to
+//! a plateau, which it names) or `insufficient`, with the evidence behind it.
+//!
+//! `growing` only when the 95 % interval lies wholly above zero *and* the estimate is
+//! above the material threshold; a statistically sure growth of 0.01 %/day is noise an
+//! SRE should not be paged for. Series whose level can be zero (an error ratio, dead
+//! tuples) are judged on absolute change per day instead of relative.
+
+use crate::soak::trend::{fit, Fit};
+use serde::Serialize;
+
+const DAY: f64 = 86_400.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Growing,
+    Shrinking,
+    Flat,
+    Bounded,
+    Insufficient,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Growing => "growing",
+            Verdict::Shrinking => "shrinking",
+            Verdict::Flat => "flat",
+            Verdict::Bounded => "bounded",
+            Verdict::Insufficient => "insufficient",
+        }
+    }
+}
+
+/// How a series is judged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// Material growth per day relative to the level (0.005 = 0.5 %/day).
+    Relative(f64),
+    /// Material growth per day in the series' own unit (for levels that can be zero).
+    Absolute(f64),
+}
+
+/// A trend per day: estimate and 95 % interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PerDay {
+    pub estimate: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// The judgement of one series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    /// In the series' unit per day.
+    pub absolute: Option<PerDay>,
+    /// Relative to the level per day (0.01 = 1 %/day); None for absolute series or a
+    /// level of zero.
+    pub relative: Option<PerDay>,
+    /// The level it settled at (`bounded`).
+    pub plateau: Option<f64>,
+    /// The period averaged away, seconds.
+    pub period: Option<f64>,
+    /// The longest period the window could tell from a trend, seconds.
+    pub resolvable_period: Option<f64>,
+    /// Points fitted.
+    pub points: usize,
+    /// The evidence in one sentence.
+    pub reason: String,
+}
+
+fn per_day(f: &Fit, scale: f64) -> PerDay {
+    PerDay {
+        estimate: f.slope * DAY / scale,
+        lower: f.lower * DAY / scale,
+        upper: f.upper * DAY / scale,
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2} %", x * 100.0)
+}
+
+/// Judges points `(t, y)` (seconds; the window after warmup and the last restart).
+pub fn judge(points: &[(f64, f64)], threshold: Threshold) -> Judgement {
+    let insufficient = |reason: String| Judgement {
+        verdict: Verdict::Insufficient,
+        absolute: None,
+        relative: None,
+        plateau: None,
+        period: None,
+        resolvable_period: None,
+        points: points.len(),
+        reason,
+    };
+    let Some(f) = fit(points) else {
+        return insufficient(format!(
+            "{} points after warmup; at least 8 are needed",
+            points.len()
+        ));
+    };
+    let absolute = per_day(&f, 1.0);
+    let (chosen, limit, show): (PerDay, f64, fn(f64) -> String) = match threshold {
+        Threshold::Relative(g) => {
+            if f.level <= 0.0 {
+                return insufficient("its level is zero; a relative trend has no meaning".into());
+            }
+            (per_day(&f, f.level), g, pct)
+        }
+        Threshold::Absolute(g) => (absolute, g, |x| format!("{x:.4}")),
+    };
+    let relative = matches!(threshold, Threshold::Relative(_)).then_some(chosen);
+    let interval = format!(
+        "{}/day ({} to {})",
+        show(chosen.estimate),
+        show(chosen.lower),
+        show(chosen.upper)
+    );
+    let mut verdict = if chosen.lower > 0.0 && chosen.estimate > limit {
+        Verdict::Growing
+    } else if chosen.upper < 0.0 && -chosen.estimate > limit {
+        Verdict::Shrinking
+    } else {
+        Verdict::Flat
+    };
+    let mut plateau = None;
+    if matches!(verdict, Verdict::Growing | Verdict::Flat) {
+        if let Some(level) = settled(points, threshold, limit) {
+            verdict = Verdict::Bounded;
+            plateau = Some(level);
+        }
+    }
+    let reason = match verdict {
+        Verdict::Growing => format!(
+            "growing {interval}: the interval is above zero and the estimate above the threshold of {}/day",
+            show(limit)
+        ),
+        Verdict::Shrinking => format!("shrinking {interval}"),
+        Verdict::Bounded => format!(
+            "rose {interval} and then held at {:.4} over the last third of the window",
+            plateau.unwrap_or(f64::NAN)
+        ),
+        _ if chosen.lower > 0.0 => format!(
+            "flat: {interval} is above zero but below the threshold of {}/day",
+            show(limit)
+        ),
+        _ => format!("flat: {interval} includes zero"),
+    };
+    Judgement {
+        verdict,
+        absolute: Some(absolute),
+        relative,
+        plateau,
+        period: f.period,
+        resolvable_period: Some(f.resolvable_period),
+        points: f.points,
+        reason,
+    }
+}
+
+/// The level of the window's last third when it holds flat there (no material trend
+/// in its own interval) after the series rose: a bound reached, not a leak.
+fn settled(points: &[(f64, f64)], threshold: Threshold, limit: f64) -> Option<f64> {
+    let n = points.len();
+    let tail = &points[n - n / 3..];
+    let head = &points[..n / 3];
+    let (ft, fh) = (fit(tail)?, fit(head)?);
+    let scale = match threshold {
+        Threshold::Relative(_) if ft.level > 0.0 => ft.level,
+        Threshold::Relative(_) => return None,
+        Threshold::Absolute(_) => 1.0,
+    };
+    let t = per_day(&ft, scale);
+    let h = per_day(&fh, scale);
+    let tail_flat = t.lower <= 0.0 || t.estimate <= limit;
+    // The head rose, and much faster than the tail still does.
+    let head_rose = h.lower > 0.0 && h.estimate > limit && h.estimate > 4.0 * t.estimate.max(0.0);
+    (tail_flat && head_rose).then_some(ft.level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(n: usize, step: f64, f: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
+        (0..n)
+            .map(|i| (i as f64 * step, f(i as f64 * step)))
+            .collect()
+    }
+
+    #[test]
+    fn a_leak_is_growing_and_says_how_fast() {
+        // 1 %/day on 100 MiB, one point a minute for a day.
+        let p = line(1440, 60.0, |t| 100e6 * (1.0 + 0.01 * t / DAY));
+        let j = judge(&p, Threshold::Relative(0.005));
+        assert_eq!(j.verdict, Verdict::Growing, "{j:?}");
+        let r = j.relative.unwrap();
+        assert!((r.estimate - 0.01).abs() < 0.001, "{r:?}");
+        assert!(j.reason.starts_with("growing 1.00 %/day"), "{}", j.reason);
+    }
+
+    #[test]
+    fn below_the_threshold_is_flat_and_says_so() {
+        let p = line(1440, 60.0, |t| 100e6 * (1.0 + 0.001 * t / DAY));
+        let j = judge(&p, Threshold::Relative(0.005));
+        assert_eq!(j.verdict, Verdict::Flat, "{j:?}");
+        assert!(j.reason.contains("below the threshold"), "{}", j.reason);
+    }
+
+    #[test]
+    fn a_rise_to_a_plateau_is_bounded_and_names_it() {
+        // A cache filling to 200 MiB over the first quarter, then holding.
+        let p = line(1440, 60.0, |t| 100e6 + 100e6 * (t / (DAY / 4.0)).min(1.0));
+        let j = judge(&p, Threshold::Relative(0.005));
+        assert_eq!(j.verdict, Verdict::Bounded, "{j:?}");
+        assert!((j.plateau.unwrap() - 200e6).abs() < 1e6, "{j:?}");
+    }
+
+    #[test]
+    fn a_shrinking_series_and_an_absolute_one() {
+        let p = line(100, 60.0, |t| 1000.0 - t / 60.0);
+        assert_eq!(
+            judge(&p, Threshold::Relative(0.01)).verdict,
+            Verdict::Shrinking
+        );
+        // An error ratio from 0 to 0.01 over a day: absolute +0.01/day.
+        let p = line(1440, 60.0, |t| 0.01 * t / DAY);
+        let j = judge(&p, Threshold::Absolute(0.001));
+        assert_eq!(j.verdict, Verdict::Growing, "{j:?}");
+        assert!(j.relative.is_none());
+        // A relative judgement of a zero level is refused, not divided by zero.
+        let z = line(100, 60.0, |_| 0.0);
+        assert_eq!(
+            judge(&z, Threshold::Relative(0.01)).verdict,
+            Verdict::Insufficient
+        );
+        assert_eq!(
+            judge(&p[..5], Threshold::Absolute(0.001)).verdict,
+            Verdict::Insufficient
+        );
+    }
+}

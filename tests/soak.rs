@@ -1,0 +1,230 @@
+//! The soak judge against real processes: a process that allocates and touches 1 MiB a
+//! second and leaks a file descriptor a second is found `growing`; one that saws 40 MiB
+//! up and down every 15 s is not; one that rises to a bound is `bounded`. A process
+//! that restarts splits its series and is an event of its own.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// A Python process that behaves as `mode` says (python3 is on every machine the suite
+/// runs on: scripts/test.sh needs it).
+fn python(mode: &str) -> Proc {
+    let code = r#"
+import os, sys, time
+mode = sys.argv[1]
+held, fds = [], []
+t0 = time.time()
+while True:
+    t = time.time() - t0
+    if mode == "leak":
+        held.append(b"x" * (1 << 20))
+        fds.append(os.open("/dev/null", os.O_RDONLY))
+        time.sleep(1)
+    elif mode == "saw":
+        # 40 MiB up over 15 s, then all of it freed.
+        if len(held) >= 40:
+            held.clear()
+        held.append(b"x" * (1 << 20))
+        time.sleep(15 / 40)
+    elif mode == "bounded":
+        if len(held) < 30:
+            held.append(b"x" * (1 << 20))
+        time.sleep(1)
+"#;
+    Proc(
+        std::process::Command::new("python3")
+            .args(["-c", code, mode])
+            .spawn()
+            .expect("python3"),
+    )
+}
+
+fn verdict(snap: &serde_json::Value, target: &str, resource: &str) -> Option<String> {
+    snap["targets"]
+        .as_array()?
+        .iter()
+        .find(|t| t["target"] == target)?["series"]
+        .as_array()?
+        .iter()
+        .find(|s| s["resource"] == resource)?["judgement"]["verdict"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leak_is_growing_a_sawtooth_is_not_and_a_bound_is_bounded() {
+    let (leak, saw, bounded) = (python("leak"), python("saw"), python("bounded"));
+    let yaml = format!(
+        r#"
+targets:
+  leaky: {{type: http, base_url: "http://127.0.0.1:1", observe: {{pid: {}}}}}
+  saw: {{type: http, base_url: "http://127.0.0.1:1", observe: {{pid: {}}}}}
+  bounded: {{type: http, base_url: "http://127.0.0.1:1", observe: {{pid: {}}}}}
+scenarios: {{}}
+soak: {{window: 10m, warmup: 10s, resolution: 1s}}
+"#,
+        leak.0.id(),
+        saw.0.id(),
+        bounded.0.id()
+    );
+    let d = daemon(config(&yaml, "127.0.0.1:1".parse().unwrap()));
+    let url = format!("http://{}/api/v1/soak", d.addr());
+    // 10 s of warmup, 60 points, then the first verdict: well inside 4 minutes.
+    let snap = eventually(Duration::from_secs(200), || async {
+        let s = try_json(&url).await?;
+        let all = [
+            ("leaky", "rss_bytes"),
+            ("saw", "rss_bytes"),
+            ("bounded", "rss_bytes"),
+        ];
+        all.iter()
+            .all(|(t, r)| verdict(&s, t, r).is_some_and(|v| v != "insufficient"))
+            .then_some(s)
+    })
+    .await
+    .expect("a verdict on every target within 200 s");
+    let v = |t: &str, r: &str| verdict(&snap, t, r).unwrap_or_default();
+    assert_eq!(v("leaky", "rss_bytes"), "growing", "{snap:#}");
+    assert_eq!(v("leaky", "open_fds"), "growing", "{snap:#}");
+    assert_ne!(v("saw", "rss_bytes"), "growing", "{snap:#}");
+    assert_eq!(v("bounded", "rss_bytes"), "bounded", "{snap:#}");
+    // The evidence: a trend per day with its interval, and a sentence.
+    let leaky = &snap["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "leaky")
+        .unwrap()["series"];
+    let rss = leaky
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["resource"] == "rss_bytes")
+        .unwrap();
+    assert!(
+        rss["judgement"]["relative"]["lower"].as_f64().unwrap() > 0.0,
+        "{rss:#}"
+    );
+    assert!(
+        rss["judgement"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("growing"),
+        "{rss:#}"
+    );
+    let m = metrics_text(d.addr()).await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"soakd_soak_growing{target="leaky",resource="rss_bytes"}"#
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"soakd_soak_growing{target="saw",resource="rss_bytes"}"#
+        ),
+        Some(0.0),
+        "{m}"
+    );
+    assert!(
+        sample(
+            &m,
+            r#"soakd_soak_trend_per_day{target="leaky",resource="rss_bytes",bound="lower"}"#
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(sample(&m, r#"soakd_observed{target="leaky",resource="open_fds"}"#).unwrap() > 10.0);
+    assert_eq!(
+        sample(&m, r#"soakd_observe_up{target="saw",source="process"}"#),
+        Some(1.0)
+    );
+    d.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A target that goes away is an error series and a reason, never a stop; one that
+/// comes back under another pid is a restart: an event, a counter, and its series
+/// judged from the restart on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_is_seen_and_a_missing_process_is_an_error_not_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("t.pid");
+    let first = python("bounded");
+    std::fs::write(&pid_file, first.0.id().to_string()).unwrap();
+    let yaml = format!(
+        r#"
+targets:
+  t: {{type: http, base_url: "http://127.0.0.1:1", observe: {{pid_file: "{}"}}}}
+scenarios: {{}}
+soak: {{window: 10m, warmup: 10s, resolution: 1s}}
+"#,
+        pid_file.display()
+    );
+    let d = daemon(config(&yaml, "127.0.0.1:1".parse().unwrap()));
+    let m_url = d.addr();
+    eventually(Duration::from_secs(10), || async {
+        let m = metrics_text(m_url).await;
+        (sample(&m, r#"soakd_observe_up{target="t",source="process"}"#) == Some(1.0)).then_some(())
+    })
+    .await
+    .expect("the process is read");
+    drop(first);
+    let url = format!("http://{}/api/v1/soak", d.addr());
+    let err = eventually(Duration::from_secs(10), || async {
+        let s = try_json(&url).await?;
+        let e = s["targets"][0]["errors"]["process"].as_str()?.to_string();
+        Some(e)
+    })
+    .await
+    .expect("the error is said");
+    assert!(err.contains("process"), "{err}");
+    let m = metrics_text(d.addr()).await;
+    assert_eq!(
+        sample(&m, r#"soakd_observe_up{target="t",source="process"}"#),
+        Some(0.0),
+        "{m}"
+    );
+    assert!(
+        sample(
+            &m,
+            r#"soakd_observe_errors_total{target="t",source="process"}"#
+        )
+        .unwrap()
+            >= 1.0
+    );
+    let second = python("bounded");
+    std::fs::write(&pid_file, second.0.id().to_string()).unwrap();
+    let snap = eventually(Duration::from_secs(10), || async {
+        let s = try_json(&url).await?;
+        (!s["targets"][0]["restarts"].as_array()?.is_empty()).then_some(s)
+    })
+    .await
+    .expect("the restart is seen");
+    assert_eq!(snap["targets"][0]["restarts"].as_array().unwrap().len(), 1);
+    let m = metrics_text(d.addr()).await;
+    assert_eq!(
+        sample(&m, r#"soakd_target_restarts_total{target="t"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    let h = try_json(&format!("http://{}/api/v1/history?resolution=1s", d.addr()))
+        .await
+        .unwrap();
+    let restart = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "restart");
+    let msg = restart.expect("a restart event")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.starts_with("target t restarted: pid"), "{msg}");
+    drop(second);
+    d.shutdown(Duration::from_secs(5)).await;
+}
