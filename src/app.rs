@@ -258,8 +258,8 @@ impl Daemon {
         // Only shard 0 observes and judges the system under test.
         let soak_cfg = engine.config().soak.clone();
         let leads = opts.shard.is_none_or(|s| s.index == 0);
-        let soak = (soak_cfg.enabled && leads)
-            .then(|| Arc::new(crate::soak::store::SoakStore::new(soak_cfg)));
+        let soak =
+            (soak_cfg.enabled && leads).then(|| Arc::new(crate::soak::store::Soak::new(soak_cfg)));
         let soak_thread = match &soak {
             Some(s) => {
                 engine.metrics.memory.register("soak", s);

@@ -42,7 +42,7 @@ pub struct AppState {
     pub slo: crate::slo::SharedSlo,
     /// The soak's series and verdicts (None: `soak.enabled: false`, or a follower shard,
     /// which neither observes nor judges).
-    pub soak: Option<std::sync::Arc<crate::soak::store::SoakStore>>,
+    pub soak: Option<std::sync::Arc<crate::soak::store::Soak>>,
 }
 
 /// `GET /api/v1/status`: what the page's header and cards read (`web/types.js`'s
@@ -567,6 +567,15 @@ pub struct SoakPayload {
     pub warmup_seconds: f64,
     pub resolution_seconds: f64,
     pub targets: Vec<crate::soak::store::TargetSoak>,
+    /// soakd's own series of each op, judged as the targets' are.
+    pub ops: Vec<OpSoak>,
+}
+
+#[derive(serde::Serialize)]
+pub struct OpSoak {
+    pub scenario: String,
+    pub op: String,
+    pub series: Vec<crate::soak::store::SeriesSoak>,
 }
 
 async fn soak(State(st): State<AppState>) -> Response {
@@ -576,13 +585,27 @@ async fn soak(State(st): State<AppState>) -> Response {
             "the soak is not judged here (soak.enabled: false, or a shard other than 0)",
         );
     };
-    let cfg = s.config();
+    let cfg = s.targets.config();
     let now = crate::units::now_unix();
+    let ops = s
+        .ops
+        .snapshot(now)
+        .into_iter()
+        .filter_map(|t| {
+            let (scenario, op) = t.target.split_once('/')?;
+            Some(OpSoak {
+                scenario: scenario.to_string(),
+                op: op.to_string(),
+                series: t.series,
+            })
+        })
+        .collect();
     Json(SoakPayload {
         window_seconds: cfg.window.as_secs_f64(),
         warmup_seconds: cfg.warmup.as_secs_f64(),
         resolution_seconds: cfg.resolution.as_secs_f64(),
-        targets: s.snapshot(now),
+        targets: s.targets.snapshot(now),
+        ops,
     })
     .into_response()
 }

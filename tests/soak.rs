@@ -11,6 +11,11 @@ use std::time::Duration;
 /// A Python process that behaves as `mode` says (python3 is on every machine the suite
 /// runs on: scripts/test.sh needs it).
 fn python(mode: &str) -> Proc {
+    python_with(mode, "")
+}
+
+/// As [`python`]; `bounded` starts rising only once the file `trigger` exists.
+fn python_with(mode: &str, trigger: &str) -> Proc {
     let code = r#"
 import os, sys, time
 mode = sys.argv[1]
@@ -29,13 +34,14 @@ while True:
         held.append(b"x" * (1 << 20))
         time.sleep(15 / 40)
     elif mode == "bounded":
-        if len(held) < 30:
+        # 1 MiB a second for 20 s (once the trigger file exists, if one is named).
+        if len(held) < 20 and (not sys.argv[2] or os.path.exists(sys.argv[2])):
             held.append(b"x" * (1 << 20))
         time.sleep(1)
 "#;
     Proc(
         std::process::Command::new("python3")
-            .args(["-c", code, mode])
+            .args(["-c", code, mode, trigger])
             .spawn()
             .expect("python3"),
     )
@@ -55,7 +61,10 @@ fn verdict(snap: &serde_json::Value, target: &str, resource: &str) -> Option<Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leak_is_growing_a_sawtooth_is_not_and_a_bound_is_bounded() {
-    let (leak, saw, bounded) = (python("leak"), python("saw"), python("bounded"));
+    let dir = tempfile::tempdir().unwrap();
+    let trigger = dir.path().join("rise");
+    let (leak, saw) = (python("leak"), python("saw"));
+    let bounded = python_with("bounded", &trigger.display().to_string());
     let yaml = format!(
         r#"
 targets:
@@ -71,6 +80,20 @@ soak: {{window: 10m, warmup: 10s, resolution: 1s}}
     );
     let d = daemon(config(&yaml, "127.0.0.1:1".parse().unwrap()));
     let url = format!("http://{}/api/v1/soak", d.addr());
+    // The bounded process rises once the judge has seen it and its warmup is nearly
+    // over, so the rise lands inside the judged points however slowly the daemon started.
+    eventually(Duration::from_secs(30), || async {
+        let s = try_json(&url).await?;
+        let t = s["targets"]
+            .as_array()?
+            .iter()
+            .find(|t| t["target"] == "bounded")?;
+        (!t["series"].as_array()?.is_empty()).then_some(())
+    })
+    .await
+    .expect("the bounded process is observed");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    std::fs::write(&trigger, "").unwrap();
     // 10 s of warmup, 60 points, then the first verdict: well inside 4 minutes.
     let snap = eventually(Duration::from_secs(200), || async {
         let s = try_json(&url).await?;
@@ -226,5 +249,88 @@ soak: {{window: 10m, warmup: 10s, resolution: 1s}}
         .to_string();
     assert!(msg.starts_with("target t restarted: pid"), "{msg}");
     drop(second);
+    d.shutdown(Duration::from_secs(5)).await;
+}
+
+/// soakd's own series are judged like observed ones: a latency step made by a reload
+/// (the op moves to a slower endpoint) is a change point of the op's p50, with the
+/// reload named as its probable cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latency_step_is_found_with_the_reload_that_caused_it() {
+    use axum::routing::get;
+    let router = axum::Router::new()
+        .route("/fast", get(|| async { "ok" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                "ok"
+            }),
+        );
+    let addr = serve(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("soakd.yaml");
+    let text = |path: &str| {
+        format!(
+            r#"
+listen: 127.0.0.1:0
+targets: {{t: {{type: http, base_url: "http://{addr}"}}}}
+scenarios:
+  s:
+    target: t
+    schedule: {{hold: {{rate: 50/s}}}}
+    ops: {{get: {{http: {{path: {path}}}}}}}
+soak: {{window: 10m, warmup: 10s, resolution: 1s}}
+"#
+        )
+    };
+    std::fs::write(&file, text("/fast")).unwrap();
+    let cfg = soakd::config::load(&file).unwrap();
+    let loader_file = file.clone();
+    let d = soakd::app::Daemon::start(
+        cfg,
+        Some(Box::new(move || soakd::config::load(&loader_file))),
+        soakd::app::Options::default(),
+    )
+    .unwrap();
+    let url = format!("http://{}/api/v1/soak", d.addr());
+    // The old level needs its reference minute after warmup before a step can be seen.
+    tokio::time::sleep(Duration::from_secs(75)).await;
+    std::fs::write(&file, text("/slow")).unwrap();
+    d.engine.reload().unwrap();
+    let cp = eventually(Duration::from_secs(120), || async {
+        let s = try_json(&url).await?;
+        let op = s["ops"]
+            .as_array()?
+            .iter()
+            .find(|o| o["op"] == "get")?
+            .clone();
+        let p50 = op["series"]
+            .as_array()?
+            .iter()
+            .find(|x| x["resource"] == "p50_seconds")?
+            .clone();
+        p50["change_points"].as_array()?.first().cloned()
+    })
+    .await
+    .expect("the step is found within two minutes");
+    assert!(cp["after"].as_f64().unwrap() > 0.04, "{cp:#}");
+    assert!(cp["before"].as_f64().unwrap() < 0.02, "{cp:#}");
+    assert!(
+        cp["cause"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("config reloaded: changed s"),
+        "{cp:#}"
+    );
+    let m = metrics_text(d.addr()).await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"soakd_soak_op_change_points_total{scenario="s",op="get",series="p50_seconds"}"#
+        ),
+        Some(1.0),
+        "{m}"
+    );
     d.shutdown(Duration::from_secs(5)).await;
 }

@@ -38,12 +38,14 @@ pub enum GrowthClass {
     Latency,
     /// Per-table bytes per live tuple.
     Tables,
-    /// A series the user named (`series:`, `promql.queries`).
+    /// A series the user named (`series:`, `promql.queries`), and each op's achieved rate.
     Custom,
+    /// Each op's error ratio: judged on its absolute change per day (its level can be 0).
+    Errors,
 }
 
 impl GrowthClass {
-    pub const ALL: [GrowthClass; 7] = [
+    pub const ALL: [GrowthClass; 8] = [
         GrowthClass::Memory,
         GrowthClass::Fds,
         GrowthClass::Threads,
@@ -51,6 +53,7 @@ impl GrowthClass {
         GrowthClass::Latency,
         GrowthClass::Tables,
         GrowthClass::Custom,
+        GrowthClass::Errors,
     ];
 
     pub fn key(self) -> &'static str {
@@ -62,16 +65,19 @@ impl GrowthClass {
             GrowthClass::Latency => "latency",
             GrowthClass::Tables => "tables",
             GrowthClass::Custom => "custom",
+            GrowthClass::Errors => "errors",
         }
     }
 
-    /// The default relative growth per day below which a trend is not material.
+    /// The default growth per day below which a trend is not material: relative to the
+    /// level, except the error ratio's (absolute: 0.001 = the ratio rises 0.1 % a day).
     pub fn default_growth(self) -> f64 {
         match self {
             GrowthClass::Memory | GrowthClass::Fds => 0.005,
             GrowthClass::Threads | GrowthClass::Custom => 0.01,
             GrowthClass::Tables => 0.02,
             GrowthClass::Cpu | GrowthClass::Latency => 0.05,
+            GrowthClass::Errors => 0.001,
         }
     }
 }
@@ -84,7 +90,7 @@ pub struct SoakConfig {
     pub warmup: Duration,
     pub resolution: Duration,
     /// Material growth per day, relative to the level, per class.
-    pub growth: [f64; 7],
+    pub growth: [f64; 8],
 }
 
 impl Default for SoakConfig {
@@ -140,6 +146,11 @@ struct RawGrowth {
     cpu: Option<Ratio>,
     #[serde(default)]
     custom: Option<Ratio>,
+    #[serde(default)]
+    latency: Option<Ratio>,
+    /// The error ratio's, absolute (0.1% = the ratio rises 0.001 a day).
+    #[serde(default)]
+    errors: Option<Ratio>,
 }
 
 pub(super) fn build_soak(v: Option<&Value>, errs: &mut Errs) -> SoakConfig {
@@ -181,14 +192,15 @@ pub(super) fn build_soak(v: Option<&Value>, errs: &mut Errs) -> SoakConfig {
         );
     }
     if let Some(g) = raw.growth {
-        // The latency, table and error-ratio classes take keys once their series are
-        // judged.
+        // The table class takes its key once tables are judged.
         let given = [
             (GrowthClass::Memory, g.memory),
             (GrowthClass::Fds, g.fds),
             (GrowthClass::Threads, g.threads),
             (GrowthClass::Cpu, g.cpu),
             (GrowthClass::Custom, g.custom),
+            (GrowthClass::Latency, g.latency),
+            (GrowthClass::Errors, g.errors),
         ];
         for (class, r) in given {
             if let (Some(r), Some(i)) = (r, GrowthClass::ALL.iter().position(|c| *c == class)) {

@@ -363,6 +363,23 @@ impl ScenarioMetrics {
         v
     }
 
+    /// Errors of op `op` so far, every kind: the exported counters, which a reload
+    /// keeps (read off the hot path: the soak's thread, once per resolution).
+    pub fn op_errors(&self, op: usize) -> u64 {
+        let Some(o) = self.ops.get(op) else { return 0 };
+        let labels: Vec<ErrorLabels> = self
+            .error_series
+            .lock()
+            .iter()
+            .filter(|l| l.op == o.op)
+            .cloned()
+            .collect();
+        labels
+            .iter()
+            .map(|l| self.errors.get_or_create(l).get())
+            .sum()
+    }
+
     /// Carry error counts over from the handles this replaces (on reload).
     pub fn inherit_errors(&self, old: &ScenarioMetrics) {
         let old = old.errors_by_kind.lock();

@@ -35,24 +35,48 @@ pub struct TargetOnly {
     pub target: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpSeriesLabels {
+    pub scenario: String,
+    pub op: String,
+    /// `p50_seconds`, `p95_seconds`, `p99_seconds`, `error_ratio` or `rate_per_second`.
+    pub series: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpBoundLabels {
+    pub scenario: String,
+    pub op: String,
+    pub series: String,
+    pub bound: &'static str,
+}
+
 pub struct SoakFamily {
+    op_trend: Family<OpBoundLabels, FloatGauge>,
+    op_growing: Family<OpSeriesLabels, Gauge>,
+    op_changes: Family<OpSeriesLabels, Counter>,
     observed: Family<ResourceLabels, FloatGauge>,
     up: Family<SourceLabels, Gauge>,
     errors: Family<SourceLabels, Counter>,
     restarts: Family<TargetOnly, Counter>,
     trend: Family<BoundLabels, FloatGauge>,
     growing: Family<ResourceLabels, Gauge>,
+    changes: Family<ResourceLabels, Counter>,
 }
 
 impl SoakFamily {
     pub fn register(registry: &mut Registry) -> SoakFamily {
         let f = SoakFamily {
+            op_trend: Family::default(),
+            op_growing: Family::default(),
+            op_changes: Family::default(),
             observed: Family::default(),
             up: Family::default(),
             errors: Family::default(),
             restarts: Family::default(),
             trend: Family::default(),
             growing: Family::default(),
+            changes: Family::default(),
         };
         register(
             registry,
@@ -90,7 +114,84 @@ impl SoakFamily {
             "1 when the soak judge finds the resource growing (the interval above zero and the estimate above soak.growth), else 0.",
             f.growing.clone(),
         );
+        register(
+            registry,
+            "soakd_soak_change_points_total",
+            "Level shifts the soak judge found in a resource (confirmed, never withdrawn); each with its time, size and probable cause in /api/v1/soak.",
+            f.changes.clone(),
+        );
+        register(
+            registry,
+            "soakd_soak_op_trend_per_day",
+            "The trend per day of soakd's own series of an op (its latency quantiles and achieved rate relative to their level, 0.01 = 1 %/day; its error ratio absolute): the estimate and the 95 % interval's bounds.",
+            f.op_trend.clone(),
+        );
+        register(
+            registry,
+            "soakd_soak_op_growing",
+            "1 when the soak judge finds one of an op's own series growing, else 0.",
+            f.op_growing.clone(),
+        );
+        register(
+            registry,
+            "soakd_soak_op_change_points_total",
+            "Level shifts found in one of an op's own series (confirmed, never withdrawn); each with its time, size and probable cause in /api/v1/soak.",
+            f.op_changes.clone(),
+        );
         f
+    }
+
+    fn op_labels(scenario: &str, op: &str, series: &str) -> OpSeriesLabels {
+        OpSeriesLabels {
+            scenario: scenario.to_string(),
+            op: op.to_string(),
+            series: series.to_string(),
+        }
+    }
+
+    pub fn op_change_point(&self, scenario: &str, op: &str, series: &str) {
+        self.op_changes
+            .get_or_create(&Self::op_labels(scenario, op, series))
+            .inc();
+    }
+
+    /// The trend of one of an op's series (None: no trend yet).
+    pub fn set_op_trend(
+        &self,
+        scenario: &str,
+        op: &str,
+        series: &str,
+        trend: Option<(f64, f64, f64)>,
+        growing: bool,
+    ) {
+        for (bound, i) in [("estimate", 0), ("lower", 1), ("upper", 2)] {
+            let l = OpBoundLabels {
+                scenario: scenario.to_string(),
+                op: op.to_string(),
+                series: series.to_string(),
+                bound,
+            };
+            match trend {
+                Some(t) => {
+                    self.op_trend.get_or_create(&l).set([t.0, t.1, t.2][i]);
+                }
+                None => {
+                    self.op_trend.remove(&l);
+                }
+            }
+        }
+        let l = Self::op_labels(scenario, op, series);
+        self.op_growing.get_or_create(&l).set(i64::from(growing));
+        let _ = self.op_changes.get_or_create(&l);
+    }
+
+    pub fn change_point(&self, target: &str, resource: &str) {
+        self.changes
+            .get_or_create(&ResourceLabels {
+                target: target.to_string(),
+                resource: resource.to_string(),
+            })
+            .inc();
     }
 
     /// A target's sources start `up` at 1 and their error counters at 0.
@@ -158,12 +259,13 @@ impl SoakFamily {
                 }
             }
         }
-        self.growing
-            .get_or_create(&ResourceLabels {
-                target: target.to_string(),
-                resource: resource.to_string(),
-            })
-            .set(i64::from(growing));
+        let l = ResourceLabels {
+            target: target.to_string(),
+            resource: resource.to_string(),
+        };
+        self.growing.get_or_create(&l).set(i64::from(growing));
+        // Counted from 0 once a resource is judged, so an alert's increase() sees the first.
+        let _ = self.changes.get_or_create(&l);
     }
 
     /// Drops every series of a target no longer observed.
@@ -175,6 +277,7 @@ impl SoakFamily {
             };
             self.observed.remove(&l);
             self.growing.remove(&l);
+            self.changes.remove(&l);
             for bound in ["estimate", "lower", "upper"] {
                 self.trend.remove(&BoundLabels {
                     target: target.to_string(),

@@ -4,6 +4,7 @@
 //! [`MAX_POINTS`](crate::config::soak::MAX_POINTS)), so a week holds what a minute does.
 
 use crate::config::soak::{GrowthClass, SoakConfig};
+use crate::soak::changepoint::{ChangePoint, Detector};
 use crate::soak::verdict::{judge, Judgement, Threshold};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -49,6 +50,9 @@ pub fn class_of(resource: &str, counter: bool) -> (Option<GrowthClass>, Shape) {
         // Page cache grows by design; limits and identities are not trends.
         "cgroup_file_bytes" | "max_fds" | "start_time_seconds" => None,
         "oom_kills" => return (None, Shape::Counter),
+        // soakd's own series of each op.
+        "p50_seconds" | "p95_seconds" | "p99_seconds" => Some(GrowthClass::Latency),
+        "error_ratio" => Some(GrowthClass::Errors),
         _ => Some(GrowthClass::Custom),
     };
     (class, shape)
@@ -58,6 +62,7 @@ struct Series {
     points: VecDeque<(f64, f64)>,
     shape: Shape,
     class: Option<GrowthClass>,
+    changes: Detector,
 }
 
 #[derive(Default)]
@@ -77,6 +82,28 @@ pub struct SoakStore {
     inner: Mutex<Inner>,
 }
 
+/// Everything the soak keeps: the observed targets' series, and soakd's own series of
+/// each op (keyed `scenario/op`; names cannot hold a `/`).
+pub struct Soak {
+    pub targets: SoakStore,
+    pub ops: SoakStore,
+}
+
+impl Soak {
+    pub fn new(cfg: SoakConfig) -> Soak {
+        Soak {
+            targets: SoakStore::new(cfg.clone()),
+            ops: SoakStore::new(cfg),
+        }
+    }
+}
+
+impl crate::metrics::MemorySize for Soak {
+    fn memory_bytes(&self) -> u64 {
+        self.targets.memory_bytes() + self.ops.memory_bytes()
+    }
+}
+
 /// A target's state for the API and the page.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetSoak {
@@ -94,6 +121,8 @@ pub struct SeriesSoak {
     pub shape: Shape,
     pub latest: Option<f64>,
     pub judgement: Option<Judgement>,
+    /// Level shifts found, oldest first (at most 20).
+    pub change_points: Vec<ChangePoint>,
 }
 
 impl crate::metrics::MemorySize for SoakStore {
@@ -132,6 +161,7 @@ impl SoakStore {
                 points: VecDeque::with_capacity(cap),
                 shape,
                 class,
+                changes: Detector::default(),
             }
         });
         if s.points.len() == cap {
@@ -190,16 +220,54 @@ impl SoakStore {
                 Shape::Gauge => pts,
                 Shape::Counter => rates(&pts),
             };
+            let growth = self.cfg.growth_of(class);
+            let threshold = match class {
+                GrowthClass::Errors => Threshold::Absolute(growth),
+                _ => Threshold::Relative(growth),
+            };
             let j = if pts.len() < MIN_POINTS {
                 insufficient(pts.len())
             } else {
-                judge(&pts, Threshold::Relative(self.cfg.growth_of(class)))
+                judge(&pts, threshold)
             };
             out.push((key, j));
         }
         let mut g = self.inner.lock();
         for (k, j) in &out {
             g.judged.insert(k.clone(), j.clone());
+        }
+        out
+    }
+
+    /// Looks for level shifts in every judged series (a counter's rate) after its
+    /// target's warmup; `events` (Unix seconds, message) name the probable cause.
+    /// Returns the change points newly found.
+    pub fn detect_changes(&self, now: f64, events: &[(f64, String)]) -> Vec<(Key, ChangePoint)> {
+        let mut g = self.inner.lock();
+        let froms: BTreeMap<String, f64> = g
+            .started
+            .keys()
+            .map(|t| (t.clone(), self.judged_from(&g, t, now)))
+            .collect();
+        let mut out = Vec::new();
+        for (k, s) in g.series.iter_mut() {
+            if s.class.is_none() {
+                continue;
+            }
+            let from = froms.get(&k.target).copied().unwrap_or(now);
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|(t, _)| *t >= from)
+                .collect();
+            let pts = match s.shape {
+                Shape::Gauge => pts,
+                Shape::Counter => rates(&pts),
+            };
+            if let Some(cp) = s.changes.step(&pts, events) {
+                out.push((k.clone(), cp));
+            }
         }
         out
     }
@@ -247,6 +315,7 @@ impl SoakStore {
                     shape: s.shape,
                     latest: s.points.back().map(|p| p.1),
                     judgement: g.judged.get(k).cloned(),
+                    change_points: s.changes.found.clone(),
                 });
             }
         }

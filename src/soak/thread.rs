@@ -7,9 +7,10 @@
 use crate::config::observe::Observe;
 use crate::engine::Engine;
 use crate::events::EventKind;
+use crate::metrics::window::{quantile_secs, Cursor};
 use crate::metrics::Metrics;
 use crate::observe::{Identity, Observer, Reading};
-use crate::soak::store::SoakStore;
+use crate::soak::store::{Soak, SoakStore};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub struct SoakThread {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-pub fn spawn(engine: &Arc<Engine>, store: Arc<SoakStore>) -> std::io::Result<SoakThread> {
+pub fn spawn(engine: &Arc<Engine>, soak: Arc<Soak>) -> std::io::Result<SoakThread> {
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     let weak = Arc::downgrade(engine);
     std::thread::Builder::new()
@@ -40,8 +41,8 @@ pub fn spawn(engine: &Arc<Engine>, store: Arc<SoakStore>) -> std::io::Result<Soa
                 }
             };
             rt.block_on(async move {
-                let mut w = Watcher::new(store);
-                let every = w.store.config().resolution;
+                let mut w = Watcher::new(soak);
+                let every = w.soak.targets.config().resolution;
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -66,19 +67,82 @@ struct Watched {
     resources: Vec<String>,
 }
 
+/// Where the last read of one op left off.
+struct OpRead {
+    cursor: Cursor,
+    requests: u64,
+    errors: u64,
+    t: f64,
+}
+
 struct Watcher {
-    store: Arc<SoakStore>,
+    soak: Arc<Soak>,
     targets: BTreeMap<String, Watched>,
+    /// By `scenario/op`.
+    ops: BTreeMap<String, OpRead>,
     last_judged: Option<f64>,
 }
 
 impl Watcher {
-    fn new(store: Arc<SoakStore>) -> Watcher {
+    fn new(soak: Arc<Soak>) -> Watcher {
         Watcher {
-            store,
+            soak,
             targets: BTreeMap::new(),
+            ops: BTreeMap::new(),
             last_judged: None,
         }
+    }
+
+    fn store(&self) -> &SoakStore {
+        &self.soak.targets
+    }
+
+    /// soakd's own series of every op since the last read: latency quantiles (of what
+    /// finished in the period), the error ratio and the achieved rate.
+    fn read_ops(&mut self, engine: &Arc<Engine>, now: f64) {
+        let mut seen = Vec::new();
+        for st in engine.states() {
+            let m = st.metrics();
+            for (i, op) in m.ops.iter().enumerate() {
+                let key = format!("{}/{}", st.name, op.op);
+                let (requests, errors) = (op.requests.get(), m.op_errors(i));
+                let r = self.ops.entry(key.clone()).or_insert_with(|| OpRead {
+                    cursor: Cursor::default(),
+                    requests,
+                    errors,
+                    t: now,
+                });
+                let h = op.window.since(&mut r.cursor);
+                let (dr, de, dt) = (
+                    requests.checked_sub(r.requests),
+                    errors.checked_sub(r.errors),
+                    now - r.t,
+                );
+                (r.requests, r.errors, r.t) = (requests, errors, now);
+                seen.push(key.clone());
+                let store = &self.soak.ops;
+                for (name, q) in [
+                    ("p50_seconds", 0.5),
+                    ("p95_seconds", 0.95),
+                    ("p99_seconds", 0.99),
+                ] {
+                    if let Some(v) = quantile_secs(&h, q) {
+                        store.record(&key, name, false, now, v);
+                    }
+                }
+                if let (Some(dr), Some(de)) = (dr, de) {
+                    if dr > 0 {
+                        store.record(&key, "error_ratio", false, now, de as f64 / dr as f64);
+                    }
+                    if dt > 0.0 {
+                        store.record(&key, "rate_per_second", false, now, dr as f64 / dt);
+                    }
+                }
+            }
+        }
+        self.ops.retain(|k, _| seen.contains(k));
+        let keep: Vec<&str> = seen.iter().map(String::as_str).collect();
+        self.soak.ops.retain_targets(&keep);
     }
 
     /// Follows the config: observers for new or changed targets, none for removed ones.
@@ -118,17 +182,19 @@ impl Watcher {
             }
         }
         let keep: Vec<&str> = self.targets.keys().map(String::as_str).collect();
-        self.store.retain_targets(&keep);
+        self.store().retain_targets(&keep);
     }
 
     async fn round(&mut self, engine: &Arc<Engine>) {
         let cfg = engine.config();
         self.follow(&cfg.observe, &engine.metrics);
         let now = crate::units::now_unix();
+        self.read_ops(engine, now);
+        let store = &self.soak.targets;
         for (name, w) in self.targets.iter_mut() {
             let reading = w.observer.read(now).await;
             if let Some(why) = restarted(w, &reading) {
-                self.store.restart(name, now);
+                store.restart(name, now);
                 engine.metrics.soak.restarted(name);
                 engine.events.push(
                     EventKind::Restart,
@@ -141,7 +207,7 @@ impl Watcher {
             }
             for (resource, v) in &reading.values {
                 let counter = reading.counters.contains(resource);
-                self.store.record(name, resource, counter, now, *v);
+                store.record(name, resource, counter, now, *v);
                 engine.metrics.soak.set_observed(name, resource, *v);
                 if !w.resources.contains(resource) {
                     w.resources.push(resource.clone());
@@ -164,7 +230,7 @@ impl Watcher {
                     errors.insert(s.as_str().to_string(), failed.join("; "));
                 }
             }
-            self.store.set_errors(name, errors);
+            store.set_errors(name, errors);
         }
         if self
             .last_judged
@@ -175,24 +241,61 @@ impl Watcher {
     }
 
     fn judge(&mut self, engine: &Arc<Engine>, now: f64) {
-        let judged = self.store.judge_all(now);
+        let events: Vec<(f64, String)> = engine
+            .events
+            .since(i64::MIN)
+            .into_iter()
+            .map(|e| (e.t_ms as f64 / 1000.0, e.message))
+            .collect();
+        let ops = self.soak.ops.judge_all(now);
+        let targets = self.soak.targets.judge_all(now);
         // The first verdict is given once one is possible; then once a minute.
-        if judged
-            .iter()
-            .all(|(_, j)| j.verdict == crate::soak::verdict::Verdict::Insufficient)
+        let insufficient = |j: &crate::soak::verdict::Judgement| {
+            j.verdict == crate::soak::verdict::Verdict::Insufficient
+        };
+        if ops.iter().all(|(_, j)| insufficient(j)) && targets.iter().all(|(_, j)| insufficient(j))
         {
             return;
         }
         self.last_judged = Some(now);
-        for (k, j) in judged {
+        let soak = &engine.metrics.soak;
+        for (k, cp) in self.soak.ops.detect_changes(now, &events) {
+            if let Some((scenario, op)) = k.target.split_once('/') {
+                soak.op_change_point(scenario, op, &k.resource);
+                log_change(&k.target, &k.resource, &cp);
+            }
+        }
+        for (k, cp) in self.soak.targets.detect_changes(now, &events) {
+            soak.change_point(&k.target, &k.resource);
+            log_change(&k.target, &k.resource, &cp);
+        }
+        for (k, j) in ops {
+            if let Some((scenario, op)) = k.target.split_once('/') {
+                let trend = j
+                    .relative
+                    .or(j.absolute)
+                    .map(|r| (r.estimate, r.lower, r.upper));
+                let growing = j.verdict == crate::soak::verdict::Verdict::Growing;
+                soak.set_op_trend(scenario, op, &k.resource, trend, growing);
+            }
+        }
+        for (k, j) in targets {
             let trend = j.relative.map(|r| (r.estimate, r.lower, r.upper));
             let growing = j.verdict == crate::soak::verdict::Verdict::Growing;
-            engine
-                .metrics
-                .soak
-                .set_trend(&k.target, &k.resource, trend, growing);
+            soak.set_trend(&k.target, &k.resource, trend, growing);
         }
     }
+}
+
+fn log_change(subject: &str, resource: &str, cp: &crate::soak::changepoint::ChangePoint) {
+    tracing::info!(
+        subject,
+        resource,
+        before = cp.before,
+        after = cp.after,
+        cause = cp.cause.as_deref().unwrap_or("none"),
+        "soak: a level shift"
+    );
 }
 
 /// Why this reading is of a new run of the target's process, if it is.

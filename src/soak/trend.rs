@@ -22,10 +22,17 @@
 
 /// Points fitted at most (bucket means beyond): ~125,000 pairwise slopes.
 pub const MAX_FIT_POINTS: usize = 500;
+/// Points a period is looked for in at most: finer than the fit, so a period of a few
+/// points (a 15 min sawtooth at one point a minute) is not blurred by the buckets.
+pub const MAX_PERIOD_POINTS: usize = 2000;
 /// A period is cancelled only when the window holds this many of its cycles.
 pub const MIN_CYCLES: f64 = 3.0;
 /// z for a two-sided 95 % interval.
 const Z_95: f64 = 1.959_963_984_540_054;
+/// z for a two-sided 99.9 % interval: the confirmation a `growing` verdict also needs,
+/// because a series is judged again every minute on a window that barely moved, and a
+/// 95 % bound alone crosses zero by chance a few times a month.
+const Z_999: f64 = 3.290_526_731_491_926;
 
 /// A fitted trend; slopes are per second of the points' time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,6 +40,9 @@ pub struct Fit {
     pub slope: f64,
     pub lower: f64,
     pub upper: f64,
+    /// The 99.9 % interval's bounds (the confirmation of a verdict).
+    pub lower_999: f64,
+    pub upper_999: f64,
     /// The fitted line's value at the window's start and end.
     pub start_level: f64,
     pub end_level: f64,
@@ -67,9 +77,10 @@ pub fn fit(points: &[(f64, f64)]) -> Option<Fit> {
     // The period is looked for on the detrended raw points (bucketed to the fit's size).
     let coarse = bucket_means(&pts, MAX_FIT_POINTS);
     let first = sen(&coarse)?;
-    let residuals: Vec<f64> = coarse.iter().map(|(t, y)| y - first * t).collect();
-    let step = span / coarse.len().max(2) as f64;
-    let period = dominant_period(&residuals).map(|lags| lags as f64 * step);
+    let fine = bucket_means(&pts, MAX_PERIOD_POINTS);
+    let residuals: Vec<f64> = fine.iter().map(|(t, y)| y - first * t).collect();
+    let step = span / (fine.len().max(2) - 1) as f64;
+    let period = dominant_period(&residuals).map(|lags| lags * step);
     let fitted = match period {
         Some(p) if span / p >= MIN_CYCLES => period_means(&pts, p),
         _ => coarse,
@@ -77,7 +88,14 @@ pub fn fit(points: &[(f64, f64)]) -> Option<Fit> {
     if fitted.len() < 4 {
         return None;
     }
-    let (slope, lower, upper, factor) = sen_interval(&fitted)?;
+    let SenFit {
+        slope,
+        lower,
+        upper,
+        lower_999,
+        upper_999,
+        factor,
+    } = sen_interval(&fitted)?;
     let t0 = pts[0].0;
     let t1 = pts[pts.len() - 1].0;
     let intercept = median(
@@ -90,6 +108,8 @@ pub fn fit(points: &[(f64, f64)]) -> Option<Fit> {
         slope,
         lower,
         upper,
+        lower_999,
+        upper_999,
         start_level: intercept + slope * t0,
         end_level: intercept + slope * t1,
         level,
@@ -176,30 +196,53 @@ fn sen(pts: &[(f64, f64)]) -> Option<f64> {
     (!s.is_empty()).then(|| median(&mut s))
 }
 
-/// Sen's slope, its 95 % interval with Hamed–Rao's variance factor, and the factor.
-fn sen_interval(pts: &[(f64, f64)]) -> Option<(f64, f64, f64, f64)> {
+struct SenFit {
+    slope: f64,
+    lower: f64,
+    upper: f64,
+    lower_999: f64,
+    upper_999: f64,
+    factor: f64,
+}
+
+/// The k-th smallest (0-based) of `v`, which it reorders.
+fn kth(v: &mut [f64], k: usize) -> f64 {
+    let k = k.min(v.len() - 1);
+    *v.select_nth_unstable_by(k, f64::total_cmp).1
+}
+
+/// Sen's slope, its 95 % and 99.9 % intervals with Hamed–Rao's variance factor, and the
+/// factor. Only five order statistics of the pairwise slopes are needed, so they are
+/// selected, not sorted.
+fn sen_interval(pts: &[(f64, f64)]) -> Option<SenFit> {
     let mut slopes = pair_slopes(pts);
     if slopes.is_empty() {
         return None;
     }
-    slopes.sort_unstable_by(f64::total_cmp);
-    let m = slopes.len();
-    let slope = if m % 2 == 1 {
-        slopes[m / 2]
-    } else {
-        (slopes[m / 2 - 1] + slopes[m / 2]) / 2.0
-    };
+    let slope = median(&mut slopes);
+    let m = slopes.len() as f64;
     let n = pts.len() as f64;
     let ys: Vec<f64> = pts.iter().map(|p| p.1).collect();
     let var_s = kendall_variance(&ys);
     let detrended: Vec<f64> = pts.iter().map(|(t, y)| y - slope * t).collect();
     let factor = hamed_rao_factor(&ranks(&detrended), n);
-    let c = Z_95 * (var_s * factor).sqrt();
-    let m_f = m as f64;
     // Gilbert (1987): the (N - C)/2-th and (N + C)/2 + 1-th ordered slopes (1-based).
-    let lo_i = ((m_f - c) / 2.0).floor().max(1.0) as usize;
-    let hi_i = ((m_f + c) / 2.0 + 1.0).ceil().min(m_f) as usize;
-    Some((slope, slopes[lo_i - 1], slopes[hi_i - 1], factor))
+    let mut bounds = |z: f64| {
+        let c = z * (var_s * factor).sqrt();
+        let lo = ((m - c) / 2.0).floor().max(1.0) as usize;
+        let hi = ((m + c) / 2.0 + 1.0).ceil().min(m) as usize;
+        (kth(&mut slopes, lo - 1), kth(&mut slopes, hi - 1))
+    };
+    let (lower, upper) = bounds(Z_95);
+    let (lower_999, upper_999) = bounds(Z_999);
+    Some(SenFit {
+        slope,
+        lower,
+        upper,
+        lower_999,
+        upper_999,
+        factor,
+    })
 }
 
 /// Var(S) of Kendall's S with the correction for tied values.
@@ -275,9 +318,10 @@ fn hamed_rao_factor(r: &[f64], n: f64) -> f64 {
     (1.0 + 2.0 * sum / (n * (n - 1.0) * (n - 2.0))).max(1.0)
 }
 
-/// The lag of the highest autocorrelation peak after the first fall below zero, when it
-/// stands clearly above noise (ρ > 0.3 and above 2/√n): the series' dominant period.
-fn dominant_period(v: &[f64]) -> Option<usize> {
+/// The lag (fractional: the peak refined by a parabola through its neighbours) of the
+/// highest autocorrelation peak after the first fall below zero, when it stands clearly
+/// above noise (ρ > 0.3 and above 2/√n): the series' dominant period, in points.
+fn dominant_period(v: &[f64]) -> Option<f64> {
     let n = v.len();
     if n < 12 {
         return None;
@@ -291,7 +335,17 @@ fn dominant_period(v: &[f64]) -> Option<usize> {
         .filter(|(k, _)| *k + 1 < rho.len() && *k > 0)
         .filter(|(k, p)| **p >= rho[*k - 1] && **p >= rho[*k + 1])
         .max_by(|a, b| a.1.total_cmp(b.1))?;
-    (peak > 0.3 && peak > 2.0 / (n as f64).sqrt()).then_some(lag)
+    if !(peak > 0.3 && peak > 2.0 / (n as f64).sqrt()) {
+        return None;
+    }
+    let (a, b, c) = (rho[lag - 1], peak, rho[lag + 1]);
+    let curve = a - 2.0 * b + c;
+    let shift = if curve < 0.0 {
+        (0.5 * (a - c) / curve).clamp(-0.5, 0.5)
+    } else {
+        0.0
+    };
+    Some(lag as f64 + shift)
 }
 
 #[cfg(test)]

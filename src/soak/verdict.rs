@@ -71,6 +71,16 @@ pub struct Judgement {
     pub reason: String,
 }
 
+/// The 99.9 % lower bound per day, in the chosen scale (the confirmation of `growing`).
+fn lower_999(f: &Fit, scale: f64) -> f64 {
+    f.lower_999 * DAY / scale
+}
+
+/// The 99.9 % upper bound per day (the confirmation of `shrinking`).
+fn upper_999(f: &Fit, scale: f64) -> f64 {
+    f.upper_999 * DAY / scale
+}
+
 fn per_day(f: &Fit, scale: f64) -> PerDay {
     PerDay {
         estimate: f.slope * DAY / scale,
@@ -102,14 +112,14 @@ pub fn judge(points: &[(f64, f64)], threshold: Threshold) -> Judgement {
         ));
     };
     let absolute = per_day(&f, 1.0);
-    let (chosen, limit, show): (PerDay, f64, fn(f64) -> String) = match threshold {
+    let (chosen, limit, show, scale): (PerDay, f64, fn(f64) -> String, f64) = match threshold {
         Threshold::Relative(g) => {
             if f.level <= 0.0 {
                 return insufficient("its level is zero; a relative trend has no meaning".into());
             }
-            (per_day(&f, f.level), g, pct)
+            (per_day(&f, f.level), g, pct, f.level)
         }
-        Threshold::Absolute(g) => (absolute, g, |x| format!("{x:.4}")),
+        Threshold::Absolute(g) => (absolute, g, |x| format!("{x:.4}"), 1.0),
     };
     let relative = matches!(threshold, Threshold::Relative(_)).then_some(chosen);
     let interval = format!(
@@ -118,9 +128,11 @@ pub fn judge(points: &[(f64, f64)], threshold: Threshold) -> Judgement {
         show(chosen.lower),
         show(chosen.upper)
     );
-    let mut verdict = if chosen.lower > 0.0 && chosen.estimate > limit {
+    let confirmed_up = lower_999(&f, scale) > 0.0;
+    let confirmed_down = upper_999(&f, scale) < 0.0;
+    let mut verdict = if chosen.lower > 0.0 && chosen.estimate > limit && confirmed_up {
         Verdict::Growing
-    } else if chosen.upper < 0.0 && -chosen.estimate > limit {
+    } else if chosen.upper < 0.0 && -chosen.estimate > limit && confirmed_down {
         Verdict::Shrinking
     } else {
         Verdict::Flat
@@ -142,9 +154,12 @@ pub fn judge(points: &[(f64, f64)], threshold: Threshold) -> Judgement {
             "rose {interval} and then held at {:.4} over the last third of the window",
             plateau.unwrap_or(f64::NAN)
         ),
-        _ if chosen.lower > 0.0 => format!(
+        _ if chosen.lower > 0.0 && chosen.estimate <= limit => format!(
             "flat: {interval} is above zero but below the threshold of {}/day",
             show(limit)
+        ),
+        _ if chosen.lower > 0.0 => format!(
+            "flat: {interval} is above zero, but its 99.9 % interval is not yet (a trend seen again every minute must be sure before it is called)"
         ),
         _ => format!("flat: {interval} includes zero"),
     };
@@ -166,6 +181,15 @@ fn settled(points: &[(f64, f64)], threshold: Threshold, limit: f64) -> Option<f6
     let n = points.len();
     let tail = &points[n - n / 3..];
     let head = &points[..n / 3];
+    // Cheap first: a series that did not end higher than it began rose to nothing.
+    let mid = |p: &[(f64, f64)]| {
+        let mut v: Vec<f64> = p.iter().map(|x| x.1).collect();
+        v.sort_unstable_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    if mid(tail)? <= mid(head)? {
+        return None;
+    }
     let (ft, fh) = (fit(tail)?, fit(head)?);
     let scale = match threshold {
         Threshold::Relative(_) if ft.level > 0.0 => ft.level,
