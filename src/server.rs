@@ -559,25 +559,7 @@ struct HistoryQuery {
 }
 
 /// `?since=<unix-ms>&resolution=1s|1m`: rows (and events) newer than `since`.
-/// `GET /api/v1/soak`: every observed target, its sources' errors and restarts, and
-/// each series' latest value and verdict with its evidence.
-#[derive(serde::Serialize)]
-pub struct SoakPayload {
-    pub window_seconds: f64,
-    pub warmup_seconds: f64,
-    pub resolution_seconds: f64,
-    pub targets: Vec<crate::soak::store::TargetSoak>,
-    /// soakd's own series of each op, judged as the targets' are.
-    pub ops: Vec<OpSoak>,
-}
-
-#[derive(serde::Serialize)]
-pub struct OpSoak {
-    pub scenario: String,
-    pub op: String,
-    pub series: Vec<crate::soak::store::SeriesSoak>,
-}
-
+/// `GET /api/v1/soak` ([`crate::soak::api::SoakPayload`]).
 async fn soak(State(st): State<AppState>) -> Response {
     let Some(s) = &st.soak else {
         return err(
@@ -585,29 +567,7 @@ async fn soak(State(st): State<AppState>) -> Response {
             "the soak is not judged here (soak.enabled: false, or a shard other than 0)",
         );
     };
-    let cfg = s.targets.config();
-    let now = crate::units::now_unix();
-    let ops = s
-        .ops
-        .snapshot(now)
-        .into_iter()
-        .filter_map(|t| {
-            let (scenario, op) = t.target.split_once('/')?;
-            Some(OpSoak {
-                scenario: scenario.to_string(),
-                op: op.to_string(),
-                series: t.series,
-            })
-        })
-        .collect();
-    Json(SoakPayload {
-        window_seconds: cfg.window.as_secs_f64(),
-        warmup_seconds: cfg.warmup.as_secs_f64(),
-        resolution_seconds: cfg.resolution.as_secs_f64(),
-        targets: s.targets.snapshot(now),
-        ops,
-    })
-    .into_response()
+    Json(crate::soak::api::payload(s, crate::units::now_unix())).into_response()
 }
 
 async fn history(State(st): State<AppState>, Query(q): Query<HistoryQuery>) -> Response {

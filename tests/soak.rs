@@ -47,6 +47,18 @@ while True:
     )
 }
 
+/// Every way `answer` breaks web/schema/soak.schema.json.
+fn schema_violations(answer: &serde_json::Value) -> Vec<String> {
+    let path = root().join("web/schema/soak.schema.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let schema = jsonschema::validator_for(&v).unwrap();
+    schema
+        .iter_errors(answer)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
 fn verdict(snap: &serde_json::Value, target: &str, resource: &str) -> Option<String> {
     snap["targets"]
         .as_array()?
@@ -109,6 +121,12 @@ soak: {{window: 10m, warmup: 10s, resolution: 1s}}
     .await
     .expect("a verdict on every target within 200 s");
     let v = |t: &str, r: &str| verdict(&snap, t, r).unwrap_or_default();
+    // The answer's shape is the committed schema's, and the schema refuses a verdict it
+    // does not know.
+    assert_eq!(schema_violations(&snap), Vec::<String>::new(), "{snap:#}");
+    let mut bad = snap.clone();
+    bad["targets"][0]["series"][0]["judgement"] = serde_json::json!({"verdict": "leaking", "absolute": null, "relative": null, "plateau": null, "period": null, "resolvable_period": null, "points": 1, "reason": "x"});
+    assert!(!schema_violations(&bad).is_empty());
     assert_eq!(v("leaky", "rss_bytes"), "growing", "{snap:#}");
     assert_eq!(v("leaky", "open_fds"), "growing", "{snap:#}");
     assert_ne!(v("saw", "rss_bytes"), "growing", "{snap:#}");
@@ -314,6 +332,12 @@ soak: {{window: 10m, warmup: 10s, resolution: 1s}}
     })
     .await
     .expect("the step is found within two minutes");
+    let answer = try_json(&url).await.unwrap();
+    assert_eq!(
+        schema_violations(&answer),
+        Vec::<String>::new(),
+        "{answer:#}"
+    );
     assert!(cp["after"].as_f64().unwrap() > 0.04, "{cp:#}");
     assert!(cp["before"].as_f64().unwrap() < 0.02, "{cp:#}");
     assert!(

@@ -5,14 +5,19 @@
 # squares on the raw samples — and the judge's cost for 1,000 series. The noise is taken
 # from the recorded soakd runs in docs/bench/longsoak-*.csv.
 #
-#   scripts/bench/trends.sh            # REPS=10 simulated months per case, both noises
+#   scripts/bench/trends.sh            # REPS=10 simulated months per case, each noise
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 REPS="${REPS:-10}"
 (cd "$ROOT" && cargo build --release --locked -q --example trend_accuracy)
+bin="$CARGO_TARGET_DIR/release/examples/trend_accuracy"
 for noise in steady rough; do
   echo "### noise: $noise"
   echo
-  "$CARGO_TARGET_DIR/release/examples/trend_accuracy" "$REPS" "$noise"
+  "$bin" "$REPS" "$noise"
   echo
 done
+# Change points on stationary noise as large as their goal names (3 %), shaped like RSS.
+echo "### noise: steady3 (change points)"
+echo
+SECTION=changepoints "$bin" "$REPS" steady3

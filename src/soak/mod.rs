@@ -6,6 +6,7 @@
 //! patterns; `verdict.rs` turns a fit into `growing`, `shrinking`, `flat`, `bounded` or
 //! `insufficient` and says why.
 
+pub mod api;
 pub mod changepoint;
 pub mod store;
 pub mod thread;
