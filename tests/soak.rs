@@ -358,3 +358,190 @@ soak: {{window: 10m, warmup: 10s, resolution: 1s}}
     );
     d.shutdown(Duration::from_secs(5)).await;
 }
+
+fn target_of<'a>(snap: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    snap["targets"]
+        .as_array()?
+        .iter()
+        .find(|t| t["target"] == name)
+}
+
+fn series_of<'a>(t: &'a serde_json::Value, resource: &str) -> Option<&'a serde_json::Value> {
+    t["series"]
+        .as_array()?
+        .iter()
+        .find(|s| s["resource"] == resource)
+}
+
+/// The exposition and PromQL sources against real ones: soakd's own /metrics (the
+/// standard process series and a named counter) and a real Prometheus scraping it; a
+/// URL that refuses and a query Prometheus rejects are errors with their reasons, and the
+/// other sources go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exposition_and_promql_sources_read_real_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (_prom, prom) = start_prometheus(
+        dir.path(),
+        &format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: soakd\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+        ),
+        &[],
+    );
+    let refused = free_port();
+    let yaml = format!(
+        r#"
+listen: 127.0.0.1:{port}
+targets:
+  self:
+    type: http
+    base_url: "http://127.0.0.1:{port}"
+    observe:
+      metrics_url: "http://127.0.0.1:{port}/metrics"
+      series: {{requests: 'soakd_requests_total{{scenario="s"}}'}}
+      promql: {{url: "http://{prom}", queries: {{scraped_requests: 'sum(soakd_requests_total{{scenario="s"}})'}}}}
+  gone:
+    type: http
+    base_url: "http://127.0.0.1:{refused}"
+    observe:
+      metrics_url: "http://127.0.0.1:{refused}/metrics"
+      promql: {{url: "http://{prom}", queries: {{bad: 'sum(('}}}}
+scenarios:
+  s:
+    target: self
+    schedule: {{hold: {{rate: 20/s}}}}
+    ops: {{health: {{http: {{path: /healthz}}}}}}
+soak: {{window: 10m, warmup: 10s, resolution: 1s}}
+"#
+    );
+    let cfg = soakd::config::parse(
+        &yaml,
+        "t.yaml",
+        std::path::Path::new("."),
+        &std::collections::HashMap::new(),
+    )
+    .unwrap();
+    let d = soakd::app::Daemon::start(cfg, None, soakd::app::Options::default()).unwrap();
+    let url = format!("http://{}/api/v1/soak", d.addr());
+    let snap = eventually(Duration::from_secs(60), || async {
+        let s = try_json(&url).await?;
+        let t = target_of(&s, "self")?;
+        let scraped = series_of(t, "scraped_requests")?["latest"].as_f64()?;
+        (scraped > 0.0 && t["errors"].as_object()?.is_empty()).then_some(s.clone())
+    })
+    .await
+    .expect("Prometheus answers the query and the exposition is read");
+    let me = target_of(&snap, "self").unwrap();
+    for r in [
+        "rss_bytes",
+        "open_fds",
+        "cpu_seconds",
+        "threads",
+        "start_time_seconds",
+    ] {
+        assert!(
+            series_of(me, r)
+                .and_then(|s| s["latest"].as_f64())
+                .is_some_and(|v| v > 0.0),
+            "{r}: {me:#}"
+        );
+    }
+    // A named counter is judged as its rate.
+    assert_eq!(
+        series_of(me, "requests").unwrap()["shape"],
+        "counter",
+        "{me:#}"
+    );
+    let gone = target_of(&snap, "gone").unwrap();
+    let errors = gone["errors"].as_object().unwrap();
+    assert!(
+        errors["metrics_url"]
+            .as_str()
+            .unwrap()
+            .contains(&refused.to_string()),
+        "{gone:#}"
+    );
+    assert!(
+        errors["promql"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad: Prometheus refused"),
+        "{gone:#}"
+    );
+    let m = metrics_text(d.addr()).await;
+    assert_eq!(
+        sample(&m, r#"soakd_observe_up{target="self",source="promql"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"soakd_observe_up{target="gone",source="metrics_url"}"#
+        ),
+        Some(0.0)
+    );
+    // The load went on throughout.
+    assert!(sample(&m, r#"soakd_requests_total{op="health",scenario="s"}"#).unwrap() > 20.0);
+    d.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The cgroup source on a cgroup the test makes under its own (cgroup v1's memory
+/// controller here: this host's v2 mount has no memory controller), with a process in
+/// it that holds 30 MiB; the cgroup is removed afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cgroup_source_reads_a_cgroup_the_test_makes() {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let Some(rel) = own.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+        ctrl.split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
+    }) else {
+        panic!("this host mounts no cgroup v1 memory controller (the suite's machine does): {own}");
+    };
+    let base = std::path::Path::new("/sys/fs/cgroup/memory").join(rel.trim_start_matches('/'));
+    let group = base.join(format!("soakd-test-{}", std::process::id()));
+    std::fs::create_dir(&group).unwrap_or_else(|e| panic!("{}: {e}", group.display()));
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _remove = Remove(group.clone());
+    let holder = python("bounded");
+    std::fs::write(group.join("cgroup.procs"), holder.0.id().to_string()).unwrap();
+    let yaml = format!(
+        "targets:\n  c: {{type: http, base_url: \"http://127.0.0.1:1\", observe: {{cgroup: \"{}\"}}}}\nscenarios: {{}}\nsoak: {{window: 10m, warmup: 10s, resolution: 1s}}\n",
+        group.display()
+    );
+    let d = daemon(config(&yaml, "127.0.0.1:1".parse().unwrap()));
+    let url = format!("http://{}/api/v1/soak", d.addr());
+    // The holder charges its 20 MiB to the cgroup as it allocates them.
+    let snap = eventually(Duration::from_secs(60), || async {
+        let s = try_json(&url).await?;
+        let t = target_of(&s, "c")?;
+        let mem = series_of(t, "cgroup_memory_bytes")?["latest"].as_f64()?;
+        (mem > 15.0 * 1024.0 * 1024.0).then_some(s.clone())
+    })
+    .await
+    .expect("the cgroup's memory is read and holds the process's 20 MiB");
+    let c = target_of(&snap, "c").unwrap();
+    assert!(c["errors"].as_object().unwrap().is_empty(), "{c:#}");
+    assert!(
+        series_of(c, "cgroup_anon_bytes").unwrap()["latest"]
+            .as_f64()
+            .unwrap()
+            > 10e6,
+        "{c:#}"
+    );
+    let m = metrics_text(d.addr()).await;
+    assert_eq!(
+        sample(&m, r#"soakd_observe_up{target="c",source="cgroup"}"#),
+        Some(1.0)
+    );
+    d.shutdown(Duration::from_secs(5)).await;
+    // The holder leaves the cgroup with it, so the cgroup can be removed.
+    drop(holder);
+}

@@ -290,7 +290,10 @@ impl SoakStore {
         let g = self.inner.lock();
         let window = now - self.cfg.window.as_secs_f64();
         let mut targets: BTreeMap<&str, TargetSoak> = BTreeMap::new();
-        for name in g.started.keys() {
+        // A target every source of which fails has no values yet, only its errors.
+        let names: std::collections::BTreeSet<&String> =
+            g.started.keys().chain(g.errors.keys()).collect();
+        for name in names {
             let restarts: Vec<f64> = g
                 .restarts
                 .get(name)
