@@ -11,8 +11,9 @@
 //!
 //! A periodic pattern (a garbage collector's sawtooth, connection churn) biases any slope
 //! fitted over a window that does not hold whole cycles. When the detrended series has
-//! a dominant period that the window holds at least [`MIN_CYCLES`] times, the points are
-//! first averaged over whole periods, which cancels the pattern. A period longer than a
+//! a dominant period that the window holds at least [`MIN_CYCLES`] times, each point is
+//! first replaced by the mean of the period that starts at it (a moving average one
+//! period wide), which cancels the pattern and keeps the series' resolution. A period longer than a
 //! third of the window cannot be told from a trend: [`Fit::resolvable_period`] says the
 //! longest one each fit could tell apart.
 //!
@@ -82,7 +83,7 @@ pub fn fit(points: &[(f64, f64)]) -> Option<Fit> {
     let step = span / (fine.len().max(2) - 1) as f64;
     let period = dominant_period(&residuals).map(|lags| lags * step);
     let fitted = match period {
-        Some(p) if span / p >= MIN_CYCLES => period_means(&pts, p),
+        Some(p) if span / p >= MIN_CYCLES => bucket_means(&moving_means(&pts, p), MAX_FIT_POINTS),
         _ => coarse,
     };
     if fitted.len() < 4 {
@@ -130,16 +131,30 @@ pub fn bucket_means(pts: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
     group_means(pts, |t| (((t - t0) / width) as usize).min(max - 1))
 }
 
-/// Means over whole periods from the first point (a last partial period is dropped).
-fn period_means(pts: &[(f64, f64)], period: f64) -> Vec<(f64, f64)> {
-    let t0 = pts[0].0;
-    let whole = ((pts[pts.len() - 1].0 - t0) / period).floor() as usize;
-    let inside: Vec<(f64, f64)> = pts
-        .iter()
-        .copied()
-        .filter(|(t, _)| (((t - t0) / period) as usize) < whole)
-        .collect();
-    group_means(&inside, |t| ((t - t0) / period) as usize)
+/// The mean over one period starting at each point (while a whole period follows it),
+/// placed at the period's middle: a pattern of that period cancels in every mean, and the
+/// series keeps its resolution (the means follow each other closely; Hamed–Rao's factor
+/// widens the interval for it).
+fn moving_means(pts: &[(f64, f64)], period: f64) -> Vec<(f64, f64)> {
+    let end = pts[pts.len() - 1].0;
+    let mut out = Vec::new();
+    let (mut j, mut sum) = (0usize, 0.0);
+    for i in 0..pts.len() {
+        let t = pts[i].0;
+        if t + period > end {
+            break;
+        }
+        while j < pts.len() && pts[j].0 < t + period {
+            sum += pts[j].1;
+            j += 1;
+        }
+        let n = (j - i) as f64;
+        if n > 0.0 {
+            out.push((t + period / 2.0, sum / n));
+        }
+        sum -= pts[i].1;
+    }
+    out
 }
 
 fn group_means(pts: &[(f64, f64)], key: impl Fn(f64) -> usize) -> Vec<(f64, f64)> {

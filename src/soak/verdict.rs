@@ -176,32 +176,38 @@ pub fn judge(points: &[(f64, f64)], threshold: Threshold) -> Judgement {
 }
 
 /// The level of the window's last third when it holds flat there (no material trend
-/// in its own interval) after the series rose: a bound reached, not a leak.
+/// in its own interval) after the series rose to it: its median stands above the median
+/// of the window's first sixth by more than 3 robust standard deviations of the tail's
+/// noise (and, for a relative series, by more than 1 % of the level). A bound reached,
+/// not a leak. Medians, not a slope of the head: a rise that is a step or a ramp reads
+/// the same, wherever it falls in the head.
 fn settled(points: &[(f64, f64)], threshold: Threshold, limit: f64) -> Option<f64> {
     let n = points.len();
     let tail = &points[n - n / 3..];
-    let head = &points[..n / 3];
-    // Cheap first: a series that did not end higher than it began rose to nothing.
-    let mid = |p: &[(f64, f64)]| {
+    let first = &points[..(n / 6).max(1)];
+    let values = |p: &[(f64, f64)]| {
         let mut v: Vec<f64> = p.iter().map(|x| x.1).collect();
         v.sort_unstable_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
+        v
     };
-    if mid(tail)? <= mid(head)? {
+    let (tv, fv) = (values(tail), values(first));
+    let (t_mid, f_mid) = (*tv.get(tv.len() / 2)?, *fv.get(fv.len() / 2)?);
+    let rise = t_mid - f_mid;
+    if rise <= 0.0 {
         return None;
     }
-    let (ft, fh) = (fit(tail)?, fit(head)?);
-    let scale = match threshold {
-        Threshold::Relative(_) if ft.level > 0.0 => ft.level,
+    let mut dev: Vec<f64> = tv.iter().map(|v| (v - t_mid).abs()).collect();
+    dev.sort_unstable_by(f64::total_cmp);
+    let sd = 1.4826 * dev.get(dev.len() / 2).copied().unwrap_or(0.0);
+    let ft = fit(tail)?;
+    let (scale, material) = match threshold {
+        Threshold::Relative(_) if ft.level > 0.0 => (ft.level, rise > 0.01 * ft.level),
         Threshold::Relative(_) => return None,
-        Threshold::Absolute(_) => 1.0,
+        Threshold::Absolute(_) => (1.0, true),
     };
     let t = per_day(&ft, scale);
-    let h = per_day(&fh, scale);
     let tail_flat = t.lower <= 0.0 || t.estimate <= limit;
-    // The head rose, and much faster than the tail still does.
-    let head_rose = h.lower > 0.0 && h.estimate > limit && h.estimate > 4.0 * t.estimate.max(0.0);
-    (tail_flat && head_rose).then_some(ft.level)
+    (tail_flat && material && rise > 3.0 * sd).then_some(ft.level)
 }
 
 #[cfg(test)]
@@ -240,6 +246,25 @@ mod tests {
         let j = judge(&p, Threshold::Relative(0.005));
         assert_eq!(j.verdict, Verdict::Bounded, "{j:?}");
         assert!((j.plateau.unwrap() - 200e6).abs() < 1e6, "{j:?}");
+    }
+
+    /// A step-like rise early in the window (a process filling a cache in 20 s, then
+    /// holding), judged long after: bounded, wherever the rise falls in the head.
+    #[test]
+    fn an_early_step_to_a_bound_is_bounded_however_late_it_is_judged() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for n in [70, 120, 181, 300] {
+            let p: Vec<(f64, f64)> = (0..n)
+                .map(|i| {
+                    let rise = (i as f64 - 12.0).clamp(0.0, 20.0);
+                    let noise = rng.random_range(-4096.0..4096.0);
+                    (i as f64, 10e6 + 1.048e6 * rise + noise)
+                })
+                .collect();
+            let j = judge(&p, Threshold::Relative(0.005));
+            assert_eq!(j.verdict, Verdict::Bounded, "{n} points: {j:?}");
+        }
     }
 
     #[test]
