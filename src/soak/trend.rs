@@ -11,9 +11,9 @@
 //!
 //! A periodic pattern (a garbage collector's sawtooth, connection churn) biases any slope
 //! fitted over a window that does not hold whole cycles. When the detrended series has
-//! a dominant period that the window holds at least [`MIN_CYCLES`] times, each point is
-//! first replaced by the mean of the period that starts at it (a moving average one
-//! period wide), which cancels the pattern and keeps the series' resolution. A period longer than a
+//! a dominant period that the window holds at least [`MIN_CYCLES`] times, the points are
+//! first averaged over whole periods (or, with fewer than 8 of them, over the period that
+//! starts at each point: a moving average one period wide), which cancels the pattern. A period longer than a
 //! third of the window cannot be told from a trend: [`Fit::resolvable_period`] says the
 //! longest one each fit could tell apart.
 //!
@@ -28,6 +28,9 @@ pub const MAX_FIT_POINTS: usize = 500;
 pub const MAX_PERIOD_POINTS: usize = 2000;
 /// A period is cancelled only when the window holds this many of its cycles.
 pub const MIN_CYCLES: f64 = 3.0;
+/// Whole-period means are fitted when there are at least this many; fewer cycles are
+/// cancelled by a moving average instead.
+const MIN_PERIOD_MEANS: usize = 8;
 /// z for a two-sided 95 % interval.
 const Z_95: f64 = 1.959_963_984_540_054;
 /// z for a two-sided 99.9 % interval: the confirmation a `growing` verdict also needs,
@@ -83,7 +86,17 @@ pub fn fit(points: &[(f64, f64)]) -> Option<Fit> {
     let step = span / (fine.len().max(2) - 1) as f64;
     let period = dominant_period(&residuals).map(|lags| lags * step);
     let fitted = match period {
-        Some(p) if span / p >= MIN_CYCLES => bucket_means(&moving_means(&pts, p), MAX_FIT_POINTS),
+        Some(p) if span / p >= MIN_CYCLES => {
+            // Whole-period means when there are enough of them (they are nearly
+            // independent: the benchmark's sawtooth series cry wolf far less on them);
+            // with fewer cycles, a moving average one period wide keeps enough points.
+            let means = period_means(&pts, p);
+            if means.len() >= MIN_PERIOD_MEANS {
+                means
+            } else {
+                bucket_means(&moving_means(&pts, p), MAX_FIT_POINTS)
+            }
+        }
         _ => coarse,
     };
     if fitted.len() < 4 {
@@ -129,6 +142,18 @@ pub fn bucket_means(pts: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
     let (t0, t1) = (pts[0].0, pts[pts.len() - 1].0);
     let width = (t1 - t0) / max as f64;
     group_means(pts, |t| (((t - t0) / width) as usize).min(max - 1))
+}
+
+/// Means over whole periods from the first point (a last partial period is dropped).
+fn period_means(pts: &[(f64, f64)], period: f64) -> Vec<(f64, f64)> {
+    let t0 = pts[0].0;
+    let whole = ((pts[pts.len() - 1].0 - t0) / period).floor() as usize;
+    let inside: Vec<(f64, f64)> = pts
+        .iter()
+        .copied()
+        .filter(|(t, _)| (((t - t0) / period) as usize) < whole)
+        .collect();
+    group_means(&inside, |t| ((t - t0) / period) as usize)
 }
 
 /// The mean over one period starting at each point (while a whole period follows it),
