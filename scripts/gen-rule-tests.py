@@ -89,6 +89,14 @@ CASES = {
         [('soakd_soak_op_trend_per_day{scenario="api",op="list",series="p99_seconds",bound="estimate"}', "0.08x40"),
          ('soakd_soak_op_growing{scenario="api",op="list",series="p99_seconds"}', "0x40")],
         {"severity": "warning", "scenario": "api", "op": "list", "series": "p99_seconds", "bound": "estimate"}),
+    # A table whose bytes per live tuple the judge finds growing for 30 minutes fires;
+    # the same trend judged not growing (an insert workload, say) does not.
+    "TableBloatGrowing": ("40m",
+        [('soakd_soak_trend_per_day{target="db",resource="orders.bytes_per_live_tuple",bound="estimate"}', "0.4x40"),
+         ('soakd_soak_growing{target="db",resource="orders.bytes_per_live_tuple"}', "1x40")],
+        [('soakd_soak_trend_per_day{target="db",resource="orders.bytes_per_live_tuple",bound="estimate"}', "0.4x40"),
+         ('soakd_soak_growing{target="db",resource="orders.bytes_per_live_tuple"}', "0x40")],
+        {"severity": "warning", "target": "db", "resource": "orders.bytes_per_live_tuple", "bound": "estimate"}),
     "CapacityRegressed": ("5m",
         [('soakd_capacity_max_sustainable{job="soakd",instance="soakd:9400",scenario="api"}', "400x10"),
          ('soakd_capacity_baseline{job="soakd",instance="soakd:9400",scenario="api"}', "500x10"),

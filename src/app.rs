@@ -178,6 +178,9 @@ impl Daemon {
         loader: Option<Loader>,
         opts: Options,
     ) -> Result<Daemon, StartError> {
+        for w in &config.warnings {
+            tracing::warn!("config: {w}");
+        }
         let listen = opts.listen.unwrap_or(config.listen);
         let listener =
             std::net::TcpListener::bind(listen).map_err(|source| StartError::Listen {

@@ -276,6 +276,9 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
 fn check_config(a: CheckConfigArgs) -> anyhow::Result<()> {
     let cfg = load_or_usage(&a.config)?;
     print!("{}", cfg.describe());
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+    }
     println!("\n{}: ok", a.config.display());
     Ok(())
 }

@@ -152,12 +152,34 @@ pub fn now_unix() -> f64 {
 
 /// A ratio written `1%` or `0.01`, within [0, 1].
 pub fn parse_ratio(s: &str) -> Option<f64> {
+    parse_rate_of_change(s).filter(|v| (0.0..=1.0).contains(v))
+}
+
+/// A relative change written `1%` or `0.01`, any finite number not below 0 (a growth
+/// per day may exceed 100 %).
+pub fn parse_rate_of_change(s: &str) -> Option<f64> {
     let t = s.trim();
     let v = match t.strip_suffix('%') {
         Some(p) => p.trim().parse::<f64>().ok().map(|v| v / 100.0),
         None => t.parse::<f64>().ok(),
     };
-    v.filter(|v| (0.0..=1.0).contains(v))
+    v.filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// A growth per day: `0.5%`, `0.005` or `1000%` (no upper bound).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Growth(pub f64);
+
+impl<'de> Deserialize<'de> for Growth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = scalar_string(d)?;
+        match parse_rate_of_change(&s) {
+            Some(v) => Ok(Growth(v)),
+            None => Err(de::Error::custom(format!(
+                "expected a growth per day like \"0.5%\" or 0.005, got {s:?}"
+            ))),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Ratio {

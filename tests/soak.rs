@@ -545,3 +545,109 @@ async fn the_cgroup_source_reads_a_cgroup_the_test_makes() {
     // The holder leaves the cgroup with it, so the cgroup can be removed.
     drop(holder);
 }
+
+/// A table that bloats is found on the throwaway PostgreSQL: updates while a
+/// transaction is held open (nothing can be pruned or vacuumed) grow `bloaty`'s bytes
+/// per live tuple and its dead-tuple ratio, and the open transaction's age; an
+/// insert-only table grows with its rows and is not bloat. Both tables are found from
+/// the ops' SQL; the SQL ops run on soakd's load pool, the reading on the soak's own
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_bloating_on_postgres_is_found() {
+    use sqlx::Connection;
+    let pg = soakd::pg::cluster::Cluster::start(true)
+        .unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+    let url = pg.url("postgres");
+    let mut setup = sqlx::PgConnection::connect(&url).await.unwrap();
+    for q in [
+        "CREATE TABLE bloaty (id int PRIMARY KEY, v int NOT NULL) WITH (autovacuum_enabled = false)",
+        "INSERT INTO bloaty SELECT g, 0 FROM generate_series(1, 100000) g",
+        "CREATE TABLE appended (id bigserial PRIMARY KEY, v int NOT NULL)",
+        // No ANALYZE: run on the connection whose inserts are not yet reported, it
+        // would count every row twice in n_live_tup (an estimate PostgreSQL keeps).
+        "INSERT INTO appended (v) SELECT 1 FROM generate_series(1, 20000)",
+    ] {
+        sqlx::query(q).execute(&mut setup).await.unwrap();
+    }
+    drop(setup);
+    // The transaction a forgotten session left open.
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT txid_current()")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let yaml = r#"
+targets:
+  db: {type: postgres, url: "${DATABASE_URL}", max_connections: 1, stats: {enabled: false}}
+scenarios:
+  churn:
+    target: db
+    schedule: {hold: {rate: 200/s}}
+    ops:
+      update: {sql: {query: "UPDATE bloaty SET v = v + 1 WHERE id = (random() * 99999)::int + 1"}}
+      append: {sql: {query: "INSERT INTO appended (v) VALUES (1)"}}
+soak: {window: 10m, warmup: 10s, resolution: 1s, growth: {tables: 1000%}}
+"#;
+    // Minutes stand for a soak's days here, so the materiality threshold is scaled as
+    // the time is: the appended table's last page fills and a new one starts every
+    // two seconds, which moves its bytes per tuple by half a percent either way —
+    // thousands of percent "a day" when a minute is extrapolated — while the bloating
+    // table grows by ten times that a minute.
+    let d = daemon(config_vars(yaml, &[("DATABASE_URL", url.clone())]));
+    let api = format!("http://{}/api/v1/soak", d.addr());
+    let wanted = [
+        ("db", "bloaty.bytes_per_live_tuple"),
+        ("db", "bloaty.dead_tuple_ratio"),
+        ("db", "appended.bytes_per_live_tuple"),
+        ("db", "oldest_xid_age"),
+    ];
+    let Some(snap) = eventually(Duration::from_secs(200), || async {
+        let s = try_json(&api).await?;
+        wanted
+            .iter()
+            .all(|(t, r)| verdict(&s, t, r).is_some_and(|v| v != "insufficient"))
+            .then_some(s)
+    })
+    .await
+    else {
+        panic!(
+            "verdicts within 200 s: {:#}",
+            try_json(&api).await.unwrap_or_default()
+        )
+    };
+    assert_eq!(schema_violations(&snap), Vec::<String>::new(), "{snap:#}");
+    let v = |r: &str| verdict(&snap, "db", r).unwrap_or_default();
+    assert_eq!(v("bloaty.bytes_per_live_tuple"), "growing", "{snap:#}");
+    assert_eq!(v("bloaty.dead_tuple_ratio"), "growing", "{snap:#}");
+    assert_eq!(v("oldest_xid_age"), "growing", "{snap:#}");
+    assert_ne!(v("appended.bytes_per_live_tuple"), "growing", "{snap:#}");
+    assert_ne!(v("appended.dead_tuple_ratio"), "growing", "{snap:#}");
+    let t = target_of(&snap, "db").unwrap();
+    assert!(t["errors"].as_object().unwrap().is_empty(), "{t:#}");
+    assert!(series_of(t, "wal_bytes").is_some(), "{t:#}");
+    assert!(series_of(t, "connections").is_some(), "{t:#}");
+    let m = metrics_text(d.addr()).await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"soakd_soak_growing{target="db",resource="bloaty.bytes_per_live_tuple"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, r#"soakd_observe_up{target="db",source="postgres"}"#),
+        Some(1.0)
+    );
+    // The dead-tuple ratio's trend is absolute: points of the ratio per day.
+    assert!(
+        sample(
+            &m,
+            r#"soakd_soak_trend_per_day{target="db",resource="bloaty.dead_tuple_ratio",bound="lower"}"#
+        )
+        .unwrap()
+            > 0.02
+    );
+    drop(holder);
+    d.shutdown(Duration::from_secs(5)).await;
+}

@@ -229,7 +229,7 @@ pub(super) fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
     }
 
     let fixtures = build_fixtures(&top.fixtures, base_dir, errs);
-    let (targets, broken, observe) = build_targets(&top.targets, &fixtures, base_dir, errs);
+    let (targets, broken, mut observe) = build_targets(&top.targets, &fixtures, base_dir, errs);
     postgres::check_one_stats_target(
         targets.iter().filter_map(|t| match &t.kind {
             TargetKind::Postgres(p) => Some((t.name.as_str(), p)),
@@ -269,6 +269,8 @@ pub(super) fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
         }
     }
 
+    observe::attach_postgres(&mut observe, &targets, &scenarios, errs);
+
     let search = top.search.as_ref().and_then(|v| {
         let candidates: Vec<search::Candidate> = scenarios
             .iter()
@@ -280,11 +282,16 @@ pub(super) fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
             .collect();
         search::build_search(v, &candidates, &kinds, errs)
     });
+    let mut search = search;
+    if let Some(s) = search.as_mut() {
+        observe::link_search(&mut observe, s, &scenarios, errs);
+    }
     let results = search::build_results(top.results.as_ref(), base_dir, errs);
     let dashboard = dashboard::build_dashboard(top.dashboard.as_ref(), errs);
     let verdicts = verdicts::build_verdicts(top.verdicts.as_ref(), search.as_ref(), errs);
     let soak = soak::build_soak(top.soak.as_ref(), errs);
     Config {
+        warnings: Vec::new(),
         observe,
         soak,
         verdicts,

@@ -56,10 +56,22 @@ impl fmt::Display for ConfigErrors {
 /// The errors found so far, and where each path is in the document.
 pub(super) struct Errs<'a> {
     pub(super) list: Vec<ConfigError>,
+    /// What is accepted but should change (a deprecated key): shown, never refused.
+    pub(super) warnings: Vec<ConfigError>,
     pub(super) index: &'a PosIndex,
 }
 
 impl Errs<'_> {
+    pub(super) fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        let pos = self.index.find(&path);
+        self.warnings.push(ConfigError {
+            path,
+            message: message.into(),
+            pos,
+        });
+    }
+
     pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         let pos = self.index.find(&path);

@@ -85,6 +85,7 @@ pub fn parse(
     let index = PosIndex::build(text);
     let mut errs = Errs {
         list: Vec::new(),
+        warnings: Vec::new(),
         index: &index,
     };
     let fail = |errs: Errs| ConfigErrors {
@@ -111,8 +112,9 @@ pub fn parse(
     let Some(top) = errs.decode::<RawTop>(&doc, "") else {
         return Err(fail(errs));
     };
-    let cfg = build(top, base_dir, &mut errs);
+    let mut cfg = build(top, base_dir, &mut errs);
     if errs.list.is_empty() {
+        cfg.warnings = errs.warnings.iter().map(|w| w.to_string()).collect();
         Ok(cfg)
     } else {
         Err(fail(errs))

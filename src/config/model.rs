@@ -22,6 +22,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9400";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// What the file says that is accepted but should change (a deprecated key), each
+    /// with its path and line; shown by `check-config` and logged at start and reload.
+    pub warnings: Vec<String>,
     /// Address of the admin server (`/metrics`, `/api/v1/...`).
     pub listen: SocketAddr,
     /// Bearer token required by mutating control endpoints.

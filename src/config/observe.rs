@@ -88,6 +88,25 @@ pub struct Observe {
     pub promql: Option<PromqlSource>,
     /// How long one read of a URL may take (default 5s).
     pub timeout: Duration,
+    /// Tables named under `tables:` (a postgres target's, beside those its ops' SQL names).
+    pub tables: Vec<String>,
+    /// `postgres: false` turns off a postgres target's statistics source.
+    pub postgres_enabled: bool,
+    /// A postgres target's statistics: filled once the target's kind and ops are known.
+    pub postgres: Option<PgObserve>,
+}
+
+/// At most this many tables are judged per postgres target.
+pub const MAX_TABLES: usize = 8;
+
+/// A postgres target's own statistics, read on a connection of the soak's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgObserve {
+    pub url: String,
+    /// The tables to judge (bounded by [`MAX_TABLES`]): those named under `tables:`,
+    /// then those its ops' SQL names, in order; names that are no table are skipped
+    /// when read.
+    pub tables: Vec<String>,
 }
 
 impl Observe {
@@ -98,7 +117,52 @@ impl Observe {
             || self.cgroup.is_some()
             || self.metrics_url.is_some()
             || self.promql.is_some()
+            || self.postgres.is_some()
     }
+
+    /// An entry for a target with no `observe:` of its own (a postgres target's
+    /// statistics, a deprecated `search.target_process`).
+    pub fn empty(target: &str) -> Observe {
+        Observe {
+            target: target.to_string(),
+            process: None,
+            cgroup: None,
+            metrics_url: None,
+            series: BTreeMap::new(),
+            promql: None,
+            timeout: Duration::from_secs(5),
+            tables: Vec::new(),
+            postgres_enabled: true,
+            postgres: None,
+        }
+    }
+}
+
+/// The tables a SQL statement reads or writes (its relations: CTE names are kept and
+/// skipped later, as any name that is no table), unquoted and without a schema; empty
+/// when it does not parse (soakd's templates may stand where SQL allows no value).
+pub fn tables_of(sql: &str) -> Vec<String> {
+    use sqlparser::ast::{visit_relations, ObjectNamePart};
+    use sqlparser::dialect::PostgreSqlDialect;
+    use std::ops::ControlFlow;
+    let Ok(statements) = sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    let _ = visit_relations(&statements, |name| {
+        if let Some(ObjectNamePart::Identifier(id)) = name.0.last() {
+            let table = if id.quote_style.is_some() {
+                id.value.clone()
+            } else {
+                id.value.to_lowercase()
+            };
+            if !out.contains(&table) {
+                out.push(table);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    out
 }
 
 #[derive(Deserialize)]
@@ -120,6 +184,12 @@ struct RawObserve {
     promql: Option<RawPromql>,
     #[serde(default)]
     timeout: Option<Dur>,
+    /// A postgres target's tables to judge, beside those its ops' SQL names.
+    #[serde(default)]
+    tables: Vec<String>,
+    /// A postgres target's statistics source (default on).
+    #[serde(default)]
+    postgres: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +303,20 @@ pub(super) fn build_observe(
     if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(60) {
         errs.push(format!("{path}.timeout"), "must be between 100ms and 60s");
     }
+    for (i, t) in raw.tables.iter().enumerate() {
+        if t.trim().is_empty() || t.len() > 63 {
+            errs.push(
+                format!("{path}.tables[{i}]"),
+                "a table name is 1-63 characters",
+            );
+        }
+    }
+    if raw.tables.len() > MAX_TABLES {
+        errs.push(
+            format!("{path}.tables"),
+            format!("at most {MAX_TABLES} tables are judged per target"),
+        );
+    }
     let o = Observe {
         target: target.to_string(),
         process,
@@ -241,14 +325,157 @@ pub(super) fn build_observe(
         series,
         promql,
         timeout,
+        postgres_enabled: raw.postgres.unwrap_or(true),
+        tables: raw.tables,
+        postgres: None,
     };
-    if !o.has_source() && errs.list.len() == before {
+    // A postgres target's statistics are a source of their own (checked once its kind
+    // is known); `postgres: false` or `tables:` say something even alone.
+    if !o.has_source() && raw.postgres.is_none() && o.tables.is_empty() && errs.list.len() == before
+    {
         errs.push(
             path,
-            "name at least one source: pid, pid_file, process, cgroup, metrics_url or promql",
+            "name at least one source: pid, pid_file, process, cgroup, metrics_url, promql or (on a postgres target) tables",
         );
     }
     (errs.list.len() == before).then_some(o)
+}
+
+/// The table the buffered writer's event ops write.
+const EVENT_TABLE: &str = "user_goal_progress";
+
+/// Gives each postgres target its statistics source (unless `observe: {postgres:
+/// false}`): the tables under `tables:`, then those its ops' SQL names, at most
+/// [`MAX_TABLES`]. `tables:` or `postgres:` on any other kind of target is an error.
+pub(super) fn attach_postgres(
+    observed: &mut Vec<Observe>,
+    targets: &[crate::config::model::Target],
+    scenarios: &[crate::config::model::Scenario],
+    errs: &mut Errs,
+) {
+    use crate::config::model::{OpKind, TargetKind};
+    for t in targets {
+        let TargetKind::Postgres(p) = &t.kind else {
+            if let Some(o) = observed.iter().find(|o| o.target == t.name) {
+                if !o.tables.is_empty() || !o.postgres_enabled {
+                    errs.push(
+                        format!("targets.{}.observe", t.name),
+                        "`tables` and `postgres` are for postgres targets",
+                    );
+                }
+            }
+            continue;
+        };
+        let i = match observed.iter().position(|o| o.target == t.name) {
+            Some(i) => i,
+            None => {
+                observed.push(Observe::empty(&t.name));
+                observed.len() - 1
+            }
+        };
+        let o = &mut observed[i];
+        if !o.postgres_enabled {
+            if !o.has_source() {
+                observed.remove(i);
+            }
+            continue;
+        }
+        let mut tables = o.tables.clone();
+        for s in scenarios.iter().filter(|s| s.target == t.name) {
+            for op in &s.ops {
+                let named = match &op.kind {
+                    OpKind::Sql(q) => tables_of(&q.query),
+                    OpKind::Event(_) => vec![EVENT_TABLE.to_string()],
+                    OpKind::Http(_) | OpKind::Grpc(_) => Vec::new(),
+                };
+                for n in named {
+                    if !tables.contains(&n) && tables.len() < MAX_TABLES {
+                        tables.push(n);
+                    }
+                }
+            }
+        }
+        o.postgres = Some(PgObserve {
+            url: p.url.clone(),
+            tables,
+        });
+    }
+}
+
+/// `search.target_process` read through `observe`, the one way in: the deprecated key is
+/// moved onto the targets it serves (it is an error where one already names its
+/// process), then the search's process is the one the searched scenarios' targets
+/// observe — the first searched target's that names one, serving every searched target
+/// that names the same.
+pub(super) fn link_search(
+    observed: &mut Vec<Observe>,
+    search: &mut crate::config::search::SearchConfig,
+    scenarios: &[crate::config::model::Scenario],
+    errs: &mut Errs,
+) {
+    use crate::config::search::TargetProcess;
+    let mut searched: Vec<String> = Vec::new();
+    for s in &search.scenarios {
+        if let Some(sc) = scenarios.iter().find(|x| x.name == s.name) {
+            if !searched.contains(&sc.target) {
+                searched.push(sc.target.clone());
+            }
+        }
+    }
+    if let Some(tp) = search.target_process.take() {
+        let served = if search.target_process_targets.is_empty() {
+            searched.clone()
+        } else {
+            search.target_process_targets.clone()
+        };
+        for t in &served {
+            let i = match observed.iter().position(|o| &o.target == t) {
+                Some(i) => i,
+                None => {
+                    observed.push(Observe::empty(t));
+                    observed.len() - 1
+                }
+            };
+            let o = &mut observed[i];
+            if o.process.is_some() || o.metrics_url.is_some() {
+                errs.push(
+                    "search.target_process",
+                    format!("targets.{t}.observe already names its process: remove search.target_process"),
+                );
+                continue;
+            }
+            match &tp {
+                TargetProcess::Pid(p) => o.process = Some(ProcessRef::Pid(*p)),
+                TargetProcess::MetricsUrl(u) => o.metrics_url = Some(u.clone()),
+                TargetProcess::Observed(_) => {}
+            }
+        }
+        // As given: the plan (and an interrupted run's resumption) is unchanged.
+        search.target_process = Some(tp);
+        return;
+    }
+    let process_of = |o: &Observe| -> Option<TargetProcess> {
+        match (&o.process, &o.metrics_url) {
+            (Some(ProcessRef::Pid(p)), _) => Some(TargetProcess::Pid(*p)),
+            (Some(_), _) => Some(TargetProcess::Observed(o.target.clone())),
+            (None, Some(u)) => Some(TargetProcess::MetricsUrl(u.clone())),
+            (None, None) => None,
+        }
+    };
+    let find = |t: &str| observed.iter().find(|o| o.target == t);
+    let Some((first, tp)) = searched
+        .iter()
+        .find_map(|t| find(t).and_then(|o| process_of(o).map(|p| (o, p))))
+    else {
+        return;
+    };
+    let same = |o: &Observe| o.process == first.process && o.metrics_url == first.metrics_url;
+    search.target_process_targets = searched
+        .iter()
+        .filter(|t| find(t).is_some_and(same))
+        .cloned()
+        .collect();
+    search.target_process = Some(tp);
 }
 
 /// `metric` or `metric{a="x",b="y"}` (equality matchers only).
@@ -346,6 +573,141 @@ mod tests {
         assert_eq!(o.timeout, Duration::from_secs(5));
         // Observing is not part of the target: the load's config is unchanged.
         assert_eq!(c.targets[0].name, "api");
+    }
+
+    #[test]
+    fn the_tables_sql_names_are_found() {
+        assert_eq!(
+            tables_of("UPDATE Orders o SET v = v + 1 FROM public.\"Items\" i WHERE o.id = $1 AND i.id = o.item"),
+            vec!["orders", "Items"]
+        );
+        assert_eq!(
+            tables_of("WITH recent AS (SELECT * FROM events WHERE t > now() - interval '1h') SELECT count(*) FROM recent JOIN users USING (user_id)"),
+            vec!["events", "recent", "users"]
+        );
+        assert_eq!(tables_of("INSERT INTO log (v) VALUES ($1)"), vec!["log"]);
+        assert_eq!(tables_of("SELECT pg_sleep(0.1)"), Vec::<String>::new());
+        assert_eq!(tables_of("not sql at all"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_postgres_target_is_observed_through_its_ops_tables() {
+        let pg = |observe: &str| {
+            crate::config::parse_for_test(&format!(
+                r#"
+targets:
+  db: {{type: postgres, url: "postgres://u@127.0.0.1/d"{observe}}}
+  api: {{type: http, base_url: "http://127.0.0.1:1"}}
+scenarios:
+  s:
+    target: db
+    schedule: {{hold: {{rate: 1/s}}}}
+    ops:
+      a: {{sql: {{query: "UPDATE accounts SET n = n + 1 WHERE id = $1", params: ["1"]}}}}
+      b: {{sql: {{query: "SELECT * FROM accounts JOIN audit USING (id)"}}}}
+"#
+            ))
+        };
+        let c = pg("").unwrap();
+        assert_eq!(
+            c.observe.len(),
+            1,
+            "the http target has no observe: of its own"
+        );
+        let p = c.observe[0].postgres.as_ref().unwrap();
+        assert_eq!(p.url, "postgres://u@127.0.0.1/d");
+        assert_eq!(p.tables, vec!["accounts", "audit"]);
+        let c = pg(", observe: {tables: [ledger]}").unwrap();
+        assert_eq!(
+            c.observe[0].postgres.as_ref().unwrap().tables,
+            vec!["ledger", "accounts", "audit"]
+        );
+        let c = pg(", observe: {postgres: false}").unwrap();
+        assert!(c.observe.is_empty());
+        let c = pg(", observe: {postgres: false, pid: 1}").unwrap();
+        assert!(c.observe[0].postgres.is_none() && c.observe[0].process.is_some());
+        let e = parse("{tables: [x]}").unwrap_err().to_string();
+        assert!(
+            e.contains("targets.api.observe: `tables` and `postgres` are for postgres targets"),
+            "{e}"
+        );
+        let e = pg(", observe: {tables: [a, b, c, d, e, f, g, h, i]}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.db.observe.tables: at most 8 tables"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_search_reads_the_target_process_from_observe() {
+        use crate::config::search::TargetProcess;
+        let cfg = |target_extra: &str, search_extra: &str| {
+            crate::config::parse_for_test(&format!(
+                r#"
+targets:
+  api: {{type: http, base_url: "http://127.0.0.1:1"{target_extra}}}
+  other: {{type: http, base_url: "http://127.0.0.1:2"}}
+scenarios:
+  s:
+    target: api
+    schedule: {{hold: {{rate: 1/s}}}}
+    slo: {{p99: 1s}}
+    ops: {{a: {{http: {{path: /}}}}}}
+  t:
+    target: other
+    schedule: {{hold: {{rate: 1/s}}}}
+    slo: {{p99: 1s}}
+    ops: {{a: {{http: {{path: /}}}}}}
+search:
+  each: 10s
+  scenarios: {{s: {{levels: [1/s, 2/s]}}, t: {{levels: [1/s, 2/s]}}}}{search_extra}
+"#
+            ))
+        };
+        // The one way in: what the target observes.
+        let c = cfg(", observe: {process: api-server}", "").unwrap();
+        let s = c.search.as_ref().unwrap();
+        assert_eq!(
+            s.target_process,
+            Some(TargetProcess::Observed("api".into()))
+        );
+        assert_eq!(s.target_process_targets, vec!["api"]);
+        assert!(c.warnings.is_empty());
+        let c = cfg(", observe: {pid: 42}", "").unwrap();
+        assert_eq!(
+            c.search.as_ref().unwrap().target_process,
+            Some(TargetProcess::Pid(42))
+        );
+        // The old key: accepted with a warning naming it, and moved onto the target.
+        let c = cfg("", "\n  target_process: {pid: 7, targets: [api]}").unwrap();
+        assert_eq!(
+            c.search.as_ref().unwrap().target_process,
+            Some(TargetProcess::Pid(7))
+        );
+        assert_eq!(c.observe[0].target, "api");
+        assert_eq!(c.observe[0].process, Some(ProcessRef::Pid(7)));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("search.target_process: deprecated")
+                && c.warnings[0].contains("(line 19"),
+            "{:?}",
+            c.warnings
+        );
+        // Both ways at once for one target is an error.
+        let e = cfg(
+            ", observe: {pid: 1}",
+            "\n  target_process: {pid: 7, targets: [api]}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("search.target_process: targets.api.observe already names its process"),
+            "{e}"
+        );
+        // Nothing observed: nothing measured.
+        assert_eq!(cfg("", "").unwrap().search.unwrap().target_process, None);
     }
 
     #[test]

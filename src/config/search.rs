@@ -38,6 +38,9 @@ pub enum TargetProcess {
     /// A Prometheus endpoint exporting `process_cpu_seconds_total` and
     /// `process_resident_memory_bytes`.
     MetricsUrl(String),
+    /// The process `targets.NAME.observe` names by a pid file or a pattern, looked up
+    /// when the search starts.
+    Observed(String),
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
@@ -396,6 +399,12 @@ fn target_process(
     targets: &TargetKinds,
     errs: &mut Errs,
 ) -> (Option<TargetProcess>, Vec<String>) {
+    if raw.is_some() {
+        errs.warn(
+            "search.target_process",
+            "deprecated: name the target's process once, under targets.NAME.observe (pid or metrics_url), where the soak judge and the capacity search both read it",
+        );
+    }
     let tp_targets = raw.as_ref().map(|t| t.targets.clone()).unwrap_or_default();
     for (i, t) in tp_targets.iter().enumerate() {
         if !targets.iter().any(|x| x.name == t.as_str()) {

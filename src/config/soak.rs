@@ -14,7 +14,7 @@
 //! [`MAX_POINTS`], so every ring's size is fixed when the daemon starts.
 
 use crate::config::errors::Errs;
-use crate::units::{Dur, Ratio};
+use crate::units::{Dur, Growth};
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
@@ -42,10 +42,16 @@ pub enum GrowthClass {
     Custom,
     /// Each op's error ratio: judged on its absolute change per day (its level can be 0).
     Errors,
+    /// A table's dead-tuple ratio: absolute (0.02 = the ratio rises 2 points a day).
+    DeadTuples,
+    /// The oldest open transaction's age: absolute, in transactions per day.
+    XidAge,
+    /// Replication lag: absolute, in seconds per day.
+    ReplicationLag,
 }
 
 impl GrowthClass {
-    pub const ALL: [GrowthClass; 8] = [
+    pub const ALL: [GrowthClass; 11] = [
         GrowthClass::Memory,
         GrowthClass::Fds,
         GrowthClass::Threads,
@@ -54,6 +60,9 @@ impl GrowthClass {
         GrowthClass::Tables,
         GrowthClass::Custom,
         GrowthClass::Errors,
+        GrowthClass::DeadTuples,
+        GrowthClass::XidAge,
+        GrowthClass::ReplicationLag,
     ];
 
     pub fn key(self) -> &'static str {
@@ -66,11 +75,27 @@ impl GrowthClass {
             GrowthClass::Tables => "tables",
             GrowthClass::Custom => "custom",
             GrowthClass::Errors => "errors",
+            GrowthClass::DeadTuples => "dead_tuples",
+            GrowthClass::XidAge => "xid_age",
+            GrowthClass::ReplicationLag => "replication_lag",
         }
     }
 
+    /// Whether the class's threshold is an absolute change per day (its level can be 0)
+    /// rather than one relative to the level.
+    pub fn absolute(self) -> bool {
+        matches!(
+            self,
+            GrowthClass::Errors
+                | GrowthClass::DeadTuples
+                | GrowthClass::XidAge
+                | GrowthClass::ReplicationLag
+        )
+    }
+
     /// The default growth per day below which a trend is not material: relative to the
-    /// level, except the error ratio's (absolute: 0.001 = the ratio rises 0.1 % a day).
+    /// level, except the absolute classes' (the error ratio's 0.001 = it rises 0.1 % a
+    /// day; a transaction held open for a day at 12 transactions a second ages 10⁶).
     pub fn default_growth(self) -> f64 {
         match self {
             GrowthClass::Memory | GrowthClass::Fds => 0.005,
@@ -78,6 +103,9 @@ impl GrowthClass {
             GrowthClass::Tables => 0.02,
             GrowthClass::Cpu | GrowthClass::Latency => 0.05,
             GrowthClass::Errors => 0.001,
+            GrowthClass::DeadTuples => 0.02,
+            GrowthClass::XidAge => 1_000_000.0,
+            GrowthClass::ReplicationLag => 60.0,
         }
     }
 }
@@ -90,7 +118,7 @@ pub struct SoakConfig {
     pub warmup: Duration,
     pub resolution: Duration,
     /// Material growth per day, relative to the level, per class.
-    pub growth: [f64; 8],
+    pub growth: [f64; 11],
 }
 
 impl Default for SoakConfig {
@@ -137,20 +165,32 @@ struct RawSoak {
 #[serde(deny_unknown_fields)]
 struct RawGrowth {
     #[serde(default)]
-    memory: Option<Ratio>,
+    memory: Option<Growth>,
     #[serde(default)]
-    fds: Option<Ratio>,
+    fds: Option<Growth>,
     #[serde(default)]
-    threads: Option<Ratio>,
+    threads: Option<Growth>,
     #[serde(default)]
-    cpu: Option<Ratio>,
+    cpu: Option<Growth>,
     #[serde(default)]
-    custom: Option<Ratio>,
+    custom: Option<Growth>,
     #[serde(default)]
-    latency: Option<Ratio>,
+    latency: Option<Growth>,
     /// The error ratio's, absolute (0.1% = the ratio rises 0.001 a day).
     #[serde(default)]
-    errors: Option<Ratio>,
+    errors: Option<Growth>,
+    /// Bytes per live tuple of each judged table.
+    #[serde(default)]
+    tables: Option<Growth>,
+    /// The dead-tuple ratio's, absolute (2% = it rises 2 points a day).
+    #[serde(default)]
+    dead_tuples: Option<Growth>,
+    /// Transactions a day the oldest open transaction ages by.
+    #[serde(default)]
+    xid_age: Option<f64>,
+    /// Seconds a day replication lag grows by.
+    #[serde(default)]
+    replication_lag: Option<f64>,
 }
 
 pub(super) fn build_soak(v: Option<&Value>, errs: &mut Errs) -> SoakConfig {
@@ -192,7 +232,6 @@ pub(super) fn build_soak(v: Option<&Value>, errs: &mut Errs) -> SoakConfig {
         );
     }
     if let Some(g) = raw.growth {
-        // The table class takes its key once tables are judged.
         let given = [
             (GrowthClass::Memory, g.memory),
             (GrowthClass::Fds, g.fds),
@@ -201,7 +240,27 @@ pub(super) fn build_soak(v: Option<&Value>, errs: &mut Errs) -> SoakConfig {
             (GrowthClass::Custom, g.custom),
             (GrowthClass::Latency, g.latency),
             (GrowthClass::Errors, g.errors),
+            (GrowthClass::Tables, g.tables),
+            (GrowthClass::DeadTuples, g.dead_tuples),
         ];
+        for (class, v, key) in [
+            (GrowthClass::XidAge, g.xid_age, "xid_age"),
+            (
+                GrowthClass::ReplicationLag,
+                g.replication_lag,
+                "replication_lag",
+            ),
+        ] {
+            match v {
+                Some(v) if v.is_finite() && v > 0.0 => {
+                    if let Some(i) = GrowthClass::ALL.iter().position(|c| *c == class) {
+                        cfg.growth[i] = v;
+                    }
+                }
+                Some(_) => errs.push(format!("soak.growth.{key}"), "must be a positive number"),
+                None => {}
+            }
+        }
         for (class, r) in given {
             if let (Some(r), Some(i)) = (r, GrowthClass::ALL.iter().position(|c| *c == class)) {
                 cfg.growth[i] = r.0;
@@ -229,6 +288,17 @@ mod tests {
             parse("soak: {window: 10m, warmup: 10s, resolution: 1s, growth: {fds: 2%}}").unwrap();
         assert_eq!(c.soak.points(), 600);
         assert_eq!(c.soak.growth_of(GrowthClass::Fds), 0.02);
+        let c = parse("soak: {growth: {tables: 5%, dead_tuples: 1%, xid_age: 2000000}}").unwrap();
+        assert_eq!(c.soak.growth_of(GrowthClass::Tables), 0.05);
+        assert_eq!(c.soak.growth_of(GrowthClass::DeadTuples), 0.01);
+        assert_eq!(c.soak.growth_of(GrowthClass::XidAge), 2e6);
+        let e = parse("soak: {growth: {replication_lag: -1}}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("soak.growth.replication_lag: must be a positive number"),
+            "{e}"
+        );
         let e = parse("soak:\n  window: 7d\n  resolution: 1s")
             .unwrap_err()
             .to_string();

@@ -244,6 +244,9 @@ impl Engine {
             }));
         };
         let result = loader().map_err(ApplyError::from).and_then(|cfg| {
+            for w in &cfg.warnings {
+                tracing::warn!("config: {w}");
+            }
             let old_listen = self.config().listen;
             if cfg.listen != old_listen {
                 tracing::warn!(old = %old_listen, new = %cfg.listen, "listen address changes take effect at restart");

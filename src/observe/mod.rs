@@ -1,12 +1,13 @@
 //! Observing the system under test (`targets.NAME.observe`): its process, its cgroup,
-//! its own exposition and PromQL, read off the hot path on the soak's clock.
+//! its own exposition, PromQL and a postgres target's statistics, read off the hot path on the soak's clock.
 //!
 //! `reading.rs` is what one read gives (values, the process's identity, errors per
-//! source); `process.rs`, `cgroup.rs` and `exposition.rs` are the sources.
+//! source); `process.rs`, `cgroup.rs`, `exposition.rs` and `postgres.rs` are the sources.
 
 pub mod cgroup;
 pub mod exposition;
 pub mod observer;
+pub mod postgres;
 pub mod process;
 pub mod reading;
 

@@ -5,6 +5,7 @@
 use crate::config::observe::Observe;
 use crate::observe::cgroup::{self, Dirs, Mounts};
 use crate::observe::exposition;
+use crate::observe::postgres::PgSource;
 use crate::observe::process::ProcessSource;
 use crate::observe::reading::{Reading, Source};
 use crate::promql::Prom;
@@ -15,6 +16,7 @@ pub struct Observer {
     cgroup: Option<Dirs>,
     http: reqwest::Client,
     prom: Option<Prom>,
+    postgres: Option<PgSource>,
 }
 
 impl Observer {
@@ -27,6 +29,7 @@ impl Observer {
             process: cfg.process.clone().map(ProcessSource::new),
             prom: cfg.promql.as_ref().map(|p| Prom::new(&p.url, "")),
             cgroup: None,
+            postgres: cfg.postgres.clone().map(|p| PgSource::new(p, cfg.timeout)),
             http,
             cfg,
         }
@@ -51,6 +54,9 @@ impl Observer {
         }
         if c.promql.is_some() {
             s.push(Source::Promql);
+        }
+        if c.postgres.is_some() {
+            s.push(Source::Postgres);
         }
         s
     }
@@ -91,6 +97,11 @@ impl Observer {
             }
             if !failed.is_empty() {
                 out.errors.push((Source::Promql, failed.join("; ")));
+            }
+        }
+        if let Some(pg) = &mut self.postgres {
+            if let Err(e) = pg.read(&mut out).await {
+                out.errors.push((Source::Postgres, e));
             }
         }
         out

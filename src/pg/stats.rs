@@ -520,3 +520,71 @@ pub fn spawn(
         }
     }))
 }
+
+/// One read of what the soak judges of a postgres target: for each table named that
+/// exists (the first [`MAX_TABLES`](crate::config::observe::MAX_TABLES)), its bytes per
+/// live tuple, dead-tuple ratio and autovacuum runs; and of the server, its connections
+/// to this database, WAL written, the age of the oldest transaction still held open (the
+/// one that keeps vacuum from cleaning) and the replication lag where there is
+/// replication. Each value is `(resource, value, counter)`.
+pub async fn soak_reading(
+    conn: &mut PgConnection,
+    tables: &[String],
+) -> Result<Vec<(String, f64, bool)>, sqlx::Error> {
+    let mut out = Vec::new();
+    if !tables.is_empty() {
+        let q = "SELECT relname::text, pg_relation_size(relid)::float8, n_live_tup::float8,
+                        n_dead_tup::float8, autovacuum_count::float8
+                 FROM pg_stat_user_tables WHERE relname = ANY($1)
+                 ORDER BY array_position($1, relname::text), schemaname LIMIT $2";
+        let mut seen: Vec<String> = Vec::new();
+        for row in sqlx::query(q)
+            .bind(tables)
+            .bind(crate::config::observe::MAX_TABLES as i64)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            let name = s(&row, 0);
+            // A name in two schemas: the first (by schema name) only.
+            if seen.contains(&name) {
+                continue;
+            }
+            seen.push(name.clone());
+            let (bytes, live, dead) = (f(&row, 1), f(&row, 2), f(&row, 3));
+            if live > 0.0 {
+                out.push((format!("{name}.bytes_per_live_tuple"), bytes / live, false));
+            }
+            if live + dead > 0.0 {
+                out.push((
+                    format!("{name}.dead_tuple_ratio"),
+                    dead / (live + dead),
+                    false,
+                ));
+            }
+            out.push((format!("{name}.autovacuum_runs"), f(&row, 4), true));
+        }
+    }
+    let q = "SELECT (SELECT numbackends::float8 FROM pg_stat_database WHERE datname = current_database()),
+                    CASE WHEN pg_is_in_recovery() THEN NULL
+                         ELSE (pg_current_wal_lsn() - '0/0'::pg_lsn)::float8 END,
+                    (SELECT max(greatest(age(backend_xid), age(backend_xmin)))::float8
+                       FROM pg_stat_activity WHERE pid <> pg_backend_pid()),
+                    CASE WHEN pg_is_in_recovery()
+                         THEN greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::float8
+                         ELSE (SELECT max(extract(epoch FROM replay_lag))::float8 FROM pg_stat_replication) END";
+    let row = sqlx::query(q).fetch_one(&mut *conn).await?;
+    let opt = |i: usize| row.try_get::<Option<f64>, _>(i).ok().flatten();
+    if let Some(v) = opt(0) {
+        // The soak's own reading connection is one of them.
+        out.push(("connections".into(), (v - 1.0).max(0.0), false));
+    }
+    if let Some(v) = opt(1) {
+        out.push(("wal_bytes".into(), v, true));
+    }
+    // No transaction open: nothing holds vacuum back.
+    out.push(("oldest_xid_age".into(), opt(2).unwrap_or(0.0), false));
+    if let Some(v) = opt(3) {
+        out.push(("replication_lag_seconds".into(), v, false));
+    }
+    Ok(out)
+}

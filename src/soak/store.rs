@@ -53,7 +53,17 @@ pub fn class_of(resource: &str, counter: bool) -> (Option<GrowthClass>, Shape) {
         // soakd's own series of each op.
         "p50_seconds" | "p95_seconds" | "p99_seconds" => Some(GrowthClass::Latency),
         "error_ratio" => Some(GrowthClass::Errors),
-        _ => Some(GrowthClass::Custom),
+        // A postgres target's server.
+        "oldest_xid_age" => Some(GrowthClass::XidAge),
+        "replication_lag_seconds" => Some(GrowthClass::ReplicationLag),
+        "connections" => Some(GrowthClass::Fds),
+        // Its tables (`TABLE.kind`; a named series holds no '.').
+        r => match r.rsplit_once('.').map(|(_, k)| k) {
+            Some("bytes_per_live_tuple") => Some(GrowthClass::Tables),
+            Some("dead_tuple_ratio") => Some(GrowthClass::DeadTuples),
+            Some("autovacuum_runs") => return (None, Shape::Counter),
+            _ => Some(GrowthClass::Custom),
+        },
     };
     (class, shape)
 }
@@ -222,7 +232,7 @@ impl SoakStore {
             };
             let growth = self.cfg.growth_of(class);
             let threshold = match class {
-                GrowthClass::Errors => Threshold::Absolute(growth),
+                c if c.absolute() => Threshold::Absolute(growth),
                 _ => Threshold::Relative(growth),
             };
             let j = if pts.len() < MIN_POINTS {

@@ -280,7 +280,12 @@ impl Watcher {
             }
         }
         for (k, j) in targets {
-            let trend = j.relative.map(|r| (r.estimate, r.lower, r.upper));
+            // Relative to the level, or absolute per day for the classes whose level
+            // can be 0 (a dead-tuple ratio, the oldest transaction's age).
+            let trend = j
+                .relative
+                .or(j.absolute)
+                .map(|r| (r.estimate, r.lower, r.upper));
             let growing = j.verdict == crate::soak::verdict::Verdict::Growing;
             soak.set_trend(&k.target, &k.resource, trend, growing);
         }

@@ -4,7 +4,7 @@
 use super::progress::{PlanLine, SearchState, SharedProgress};
 use super::searcher::{SearchOwns, Searcher};
 use super::shards::Fleet;
-use super::snapshot::{watch, SearchError};
+use super::snapshot::{resolve_process, watch, SearchError};
 use crate::capacity::plan::{fingerprint, plan_next};
 use crate::capacity::record::{Run, RunRecord, RunStatus, SloView, Verdict};
 use crate::capacity::store::{new_run_id, Store};
@@ -53,6 +53,7 @@ pub async fn run(
     let mut run = open_run(&store, &search, &slos, targets).await?;
     announce(&engine, &progress, &search, &run);
     let watched = watch(&engine, &cfg, &search)?;
+    let target_process = resolve_process(&search.target_process, &cfg);
     // The search drives these scenarios: their guards stand aside until it ends, however
     // it ends.
     let _owned = SearchOwns::new(watched.iter().map(|w| w.state.clone()).collect());
@@ -72,10 +73,11 @@ pub async fn run(
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default(),
-        target_pid: match &search.target_process {
+        target_pid: match &target_process {
             Some(TargetProcess::Pid(p)) => Some(*p),
             _ => None,
         },
+        target_process,
         run_id: run.record.id.clone(),
         fleet: cfg.verdicts.as_ref().map(|v| Fleet {
             prom: crate::promql::Prom::new(&v.prometheus, &v.selector),

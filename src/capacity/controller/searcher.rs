@@ -41,6 +41,8 @@ pub(super) struct Searcher<'a> {
     /// For a `target_process` given as a /metrics URL.
     pub(super) http: reqwest::Client,
     pub(super) target_pid: Option<u32>,
+    /// `search.target_process` as it can be read (a process looked up by pattern).
+    pub(super) target_process: Option<crate::config::search::TargetProcess>,
     pub(super) run_id: String,
     /// With `verdicts.prometheus`: where the shards' sums come from.
     pub(super) fleet: Option<Fleet>,
@@ -129,7 +131,7 @@ impl Searcher<'_> {
         }
         let soakd0 = sysinfo::read_proc(None);
         let delay0 = HistSnap::of(&self.engine.metrics.runtime.delay);
-        let target0 = target_sample(&self.search.target_process, &self.http).await;
+        let target0 = target_sample(&self.target_process, &self.http).await;
         let start_unix = now_unix();
         let t0 = Instant::now();
         self.progress.lock().state = SearchState::Measuring;
@@ -154,7 +156,7 @@ impl Searcher<'_> {
             generator: generator(soakd, secs, delay),
             target: (
                 target0,
-                target_sample(&self.search.target_process, &self.http).await,
+                target_sample(&self.target_process, &self.http).await,
             ),
             peaks,
         };

@@ -181,6 +181,31 @@ pub(super) async fn target_sample(
         None => None,
         Some(TargetProcess::Pid(p)) => sysinfo::read_proc(Some(*p)),
         Some(TargetProcess::MetricsUrl(u)) => scrape_process(client, u).await,
+        // Resolved to a pid when the search starts ([`resolve_process`]).
+        Some(TargetProcess::Observed(_)) => None,
+    }
+}
+
+/// The search's target process as it can be read now: a process the target's
+/// `observe` names by a pid file or a pattern is looked up (once: a level's CPU is of
+/// one process); one that cannot be found is not measured, and says why in the log.
+pub(super) fn resolve_process(tp: &Option<TargetProcess>, cfg: &Config) -> Option<TargetProcess> {
+    match tp {
+        Some(TargetProcess::Observed(target)) => {
+            let r = cfg
+                .observe
+                .iter()
+                .find(|o| &o.target == target)
+                .and_then(|o| o.process.as_ref())?;
+            match crate::observe::process::resolve(r) {
+                Ok(pid) => u32::try_from(pid).ok().map(TargetProcess::Pid),
+                Err(e) => {
+                    tracing::warn!(target = %target, "capacity search: the target's process is not measured: {e}");
+                    None
+                }
+            }
+        }
+        other => other.clone(),
     }
 }
 
