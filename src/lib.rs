@@ -9,6 +9,7 @@
 pub mod app;
 pub mod capacity;
 pub mod challenges;
+pub mod chart;
 pub mod config;
 pub mod dashboard;
 pub mod demo;

@@ -108,10 +108,22 @@ struct DemoArgs {
 
 #[derive(Args)]
 struct ReportArgs {
+    /// The soak report of a running daemon (`--url`) instead of a capacity run: what is
+    /// getting worse in the system under test, as HTML with its charts inline (or JSON
+    /// with --json), to standard output or --out FILE.
+    #[arg(long, requires = "url", conflicts_with_all = ["list", "compare", "set_baseline", "config", "results_dir", "results_url"])]
+    soak: bool,
+    /// The daemon to ask (with --soak), e.g. http://127.0.0.1:9400.
+    #[arg(long, requires = "soak")]
+    url: Option<String>,
+    /// How far back the soak report looks (with --soak; default 24h, at most the window).
+    #[arg(long, requires = "soak", value_parser = parse_since)]
+    since: Option<std::time::Duration>,
     /// The run id, or `latest`.
     #[arg(long, default_value = "latest")]
     run: String,
-    /// Write report.md and the charts here (default: the Markdown to stdout).
+    /// Write report.md and the charts here (default: the Markdown to stdout); with
+    /// --soak, the HTML page to this file.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Read the store the config's `results:` names.
@@ -145,6 +157,45 @@ struct ReportArgs {
     /// Make a finished run (an id or `latest`) the baseline of its search.
     #[arg(long, value_name = "ID", conflicts_with_all = ["list", "json", "out"])]
     set_baseline: Option<String>,
+}
+
+fn parse_since(s: &str) -> Result<std::time::Duration, String> {
+    soakd::units::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("expected a duration like 24h or 90m, got {s:?}"))
+}
+
+/// `report --soak`: the daemon's soak report, fetched and written as it is.
+fn soak_report(a: &ReportArgs, url: &str) -> anyhow::Result<()> {
+    let since = a.since.unwrap_or(std::time::Duration::from_secs(86_400));
+    let base = url.trim_end_matches('/');
+    let path = if a.json {
+        "/api/v1/soak/report"
+    } else {
+        "/soak/report"
+    };
+    let target = format!("{base}{path}?since={}s", since.as_secs().max(1));
+    let body = runtime()?.block_on(async {
+        let resp = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?
+            .get(&target)
+            .send()
+            .await
+            .with_context(|| format!("asking {target}"))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            anyhow::bail!("{target}: HTTP {status}: {}", text.trim());
+        }
+        Ok(text)
+    })?;
+    match &a.out {
+        Some(file) => {
+            std::fs::write(file, body).with_context(|| format!("writing {}", file.display()))
+        }
+        None => stdout_line(body.trim_end()),
+    }
 }
 
 fn parse_tolerance(s: &str) -> Result<f64, String> {
@@ -325,6 +376,9 @@ fn run_daemon(a: RunArgs) -> anyhow::Result<()> {
 /// list of runs, or a run as JSON.
 fn report(a: ReportArgs) -> anyhow::Result<()> {
     use soakd::capacity::{compare, report, store::Store};
+    if let (true, Some(url)) = (a.soak, a.url.as_deref()) {
+        return soak_report(&a, url);
+    }
     use soakd::config::search::ResultsConfig;
     let config = a.config.as_deref().map(load_or_usage).transpose()?;
     let tolerance = a

@@ -92,6 +92,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
         .route("/api/v1/soak", get(soak))
+        .route("/api/v1/soak/report", get(soak_report_json))
+        .route("/soak/report", get(soak_report_page))
         .route("/api/v1/search", get(search))
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/runs/{id}", get(run_json))
@@ -558,18 +560,87 @@ struct HistoryQuery {
     resolution: Option<String>,
 }
 
-/// `?since=<unix-ms>&resolution=1s|1m`: rows (and events) newer than `since`.
-/// `GET /api/v1/soak` ([`crate::soak::api::SoakPayload`]).
-async fn soak(State(st): State<AppState>) -> Response {
-    let Some(s) = &st.soak else {
-        return err(
-            StatusCode::NOT_FOUND,
-            "the soak is not judged here (soak.enabled: false, or a shard other than 0)",
-        );
-    };
-    Json(crate::soak::api::payload(s, crate::units::now_unix())).into_response()
+#[derive(serde::Deserialize)]
+struct SoakQuery {
+    /// Points per series for charts (0 or absent: none; at most 500).
+    points: Option<usize>,
 }
 
+/// `GET /api/v1/soak[?points=N]` ([`crate::soak::api::SoakPayload`]).
+async fn soak(State(st): State<AppState>, Query(q): Query<SoakQuery>) -> Response {
+    let Some(s) = &st.soak else {
+        return soak_absent();
+    };
+    Json(crate::soak::api::payload(
+        s,
+        crate::units::now_unix(),
+        q.points.unwrap_or(0),
+    ))
+    .into_response()
+}
+
+fn soak_absent() -> Response {
+    err(
+        StatusCode::NOT_FOUND,
+        "the soak is not judged here (soak.enabled: false, or a shard other than 0)",
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct SoakReportQuery {
+    /// How far back: `24h`, `90m` (default 24h; cut to the window).
+    since: Option<String>,
+}
+
+fn soak_report(
+    st: &AppState,
+    q: &SoakReportQuery,
+) -> Result<crate::soak::report::SoakReport, Box<Response>> {
+    let Some(s) = &st.soak else {
+        return Err(Box::new(soak_absent()));
+    };
+    let since = match q.since.as_deref() {
+        None => 86_400.0,
+        Some(t) => match crate::units::parse_duration(t) {
+            Some(d) if !d.is_zero() => d.as_secs_f64(),
+            _ => {
+                return Err(Box::new(err(
+                    StatusCode::BAD_REQUEST,
+                    format!("since: expected a duration like 24h or 90m, got {t:?}"),
+                )))
+            }
+        },
+    };
+    Ok(crate::soak::report::build(
+        s,
+        crate::units::now_unix(),
+        since,
+    ))
+}
+
+/// `GET /api/v1/soak/report?since=24h`: the soak report as JSON.
+async fn soak_report_json(
+    State(st): State<AppState>,
+    Query(q): Query<SoakReportQuery>,
+) -> Response {
+    match soak_report(&st, &q) {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => *e,
+    }
+}
+
+/// `GET /soak/report?since=24h`: the soak report as one HTML page, charts inline.
+async fn soak_report_page(
+    State(st): State<AppState>,
+    Query(q): Query<SoakReportQuery>,
+) -> Response {
+    match soak_report(&st, &q) {
+        Ok(r) => axum::response::Html(crate::soak::report::html(&r)).into_response(),
+        Err(e) => *e,
+    }
+}
+
+/// `?since=<unix-ms>&resolution=1s|1m`: rows (and events) newer than `since`.
 async fn history(State(st): State<AppState>, Query(q): Query<HistoryQuery>) -> Response {
     let Some(h) = &st.history else {
         return err(

@@ -206,6 +206,42 @@ impl fmt::Display for Rate {
     }
 }
 
+/// Bytes as a person reads them: `12.3 MiB` (binary units).
+pub fn format_bytes(v: f64) -> String {
+    if !v.is_finite() || v < 0.0 {
+        return format!("{v:.0} B");
+    }
+    bytesize::ByteSize::b(v as u64).display().iec().to_string()
+}
+
+/// (year, month, day, hour, minute, second) in UTC of unix seconds.
+pub fn utc_parts(unix: f64) -> (i64, u32, u32, i64, i64, i64) {
+    let secs = unix.max(0.0) as i64;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    (y, m, d, s / 3600, (s % 3600) / 60, s % 60)
+}
+
+/// Date from days since 1970-01-01 (Howard Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `2026-11-22 09:15:00 UTC` from unix seconds.
+pub fn format_utc(unix: f64) -> String {
+    let (y, m, d, h, mi, s) = utc_parts(unix);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

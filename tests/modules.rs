@@ -11,7 +11,7 @@ use std::path::Path;
 /// Bottom to top. A module may use modules of lower layers and its own submodules.
 const LAYERS: &[&[&str]] = &[
     &["units", "sysinfo", "challenges", "phases", "promql"],
-    &["metrics", "schedule"],
+    &["metrics", "schedule", "chart"],
     &["events", "template"],
     &["protos"],
     &["config"],

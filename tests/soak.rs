@@ -155,6 +155,70 @@ soak: {{window: 10m, warmup: 10s, resolution: 1s}}
             .starts_with("growing"),
         "{rss:#}"
     );
+    // The charts' points, asked for, keep to the schema and to the number asked.
+    let charted = try_json(&format!("{url}?points=50")).await.unwrap();
+    assert_eq!(schema_violations(&charted), Vec::<String>::new());
+    let pts = charted["targets"][0]["series"][0]["points"]
+        .as_array()
+        .unwrap();
+    assert!(!pts.is_empty() && pts.len() <= 50, "{}", pts.len());
+    // The soak report: the leak is a finding with its chart, as HTML, as JSON, and
+    // through the CLI.
+    let base = format!("http://{}", d.addr());
+    let json = try_json(&format!("{base}/api/v1/soak/report?since=1h"))
+        .await
+        .unwrap();
+    assert_eq!(json["since_seconds"], 600.0, "cut to the window");
+    let findings = json["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(|f| f["subject"] == "leaky"
+            && f["resource"] == "rss_bytes"
+            && f["kind"] == "growing"),
+        "{json:#}"
+    );
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f["subject"] == "saw" && f["kind"] == "growing"),
+        "{json:#}"
+    );
+    let page = try_text(&format!("{base}/soak/report?since=30m"))
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<h1>Soak report: the last 10m</h1>"),
+        "cut to the window: {page}"
+    );
+    assert!(
+        page.contains("leaky: rss_bytes — growing"),
+        "the leak's chart"
+    );
+    assert!(page.contains("<polygon"), "its interval band");
+    let bad = client()
+        .get(format!("{base}/soak/report?since=yesterday"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let out = dir.path().join("soak.html");
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_soakd"))
+        .args(["report", "--soak", "--url", &base, "--since", "1h", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.contains("leaky: rss_bytes — growing"));
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_soakd"))
+        .args(["report", "--soak", "--json", "--url", &base])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert!(v["findings"].as_array().is_some_and(|f| !f.is_empty()));
     let m = metrics_text(d.addr()).await;
     assert_eq!(
         sample(

@@ -13,7 +13,7 @@ use super::model::{
 use super::observe::{self, Observe};
 use super::postgres::{self, build_buffer, EventOp, PostgresTarget, SqlOp};
 use super::stages::build_schedule;
-use super::{dashboard, search, soak, verdicts, visibility};
+use super::{dashboard, observe_link, search, soak, verdicts, visibility};
 use crate::template::Fixture;
 use crate::units::{Dur, Ratio};
 use serde::Deserialize;
@@ -269,7 +269,7 @@ pub(super) fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
         }
     }
 
-    observe::attach_postgres(&mut observe, &targets, &scenarios, errs);
+    observe_link::attach_postgres(&mut observe, &targets, &scenarios, errs);
 
     let search = top.search.as_ref().and_then(|v| {
         let candidates: Vec<search::Candidate> = scenarios
@@ -284,7 +284,7 @@ pub(super) fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
     });
     let mut search = search;
     if let Some(s) = search.as_mut() {
-        observe::link_search(&mut observe, s, &scenarios, errs);
+        observe_link::link_search(&mut observe, s, &scenarios, errs);
     }
     let results = search::build_results(top.results.as_ref(), base_dir, errs);
     let dashboard = dashboard::build_dashboard(top.dashboard.as_ref(), errs);

@@ -26,6 +26,7 @@ mod http;
 pub mod interp;
 mod model;
 pub mod observe;
+mod observe_link;
 mod postgres;
 pub mod search;
 pub mod soak;

@@ -22,12 +22,17 @@ pub struct OpSoak {
     pub series: Vec<SeriesSoak>,
 }
 
-/// The answer at `now` (Unix seconds).
-pub fn payload(s: &Soak, now: f64) -> SoakPayload {
+/// Points per series at most when asked for (`?points=N`).
+pub const MAX_CHART_POINTS: usize = 500;
+
+/// The answer at `now` (Unix seconds), with each series' judged points averaged down to
+/// at most `chart_points` (0: none; capped at [`MAX_CHART_POINTS`]).
+pub fn payload(s: &Soak, now: f64, chart_points: usize) -> SoakPayload {
+    let chart_points = chart_points.min(MAX_CHART_POINTS);
     let cfg = s.targets.config();
     let ops = s
         .ops
-        .snapshot(now)
+        .snapshot(now, chart_points)
         .into_iter()
         .filter_map(|t| {
             let (scenario, op) = t.target.split_once('/')?;
@@ -42,7 +47,7 @@ pub fn payload(s: &Soak, now: f64) -> SoakPayload {
         window_seconds: cfg.window.as_secs_f64(),
         warmup_seconds: cfg.warmup.as_secs_f64(),
         resolution_seconds: cfg.resolution.as_secs_f64(),
-        targets: s.targets.snapshot(now),
+        targets: s.targets.snapshot(now, chart_points),
         ops,
     }
 }

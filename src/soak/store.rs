@@ -133,6 +133,10 @@ pub struct SeriesSoak {
     pub judgement: Option<Judgement>,
     /// Level shifts found, oldest first (at most 20).
     pub change_points: Vec<ChangePoint>,
+    /// The judged points (a counter's as its rate), averaged down to at most the number
+    /// asked for: `[t, value]`. Empty unless asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<[f64; 2]>,
 }
 
 impl crate::metrics::MemorySize for SoakStore {
@@ -295,8 +299,9 @@ impl SoakStore {
         start.max(restart).max(now - self.cfg.window.as_secs_f64())
     }
 
-    /// Every observed target with its series and their latest judgements.
-    pub fn snapshot(&self, now: f64) -> Vec<TargetSoak> {
+    /// Every observed target with its series and their latest judgements, and each
+    /// series' judged points averaged down to at most `chart_points` (0: none).
+    pub fn snapshot(&self, now: f64, chart_points: usize) -> Vec<TargetSoak> {
         let g = self.inner.lock();
         let window = now - self.cfg.window.as_secs_f64();
         let mut targets: BTreeMap<&str, TargetSoak> = BTreeMap::new();
@@ -329,6 +334,22 @@ impl SoakStore {
                     latest: s.points.back().map(|p| p.1),
                     judgement: g.judged.get(k).cloned(),
                     change_points: s.changes.found.clone(),
+                    points: if chart_points == 0 {
+                        Vec::new()
+                    } else {
+                        let from = self.judged_from(&g, &k.target, now);
+                        let pts: Vec<(f64, f64)> = s
+                            .points
+                            .iter()
+                            .copied()
+                            .filter(|(t, _)| *t >= from)
+                            .collect();
+                        let pts = match s.shape {
+                            Shape::Gauge => pts,
+                            Shape::Counter => rates(&pts),
+                        };
+                        averaged(&pts, chart_points)
+                    },
                 });
             }
         }
@@ -358,7 +379,22 @@ fn insufficient(n: usize) -> Judgement {
         resolvable_period: None,
         points: n,
         reason: format!("{n} points after warmup; {MIN_POINTS} are needed before a verdict"),
+        line: None,
     }
+}
+
+/// At most `n` points: consecutive points averaged in equal groups (time and value).
+fn averaged(pts: &[(f64, f64)], n: usize) -> Vec<[f64; 2]> {
+    let size = pts.len().div_ceil(n.max(1)).max(1);
+    pts.chunks(size)
+        .map(|c| {
+            let k = c.len() as f64;
+            [
+                c.iter().map(|p| p.0).sum::<f64>() / k,
+                c.iter().map(|p| p.1).sum::<f64>() / k,
+            ]
+        })
+        .collect()
 }
 
 /// A counter's rate per second between consecutive points; a fall (a reset) starts over.
@@ -407,14 +443,14 @@ mod tests {
         s.restart("api", 990.0);
         let j = s.judge_all(1000.0);
         assert_eq!(j[0].1.verdict, crate::soak::verdict::Verdict::Insufficient);
-        let snap = s.snapshot(1000.0);
+        let snap = s.snapshot(1000.0, 0);
         assert_eq!(snap[0].restarts, vec![990.0]);
         assert!(!snap[0].restart_loop);
         s.restart("api", 995.0);
         s.restart("api", 999.0);
-        assert!(s.snapshot(1000.0)[0].restart_loop);
+        assert!(s.snapshot(1000.0, 0)[0].restart_loop);
         s.retain_targets(&[]);
-        assert!(s.snapshot(1000.0).is_empty());
+        assert!(s.snapshot(1000.0, 0).is_empty());
     }
 
     #[test]

@@ -50,6 +50,43 @@ pub struct PerDay {
     pub upper: f64,
 }
 
+/// The fitted line over the judged span: its value at the first and the last point
+/// (Unix seconds). Its interval is the band pivoting at the span's middle with the
+/// `absolute` bounds' slopes ([`TrendLine::band`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TrendLine {
+    pub t0: f64,
+    pub t1: f64,
+    pub start: f64,
+    pub end: f64,
+}
+
+impl TrendLine {
+    /// The interval as a band: every line through the span's middle with a slope
+    /// within the `absolute` bounds — the lowest and the highest of them at the start,
+    /// the middle and the end (a bow tie: the level is sure in the middle, the slope
+    /// is what is unsure).
+    pub fn band(&self, abs: &PerDay) -> (Edge, Edge) {
+        let (tm, vm) = ((self.t0 + self.t1) / 2.0, (self.start + self.end) / 2.0);
+        let at = |slope_per_day: f64, t: f64| vm + slope_per_day / DAY * (t - tm);
+        (
+            vec![
+                (self.t0, at(abs.upper, self.t0)),
+                (tm, vm),
+                (self.t1, at(abs.lower, self.t1)),
+            ],
+            vec![
+                (self.t0, at(abs.lower, self.t0)),
+                (tm, vm),
+                (self.t1, at(abs.upper, self.t1)),
+            ],
+        )
+    }
+}
+
+/// One edge of a band: `(t, value)` at the start, the middle and the end.
+pub type Edge = Vec<(f64, f64)>;
+
 /// The judgement of one series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Judgement {
@@ -69,6 +106,8 @@ pub struct Judgement {
     pub points: usize,
     /// The evidence in one sentence.
     pub reason: String,
+    /// The fitted line (None without a fit).
+    pub line: Option<TrendLine>,
 }
 
 /// The 99.9 % lower bound per day, in the chosen scale (the confirmation of `growing`).
@@ -104,6 +143,7 @@ pub fn judge(points: &[(f64, f64)], threshold: Threshold) -> Judgement {
         resolvable_period: None,
         points: points.len(),
         reason,
+        line: None,
     };
     let Some(f) = fit(points) else {
         return insufficient(format!(
@@ -172,7 +212,21 @@ pub fn judge(points: &[(f64, f64)], threshold: Threshold) -> Judgement {
         resolvable_period: Some(f.resolvable_period),
         points: f.points,
         reason,
+        line: span(points).map(|(t0, t1)| TrendLine {
+            t0,
+            t1,
+            start: f.start_level,
+            end: f.end_level,
+        }),
     }
+}
+
+/// The first and last finite point's time.
+fn span(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
+    let first = points.iter().find(finite)?.0;
+    let last = points.iter().rev().find(finite).map_or(first, |p| p.0);
+    Some((first, last))
 }
 
 /// The level of the window's last third when it holds flat there (no material trend

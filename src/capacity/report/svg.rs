@@ -1,303 +1,9 @@
-//! The chart engine: line charts of measurements against offered load as standalone SVG
-//! (no script, no external fonts), with reference lines (an SLO) and the knee marked —
-//! and the report's four charts built on it.
+//! The capacity report's charts, on the chart engine ([`crate::chart`]): latency, errors
+//! and pool connections against offered load, and a combined search's frontier.
 
-use super::cells::{int, ms, pct, rate_num};
+use super::cells::{int, ms, pct};
 use crate::capacity::findings::Levels;
-use crate::units::format_rate;
-use std::fmt::{self, Write as _};
-
-pub(super) struct Series {
-    pub name: String,
-    pub color: &'static str,
-    pub points: Vec<(f64, f64)>,
-    pub dashed: bool,
-}
-
-pub(super) struct Chart<'a> {
-    pub title: String,
-    pub x_label: &'a str,
-    pub y_label: &'a str,
-    pub y_log: bool,
-    pub series: Vec<Series>,
-    /// Horizontal reference lines (label, y).
-    pub hlines: Vec<(String, f64)>,
-    /// The knee: a vertical line at this x.
-    pub knee: Option<f64>,
-    /// How a y tick reads.
-    pub y_fmt: &'a dyn Fn(f64) -> String,
-}
-
-const W: f64 = 720.0;
-const H: f64 = 400.0;
-/// Plot margins: left, right (the legend), top, bottom.
-const L: f64 = 80.0;
-const R: f64 = 150.0;
-const T: f64 = 40.0;
-const B: f64 = 55.0;
-const PW: f64 = W - L - R;
-const PH: f64 = H - T - B;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn nice_ticks(lo: f64, hi: f64, log: bool) -> Vec<f64> {
-    let mut t = Vec::new();
-    if log {
-        let mut d = 10f64.powf(lo.log10().floor());
-        while d <= hi * 1.0001 {
-            for m in [1.0, 2.0, 5.0] {
-                let v = d * m;
-                if v >= lo * 0.9999 && v <= hi * 1.0001 {
-                    t.push(v);
-                }
-            }
-            d *= 10.0;
-        }
-        return t;
-    }
-    let span = (hi - lo).max(1e-12);
-    let mag = 10f64.powf((span / 5.0).log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| span / s <= 6.0)
-        .unwrap_or(mag * 10.0);
-    let mut v = (lo / step).ceil() * step;
-    while v <= hi + step * 1e-9 {
-        t.push(v);
-        v += step;
-    }
-    t
-}
-
-/// Where data lands on the plot: the axes' ranges and scales.
-struct Scale {
-    x: (f64, f64),
-    y: (f64, f64),
-    x_log: bool,
-    y_log: bool,
-}
-
-impl Scale {
-    /// Linear axes from 0 with headroom; log when the data spans more than 20× (x) or
-    /// the chart asks for it (y).
-    fn fit(xs: &[f64], ys: &[f64], y_log: bool) -> Scale {
-        let x_min = xs.iter().cloned().fold(f64::INFINITY, f64::min);
-        let x_max = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let x_log = x_min > 0.0 && x_max / x_min > 20.0;
-        let x = if x_log {
-            (x_min / 1.2, x_max * 1.2)
-        } else {
-            let pad = ((x_max - x_min) * 0.05).max(x_max.abs() * 0.05).max(1e-9);
-            ((x_min - pad).max(0.0), x_max + pad)
-        };
-        let pos: Vec<f64> = ys.iter().cloned().filter(|y| *y > 0.0).collect();
-        let y_log = y_log && !pos.is_empty();
-        let y = if y_log {
-            let lo = pos.iter().cloned().fold(f64::INFINITY, f64::min);
-            let hi = pos.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let lo = 10f64.powf(lo.log10().floor());
-            (lo, 10f64.powf(hi.log10().ceil()).max(lo * 10.0))
-        } else {
-            let hi = ys.iter().cloned().fold(0.0, f64::max);
-            (0.0, if hi > 0.0 { hi * 1.1 } else { 1.0 })
-        };
-        Scale { x, y, x_log, y_log }
-    }
-
-    fn fx(&self, x: f64) -> f64 {
-        let (x0, x1) = self.x;
-        let f = if self.x_log {
-            (x.ln() - x0.ln()) / (x1.ln() - x0.ln())
-        } else {
-            (x - x0) / (x1 - x0)
-        };
-        L + f.clamp(0.0, 1.0) * PW
-    }
-
-    fn fy(&self, y: f64) -> f64 {
-        let (y0, y1) = self.y;
-        let f = if self.y_log {
-            (y.max(y0).ln() - y0.ln()) / (y1.ln() - y0.ln())
-        } else {
-            (y - y0) / (y1 - y0)
-        };
-        T + PH - f.clamp(0.0, 1.0) * PH
-    }
-}
-
-/// Renders a chart as a standalone SVG document.
-pub(super) fn render_chart(c: &Chart) -> String {
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = draw(&mut out, c);
-    out
-}
-
-fn draw(out: &mut String, c: &Chart) -> fmt::Result {
-    let xs: Vec<f64> = c
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0))
-        .collect();
-    let mut ys: Vec<f64> = c
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .collect();
-    ys.extend(c.hlines.iter().map(|x| x.1));
-    write!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    )?;
-    write!(out, r#"<rect width="{W}" height="{H}" fill="white"/>"#)?;
-    write!(
-        out,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
-        L + PW / 2.0,
-        esc(&c.title)
-    )?;
-    if xs.is_empty() {
-        return write!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="middle">no data</text></svg>"#,
-            W / 2.0,
-            H / 2.0
-        );
-    }
-    let s = Scale::fit(&xs, &ys, c.y_log);
-    axes(out, c, &s, &xs)?;
-    references(out, c, &s)?;
-    for (i, series) in c.series.iter().enumerate() {
-        line(out, &s, series, i)?;
-    }
-    out.push_str("</svg>\n");
-    Ok(())
-}
-
-/// The grid, the ticks (every measured x when there are few, nice ones otherwise), the
-/// frame and the axis labels.
-fn axes(out: &mut String, c: &Chart, s: &Scale, xs: &[f64]) -> fmt::Result {
-    for v in nice_ticks(s.y.0, s.y.1, s.y_log) {
-        let y = s.fy(v);
-        write!(
-            out,
-            r##"<line x1="{L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            L + PW,
-            L - 6.0,
-            y + 4.0,
-            esc(&(c.y_fmt)(v))
-        )?;
-    }
-    let mut xt: Vec<f64> = xs.to_vec();
-    xt.sort_by(f64::total_cmp);
-    xt.dedup();
-    if xt.len() > 12 {
-        xt = nice_ticks(s.x.0.max(1e-9), s.x.1, s.x_log);
-    }
-    for v in xt {
-        let x = s.fx(v);
-        write!(
-            out,
-            r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#999"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            T + PH,
-            T + PH + 4.0,
-            T + PH + 18.0,
-            esc(&rate_num(v))
-        )?;
-    }
-    write!(
-        out,
-        r##"<rect x="{L}" y="{T}" width="{PW}" height="{PH}" fill="none" stroke="#333"/>"##
-    )?;
-    write!(
-        out,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}{}</text>"#,
-        L + PW / 2.0,
-        H - 12.0,
-        esc(c.x_label),
-        if s.x_log { " (log scale)" } else { "" }
-    )?;
-    write!(
-        out,
-        r#"<text transform="translate(18,{:.1}) rotate(-90)" text-anchor="middle">{}{}</text>"#,
-        T + PH / 2.0,
-        esc(c.y_label),
-        if s.y_log { " (log scale)" } else { "" }
-    )
-}
-
-/// The reference lines (dashed red, labelled at the right) and the knee (orange).
-fn references(out: &mut String, c: &Chart, s: &Scale) -> fmt::Result {
-    for (label, y) in &c.hlines {
-        let yy = s.fy(*y);
-        write!(
-            out,
-            r##"<line x1="{L}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#d62728" stroke-dasharray="6,4"/><text x="{:.1}" y="{:.1}" fill="#d62728">{}</text>"##,
-            L + PW,
-            L + PW + 6.0,
-            yy + 4.0,
-            esc(label)
-        )?;
-    }
-    if let Some(k) = c.knee {
-        let x = s.fx(k);
-        write!(
-            out,
-            r##"<line x1="{x:.1}" y1="{T}" x2="{x:.1}" y2="{:.1}" stroke="#ff7f0e" stroke-width="2" stroke-dasharray="3,3"/><text x="{:.1}" y="{:.1}" fill="#ff7f0e" font-weight="bold">knee {}</text>"##,
-            T + PH,
-            x + 4.0,
-            T + 14.0,
-            esc(&format_rate(k))
-        )?;
-    }
-    Ok(())
-}
-
-/// One series: its line, its points, and its legend entry (the `i`th).
-fn line(out: &mut String, s: &Scale, series: &Series, i: usize) -> fmt::Result {
-    let pts: Vec<String> = series
-        .points
-        .iter()
-        .map(|(x, y)| format!("{:.1},{:.1}", s.fx(*x), s.fy(*y)))
-        .collect();
-    let dash = if series.dashed {
-        r#" stroke-dasharray="8,4""#
-    } else {
-        ""
-    };
-    write!(
-        out,
-        r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{dash}/>"#,
-        pts.join(" "),
-        series.color
-    )?;
-    for (x, y) in &series.points {
-        write!(
-            out,
-            r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"#,
-            s.fx(*x),
-            s.fy(*y),
-            series.color
-        )?;
-    }
-    let ly = T + 10.0 + 18.0 * i as f64;
-    write!(
-        out,
-        r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
-        L + PW + 10.0,
-        L + PW + 30.0,
-        series.color,
-        L + PW + 36.0,
-        ly + 4.0,
-        esc(&series.name)
-    )
-}
+use crate::chart::{render_chart, Chart, Series};
 
 /// p50, p95 and p99 against offered load (log y), with the p95 SLO.
 pub(super) fn latency(
@@ -323,6 +29,7 @@ pub(super) fn latency(
         color,
         points,
         dashed: false,
+        markers: true,
     })
     .collect();
     latency_chart(
@@ -354,12 +61,14 @@ pub(super) fn latency_overlay(
             color: "#1f77b4",
             points: pick(levels, |s| s.latency.p95),
             dashed,
+            markers: true,
         });
         series.push(Series {
             name: format!("p99 {label}"),
             color: "#9467bd",
             points: pick(levels, |s| s.latency.p99),
             dashed,
+            markers: true,
         });
     }
     latency_chart(
@@ -389,6 +98,7 @@ fn latency_chart(
             .collect(),
         knee,
         y_fmt: &|v| ms(Some(v)),
+        ..Chart::plain()
     })
 }
 
@@ -408,6 +118,7 @@ pub(super) fn errors(name: &str, levels: &Levels, slo: Option<f64>, knee: Option
             color: "#d62728",
             points,
             dashed: false,
+            markers: true,
         }],
         hlines: slo
             .map(|v| (format!("SLO {}", pct(v)), v * 100.0))
@@ -415,6 +126,7 @@ pub(super) fn errors(name: &str, levels: &Levels, slo: Option<f64>, knee: Option
             .collect(),
         knee,
         y_fmt: &|v| pct(v / 100.0),
+        ..Chart::plain()
     })
 }
 
@@ -443,17 +155,20 @@ pub(super) fn pool(name: &str, levels: &Levels, knee: Option<f64>) -> String {
                 color: "#1f77b4",
                 points: inuse,
                 dashed: false,
+                markers: true,
             },
             Series {
                 name: "max".into(),
                 color: "#333333",
                 points: max,
                 dashed: true,
+                markers: true,
             },
         ],
         hlines: vec![],
         knee,
         y_fmt: &int,
+        ..Chart::plain()
     })
 }
 
@@ -471,10 +186,12 @@ pub(super) fn frontier(a: &str, b: &str, points: Vec<(f64, f64)>, knee: Option<f
             color: "#1f77b4",
             points,
             dashed: false,
+            markers: true,
         }],
         hlines: vec![],
         knee,
         y_fmt: &int,
+        ..Chart::plain()
     })
 }
 
@@ -501,48 +218,19 @@ pub(super) fn frontier_overlay(
                 color: "#7f7f7f",
                 points: pick(|r| r.best_a),
                 dashed: true,
+                markers: true,
             },
             Series {
                 name: "run B".into(),
                 color: "#1f77b4",
                 points: pick(|r| r.best_b),
                 dashed: false,
+                markers: true,
             },
         ],
         hlines: vec![],
         knee: None,
         y_fmt: &int,
+        ..Chart::plain()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ticks_are_round_numbers_within_the_range() {
-        assert_eq!(
-            nice_ticks(0.0, 10.0, false),
-            vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
-        );
-        assert_eq!(nice_ticks(0.001, 1.0, true).len(), 10);
-    }
-
-    #[test]
-    fn an_empty_chart_says_so_and_text_is_escaped() {
-        let svg = render_chart(&Chart {
-            title: "a < b & c".into(),
-            x_label: "x",
-            y_label: "y",
-            y_log: false,
-            series: vec![],
-            hlines: vec![],
-            knee: None,
-            y_fmt: &int,
-        });
-        assert!(
-            svg.contains("a &lt; b &amp; c") && svg.contains("no data"),
-            "{svg}"
-        );
-    }
 }

@@ -10,6 +10,7 @@ mod jsonl;
 mod pg;
 mod results;
 
+pub use crate::units::{civil_from_days, format_utc};
 pub use error::{RunSummary, StoreError};
-pub use ids::{civil_from_days, format_utc, new_run_id};
+pub use ids::new_run_id;
 pub use results::Store;
