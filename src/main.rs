@@ -467,16 +467,21 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         grpc_listen: a.grpc_listen,
         no_postgres: a.no_postgres,
         flush_interval: a.flush_interval,
+        // The target runs as a process of its own, so what the soak observes is not soakd.
+        target_binary: Some(std::env::current_exe().context("finding soakd's own binary")?),
     })
     .await
     .map_err(usage_if_config)?;
     if let Some(n) = &d.notice {
         eprintln!("{n}");
     }
-    let (addr, http) = (d.daemon.addr(), d.target.http);
-    let grpc = d.target.grpc.map(|g| g.to_string()).unwrap_or_default();
+    let (addr, http, grpc) = (d.daemon.addr(), d.target_http, d.target_grpc);
+    let pid = d
+        .target_pid
+        .map(|p| format!(", pid {p}"))
+        .unwrap_or_default();
     eprintln!(
-        "\nsoakd demo is running.\n  dashboard     http://{addr}/\n  metrics       http://{addr}/metrics\n  status API    http://{addr}/api/v1/status\n  demo target   http://{http}/v1/challenges, gRPC {grpc} (knobs: http://{http}/admin/knobs, its metrics: http://{http}/metrics)\n  database      {}\nCtrl-C stops everything{}.\n",
+        "\nsoakd demo is running.\n  dashboard     http://{addr}/\n  metrics       http://{addr}/metrics\n  status API    http://{addr}/api/v1/status\n  demo target   http://{http}/v1/challenges, gRPC {grpc}{pid} (knobs: http://{http}/admin/knobs, its metrics: http://{http}/metrics)\n  soak report   http://{addr}/soak/report (a leak: curl -X PUT http://{http}/admin/knobs -d '{{\"leak_bytes_per_second\": 1048576}}')\n  database      {}\nCtrl-C stops everything{}.\n",
         d.database_url.as_deref().map(config::redact_url).unwrap_or_else(|| "none (in-memory progress)".into()),
         if d.database_url.is_some() { " and removes the database" } else { "" }
     );
@@ -498,6 +503,7 @@ fn target(a: TargetArgs) -> anyhow::Result<()> {
         concurrency_limit: a.concurrency_limit,
         stall_every_ms: a.stall_every_ms,
         stall_for_ms: a.stall_for_ms,
+        ..Knobs::default()
     };
     let knobs = match a.latency_ms.as_deref() {
         None => knobs,

@@ -59,6 +59,8 @@ pub struct StatusPayload {
     pub control: ControlPolicy,
     /// Whether a results store is open (the page lists the stored runs then).
     pub results_store: bool,
+    /// Whether the soak is judged here (`/api/v1/soak` answers; the page shows its cards).
+    pub soak: bool,
     pub scenarios: Vec<crate::engine::ScenarioStatus>,
     /// The rolling SLO verdicts by scenario.
     pub slo: std::collections::BTreeMap<String, crate::slo::SloStatus>,
@@ -186,6 +188,7 @@ async fn status(State(st): State<AppState>) -> Response {
         reload: e.last_reload(),
         control: control_policy(&st),
         results_store: st.results.read().is_some(),
+        soak: st.soak.is_some(),
         scenarios: e.status(),
         slo: st.slo.read().clone(),
         search: st.search.as_ref().map(|p| p.lock().now()),

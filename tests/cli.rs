@@ -477,26 +477,22 @@ async fn demo_serves_lint_clean_metrics_and_stops_on_sigterm() {
         "promtool check metrics: {}",
         real.join("\n")
     );
-    // Every dashboard panel has something to draw: the read path on soakd's own pool,
-    // and the target's buffered writer on soakd's endpoint (not only the target's).
+    // Every dashboard panel has something to draw: the read path on soakd's own pool;
+    // the target's buffered writer flushes (on the target's own /metrics: the target
+    // is a process of its own).
     let m = eventually(Duration::from_secs(30), || async {
         let m = try_text(&format!("http://{addr}/metrics")).await?;
         (sample(
             &m,
             "soakd_requests_total{op=\"progress_by_user\",scenario=\"db-reads\"}",
         )? > 0.0
-            && sample(
-                &m,
-                "soakd_buffer_flushed_events_total{scenario=\"demo-target\"}",
-            )? > 0.0
             && sample(&m, "soakd_db_pool_acquire_seconds_count{target=\"db\"}")? > 0.0)
             .then_some(m)
     })
     .await
-    .expect("the read path and the target's writer show on soakd's /metrics");
-    assert!(
-        sample(&m, "soakd_buffer_capacity_events{scenario=\"demo-target\"}") == Some(100_000.0)
-    );
+    .expect("the read path shows on soakd's /metrics");
+    let target_url = sample_label(&m, "soakd_observed", "target", "challenge-api");
+    assert!(target_url, "the soak observes the demo target");
     // Memory has names: every bounded structure the demo uses reports bytes, and the
     // binary's allocator (mimalloc) says what it has committed.
     for area in [
@@ -504,11 +500,50 @@ async fn demo_serves_lint_clean_metrics_and_stops_on_sigterm() {
         "latency_windows",
         "fixtures",
         "connections",
-        "write_buffers",
+        "soak",
     ] {
         let b = sample(&m, &format!("soakd_memory_bytes{{area=\"{area}\"}}"));
         assert!(b.is_some_and(|b| b > 0.0), "area {area}: {b:?}");
     }
+    // The soak observes the target as the process it is (not soakd), its /metrics, and
+    // the database's tables.
+    let soak = eventually(Duration::from_secs(30), || async {
+        let s = try_json(&format!("http://{addr}/api/v1/soak")).await?;
+        let t = s["targets"].as_array()?;
+        let api = t.iter().find(|t| t["target"] == "challenge-api")?;
+        let db = t.iter().find(|t| t["target"] == "db")?;
+        let has = |t: &serde_json::Value, r: &str| {
+            t["series"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|x| x["resource"] == r))
+        };
+        (has(api, "rss_bytes")
+            && has(api, "open_fds")
+            && has(db, "user_goal_progress.dead_tuple_ratio"))
+        .then_some(s)
+    })
+    .await
+    .expect("the soak observes the target's process and the database");
+    let api = soak["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "challenge-api")
+        .unwrap();
+    assert!(api["errors"].as_object().unwrap().is_empty(), "{api:#}");
+    let target_rss = api["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["resource"] == "rss_bytes")
+        .unwrap()["latest"]
+        .as_f64()
+        .unwrap();
+    let own_rss = sample(&m, "process_resident_memory_bytes").unwrap();
+    assert!(
+        (target_rss - own_rss).abs() > 1.0,
+        "the observed process is soakd itself ({target_rss} = {own_rss})"
+    );
     let rss = sample(&m, "process_resident_memory_bytes").unwrap();
     let committed = sample(&m, "soakd_allocator_committed_bytes").unwrap();
     let bounded: f64 = m
@@ -538,7 +573,6 @@ async fn demo_serves_lint_clean_metrics_and_stops_on_sigterm() {
             "scenario:events",
             "scenario:db-reads",
             "postgres:db",
-            "buffer:demo-target",
             "process:soakd",
         ]
         .iter()
@@ -649,4 +683,11 @@ async fn two_shards_split_the_rate_and_sum_to_it() {
         (270.0..=330.0).contains(&rate),
         "two shards delivered {rate:.1}/s of 300/s"
     );
+}
+
+/// Whether some sample of `name` carries `label="value"`.
+fn sample_label(text: &str, name: &str, label: &str, value: &str) -> bool {
+    let needle = format!("{label}=\"{value}\"");
+    text.lines()
+        .any(|l| l.starts_with(&format!("{name}{{")) && l.contains(&needle))
 }

@@ -676,3 +676,96 @@ async fn the_history_api_is_incremental_bounded_and_can_be_off() {
     assert!(d.history.is_none());
     d.shutdown(Duration::from_secs(5)).await;
 }
+
+/// The "Soak health" card: a process the test starts leaks 1 MiB a second; its card
+/// draws every series with points, and the leak's chart gets its trend band and the
+/// `growing` badge within minutes; soakd's own series of the op are a table. Screenshots
+/// at desktop and phone widths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soak_card_shows_a_leak_with_its_trend_band_and_verdict() {
+    let leak = Proc(
+        std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import time\nheld = []\nwhile True:\n    held.append(b'x' * (1 << 20))\n    time.sleep(1)\n",
+            ])
+            .spawn()
+            .expect("python3"),
+    );
+    let target = serve(counting_router(Arc::new(
+        std::sync::atomic::AtomicU64::new(0),
+    )))
+    .await;
+    let yaml = format!(
+        r#"
+targets:
+  api: {{type: http, base_url: "${{TARGET}}", observe: {{pid: {}}}}}
+scenarios:
+  alpha:
+    target: api
+    schedule: {{hold: {{rate: 20/s}}}}
+    ops: {{get: {{http: {{path: /}}}}}}
+soak: {{window: 10m, warmup: 10s, resolution: 1s}}
+"#,
+        leak.0.id()
+    );
+    let d = daemon(config(&yaml, target));
+    let origin = format!("http://{}/", d.addr());
+    let shots = tempfile::tempdir().unwrap();
+    let chrome = Chrome::launch().await;
+    let (page, watch) = chrome.open(&origin).await;
+    wait_true(
+        &page,
+        "(() => { const c = soakd.soak(); return c.some(x => x.id === 'api|rss_bytes' && x.points > 0 && x.drawn); })()",
+        Duration::from_secs(40),
+        "the target's card draws its memory",
+    )
+    .await;
+    let title: String = js(
+        &page,
+        "document.querySelector('article.soak[data-target=\"api\"] h2').textContent",
+    )
+    .await;
+    assert_eq!(title, "Soak health — api");
+    // 10 s of warmup and 60 points, then the first verdict; the page reads every 10 s.
+    wait_true(
+        &page,
+        "(() => { const c = soakd.soak().find(x => x.id === 'api|rss_bytes'); return !!c && c.verdict === 'growing' && c.band; })()",
+        Duration::from_secs(200),
+        "the leak reads growing, with its trend band",
+    )
+    .await;
+    // Growing series come first on the card, and the evidence is under the chart.
+    let first: String = js(
+        &page,
+        "document.querySelector('article.soak[data-target=\"api\"] .soak-series').dataset.verdict",
+    )
+    .await;
+    assert_eq!(first, "growing");
+    let why: String = js(
+        &page,
+        "document.querySelector('[data-soak=\"api|rss_bytes\"] [data-role=\"why\"]').textContent",
+    )
+    .await;
+    assert!(why.starts_with("growing"), "{why}");
+    let ops: usize = js(
+        &page,
+        "document.querySelectorAll('article.soak-ops tr[data-op=\"alpha/get\"]').length",
+    )
+    .await;
+    assert_eq!(ops, 5, "p50, p95, p99, error ratio and rate of alpha/get");
+    // Every drawn series chart has a canvas.
+    let canvases: usize = js(
+        &page,
+        "document.querySelectorAll('article.soak .soak-series canvas').length",
+    )
+    .await;
+    assert!(canvases >= 5, "{canvases}");
+    screenshot(&page, shots.path(), "soak-card.png").await;
+    phone_width(&page, true).await;
+    screenshot(&page, shots.path(), "soak-card-phone.png").await;
+    phone_width(&page, false).await;
+    watch.assert_clean(&origin);
+    drop(chrome);
+    d.shutdown(Duration::from_secs(5)).await;
+}

@@ -534,6 +534,7 @@ async fn the_demo_measures_event_to_api_visibility_through_the_flush() {
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
         no_postgres: false,
         flush_interval: Duration::from_secs(1),
+        target_binary: Some(env!("CARGO_BIN_EXE_soakd").into()),
     })
     .await
     .unwrap();
@@ -558,11 +559,11 @@ async fn the_demo_measures_event_to_api_visibility_through_the_flush() {
     // gRPC call), the wait for the next flush (up to the 1 s interval), the flush (the
     // target's writer), the wait for the next poll (its period, or a poll still
     // running) and the poll's answer (the target's GET /v1/challenges, ~60 KB).
-    let target = try_text(&format!("http://{}/metrics", d.target.http))
+    let target = try_text(&format!("http://{}/metrics", d.target_http))
         .await
         .unwrap();
     let flush = bound_at(
-        &m,
+        &target,
         "soakd_buffer_flush_duration_seconds",
         "scenario=\"demo-target\"",
         1.0,

@@ -14,6 +14,21 @@ export async function getJSON(path) {
   return r.json();
 }
 
+/** @typedef {import("./types.js").Soak} Soak */
+
+/**
+ * The soak's verdicts with each series' points averaged down to `points`; null when
+ * the soak is not judged here (404).
+ * @param {number} points
+ * @returns {Promise<Soak | null>}
+ */
+export async function fetchSoak(points) {
+  const r = await fetch(`/api/v1/soak?points=${points}`, { cache: "no-store" });
+  if (r.status === 404) return null;
+  if (!r.ok) throw new Error(`/api/v1/soak: HTTP ${r.status}`);
+  return r.json();
+}
+
 /** @returns {Promise<Status>} */
 export const fetchStatus = () => getJSON("/api/v1/status");
 

@@ -5,5 +5,6 @@ interface Window {
   soakd: {
     charts: () => { id: string; points: number }[];
     last: (chartId: string, label: string) => number | null;
+    soak: () => { id: string; points: number; verdict: string; band: boolean; drawn: boolean }[];
   };
 }

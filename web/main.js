@@ -6,6 +6,7 @@
 //   /api/v1/history  every second (1 s rows) and every 30 s (1 min rows), incrementally
 //                    with ?since=<newest row seen>, so each poll carries a row or two
 //   /api/v1/runs     every 10 s: the stored capacity runs
+//   /api/v1/soak     every 10 s: the soak's verdicts on the system under test (soak.js)
 // The modules: api.js (the API, typed by types.js), store.js (the page's copy of the
 // history), format.js, dom.js, catalogue.js (the history's series, generated from the
 // daemon's catalogue), layout.js (which charts each card has, as data), charts.js,
@@ -17,6 +18,7 @@ import { state, merge } from "./store.js";
 import { charts, drawAll, dropCharts } from "./charts.js";
 import { scenarioCard, updateScenarioCard, ensureSystemCards, renderEvents, renderSearch, renderRuns } from "./cards.js";
 import { renderHeader, control, message, onControlled } from "./controls.js";
+import { renderSoak, resetSoakCharts, soakCharts, SOAK_POLL_MS } from "./soak.js";
 
 const POLL_MS = 1000;
 const MINUTE_POLL_MS = 30000;
@@ -80,6 +82,12 @@ async function poll(force) {
       state.lastRunsPoll = now;
       await renderRuns();
     }
+    if (!st.soak) {
+      $("#soak").hidden = true;
+    } else if (now - state.lastSoakPoll > SOAK_POLL_MS) {
+      state.lastSoakPoll = now;
+      await renderSoak();
+    }
     document.body.dataset.updated = String(now);
   } catch (e) {
     message(`soakd is not answering: ${e.message || e}`, true);
@@ -102,6 +110,7 @@ function setRange(r) {
 // For the browser tests and the devtools console: what each chart holds.
 window.soakd = {
   charts: () => [...charts.values()].map((c) => ({ id: c.def.id, points: Number(c.box.dataset.points) })),
+  soak: () => [...soakCharts].map(([id, c]) => ({ id, points: Number(c.box.dataset.points), verdict: c.box.dataset.verdict || "", band: c.band, drawn: !!c.u })),
   /**
    * The newest value of a chart's line.
    * @param {string} chartId
@@ -133,6 +142,8 @@ window.addEventListener("resize", drawAll);
 // Colours are read from CSS when a chart is built: rebuild them when the scheme flips.
 matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
   for (const c of charts.values()) c.sig = "";
+  resetSoakCharts();
+  state.lastSoakPoll = 0;
   state.runLevels = -1;
   render();
 });

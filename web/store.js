@@ -33,6 +33,7 @@ export const state = {
   token: sessionStorage.getItem("soakd-token") || "",
   lastMinutePoll: 0,
   lastRunsPoll: 0,
+  lastSoakPoll: 0,
   runLevels: -1,
   /** @type {string | null} */
   runId: null,

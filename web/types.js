@@ -1,6 +1,6 @@
 // @ts-check
-// The two payloads the page reads, as JSDoc types: `/api/v1/status` and
-// `/api/v1/history`. Their JSON Schemas (web/schema/) are checked against the daemon's
+// The payloads the page reads, as JSDoc types: `/api/v1/status`, `/api/v1/history` and
+// `/api/v1/soak`. Their JSON Schemas (web/schema/) are checked against the daemon's
 // real answers by tests/contract.rs; `tsc --noEmit` checks the page against these.
 
 /** @typedef {import("./catalogue.js").Group} Group */
@@ -129,6 +129,7 @@
  * @property {ReloadState} reload
  * @property {Control} control
  * @property {boolean} results_store
+ * @property {boolean} soak whether the soak is judged here (its cards are shown)
  * @property {ScenarioStatus[]} scenarios
  * @property {Record<string, SloStatus>} slo
  * @property {SearchProgress | null} search
@@ -166,6 +167,78 @@
  * @property {number[]} t
  * @property {SeriesView[]} series
  * @property {Event[]} events
+ */
+
+/**
+ * A trend per day: estimate and 95 % interval.
+ * @typedef {object} PerDay
+ * @property {number} estimate
+ * @property {number} lower
+ * @property {number} upper
+ */
+
+/**
+ * The fitted line over the judged span (unix seconds).
+ * @typedef {object} TrendLine
+ * @property {number} t0
+ * @property {number} t1
+ * @property {number} start
+ * @property {number} end
+ */
+
+/** @typedef {"growing" | "shrinking" | "flat" | "bounded" | "insufficient"} Verdict */
+
+/**
+ * @typedef {object} Judgement
+ * @property {Verdict} verdict
+ * @property {PerDay | null} absolute in the series' unit per day
+ * @property {PerDay | null} relative relative to the level per day
+ * @property {number | null} plateau
+ * @property {number | null} period
+ * @property {number | null} resolvable_period
+ * @property {number} points
+ * @property {string} reason
+ * @property {TrendLine | null} line
+ */
+
+/**
+ * @typedef {object} ChangePoint
+ * @property {number} t
+ * @property {number} uncertainty
+ * @property {number} before
+ * @property {number} after
+ * @property {number | null} relative
+ * @property {string | null} cause
+ */
+
+/**
+ * @typedef {object} SoakSeries
+ * @property {string} resource
+ * @property {"gauge" | "counter"} shape
+ * @property {boolean} judged false for limits, identities and counts kept as facts
+ * @property {number | null} latest
+ * @property {Judgement | null} judgement
+ * @property {ChangePoint[]} change_points
+ * @property {[number, number][]} [points] with `?points=N`
+ */
+
+/**
+ * @typedef {object} SoakTarget
+ * @property {string} target
+ * @property {number[]} restarts
+ * @property {boolean} restart_loop
+ * @property {Record<string, string>} errors
+ * @property {SoakSeries[]} series
+ */
+
+/**
+ * `GET /api/v1/soak` (web/schema/soak.schema.json).
+ * @typedef {object} Soak
+ * @property {number} window_seconds
+ * @property {number} warmup_seconds
+ * @property {number} resolution_seconds
+ * @property {SoakTarget[]} targets
+ * @property {{scenario: string, op: string, series: SoakSeries[]}[]} ops
  */
 
 export {};

@@ -52,6 +52,7 @@ pub const ASSETS: &[Asset] = &[
     module!("charts.js"),
     module!("cards.js"),
     module!("controls.js"),
+    module!("soak.js"),
     Asset {
         name: "dashboard.css",
         content_type: "text/css; charset=utf-8",

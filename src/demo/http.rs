@@ -203,6 +203,18 @@ async fn get_knobs(State(st): State<Arc<DemoState>>) -> Json<Knobs> {
     Json(st.knobs())
 }
 
+/// `GET /admin/leak`: what the leak knobs keep.
+async fn get_leak(State(st): State<Arc<DemoState>>) -> Json<crate::demo::state::LeakStatus> {
+    Json(st.leak_status())
+}
+
+/// `DELETE /admin/leak`: frees it (the knobs stay: set them to 0 to stop leaking).
+async fn free_leak(State(st): State<Arc<DemoState>>) -> Json<crate::demo::state::LeakStatus> {
+    let was = st.free_leak();
+    tracing::info!(bytes = was.bytes, fds = was.fds, "demo leak freed");
+    Json(was)
+}
+
 /// `PUT /admin/knobs` with a JSON object holding any subset of the knobs.
 async fn put_knobs(State(st): State<Arc<DemoState>>, body: Bytes) -> Response {
     let patch: serde_json::Value = match serde_json::from_slice(&body) {
@@ -265,6 +277,7 @@ pub fn router(st: Arc<DemoState>) -> Router {
             ),
         )
         .route("/admin/knobs", get(get_knobs).put(put_knobs))
+        .route("/admin/leak", get(get_leak).delete(free_leak))
         .route("/admin/events", get(admin_events))
         .with_state(st)
 }
@@ -297,6 +310,30 @@ mod tests {
             .filter(|g| store::synthetic("user-000001", g) >= g.target)
             .count();
         assert!(done > 0 && done < 50, "{done}");
+    }
+
+    #[test]
+    fn the_leak_knobs_keep_memory_and_fds_until_freed() {
+        let st = DemoState::new(Knobs {
+            leak_bytes_per_second: 10 << 20,
+            leak_fds_per_minute: 600,
+            ..Default::default()
+        })
+        .unwrap();
+        for _ in 0..10 {
+            st.leak_tick();
+        }
+        let l = st.leak_status();
+        assert_eq!(l.bytes, 10 << 20, "a second's worth in ten ticks");
+        assert_eq!(l.fds, 10);
+        assert_eq!(st.free_leak(), l);
+        assert_eq!(st.leak_status().bytes, 0);
+        assert!(Knobs {
+            leak_fds_per_minute: 6001,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::pg::cluster::{Cluster, ClusterError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -45,6 +46,8 @@ pub enum LaunchError {
     Grpc(#[from] tonic::transport::Error),
     #[error("a demo task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("the demo target: {0}")]
+    Target(String),
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, LaunchError> {
@@ -145,6 +148,16 @@ async fn serve_both(
     stop: oneshot::Receiver<()>,
 ) -> Result<(), LaunchError> {
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    // The leak knobs act on their own clock, off the request path.
+    let leaking = st.clone();
+    let leak = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::demo::state::LEAK_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            leaking.leak_tick();
+        }
+    });
     let grpc_task = grpc.map(|g| {
         let mut rx = tx.subscribe();
         tokio::spawn(grpc::serve(g, st.clone(), async move {
@@ -156,6 +169,7 @@ async fn serve_both(
     })
     .await;
     let _ = tx.send(());
+    leak.abort();
     if let Some(g) = grpc_task {
         g.await??;
     }
@@ -172,18 +186,95 @@ pub struct DemoOptions {
     pub no_postgres: bool,
     /// The target's flush interval (stat updates become visible in the API after it).
     pub flush_interval: Duration,
+    /// The soakd binary to run the target with (`soakd target`), as a process of its own
+    /// that the soak judge observes; None runs it inside this process (then nothing of
+    /// it is observed: its process would be soakd's).
+    pub target_binary: Option<PathBuf>,
+}
+
+/// The demo target: a process of its own, or a server inside this one.
+enum Running {
+    Process(tokio::process::Child),
+    InProcess(Target),
 }
 
 /// A running demo: the target, the daemon loading it, and the throwaway cluster.
 pub struct Demo {
     pub daemon: Daemon,
-    pub target: Target,
+    /// The target's HTTP and gRPC addresses, and its pid when it is a process of its own.
+    pub target_http: SocketAddr,
+    pub target_grpc: SocketAddr,
+    pub target_pid: Option<u32>,
     /// The throwaway database's URL, when one runs.
     pub database_url: Option<String>,
     /// Why there is no database, when there is none but could have been.
     pub notice: Option<String>,
+    target: Running,
     cluster: Option<Cluster>,
     grace: Duration,
+}
+
+/// An address to hand to a child: port 0 becomes a free port found here.
+fn reserve(addr: SocketAddr) -> Result<SocketAddr, LaunchError> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let l =
+        std::net::TcpListener::bind(addr).map_err(|source| LaunchError::Listen { addr, source })?;
+    Ok(l.local_addr()?)
+}
+
+/// `soakd target` as a child process, answering on `http` once this returns.
+async fn spawn_target(
+    bin: &std::path::Path,
+    http: SocketAddr,
+    grpc: SocketAddr,
+    database_url: Option<&str>,
+    flush: Duration,
+) -> Result<tokio::process::Child, LaunchError> {
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.args([
+        "target",
+        "--listen",
+        &http.to_string(),
+        "--grpc-listen",
+        &grpc.to_string(),
+        "--flush-interval",
+        &format!("{}ms", flush.as_millis()),
+    ])
+    .env_remove("DATABASE_URL")
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .kill_on_drop(true);
+    if let Some(u) = database_url {
+        cmd.args(["--database-url", u]);
+    }
+    let mut child = cmd.spawn()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .map_err(|e| LaunchError::Target(e.to_string()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Err(LaunchError::Target(format!(
+                "`{} target` exited: {status}",
+                bin.display()
+            )));
+        }
+        if let Ok(r) = client.get(format!("http://{http}/healthz")).send().await {
+            if r.status().is_success() {
+                return Ok(child);
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = child.start_kill();
+            return Err(LaunchError::Target(format!(
+                "the demo target did not answer on {http} within 30 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 impl Demo {
@@ -198,29 +289,51 @@ impl Demo {
             }
         };
         let database_url = cluster.as_ref().map(|c| c.url("postgres"));
-        // The target first: the config names its addresses.
-        let target_l = bind(opts.target_listen).await?;
-        let grpc_l = bind(opts.grpc_listen).await?;
-        let (http, grpc) = (target_l.local_addr()?, grpc_l.local_addr()?);
-        let cfg = demo_config(http, grpc, database_url.as_deref())?;
-        // One registry for soakd and the target's buffered writer, so soakd's /metrics
-        // and page show the writer the demo's events go through.
-        let metrics = Arc::new(Metrics::new(cfg.quantile_window));
-        let target_metrics = DemoMetrics::new();
-        let store = match &database_url {
-            Some(u) => store::postgres(
-                u,
-                20,
-                opts.flush_interval,
-                metrics.buffers.writer("demo-target"),
-                &target_metrics.pools,
-            )
-            .await
-            .map_err(LaunchError::Database)?,
-            None => store::Store::memory_buffered(opts.flush_interval).map_err(DemoError::from)?,
+        let metrics;
+        let (target, http, grpc, pid, cfg) = match &opts.target_binary {
+            Some(bin) => {
+                let (http, grpc) = (reserve(opts.target_listen)?, reserve(opts.grpc_listen)?);
+                let child = spawn_target(
+                    bin,
+                    http,
+                    grpc,
+                    database_url.as_deref(),
+                    opts.flush_interval,
+                )
+                .await?;
+                let pid = child.id();
+                let cfg = demo_config(http, grpc, database_url.as_deref(), pid)?;
+                metrics = Arc::new(Metrics::new(cfg.quantile_window));
+                (Running::Process(child), http, grpc, pid, cfg)
+            }
+            None => {
+                // The target first: the config names its addresses.
+                let target_l = bind(opts.target_listen).await?;
+                let grpc_l = bind(opts.grpc_listen).await?;
+                let (http, grpc) = (target_l.local_addr()?, grpc_l.local_addr()?);
+                let cfg = demo_config(http, grpc, database_url.as_deref(), None)?;
+                // One registry for soakd and the target's buffered writer, so soakd's
+                // /metrics and page show the writer the demo's events go through.
+                metrics = Arc::new(Metrics::new(cfg.quantile_window));
+                let target_metrics = DemoMetrics::new();
+                let store = match &database_url {
+                    Some(u) => store::postgres(
+                        u,
+                        20,
+                        opts.flush_interval,
+                        metrics.buffers.writer("demo-target"),
+                        &target_metrics.pools,
+                    )
+                    .await
+                    .map_err(LaunchError::Database)?,
+                    None => store::Store::memory_buffered(opts.flush_interval)
+                        .map_err(DemoError::from)?,
+                };
+                let st = DemoState::with_store(Knobs::default(), store, target_metrics)?;
+                let target = Target::spawn(target_l, Some(grpc_l), st)?;
+                (Running::InProcess(target), http, grpc, None, cfg)
+            }
         };
-        let st = DemoState::with_store(Knobs::default(), store, target_metrics)?;
-        let target = Target::spawn(target_l, Some(grpc_l), st)?;
         let grace = cfg.shutdown_grace;
         let daemon = Daemon::start(
             cfg,
@@ -233,20 +346,38 @@ impl Demo {
         )?;
         Ok(Demo {
             daemon,
-            target,
+            target_http: http,
+            target_grpc: grpc,
+            target_pid: pid,
             database_url,
             notice,
+            target,
             cluster,
             grace,
         })
     }
 
     /// Stops the daemon (draining for its grace period), then the target (flushing its
-    /// progress), then removes the database. Returns the entries that could not be
-    /// flushed.
+    /// progress: a process on SIGTERM, as `soakd target` does), then removes the
+    /// database. Returns the entries the in-process target could not flush (a target
+    /// process reports its own).
     pub async fn stop(self) -> Result<usize, LaunchError> {
         self.daemon.shutdown(self.grace).await;
-        let left = self.target.stop().await?;
+        let left = match self.target {
+            Running::InProcess(t) => t.stop().await?,
+            Running::Process(mut child) => {
+                if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                    // SAFETY: kill(2) on our own child's pid; no memory is touched.
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                }
+                let waited =
+                    tokio::time::timeout(DRAIN_FOR + Duration::from_secs(5), child.wait()).await;
+                if waited.is_err() {
+                    let _ = child.kill().await;
+                }
+                0
+            }
+        };
         if let Some(c) = self.cluster {
             tokio::task::spawn_blocking(move || drop(c)).await?;
         }
@@ -256,10 +387,15 @@ impl Demo {
 
 /// The embedded demo config pointed at the target and the database; without a database
 /// its statistics target and the scenarios on it are dropped.
+/// With the target's pid, the API target observes that process (and its /metrics, as
+/// the embedded config says); without one (an in-process target) the API target is not
+/// observed, since its process would be soakd's. The database is observed as every
+/// postgres target is.
 fn demo_config(
     http: SocketAddr,
     grpc: SocketAddr,
     database_url: Option<&str>,
+    target_pid: Option<u32>,
 ) -> Result<config::Config, LaunchError> {
     // The embedded fixtures, written where the loader can find them.
     let dir = tempfile::tempdir()?;
@@ -287,6 +423,16 @@ fn demo_config(
         cfg.targets.retain(|t| t.kind.type_name() != "postgres");
         cfg.scenarios
             .retain(|s| cfg.targets.iter().any(|t| t.name == s.target));
+        cfg.observe
+            .retain(|o| cfg.targets.iter().any(|t| t.name == o.target));
+    }
+    match target_pid {
+        Some(pid) => {
+            if let Some(o) = cfg.observe.iter_mut().find(|o| o.target == "challenge-api") {
+                o.process = Some(config::observe::ProcessRef::Pid(pid));
+            }
+        }
+        None => cfg.observe.retain(|o| o.target != "challenge-api"),
     }
     Ok(cfg)
 }

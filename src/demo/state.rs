@@ -35,7 +35,20 @@ pub struct Knobs {
     /// Requests processed at once (0 = unlimited); the rest queue, so latency climbs
     /// once the offered rate exceeds concurrency_limit / service time.
     pub concurrency_limit: usize,
+    /// Added to every request's latency (ms): set it at runtime for a latency step.
+    pub latency_step_ms: u64,
+    /// Memory allocated, touched and kept every second (a leak for the soak judge to
+    /// find), up to [`MAX_LEAK_BYTES`] in all.
+    pub leak_bytes_per_second: u64,
+    /// File descriptors opened (on /dev/null) and kept every minute, up to
+    /// [`MAX_LEAK_FDS`] in all.
+    pub leak_fds_per_minute: u32,
 }
+
+/// The most a leak knob keeps: 2 GiB of memory and 10,000 file descriptors (then it
+/// stops and says so); `DELETE /admin/leak` frees what it kept.
+pub const MAX_LEAK_BYTES: u64 = 2 << 30;
+pub const MAX_LEAK_FDS: usize = 10_000;
 
 impl Knobs {
     pub fn validate(&self) -> Result<(), String> {
@@ -45,7 +58,16 @@ impl Knobs {
         if self.latency_max_ms < self.latency_min_ms {
             return Err("latency_max_ms must be >= latency_min_ms".into());
         }
-        if self.latency_max_ms > 600_000 || self.stall_for_ms > 600_000 {
+        if self.leak_bytes_per_second > 256 << 20 {
+            return Err("leak_bytes_per_second is capped at 268435456 (256 MiB/s)".into());
+        }
+        if self.leak_fds_per_minute > 6000 {
+            return Err("leak_fds_per_minute is capped at 6000".into());
+        }
+        if self.latency_max_ms > 600_000
+            || self.stall_for_ms > 600_000
+            || self.latency_step_ms > 600_000
+        {
             return Err("latencies and stalls are capped at 600000 ms".into());
         }
         if self.stall_for_ms > 0 && self.stall_every_ms <= self.stall_for_ms {
@@ -69,7 +91,30 @@ pub struct DemoState {
     pub grpc_peak: AtomicUsize,
     pub grpc_connections: AtomicUsize,
     pub(super) namespace: String,
+    /// What the leak knobs keep.
+    pub(super) leaked: Mutex<Leaked>,
 }
+
+/// The memory and file descriptors the leak knobs keep (freed by `DELETE /admin/leak`).
+#[derive(Default)]
+pub struct Leaked {
+    chunks: Vec<Vec<u8>>,
+    bytes: u64,
+    fds: Vec<std::fs::File>,
+    /// Fractions of an fd owed from earlier ticks.
+    fd_credit: f64,
+    capped: bool,
+}
+
+/// What `GET /admin/leak` answers.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct LeakStatus {
+    pub bytes: u64,
+    pub fds: usize,
+}
+
+/// How often the leak knobs act.
+pub const LEAK_TICK: Duration = Duration::from_millis(100);
 
 impl crate::metrics::MemorySize for DemoState {
     /// The last events, the login counts and (in memory mode) the progress map.
@@ -85,6 +130,7 @@ impl crate::metrics::MemorySize for DemoState {
             hash_map_bytes::<String, u32>(m.capacity())
                 + m.keys().map(|k| k.capacity() as u64).sum::<u64>()
         };
+        // The leak knobs' memory is left out: it is the leak the soak judge should see.
         events as u64 + logins + self.store.memory_bytes()
     }
 }
@@ -124,6 +170,7 @@ impl DemoState {
             grpc_peak: AtomicUsize::new(0),
             grpc_connections: AtomicUsize::new(0),
             namespace: "test".into(),
+            leaked: Mutex::new(Leaked::default()),
         });
         st.set_knobs(knobs);
         st.metrics.memory.register("target_state", &st);
@@ -173,10 +220,60 @@ impl DemoState {
                 k.error_ratio > 0.0 && rng.random::<f64>() < k.error_ratio,
             )
         };
+        let delay = delay + k.latency_step_ms;
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         (fail, permit)
+    }
+
+    /// One tick of the leak knobs: allocates and touches a tick's share of
+    /// `leak_bytes_per_second` (every page written, so it is resident, not just
+    /// reserved) and opens a tick's share of `leak_fds_per_minute`, keeping both.
+    pub fn leak_tick(&self) {
+        let k = self.knobs();
+        if k.leak_bytes_per_second == 0 && k.leak_fds_per_minute == 0 {
+            return;
+        }
+        let share = LEAK_TICK.as_secs_f64();
+        let mut l = self.leaked.lock();
+        let bytes = (k.leak_bytes_per_second as f64 * share) as u64;
+        if bytes > 0 && l.bytes + bytes <= MAX_LEAK_BYTES {
+            l.chunks.push(vec![1u8; bytes as usize]);
+            l.bytes += bytes;
+        } else if bytes > 0 && !l.capped {
+            l.capped = true;
+            tracing::warn!(
+                "demo leak: {MAX_LEAK_BYTES} bytes kept, the most it keeps; not leaking more"
+            );
+        }
+        l.fd_credit += k.leak_fds_per_minute as f64 * share / 60.0;
+        while l.fd_credit >= 1.0 && l.fds.len() < MAX_LEAK_FDS {
+            l.fd_credit -= 1.0;
+            match std::fs::File::open("/dev/null") {
+                Ok(f) => l.fds.push(f),
+                Err(e) => {
+                    tracing::warn!("demo leak: cannot open another fd: {e}");
+                    l.fd_credit = 0.0;
+                    break;
+                }
+            }
+        }
+    }
+
+    pub fn leak_status(&self) -> LeakStatus {
+        let l = self.leaked.lock();
+        LeakStatus {
+            bytes: l.bytes,
+            fds: l.fds.len(),
+        }
+    }
+
+    /// Frees what the leak knobs kept.
+    pub fn free_leak(&self) -> LeakStatus {
+        let was = self.leak_status();
+        *self.leaked.lock() = Leaked::default();
+        was
     }
 
     pub(super) fn record(&self, ev: Received) {

@@ -317,10 +317,11 @@ pub fn chart(subject: &str, s: &SeriesSoak, restarts: &[f64]) -> String {
 }
 
 fn badge(s: &SeriesSoak) -> String {
-    let v = s
-        .judgement
-        .as_ref()
-        .map_or("pending", |j| j.verdict.as_str());
+    let v = match &s.judgement {
+        _ if !s.judged => "kept",
+        Some(j) => j.verdict.as_str(),
+        None => "pending",
+    };
     format!(r#"<span class="badge verdict-{v}">{v}</span>"#)
 }
 

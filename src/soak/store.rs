@@ -129,6 +129,9 @@ pub struct TargetSoak {
 pub struct SeriesSoak {
     pub resource: String,
     pub shape: Shape,
+    /// Whether it is judged at all (limits and identities — `max_fds`,
+    /// `start_time_seconds` — and counts like `oom_kills` are kept, not judged).
+    pub judged: bool,
     pub latest: Option<f64>,
     pub judgement: Option<Judgement>,
     /// Level shifts found, oldest first (at most 20).
@@ -331,6 +334,7 @@ impl SoakStore {
                 t.series.push(SeriesSoak {
                     resource: k.resource.clone(),
                     shape: s.shape,
+                    judged: s.class.is_some(),
                     latest: s.points.back().map(|p| p.1),
                     judgement: g.judged.get(k).cloned(),
                     change_points: s.changes.found.clone(),
