@@ -29,4 +29,5 @@ pub mod slo;
 pub mod soak;
 pub mod sysinfo;
 pub mod template;
+pub mod threads;
 pub mod units;

@@ -214,6 +214,15 @@ fn parse_answer(query: &str, body: &serde_json::Value) -> Result<Vec<Sample>, Pr
     }
 }
 
+/// One op over a span, summed over the shards ([`Prom::ops`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpTotals {
+    /// p50, p95, p99 in seconds (None without observations).
+    pub latency: [Option<f64>; 3],
+    pub completed: f64,
+    pub failed: f64,
+}
+
 impl Prom {
     /// `base`: the server's URL (`http://prometheus:9090`); `selector`: label matchers
     /// added to every series selector (may be empty).
@@ -367,6 +376,69 @@ impl Prom {
             latency,
             lag_p99,
         })
+    }
+
+    /// `{<selector>}` (or nothing), for a query over every scenario.
+    fn all(&self) -> String {
+        if self.selector.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", self.selector)
+        }
+    }
+
+    /// Every op's latency quantiles (p50, p95, p99), completed and failed operations
+    /// over the `secs` before `at`, summed over every instance — the soak judge's
+    /// reading of soakd's own series when it is sharded. By `(scenario, op)`.
+    pub async fn ops(
+        &self,
+        secs: f64,
+        at: f64,
+    ) -> Result<BTreeMap<(String, String), OpTotals>, PromError> {
+        let (m, r) = (self.all(), range(secs));
+        let mut out: BTreeMap<(String, String), OpTotals> = BTreeMap::new();
+        let key = |s: &Sample| -> Option<(String, String)> {
+            Some((
+                s.labels.get("scenario")?.clone(),
+                s.labels.get("op")?.clone(),
+            ))
+        };
+        for s in self
+            .query(
+                &format!("sum by (scenario, op) (increase(soakd_requests_total{m}[{r}]))"),
+                at,
+            )
+            .await?
+        {
+            if let Some(k) = key(&s) {
+                out.entry(k).or_default().completed = s.value;
+            }
+        }
+        for s in self
+            .query(
+                &format!("sum by (scenario, op) (increase(soakd_request_errors_total{m}[{r}]))"),
+                at,
+            )
+            .await?
+        {
+            if let Some(k) = key(&s) {
+                out.entry(k).or_default().failed = s.value;
+            }
+        }
+        for (i, q) in [0.5, 0.95, 0.99].into_iter().enumerate() {
+            for s in self
+                .query(
+                    &format!("histogram_quantile({q}, sum by (scenario, op, le) (increase(soakd_request_duration_seconds_bucket{m}[{r}])))"),
+                    at,
+                )
+                .await?
+            {
+                if let (Some(k), true) = (key(&s), s.value.is_finite()) {
+                    out.entry(k).or_default().latency[i] = Some(s.value);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// `scenario`'s rolling SLO values at `at` over `window`, summed over every

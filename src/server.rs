@@ -702,26 +702,19 @@ pub fn spawn_admin_thread(
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let join = std::thread::Builder::new()
-        .name("soakd-admin".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => {
-                        let stop = async move {
-                            let _ = rx.await;
-                        };
-                        if let Err(e) = serve(l, state, stop).await {
-                            tracing::error!("admin server failed: {e}");
-                        }
-                    }
-                    Err(e) => tracing::error!("admin server listener: {e}"),
+    let join = crate::threads::spawn_with_runtime("soakd-admin", move || async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => {
+                let stop = async move {
+                    let _ = rx.await;
+                };
+                if let Err(e) = serve(l, state, stop).await {
+                    tracing::error!("admin server failed: {e}");
                 }
-            })
-        })?;
+            }
+            Err(e) => tracing::error!("admin server listener: {e}"),
+        }
+    })?;
     Ok(AdminThread {
         addr,
         stop: Some(tx),

@@ -58,6 +58,7 @@ verdicts:
   leader: "http://127.0.0.1:{leader_port}"
   scrape_interval: 1s
   interval: 1s
+soak: {{window: 10m, warmup: 10s, resolution: 1s}}
 "#,
         results = results.display()
     )
@@ -227,6 +228,34 @@ scrape_configs:
             "shard on {port} is not at its share of `then`"
         );
     }
+    // The soak is judged once, by the leader, from the fleet's sums: its op's rate is
+    // the whole 40/s, not its own 20/s; the follower judges nothing.
+    let rate = eventually(Duration::from_secs(20), || async move {
+        let s = try_json(&format!("http://127.0.0.1:{p0}/api/v1/soak")).await?;
+        let op = s["ops"]
+            .as_array()?
+            .iter()
+            .find(|o| o["scenario"] == "api" && o["op"] == "get")?
+            .clone();
+        let latest = op["series"]
+            .as_array()?
+            .iter()
+            .find(|x| x["resource"] == "rate_per_second")?["latest"]
+            .as_f64()?;
+        (30.0..=50.0).contains(&latest).then_some(latest)
+    })
+    .await;
+    assert!(
+        rate.is_some(),
+        "the leader's soak does not read the fleet's 40/s: {:?}",
+        try_json(&format!("http://127.0.0.1:{p0}/api/v1/soak")).await
+    );
+    let follower = client()
+        .get(format!("http://127.0.0.1:{p1}/api/v1/soak"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(follower.status(), 404, "a follower does not judge the soak");
     // ... and when the leader goes away the follower pauses the search, not the soak:
     // back on its schedule (20/s in total, 10/s for this shard), still sending.
     let _ = leader.0.kill();

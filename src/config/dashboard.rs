@@ -106,9 +106,7 @@ pub(super) fn build_dashboard(v: Option<&Value>, errs: &mut Errs) -> DashboardCo
 mod tests {
     use super::*;
 
-    fn parse(section: &str) -> Result<crate::config::Config, crate::config::ConfigErrors> {
-        crate::config::parse_for_test(&format!("targets: {{}}\nscenarios: {{}}\n{section}\n"))
-    }
+    use crate::config::parse_section_for_test as parse;
 
     #[test]
     fn defaults_bounds_and_errors_with_lines() {

@@ -134,6 +134,13 @@ pub(crate) fn parse_for_test(text: &str) -> Result<Config, ConfigErrors> {
     )
 }
 
+/// Parses a top-level `section` with no targets and no scenarios (for the sections'
+/// unit tests).
+#[cfg(test)]
+pub(crate) fn parse_section_for_test(section: &str) -> Result<Config, ConfigErrors> {
+    parse_for_test(&format!("targets: {{}}\nscenarios: {{}}\n{section}\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

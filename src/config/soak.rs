@@ -274,9 +274,7 @@ pub(super) fn build_soak(v: Option<&Value>, errs: &mut Errs) -> SoakConfig {
 mod tests {
     use super::*;
 
-    fn parse(section: &str) -> Result<crate::config::Config, crate::config::ConfigErrors> {
-        crate::config::parse_for_test(&format!("targets: {{}}\nscenarios: {{}}\n{section}\n"))
-    }
+    use crate::config::parse_section_for_test as parse;
 
     #[test]
     fn defaults_and_bounds() {

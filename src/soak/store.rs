@@ -75,6 +75,22 @@ struct Series {
     changes: Detector,
 }
 
+impl Series {
+    /// The points from `from` on as they are judged: a counter's as its rate.
+    fn judged_points(&self, from: f64) -> Vec<(f64, f64)> {
+        let pts: Vec<(f64, f64)> = self
+            .points
+            .iter()
+            .copied()
+            .filter(|(t, _)| *t >= from)
+            .collect();
+        match self.shape {
+            Shape::Gauge => pts,
+            Shape::Counter => rates(&pts),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     series: BTreeMap<Key, Series>,
@@ -220,23 +236,13 @@ impl SoakStore {
                 .iter()
                 .map(|(k, s)| {
                     let from = self.judged_from(&g, &k.target, now);
-                    let pts = s
-                        .points
-                        .iter()
-                        .copied()
-                        .filter(|(t, _)| *t >= from)
-                        .collect();
-                    (k.clone(), pts, s.shape, s.class)
+                    (k.clone(), s.judged_points(from), s.class)
                 })
                 .collect()
         };
         let mut out = Vec::new();
-        for (key, pts, shape, class) in work {
+        for (key, pts, class) in work {
             let Some(class) = class else { continue };
-            let pts = match shape {
-                Shape::Gauge => pts,
-                Shape::Counter => rates(&pts),
-            };
             let growth = self.cfg.growth_of(class);
             let threshold = match class {
                 c if c.absolute() => Threshold::Absolute(growth),
@@ -272,16 +278,7 @@ impl SoakStore {
                 continue;
             }
             let from = froms.get(&k.target).copied().unwrap_or(now);
-            let pts: Vec<(f64, f64)> = s
-                .points
-                .iter()
-                .copied()
-                .filter(|(t, _)| *t >= from)
-                .collect();
-            let pts = match s.shape {
-                Shape::Gauge => pts,
-                Shape::Counter => rates(&pts),
-            };
+            let pts = s.judged_points(from);
             if let Some(cp) = s.changes.step(&pts, events) {
                 out.push((k.clone(), cp));
             }
@@ -342,17 +339,7 @@ impl SoakStore {
                         Vec::new()
                     } else {
                         let from = self.judged_from(&g, &k.target, now);
-                        let pts: Vec<(f64, f64)> = s
-                            .points
-                            .iter()
-                            .copied()
-                            .filter(|(t, _)| *t >= from)
-                            .collect();
-                        let pts = match s.shape {
-                            Shape::Gauge => pts,
-                            Shape::Counter => rates(&pts),
-                        };
-                        averaged(&pts, chart_points)
+                        averaged(&s.judged_points(from), chart_points)
                     },
                 });
             }
@@ -370,8 +357,8 @@ impl SoakStore {
     }
 }
 
-/// A series to judge: its key, its points in the judged span, its shape and class.
-type Work = (Key, Vec<(f64, f64)>, Shape, Option<GrowthClass>);
+/// A series to judge: its key, its judged points and its class.
+type Work = (Key, Vec<(f64, f64)>, Option<GrowthClass>);
 
 fn insufficient(n: usize) -> Judgement {
     Judgement {

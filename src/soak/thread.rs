@@ -2,7 +2,8 @@
 //! (`soak.resolution`), records what it read, sees restarts, and judges every series at
 //! most once a minute — all off the load's runtime, on a current-thread runtime of its
 //! own. With `--shard i/n` only shard 0 runs it, so a target is observed and judged
-//! once, not n times.
+//! once, not n times; with `verdicts:` too, soakd's own series are the fleet's sums
+//! from Prometheus, as the other verdicts across shards are.
 
 use crate::config::observe::Observe;
 use crate::engine::Engine;
@@ -27,35 +28,32 @@ pub struct SoakThread {
 pub fn spawn(engine: &Arc<Engine>, soak: Arc<Soak>) -> std::io::Result<SoakThread> {
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     let weak = Arc::downgrade(engine);
-    std::thread::Builder::new()
-        .name("soakd-soak".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("soak: cannot start a runtime ({e}); nothing is observed");
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let mut w = Watcher::new(soak);
+    crate::threads::spawn_with_runtime("soakd-soak", move || async move {
+        let mut w = Watcher::new(soak);
+        // Sharded with Prometheus: soakd's own series are the fleet's sums.
+        if let Some(engine) = Weak::upgrade(&weak) {
+            let cfg = engine.config();
+            if let (Some(v), true) = (&cfg.verdicts, engine.shard_divisor() > 1.0) {
                 let every = w.soak.targets.config().resolution;
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = &mut rx => break,
-                        _ = tick.tick() => {
-                            let Some(engine) = Weak::upgrade(&weak) else { break };
-                            w.round(&engine).await;
-                        }
-                    }
+                w.fleet = Some(Fleet {
+                    prom: crate::promql::Prom::new(&v.prometheus, &v.selector),
+                    secs: every.max(v.scrape_interval * 4).as_secs_f64(),
+                });
+            }
+        }
+        let every = w.soak.targets.config().resolution;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut rx => break,
+                _ = tick.tick() => {
+                    let Some(engine) = Weak::upgrade(&weak) else { break };
+                    w.round(&engine).await;
                 }
-            });
-        })?;
+            }
+        }
+    })?;
     Ok(SoakThread { _stop: tx })
 }
 
@@ -75,8 +73,16 @@ struct OpRead {
     t: f64,
 }
 
+/// Where a sharded fleet's sums come from.
+struct Fleet {
+    prom: crate::promql::Prom,
+    /// The span each reading sums over: the resolution, and at least four scrapes.
+    secs: f64,
+}
+
 struct Watcher {
     soak: Arc<Soak>,
+    fleet: Option<Fleet>,
     targets: BTreeMap<String, Watched>,
     /// By `scenario/op`.
     ops: BTreeMap<String, OpRead>,
@@ -87,6 +93,7 @@ impl Watcher {
     fn new(soak: Arc<Soak>) -> Watcher {
         Watcher {
             soak,
+            fleet: None,
             targets: BTreeMap::new(),
             ops: BTreeMap::new(),
             last_judged: None,
@@ -145,6 +152,64 @@ impl Watcher {
         self.soak.ops.retain_targets(&keep);
     }
 
+    /// soakd's own series of every op as the fleet's sums from Prometheus (`verdicts:`
+    /// with `--shard`): the latency quantiles of the fleet's histograms, its error ratio
+    /// and its rate over the last `secs`. A Prometheus that does not answer leaves a gap
+    /// (never this shard's share in its place, which would read as a step).
+    async fn read_fleet_ops(
+        &mut self,
+        engine: &Arc<Engine>,
+        prom: crate::promql::Prom,
+        secs: f64,
+        now: f64,
+    ) {
+        let mine: Vec<String> = engine
+            .states()
+            .iter()
+            .flat_map(|st| {
+                st.metrics()
+                    .ops
+                    .iter()
+                    .map(|o| format!("{}/{}", st.name, o.op))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let keep: Vec<&str> = mine.iter().map(String::as_str).collect();
+        self.soak.ops.retain_targets(&keep);
+        let totals = match prom.ops(secs, now).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!("soak: the fleet's op series from Prometheus: {e}");
+                return;
+            }
+        };
+        let store = &self.soak.ops;
+        for ((scenario, op), t) in totals {
+            let key = format!("{scenario}/{op}");
+            if !mine.contains(&key) {
+                continue;
+            }
+            for (name, v) in ["p50_seconds", "p95_seconds", "p99_seconds"]
+                .iter()
+                .zip(t.latency)
+            {
+                if let Some(v) = v {
+                    store.record(&key, name, false, now, v);
+                }
+            }
+            if t.completed > 0.0 {
+                store.record(
+                    &key,
+                    "error_ratio",
+                    false,
+                    now,
+                    (t.failed / t.completed).clamp(0.0, 1.0),
+                );
+            }
+            store.record(&key, "rate_per_second", false, now, t.completed / secs);
+        }
+    }
+
     /// Follows the config: observers for new or changed targets, none for removed ones.
     fn follow(&mut self, observe: &[Observe], metrics: &Metrics) {
         let gone: Vec<String> = self
@@ -189,7 +254,13 @@ impl Watcher {
         let cfg = engine.config();
         self.follow(&cfg.observe, &engine.metrics);
         let now = crate::units::now_unix();
-        self.read_ops(engine, now);
+        match &self.fleet {
+            Some(f) => {
+                self.read_fleet_ops(engine, f.prom.clone(), f.secs, now)
+                    .await
+            }
+            None => self.read_ops(engine, now),
+        }
         let store = &self.soak.targets;
         for (name, w) in self.targets.iter_mut() {
             let reading = w.observer.read(now).await;
