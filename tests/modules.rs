@@ -10,7 +10,14 @@ use std::path::Path;
 
 /// Bottom to top. A module may use modules of lower layers and its own submodules.
 const LAYERS: &[&[&str]] = &[
-    &["units", "sysinfo", "challenges", "phases", "promql", "threads"],
+    &[
+        "units",
+        "sysinfo",
+        "challenges",
+        "phases",
+        "promql",
+        "threads",
+    ],
     &["metrics", "schedule", "chart"],
     &["events", "template"],
     &["protos"],

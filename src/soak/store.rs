@@ -263,9 +263,15 @@ impl SoakStore {
     }
 
     /// Looks for level shifts in every judged series (a counter's rate) after its
-    /// target's warmup; `events` (Unix seconds, message) name the probable cause.
-    /// Returns the change points newly found.
-    pub fn detect_changes(&self, now: f64, events: &[(f64, String)]) -> Vec<(Key, ChangePoint)> {
+    /// target's warmup; `events_of(target)` (Unix seconds, message) are the events that
+    /// may explain a change of that target's series, for the probable cause. Returns
+    /// the change points newly found.
+    pub fn detect_changes(
+        &self,
+        now: f64,
+        events_of: &dyn Fn(&str) -> Vec<(f64, String)>,
+    ) -> Vec<(Key, ChangePoint)> {
+        let mut cache: BTreeMap<String, Vec<(f64, String)>> = BTreeMap::new();
         let mut g = self.inner.lock();
         let froms: BTreeMap<String, f64> = g
             .started
@@ -279,6 +285,9 @@ impl SoakStore {
             }
             let from = froms.get(&k.target).copied().unwrap_or(now);
             let pts = s.judged_points(from);
+            let events = cache
+                .entry(k.target.clone())
+                .or_insert_with(|| events_of(&k.target));
             if let Some(cp) = s.changes.step(&pts, events) {
                 out.push((k.clone(), cp));
             }

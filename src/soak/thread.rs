@@ -312,12 +312,32 @@ impl Watcher {
     }
 
     fn judge(&mut self, engine: &Arc<Engine>, now: f64) {
-        let events: Vec<(f64, String)> = engine
-            .events
-            .since(i64::MIN)
-            .into_iter()
-            .map(|e| (e.t_ms as f64 / 1000.0, e.message))
-            .collect();
+        let log = engine.events.since(i64::MIN);
+        let cfg = engine.config();
+        // What may explain a change: soakd-wide events (reloads, a search), the events
+        // of the scenarios that load the target (or of the op's own scenario), and the
+        // target's own restarts — not another scenario's stage or another target's
+        // restart.
+        let relevant = |e: &crate::events::Event, target: Option<&str>, scenario: Option<&str>| {
+            may_explain(e, target, scenario, &cfg.scenarios)
+        };
+        let pick = |target: Option<&str>, scenario: Option<&str>| -> Vec<(f64, String)> {
+            log.iter()
+                .filter(|e| relevant(e, target, scenario))
+                .map(|e| (e.t_ms as f64 / 1000.0, e.message.clone()))
+                .collect()
+        };
+        let target_events = |t: &str| pick(Some(t), None);
+        let op_events = |key: &str| {
+            let scenario = key.split_once('/').map(|(s, _)| s);
+            let target = scenario.and_then(|s| {
+                cfg.scenarios
+                    .iter()
+                    .find(|x| x.name == s)
+                    .map(|x| x.target.as_str())
+            });
+            pick(target, scenario)
+        };
         let ops = self.soak.ops.judge_all(now);
         let targets = self.soak.targets.judge_all(now);
         // The first verdict is given once one is possible; then once a minute.
@@ -330,13 +350,13 @@ impl Watcher {
         }
         self.last_judged = Some(now);
         let soak = &engine.metrics.soak;
-        for (k, cp) in self.soak.ops.detect_changes(now, &events) {
+        for (k, cp) in self.soak.ops.detect_changes(now, &op_events) {
             if let Some((scenario, op)) = k.target.split_once('/') {
                 soak.op_change_point(scenario, op, &k.resource);
                 log_change(&k.target, &k.resource, &cp);
             }
         }
-        for (k, cp) in self.soak.targets.detect_changes(now, &events) {
+        for (k, cp) in self.soak.targets.detect_changes(now, &target_events) {
             soak.change_point(&k.target, &k.resource);
             log_change(&k.target, &k.resource, &cp);
         }
@@ -359,6 +379,29 @@ impl Watcher {
                 .map(|r| (r.estimate, r.lower, r.upper));
             let growing = j.verdict == crate::soak::verdict::Verdict::Growing;
             soak.set_trend(&k.target, &k.resource, trend, growing);
+        }
+    }
+}
+
+/// Whether event `e` may explain a change of a series of `target` (an observed
+/// target's, or the target of an op's scenario) or of `scenario`'s op: soakd-wide
+/// events (reloads, the search), events of `scenario` or of a scenario loading
+/// `target`, and `target`'s own restarts — not another scenario's stage, not another
+/// target's restart.
+fn may_explain(
+    e: &crate::events::Event,
+    target: Option<&str>,
+    scenario: Option<&str>,
+    scenarios: &[crate::config::Scenario],
+) -> bool {
+    match (&e.kind, &e.scenario) {
+        (EventKind::Restart, _) => {
+            target.is_some_and(|t| e.message.starts_with(&format!("target {t} ")))
+        }
+        (_, None) => true,
+        (_, Some(s)) => {
+            scenario == Some(s.as_str())
+                || target.is_some_and(|t| scenarios.iter().any(|x| &x.name == s && x.target == t))
         }
     }
 }
@@ -400,4 +443,42 @@ fn reset_counter(w: &Watched, r: &Reading) -> Option<String> {
             (Some(a), Some(b)) if b < *a => Some(format!("{c} fell from {a:.1} to {b:.1}")),
             _ => None,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Event;
+
+    fn ev(kind: EventKind, scenario: Option<&str>, message: &str) -> Event {
+        Event {
+            id: 0,
+            t_ms: 0,
+            kind,
+            scenario: scenario.map(str::to_string),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_cause_is_a_soakd_wide_event_or_one_of_the_loading_scenario() {
+        let cfg = crate::config::parse_for_test(
+            "targets:\n  a: {type: http, base_url: \"http://127.0.0.1:1\"}\n  b: {type: http, base_url: \"http://127.0.0.1:2\"}\nscenarios:\n  on_a: {target: a, schedule: {hold: {rate: 1/s}}, ops: {x: {http: {path: /}}}}\n  on_b: {target: b, schedule: {hold: {rate: 1/s}}, ops: {x: {http: {path: /}}}}\n",
+        )
+        .unwrap();
+        let sc = &cfg.scenarios;
+        let reload = ev(EventKind::Reload, None, "config reloaded");
+        let stage_a = ev(EventKind::Stage, Some("on_a"), "stage 2/3");
+        let stage_b = ev(EventKind::Stage, Some("on_b"), "stage 2/3");
+        let restart_a = ev(EventKind::Restart, None, "target a restarted: pid 1 → 2");
+        // Target a's series.
+        assert!(may_explain(&reload, Some("a"), None, sc));
+        assert!(may_explain(&stage_a, Some("a"), None, sc));
+        assert!(!may_explain(&stage_b, Some("a"), None, sc));
+        assert!(may_explain(&restart_a, Some("a"), None, sc));
+        assert!(!may_explain(&restart_a, Some("b"), None, sc));
+        // on_b's op: its own stage, not on_a's.
+        assert!(may_explain(&stage_b, Some("b"), Some("on_b"), sc));
+        assert!(!may_explain(&stage_a, Some("b"), Some("on_b"), sc));
+    }
 }
