@@ -140,7 +140,7 @@ struct ReportArgs {
     list: bool,
     /// Print the stored run (every level's measurements) as JSON instead; with
     /// --compare, the comparison.
-    #[arg(long, conflicts_with_all = ["list", "out"])]
+    #[arg(long, conflicts_with = "list")]
     json: bool,
     /// Compare run B against the reference run A (ids, `latest`, or `baseline`: the
     /// baseline of the other run's search): maximum sustainable level, p95/p99 and
@@ -378,6 +378,12 @@ fn report(a: ReportArgs) -> anyhow::Result<()> {
     use soakd::capacity::{compare, report, store::Store};
     if let (true, Some(url)) = (a.soak, a.url.as_deref()) {
         return soak_report(&a, url);
+    }
+    if a.json && a.out.is_some() {
+        return Err(UsageError(
+            "--json prints the run to standard output; --out is for the Markdown report (with --soak, either)".into(),
+        )
+        .into());
     }
     use soakd::config::search::ResultsConfig;
     let config = a.config.as_deref().map(load_or_usage).transpose()?;

@@ -208,7 +208,7 @@ function renderTarget(root, t) {
     root.append(card);
   }
   const counts = new Map();
-  for (const s of t.series) counts.set(verdictOf(s), (counts.get(verdictOf(s)) || 0) + 1);
+  for (const s of t.series.filter((x) => x.judged)) counts.set(verdictOf(s), (counts.get(verdictOf(s)) || 0) + 1);
   $('[data-role="facts"]', card).replaceChildren(
     ...[...counts].map(([v, n]) => h("span", { class: `badge verdict-${v}`, text: `${n} ${v}` })),
     h("span", { class: t.restart_loop ? "badge bad" : "muted", text: t.restart_loop ? `restart loop (${t.restarts.length})` : `${t.restarts.length} restarts` }),
