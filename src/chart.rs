@@ -350,8 +350,8 @@ fn band(out: &mut String, s: &Scale, b: &Band) -> fmt::Result {
     )
 }
 
-/// A number as a rate reads on the x axis: 50, 1.5k, 20k.
-fn rate_num(v: f64) -> String {
+/// A rate without its unit (`500`, `1.5k`), for chart ticks and table cells.
+pub fn rate_num(v: f64) -> String {
     format_rate(v).trim_end_matches("/s").to_string()
 }
 

@@ -403,26 +403,16 @@ impl Prom {
                 s.labels.get("op")?.clone(),
             ))
         };
-        for s in self
-            .query(
-                &format!("sum by (scenario, op) (increase(soakd_requests_total{m}[{r}]))"),
-                at,
-            )
-            .await?
-        {
-            if let Some(k) = key(&s) {
-                out.entry(k).or_default().completed = s.value;
-            }
-        }
-        for s in self
-            .query(
-                &format!("sum by (scenario, op) (increase(soakd_request_errors_total{m}[{r}]))"),
-                at,
-            )
-            .await?
-        {
-            if let Some(k) = key(&s) {
-                out.entry(k).or_default().failed = s.value;
+        for family in ["soakd_requests_total", "soakd_request_errors_total"] {
+            let q = format!("sum by (scenario, op) (increase({family}{m}[{r}]))");
+            for s in self.query(&q, at).await? {
+                if let Some(k) = key(&s) {
+                    let o = out.entry(k).or_default();
+                    match family {
+                        "soakd_requests_total" => o.completed = s.value,
+                        _ => o.failed = s.value,
+                    }
+                }
             }
         }
         for (i, q) in [0.5, 0.95, 0.99].into_iter().enumerate() {

@@ -62,24 +62,24 @@ pub(super) struct Errs<'a> {
 }
 
 impl Errs<'_> {
-    pub(super) fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    /// `message` at `path`, with the line and column the path is at.
+    fn at(&self, path: impl Into<String>, message: impl Into<String>) -> ConfigError {
         let path = path.into();
-        let pos = self.index.find(&path);
-        self.warnings.push(ConfigError {
+        ConfigError {
+            pos: self.index.find(&path),
             path,
             message: message.into(),
-            pos,
-        });
+        }
+    }
+
+    pub(super) fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let w = self.at(path, message);
+        self.warnings.push(w);
     }
 
     pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        let path = path.into();
-        let pos = self.index.find(&path);
-        self.list.push(ConfigError {
-            path,
-            message: message.into(),
-            pos,
-        });
+        let e = self.at(path, message);
+        self.list.push(e);
     }
 
     /// Decode `v` into `T`; on failure record the error at the exact inner path.

@@ -127,24 +127,9 @@ impl Watcher {
                 );
                 (r.requests, r.errors, r.t) = (requests, errors, now);
                 seen.push(key.clone());
-                let store = &self.soak.ops;
-                for (name, q) in [
-                    ("p50_seconds", 0.5),
-                    ("p95_seconds", 0.95),
-                    ("p99_seconds", 0.99),
-                ] {
-                    if let Some(v) = quantile_secs(&h, q) {
-                        store.record(&key, name, false, now, v);
-                    }
-                }
-                if let (Some(dr), Some(de)) = (dr, de) {
-                    if dr > 0 {
-                        store.record(&key, "error_ratio", false, now, de as f64 / dr as f64);
-                    }
-                    if dt > 0.0 {
-                        store.record(&key, "rate_per_second", false, now, dr as f64 / dt);
-                    }
-                }
+                let latency = [0.5, 0.95, 0.99].map(|q| quantile_secs(&h, q));
+                let counts = dr.zip(de).map(|(dr, de)| (dr as f64, de as f64));
+                record_op(&self.soak.ops, &key, now, latency, counts, dt);
             }
         }
         self.ops.retain(|k, _| seen.contains(k));
@@ -189,24 +174,14 @@ impl Watcher {
             if !mine.contains(&key) {
                 continue;
             }
-            for (name, v) in ["p50_seconds", "p95_seconds", "p99_seconds"]
-                .iter()
-                .zip(t.latency)
-            {
-                if let Some(v) = v {
-                    store.record(&key, name, false, now, v);
-                }
-            }
-            if t.completed > 0.0 {
-                store.record(
-                    &key,
-                    "error_ratio",
-                    false,
-                    now,
-                    (t.failed / t.completed).clamp(0.0, 1.0),
-                );
-            }
-            store.record(&key, "rate_per_second", false, now, t.completed / secs);
+            record_op(
+                store,
+                &key,
+                now,
+                t.latency,
+                Some((t.completed, t.failed)),
+                secs,
+            );
         }
     }
 
@@ -379,6 +354,40 @@ impl Watcher {
                 .map(|r| (r.estimate, r.lower, r.upper));
             let growing = j.verdict == crate::soak::verdict::Verdict::Growing;
             soak.set_trend(&k.target, &k.resource, trend, growing);
+        }
+    }
+}
+
+/// Records one read of an op's own series: its p50/p95/p99, and from the operations
+/// completed and failed over `secs`, its error ratio and rate.
+fn record_op(
+    store: &crate::soak::store::SoakStore,
+    key: &str,
+    now: f64,
+    latency: [Option<f64>; 3],
+    counts: Option<(f64, f64)>,
+    secs: f64,
+) {
+    for (name, v) in ["p50_seconds", "p95_seconds", "p99_seconds"]
+        .iter()
+        .zip(latency)
+    {
+        if let Some(v) = v {
+            store.record(key, name, false, now, v);
+        }
+    }
+    if let Some((completed, failed)) = counts {
+        if completed > 0.0 {
+            store.record(
+                key,
+                "error_ratio",
+                false,
+                now,
+                (failed / completed).clamp(0.0, 1.0),
+            );
+        }
+        if secs > 0.0 {
+            store.record(key, "rate_per_second", false, now, completed / secs);
         }
     }
 }

@@ -2,7 +2,6 @@
 //! these, so a latency or a percentage reads the same everywhere.
 
 use crate::capacity::record::{fmt_latency, Verdict};
-use crate::units::format_rate;
 
 /// A latency (`12.3 ms`, `1.20 s`), or `–` when not measured.
 pub(super) fn ms(s: Option<f64>) -> String {
@@ -33,11 +32,7 @@ pub(super) fn cpu(c: Option<f64>) -> String {
     c.map(|c| format!("{c:.0}%")).unwrap_or_else(|| "–".into())
 }
 
-/// A rate without its unit (`500`, `1.5k`), for table cells and chart ticks.
-pub(super) fn rate_num(r: f64) -> String {
-    let s = format_rate(r);
-    s.trim_end_matches("/s").to_string()
-}
+pub(super) use crate::chart::rate_num;
 
 /// A whole number (chart ticks of counts).
 pub(super) fn int(v: f64) -> String {
