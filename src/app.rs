@@ -102,6 +102,8 @@ pub struct Daemon {
     _fleet_thread: Option<crate::slo::FleetThread>,
     /// Observing and judging the system under test (shard 0 only).
     _soak_thread: Option<crate::soak::thread::SoakThread>,
+    /// Seeing and judging the target's deploys (shard 0 only).
+    _deploy_thread: Option<crate::deploy::thread::DeployThread>,
     /// The rolling SLO verdicts by scenario.
     pub slo: crate::slo::SharedSlo,
     admin: Option<AdminThread>,
@@ -270,7 +272,21 @@ impl Daemon {
             }
             None => None,
         };
+        let deploys_cfg = engine.config().deploys.clone();
+        let deploys = (deploys_cfg.enabled && leads)
+            .then(|| Arc::new(crate::deploy::Deploys::new(&deploys_cfg)));
+        let deploy_thread = match &deploys {
+            Some(d) => {
+                engine.metrics.memory.register("deploys", d);
+                Some(
+                    crate::deploy::thread::spawn(&engine, d.clone(), soak.clone(), results.clone())
+                        .map_err(StartError::Soak)?,
+                )
+            }
+            None => None,
+        };
         let state = AppState {
+            deploys,
             soak,
             engine: engine.clone(),
             slo: slo.clone(),
@@ -293,6 +309,7 @@ impl Daemon {
             slo_thread: Some(slo_thread),
             _fleet_thread: fleet_thread,
             _soak_thread: soak_thread,
+            _deploy_thread: deploy_thread,
             slo,
             admin: Some(admin),
             started: Instant::now(),

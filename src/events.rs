@@ -34,6 +34,8 @@ pub enum EventKind {
     Guard,
     /// An observed target restarted (its pid or start time changed, or a counter reset).
     Restart,
+    /// A target was deployed (its release changed, or it was told), or a deploy judged.
+    Deploy,
 }
 
 #[derive(Debug, Clone, Serialize)]

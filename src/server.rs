@@ -43,6 +43,9 @@ pub struct AppState {
     /// The soak's series and verdicts (None: `soak.enabled: false`, or a follower shard,
     /// which neither observes nor judges).
     pub soak: Option<std::sync::Arc<crate::soak::store::Soak>>,
+    /// The deploys and their verdicts (None: `deploys.enabled: false`, or a follower
+    /// shard).
+    pub deploys: Option<Arc<crate::deploy::Deploys>>,
 }
 
 /// `GET /api/v1/status`: what the page's header and cards read (`web/types.js`'s
@@ -68,8 +71,7 @@ pub struct StatusPayload {
     pub search: Option<crate::capacity::controller::Progress>,
 }
 
-/// The results store, shared between the search controller and the API.
-pub type SharedStore = Arc<parking_lot::RwLock<Option<Store>>>;
+pub use crate::capacity::store::SharedStore;
 
 pub fn router(state: AppState) -> Router {
     let control = Router::new()
@@ -81,6 +83,7 @@ pub fn router(state: AppState) -> Router {
             put(set_rate).delete(clear_rate),
         )
         .route("/-/reload", post(reload))
+        .route("/api/v1/deploys", post(announce_deploy))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .route("/", get(page))
@@ -96,6 +99,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/soak", get(soak))
         .route("/api/v1/soak/report", get(soak_report_json))
         .route("/soak/report", get(soak_report_page))
+        .route("/api/v1/deploys", get(deploys))
+        .route("/api/v1/deploys/{id}", get(deploy_json))
         .route("/api/v1/search", get(search))
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/runs/{id}", get(run_json))
@@ -580,6 +585,63 @@ async fn soak(State(st): State<AppState>, Query(q): Query<SoakQuery>) -> Respons
         q.points.unwrap_or(0),
     ))
     .into_response()
+}
+
+fn deploys_absent() -> Response {
+    err(
+        StatusCode::NOT_FOUND,
+        "deploys are not judged here (deploys.enabled: false, or a shard other than 0)",
+    )
+}
+
+async fn deploys(State(st): State<AppState>) -> Response {
+    let Some(d) = &st.deploys else {
+        return deploys_absent();
+    };
+    Json(crate::deploy::api::payload(d, &st.engine.config())).into_response()
+}
+
+async fn deploy_json(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(d) = &st.deploys else {
+        return deploys_absent();
+    };
+    match d.get(&id) {
+        Some(x) => Json(x).into_response(),
+        None => err(StatusCode::NOT_FOUND, format!("no deploy {id:?} is kept")),
+    }
+}
+
+async fn announce_deploy(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
+    let Some(d) = &st.deploys else {
+        return deploys_absent();
+    };
+    let a: crate::deploy::api::Announce = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"target\": …, \"version\": …, \"note\": …}}: {e}"),
+            )
+        }
+    };
+    let cfg = st.engine.config();
+    let observed = st.soak.is_some()
+        && cfg
+            .observe
+            .iter()
+            .any(|o| o.target == a.target && o.has_source());
+    match crate::deploy::api::announce(d, &st.engine, observed, a) {
+        Ok(Some(x)) => (StatusCode::CREATED, Json(x)).into_response(),
+        Ok(None) => (
+            StatusCode::OK,
+            Json(json!({"message": "the target already runs that version: not a new deploy"})),
+        )
+            .into_response(),
+        Err(e @ crate::deploy::state::AnnounceError::NoTarget(_)) => {
+            err(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e) => err(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
 }
 
 fn soak_absent() -> Response {

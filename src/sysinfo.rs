@@ -10,6 +10,11 @@ pub struct ProcSample {
     pub rss_bytes: u64,
 }
 
+pub fn cpu_percent(a: Option<ProcSample>, b: Option<ProcSample>, secs: f64) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    Some(100.0 * b.cpu.saturating_sub(a.cpu).as_secs_f64() / secs.max(1e-9))
+}
+
 /// Reads /proc/PID (or /proc/self with None). None when the process is gone or /proc
 /// is not there.
 pub fn read_proc(pid: Option<u32>) -> Option<ProcSample> {

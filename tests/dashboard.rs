@@ -512,6 +512,7 @@ search:
     // control API refuses mutations, so the page disables its controls and says why.
     let refusing = soakd::server::AppState {
         soak: None,
+        deploys: None,
         engine: d.engine.clone(),
         loopback_only: false,
         search: None,

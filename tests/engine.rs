@@ -382,6 +382,7 @@ scenarios:
     engine.apply(cfg2).unwrap();
     let state = soakd::server::AppState {
         soak: None,
+        deploys: None,
         engine: engine.clone(),
         loopback_only: false,
         search: None,

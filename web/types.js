@@ -137,7 +137,7 @@
 
 /**
  * @typedef {"stage" | "override" | "pause" | "resume" | "reload" | "reload_failed" |
- *   "search_level" | "search" | "guard" | "restart"} EventKind
+ *   "search_level" | "search" | "guard" | "restart" | "deploy"} EventKind
  */
 
 /**

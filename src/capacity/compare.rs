@@ -420,8 +420,8 @@ fn level_changes(d: &LevelDelta, slo: &SloView, tolerance: f64, (worse, better):
         let r = rel(va, vb);
         let line = format!(
             "{at}: {q} {} → {} ({})",
-            crate::capacity::record::fmt_latency(va),
-            crate::capacity::record::fmt_latency(vb),
+            crate::units::format_latency(va),
+            crate::units::format_latency(vb),
             signed_pct(r)
         );
         if r > tolerance && vb - va > floor {

@@ -2,8 +2,9 @@
 //! invalid (a breach soakd itself explains — its CPU, its runtime's delay, its own
 //! connection slots — is invalid, never a fail), and [`combine`] a level's scenarios.
 
-use super::record::{fmt_latency, ScenarioLevel, SloView, Verdict};
+use super::record::{ScenarioLevel, SloView, Verdict};
 use crate::config::search::SearchConfig;
+use crate::units::format_latency;
 
 /// What soakd itself did over a level's window: the evidence that a breach was the
 /// generator's, not the target's.
@@ -47,7 +48,7 @@ fn generator_evidence(m: &ScenarioLevel, g: &Generator, got: f64) -> Vec<String>
     {
         why.push(format!(
             "its runtime polled tasks up to {} late (delay p99)",
-            fmt_latency(d)
+            format_latency(d)
         ));
     }
     let total: f64 = m.phases.values().sum();
@@ -59,8 +60,8 @@ fn generator_evidence(m: &ScenarioLevel, g: &Generator, got: f64) -> Vec<String>
         why.push(format!(
             "{:.0}% of each operation's time ({} of {}) went waiting for soakd's own connection slots (max_connections)",
             100.0 * q / total,
-            fmt_latency(*q),
-            fmt_latency(total)
+            format_latency(*q),
+            format_latency(total)
         ));
     }
     why
@@ -85,8 +86,8 @@ pub fn judge(
             Verdict::Invalid,
             format!(
                 "soakd started operations late (schedule lag p99 {} > {}): the generator, not the target, limited this level",
-                fmt_latency(lag),
-                fmt_latency(lag_limit)
+                format_latency(lag),
+                format_latency(lag_limit)
             ),
         );
     }
@@ -122,8 +123,8 @@ pub fn judge(
                 }
                 breaches.push(format!(
                     "{name} {} > {}",
-                    fmt_latency(got),
-                    fmt_latency(limit)
+                    format_latency(got),
+                    format_latency(limit)
                 ));
             }
         }
@@ -181,7 +182,11 @@ pub fn judge(
     }
     let mut ok = Vec::new();
     if let (Some(l), Some(g)) = (slo.p95, m.latency.p95) {
-        ok.push(format!("p95 {} <= {}", fmt_latency(g), fmt_latency(l)));
+        ok.push(format!(
+            "p95 {} <= {}",
+            format_latency(g),
+            format_latency(l)
+        ));
     }
     if let Some(max) = slo.error_rate {
         ok.push(format!(

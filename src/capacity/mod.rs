@@ -26,6 +26,6 @@ pub use judge::{
 };
 pub use plan::{fingerprint, plan_next};
 pub use record::{
-    fmt_latency, BufferLevel, LevelResult, LevelSpec, PgLevel, Phase, PoolLevel, ProcessLevel,
-    Quantiles, Run, RunRecord, RunStatus, ScenarioLevel, SloView, Statement, Verdict,
+    BufferLevel, LevelResult, LevelSpec, PgLevel, Phase, PoolLevel, ProcessLevel, Quantiles, Run,
+    RunRecord, RunStatus, ScenarioLevel, SloView, Statement, Verdict,
 };

@@ -233,14 +233,3 @@ pub struct Run {
     pub record: RunRecord,
     pub levels: Vec<LevelResult>,
 }
-
-/// A latency for people: `0.42ms`, `3.1ms`, `52ms`, `1.40s`.
-pub fn fmt_latency(s: f64) -> String {
-    match s {
-        s if s >= 10.0 => format!("{s:.1}s"),
-        s if s >= 1.0 => format!("{s:.2}s"),
-        s if s >= 0.01 => format!("{:.0}ms", s * 1e3),
-        s if s >= 0.001 => format!("{:.1}ms", s * 1e3),
-        s => format!("{:.2}ms", s * 1e3),
-    }
-}

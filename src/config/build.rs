@@ -13,7 +13,7 @@ use super::model::{
 use super::observe::{self, Observe};
 use super::postgres::{self, build_buffer, EventOp, PostgresTarget, SqlOp};
 use super::stages::build_schedule;
-use super::{dashboard, observe_link, search, soak, verdicts, visibility};
+use super::{dashboard, deploys, observe_link, search, soak, verdicts, visibility};
 use crate::template::Fixture;
 use crate::units::{Dur, Ratio};
 use serde::Deserialize;
@@ -53,6 +53,8 @@ pub(super) struct RawTop {
     verdicts: Option<Value>,
     #[serde(default)]
     soak: Option<Value>,
+    #[serde(default)]
+    deploys: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -289,9 +291,12 @@ pub(super) fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
     let results = search::build_results(top.results.as_ref(), base_dir, errs);
     let dashboard = dashboard::build_dashboard(top.dashboard.as_ref(), errs);
     let verdicts = verdicts::build_verdicts(top.verdicts.as_ref(), search.as_ref(), errs);
+    observe_link::link_release(&mut observe, &targets, verdicts.as_ref(), errs);
     let soak = soak::build_soak(top.soak.as_ref(), errs);
+    let deploys = deploys::build_deploys(top.deploys.as_ref(), errs);
     Config {
         warnings: Vec::new(),
+        deploys,
         observe,
         soak,
         verdicts,

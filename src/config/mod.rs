@@ -19,6 +19,7 @@
 mod build;
 mod check;
 pub mod dashboard;
+pub mod deploys;
 mod describe;
 mod errors;
 mod grpc;

@@ -3,6 +3,7 @@
 
 use super::check::{Kind, Secret, TraceMode};
 use super::dashboard::DashboardConfig;
+use super::deploys::DeploysConfig;
 use super::grpc::{GrpcOp, GrpcTarget};
 use super::http::{HttpStep, HttpTarget};
 use super::observe::Observe;
@@ -48,6 +49,8 @@ pub struct Config {
     pub observe: Vec<Observe>,
     /// How the soak is judged.
     pub soak: SoakConfig,
+    /// How each deploy of a target is judged.
+    pub deploys: DeploysConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]

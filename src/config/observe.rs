@@ -75,6 +75,185 @@ pub struct PromqlSource {
     pub queries: BTreeMap<String, String>,
 }
 
+/// Where a target's release (its version) is read: `observe.release`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReleaseSource {
+    /// A label of a series on the target's exposition (`metrics_url`):
+    /// `{metrics: build_info, label: version}`.
+    Metrics {
+        series: SeriesSelector,
+        label: String,
+    },
+    /// An HTTP endpoint (a full URL once the config is built: a path is joined to an
+    /// http target's `base_url`) and a JSON pointer into its body, or the whole body:
+    /// `{http: /version, json: /version}`.
+    Http {
+        url: String,
+        pointer: Option<String>,
+    },
+    /// A PromQL expression: the `label` of its first series, or without one its value:
+    /// `{promql: 'max by (version) (build_info{job="api"})', label: version}`. `url`
+    /// defaults to `observe.promql.url`, then `verdicts.prometheus`.
+    Promql {
+        url: String,
+        query: String,
+        label: Option<String>,
+    },
+    /// Only what `POST /api/v1/deploys` says (`release: api`).
+    Api,
+}
+
+impl ReleaseSource {
+    /// Which kind, for the page and the reasons.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReleaseSource::Metrics { .. } => "metrics",
+            ReleaseSource::Http { .. } => "http",
+            ReleaseSource::Promql { .. } => "promql",
+            ReleaseSource::Api => "api",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelease {
+    #[serde(default)]
+    metrics: Option<String>,
+    #[serde(default)]
+    http: Option<String>,
+    #[serde(default)]
+    promql: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    json: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+fn valid_label(l: &str) -> bool {
+    !l.is_empty()
+        && l.chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit()))
+}
+
+/// `observe.release` at `path`; a relative `http` path and a missing PromQL `url` are
+/// resolved once the target and `verdicts:` are known (`observe_link`).
+fn build_release(v: &Value, path: &str, errs: &mut Errs) -> Option<ReleaseSource> {
+    if let Some(s) = v.as_str() {
+        if s == "api" {
+            return Some(ReleaseSource::Api);
+        }
+        errs.push(
+            path,
+            format!("expected `api` or one of {{metrics, label}}, {{http, json}} or {{promql, label}}, got {s:?}"),
+        );
+        return None;
+    }
+    let raw = errs.decode::<RawRelease>(v, path)?;
+    let label = |errs: &mut Errs| -> Option<String> {
+        let l = raw.label.clone()?;
+        if valid_label(&l) {
+            Some(l)
+        } else {
+            errs.push(
+                format!("{path}.label"),
+                format!("{l:?} is not a label name"),
+            );
+            None
+        }
+    };
+    let extra = |key: &str, given: bool, errs: &mut Errs| {
+        if given {
+            errs.push(
+                format!("{path}.{key}"),
+                format!("`{key}` does not go with this source"),
+            );
+        }
+    };
+    match (&raw.metrics, &raw.http, &raw.promql) {
+        (Some(m), None, None) => {
+            extra("json", raw.json.is_some(), errs);
+            extra("url", raw.url.is_some(), errs);
+            let series = match parse_selector(m) {
+                Ok(s) => s,
+                Err(e) => {
+                    errs.push(format!("{path}.metrics"), e);
+                    return None;
+                }
+            };
+            let Some(label) = label(errs) else {
+                if raw.label.is_none() {
+                    errs.push(path, "name the `label` that holds the version");
+                }
+                return None;
+            };
+            Some(ReleaseSource::Metrics { series, label })
+        }
+        (None, Some(h), None) => {
+            extra("label", raw.label.is_some(), errs);
+            extra("url", raw.url.is_some(), errs);
+            if !(h.starts_with('/') || check_url(h).is_ok()) {
+                errs.push(
+                    format!("{path}.http"),
+                    "expected a path (/version) or an http(s) URL",
+                );
+                return None;
+            }
+            if let Some(p) = &raw.json {
+                if !(p.is_empty() || p.starts_with('/')) {
+                    errs.push(
+                        format!("{path}.json"),
+                        "a JSON pointer starts with '/' (RFC 6901)",
+                    );
+                    return None;
+                }
+            }
+            Some(ReleaseSource::Http {
+                url: h.clone(),
+                pointer: raw.json.clone(),
+            })
+        }
+        (None, None, Some(q)) => {
+            extra("json", raw.json.is_some(), errs);
+            if q.trim().is_empty() {
+                errs.push(format!("{path}.promql"), "must not be empty");
+                return None;
+            }
+            if let Some(u) = &raw.url {
+                if let Err(e) = check_url(u) {
+                    errs.push(format!("{path}.url"), e);
+                    return None;
+                }
+            }
+            let label = if raw.label.is_some() {
+                Some(label(errs)?)
+            } else {
+                None
+            };
+            Some(ReleaseSource::Promql {
+                url: raw
+                    .url
+                    .clone()
+                    .unwrap_or_default()
+                    .trim_end_matches('/')
+                    .to_string(),
+                query: q.clone(),
+                label,
+            })
+        }
+        _ => {
+            errs.push(
+                path,
+                "give exactly one of `metrics`, `http` or `promql` (or `release: api`)",
+            );
+            None
+        }
+    }
+}
+
 /// `targets.NAME.observe`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observe {
@@ -94,6 +273,8 @@ pub struct Observe {
     pub postgres_enabled: bool,
     /// A postgres target's statistics: filled once the target's kind and ops are known.
     pub postgres: Option<PgObserve>,
+    /// Where the target's release is read, for the deploy judge.
+    pub release: Option<ReleaseSource>,
 }
 
 /// At most this many tables are judged per postgres target.
@@ -134,6 +315,7 @@ impl Observe {
             tables: Vec::new(),
             postgres_enabled: true,
             postgres: None,
+            release: None,
         }
     }
 }
@@ -190,6 +372,9 @@ struct RawObserve {
     /// A postgres target's statistics source (default on).
     #[serde(default)]
     postgres: Option<bool>,
+    /// The target's release (`observe.release`).
+    #[serde(default)]
+    release: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -317,8 +502,19 @@ pub(super) fn build_observe(
             format!("at most {MAX_TABLES} tables are judged per target"),
         );
     }
+    let release = raw
+        .release
+        .as_ref()
+        .and_then(|v| build_release(v, &format!("{path}.release"), errs));
+    if let (Some(ReleaseSource::Metrics { .. }), None) = (&release, &raw.metrics_url) {
+        errs.push(
+            format!("{path}.release.metrics"),
+            "needs `metrics_url` to read it from",
+        );
+    }
     let o = Observe {
         target: target.to_string(),
+        release,
         process,
         cgroup,
         metrics_url: raw.metrics_url,
@@ -331,11 +527,15 @@ pub(super) fn build_observe(
     };
     // A postgres target's statistics are a source of their own (checked once its kind
     // is known); `postgres: false` or `tables:` say something even alone.
-    if !o.has_source() && raw.postgres.is_none() && o.tables.is_empty() && errs.list.len() == before
+    if !o.has_source()
+        && o.release.is_none()
+        && raw.postgres.is_none()
+        && o.tables.is_empty()
+        && errs.list.len() == before
     {
         errs.push(
             path,
-            "name at least one source: pid, pid_file, process, cgroup, metrics_url, promql or (on a postgres target) tables",
+            "name at least one source: pid, pid_file, process, cgroup, metrics_url, promql, release or (on a postgres target) tables",
         );
     }
     (errs.list.len() == before).then_some(o)

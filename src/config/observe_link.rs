@@ -142,3 +142,43 @@ pub(super) fn link_search(
         .collect();
     search.target_process = Some(tp);
 }
+
+/// Resolves each `observe.release`: an `http` path joined to the http target's
+/// `base_url`, and a PromQL source's Prometheus (`observe.promql.url`, then
+/// `verdicts.prometheus`).
+pub(super) fn link_release(
+    observed: &mut [Observe],
+    targets: &[crate::config::model::Target],
+    verdicts: Option<&crate::config::verdicts::VerdictsConfig>,
+    errs: &mut Errs,
+) {
+    use crate::config::model::TargetKind;
+    use crate::config::observe::ReleaseSource;
+    for o in observed.iter_mut() {
+        let path = format!("targets.{}.observe.release", o.target);
+        let promql_url = o.promql.as_ref().map(|p| p.url.clone());
+        match o.release.as_mut() {
+            Some(ReleaseSource::Http { url, .. }) if url.starts_with('/') => {
+                match targets.iter().find(|t| t.name == o.target).map(|t| &t.kind) {
+                    Some(TargetKind::Http(h)) => {
+                        *url = format!("{}{url}", h.base_url.trim_end_matches('/'));
+                    }
+                    _ => errs.push(
+                        format!("{path}.http"),
+                        "a path needs an http target to join it to; give a full URL",
+                    ),
+                }
+            }
+            Some(ReleaseSource::Promql { url, .. }) if url.is_empty() => {
+                match promql_url.or_else(|| verdicts.map(|v| v.prometheus.trim_end_matches('/').to_string())) {
+                    Some(u) => *url = u,
+                    None => errs.push(
+                        path,
+                        "name the Prometheus to ask: `url`, `observe.promql.url` or `verdicts.prometheus`",
+                    ),
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -22,6 +22,10 @@ pub const AREAS: &[(&str, &str)] = &[
     ("history", "the dashboard's 1 s and 1 min rings"),
     ("events", "the dashboard's event log"),
     ("soak", "the soak's series rings, restarts and verdicts"),
+    (
+        "deploys",
+        "the deploy judge's blocks (before, settle and after windows) and kept deploys",
+    ),
     ("latency_windows", "the rolling HdrHistogram windows"),
     (
         "write_buffers",

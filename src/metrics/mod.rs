@@ -22,6 +22,7 @@ pub mod buffer;
 pub mod capacity;
 mod common;
 mod config;
+pub mod deploy;
 pub mod expo;
 pub mod guard;
 pub mod histogram;

@@ -4,6 +4,7 @@ use super::buffer::BufferFamily;
 use super::capacity::CapacityFamily;
 use super::common::MetricsError;
 use super::config::ConfigFamily;
+use super::deploy::DeployFamily;
 use super::expo::{self, Format};
 use super::guard::GuardFamily;
 use super::http::HttpFamily;
@@ -43,6 +44,8 @@ pub struct Metrics {
     pub memory: Arc<MemoryAreas>,
     /// What is observed of the system under test, and the soak's verdicts on it.
     pub soak: SoakFamily,
+    /// Deploys of the system under test and their verdicts.
+    pub deploy: DeployFamily,
 }
 
 impl Metrics {
@@ -63,6 +66,7 @@ impl Metrics {
         let capacity = CapacityFamily::register(&mut registry);
         let guard = GuardFamily::register(&mut registry);
         let soak = SoakFamily::register(&mut registry);
+        let deploy = DeployFamily::register(&mut registry);
         ProcessCollector::register(&mut registry);
         Metrics {
             registry,
@@ -79,6 +83,7 @@ impl Metrics {
             visibility,
             memory,
             soak,
+            deploy,
         }
     }
 

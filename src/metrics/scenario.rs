@@ -366,7 +366,14 @@ impl ScenarioMetrics {
     /// Errors of op `op` so far, every kind: the exported counters, which a reload
     /// keeps (read off the hot path: the soak's thread, once per resolution).
     pub fn op_errors(&self, op: usize) -> u64 {
-        let Some(o) = self.ops.get(op) else { return 0 };
+        self.op_errors_by_kind(op).iter().map(|(_, n)| n).sum()
+    }
+
+    /// Op `op`'s errors so far by kind (the exported counters; off the hot path).
+    pub fn op_errors_by_kind(&self, op: usize) -> Vec<(String, u64)> {
+        let Some(o) = self.ops.get(op) else {
+            return Vec::new();
+        };
         let labels: Vec<ErrorLabels> = self
             .error_series
             .lock()
@@ -376,8 +383,8 @@ impl ScenarioMetrics {
             .collect();
         labels
             .iter()
-            .map(|l| self.errors.get_or_create(l).get())
-            .sum()
+            .map(|l| (l.kind.clone(), self.errors.get_or_create(l).get()))
+            .collect()
     }
 
     /// Carry error counts over from the handles this replaces (on reload).

@@ -178,6 +178,45 @@ impl Window {
     }
 }
 
+/// What one reader has pulled from a window since it last took it: read at least once a
+/// slot ([`Tap::pull`], see [`Tap::PULL_EVERY`]), taken whenever the reader likes
+/// ([`Tap::take`]) — so a reader that judges once a minute misses nothing of a window
+/// whose slots are 10 s long.
+#[derive(Default)]
+pub struct Tap {
+    cursor: Cursor,
+    acc: Option<Histogram<u64>>,
+}
+
+impl Tap {
+    /// Pull at least this often: under the shortest slot (`quantile_window` of 10 s / 6).
+    pub const PULL_EVERY: Duration = Duration::from_secs(1);
+
+    /// Adds what `w` recorded since the last pull.
+    pub fn pull(&mut self, w: &Window) {
+        self.pull_at(w, Instant::now());
+    }
+
+    pub fn pull_at(&mut self, w: &Window, now: Instant) {
+        let h = w.since_at(&mut self.cursor, now);
+        if h.is_empty() {
+            return;
+        }
+        match self.acc.as_mut() {
+            // Same bounds on both sides: adding cannot fail.
+            Some(a) => {
+                let _ = a.add(&h);
+            }
+            None => self.acc = Some(h),
+        }
+    }
+
+    /// Everything pulled since the last take (empty when nothing finished).
+    pub fn take(&mut self) -> Histogram<u64> {
+        self.acc.take().unwrap_or_else(new_hist)
+    }
+}
+
 /// Quantiles `qs` (seconds) of several windows merged; None where nothing was recorded.
 pub fn merged_quantiles<'a>(
     windows: impl IntoIterator<Item = &'a Window>,
@@ -206,6 +245,26 @@ pub fn quantile_secs(h: &Histogram<u64>, q: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tap_pulled_each_slot_misses_nothing_a_minute_long() {
+        let w = Window::new(Duration::from_secs(10));
+        let t0 = w.start;
+        let mut tap = Tap::default();
+        tap.pull_at(&w, t0);
+        let mut n = 0;
+        for ms in (0..60_000u64).step_by(50) {
+            let now = t0 + Duration::from_millis(ms);
+            w.record_at(Duration::from_millis(1 + ms % 7), now);
+            n += 1;
+            if ms % 1000 == 0 {
+                tap.pull_at(&w, now);
+            }
+        }
+        tap.pull_at(&w, t0 + Duration::from_secs(60));
+        assert_eq!(tap.take().len(), n);
+        assert!(tap.take().is_empty());
+    }
 
     #[test]
     fn quantiles_and_expiry() {

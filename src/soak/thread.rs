@@ -404,7 +404,7 @@ fn may_explain(
     scenarios: &[crate::config::Scenario],
 ) -> bool {
     match (&e.kind, &e.scenario) {
-        (EventKind::Restart, _) => {
+        (EventKind::Restart | EventKind::Deploy, _) => {
             target.is_some_and(|t| e.message.starts_with(&format!("target {t} ")))
         }
         (_, None) => true,

@@ -75,9 +75,19 @@ pub fn config(text: &str, target: SocketAddr) -> Config {
     }
 }
 
-/// A daemon on a free loopback port.
+/// A daemon on a free loopback port. A config that keeps the default results directory
+/// (`results` in the working directory) gets a fresh one of its own instead, so no
+/// test reads what another stored (deploys, runs).
 pub fn daemon(mut cfg: Config) -> Daemon {
     cfg.listen = "127.0.0.1:0".parse().unwrap();
+    if cfg.results == soakd::config::search::ResultsConfig::Dir("results".into()) {
+        // Created only if something is stored.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("soakd-test-results-{}-{n}", std::process::id()));
+        cfg.results = soakd::config::search::ResultsConfig::Dir(dir);
+    }
     Daemon::start(cfg, None, Options::default()).unwrap()
 }
 

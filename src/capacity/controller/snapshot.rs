@@ -209,10 +209,7 @@ pub(super) fn resolve_process(tp: &Option<TargetProcess>, cfg: &Config) -> Optio
     }
 }
 
-pub(super) fn cpu_percent(a: Option<ProcSample>, b: Option<ProcSample>, secs: f64) -> Option<f64> {
-    let (a, b) = (a?, b?);
-    Some(100.0 * b.cpu.saturating_sub(a.cpu).as_secs_f64() / secs.max(1e-9))
-}
+pub(super) use crate::sysinfo::cpu_percent;
 
 /// The searched scenarios with the handles a level reads (pool, buffer) resolved once.
 pub(super) fn watch(

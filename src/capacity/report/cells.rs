@@ -1,11 +1,12 @@
 //! The report's one set of formatters: every table cell and chart label goes through
 //! these, so a latency or a percentage reads the same everywhere.
 
-use crate::capacity::record::{fmt_latency, Verdict};
+use crate::capacity::record::Verdict;
+use crate::units::format_latency;
 
 /// A latency (`12.3 ms`, `1.20 s`), or `–` when not measured.
 pub(super) fn ms(s: Option<f64>) -> String {
-    s.map(fmt_latency).unwrap_or_else(|| "–".into())
+    s.map(format_latency).unwrap_or_else(|| "–".into())
 }
 
 /// A ratio as a percentage: `0%`, `0.050%` below 0.1 %, else two decimals.

@@ -203,3 +203,79 @@ pub(super) fn baseline(dir: &Path, name: &str) -> Result<Option<String>, StoreEr
         .rfind(|b| b.name == name)
         .map(|b| b.run_id))
 }
+
+/// Deploy records: `DIR/deploys/deploys.jsonl` (a folder of its own, so it is never
+/// read as a run), one line per save, the last line of an id winning; rewritten with
+/// only the newest `keep` deploys once it holds four times that many lines.
+fn deploys_file(dir: &Path) -> PathBuf {
+    dir.join("deploys").join("deploys.jsonl")
+}
+
+#[derive(Serialize, serde::Deserialize)]
+pub(super) struct DeployLine {
+    pub(super) id: String,
+    pub(super) at: f64,
+    pub(super) record: serde_json::Value,
+}
+
+fn deploy_lines(dir: &Path) -> Result<Vec<DeployLine>, StoreError> {
+    let path = deploys_file(dir);
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        _ => read_lines(&path),
+    }
+}
+
+/// The newest `limit` deploys (by time), each as last saved, oldest first.
+fn newest(lines: Vec<DeployLine>, limit: usize) -> Vec<DeployLine> {
+    let mut by_id: std::collections::HashMap<String, DeployLine> = Default::default();
+    for l in lines {
+        by_id.insert(l.id.clone(), l);
+    }
+    let mut v: Vec<DeployLine> = by_id.into_values().collect();
+    v.sort_by(|a, b| a.at.total_cmp(&b.at).then_with(|| a.id.cmp(&b.id)));
+    let skip = v.len().saturating_sub(limit);
+    v.into_iter().skip(skip).collect()
+}
+
+pub(super) fn save_deploy(
+    dir: &Path,
+    id: &str,
+    at: f64,
+    record: &serde_json::Value,
+    keep: usize,
+) -> Result<(), StoreError> {
+    let path = deploys_file(dir);
+    let folder = dir.join("deploys");
+    std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+    let line = DeployLine {
+        id: id.to_string(),
+        at,
+        record: record.clone(),
+    };
+    append(&path, &line, true)?;
+    let lines = deploy_lines(dir)?;
+    if lines.len() > 4 * keep.max(1) {
+        let kept = newest(lines, keep);
+        let tmp = folder.join("deploys.jsonl.tmp");
+        let mut text = String::new();
+        for l in &kept {
+            let s = serde_json::to_string(l).map_err(|e| StoreError::Io {
+                path: tmp.clone(),
+                source: std::io::Error::other(e),
+            })?;
+            text.push_str(&s);
+            text.push('\n');
+        }
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+pub(super) fn load_deploys(dir: &Path, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
+    Ok(newest(deploy_lines(dir)?, limit)
+        .into_iter()
+        .map(|l| l.record)
+        .collect())
+}

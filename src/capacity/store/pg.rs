@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "soakd capacity baselines",
         include_str!("../../../migrations/results/1002_capacity_baselines.sql"),
     ),
+    (
+        1003,
+        "soakd deploys",
+        include_str!("../../../migrations/results/1003_deploys.sql"),
+    ),
 ];
 
 /// Connects (two connections are plenty) and migrates.
@@ -208,4 +213,49 @@ pub(super) async fn baseline(pool: &PgPool, name: &str) -> Result<Option<String>
         None,
     )
     .await
+}
+
+pub(super) async fn save_deploy(
+    pool: &PgPool,
+    id: &str,
+    target: &str,
+    at: f64,
+    record: &serde_json::Value,
+    keep: usize,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO soakd_deploys (id, target, at, record) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+    )
+    .bind(id)
+    .bind(target)
+    .bind(at)
+    .bind(Json(record))
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "DELETE FROM soakd_deploys WHERE id IN (SELECT id FROM soakd_deploys ORDER BY at DESC, id DESC OFFSET $1)",
+    )
+    .bind(keep as i64)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The newest `limit` deploys, oldest first.
+pub(super) async fn load_deploys(
+    pool: &PgPool,
+    limit: usize,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT record FROM (SELECT record, at, id FROM soakd_deploys ORDER BY at DESC, id DESC LIMIT $1) d ORDER BY at, id",
+    )
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Json(v): Json<serde_json::Value> = r.try_get("record")?;
+        out.push(v);
+    }
+    Ok(out)
 }

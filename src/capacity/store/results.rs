@@ -190,4 +190,28 @@ impl Store {
             }
         }
     }
+
+    /// Saves a deploy's record (again, when its verdict is given or revised), keeping the
+    /// newest `keep`.
+    pub async fn save_deploy(
+        &self,
+        id: &str,
+        target: &str,
+        at: f64,
+        record: &serde_json::Value,
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Jsonl(dir) => jsonl::save_deploy(dir, id, at, record, keep),
+            Store::Postgres(pool) => pg::save_deploy(pool, id, target, at, record, keep).await,
+        }
+    }
+
+    /// The newest `limit` deploys' records, oldest first.
+    pub async fn load_deploys(&self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
+        match self {
+            Store::Jsonl(dir) => jsonl::load_deploys(dir, limit),
+            Store::Postgres(pool) => pg::load_deploys(pool, limit).await,
+        }
+    }
 }

@@ -1,0 +1,194 @@
+//! The deploy judge's accuracy on deploys whose truth is known, over blocks recorded
+//! from a real soakd run (examples/deploy_record.rs): at every block where the windows
+//! fit, a "deploy" is judged by the same code a running soakd uses (`judge_load`, the
+//! generator rule included) with nothing changed (A/A), with every latency after the
+//! deploy multiplied by a known factor, and with the error ratio raised — beside the
+//! naive rule "p95 after > p95 before × 1.1".
+//!   cargo run --release --example deploy_accuracy -- BLOCKS.jsonl
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use soakd::deploy::blocks::{Cut, GeneratorBlock, Rings, ScenarioBlock};
+use soakd::deploy::judge::{judge_load, windows};
+use soakd::deploy::State;
+use soakd::shift::Block;
+use std::collections::BTreeMap;
+
+#[derive(serde::Deserialize)]
+struct Line {
+    ops: Vec<(String, Block)>,
+    scenarios: Vec<(String, ScenarioBlock)>,
+    generator: GeneratorBlock,
+}
+
+const CONFIG: &str = r#"
+targets:
+  nginx: {type: http, base_url: "http://127.0.0.1:1"}
+  demo: {type: http, base_url: "http://127.0.0.1:2"}
+  db: {type: postgres, url: "postgres://u@127.0.0.1:3/d"}
+scenarios:
+  static: {target: nginx, slo: {error_rate: 1%}, schedule: {hold: {rate: 50/s}}, ops: {get: {http: {path: /}}}}
+  api: {target: demo, slo: {error_rate: 1%}, schedule: {hold: {rate: 50/s}}, ops: {list: {http: {path: /}}}}
+  reads: {target: db, slo: {error_rate: 1%}, schedule: {hold: {rate: 50/s}}, ops: {progress: {sql: {query: "SELECT 1"}}}}
+"#;
+
+/// What happens after the deploy.
+#[derive(Clone, Copy)]
+enum Case {
+    Same,
+    Slower(f64),
+    Errors(f64, f64),
+}
+
+fn binomial(rng: &mut StdRng, n: u64, p: f64) -> u64 {
+    // Poisson approximation (n large, p small), by inversion.
+    let lambda = n as f64 * p;
+    let (mut k, mut prod, limit) = (0u64, rng.random::<f64>(), (-lambda).exp());
+    while prod > limit {
+        k += 1;
+        prod *= rng.random::<f64>();
+    }
+    k
+}
+
+fn main() -> anyhow::Result<()> {
+    let path = std::env::args()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("usage: deploy_accuracy BLOCKS.jsonl"))?;
+    let text = std::fs::read_to_string(&path)?;
+    let lines: Vec<Line> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let cfg = soakd::config::parse(
+        CONFIG,
+        "bench",
+        std::path::Path::new("."),
+        &soakd::config::interp::ProcessEnv,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dcfg = cfg.deploys.clone();
+    let per_window = (dcfg.before.as_secs_f64() / 60.0).round() as usize;
+    let settle = (dcfg.settle.as_secs_f64() / 60.0).round() as usize;
+    let span = per_window * 2 + settle;
+    eprintln!("{} blocks recorded; each deploy needs {span}", lines.len());
+    // Skip the first two minutes (connections, caches).
+    let first = 2usize;
+    let positions: Vec<usize> =
+        (first + per_window..=lines.len().saturating_sub(per_window + settle)).collect();
+    let targets = [
+        ("nginx", "static", "static/get"),
+        ("demo", "api", "api/list"),
+        ("db", "reads", "reads/progress"),
+    ];
+    let cases: Vec<(&str, Case)> = vec![
+        ("A/A: nothing changed", Case::Same),
+        ("latency ×1.05 after", Case::Slower(1.05)),
+        ("latency ×1.10 after", Case::Slower(1.10)),
+        ("latency ×1.20 after", Case::Slower(1.20)),
+        ("errors 0.1 % → 0.5 %", Case::Errors(0.001, 0.005)),
+        ("errors 0.1 % → 0.2 %", Case::Errors(0.001, 0.002)),
+    ];
+    println!("| case | target | deploys | regressed | improved | invalid | naive p95 × 1.1 rule |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    let mut rng = StdRng::seed_from_u64(2026);
+    let mut totals: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+    for (name, case) in &cases {
+        for (target, _scenario, key) in targets {
+            let (mut n, mut reg, mut imp, mut inv, mut naive) = (0, 0, 0, 0, 0);
+            for &p in &positions {
+                let at = lines[p].generator.t;
+                let w = windows(at, &dcfg);
+                let mut rings = Rings::new(span + 4);
+                let mut pooled_b: Vec<(i32, u32)> = Vec::new();
+                let mut pooled_a: Vec<(i32, u32)> = Vec::new();
+                for l in &lines[p - per_window..(p + per_window + settle + 1).min(lines.len())] {
+                    let after = l.generator.t >= w.after[0] - 1.0;
+                    let mut cut = Cut {
+                        ops: Vec::new(),
+                        scenarios: l.scenarios.clone(),
+                        generator: l.generator.clone(),
+                    };
+                    for (k, b) in &l.ops {
+                        if k != key {
+                            continue;
+                        }
+                        let mut b = match (case, after) {
+                            (Case::Slower(f), true) => b.scaled(*f),
+                            _ => b.clone(),
+                        };
+                        let rate = match case {
+                            Case::Errors(x, y) => {
+                                if after {
+                                    *y
+                                } else {
+                                    *x
+                                }
+                            }
+                            _ => 0.001,
+                        };
+                        let e = binomial(&mut rng, b.requests, rate);
+                        if e > 0 {
+                            b.errors.insert("status_5xx".into(), e);
+                        }
+                        if l.generator.t >= w.before[0] - 1.0
+                            && l.generator.t + l.generator.secs <= w.before[1] + 1.0
+                        {
+                            pooled_b.extend(b.hist.iter().copied());
+                        } else if after {
+                            pooled_a.extend(b.hist.iter().copied());
+                        }
+                        cut.ops.push((k.clone(), b));
+                    }
+                    rings.add(cut);
+                }
+                let id = format!("{target}-{p}-{name}");
+                let v = judge_load(&id, target, at, &dcfg, &cfg.scenarios, &rings);
+                n += 1;
+                match v.state {
+                    State::Regressed => reg += 1,
+                    State::Improved => imp += 1,
+                    State::Invalid => inv += 1,
+                    _ => {}
+                }
+                pooled_b.sort_unstable();
+                pooled_a.sort_unstable();
+                let q = |h: &[(i32, u32)]| soakd::shift::block::quantile_of(h, 0.95);
+                if let (Some(b), Some(a)) = (q(&pooled_b), q(&pooled_a)) {
+                    if a > b * 1.1 {
+                        naive += 1;
+                    }
+                }
+            }
+            let pc = |x: usize| {
+                if n == 0 {
+                    0.0
+                } else {
+                    100.0 * x as f64 / n as f64
+                }
+            };
+            println!(
+                "| {name} | {target} | {n} | {reg} ({:.1} %) | {imp} | {inv} | {naive} ({:.1} %) |",
+                pc(reg),
+                pc(naive)
+            );
+            let t = totals.entry(name).or_default();
+            t.0 += n;
+            t.1 += reg;
+            t.2 += naive;
+        }
+    }
+    println!();
+    println!("| case | deploys | regressed | naive rule |");
+    println!("|---|---:|---:|---:|");
+    for (name, _) in &cases {
+        if let Some((n, r, nv)) = totals.get(name) {
+            println!(
+                "| {name} | {n} | {:.1} % | {:.1} % |",
+                100.0 * *r as f64 / (*n).max(1) as f64,
+                100.0 * *nv as f64 / (*n).max(1) as f64
+            );
+        }
+    }
+    Ok(())
+}

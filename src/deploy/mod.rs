@@ -1,0 +1,20 @@
+//! The deploy judge: when each target changed (its release, read or told), and whether
+//! the change made anything worse — soakd's latency, errors and drops against the target
+//! before and after, and the target's resources once the soak can say.
+//!
+//! `blocks.rs` cuts what each op did per period and keeps the rings; `release.rs` reads
+//! a target's release and debounces it; `judge.rs` gives a deploy's load verdict (on
+//! `shift`'s statistics); `record.rs` is what a deploy and its verdict are; `state.rs`
+//! the deploys shared with the API; `thread.rs` runs it all on its own thread;
+//! `api.rs` is `/api/v1/deploys`.
+
+pub mod api;
+pub mod blocks;
+pub mod judge;
+pub mod record;
+pub mod release;
+pub mod state;
+pub mod thread;
+
+pub use record::{Deploy, State};
+pub use state::Deploys;

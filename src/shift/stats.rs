@@ -1,0 +1,293 @@
+//! The tests a before/after comparison runs on blocks: a block bootstrap of quantile
+//! differences, the Mann–Whitney rank test (statrs) on the blocks' own quantiles, a
+//! block permutation test and bootstrap of a pooled ratio (errors by kind, dropped
+//! arrivals), and Holm's step-down correction of a family of p-values.
+
+use super::block::{range, Block, Dense};
+use rand::rngs::StdRng;
+use rand::Rng;
+use statrs::stats_tests::mannwhitneyu::{mannwhitneyu, MannWhitneyUMethod};
+use statrs::stats_tests::Alternative;
+
+/// A quantile's change between two windows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantileShift {
+    pub q: f64,
+    /// Of each window's blocks merged, seconds.
+    pub before: f64,
+    pub after: f64,
+    /// after / before − 1.
+    pub effect: f64,
+    /// The block bootstrap's percentile interval of the effect, at `level`.
+    pub ci: (f64, f64),
+    /// Two-sided Mann–Whitney p-value of the blocks' own quantiles.
+    pub p: f64,
+}
+
+/// Percentile `p` (0..1) of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let k = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[k.min(sorted.len() - 1)]
+}
+
+/// Two-sided Mann–Whitney p-value (the normal approximation with ties and continuity
+/// corrected, as scipy's); 1 when either side is empty or all values tie.
+pub fn rank_test(before: &[f64], after: &[f64]) -> f64 {
+    if before.is_empty() || after.is_empty() {
+        return 1.0;
+    }
+    let first = before[0];
+    if before.iter().chain(after).all(|v| *v == first) {
+        return 1.0;
+    }
+    mannwhitneyu(
+        before,
+        after,
+        MannWhitneyUMethod::Automatic,
+        Alternative::TwoSided,
+    )
+    .map(|(_, p)| p)
+    .unwrap_or(1.0)
+}
+
+/// Quantiles `qs` before and after, with a block bootstrap (`resamples`) interval of
+/// each relative difference at `level`, and a rank test over the blocks' quantiles.
+/// None for a quantile either window recorded nothing of.
+pub fn quantile_shifts(
+    before: &[&Block],
+    after: &[&Block],
+    qs: &[f64],
+    resamples: usize,
+    level: f64,
+    rng: &mut StdRng,
+) -> Vec<Option<QuantileShift>> {
+    let all: Vec<&Block> = before.iter().chain(after).copied().collect();
+    let Some((lo, hi)) = range(&all) else {
+        return qs.iter().map(|_| None).collect();
+    };
+    let (db, da) = (Dense::new(before, lo, hi), Dense::new(after, lo, hi));
+    let ib: Vec<usize> = (0..db.len()).collect();
+    let ia: Vec<usize> = (0..da.len()).collect();
+    let (mut qb, mut qa) = (Vec::new(), Vec::new());
+    db.quantiles(&ib, qs, &mut qb);
+    da.quantiles(&ia, qs, &mut qa);
+    let mut effects: Vec<Vec<f64>> = qs.iter().map(|_| Vec::with_capacity(resamples)).collect();
+    let (mut pb, mut pa) = (vec![0usize; db.len()], vec![0usize; da.len()]);
+    let (mut rb, mut ra) = (Vec::new(), Vec::new());
+    if !db.is_empty() && !da.is_empty() {
+        for _ in 0..resamples {
+            for x in pb.iter_mut() {
+                *x = rng.random_range(0..db.len());
+            }
+            for x in pa.iter_mut() {
+                *x = rng.random_range(0..da.len());
+            }
+            db.quantiles(&pb, qs, &mut rb);
+            da.quantiles(&pa, qs, &mut ra);
+            for (k, e) in effects.iter_mut().enumerate() {
+                if let (Some(b), Some(a)) = (rb[k], ra[k]) {
+                    e.push(a / b - 1.0);
+                }
+            }
+        }
+    }
+    let tail = (1.0 - level) / 2.0;
+    qs.iter()
+        .enumerate()
+        .map(|(k, q)| {
+            let (b, a) = (qb[k]?, qa[k]?);
+            let e = &mut effects[k];
+            e.sort_by(f64::total_cmp);
+            let own = |blocks: &[&Block]| -> Vec<f64> {
+                blocks.iter().filter_map(|x| x.quantile(*q)).collect()
+            };
+            Some(QuantileShift {
+                q: *q,
+                before: b,
+                after: a,
+                effect: a / b - 1.0,
+                ci: (percentile(e, tail), percentile(e, 1.0 - tail)),
+                p: rank_test(&own(before), &own(after)),
+            })
+        })
+        .collect()
+}
+
+/// A pooled ratio's change between two windows (events over totals, summed per block).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatioShift {
+    pub before: f64,
+    pub after: f64,
+    /// after − before (points of the ratio, as a fraction).
+    pub effect: f64,
+    /// The block bootstrap's percentile interval of the difference, at `level`.
+    pub ci: (f64, f64),
+    /// Two-sided block permutation p-value.
+    pub p: f64,
+}
+
+fn pooled(blocks: &[(u64, u64)], pick: impl Iterator<Item = usize>) -> Option<f64> {
+    let (mut e, mut n) = (0u64, 0u64);
+    for k in pick {
+        e += blocks[k].0;
+        n += blocks[k].1;
+    }
+    (n > 0).then(|| e as f64 / n as f64)
+}
+
+/// `(events, total)` per block before and after: the pooled ratios, a block bootstrap
+/// interval of their difference and a permutation test that the blocks' labels do not
+/// matter (`resamples` each). None when either window has no total.
+pub fn ratio_shift(
+    before: &[(u64, u64)],
+    after: &[(u64, u64)],
+    resamples: usize,
+    level: f64,
+    rng: &mut StdRng,
+) -> Option<RatioShift> {
+    let b = pooled(before, 0..before.len())?;
+    let a = pooled(after, 0..after.len())?;
+    let observed = a - b;
+    let mut diffs = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        let rb = pooled(
+            before,
+            (0..before.len()).map(|_| rng.random_range(0..before.len())),
+        );
+        let ra = pooled(
+            after,
+            (0..after.len()).map(|_| rng.random_range(0..after.len())),
+        );
+        if let (Some(rb), Some(ra)) = (rb, ra) {
+            diffs.push(ra - rb);
+        }
+    }
+    diffs.sort_by(f64::total_cmp);
+    // Permutation: the blocks of both windows, relabelled at random.
+    let all: Vec<(u64, u64)> = before.iter().chain(after).copied().collect();
+    let mut idx: Vec<usize> = (0..all.len()).collect();
+    let mut extreme = 0usize;
+    let p = if observed == 0.0 {
+        1.0
+    } else {
+        for _ in 0..resamples {
+            for i in (1..idx.len()).rev() {
+                let j = rng.random_range(0..=i);
+                idx.swap(i, j);
+            }
+            let (pb, pa) = idx.split_at(before.len());
+            let d = match (
+                pooled(&all, pb.iter().copied()),
+                pooled(&all, pa.iter().copied()),
+            ) {
+                (Some(x), Some(y)) => y - x,
+                _ => 0.0,
+            };
+            if d.abs() >= observed.abs() - 1e-15 {
+                extreme += 1;
+            }
+        }
+        (extreme + 1) as f64 / (resamples + 1) as f64
+    };
+    let tail = (1.0 - level) / 2.0;
+    Some(RatioShift {
+        before: b,
+        after: a,
+        effect: observed,
+        ci: (percentile(&diffs, tail), percentile(&diffs, 1.0 - tail)),
+        p,
+    })
+}
+
+/// Holm's step-down adjusted p-values, in the order given: the family-wise error rate
+/// stays at α when every adjusted p below α is called. (adjustp, the maintained crate
+/// of p-value adjustments, has Bonferroni and the Benjamini procedures but not Holm.)
+pub fn holm(ps: &[f64]) -> Vec<f64> {
+    let m = ps.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|a, b| ps[*a].total_cmp(&ps[*b]));
+    let mut out = vec![1.0; m];
+    let mut running = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        let adj = ((m - rank) as f64 * ps[i]).min(1.0);
+        running = running.max(adj);
+        out[i] = running;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn block(rng: &mut StdRng, n: usize, scale: f64) -> Block {
+        let mut h = crate::metrics::window::new_hist::<u64>();
+        for _ in 0..n {
+            // Exponential latencies with a mean of 20 ms × scale.
+            let u: f64 = rng.random_range(1e-9..1.0);
+            let us = (-u.ln() * 20_000.0 * scale).max(1.0) as u64;
+            h.record(us.min(crate::metrics::window::MAX_MICROS))
+                .unwrap();
+        }
+        Block {
+            hist: Block::hist_of(&h),
+            requests: n as u64,
+            ..Block::default()
+        }
+    }
+
+    #[test]
+    fn holm_matches_r_p_adjust() {
+        // R: p.adjust(c(0.01, 0.04, 0.03, 0.005), "holm") = 0.03 0.06 0.06 0.02
+        let got = holm(&[0.01, 0.04, 0.03, 0.005]);
+        let want = [0.03, 0.06, 0.06, 0.02];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{got:?}");
+        }
+    }
+
+    fn r(v: &[Block]) -> Vec<&Block> {
+        v.iter().collect()
+    }
+
+    #[test]
+    fn a_ten_percent_shift_is_found_and_none_is_not() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let before: Vec<Block> = (0..30).map(|_| block(&mut rng, 3000, 1.0)).collect();
+        let same: Vec<Block> = (0..30).map(|_| block(&mut rng, 3000, 1.0)).collect();
+        let slower: Vec<Block> = (0..30).map(|_| block(&mut rng, 3000, 1.1)).collect();
+        let qs = [0.5, 0.95, 0.99];
+        let s = quantile_shifts(&r(&before), &r(&slower), &qs, 500, 0.95, &mut rng);
+        for x in s.iter().flatten() {
+            assert!(x.ci.0 > 0.0 && x.p < 1e-4, "{x:?}");
+            assert!((x.effect - 0.1).abs() < 0.04, "{x:?}");
+        }
+        let s = quantile_shifts(&r(&before), &r(&same), &qs, 500, 0.95, &mut rng);
+        for x in s.iter().flatten() {
+            assert!(x.effect.abs() < 0.04, "{x:?}");
+            assert!(x.ci.0 <= x.effect && x.effect <= x.ci.1, "{x:?}");
+        }
+    }
+
+    #[test]
+    fn a_ratio_rising_from_a_tenth_to_half_a_percent_is_found() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let draw = |rng: &mut StdRng, p: f64| -> (u64, u64) {
+            let n = 3000u64;
+            ((0..n).filter(|_| rng.random::<f64>() < p).count() as u64, n)
+        };
+        let before: Vec<_> = (0..30).map(|_| draw(&mut rng, 0.001)).collect();
+        let after: Vec<_> = (0..30).map(|_| draw(&mut rng, 0.005)).collect();
+        let same: Vec<_> = (0..30).map(|_| draw(&mut rng, 0.001)).collect();
+        let s = ratio_shift(&before, &after, 1000, 0.95, &mut rng).unwrap();
+        assert!(s.p < 0.01 && s.ci.0 > 0.0, "{s:?}");
+        assert!((s.effect - 0.004).abs() < 0.001, "{s:?}");
+        let s = ratio_shift(&before, &same, 1000, 0.95, &mut rng).unwrap();
+        assert!(s.effect.abs() < 0.001, "{s:?}");
+        assert!(ratio_shift(&[], &same, 10, 0.95, &mut rng).is_none());
+    }
+}
