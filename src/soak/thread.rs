@@ -8,7 +8,7 @@
 use crate::config::observe::Observe;
 use crate::engine::Engine;
 use crate::events::EventKind;
-use crate::metrics::window::{quantile_secs, Cursor};
+use crate::metrics::window::{quantile_secs, Tap};
 use crate::metrics::Metrics;
 use crate::observe::{Identity, Observer, Reading};
 use crate::soak::store::{Soak, SoakStore};
@@ -44,12 +44,18 @@ pub fn spawn(engine: &Arc<Engine>, soak: Arc<Soak>) -> std::io::Result<SoakThrea
         let every = w.soak.targets.config().resolution;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pull = tokio::time::interval(Tap::PULL_EVERY);
+        pull.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = &mut rx => break,
                 _ = tick.tick() => {
                     let Some(engine) = Weak::upgrade(&weak) else { break };
                     w.round(&engine).await;
+                }
+                _ = pull.tick() => {
+                    let Some(engine) = Weak::upgrade(&weak) else { break };
+                    w.pull_ops(&engine);
                 }
             }
         }
@@ -65,9 +71,10 @@ struct Watched {
     resources: Vec<String>,
 }
 
-/// Where the last read of one op left off.
+/// Where the last read of one op left off (its latencies pulled every second: a window's
+/// slots can be shorter than the soak's resolution).
 struct OpRead {
-    cursor: Cursor,
+    tap: Tap,
     requests: u64,
     errors: u64,
     t: f64,
@@ -104,6 +111,21 @@ impl Watcher {
         &self.soak.targets
     }
 
+    /// Pulls every op window's latencies into its tap (between reads).
+    fn pull_ops(&mut self, engine: &Arc<Engine>) {
+        if self.fleet.is_some() {
+            return;
+        }
+        for st in engine.states() {
+            let m = st.metrics();
+            for op in &m.ops {
+                if let Some(r) = self.ops.get_mut(&format!("{}/{}", st.name, op.op)) {
+                    r.tap.pull(&op.window);
+                }
+            }
+        }
+    }
+
     /// soakd's own series of every op since the last read: latency quantiles (of what
     /// finished in the period), the error ratio and the achieved rate.
     fn read_ops(&mut self, engine: &Arc<Engine>, now: f64) {
@@ -114,12 +136,13 @@ impl Watcher {
                 let key = format!("{}/{}", st.name, op.op);
                 let (requests, errors) = (op.requests.get(), m.op_errors(i));
                 let r = self.ops.entry(key.clone()).or_insert_with(|| OpRead {
-                    cursor: Cursor::default(),
+                    tap: Tap::default(),
                     requests,
                     errors,
                     t: now,
                 });
-                let h = op.window.since(&mut r.cursor);
+                r.tap.pull(&op.window);
+                let h = r.tap.take();
                 let (dr, de, dt) = (
                     requests.checked_sub(r.requests),
                     errors.checked_sub(r.errors),
