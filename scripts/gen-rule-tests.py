@@ -97,6 +97,12 @@ CASES = {
         [('soakd_soak_trend_per_day{target="db",resource="orders.bytes_per_live_tuple",bound="estimate"}', "0.4x40"),
          ('soakd_soak_growing{target="db",resource="orders.bytes_per_live_tuple"}', "0x40")],
         {"severity": "warning", "target": "db", "resource": "orders.bytes_per_live_tuple", "bound": "estimate"}),
+    # The last deploy's verdict: regressed for the scenario fires at once; unchanged
+    # (or improved, invalid, pending: all 0) does not.
+    "DeployRegressed": ("5m",
+        [('soakd_deploy_regressed{target="api",scenario="checkout"}', "1x10")],
+        [('soakd_deploy_regressed{target="api",scenario="checkout"}', "0x10")],
+        {"severity": "warning", "target": "api", "scenario": "checkout"}),
     "CapacityRegressed": ("5m",
         [('soakd_capacity_max_sustainable{job="soakd",instance="soakd:9400",scenario="api"}', "400x10"),
          ('soakd_capacity_baseline{job="soakd",instance="soakd:9400",scenario="api"}', "500x10"),
