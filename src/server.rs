@@ -598,7 +598,7 @@ async fn deploys(State(st): State<AppState>) -> Response {
     let Some(d) = &st.deploys else {
         return deploys_absent();
     };
-    Json(crate::deploy::api::payload(d, &st.engine.config())).into_response()
+    Json(crate::deploy::api::payload(d)).into_response()
 }
 
 async fn deploy_json(State(st): State<AppState>, Path(id): Path<String>) -> Response {

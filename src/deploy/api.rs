@@ -4,7 +4,6 @@
 
 use super::record::{Deploy, Source};
 use super::state::{check_announce, new_deploy, AnnounceError, Deploys, ReleaseView, Seen};
-use crate::config::Config;
 use crate::engine::Engine;
 use serde::{Deserialize, Serialize};
 
@@ -29,8 +28,8 @@ pub struct DeploysPayload {
     pub deploys: Vec<Deploy>,
 }
 
-pub fn payload(d: &Deploys, cfg: &Config) -> DeploysPayload {
-    let c = &cfg.deploys;
+pub fn payload(d: &Deploys) -> DeploysPayload {
+    let c = &d.cfg;
     DeploysPayload {
         settings: Settings {
             before_seconds: c.before.as_secs_f64(),
@@ -94,7 +93,7 @@ pub fn announce(
         source: Source::Api,
         note: a.note,
     };
-    let dep = new_deploy(seen, &cfg.deploys, observed);
+    let dep = new_deploy(seen, &d.cfg, observed);
     super::thread::record_new(engine, &dep);
     d.add(dep.clone());
     Ok(Some(dep))

@@ -41,6 +41,8 @@ pub struct Inner {
 }
 
 pub struct Deploys {
+    /// As read at start (the rings are sized for it; a reload does not change it).
+    pub cfg: DeploysConfig,
     pub inner: Mutex<Inner>,
     /// Written by the deploy thread only; read by the gates.
     pub rings: Mutex<Rings>,
@@ -59,6 +61,7 @@ pub enum AnnounceError {
 impl Deploys {
     pub fn new(cfg: &DeploysConfig) -> Deploys {
         Deploys {
+            cfg: cfg.clone(),
             inner: Mutex::new(Inner {
                 list: VecDeque::new(),
                 keep: cfg.keep,

@@ -38,7 +38,7 @@ pub fn spawn(
         let now = crate::units::now_unix();
         let mut w = Watcher {
             cutter: Cutter::new(&engine, now),
-            next_cut: now + engine.config().deploys.block.as_secs_f64(),
+            next_cut: now + deploys.cfg.block.as_secs_f64(),
             next_poll: now,
             last_event: engine.events.since(i64::MIN).last().map_or(0, |e| e.id),
             reader: Reader::new(Duration::from_secs(5)),
@@ -78,12 +78,11 @@ struct Watcher {
 
 impl Watcher {
     async fn round(&mut self, engine: &Arc<Engine>) {
-        let cfg = engine.config();
         let now = crate::units::now_unix();
         if now >= self.next_cut {
             let cut = self.cutter.cut(engine, now);
             self.deploys.rings.lock().add(cut);
-            let block = cfg.deploys.block.as_secs_f64();
+            let block = self.deploys.cfg.block.as_secs_f64();
             self.next_cut += block;
             if self.next_cut < now {
                 // Far behind (a suspended process): start again from now.
@@ -94,7 +93,7 @@ impl Watcher {
         }
         self.load(engine).await;
         if now >= self.next_poll {
-            self.next_poll = now + cfg.deploys.poll.as_secs_f64();
+            self.next_poll = now + self.deploys.cfg.poll.as_secs_f64();
             self.poll(engine, now).await;
         }
         self.restarts(engine, now);
@@ -111,7 +110,7 @@ impl Watcher {
         let Some(store) = self.store.read().clone() else {
             return;
         };
-        let keep = engine.config().deploys.keep;
+        let keep = self.deploys.cfg.keep;
         match store.load_deploys(keep).await {
             Ok(records) => {
                 for r in records {
@@ -163,7 +162,7 @@ impl Watcher {
                 match read {
                     Ok(v) => {
                         rel.error = None;
-                        rel.debounce.see(&v, now, cfg.deploys.debounce)
+                        rel.debounce.see(&v, now, self.deploys.cfg.debounce)
                     }
                     Err(e) => {
                         rel.error = Some(e);
@@ -197,7 +196,7 @@ impl Watcher {
                 .observe
                 .iter()
                 .any(|o| o.target == seen.target && o.has_source());
-        let d = new_deploy(seen, &cfg.deploys, observed);
+        let d = new_deploy(seen, &self.deploys.cfg, observed);
         record_new(engine, &d);
         self.deploys.add(d);
     }
@@ -259,11 +258,11 @@ impl Watcher {
             .collect();
         for mut d in pending {
             let mut changed = false;
-            let block = cfg.deploys.block.as_secs_f64();
+            let block = self.deploys.cfg.block.as_secs_f64();
             if d.verdict.load == State::Pending && now >= d.verdict.windows.after[1] + block {
                 let v = {
                     let rings = self.deploys.rings.lock();
-                    judge_load(&d.id, &d.target, d.at, &cfg.deploys, &cfg.scenarios, &rings)
+                    judge_load(&d.id, &d.target, d.at, &self.deploys.cfg, &cfg.scenarios, &rings)
                 };
                 d.verdict.load = v.state;
                 d.verdict.findings = v.findings;
