@@ -34,8 +34,11 @@ pub enum EventKind {
     Guard,
     /// An observed target restarted (its pid or start time changed, or a counter reset).
     Restart,
-    /// A target was deployed (its release changed, or it was told), or a deploy judged.
+    /// A target was deployed (its release changed, it was told, or it restarted with no
+    /// release source).
     Deploy,
+    /// A deploy's verdict was given or revised.
+    DeployVerdict,
 }
 
 #[derive(Debug, Clone, Serialize)]

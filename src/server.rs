@@ -64,6 +64,8 @@ pub struct StatusPayload {
     pub results_store: bool,
     /// Whether the soak is judged here (`/api/v1/soak` answers; the page shows its cards).
     pub soak: bool,
+    /// Whether deploys are judged here (`/api/v1/deploys` answers; the page shows them).
+    pub deploys: bool,
     pub scenarios: Vec<crate::engine::ScenarioStatus>,
     /// The rolling SLO verdicts by scenario.
     pub slo: std::collections::BTreeMap<String, crate::slo::SloStatus>,
@@ -194,6 +196,7 @@ async fn status(State(st): State<AppState>) -> Response {
         control: control_policy(&st),
         results_store: st.results.read().is_some(),
         soak: st.soak.is_some(),
+        deploys: st.deploys.is_some(),
         scenarios: e.status(),
         slo: st.slo.read().clone(),
         search: st.search.as_ref().map(|p| p.lock().now()),

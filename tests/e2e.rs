@@ -168,6 +168,14 @@ scrape_configs:
     })
     .await;
     assert!(up.is_some(), "Prometheus never scraped soakd");
+    // A deploy told by the API (the deploy annotation's data).
+    let r = client()
+        .post(format!("http://{soakd_addr}/api/v1/deploys"))
+        .json(&serde_json::json!({"target": "challenge-api", "version": "e2e-2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     // Enough data for 1 m rate windows to have several points.
     tokio::time::sleep(Duration::from_secs(25)).await;
 

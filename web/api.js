@@ -29,6 +29,19 @@ export async function fetchSoak(points) {
   return r.json();
 }
 
+/** @typedef {import("./types.js").Deploys} Deploys */
+
+/**
+ * The deploys and their verdicts; null when they are not judged here (404).
+ * @returns {Promise<Deploys | null>}
+ */
+export async function fetchDeploys() {
+  const r = await fetch("/api/v1/deploys", { cache: "no-store" });
+  if (r.status === 404) return null;
+  if (!r.ok) throw new Error(`/api/v1/deploys: HTTP ${r.status}`);
+  return r.json();
+}
+
 /** @returns {Promise<Status>} */
 export const fetchStatus = () => getJSON("/api/v1/status");
 

@@ -43,7 +43,7 @@ import { state, key, resolution, fieldsOf, hasSeries, everNonZero } from "./stor
 export const CHART_HEIGHT = 170;
 export const PALETTE = ["--c1", "--c2", "--c3", "--c4", "--c5", "--c6", "--c7"];
 /** @type {Record<string, string>} */
-const EVENT_COLOURS = { stage: "--c6", override: "--c5", pause: "--c3", resume: "--c2", reload: "--c4", reload_failed: "--c3", search_level: "--c1", search: "--c1", guard: "--c3", restart: "--c3", deploy: "--c2" };
+const EVENT_COLOURS = { stage: "--c6", override: "--c5", pause: "--c3", resume: "--c2", reload: "--c4", reload_failed: "--c3", search_level: "--c1", search: "--c1", guard: "--c3", restart: "--c3", deploy: "--c2", deploy_verdict: "--c2" };
 
 /** Every chart on the page, by id. @type {Map<string, Chart>} */
 export const charts = new Map();
@@ -65,9 +65,15 @@ function eventsPlugin(def) {
           ctx.setLineDash([3, 3]);
           for (const ev of state.events.values()) {
             if (def.group === "scenario" && ev.scenario && ev.scenario !== def.name) continue;
+            // A verdict is listed, not marked: its deploy is.
+            if (ev.kind === "deploy_verdict") continue;
             const t = ev.t_ms / 1000;
             if (t < x0 || t > x1) continue;
             const x = Math.round(u.valToPos(t, "x", true));
+            // A deploy is the mark a reader looks for first: solid and wider.
+            const deploy = ev.kind === "deploy";
+            ctx.lineWidth = deploy ? 2 : 1;
+            ctx.setLineDash(deploy ? [] : [3, 3]);
             ctx.strokeStyle = cssVar(EVENT_COLOURS[ev.kind] || "--c7");
             ctx.beginPath();
             ctx.moveTo(x, u.bbox.top);

@@ -7,6 +7,7 @@
 //                    with ?since=<newest row seen>, so each poll carries a row or two
 //   /api/v1/runs     every 10 s: the stored capacity runs
 //   /api/v1/soak     every 10 s: the soak's verdicts on the system under test (soak.js)
+//   /api/v1/deploys  every 10 s: the deploys and their verdicts (deploys.js)
 // The modules: api.js (the API, typed by types.js), store.js (the page's copy of the
 // history), format.js, dom.js, catalogue.js (the history's series, generated from the
 // daemon's catalogue), layout.js (which charts each card has, as data), charts.js,
@@ -19,6 +20,7 @@ import { charts, drawAll, dropCharts } from "./charts.js";
 import { scenarioCard, updateScenarioCard, ensureSystemCards, renderEvents, renderSearch, renderRuns } from "./cards.js";
 import { renderHeader, control, message, onControlled } from "./controls.js";
 import { renderSoak, resetSoakCharts, soakCharts, SOAK_POLL_MS } from "./soak.js";
+import { renderDeploys, DEPLOYS_POLL_MS } from "./deploys.js";
 
 const POLL_MS = 1000;
 const MINUTE_POLL_MS = 30000;
@@ -87,6 +89,12 @@ async function poll(force) {
     } else if (now - state.lastSoakPoll > SOAK_POLL_MS) {
       state.lastSoakPoll = now;
       await renderSoak();
+    }
+    if (!st.deploys) {
+      $("#deploys").hidden = true;
+    } else if (now - state.lastDeploysPoll > DEPLOYS_POLL_MS) {
+      state.lastDeploysPoll = now;
+      await renderDeploys();
     }
     document.body.dataset.updated = String(now);
   } catch (e) {

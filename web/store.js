@@ -34,6 +34,7 @@ export const state = {
   lastMinutePoll: 0,
   lastRunsPoll: 0,
   lastSoakPoll: 0,
+  lastDeploysPoll: 0,
   runLevels: -1,
   /** @type {string | null} */
   runId: null,

@@ -130,6 +130,7 @@
  * @property {Control} control
  * @property {boolean} results_store
  * @property {boolean} soak whether the soak is judged here (its cards are shown)
+ * @property {boolean} deploys whether deploys are judged here (the Deploys card is shown)
  * @property {ScenarioStatus[]} scenarios
  * @property {Record<string, SloStatus>} slo
  * @property {SearchProgress | null} search
@@ -137,7 +138,7 @@
 
 /**
  * @typedef {"stage" | "override" | "pause" | "resume" | "reload" | "reload_failed" |
- *   "search_level" | "search" | "guard" | "restart" | "deploy"} EventKind
+ *   "search_level" | "search" | "guard" | "restart" | "deploy" | "deploy_verdict"} EventKind
  */
 
 /**
@@ -239,6 +240,52 @@
  * @property {number} resolution_seconds
  * @property {SoakTarget[]} targets
  * @property {{scenario: string, op: string, series: SoakSeries[]}[]} ops
+ */
+
+/**
+ * One measure of a deploy's comparison.
+ * @typedef {object} DeployFinding
+ * @property {string} subject `scenario/op`, or the scenario for dropped arrivals
+ * @property {string} measure `p50`, `p95`, `p99`, `errors:<kind>` or `dropped`
+ * @property {number} before
+ * @property {number} after
+ * @property {number} effect latency: after / before − 1; ratios: after − before
+ * @property {number[]} ci the 95 % block-bootstrap interval of the effect
+ * @property {number} p
+ * @property {number} p_adjusted after Holm's correction over the deploy's tests
+ * @property {number} min_effect
+ * @property {"worse" | "better" | "none"} change
+ * @property {string} why
+ */
+
+/**
+ * @typedef {"pending" | "regressed" | "improved" | "unchanged" | "invalid"} DeployState
+ */
+
+/**
+ * @typedef {object} Deploy
+ * @property {string} id
+ * @property {string} target
+ * @property {number} at unix seconds
+ * @property {string | null} from
+ * @property {string | null} to
+ * @property {"metrics" | "http" | "promql" | "api" | "restart"} source
+ * @property {string} [note]
+ * @property {{state: DeployState, load: DeployState, judged_at: number | null,
+ *   resources: {state: DeployState, judged_at: number | null, reasons: string[]},
+ *   windows: {before: number[], after: number[]}, findings: DeployFinding[],
+ *   reasons: string[], first?: DeployState}} verdict
+ */
+
+/**
+ * `GET /api/v1/deploys` (web/schema/deploys.schema.json).
+ * @typedef {object} Deploys
+ * @property {{before_seconds: number, after_seconds: number, settle_seconds: number,
+ *   block_seconds: number, baseline: "before" | "yesterday", debounce_seconds: number,
+ *   false_alarm: number, min_effect_latency: number, min_effect_errors: number}} settings
+ * @property {{target: string, version: string | null, source: string | null,
+ *   error: string | null, read_at: number | null}[]} releases
+ * @property {Deploy[]} deploys newest first
  */
 
 export {};

@@ -53,6 +53,7 @@ pub const ASSETS: &[Asset] = &[
     module!("cards.js"),
     module!("controls.js"),
     module!("soak.js"),
+    module!("deploys.js"),
     Asset {
         name: "dashboard.css",
         content_type: "text/css; charset=utf-8",

@@ -47,6 +47,10 @@ pub fn spawn(
             soak,
             store,
         };
+        // Every target's deploy count starts at 0, so its first deploy is an increase.
+        for t in &engine.config().targets {
+            engine.metrics.deploy.target(&t.name);
+        }
         drop(engine);
         let mut tick = tokio::time::interval(crate::metrics::window::Tap::PULL_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -298,7 +302,7 @@ impl Watcher {
                 }
                 if d.verdict.state != before {
                     engine.events.push(
-                        EventKind::Deploy,
+                        EventKind::DeployVerdict,
                         None,
                         format!(
                             "target {} deploy {} judged {}: {}",

@@ -427,6 +427,8 @@ fn may_explain(
     scenarios: &[crate::config::Scenario],
 ) -> bool {
     match (&e.kind, &e.scenario) {
+        // A verdict explains nothing; the deploy it is about may.
+        (EventKind::DeployVerdict, _) => false,
         (EventKind::Restart | EventKind::Deploy, _) => {
             target.is_some_and(|t| e.message.starts_with(&format!("target {t} ")))
         }
