@@ -60,8 +60,13 @@ fn main() -> anyhow::Result<()> {
         .filter(|l| !l.trim().is_empty())
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
+    // WINDOW=10m judges shorter windows (a quick look at a short recording).
+    let text = match std::env::var("WINDOW") {
+        Ok(w) => format!("{CONFIG}deploys: {{before: {w}, after: {w}}}\n"),
+        Err(_) => CONFIG.to_string(),
+    };
     let cfg = soakd::config::parse(
-        CONFIG,
+        &text,
         "bench",
         std::path::Path::new("."),
         &soakd::config::interp::ProcessEnv,
@@ -75,7 +80,7 @@ fn main() -> anyhow::Result<()> {
     // Skip the first two minutes (connections, caches).
     let first = 2usize;
     let positions: Vec<usize> =
-        (first + per_window..=lines.len().saturating_sub(per_window + settle)).collect();
+        (first + per_window..=lines.len().saturating_sub(per_window + settle + 1)).collect();
     let targets = [
         ("nginx", "static", "static/get"),
         ("demo", "api", "api/list"),
@@ -148,7 +153,12 @@ fn main() -> anyhow::Result<()> {
                 match v.state {
                     State::Regressed => reg += 1,
                     State::Improved => imp += 1,
-                    State::Invalid => inv += 1,
+                    State::Invalid => {
+                        inv += 1;
+                        if std::env::var("WHY").is_ok() {
+                            eprintln!("{id}: {:?}", v.reasons);
+                        }
+                    }
                     _ => {}
                 }
                 pooled_b.sort_unstable();

@@ -103,6 +103,10 @@ pub fn router(state: AppState) -> Router {
         .route("/soak/report", get(soak_report_page))
         .route("/api/v1/deploys", get(deploys))
         .route("/api/v1/deploys/{id}", get(deploy_json))
+        // Gates only read: Flagger's webhooks cannot send a token, so they are not
+        // behind the control API's rules.
+        .route("/api/v1/gates/flagger/{hook}", post(flagger_gate))
+        .route("/api/v1/gates/argo/{target}", get(argo_gate))
         .route("/api/v1/search", get(search))
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/runs/{id}", get(run_json))
@@ -590,23 +594,40 @@ async fn soak(State(st): State<AppState>, Query(q): Query<SoakQuery>) -> Respons
     .into_response()
 }
 
-fn deploys_absent() -> Response {
-    err(
-        StatusCode::NOT_FOUND,
-        "deploys are not judged here (deploys.enabled: false, or a shard other than 0)",
-    )
+/// Deploys are judged on shard 0 only: a follower names the leader (`verdicts.leader`).
+fn deploys_absent(st: &AppState) -> Response {
+    let cfg = st.engine.config();
+    match (
+        cfg.deploys.enabled,
+        cfg.verdicts.as_ref().and_then(|v| v.leader.clone()),
+    ) {
+        (true, Some(leader)) => {
+            let mut r = err(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!("deploys are judged by the leader, shard 0: ask {leader}"),
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&leader) {
+                r.headers_mut().insert("x-soakd-leader", v);
+            }
+            r
+        }
+        _ => err(
+            StatusCode::NOT_FOUND,
+            "deploys are not judged here (deploys.enabled: false, or a shard other than 0)",
+        ),
+    }
 }
 
 async fn deploys(State(st): State<AppState>) -> Response {
     let Some(d) = &st.deploys else {
-        return deploys_absent();
+        return deploys_absent(&st);
     };
     Json(crate::deploy::api::payload(d)).into_response()
 }
 
 async fn deploy_json(State(st): State<AppState>, Path(id): Path<String>) -> Response {
     let Some(d) = &st.deploys else {
-        return deploys_absent();
+        return deploys_absent(&st);
     };
     match d.get(&id) {
         Some(x) => Json(x).into_response(),
@@ -616,7 +637,7 @@ async fn deploy_json(State(st): State<AppState>, Path(id): Path<String>) -> Resp
 
 async fn announce_deploy(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
     let Some(d) = &st.deploys else {
-        return deploys_absent();
+        return deploys_absent(&st);
     };
     let a: crate::deploy::api::Announce = match serde_json::from_slice(&body) {
         Ok(a) => a,
@@ -645,6 +666,92 @@ async fn announce_deploy(State(st): State<AppState>, body: axum::body::Bytes) ->
         }
         Err(e) => err(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     }
+}
+
+/// A Flagger webhook's body (docs.flagger.app, "Webhooks").
+#[derive(serde::Deserialize)]
+struct FlaggerHook {
+    name: String,
+    namespace: String,
+    #[serde(default)]
+    phase: Option<String>,
+    #[serde(default)]
+    metadata: std::collections::BTreeMap<String, String>,
+}
+
+fn gate_response(a: crate::deploy::gate::Answer) -> Response {
+    use crate::deploy::gate::Outcome;
+    let code = match a.result {
+        Outcome::Pass => StatusCode::OK,
+        Outcome::Hold => StatusCode::CONFLICT,
+        Outcome::Fail => StatusCode::PRECONDITION_FAILED,
+    };
+    (code, Json(a)).into_response()
+}
+
+async fn flagger_gate(
+    State(st): State<AppState>,
+    Path(hook): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(d) = &st.deploys else {
+        return deploys_absent(&st);
+    };
+    let Some(h) = crate::deploy::gate::Hook::parse(&hook) else {
+        return err(
+            StatusCode::NOT_FOUND,
+            format!("no gate {hook:?}: confirm-rollout, rollout or confirm-promotion"),
+        );
+    };
+    let p: FlaggerHook =
+        match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => return err(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "expected Flagger's webhook payload {{name, namespace, phase, metadata}}: {e}"
+                ),
+            ),
+        };
+    let cfg = st.engine.config();
+    let key = format!("{}/{}", p.namespace, p.name);
+    let target = cfg
+        .deploys
+        .canaries
+        .get(&key)
+        .or_else(|| p.metadata.get("target"))
+        .cloned();
+    let Some(target) = target else {
+        return err(
+            StatusCode::NOT_FOUND,
+            format!("Canary {key} is not mapped to a target: add it to deploys.canaries (or give metadata.target)"),
+        );
+    };
+    if !cfg.targets.iter().any(|t| t.name == target) {
+        return err(StatusCode::NOT_FOUND, format!("no target named {target:?}"));
+    }
+    tracing::debug!(canary = %key, phase = ?p.phase, hook = %hook, "gate asked");
+    let a = crate::deploy::gate::answer(d, &cfg, &target, h, crate::units::now_unix());
+    gate_response(a)
+}
+
+async fn argo_gate(State(st): State<AppState>, Path(target): Path<String>) -> Response {
+    let Some(d) = &st.deploys else {
+        return deploys_absent(&st);
+    };
+    let cfg = st.engine.config();
+    if !cfg.targets.iter().any(|t| t.name == target) {
+        return err(StatusCode::NOT_FOUND, format!("no target named {target:?}"));
+    }
+    let a = crate::deploy::gate::answer(
+        d,
+        &cfg,
+        &target,
+        crate::deploy::gate::Hook::Promotion,
+        crate::units::now_unix(),
+    );
+    // Argo's web metric reads the body whatever it says: always 200.
+    Json(a).into_response()
 }
 
 fn soak_absent() -> Response {

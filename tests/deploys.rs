@@ -79,7 +79,7 @@ fn yaml(release: &str, extra_target: &str, extra_top: &str) -> String {
     format!(
         r#"
 soak: {{enabled: false}}
-deploys: {{before: 24s, after: 24s, settle: 2s, block: 2s, debounce: 2s, poll: 1s, min_effect: {{latency: 20%}}}}
+deploys: {{before: 24s, after: 24s, settle: 2s, block: 2s, debounce: 2s, poll: 1s, min_effect: {{latency: 20%}}, canaries: {{test/podinfo: api}}}}
 {extra_top}
 targets:
   api:
@@ -100,6 +100,23 @@ scenarios:
 }
 
 const BY_LABEL: &str = "{metrics: build_info, label: version}";
+
+/// Asks a Flagger gate as Flagger does: the status and the body.
+async fn flagger(addr: std::net::SocketAddr, hook: &str, name: &str) -> (u16, serde_json::Value) {
+    let r = client()
+        .post(format!("http://{addr}/api/v1/gates/flagger/{hook}"))
+        .json(&serde_json::json!({"name": name, "namespace": "test", "phase": "Progressing", "metadata": {}}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn argo(addr: std::net::SocketAddr) -> serde_json::Value {
+    try_json(&format!("http://{addr}/api/v1/gates/argo/api"))
+        .await
+        .unwrap()
+}
 
 async fn deploys(addr: std::net::SocketAddr) -> serde_json::Value {
     try_json(&format!("http://{addr}/api/v1/deploys"))
@@ -142,9 +159,59 @@ async fn a_slower_release_is_regressed_and_stays_so_across_a_restart() {
     let text = yaml(BY_LABEL, "", &store);
     let (d, target) = daemon_on(router(t.clone()), &text).await;
     let addr = d.addr();
+    // Flagger's confirm-rollout holds until soakd has the window before a deploy.
+    let (code, body) = flagger(addr, "confirm-rollout", "podinfo").await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("of the 24s before a deploy it needs"),
+        "{body}"
+    );
     tokio::time::sleep(Duration::from_secs(30)).await;
+    let (code, body) = flagger(addr, "confirm-rollout", "podinfo").await;
+    assert_eq!(code, 200, "{body}");
+    // A Canary soakd does not know of is refused, naming what to configure.
+    let (code, body) = flagger(addr, "confirm-promotion", "other").await;
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("deploys.canaries"),
+        "{body}"
+    );
     t.deploy("2.0", 40, 0);
+    // Once the deploy is seen and before its window fills: the promotion holds, the
+    // rollout check passes (too few blocks after it to say anything yet).
+    eventually(Duration::from_secs(10), || async move {
+        let v = try_json(&format!("http://{addr}/api/v1/deploys")).await?;
+        (!v["deploys"].as_array()?.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    let (code, body) = flagger(addr, "confirm-promotion", "podinfo").await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["result"], "hold");
+    assert!(
+        body["reasons"][0].as_str().unwrap().contains("fills in"),
+        "{body}"
+    );
+    let (code, body) = flagger(addr, "rollout", "podinfo").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(argo(addr).await["result"], "hold");
     let dep = verdict(addr).await;
+    // Judged regressed: the gates fail, saying why.
+    let (code, body) = flagger(addr, "confirm-promotion", "podinfo").await;
+    assert_eq!(code, 412, "{body}");
+    assert!(
+        body["reasons"].to_string().contains("p50 of s/work"),
+        "{body}"
+    );
+    let (code, _) = flagger(addr, "rollout", "podinfo").await;
+    assert_eq!(code, 412);
+    let a = argo(addr).await;
+    assert_eq!(a["result"], "fail", "{a}");
+    assert_eq!(a["verdict"], "regressed");
+    assert_eq!(a["version"], "2.0");
     assert_eq!(dep["from"], "1.0");
     assert_eq!(dep["to"], "2.0");
     assert_eq!(dep["source"], "metrics");
@@ -229,6 +296,9 @@ async fn a_release_alone_is_unchanged() {
     let dep = verdict(d.addr()).await;
     assert_eq!(dep["source"], "http");
     assert_eq!(dep["verdict"]["load"], "unchanged", "{}", reasons(&dep));
+    let (code, body) = flagger(d.addr(), "confirm-promotion", "podinfo").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(argo(d.addr()).await["result"], "pass");
     assert!(
         dep["verdict"]["findings"].as_array().unwrap().len() >= 3,
         "p50, p95 and p99 compared: {dep}"
@@ -307,7 +377,7 @@ async fn a_target_soakd_cannot_drive_after_the_release_is_invalid() {
     let dep = verdict(d.addr()).await;
     assert_eq!(dep["verdict"]["load"], "invalid", "{}", reasons(&dep));
     assert!(
-        reasons(&dep).contains("waiting for soakd's own connection slots"),
+        reasons(&dep).contains("waited for soakd's own connection slots"),
         "{}",
         reasons(&dep)
     );

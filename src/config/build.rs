@@ -294,6 +294,14 @@ pub(super) fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
     observe_link::link_release(&mut observe, &targets, verdicts.as_ref(), errs);
     let soak = soak::build_soak(top.soak.as_ref(), errs);
     let deploys = deploys::build_deploys(top.deploys.as_ref(), errs);
+    for (canary, t) in &deploys.canaries {
+        if !targets.iter().any(|x| &x.name == t) && !broken.contains(t) {
+            errs.push(
+                format!("deploys.canaries.{canary}"),
+                format!("no target named {t:?}"),
+            );
+        }
+    }
     Config {
         warnings: Vec::new(),
         deploys,

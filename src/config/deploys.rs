@@ -17,6 +17,8 @@
 //!     latency: 5%        # of a quantile
 //!     errors: 50%        # of an error ratio, and at least a tenth of slo.error_rate
 //!   keep: 100            # deploys kept, in memory and in the results store
+//!   canaries:            # which target a Flagger Canary (namespace/name) means
+//!     test/podinfo: api
 //! ```
 
 use crate::config::errors::Errs;
@@ -55,6 +57,8 @@ pub struct DeploysConfig {
     pub min_latency: f64,
     pub min_errors: f64,
     pub keep: usize,
+    /// A Flagger Canary (`namespace/name`) → the target its gate answers for.
+    pub canaries: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for DeploysConfig {
@@ -72,6 +76,7 @@ impl Default for DeploysConfig {
             min_latency: 0.05,
             min_errors: 0.5,
             keep: 100,
+            canaries: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -114,6 +119,8 @@ struct RawDeploys {
     min_effect: Option<RawMinEffect>,
     #[serde(default)]
     keep: Option<usize>,
+    #[serde(default)]
+    canaries: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -219,6 +226,19 @@ pub(super) fn build_deploys(v: Option<&Value>, errs: &mut Errs) -> DeploysConfig
                 crate::units::format_duration(cfg.block)
             ),
         );
+    }
+    for (k, t) in &raw.canaries {
+        let ok = k
+            .split_once('/')
+            .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'));
+        if !ok {
+            errs.push(
+                format!("deploys.canaries.{k}"),
+                "a Canary is named `namespace/name`",
+            );
+        } else {
+            cfg.canaries.insert(k.clone(), t.clone());
+        }
     }
     if let Some(k) = raw.keep {
         if k == 0 || k > MAX_KEEP {

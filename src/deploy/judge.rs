@@ -6,15 +6,23 @@
 
 use super::blocks::{within, GeneratorBlock, Rings, ScenarioBlock};
 use super::record::{State, Windows};
-use crate::capacity::{GENERATOR_CPU_SATURATED, GENERATOR_DELAY_FLOOR, GENERATOR_QUEUE_SHARE};
+use crate::capacity::{GENERATOR_CPU_SATURATED, GENERATOR_QUEUE_SHARE};
 use crate::config::deploys::{Baseline, DeploysConfig, MIN_WINDOW_BLOCKS};
 use crate::config::Scenario;
 use crate::shift::{compare, Block, Change, Drops, Finding, OpWindows, Settings};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Schedule lag p99 above this makes a block soakd's (the capacity search's default
 /// `lag_limit`).
 pub const LAG_LIMIT: Duration = Duration::from_millis(100);
+/// Blocks with operations a window needs to be judged: the config asks for at least
+/// [`MIN_WINDOW_BLOCKS`] per window, and the blocks across the deploy and the settling's
+/// end belong to neither window, so a window yields one or two fewer.
+pub const MIN_BLOCKS_JUDGED: u64 = MIN_WINDOW_BLOCKS - 2;
+/// A runtime delay p99 this much above the windows' usual is soakd's, whatever the op:
+/// the delay probe's resolution (Tokio's timer ticks in milliseconds).
+pub const DELAY_EXCESS_FLOOR: f64 = 0.001;
 /// Evidence in at least this share of a window's blocks makes the window unusable.
 pub const EVIDENCE_SHARE: f64 = 0.25;
 
@@ -33,6 +41,22 @@ pub fn windows(at: f64, cfg: &DeploysConfig) -> Windows {
     Windows { before, after }
 }
 
+/// The windows as blocks are taken from them: a block counts when it lies wholly inside,
+/// or more than half inside across an outer edge (the before window's start, the after
+/// window's end; both of yesterday's) — never across the deploy or the settling, so a
+/// window of N blocks yields N whatever the blocks' phase.
+fn reach(w: Windows, cfg: &DeploysConfig) -> Windows {
+    let half = cfg.block.as_secs_f64() / 2.0;
+    let inner = match cfg.baseline {
+        Baseline::Before => 0.0,
+        Baseline::Yesterday => half,
+    };
+    Windows {
+        before: [w.before[0] - half, w.before[1] + inner],
+        after: [w.after[0], w.after[1] + half],
+    }
+}
+
 /// The load part of a verdict.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadVerdict {
@@ -48,49 +72,36 @@ fn seed_of(id: &str) -> u64 {
     })
 }
 
-/// Why soakd, not the target, explains a window (each piece of evidence).
-fn generator_evidence(
-    label: &str,
-    scenarios: &[(&str, Vec<&ScenarioBlock>)],
-    generator: &[&GeneratorBlock],
-) -> Vec<String> {
-    let mut why = Vec::new();
-    let share = |n: usize, of: usize| of > 0 && n as f64 >= EVIDENCE_SHARE * of as f64;
-    let cpu = generator
-        .iter()
-        .filter(|g| g.cpu_share.is_some_and(|c| c >= GENERATOR_CPU_SATURATED))
-        .count();
-    if share(cpu, generator.len()) {
-        why.push(format!(
-            "soakd used at least {:.0} % of its CPUs in {cpu} of the {label} window's {} blocks",
-            GENERATOR_CPU_SATURATED * 100.0,
-            generator.len()
-        ));
-    }
-    for (name, blocks) in scenarios {
-        let lag = blocks
-            .iter()
-            .filter(|b| b.lag_p99.is_some_and(|l| l > LAG_LIMIT.as_secs_f64()))
-            .count();
-        if share(lag, blocks.len()) {
-            why.push(format!(
-                "{name} started operations late (schedule lag p99 > {}) in {lag} of the {label} window's {} blocks",
-                crate::units::format_latency(LAG_LIMIT.as_secs_f64()),
-                blocks.len()
-            ));
+/// Why soakd, not the target, explains a block: its CPU saturated, its runtime's delay
+/// above the windows' usual by more than `delay_limit`, or (per scenario, in `lag` and
+/// `queue`) late starts or its own connection slots.
+#[derive(Default)]
+struct SetAside {
+    /// By block start (bits of `t`): the causes.
+    all: HashMap<u64, Vec<&'static str>>,
+    /// By scenario, then block start.
+    scenario: HashMap<String, HashMap<u64, Vec<&'static str>>>,
+}
+
+const CPU: &str = "soakd's CPU saturated";
+const DELAY: &str = "soakd's runtime delayed";
+const LAG: &str = "operations started late";
+const QUEUE: &str = "operations waited for soakd's own connection slots";
+
+impl SetAside {
+    fn causes(&self, scenario: &str, t: f64) -> Vec<&'static str> {
+        let k = t.to_bits();
+        let mut v: Vec<&'static str> = self.all.get(&k).cloned().unwrap_or_default();
+        if let Some(m) = self.scenario.get(scenario).and_then(|m| m.get(&k)) {
+            v.extend(m.iter().copied());
         }
-        let queued = blocks
-            .iter()
-            .filter(|b| b.queue_share.is_some_and(|q| q >= GENERATOR_QUEUE_SHARE))
-            .count();
-        if share(queued, blocks.len()) {
-            why.push(format!(
-                "{name}'s operations spent half their time or more waiting for soakd's own connection slots in {queued} of the {label} window's {} blocks (raise max_connections)",
-                blocks.len()
-            ));
-        }
+        v
     }
-    why
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
 }
 
 /// Judges the load part of deploy `id` of `target` at `at`, from `rings`; `scenarios`
@@ -103,7 +114,22 @@ pub fn judge_load(
     scenarios: &[Scenario],
     rings: &Rings,
 ) -> LoadVerdict {
-    let w = windows(at, cfg);
+    judge_load_until(id, target, at, cfg, scenarios, rings, f64::INFINITY)
+}
+
+/// As [`judge_load`], with the after window cut at `until` (a gate asking before it
+/// has filled: what the blocks so far say).
+pub fn judge_load_until(
+    id: &str,
+    target: &str,
+    at: f64,
+    cfg: &DeploysConfig,
+    scenarios: &[Scenario],
+    rings: &Rings,
+    until: f64,
+) -> LoadVerdict {
+    let mut w = reach(windows(at, cfg), cfg);
+    w.after[1] = w.after[1].min(until);
     let mine: Vec<&Scenario> = scenarios.iter().filter(|s| s.target == target).collect();
     let invalid = |reasons: Vec<String>| LoadVerdict {
         state: State::Invalid,
@@ -114,13 +140,112 @@ pub fn judge_load(
         return invalid(vec![format!("no scenario sends load to {target}")]);
     }
     let span = |b: &Block| (b.t, b.secs);
+    let sspan = |b: &ScenarioBlock| (b.t, b.secs);
+    let gspan = |b: &GeneratorBlock| (b.t, b.secs);
+    // The fastest op's p50 before the deploy: a runtime delay smaller than the minimum
+    // effect on it cannot make a change that counts.
+    let mut p50: Option<f64> = None;
+    for s in &mine {
+        for (key, ring) in rings.ops.range(format!("{}/", s.name)..) {
+            if !key.starts_with(&format!("{}/", s.name)) {
+                break;
+            }
+            let mut v: Vec<(i32, u32)> = within(ring, w.before[0], w.before[1], span)
+                .iter()
+                .flat_map(|b| b.hist.iter().copied())
+                .collect();
+            v.sort_unstable();
+            if let Some(q) = crate::shift::block::quantile_of(&v, 0.5) {
+                p50 = Some(p50.map_or(q, |p: f64| p.min(q)));
+            }
+        }
+    }
+    // The blocks soakd itself explains, set aside from both windows.
+    let gen: Vec<&GeneratorBlock> = within(&rings.generator, w.before[0], w.before[1], gspan)
+        .into_iter()
+        .chain(within(&rings.generator, w.after[0], w.after[1], gspan))
+        .collect();
+    let usual = median(gen.iter().filter_map(|g| g.runtime_delay_p99).collect());
+    let delay_limit = DELAY_EXCESS_FLOOR.max(cfg.min_latency * p50.unwrap_or(0.0));
+    let mut aside = SetAside::default();
+    for g in &gen {
+        let e = aside.all.entry(g.t.to_bits()).or_default();
+        if g.cpu_share.is_some_and(|c| c >= GENERATOR_CPU_SATURATED) {
+            e.push(CPU);
+        }
+        if let (Some(d), Some(u)) = (g.runtime_delay_p99, usual) {
+            if d - u >= delay_limit {
+                e.push(DELAY);
+            }
+        }
+    }
+    for s in &mine {
+        let Some(ring) = rings.scenarios.get(&s.name) else {
+            continue;
+        };
+        let m = aside.scenario.entry(s.name.clone()).or_default();
+        for b in within(ring, w.before[0], w.before[1], sspan)
+            .into_iter()
+            .chain(within(ring, w.after[0], w.after[1], sspan))
+        {
+            let e = m.entry(b.t.to_bits()).or_default();
+            if b.lag_p99.is_some_and(|l| l > LAG_LIMIT.as_secs_f64()) {
+                e.push(LAG);
+            }
+            if b.queue_share.is_some_and(|q| q >= GENERATOR_QUEUE_SHARE) {
+                e.push(QUEUE);
+            }
+        }
+    }
     let mut ops: Vec<OpWindows> = Vec::new();
     let mut drops: Vec<Drops> = Vec::new();
     let mut thin: Vec<String> = Vec::new();
-    let mut p50: Option<f64> = None;
-    let mut scen_blocks: Vec<(String, Vec<&ScenarioBlock>, Vec<&ScenarioBlock>)> = Vec::new();
+    let mut evidence: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     for s in &mine {
         let floor = s.slo.error_rate.map_or(0.001, |r| r.0 / 10.0);
+        // How much of each window soakd explains, for this scenario.
+        let mut unusable = false;
+        for (label, range) in [("before", w.before), ("after", w.after)] {
+            let g = within(&rings.generator, range[0], range[1], gspan);
+            let mut by_cause: Vec<(&str, usize)> = Vec::new();
+            let mut n = 0;
+            for b in &g {
+                let c = aside.causes(&s.name, b.t);
+                if !c.is_empty() {
+                    n += 1;
+                }
+                for x in c {
+                    match by_cause.iter_mut().find(|(k, _)| *k == x) {
+                        Some((_, k)) => *k += 1,
+                        None => by_cause.push((x, 1)),
+                    }
+                }
+            }
+            if n == 0 {
+                continue;
+            }
+            let causes: Vec<String> = by_cause
+                .iter()
+                .map(|(c, k)| format!("{c} in {k}"))
+                .collect();
+            let what = format!(
+                "{}: {n} of the {label} window's {} blocks set aside ({})",
+                s.name,
+                g.len(),
+                causes.join(", ")
+            );
+            if n as f64 > EVIDENCE_SHARE * g.len() as f64 {
+                unusable = true;
+                evidence.push(what);
+            } else {
+                notes.push(what);
+            }
+        }
+        if unusable {
+            continue;
+        }
+        let keep = |t: f64| aside.causes(&s.name, t).is_empty();
         for (key, ring) in rings.ops.range(format!("{}/", s.name)..) {
             let Some(op) = key.strip_prefix(&format!("{}/", s.name)) else {
                 break;
@@ -128,25 +253,21 @@ pub fn judge_load(
             if op.contains('/') {
                 continue;
             }
-            let before = within(ring, w.before[0], w.before[1], span);
-            let after = within(ring, w.after[0], w.after[1], span);
+            let pick = |range: [f64; 2]| -> Vec<&Block> {
+                within(ring, range[0], range[1], span)
+                    .into_iter()
+                    .filter(|b| keep(b.t))
+                    .collect()
+            };
+            let (before, after) = (pick(w.before), pick(w.after));
             let busy = |v: &[&Block]| v.iter().filter(|b| b.requests > 0).count() as u64;
-            if busy(&before) < MIN_WINDOW_BLOCKS || busy(&after) < MIN_WINDOW_BLOCKS {
+            if busy(&before) < MIN_BLOCKS_JUDGED || busy(&after) < MIN_BLOCKS_JUDGED {
                 thin.push(format!(
-                    "{key}: operations completed in {} blocks before and {} after (at least {MIN_WINDOW_BLOCKS} each are needed)",
+                    "{key}: operations completed in {} blocks before and {} after (at least {MIN_BLOCKS_JUDGED} each are needed)",
                     busy(&before),
                     busy(&after)
                 ));
                 continue;
-            }
-            let merged: Vec<(i32, u32)> = {
-                let mut v: Vec<(i32, u32)> =
-                    before.iter().flat_map(|b| b.hist.iter().copied()).collect();
-                v.sort_unstable();
-                v
-            };
-            if let Some(q) = crate::shift::block::quantile_of(&merged, 0.5) {
-                p50 = Some(p50.map_or(q, |p: f64| p.min(q)));
             }
             ops.push(OpWindows {
                 subject: key.clone(),
@@ -156,71 +277,34 @@ pub fn judge_load(
             });
         }
         if let Some(ring) = rings.scenarios.get(&s.name) {
-            let sspan = |b: &ScenarioBlock| (b.t, b.secs);
-            let before = within(ring, w.before[0], w.before[1], sspan);
-            let after = within(ring, w.after[0], w.after[1], sspan);
-            let pairs = |v: &[&ScenarioBlock]| v.iter().map(|b| (b.dropped, b.offered)).collect();
+            let pairs = |range: [f64; 2]| -> Vec<(u64, u64)> {
+                within(ring, range[0], range[1], sspan)
+                    .into_iter()
+                    .filter(|b| keep(b.t))
+                    .map(|b| (b.dropped, b.offered))
+                    .collect()
+            };
             drops.push(Drops {
                 scenario: s.name.clone(),
-                before: pairs(&before),
-                after: pairs(&after),
+                before: pairs(w.before),
+                after: pairs(w.after),
                 floor,
             });
-            scen_blocks.push((s.name.clone(), before, after));
         }
+    }
+    if !evidence.is_empty() {
+        let mut r = vec![format!(
+            "soakd itself explains more than a quarter of a window, so no verdict is given: add CPUs or shards, raise max_connections, or lower the load (a delay counts from {} above the windows' usual)",
+            crate::units::format_latency(delay_limit)
+        )];
+        r.extend(evidence);
+        return invalid(r);
     }
     if ops.is_empty() {
         let mut r = vec![format!(
             "soakd has too little of {target}'s load in the windows to judge: soakd was not running, or its scenarios were paused, through them"
         )];
         r.extend(thin);
-        return invalid(r);
-    }
-    let gspan = |b: &GeneratorBlock| (b.t, b.secs);
-    let mut evidence = Vec::new();
-    for (label, range) in [("before", w.before), ("after", w.after)] {
-        let g = within(&rings.generator, range[0], range[1], gspan);
-        let sc: Vec<(&str, Vec<&ScenarioBlock>)> = scen_blocks
-            .iter()
-            .map(|(n, b, a)| {
-                (
-                    n.as_str(),
-                    if label == "before" {
-                        b.clone()
-                    } else {
-                        a.clone()
-                    },
-                )
-            })
-            .collect();
-        evidence.extend(generator_evidence(label, &sc, &g));
-    }
-    // The runtime's delay is in every latency soakd measures, on both sides alike; it
-    // can make a change only by changing, by more than the smallest change that counts
-    // (the minimum effect on the fastest op's p50).
-    let delay = |range: [f64; 2]| {
-        let mut v: Vec<f64> = within(&rings.generator, range[0], range[1], gspan)
-            .iter()
-            .filter_map(|g| g.runtime_delay_p99)
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
-    };
-    if let (Some(p50), Some(db), Some(da)) = (p50, delay(w.before), delay(w.after)) {
-        let limit = GENERATOR_DELAY_FLOOR.max(cfg.min_latency * p50);
-        if (da - db).abs() >= limit {
-            evidence.push(format!(
-                "its runtime's delay (median of the blocks' p99) went from {} to {}, more than the smallest change that counts ({} of a p50 of {})",
-                crate::units::format_latency(db),
-                crate::units::format_latency(da),
-                crate::units::format_latency(limit),
-                crate::units::format_latency(p50),
-            ));
-        }
-    }
-    if !evidence.is_empty() {
-        let mut r = vec!["soakd itself explains why a window is unusable, so no verdict is given: add CPUs or shards, raise max_connections, or lower the load".to_string()];
-        r.extend(evidence);
         return invalid(r);
     }
     let settings = Settings {
@@ -256,6 +340,7 @@ pub fn judge_load(
         ));
     }
     reasons.extend(thin);
+    reasons.extend(notes);
     LoadVerdict {
         state,
         findings,

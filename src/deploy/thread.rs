@@ -266,7 +266,14 @@ impl Watcher {
             if d.verdict.load == State::Pending && now >= d.verdict.windows.after[1] + block {
                 let v = {
                     let rings = self.deploys.rings.lock();
-                    judge_load(&d.id, &d.target, d.at, &self.deploys.cfg, &cfg.scenarios, &rings)
+                    judge_load(
+                        &d.id,
+                        &d.target,
+                        d.at,
+                        &self.deploys.cfg,
+                        &cfg.scenarios,
+                        &rings,
+                    )
                 };
                 d.verdict.load = v.state;
                 d.verdict.findings = v.findings;
