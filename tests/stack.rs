@@ -262,6 +262,8 @@ fn kubernetes_manifests_match_the_kubernetes_and_crd_schemas() {
         "Service soakd against Kubernetes",
         "ServiceMonitor soakd against CRD schema servicemonitors.json",
         "PrometheusRule soakd against CRD schema prometheusrules.json",
+        "Canary podinfo against CRD schema canaries.json",
+        "AnalysisTemplate soakd-deploy-verdict against CRD schema analysistemplates.json",
     ] {
         assert!(text.contains(want), "{want}: {text}");
     }
@@ -273,7 +275,20 @@ fn kubernetes_check_refuses_a_misspelt_field_in_each_kind() {
     let shipped = std::fs::read_to_string(root().join("deploy/kubernetes/soakd.yaml")).unwrap();
     let rules =
         std::fs::read_to_string(root().join("deploy/kubernetes/prometheusrule.yaml")).unwrap();
+    let gates = std::fs::read_to_string(root().join("deploy/kubernetes/gates.yaml")).unwrap();
     let cases = [
+        // Flagger's Canary: a webhook's `url` misspelt.
+        (
+            "canary",
+            gates.replacen("        url: http://soakd-0", "        uri: http://soakd-0", 1),
+            "Canary podinfo",
+        ),
+        // Argo's AnalysisTemplate: `jsonPath` misspelt.
+        (
+            "analysistemplate",
+            gates.replacen("jsonPath:", "jsonpath:", 1),
+            "AnalysisTemplate soakd-deploy-verdict",
+        ),
         // A core kind: `replica` for `replicas`.
         (
             "statefulset",
