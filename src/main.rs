@@ -113,8 +113,13 @@ struct ReportArgs {
     /// with --json), to standard output or --out FILE.
     #[arg(long, requires = "url", conflicts_with_all = ["list", "compare", "set_baseline", "config", "results_dir", "results_url"])]
     soak: bool,
-    /// The daemon to ask (with --soak), e.g. http://127.0.0.1:9400.
-    #[arg(long, requires = "soak")]
+    /// A deploy's report from a running daemon (`--url`): its releases, verdict, every
+    /// measure compared and a chart of each op either side of it, as HTML (or JSON with
+    /// --json), to standard output or --out FILE. An id from /api/v1/deploys, or `latest`.
+    #[arg(long, value_name = "ID", requires = "url", conflicts_with_all = ["soak", "list", "compare", "set_baseline", "config", "results_dir", "results_url"])]
+    deploy: Option<String>,
+    /// The daemon to ask (with --soak or --deploy), e.g. http://127.0.0.1:9400.
+    #[arg(long)]
     url: Option<String>,
     /// How far back the soak report looks (with --soak; default 24h, at most the window).
     #[arg(long, requires = "soak", value_parser = parse_since)]
@@ -174,7 +179,25 @@ fn soak_report(a: &ReportArgs, url: &str) -> anyhow::Result<()> {
     } else {
         "/soak/report"
     };
-    let target = format!("{base}{path}?since={}s", since.as_secs().max(1));
+    fetch_report(a, format!("{base}{path}?since={}s", since.as_secs().max(1)))
+}
+
+/// `report --deploy ID`: a deploy's report, fetched and written as it is.
+fn deploy_report(a: &ReportArgs, url: &str, id: &str) -> anyhow::Result<()> {
+    let ok = id == "latest"
+        || id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Err(UsageError(format!("--deploy: {id:?} is not a deploy id")).into());
+    }
+    let base = url.trim_end_matches('/');
+    let path = if a.json { "/api/v1/deploys" } else { "/deploys" };
+    fetch_report(a, format!("{base}{path}/{id}"))
+}
+
+/// Fetches one of the daemon's reports and writes it as it is (to --out or stdout).
+fn fetch_report(a: &ReportArgs, target: String) -> anyhow::Result<()> {
     let body = runtime()?.block_on(async {
         let resp = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -378,6 +401,12 @@ fn report(a: ReportArgs) -> anyhow::Result<()> {
     use soakd::capacity::{compare, report, store::Store};
     if let (true, Some(url)) = (a.soak, a.url.as_deref()) {
         return soak_report(&a, url);
+    }
+    if let (Some(id), Some(url)) = (a.deploy.as_deref(), a.url.as_deref()) {
+        return deploy_report(&a, url, id);
+    }
+    if a.url.is_some() {
+        return Err(UsageError("--url is for --soak or --deploy".into()).into());
     }
     if a.json && a.out.is_some() {
         return Err(UsageError(

@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .route("/soak/report", get(soak_report_page))
         .route("/api/v1/deploys", get(deploys))
         .route("/api/v1/deploys/{id}", get(deploy_json))
+        .route("/deploys/{id}", get(deploy_page))
         // Gates only read: Flagger's webhooks cannot send a token, so they are not
         // behind the control API's rules.
         .route("/api/v1/gates/flagger/{hook}", post(flagger_gate))
@@ -629,8 +630,30 @@ async fn deploy_json(State(st): State<AppState>, Path(id): Path<String>) -> Resp
     let Some(d) = &st.deploys else {
         return deploys_absent(&st);
     };
+    let id = match (id.as_str(), d.list().first()) {
+        ("latest", Some(x)) => x.id.clone(),
+        _ => id,
+    };
     match d.get(&id) {
         Some(x) => Json(x).into_response(),
+        None => err(StatusCode::NOT_FOUND, format!("no deploy {id:?} is kept")),
+    }
+}
+
+async fn deploy_page(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(d) = &st.deploys else {
+        return deploys_absent(&st);
+    };
+    let id = if id == "latest" {
+        match d.list().first() {
+            Some(x) => x.id.clone(),
+            None => return err(StatusCode::NOT_FOUND, "no deploy seen yet"),
+        }
+    } else {
+        id
+    };
+    match d.get(&id) {
+        Some(x) => axum::response::Html(crate::deploy::report::html(&x)).into_response(),
         None => err(StatusCode::NOT_FOUND, format!("no deploy {id:?} is kept")),
     }
 }

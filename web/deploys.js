@@ -83,7 +83,7 @@ function deployRow(d) {
   return h(
     "tr",
     { "data-deploy": d.id, "data-state": v.state },
-    h("td", { text: when(d.at) }),
+    h("td", null, h("a", { href: `/deploys/${encodeURIComponent(d.id)}`, title: "the deploy's report", text: when(d.at) })),
     h("td", { text: d.target }),
     h("td", null, h("span", { text: versions(d) }), d.note ? h("div", { class: "muted", text: d.note }) : null),
     h("td", { text: d.source }),

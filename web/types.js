@@ -274,7 +274,8 @@
  * @property {{state: DeployState, load: DeployState, judged_at: number | null,
  *   resources: {state: DeployState, judged_at: number | null, reasons: string[]},
  *   windows: {before: number[], after: number[]}, findings: DeployFinding[],
- *   reasons: string[], first?: DeployState}} verdict
+ *   reasons: string[], first?: DeployState,
+ *   series?: {subject: string, before: number[][], after: number[][]}[]}} verdict
  */
 
 /**

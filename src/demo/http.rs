@@ -260,11 +260,18 @@ async fn put_knobs(State(st): State<Arc<DemoState>>, body: Bytes) -> Response {
     Json(knobs).into_response()
 }
 
+/// `GET /version`: the release the `version` knob says (`1.0.0` unless set).
+async fn version(State(st): State<Arc<DemoState>>) -> Json<serde_json::Value> {
+    let v = st.knobs().version;
+    Json(serde_json::json!({"version": if v.is_empty() { "1.0.0".to_string() } else { v }}))
+}
+
 pub fn router(st: Arc<DemoState>) -> Router {
     Router::new()
         .route("/v1/challenges", get(list_challenges))
         .route("/v1/challenges/{cid}/goals/{gid}/claim", post(claim))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/version", get(version))
         .route(
             "/metrics",
             get(

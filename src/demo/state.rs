@@ -43,6 +43,9 @@ pub struct Knobs {
     /// File descriptors opened (on /dev/null) and kept every minute, up to
     /// [`MAX_LEAK_FDS`] in all.
     pub leak_fds_per_minute: u32,
+    /// The release it says it runs (`GET /version`; empty: `1.0.0`): change it with a
+    /// latency step to show the deploy judge a regression.
+    pub version: String,
 }
 
 /// The most a leak knob keeps: 2 GiB of memory and 10,000 file descriptors (then it
@@ -69,6 +72,9 @@ impl Knobs {
             || self.latency_step_ms > 600_000
         {
             return Err("latencies and stalls are capped at 600000 ms".into());
+        }
+        if self.version.chars().count() > 64 || self.version.contains('\n') {
+            return Err("version is at most 64 characters on one line".into());
         }
         if self.stall_for_ms > 0 && self.stall_every_ms <= self.stall_for_ms {
             return Err("stall_every_ms must be greater than stall_for_ms".into());

@@ -63,6 +63,7 @@ pub struct LoadVerdict {
     pub state: State,
     pub findings: Vec<Finding>,
     pub reasons: Vec<String>,
+    pub series: Vec<super::record::OpSeries>,
 }
 
 fn seed_of(id: &str) -> u64 {
@@ -135,6 +136,7 @@ pub fn judge_load_until(
         state: State::Invalid,
         findings: Vec::new(),
         reasons,
+        series: Vec::new(),
     };
     if mine.is_empty() {
         return invalid(vec![format!("no scenario sends load to {target}")]);
@@ -341,9 +343,39 @@ pub fn judge_load_until(
     }
     reasons.extend(thin);
     reasons.extend(notes);
+    // The ops with a change first, then the rest, as their blocks.
+    let changed = |subject: &str| {
+        findings
+            .iter()
+            .any(|f| f.change != Change::None && f.subject == subject)
+    };
+    let mut order: Vec<&OpWindows> = ops.iter().collect();
+    order.sort_by_key(|o| !changed(&o.subject));
+    let points = |v: &[&Block]| -> Vec<[f64; 4]> {
+        v.iter()
+            .filter_map(|b| {
+                Some([
+                    b.t + b.secs / 2.0,
+                    b.quantile(0.5)?,
+                    b.quantile(0.95)?,
+                    b.quantile(0.99)?,
+                ])
+            })
+            .collect()
+    };
+    let series = order
+        .iter()
+        .take(super::record::MAX_SERIES)
+        .map(|o| super::record::OpSeries {
+            subject: o.subject.clone(),
+            before: points(&o.before),
+            after: points(&o.after),
+        })
+        .collect();
     LoadVerdict {
         state,
         findings,
         reasons,
+        series,
     }
 }

@@ -6,7 +6,8 @@
 //! a target's release and debounces it; `judge.rs` gives a deploy's load verdict (on
 //! `shift`'s statistics); `record.rs` is what a deploy and its verdict are; `state.rs`
 //! the deploys shared with the API; `thread.rs` runs it all on its own thread;
-//! `api.rs` is `/api/v1/deploys`; `gate.rs` the gates Flagger and Argo Rollouts ask.
+//! `api.rs` is `/api/v1/deploys`; `gate.rs` the gates Flagger and Argo Rollouts ask; `report.rs` a
+//! deploy's report page.
 
 pub mod api;
 pub mod blocks;
@@ -14,6 +15,7 @@ pub mod gate;
 pub mod judge;
 pub mod record;
 pub mod release;
+pub mod report;
 pub mod state;
 pub mod thread;
 

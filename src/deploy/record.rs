@@ -73,9 +73,24 @@ pub struct Verdict {
     pub findings: Vec<Finding>,
     /// Why, in sentences: each change, or why none was called, or why invalid/pending.
     pub reasons: Vec<String>,
+    /// Each compared op's blocks as its report charts them (at most [`MAX_SERIES`]
+    /// ops, those with a change first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<OpSeries>,
     /// The verdict as first given, when the resources revised it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first: Option<State>,
+}
+
+/// Ops whose blocks a deploy's record keeps for its report.
+pub const MAX_SERIES: usize = 8;
+
+/// One op's blocks either side of the deploy: `[t, p50, p95, p99]` (seconds) each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpSeries {
+    pub subject: String,
+    pub before: Vec<[f64; 4]>,
+    pub after: Vec<[f64; 4]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -200,6 +200,7 @@ pub fn new_deploy(seen: Seen, cfg: &DeploysConfig, observed: bool) -> Deploy {
                 crate::units::format_duration(cfg.settle),
                 crate::units::format_duration(cfg.after)
             )],
+            series: Vec::new(),
             first: None,
         },
     }

@@ -278,6 +278,7 @@ impl Watcher {
                 d.verdict.load = v.state;
                 d.verdict.findings = v.findings;
                 d.verdict.reasons = v.reasons;
+                d.verdict.series = v.series;
                 d.verdict.judged_at = Some(now);
                 changed = true;
                 let mut scen: Vec<&str> = cfg
