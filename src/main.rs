@@ -192,7 +192,11 @@ fn deploy_report(a: &ReportArgs, url: &str, id: &str) -> anyhow::Result<()> {
         return Err(UsageError(format!("--deploy: {id:?} is not a deploy id")).into());
     }
     let base = url.trim_end_matches('/');
-    let path = if a.json { "/api/v1/deploys" } else { "/deploys" };
+    let path = if a.json {
+        "/api/v1/deploys"
+    } else {
+        "/deploys"
+    };
     fetch_report(a, format!("{base}{path}/{id}"))
 }
 

@@ -726,16 +726,17 @@ async fn flagger_gate(
             format!("no gate {hook:?}: confirm-rollout, rollout or confirm-promotion"),
         );
     };
-    let p: FlaggerHook =
-        match serde_json::from_slice(&body) {
-            Ok(p) => p,
-            Err(e) => return err(
+    let p: FlaggerHook = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return err(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "expected Flagger's webhook payload {{name, namespace, phase, metadata}}: {e}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     let cfg = st.engine.config();
     let key = format!("{}/{}", p.namespace, p.name);
     let target = cfg

@@ -770,3 +770,110 @@ soak: {{window: 10m, warmup: 10s, resolution: 1s}}
     drop(chrome);
     d.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Deploys on the page: a deploy told by the API is marked on every chart, and the
+/// Deploys card lists it, pending, then with its verdict and the measures behind it.
+/// Screenshots at desktop and phone widths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_is_marked_on_the_charts_and_judged_on_its_card() {
+    let target = serve(counting_router(Arc::new(
+        std::sync::atomic::AtomicU64::new(0),
+    )))
+    .await;
+    let yaml = r#"
+targets:
+  api: {type: http, base_url: "${TARGET}", observe: {release: api}}
+scenarios:
+  alpha:
+    target: api
+    schedule: {hold: {rate: 50/s}}
+    ops: {get: {http: {path: /}}}
+deploys: {before: 24s, after: 24s, settle: 2s, block: 2s}
+soak: {enabled: false}
+"#;
+    let d = daemon(config(yaml, target));
+    let addr = d.addr();
+    let origin = format!("http://{addr}/");
+    let shots = tempfile::tempdir().unwrap();
+    let chrome = Chrome::launch().await;
+    let (page, watch) = chrome.open(&origin).await;
+    tokio::time::sleep(Duration::from_secs(27)).await;
+    let r = client()
+        .post(format!("http://{addr}/api/v1/deploys"))
+        .json(&serde_json::json!({"target": "api", "version": "2.0.0", "note": "build 42"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    wait_true(
+        &page,
+        "(() => { const c = soakd.charts(); return c.length > 0 && c.filter(x => x.points > 0).every(x => x.deploys === 1); })()",
+        Duration::from_secs(20),
+        "every chart marks the deploy",
+    )
+    .await;
+    wait_true(
+        &page,
+        "!document.querySelector('#deploys').hidden && document.querySelector('#deploys tr[data-deploy]')?.dataset.state === 'pending'",
+        Duration::from_secs(20),
+        "the card lists the deploy, pending",
+    )
+    .await;
+    let text: String = js(&page, "document.querySelector('#deploys').textContent").await;
+    assert!(
+        text.contains("→ 2.0.0") && text.contains("build 42"),
+        "{text}"
+    );
+    wait_true(
+        &page,
+        "['unchanged', 'improved', 'regressed', 'invalid'].includes(document.querySelector('#deploys tr[data-deploy]')?.dataset.state)",
+        Duration::from_secs(60),
+        "the card shows the verdict",
+    )
+    .await;
+    let state: String = js(
+        &page,
+        "document.querySelector('#deploys tr[data-deploy]').dataset.state",
+    )
+    .await;
+    if state != "invalid" {
+        let measures: usize = js(
+            &page,
+            "document.querySelectorAll('#deploys table.findings tbody tr').length",
+        )
+        .await;
+        assert!(
+            measures >= 3,
+            "p50, p95 and p99 under the deploy: {measures}"
+        );
+        let side: usize = js(
+            &page,
+            "document.querySelectorAll('#deploys table.releases td').length",
+        )
+        .await;
+        assert!(side >= 2, "the release side by side");
+    }
+    let text: String = js(&page, "document.querySelector('#deploys').textContent").await;
+    assert!(
+        !text.contains("null") && !text.contains("undefined"),
+        "{text}"
+    );
+    let link: String = js(
+        &page,
+        "document.querySelector('#deploys tr[data-deploy] a').getAttribute('href')",
+    )
+    .await;
+    assert!(link.starts_with("/deploys/api-"), "{link}");
+    js::<serde_json::Value>(
+        &page,
+        "document.querySelector('#deploys details').open = true",
+    )
+    .await;
+    screenshot(&page, shots.path(), "deploys-card.png").await;
+    phone_width(&page, true).await;
+    screenshot(&page, shots.path(), "deploys-card-phone.png").await;
+    phone_width(&page, false).await;
+    watch.assert_clean(&origin);
+    drop(chrome);
+    d.shutdown(Duration::from_secs(5)).await;
+}

@@ -263,22 +263,41 @@ async fn a_slower_release_is_regressed_and_stays_so_across_a_restart() {
     assert!(events.contains("judged regressed"), "{events}");
 
     // Its report: the page, and `soakd report --deploy` fetching it.
-    let page = try_text(&format!("http://{addr}/deploys/{}", dep["id"].as_str().unwrap()))
-        .await
-        .unwrap();
+    let page = try_text(&format!(
+        "http://{addr}/deploys/{}",
+        dep["id"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
     assert!(page.contains("Deploy of api"), "{page}");
     assert!(page.contains("<svg"), "the op's blocks charted: {page}");
     assert!(page.contains("s/work: latency per block"), "{page}");
     let out = dir.path().join("deploy.html");
     let st = std::process::Command::new(env!("CARGO_BIN_EXE_soakd"))
-        .args(["report", "--deploy", "latest", "--url", &format!("http://{addr}"), "--out"])
+        .args([
+            "report",
+            "--deploy",
+            "latest",
+            "--url",
+            &format!("http://{addr}"),
+            "--out",
+        ])
         .arg(&out)
         .status()
         .unwrap();
     assert!(st.success());
-    assert!(std::fs::read_to_string(&out).unwrap().contains("Deploy of api"));
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("Deploy of api"));
     let json = std::process::Command::new(env!("CARGO_BIN_EXE_soakd"))
-        .args(["report", "--deploy", "latest", "--json", "--url", &format!("http://{addr}")])
+        .args([
+            "report",
+            "--deploy",
+            "latest",
+            "--json",
+            "--url",
+            &format!("http://{addr}"),
+        ])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

@@ -280,7 +280,11 @@ fn kubernetes_check_refuses_a_misspelt_field_in_each_kind() {
         // Flagger's Canary: a webhook's `url` misspelt.
         (
             "canary",
-            gates.replacen("        url: http://soakd-0", "        uri: http://soakd-0", 1),
+            gates.replacen(
+                "        url: http://soakd-0",
+                "        uri: http://soakd-0",
+                1,
+            ),
             "Canary podinfo",
         ),
         // Argo's AnalysisTemplate: `jsonPath` misspelt.

@@ -63,6 +63,7 @@ function eventsPlugin(def) {
           ctx.save();
           ctx.lineWidth = 1;
           ctx.setLineDash([3, 3]);
+          let deploys = 0;
           for (const ev of state.events.values()) {
             if (def.group === "scenario" && ev.scenario && ev.scenario !== def.name) continue;
             // A verdict is listed, not marked: its deploy is.
@@ -72,6 +73,7 @@ function eventsPlugin(def) {
             const x = Math.round(u.valToPos(t, "x", true));
             // A deploy is the mark a reader looks for first: solid and wider.
             const deploy = ev.kind === "deploy";
+            if (deploy) deploys++;
             ctx.lineWidth = deploy ? 2 : 1;
             ctx.setLineDash(deploy ? [] : [3, 3]);
             ctx.strokeStyle = cssVar(EVENT_COLOURS[ev.kind] || "--c7");
@@ -81,6 +83,9 @@ function eventsPlugin(def) {
             ctx.stroke();
           }
           ctx.restore();
+          // How many deploys this chart marks (for the browser tests).
+          const c = charts.get(def.id);
+          if (c) c.box.dataset.deploys = String(deploys);
         },
       ],
     },

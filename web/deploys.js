@@ -37,7 +37,7 @@ function values(f) {
 /** @param {Deploy} d */
 function versions(d) {
   if (d.source === "restart") return "restart (a possible deploy)";
-  return `${d.from ?? "?"} → ${d.to ?? "?"}`;
+  return `${d.from ?? "unknown"} → ${d.to ?? "unknown"}`;
 }
 
 /**
@@ -156,7 +156,8 @@ function render(x) {
       r.error ? h("span", { class: "badge warn", title: r.error, text: `cannot read: ${r.error}` }) : null,
     ),
   );
-  root.replaceChildren(
+  /** @type {(HTMLElement | null)[]} */
+  const parts = [
     h("h2", { text: "Deploys" }),
     h("p", {
       class: "muted",
@@ -172,7 +173,8 @@ function render(x) {
         )
       : h("p", { class: "muted", text: "No deploy seen yet." }),
     sideBySide(x.deploys),
-  );
+  ];
+  root.replaceChildren(...parts.filter((p) => p !== null));
 }
 
 /** Polls /api/v1/deploys and renders the card (hidden when deploys are not judged here). */

@@ -117,7 +117,7 @@ function setRange(r) {
 
 // For the browser tests and the devtools console: what each chart holds.
 window.soakd = {
-  charts: () => [...charts.values()].map((c) => ({ id: c.def.id, points: Number(c.box.dataset.points) })),
+  charts: () => [...charts.values()].map((c) => ({ id: c.def.id, points: Number(c.box.dataset.points), deploys: Number(c.box.dataset.deploys || 0) })),
   soak: () => [...soakCharts].map(([id, c]) => ({ id, points: Number(c.box.dataset.points), verdict: c.box.dataset.verdict || "", band: c.band, drawn: !!c.u })),
   /**
    * The newest value of a chart's line.

@@ -9,15 +9,16 @@ use crate::shift::Change;
 use std::fmt::Write;
 
 fn badge(s: State) -> String {
-    format!(
-        r#"<span class="badge deploy-{0}">{0}</span>"#,
-        s.as_str()
-    )
+    format!(r#"<span class="badge deploy-{0}">{0}</span>"#, s.as_str())
 }
 
 fn chart(d: &Deploy, s: &OpSeries) -> String {
     let mut series = Vec::new();
-    for (name, k, color) in [("p50", 1, "#1f77b4"), ("p95", 2, "#ff7f0e"), ("p99", 3, "#d62728")] {
+    for (name, k, color) in [
+        ("p50", 1, "#1f77b4"),
+        ("p95", 2, "#ff7f0e"),
+        ("p99", 3, "#d62728"),
+    ] {
         for (side, pts, dashed) in [("before", &s.before, true), ("after", &s.after, false)] {
             series.push(Series {
                 name: format!("{name} {side}"),
@@ -217,8 +218,12 @@ mod tests {
                 reasons: vec!["p95 of s/get 50ms → 60ms (+20 %): worse".into()],
                 series: vec![OpSeries {
                     subject: "s/get".into(),
-                    before: (0..30).map(|i| [at - 1800.0 + 60.0 * i as f64, 0.02, 0.05, 0.07]).collect(),
-                    after: (0..30).map(|i| [at + 150.0 + 60.0 * i as f64, 0.024, 0.06, 0.08]).collect(),
+                    before: (0..30)
+                        .map(|i| [at - 1800.0 + 60.0 * i as f64, 0.02, 0.05, 0.07])
+                        .collect(),
+                    after: (0..30)
+                        .map(|i| [at + 150.0 + 60.0 * i as f64, 0.024, 0.06, 0.08])
+                        .collect(),
                 }],
                 first: None,
             },
@@ -227,7 +232,10 @@ mod tests {
         assert!(h.contains("Deploy of api"), "{h}");
         assert!(h.contains("1.0 → &lt;2.0&gt;"), "escaped: {h}");
         assert!(h.contains("badge deploy-regressed"));
-        assert!(h.contains("<td>+20.0 %</td><td>+15.0 % to +25.0 %</td>"), "{h}");
+        assert!(
+            h.contains("<td>+20.0 %</td><td>+15.0 % to +25.0 %</td>"),
+            "{h}"
+        );
         assert!(h.contains("<svg"), "a chart: {h}");
         assert!(h.contains("p95 after"));
     }
