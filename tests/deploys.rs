@@ -135,18 +135,6 @@ async fn verdict(addr: std::net::SocketAddr) -> serde_json::Value {
     .expect("a verdict within 90 s")
 }
 
-/// Every way `answer` breaks web/schema/deploys.schema.json.
-fn schema_violations(answer: &serde_json::Value) -> Vec<String> {
-    let path = root().join("web/schema/deploys.schema.json");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let schema = jsonschema::validator_for(&v).unwrap();
-    schema
-        .iter_errors(answer)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
-}
-
 fn reasons(d: &serde_json::Value) -> String {
     d["verdict"]["reasons"].to_string()
 }
@@ -230,7 +218,11 @@ async fn a_slower_release_is_regressed_and_stays_so_across_a_restart() {
     assert!(p50["ci"][0].as_f64().unwrap() > 0.3, "{p50}");
     assert!(reasons(&dep).contains("p50 of s/work"), "{}", reasons(&dep));
     let all = deploys(addr).await;
-    assert_eq!(schema_violations(&all), Vec::<String>::new(), "{all:#}");
+    assert_eq!(
+        schema_violations("deploys.schema.json", &all),
+        Vec::<String>::new(),
+        "{all:#}"
+    );
     let text_m = metrics_text(addr).await;
     assert_eq!(
         sample(&text_m, "soakd_deploys_total{target=\"api\"}"),
@@ -445,7 +437,11 @@ async fn a_deploy_told_by_the_api_needs_the_token() {
     assert_eq!(dep["source"], "api");
     assert_eq!(dep["verdict"]["state"], "pending");
     let all = deploys(d.addr()).await;
-    assert_eq!(schema_violations(&all), Vec::<String>::new(), "{all:#}");
+    assert_eq!(
+        schema_violations("deploys.schema.json", &all),
+        Vec::<String>::new(),
+        "{all:#}"
+    );
     assert_eq!(all["releases"][0]["source"], "api");
     // The same version again is the same rollout, not a second deploy.
     let r = auth(client().post(&url)).json(&body).send().await.unwrap();

@@ -47,18 +47,6 @@ while True:
     )
 }
 
-/// Every way `answer` breaks web/schema/soak.schema.json.
-fn schema_violations(answer: &serde_json::Value) -> Vec<String> {
-    let path = root().join("web/schema/soak.schema.json");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let schema = jsonschema::validator_for(&v).unwrap();
-    schema
-        .iter_errors(answer)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
-}
-
 fn verdict(snap: &serde_json::Value, target: &str, resource: &str) -> Option<String> {
     snap["targets"]
         .as_array()?
@@ -123,10 +111,14 @@ soak: {{window: 10m, warmup: 10s, resolution: 1s}}
     let v = |t: &str, r: &str| verdict(&snap, t, r).unwrap_or_default();
     // The answer's shape is the committed schema's, and the schema refuses a verdict it
     // does not know.
-    assert_eq!(schema_violations(&snap), Vec::<String>::new(), "{snap:#}");
+    assert_eq!(
+        schema_violations("soak.schema.json", &snap),
+        Vec::<String>::new(),
+        "{snap:#}"
+    );
     let mut bad = snap.clone();
     bad["targets"][0]["series"][0]["judgement"] = serde_json::json!({"verdict": "leaking", "absolute": null, "relative": null, "plateau": null, "period": null, "resolvable_period": null, "points": 1, "reason": "x"});
-    assert!(!schema_violations(&bad).is_empty());
+    assert!(!schema_violations("soak.schema.json", &bad).is_empty());
     assert_eq!(v("leaky", "rss_bytes"), "growing", "{snap:#}");
     assert_eq!(v("leaky", "open_fds"), "growing", "{snap:#}");
     assert_ne!(v("saw", "rss_bytes"), "growing", "{snap:#}");
@@ -157,7 +149,10 @@ soak: {{window: 10m, warmup: 10s, resolution: 1s}}
     );
     // The charts' points, asked for, keep to the schema and to the number asked.
     let charted = try_json(&format!("{url}?points=50")).await.unwrap();
-    assert_eq!(schema_violations(&charted), Vec::<String>::new());
+    assert_eq!(
+        schema_violations("soak.schema.json", &charted),
+        Vec::<String>::new()
+    );
     let pts = charted["targets"][0]["series"][0]["points"]
         .as_array()
         .unwrap();
@@ -398,7 +393,7 @@ soak: {{window: 10m, warmup: 10s, resolution: 1s}}
     .expect("the step is found within two minutes");
     let answer = try_json(&url).await.unwrap();
     assert_eq!(
-        schema_violations(&answer),
+        schema_violations("soak.schema.json", &answer),
         Vec::<String>::new(),
         "{answer:#}"
     );
@@ -680,7 +675,11 @@ soak: {window: 10m, warmup: 10s, resolution: 1s, growth: {tables: 1000%}}
             try_json(&api).await.unwrap_or_default()
         )
     };
-    assert_eq!(schema_violations(&snap), Vec::<String>::new(), "{snap:#}");
+    assert_eq!(
+        schema_violations("soak.schema.json", &snap),
+        Vec::<String>::new(),
+        "{snap:#}"
+    );
     let v = |r: &str| verdict(&snap, "db", r).unwrap_or_default();
     assert_eq!(v("bloaty.bytes_per_live_tuple"), "growing", "{snap:#}");
     assert_eq!(v("bloaty.dead_tuple_ratio"), "growing", "{snap:#}");

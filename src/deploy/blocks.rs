@@ -72,19 +72,6 @@ pub struct Cutter {
     since: f64,
 }
 
-fn phase_sums(st: &crate::engine::ScenarioState) -> [f64; 5] {
-    st.plan()
-        .phases
-        .iter()
-        .flatten()
-        .fold([0.0; 5], |mut acc, p| {
-            for (a, s) in acc.iter_mut().zip(p.sums()) {
-                *a += s;
-            }
-            acc
-        })
-}
-
 impl Cutter {
     pub fn new(engine: &Engine, now: f64) -> Cutter {
         let mut c = Cutter {
@@ -111,7 +98,7 @@ impl Cutter {
                     started: st.started.load(Ordering::Relaxed),
                     dropped: st.dropped.load(Ordering::Relaxed),
                     lag: HistSnap::of(&m.lag),
-                    phases: phase_sums(&st),
+                    phases: st.phase_sums(),
                 },
             );
         }
@@ -174,7 +161,7 @@ impl Cutter {
                 );
                 let ds = started.saturating_sub(s.started);
                 let dd = dropped.saturating_sub(s.dropped);
-                let phases = phase_sums(&st);
+                let phases = st.phase_sums();
                 let spent: Vec<f64> = phases.iter().zip(s.phases).map(|(a, b)| a - b).collect();
                 let total: f64 = spent.iter().sum();
                 out.scenarios.push((

@@ -50,6 +50,20 @@ pub struct ScenarioState {
 const NO_OVERRIDE: u64 = u64::MAX;
 
 impl ScenarioState {
+    /// Seconds so far per HTTP phase (`phases::NAMES`), over the scenario's HTTP ops.
+    pub fn phase_sums(&self) -> [f64; 5] {
+        self.plan()
+            .phases
+            .iter()
+            .flatten()
+            .fold([0.0; 5], |mut acc, p| {
+                for (a, s) in acc.iter_mut().zip(p.sums()) {
+                    *a += s;
+                }
+                acc
+            })
+    }
+
     pub(super) fn new(plan: Arc<Plan>, generation: u64, events: Arc<EventLog>) -> ScenarioState {
         ScenarioState {
             name: plan.scenario.name.clone(),

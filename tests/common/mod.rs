@@ -327,3 +327,15 @@ pub async fn prom_query(prom: &str, expr: &str) -> Option<Vec<serde_json::Value>
     }
     v["data"]["result"].as_array().cloned()
 }
+
+/// Every way `answer` breaks the JSON Schema `web/schema/<name>`.
+pub fn schema_violations(name: &str, answer: &serde_json::Value) -> Vec<String> {
+    let path = root().join("web/schema").join(name);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let schema = jsonschema::validator_for(&v).unwrap();
+    schema
+        .iter_errors(answer)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}

@@ -76,18 +76,7 @@ pub(super) fn snap(w: &Watched) -> ScenarioSnap {
             dropped: b.dropped.get(),
             errors: b.flush_errors.get(),
         }),
-        phases: w
-            .state
-            .plan()
-            .phases
-            .iter()
-            .flatten()
-            .fold([0.0; 5], |mut acc, p| {
-                for (a, s) in acc.iter_mut().zip(p.sums()) {
-                    *a += s;
-                }
-                acc
-            }),
+        phases: w.state.phase_sums(),
     }
 }
 
