@@ -50,6 +50,73 @@ fn binomial(rng: &mut StdRng, n: u64, p: f64) -> u64 {
     k
 }
 
+/// A recording of `hours` made of `lines`' clean runs (at least 5 blocks in a row whose
+/// runtime delay is within 1 ms of the recording's usual), re-timed one a minute.
+fn clean_runs(lines: &[Line], hours: f64, rng: &mut StdRng) -> Vec<Line> {
+    let mut d: Vec<f64> = lines
+        .iter()
+        .filter_map(|l| l.generator.runtime_delay_p99)
+        .collect();
+    d.sort_by(f64::total_cmp);
+    let usual = d.get(d.len() / 2).copied().unwrap_or(0.0);
+    let clean = |l: &Line| {
+        l.generator
+            .runtime_delay_p99
+            .is_none_or(|x| x - usual < 0.001)
+            && l.generator.cpu_share.is_none_or(|c| c < 0.9)
+    };
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut start: Option<usize> = None;
+    for (i, l) in lines.iter().enumerate().skip(2) {
+        match (clean(l), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if i - s >= 5 {
+                    runs.push((s, i));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        if lines.len() - s >= 5 {
+            runs.push((s, lines.len()));
+        }
+    }
+    let n_clean = lines.iter().skip(2).filter(|l| clean(l)).count();
+    let mean = runs.iter().map(|(a, b)| b - a).sum::<usize>() as f64 / runs.len().max(1) as f64;
+    eprintln!(
+        "{n_clean} of {} blocks clean (runtime delay p99 within 1 ms of the usual {:.1} ms); {} runs of 5 or more, {mean:.1} blocks long on average",
+        lines.len() - 2,
+        usual * 1e3,
+        runs.len()
+    );
+    let want = (hours * 60.0) as usize;
+    let mut out: Vec<Line> = Vec::with_capacity(want);
+    let t0 = lines.first().map_or(0.0, |l| l.generator.t);
+    while out.len() < want && !runs.is_empty() {
+        let (a, b) = runs[rng.random_range(0..runs.len())];
+        for l in &lines[a..b] {
+            let t = t0 + 60.0 * out.len() as f64;
+            let mut l2 = Line {
+                ops: l.ops.clone(),
+                scenarios: l.scenarios.clone(),
+                generator: l.generator.clone(),
+            };
+            l2.generator.t = t;
+            for (_, b) in l2.ops.iter_mut() {
+                b.t = t;
+            }
+            for (_, b) in l2.scenarios.iter_mut() {
+                b.t = t;
+            }
+            out.push(l2);
+        }
+    }
+    out
+}
+
 fn main() -> anyhow::Result<()> {
     let path = std::env::args()
         .nth(1)
@@ -60,6 +127,14 @@ fn main() -> anyhow::Result<()> {
         .filter(|l| !l.trim().is_empty())
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
+    let mut rng = StdRng::seed_from_u64(2026);
+    // CLEAN_RUNS=HOURS: a synthetic recording of that many hours made of the recording's
+    // runs of blocks soakd did not set aside (its own runtime undelayed), each run kept
+    // whole (its minute-to-minute wander), the runs drawn at random.
+    let lines = match std::env::var("CLEAN_RUNS") {
+        Ok(h) => clean_runs(&lines, h.parse::<f64>()?, &mut rng),
+        Err(_) => lines,
+    };
     // WINDOW=10m judges shorter windows (a quick look at a short recording).
     let text = match std::env::var("WINDOW") {
         Ok(w) => format!("{CONFIG}deploys: {{before: {w}, after: {w}}}\n"),
@@ -79,8 +154,14 @@ fn main() -> anyhow::Result<()> {
     eprintln!("{} blocks recorded; each deploy needs {span}", lines.len());
     // Skip the first two minutes (connections, caches).
     let first = 2usize;
-    let positions: Vec<usize> =
-        (first + per_window..=lines.len().saturating_sub(per_window + settle + 1)).collect();
+    let step: usize = std::env::var("STEP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let positions: Vec<usize> = (first + per_window
+        ..=lines.len().saturating_sub(per_window + settle + 1))
+        .step_by(step.max(1))
+        .collect();
     let targets = [
         ("nginx", "static", "static/get"),
         ("demo", "api", "api/list"),
@@ -96,7 +177,6 @@ fn main() -> anyhow::Result<()> {
     ];
     println!("| case | target | deploys | regressed | improved | invalid | naive p95 × 1.1 rule |");
     println!("|---|---|---:|---:|---:|---:|---:|");
-    let mut rng = StdRng::seed_from_u64(2026);
     let mut totals: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
     for (name, case) in &cases {
         for (target, _scenario, key) in targets {

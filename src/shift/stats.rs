@@ -20,7 +20,8 @@ pub struct QuantileShift {
     pub effect: f64,
     /// The block bootstrap's percentile interval of the effect, at `level`.
     pub ci: (f64, f64),
-    /// Two-sided Mann–Whitney p-value of the blocks' own quantiles.
+    /// Two-sided Mann–Whitney p-value of the blocks' own quantiles, its deviate
+    /// deflated by their autocorrelation.
     pub p: f64,
 }
 
@@ -51,6 +52,49 @@ pub fn rank_test(before: &[f64], after: &[f64]) -> f64 {
     )
     .map(|(_, p)| p)
     .unwrap_or(1.0)
+}
+
+/// The lag-1 autocorrelation of a window's block values about their own mean, pooled
+/// over both windows; 0 with too few blocks or when negative.
+pub fn lag1(before: &[f64], after: &[f64]) -> f64 {
+    let (mut num, mut den) = (0.0, 0.0);
+    for w in [before, after] {
+        if w.len() < 3 {
+            continue;
+        }
+        let m = w.iter().sum::<f64>() / w.len() as f64;
+        for i in 0..w.len() {
+            den += (w[i] - m).powi(2);
+            if i + 1 < w.len() {
+                num += (w[i] - m) * (w[i + 1] - m);
+            }
+        }
+    }
+    if den <= 0.0 {
+        0.0
+    } else {
+        (num / den).clamp(0.0, 0.9)
+    }
+}
+
+/// How much autocorrelation `rho` inflates a mean's variance: (1 + ρ)/(1 − ρ), the AR(1)
+/// long-run factor — minutes that wander together count as fewer independent ones.
+pub fn inflation(rho: f64) -> f64 {
+    (1.0 + rho) / (1.0 - rho)
+}
+
+/// A two-sided p-value with its normal deviate shrunk by √`factor` (an effective sample
+/// size `factor` times smaller).
+pub fn deflate(p: f64, factor: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    if factor <= 1.0 || !(0.0..1.0).contains(&p) {
+        return p;
+    }
+    let Ok(n) = Normal::new(0.0, 1.0) else {
+        return p;
+    };
+    let z = n.inverse_cdf(1.0 - p / 2.0) / factor.sqrt();
+    (2.0 * (1.0 - n.cdf(z))).clamp(0.0, 1.0)
 }
 
 /// Quantiles `qs` before and after, with a block bootstrap (`resamples`) interval of
@@ -104,13 +148,20 @@ pub fn quantile_shifts(
             let own = |blocks: &[&Block]| -> Vec<f64> {
                 blocks.iter().filter_map(|x| x.quantile(*q)).collect()
             };
+            // Blocks are the unit, but minutes wander together (a GC regime, a cache,
+            // a neighbour): the rank test's deviate and the interval's width are
+            // corrected by the blocks' own lag-1 autocorrelation.
+            let (ob, oa) = (own(before), own(after));
+            let f = inflation(lag1(&ob, &oa));
+            let effect = a / b - 1.0;
+            let widen = |x: f64| effect + (x - effect) * f.sqrt();
             Some(QuantileShift {
                 q: *q,
                 before: b,
                 after: a,
-                effect: a / b - 1.0,
-                ci: (percentile(e, tail), percentile(e, 1.0 - tail)),
-                p: rank_test(&own(before), &own(after)),
+                effect,
+                ci: (widen(percentile(e, tail)), widen(percentile(e, 1.0 - tail))),
+                p: deflate(rank_test(&ob, &oa), f),
             })
         })
         .collect()
@@ -238,6 +289,31 @@ mod tests {
             requests: n as u64,
             ..Block::default()
         }
+    }
+
+    #[test]
+    fn wandering_blocks_count_as_fewer() {
+        // Independent: no correction. An AR(1) of 0.8: (1.8/0.2) = 9 times the variance.
+        let mut rng = StdRng::seed_from_u64(5);
+        let iid: Vec<f64> = (0..200).map(|_| rng.random::<f64>()).collect();
+        assert!(lag1(&iid[..100], &iid[100..]) < 0.15);
+        let mut x = 0.0;
+        let ar: Vec<f64> = (0..400)
+            .map(|_| {
+                x = 0.8 * x + rng.random::<f64>() - 0.5;
+                x
+            })
+            .collect();
+        let r = lag1(&ar[..200], &ar[200..]);
+        assert!((0.7..0.9).contains(&r), "{r}");
+        assert!((inflation(0.8) - 9.0).abs() < 1e-9);
+        // p = 0.01 (z 2.576) over a factor of 4 is z 1.288: p 0.198.
+        assert!(
+            (deflate(0.01, 4.0) - 0.1977).abs() < 0.001,
+            "{}",
+            deflate(0.01, 4.0)
+        );
+        assert_eq!(deflate(0.01, 1.0), 0.01);
     }
 
     #[test]
