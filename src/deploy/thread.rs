@@ -126,7 +126,16 @@ impl Watcher {
                                 rel.debounce.set(v);
                                 engine.metrics.deploy.set_version(&d.target, v);
                             }
-                            g.list.push_back(d);
+                            // Kept in time order, beside any told before the store
+                            // opened.
+                            if !g.list.iter().any(|x| x.id == d.id) {
+                                let at = g
+                                    .list
+                                    .iter()
+                                    .rposition(|x| x.at <= d.at)
+                                    .map_or(0, |i| i + 1);
+                                g.list.insert(at, d);
+                            }
                             while g.list.len() > g.keep {
                                 g.list.pop_front();
                             }
