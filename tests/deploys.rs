@@ -474,3 +474,86 @@ async fn a_deploy_told_by_the_api_needs_the_token() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("unknown field"));
 }
+
+/// Two shards (0/2 and 1/2, real processes) behind a real Prometheus keeping native
+/// histograms: the leader judges the deploy on Prometheus's sums over both, finds the
+/// slower release, and the follower names the leader when asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_fleet_is_judged_on_prometheus_sums() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Target::new("1.0", 20);
+    let target = serve(router(t.clone())).await;
+    let (p0, p1) = (free_port(), free_port());
+    let (_prom, prom) = start_prometheus(
+        dir.path(),
+        &format!(
+            "global: {{scrape_interval: 500ms}}\n\
+             scrape_configs:\n\
+             \x20 - {{job_name: soakd, static_configs: [{{targets: ['127.0.0.1:{p0}', '127.0.0.1:{p1}']}}]}}\n"
+        ),
+        &["--enable-feature=native-histograms"],
+    );
+    let text = yaml(
+        BY_LABEL,
+        "",
+        &format!(
+            "verdicts: {{prometheus: \"http://{prom}\", selector: 'job=\"soakd\"', leader: \"http://127.0.0.1:{p0}\", scrape_interval: 1s, interval: 1s}}"
+        ),
+    )
+    .replace("${TARGET}", &format!("http://{target}"));
+    let cfg = dir.path().join("soakd.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    let _leader = Proc(soakd_run(&cfg, p0, &["--shard", "0/2"], "warn"));
+    let _follower = Proc(soakd_run(&cfg, p1, &["--shard", "1/2"], "warn"));
+    let leader: std::net::SocketAddr = format!("127.0.0.1:{p0}").parse().unwrap();
+    eventually(Duration::from_secs(30), || async {
+        (prom_query(&prom, "count(up{job=\"soakd\"} == 1)")
+            .await?
+            .first()?["value"][1]
+            == "2")
+            .then_some(())
+    })
+    .await
+    .expect("Prometheus scrapes both shards");
+    // A follower asked for the deploys names its leader.
+    let r = client()
+        .get(format!("http://127.0.0.1:{p1}/api/v1/deploys"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 421);
+    assert!(
+        r.text().await.unwrap().contains(&format!("127.0.0.1:{p0}")),
+        "the follower names the leader"
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    t.deploy("2.0", 40, 0);
+    let dep = eventually(Duration::from_secs(120), || async move {
+        let v = try_json(&format!("http://{leader}/api/v1/deploys")).await?;
+        let d = v["deploys"].as_array()?.first()?.clone();
+        (d["verdict"]["load"] != "pending").then_some(d)
+    })
+    .await
+    .expect("a verdict within 120 s");
+    assert_eq!(dep["verdict"]["load"], "regressed", "{}", reasons(&dep));
+    assert!(
+        reasons(&dep).contains("judged on Prometheus's sums over the 2 shards (native buckets)"),
+        "{}",
+        reasons(&dep)
+    );
+    let p50 = dep["verdict"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["measure"] == "p50" && f["subject"] == "s/work")
+        .unwrap()
+        .clone();
+    assert_eq!(p50["change"], "worse", "{p50}");
+    // 20 ms → 40 ms, read through native buckets (8 per doubling) summed over both.
+    let (before, after) = (
+        p50["before"].as_f64().unwrap(),
+        p50["after"].as_f64().unwrap(),
+    );
+    assert!((0.019..0.026).contains(&before), "{p50}");
+    assert!((0.039..0.048).contains(&after), "{p50}");
+}

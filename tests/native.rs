@@ -486,4 +486,21 @@ async fn two_shards_sum_to_the_histogram_of_one_process() {
             "p{q}: two shards {sharded} vs one process {single} (allowed {allowed})"
         );
     }
+    // The verdicts across shards read the same native buckets (the classic ones put
+    // this p95 of U(100, 400) ms, 385 ms, between the 250 and 500 ms boundaries at
+    // ~475 ms): the capacity search's window and the soak judge's ops.
+    let now = soakd::units::now_unix();
+    let fleet = soakd::promql::Prom::new(&format!("http://{prom}"), r#"job="sharded""#);
+    let w = fleet.window("api", now - 60.0, now).await.unwrap();
+    assert_eq!(w.instances, 2);
+    let truth = 0.385;
+    let noise = 3.0 * (0.95f64 * 0.05).sqrt() * 0.3 / n_sharded.sqrt();
+    let p95 = w.latency[1].expect("a p95 across the shards");
+    assert!(
+        (p95 / truth - 1.0).abs() <= err + noise / truth + 0.02,
+        "the capacity search read p95 {p95} across the shards, the truth is {truth}"
+    );
+    let ops = fleet.ops(60.0, now).await.unwrap();
+    let op = &ops[&("api".to_string(), "get".to_string())];
+    assert_eq!(op.latency[1], Some(p95));
 }

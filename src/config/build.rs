@@ -294,6 +294,20 @@ pub(super) fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
     observe_link::link_release(&mut observe, &targets, verdicts.as_ref(), errs);
     let soak = soak::build_soak(top.soak.as_ref(), errs);
     let deploys = deploys::build_deploys(top.deploys.as_ref(), errs);
+    if let Some(v) = &verdicts {
+        // A sharded leader sums each block with increase(), which needs two scrapes of
+        // every shard inside it.
+        if deploys.block < v.scrape_interval * 2 {
+            errs.push(
+                "deploys.block",
+                format!(
+                    "a block ({}) must hold at least 2 of Prometheus's scrapes (verdicts.scrape_interval = {}) to be summed over the shards; lengthen deploys.block",
+                    crate::units::format_duration(deploys.block),
+                    crate::units::format_duration(v.scrape_interval)
+                ),
+            );
+        }
+    }
     for (canary, t) in &deploys.canaries {
         if !targets.iter().any(|x| &x.name == t) && !broken.contains(t) {
             errs.push(

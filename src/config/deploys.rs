@@ -296,6 +296,15 @@ mod tests {
             e.contains("deploys.min_effect.latncy: unknown field `latncy`"),
             "{e}"
         );
+        let e = parse(
+            "verdicts: {prometheus: http://p:9090, scrape_interval: 15s}\ndeploys: {before: 5m, after: 5m, block: 20s}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("deploys.block: a block (20s) must hold at least 2 of Prometheus's scrapes (verdicts.scrape_interval = 15s)"),
+            "{e}"
+        );
         let e = parse("deploys: {baseline: lastweek}")
             .unwrap_err()
             .to_string();

@@ -38,6 +38,17 @@ pub struct GeneratorBlock {
     pub cpu_share: Option<f64>,
     /// p99 of the load runtime's scheduling delay.
     pub runtime_delay_p99: Option<f64>,
+    /// With `--shard` and `verdicts.prometheus`: the shards whose sums the period's op
+    /// blocks and arrivals are (None: this process's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// The summed latency came from classic buckets (Prometheus without native
+    /// histograms), not native ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub classic: bool,
+    /// Why the fleet's sums are missing for the period (it is set aside).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsummed: Option<String>,
 }
 
 /// One period's blocks.
@@ -191,6 +202,7 @@ impl Cutter {
                 .delay
                 .as_ref()
                 .and_then(|d| HistSnap::of(&engine.metrics.runtime.delay).quantile_since(d, 0.99)),
+            ..GeneratorBlock::default()
         };
         self.since = now;
         self.start_period(engine);

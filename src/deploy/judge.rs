@@ -88,6 +88,7 @@ const CPU: &str = "soakd's CPU saturated";
 const DELAY: &str = "soakd's runtime delayed";
 const LAG: &str = "operations started late";
 const QUEUE: &str = "operations waited for soakd's own connection slots";
+const UNSUMMED: &str = "Prometheus did not give the fleet's sums";
 
 impl SetAside {
     fn causes(&self, scenario: &str, t: f64) -> Vec<&'static str> {
@@ -170,8 +171,15 @@ pub fn judge_load_until(
     let usual = median(gen.iter().filter_map(|g| g.runtime_delay_p99).collect());
     let delay_limit = DELAY_EXCESS_FLOOR.max(cfg.min_latency * p50.unwrap_or(0.0));
     let mut aside = SetAside::default();
+    let mut unsummed: Vec<&str> = Vec::new();
     for g in &gen {
         let e = aside.all.entry(g.t.to_bits()).or_default();
+        if let Some(why) = &g.unsummed {
+            e.push(UNSUMMED);
+            if unsummed.len() < 3 && !unsummed.contains(&why.as_str()) {
+                unsummed.push(why);
+            }
+        }
         if g.cpu_share.is_some_and(|c| c >= GENERATOR_CPU_SATURATED) {
             e.push(CPU);
         }
@@ -204,6 +212,22 @@ pub fn judge_load_until(
     let mut thin: Vec<String> = Vec::new();
     let mut evidence: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    if let Some(n) = gen.iter().filter_map(|g| g.shards).max() {
+        let layout = if gen.iter().any(|g| g.classic) {
+            "classic buckets: Prometheus without native histograms, so latency only at the SLO boundaries' resolution"
+        } else {
+            "native buckets"
+        };
+        notes.push(format!(
+            "judged on Prometheus's sums over the {n} shards ({layout})"
+        ));
+    }
+    if !unsummed.is_empty() {
+        notes.push(format!(
+            "blocks without the fleet's sums were set aside: {}",
+            unsummed.join("; ")
+        ));
+    }
     for s in &mine {
         let floor = s.slo.error_rate.map_or(0.001, |r| r.0 / 10.0);
         // How much of each window soakd explains, for this scenario.

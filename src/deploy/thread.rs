@@ -5,6 +5,7 @@
 //! the results store — all on a current-thread runtime of its own, off the load's.
 
 use super::blocks::Cutter;
+use super::fleet::Fleet;
 use super::judge::judge_load;
 use super::record::{Deploy, Source, State};
 use super::release::{Reader, Step};
@@ -36,7 +37,18 @@ pub fn spawn(
             return;
         };
         let now = crate::units::now_unix();
+        // Sharded with Prometheus: the leader judges the fleet's sums.
+        let cfg = engine.config();
+        let fleet = match (&cfg.verdicts, engine.shard_divisor() > 1.0) {
+            (Some(v), true) => Some(Fleet::new(
+                crate::promql::Prom::new(&v.prometheus, &v.selector),
+                (v.scrape_interval * 2 + Duration::from_secs(1)).as_secs_f64(),
+                engine.shard_divisor().round() as u32,
+            )),
+            _ => None,
+        };
         let mut w = Watcher {
+            fleet,
             cutter: Cutter::new(&engine, now),
             next_cut: now + deploys.cfg.block.as_secs_f64(),
             next_poll: now,
@@ -51,6 +63,7 @@ pub fn spawn(
         for t in &engine.config().targets {
             engine.metrics.deploy.target(&t.name);
         }
+        drop(cfg);
         drop(engine);
         let mut tick = tokio::time::interval(crate::metrics::window::Tap::PULL_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -69,6 +82,8 @@ pub fn spawn(
 
 struct Watcher {
     cutter: Cutter,
+    /// With `--shard` and `verdicts.prometheus`: the periods waiting for the fleet's sums.
+    fleet: Option<Fleet>,
     next_cut: f64,
     next_poll: f64,
     last_event: u64,
@@ -85,7 +100,14 @@ impl Watcher {
         let now = crate::units::now_unix();
         if now >= self.next_cut {
             let cut = self.cutter.cut(engine, now);
-            self.deploys.rings.lock().add(cut);
+            match &mut self.fleet {
+                Some(f) => {
+                    if let Some(old) = f.hold(cut) {
+                        self.deploys.rings.lock().add(old);
+                    }
+                }
+                None => self.deploys.rings.lock().add(cut),
+            }
             let block = self.deploys.cfg.block.as_secs_f64();
             self.next_cut += block;
             if self.next_cut < now {
@@ -94,6 +116,11 @@ impl Watcher {
             }
         } else {
             self.cutter.pull(engine);
+        }
+        if let Some(f) = &mut self.fleet {
+            for cut in f.ready(now).await {
+                self.deploys.rings.lock().add(cut);
+            }
         }
         self.load(engine).await;
         if now >= self.next_poll {
@@ -271,7 +298,10 @@ impl Watcher {
             .collect();
         for mut d in pending {
             let mut changed = false;
-            let block = self.deploys.cfg.block.as_secs_f64();
+            // The last block lands a block after the window (and, summed over a fleet,
+            // once Prometheus has scraped past it).
+            let block = self.deploys.cfg.block.as_secs_f64()
+                + self.fleet.as_ref().map_or(0.0, Fleet::settle);
             if d.verdict.load == State::Pending && now >= d.verdict.windows.after[1] + block {
                 let v = {
                     let rings = self.deploys.rings.lock();

@@ -52,6 +52,46 @@ impl Block {
         out
     }
 
+    /// Buckets `(lower, upper, count)` in seconds from another layout (a Prometheus
+    /// native histogram, 8 per doubling, or classic boundaries) laid over this one:
+    /// each count spread evenly over the log buckets its range covers, so a quantile
+    /// interpolates inside it as Prometheus's does; a range from 0 lands in its top
+    /// bucket and one to +Inf in its bottom one. Fractional counts (from `increase`'s
+    /// extrapolation) are carried, so the total is the sum rounded.
+    pub fn hist_from_ranges(ranges: &[(f64, f64, f64)]) -> Vec<(i32, u32)> {
+        let edge = |x: f64| x.log2() * PER_DOUBLING;
+        let mut spread: BTreeMap<i32, f64> = BTreeMap::new();
+        for &(lo, hi, n) in ranges {
+            if n.is_nan() || n <= 0.0 || hi.is_nan() || hi <= 0.0 {
+                continue;
+            }
+            let (first, last) = if lo <= 0.0 || !lo.is_finite() {
+                let i = bucket_of(hi);
+                (i, i)
+            } else if !hi.is_finite() {
+                let i = (edge(lo) + 1e-6).floor() as i32 + 1;
+                (i, i)
+            } else {
+                let first = (edge(lo) + 1e-6).floor() as i32 + 1;
+                (first, ((edge(hi) - 1e-6).ceil() as i32).max(first))
+            };
+            let each = n / (last - first + 1) as f64;
+            for i in first..=last {
+                *spread.entry(i).or_default() += each;
+            }
+        }
+        let (mut out, mut carried, mut kept) = (Vec::with_capacity(spread.len()), 0.0, 0.0);
+        for (i, x) in spread {
+            carried += x;
+            let n = (carried.round() - kept).max(0.0);
+            if n > 0.0 {
+                out.push((i, n.min(u32::MAX as f64) as u32));
+                kept += n;
+            }
+        }
+        out
+    }
+
     /// Latencies recorded.
     pub fn count(&self) -> u64 {
         self.hist.iter().map(|(_, n)| *n as u64).sum()
@@ -212,6 +252,48 @@ mod tests {
         assert_eq!(b.count(), 10_000);
         let p95 = b.quantile(0.95).unwrap();
         assert!((p95 / 0.095 - 1.0).abs() < 0.012, "{p95}");
+    }
+
+    #[test]
+    fn ranges_from_another_layout_spread_over_the_log_buckets() {
+        // Schema 3 (Prometheus native, 8 per doubling): one bucket is four of ours.
+        let lo = 2f64.powf(-56.0 / 8.0); // ≈ 7.8 ms
+        let hi = 2f64.powf(-55.0 / 8.0);
+        let h = Block::hist_from_ranges(&[(lo, hi, 400.0)]);
+        assert_eq!(h.len(), 4, "{h:?}");
+        assert!(h.iter().all(|(_, n)| *n == 100), "{h:?}");
+        assert_eq!(h[0].0, -223);
+        assert_eq!(h[3].0, -220);
+        // Uniform latency across many native buckets reads back its quantiles within a
+        // bucket of ours.
+        let mut ranges = Vec::new();
+        for k in -64..-40 {
+            let (a, b) = (2f64.powf(k as f64 / 8.0), 2f64.powf((k + 1) as f64 / 8.0));
+            ranges.push((a, b, 1000.0 * (b - a) / 0.05));
+        }
+        let b = Block {
+            hist: Block::hist_from_ranges(&ranges),
+            ..Block::default()
+        };
+        let total: f64 = ranges.iter().map(|r| r.2).sum();
+        assert!(
+            (b.count() as f64 - total).abs() <= 1.0,
+            "{} of {total}",
+            b.count()
+        );
+        let (first, last) = (ranges[0].0, ranges[ranges.len() - 1].1);
+        let want = first + 0.95 * (last - first);
+        let got = b.quantile(0.95).unwrap();
+        assert!((got / want - 1.0).abs() < 0.02, "p95 {got} of {want}");
+        // Classic ranges: from 0 into the top bucket, to +Inf into the bottom one,
+        // fractional counts carried.
+        let h = Block::hist_from_ranges(&[
+            (0.0, 0.005, 2.4),
+            (0.005, 0.01, 0.0),
+            (1.0, f64::INFINITY, 1.3),
+        ]);
+        assert_eq!(h, vec![(bucket_of(0.005), 2), (1, 2)]);
+        assert!(Block::hist_from_ranges(&[(0.1, 0.2, f64::NAN)]).is_empty());
     }
 
     #[test]
