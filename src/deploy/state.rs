@@ -58,6 +58,25 @@ pub enum AnnounceError {
     BadNote,
 }
 
+impl Inner {
+    /// Keeps `d` in time order (beside any with the same time, after them), then the
+    /// newest `keep`; one already kept (by id) is left as it is.
+    pub fn insert(&mut self, d: Deploy) {
+        if self.list.iter().any(|x| x.id == d.id) {
+            return;
+        }
+        let at = self
+            .list
+            .iter()
+            .rposition(|x| x.at <= d.at)
+            .map_or(0, |i| i + 1);
+        self.list.insert(at, d);
+        while self.list.len() > self.keep {
+            self.list.pop_front();
+        }
+    }
+}
+
 impl Deploys {
     pub fn new(cfg: &DeploysConfig) -> Deploys {
         Deploys {
@@ -104,15 +123,7 @@ impl Deploys {
             *x = d;
             return;
         }
-        let at = g
-            .list
-            .iter()
-            .rposition(|x| x.at <= d.at)
-            .map_or(0, |i| i + 1);
-        g.list.insert(at, d);
-        while g.list.len() > g.keep {
-            g.list.pop_front();
-        }
+        g.insert(d);
     }
 
     /// Replaces a kept deploy's record (a verdict given or revised).

@@ -155,17 +155,7 @@ impl Watcher {
                             }
                             // Kept in time order, beside any told before the store
                             // opened.
-                            if !g.list.iter().any(|x| x.id == d.id) {
-                                let at = g
-                                    .list
-                                    .iter()
-                                    .rposition(|x| x.at <= d.at)
-                                    .map_or(0, |i| i + 1);
-                                g.list.insert(at, d);
-                            }
-                            while g.list.len() > g.keep {
-                                g.list.pop_front();
-                            }
+                            g.insert(d);
                         }
                         Err(e) => tracing::warn!("deploys: a stored record does not read: {e}"),
                     }
