@@ -150,6 +150,8 @@ struct ReportArgs {
     /// Compare run B against the reference run A (ids, `latest`, or `baseline`: the
     /// baseline of the other run's search): maximum sustainable level, p95/p99 and
     /// errors at each common level, and a verdict — regressed, improved or unchanged.
+    /// A may be several runs separated by commas (repeated baselines): a change must
+    /// then also lie outside their spread from run to run.
     #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["list", "set_baseline"])]
     compare: Option<Vec<String>>,
     /// The comparison's tolerance (e.g. 10%; default: the config's
@@ -461,12 +463,12 @@ fn report(a: ReportArgs) -> anyhow::Result<()> {
             ));
         }
         if let Some([ida, idb]) = a.compare.as_deref() {
-            let (ra, rb) = store.load_pair(ida, idb).await?;
-            let c = compare::compare(&ra, &rb, tolerance)?;
+            let (refs, rb) = store.load_baselines(ida, idb).await?;
+            let c = compare::compare_with(&refs.iter().collect::<Vec<_>>(), &rb, tolerance)?;
             if a.json {
                 stdout_line(&serde_json::to_string_pretty(&c)?)?;
             } else {
-                let rep = report::compare::render(&c, &ra, &rb);
+                let rep = report::compare::render(&c, &refs[0], &rb);
                 write_or_print(&rep, a.out.as_deref())?;
             }
             if a.fail_on_regression && c.change == compare::Change::Regressed {

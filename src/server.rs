@@ -307,8 +307,9 @@ struct CompareQuery {
     tolerance: Option<f64>,
 }
 
-/// Run `b` against the reference run `a` (ids, `latest`, `baseline`), with the daemon's
-/// `search.regression_tolerance` unless the query gives one.
+/// Run `b` against the reference run `a` (ids, `latest`, `baseline`; several separated by
+/// commas: repeated baselines), with the daemon's `search.regression_tolerance` unless
+/// the query gives one.
 async fn comparison(
     st: &AppState,
     a: &str,
@@ -323,8 +324,8 @@ async fn comparison(
     RunsError,
 > {
     use crate::capacity::compare;
-    let (ra, rb) = store_of(st)?
-        .load_pair(a, b)
+    let (mut refs, rb) = store_of(st)?
+        .load_baselines(a, b)
         .await
         .map_err(RunsError::Store)?;
     let tolerance = q.tolerance.unwrap_or_else(|| {
@@ -335,7 +336,10 @@ async fn comparison(
             .map(|s| s.regression_tolerance)
             .unwrap_or(compare::DEFAULT_TOLERANCE)
     });
-    let c = compare::compare(&ra, &rb, tolerance).map_err(RunsError::Compare)?;
+    let c = compare::compare_with(&refs.iter().collect::<Vec<_>>(), &rb, tolerance)
+        .map_err(RunsError::Compare)?;
+    // Run A of the report is the first reference (compare_with refuses none).
+    let ra = refs.swap_remove(0);
     Ok((c, ra, rb))
 }
 

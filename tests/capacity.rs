@@ -824,7 +824,7 @@ scenarios:
     ops: {list: {http: {path: /v1/challenges}}}
 search:
   name: nightly
-  each: 3s
+  each: 6s
   warmup: 1s
   lag_limit: 2s
   scenarios:
@@ -1039,6 +1039,36 @@ async fn a_slower_target_regresses_against_the_baseline_and_an_identical_one_doe
     .await;
     assert_eq!(latest, Some(60.0));
     d.shutdown(Duration::from_secs(2)).await;
+
+    // Each level was kept in blocks (5 s windows, 1 s each), so latency and errors at a
+    // level both passed are tested on them; against the two fast runs as repeated
+    // baselines, their spread is measured too.
+    let (code, out) = report_cli(
+        &results,
+        &["report", "--compare", &format!("{a},{c}"), &b, "--json"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["change"], "regressed", "{v:#}");
+    assert_eq!(v["baselines"].as_array().map(Vec::len), Some(2), "{v:#}");
+    let at10 = &v["scenarios"][0]["levels"][0];
+    let tests = at10["tests"].as_array().expect("the 10/s level tested");
+    let p95 = tests.iter().find(|t| t["measure"] == "p95").unwrap();
+    assert!(p95["spread_p"].as_f64().is_some(), "{p95}");
+    assert!(
+        p95["effect"].as_f64().unwrap() > 1.0,
+        "5 ms → 100 ms: {p95}"
+    );
+    assert!(
+        v["notes"]
+            .to_string()
+            .contains("spread between the 2 baselines"),
+        "{}",
+        v["notes"]
+    );
+    // Markdown names every reference run.
+    let (_, md) = report_cli(&results, &["report", "--compare", &format!("{a},{c}"), &b]);
+    assert!(md.contains("| A2 (reference) |"), "{md}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

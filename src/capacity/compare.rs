@@ -16,14 +16,30 @@
 //! - **errors**: an error ratio higher by more than the tolerance of A's ratio and by
 //!   more than 0.1 percentage points.
 //!
+//! Where both runs kept their levels in blocks (`ScenarioLevel::blocks`), latency and
+//! errors at a level both passed are judged as the deploy judge judges a deploy
+//! (`shift::compare`: a block bootstrap and a rank test of p50/p95/p99, a permutation
+//! test of each error kind's ratio, Holm over every test of the comparison at a 1 %
+//! false-alarm rate, and the minimum effects: 5 % of a quantile, errors 50 % relative
+//! and a tenth of the objective) — and, because a rerun differs from a run by more than
+//! the noise within either (a 5 ms target once read p95 161 ms and 88 ms in two
+//! identical runs), by the spread between runs too:
+//!
+//! - with **repeated baselines** (`--compare A1,A2,A3 B`), a change must also lie
+//!   outside the baselines' own spread: a prediction interval over their values (log
+//!   quantiles, error ratios), Student's t with k − 1 degrees of freedom, Holm again;
+//! - with **one** baseline that spread is unknown, so a change must also pass the
+//!   tolerance rule above.
+//!
 //! A scenario regressed if anything regressed, improved if something improved and
 //! nothing regressed; the comparison's verdict is the worst of its scenarios'.
 
 use crate::capacity::findings::{findings, frontier, isolated_levels};
-use crate::capacity::record::{Run, RunStatus, SloView, Verdict};
+use crate::capacity::record::{Run, RunStatus, ScenarioLevel, SloView, Verdict};
+use crate::shift::{self, Block, Finding, OpWindows, Settings};
 use crate::units::format_rate;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// `search.regression_tolerance` when not configured.
 pub use crate::config::search::DEFAULT_REGRESSION_TOLERANCE as DEFAULT_TOLERANCE;
@@ -61,6 +77,8 @@ pub enum CompareError {
     },
     #[error("the tolerance must be within [0, 1), not {0}")]
     Tolerance(f64),
+    #[error("no reference run to compare with")]
+    NoReference,
 }
 
 /// Which run a side of the comparison is.
@@ -83,6 +101,18 @@ impl RunRef {
     }
 }
 
+/// One measure of one level tested on its blocks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LevelTest {
+    /// The block test (its `change` is the comparison's, after the spread).
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// With repeated baselines: the Holm-adjusted p-value of B's value against the
+    /// baselines' spread between runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread_p: Option<f64>,
+}
+
 /// One scenario at one offered rate that both runs measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LevelDelta {
@@ -95,6 +125,9 @@ pub struct LevelDelta {
     pub p99_b: Option<f64>,
     pub error_ratio_a: f64,
     pub error_ratio_b: f64,
+    /// Where both passed and both kept blocks: every measure tested.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<LevelTest>,
 }
 
 /// A matrix search's frontier at one rate of its first scenario.
@@ -123,6 +156,9 @@ pub struct ScenarioComparison {
 pub struct Comparison {
     pub a: RunRef,
     pub b: RunRef,
+    /// Every reference run when there are several (A is the first).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baselines: Vec<RunRef>,
     pub tolerance: f64,
     pub change: Change,
     pub scenarios: Vec<ScenarioComparison>,
@@ -158,9 +194,18 @@ fn signed_pct(r: f64) -> String {
 
 /// Compares run `b` against the reference run `a`.
 pub fn compare(a: &Run, b: &Run, tolerance: f64) -> Result<Comparison, CompareError> {
+    compare_with(&[a], b, tolerance)
+}
+
+/// Compares run `b` against reference runs `refs` (one, or repeated baselines whose
+/// spread a change must exceed); the first is run A of the report.
+pub fn compare_with(refs: &[&Run], b: &Run, tolerance: f64) -> Result<Comparison, CompareError> {
     if !(0.0..1.0).contains(&tolerance) {
         return Err(CompareError::Tolerance(tolerance));
     }
+    let Some(a) = refs.first().copied() else {
+        return Err(CompareError::NoReference);
+    };
     let names = |r: &Run| -> Vec<String> {
         r.record
             .search
@@ -202,6 +247,7 @@ pub fn compare(a: &Run, b: &Run, tolerance: f64) -> Result<Comparison, CompareEr
     }
     let fa = findings(a);
     let fb = findings(b);
+    let tests = level_tests(refs, b, &common, &mut notes);
     let mut scenarios = Vec::new();
     for name in &common {
         let slo_a = a.record.slos.get(*name).cloned().unwrap_or_default();
@@ -222,6 +268,26 @@ pub fn compare(a: &Run, b: &Run, tolerance: f64) -> Result<Comparison, CompareEr
             .iter()
             .find(|f| &f.scenario == *name)
             .and_then(|f| f.max_sustainable);
+        // Repeated baselines: B is worse only below the lowest of them, better only
+        // above the highest.
+        let maxima: Vec<Option<f64>> = refs
+            .iter()
+            .map(|r| {
+                findings(r)
+                    .into_iter()
+                    .find(|f| &f.scenario == *name)
+                    .and_then(|f| f.max_sustainable)
+            })
+            .collect();
+        let range = if maxima.iter().all(Option::is_some) {
+            let v: Vec<f64> = maxima.iter().flatten().copied().collect();
+            (
+                v.iter().copied().fold(f64::INFINITY, f64::min),
+                v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            )
+        } else {
+            (f64::NAN, f64::NAN)
+        };
         let max_b = fb
             .iter()
             .find(|f| &f.scenario == *name)
@@ -231,9 +297,12 @@ pub fn compare(a: &Run, b: &Run, tolerance: f64) -> Result<Comparison, CompareEr
             a,
             b,
             (max_a, max_b),
+            range,
             ladder_b,
             &slo_a,
             tolerance,
+            &tests,
+            refs.len(),
         ));
     }
     let mut frontier_rows = Vec::new();
@@ -265,6 +334,11 @@ pub fn compare(a: &Run, b: &Run, tolerance: f64) -> Result<Comparison, CompareEr
     Ok(Comparison {
         a: RunRef::of(a),
         b: RunRef::of(b),
+        baselines: if refs.len() > 1 {
+            refs.iter().map(|r| RunRef::of(r)).collect()
+        } else {
+            Vec::new()
+        },
         tolerance,
         change,
         scenarios,
@@ -282,16 +356,20 @@ fn latency_floor(limit: Option<f64>, slo: &SloView, tolerance: f64) -> f64 {
         .max(LATENCY_FLOOR)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn scenario(
     name: &str,
     a: &Run,
     b: &Run,
     (max_a, max_b): (Option<f64>, Option<f64>),
+    (lowest, highest): (f64, f64),
     ladder_top_b: Option<f64>,
     slo: &SloView,
     tolerance: f64,
+    tests: &LevelTests,
+    refs: usize,
 ) -> ScenarioComparison {
-    let levels = paired_levels(a, b, name);
+    let mut levels = paired_levels(a, b, name);
     let mut worse = Vec::new();
     let mut better = Vec::new();
     let max_delta = max_sustainable_delta(
@@ -300,8 +378,33 @@ fn scenario(
         tolerance,
         (&mut worse, &mut better),
     );
-    for d in &levels {
-        level_changes(d, slo, tolerance, (&mut worse, &mut better));
+    if refs > 1 && lowest.is_finite() {
+        // Against the baselines' range, not run A alone.
+        worse.retain(|l| !l.starts_with("maximum sustainable"));
+        better.retain(|l| !l.starts_with("maximum sustainable"));
+        if let Some(y) = max_b {
+            let b_capped = ladder_top_b.is_some_and(|t| t <= y) && y < lowest;
+            let line = |x: f64| {
+                format!(
+                    "maximum sustainable {} against the {refs} baselines' {}–{} ({})",
+                    format_rate(y),
+                    format_rate(lowest),
+                    format_rate(highest),
+                    signed_pct(rel(x, y))
+                )
+            };
+            if rel(lowest, y) < -tolerance && !b_capped {
+                worse.push(line(lowest));
+            } else if rel(highest, y) > tolerance {
+                better.push(line(highest));
+            }
+        }
+    }
+    for d in levels.iter_mut() {
+        if let Some(t) = tests.get(&(name.to_string(), d.rate.to_bits())) {
+            d.tests = t.clone();
+        }
+        level_changes(d, slo, tolerance, refs, (&mut worse, &mut better));
     }
     let (change, reasons) = verdict(worse, better);
     ScenarioComparison {
@@ -339,6 +442,7 @@ fn paired_levels(a: &Run, b: &Run, name: &str) -> Vec<LevelDelta> {
             p99_b: sb.latency.p99,
             error_ratio_a: sa.error_ratio,
             error_ratio_b: sb.error_ratio,
+            tests: Vec::new(),
         };
         match levels
             .iter_mut()
@@ -397,9 +501,16 @@ fn max_sustainable_delta(
     }
 }
 
-/// What changed at one level: its verdict, and (where both passed) its latency beyond
-/// the tolerance and the floor, and its error ratio.
-fn level_changes(d: &LevelDelta, slo: &SloView, tolerance: f64, (worse, better): Lines) {
+/// What changed at one level: its verdict, and (where both passed) its latency and
+/// error ratio — by its block tests where it has them (with one baseline, only what
+/// also passes the tolerance rule), else by the tolerance and the floor.
+fn level_changes(
+    d: &LevelDelta,
+    slo: &SloView,
+    tolerance: f64,
+    refs: usize,
+    (worse, better): Lines,
+) {
     let at = format_rate(d.rate);
     match (d.verdict_a, d.verdict_b) {
         (Verdict::Pass, Verdict::Fail) => worse.push(format!("{at}: passed in A, failed in B")),
@@ -409,6 +520,36 @@ fn level_changes(d: &LevelDelta, slo: &SloView, tolerance: f64, (worse, better):
     if d.verdict_a != Verdict::Pass || d.verdict_b != Verdict::Pass {
         return;
     }
+    if !d.tests.is_empty() {
+        let (mut tol_worse, mut tol_better) = (Vec::new(), Vec::new());
+        tolerance_changes(d, slo, tolerance, (&mut tol_worse, &mut tol_better));
+        let tol = |lines: &[String], measure: &str| {
+            let m = if measure.starts_with("errors") {
+                "errors"
+            } else {
+                measure
+            };
+            lines.iter().any(|l| l.starts_with(&format!("{at}: {m} ")))
+        };
+        for t in &d.tests {
+            let f = &t.finding;
+            let line = format!("{at}: {}", f.why);
+            match f.change {
+                shift::Change::Worse if refs > 1 || tol(&tol_worse, &f.measure) => worse.push(line),
+                shift::Change::Better if refs > 1 || tol(&tol_better, &f.measure) => {
+                    better.push(line)
+                }
+                _ => {}
+            }
+        }
+        return;
+    }
+    tolerance_changes(d, slo, tolerance, (worse, better));
+}
+
+/// A passed level's latency beyond the tolerance and the floor, and its error ratio.
+fn tolerance_changes(d: &LevelDelta, slo: &SloView, tolerance: f64, (worse, better): Lines) {
+    let at = format_rate(d.rate);
     for (q, va, vb, limit) in [
         ("p95", d.p95_a, d.p95_b, slo.p95),
         ("p99", d.p99_a, d.p99_b, slo.p99),
@@ -437,6 +578,173 @@ fn level_changes(d: &LevelDelta, slo: &SloView, tolerance: f64, (worse, better):
     } else if ea - eb > (ea * tolerance).max(ERROR_FLOOR) {
         better.push(line);
     }
+}
+
+/// Blocks with operations each side of a level needs to be tested: with fewer, a rank
+/// test cannot reach a 1 % false-alarm rate after Holm's correction (5 against 5 at
+/// best p = 0.008), so the level is judged by the tolerance.
+pub const LEVEL_MIN_BLOCKS: usize = 8;
+
+/// Each level's block tests, by `(scenario, rate bits)`.
+type LevelTests = HashMap<(String, u64), Vec<LevelTest>>;
+
+/// A tested level: its key, and each reference run's blocks at it.
+type Tested<'r> = ((String, u64), Vec<Vec<&'r Block>>);
+
+/// A run's last measurement of `name` at `rate`, when it passed.
+fn passed_at<'r>(run: &'r Run, name: &str, rate: f64) -> Option<&'r ScenarioLevel> {
+    isolated_levels(run, name)
+        .into_iter()
+        .rev()
+        .map(|(_, s)| s)
+        .find(|s| s.offered_rate == rate)
+        .filter(|s| s.verdict == Some(Verdict::Pass))
+}
+
+fn busy(blocks: &[&Block]) -> usize {
+    blocks.iter().filter(|b| b.count() > 0).count()
+}
+
+/// Tests every level that B and every reference passed and that kept its blocks: the
+/// references' blocks pooled against B's (`shift::compare`, Holm over the whole
+/// comparison), then — with repeated baselines — B's value against their spread.
+fn level_tests(refs: &[&Run], b: &Run, common: &[&String], notes: &mut Vec<String>) -> LevelTests {
+    let settings = Settings::default();
+    let mut ops: Vec<OpWindows> = Vec::new();
+    // Per tested level: its key and each reference's blocks.
+    let mut keys: HashMap<String, Tested> = HashMap::new();
+    let mut untested = 0usize;
+    for name in common {
+        // The last measurement at a rate wins (a resumed run can repeat one).
+        let mut seen: Vec<u64> = Vec::new();
+        for (_, lb) in isolated_levels(b, name).into_iter().rev() {
+            if seen.contains(&lb.offered_rate.to_bits()) {
+                continue;
+            }
+            seen.push(lb.offered_rate.to_bits());
+            if lb.verdict != Some(Verdict::Pass) {
+                continue;
+            }
+            let Some(levels) = refs
+                .iter()
+                .map(|r| passed_at(r, name, lb.offered_rate))
+                .collect::<Option<Vec<_>>>()
+            else {
+                continue;
+            };
+            let own: Vec<Vec<&Block>> = levels.iter().map(|l| l.blocks.iter().collect()).collect();
+            let after: Vec<&Block> = lb.blocks.iter().collect();
+            if busy(&after) < LEVEL_MIN_BLOCKS || own.iter().any(|o| busy(o) < LEVEL_MIN_BLOCKS) {
+                untested += 1;
+                continue;
+            }
+            let subject = format!("{name} at {}", format_rate(lb.offered_rate));
+            let floor = b
+                .record
+                .slos
+                .get(name.as_str())
+                .and_then(|s| s.error_rate)
+                .map_or(0.001, |r| r / 10.0);
+            ops.push(OpWindows {
+                subject: subject.clone(),
+                before: own.iter().flatten().copied().collect(),
+                after,
+                errors_floor: floor,
+            });
+            keys.insert(
+                subject,
+                ((name.to_string(), lb.offered_rate.to_bits()), own),
+            );
+        }
+    }
+    if untested > 0 {
+        notes.push(format!(
+            "{untested} levels both passed without at least {LEVEL_MIN_BLOCKS} blocks with operations on each side (runs stored before levels kept blocks, or windows under 4 s): judged by the tolerance alone"
+        ));
+    }
+    if ops.is_empty() {
+        return LevelTests::new();
+    }
+    let seed = refs
+        .iter()
+        .map(|r| r.record.id.as_str())
+        .chain([b.record.id.as_str()])
+        .flat_map(str::bytes)
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+            (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
+        });
+    let found: Vec<Finding> = shift::compare(&ops, &[], &settings, seed);
+    // B's value against each reference's own, for every finding.
+    let spread: Vec<Option<f64>> = found
+        .iter()
+        .map(|f| {
+            let (_, own) = keys.get(&f.subject)?;
+            let xs: Vec<f64> = own
+                .iter()
+                .map(|blocks| value_of(blocks, &f.measure))
+                .collect::<Option<Vec<f64>>>()?;
+            let y = if f.measure.starts_with('p') {
+                f.after.ln()
+            } else {
+                f.after
+            };
+            shift::stats::prediction_p(&xs, y)
+        })
+        .collect();
+    let with: Vec<f64> = spread.iter().flatten().copied().collect();
+    let adjusted = shift::stats::holm(&with);
+    let mut next = adjusted.into_iter();
+    let mut out = LevelTests::new();
+    for (mut f, p) in found.into_iter().zip(spread) {
+        let spread_p = p.and_then(|_| next.next());
+        if let Some(sp) = spread_p {
+            if f.change != shift::Change::None && sp > settings.false_alarm {
+                f.change = shift::Change::None;
+                f.why = format!(
+                    "{} — but within the {} baselines' own spread from run to run (p = {sp:.3})",
+                    f.why,
+                    refs.len()
+                );
+            }
+        }
+        let Some((key, _)) = keys.get(&f.subject) else {
+            continue;
+        };
+        // The level's rate leads the reason line already.
+        f.why = f.why.replace(&f.subject, &key.0);
+        out.entry(key.clone()).or_default().push(LevelTest {
+            finding: f,
+            spread_p,
+        });
+    }
+    if refs.len() > 1 {
+        notes.push(format!(
+            "the spread between the {} baselines is measured: a change must lie outside it as well as beyond the noise within the runs",
+            refs.len()
+        ));
+    } else {
+        notes.push(
+            "one baseline: the spread between reruns is unknown, so a change the block tests find must also exceed the tolerance; compare against repeated baselines (--compare A1,A2,A3 B) to measure it".into(),
+        );
+    }
+    out
+}
+
+/// A reference run's own value of `measure` over its blocks: a quantile's log, or an
+/// error kind's ratio.
+fn value_of(blocks: &[&Block], measure: &str) -> Option<f64> {
+    if let Some(kind) = measure.strip_prefix("errors:") {
+        let n: u64 = blocks.iter().map(|b| b.requests).sum();
+        let e: u64 = blocks
+            .iter()
+            .map(|b| b.errors.get(kind).copied().unwrap_or(0))
+            .sum();
+        return (n > 0).then(|| e as f64 / n as f64);
+    }
+    let q: f64 = measure.strip_prefix('p')?.parse::<f64>().ok()? / 100.0;
+    let mut h: Vec<(i32, u32)> = blocks.iter().flat_map(|b| b.hist.iter().copied()).collect();
+    h.sort_unstable();
+    Some(shift::block::quantile_of(&h, q)?.ln())
 }
 
 /// A matrix frontier row regresses when B's highest passing rate of the second scenario
@@ -555,6 +863,129 @@ mod tests {
         // The other way round it is an improvement.
         let c = compare(&b, &run("a"), DEFAULT_TOLERANCE).unwrap();
         assert_eq!(c.change, Change::Improved);
+    }
+
+    /// `n` blocks of 2,000 exponential latencies with a mean of 50 ms × `scale`.
+    fn blocks(rng: &mut rand::rngs::StdRng, n: usize, scale: f64) -> Vec<Block> {
+        use rand::Rng;
+        (0..n)
+            .map(|i| {
+                let mut h = crate::metrics::window::new_hist::<u64>();
+                for _ in 0..2000 {
+                    let u: f64 = rng.random_range(1e-9..1.0);
+                    h.record((-u.ln() * 50_000.0 * scale).max(1.0) as u64)
+                        .unwrap();
+                }
+                Block {
+                    t: i as f64,
+                    secs: 1.0,
+                    hist: Block::hist_of(&h),
+                    requests: 2000,
+                    errors: BTreeMap::new(),
+                }
+            })
+            .collect()
+    }
+
+    /// The sample run with its 10/s level kept in blocks at `scale`.
+    fn run_at(id: &str, rng: &mut rand::rngs::StdRng, scale: f64) -> Run {
+        let mut r = run(id);
+        let l = at(&mut r, 10.0);
+        l.blocks = blocks(rng, 10, scale);
+        let refs: Vec<&Block> = l.blocks.iter().collect();
+        let q = |m: &str| value_of(&refs, m).map(f64::exp);
+        (l.latency.p50, l.latency.p95, l.latency.p99) = (q("p50"), q("p95"), q("p99"));
+        r
+    }
+
+    fn latency_lines(c: &Comparison) -> Vec<String> {
+        c.scenarios[0]
+            .reasons
+            .iter()
+            .filter(|r| r.starts_with("10/s: p"))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn levels_with_blocks_are_judged_by_the_block_tests() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        // One baseline, B 30 % slower at every quantile: found by the tests, with
+        // intervals, and beyond the tolerance.
+        let a = run_at("a", &mut rng, 1.0);
+        let b = run_at("b", &mut rng, 1.3);
+        let c = compare(&a, &b, DEFAULT_TOLERANCE).unwrap();
+        assert_eq!(c.change, Change::Regressed, "{:?}", c.scenarios[0].reasons);
+        let lines = latency_lines(&c);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("10/s: p95 of sleepy ") && l.contains("95 % interval")),
+            "{lines:?}"
+        );
+        let t = &c.scenarios[0].levels[0].tests;
+        assert!(t.iter().any(|t| t.finding.measure == "p95"), "{t:?}");
+        assert!(t.iter().all(|t| t.spread_p.is_none()));
+        assert!(
+            c.notes.iter().any(|n| n.starts_with("one baseline")),
+            "{:?}",
+            c.notes
+        );
+        // The same run again: nothing.
+        let same = run_at("c", &mut rng, 1.0);
+        let c = compare(&a, &same, DEFAULT_TOLERANCE).unwrap();
+        assert_eq!(c.change, Change::Unchanged, "{:?}", c.scenarios[0].reasons);
+        // 3 % slower: significant with this many operations, but under the minimum
+        // effect (5 %) and the tolerance.
+        let b = run_at("d", &mut rng, 1.03);
+        let c = compare(&a, &b, DEFAULT_TOLERANCE).unwrap();
+        assert!(latency_lines(&c).is_empty(), "{:?}", latency_lines(&c));
+    }
+
+    #[test]
+    fn repeated_baselines_measure_the_spread_between_runs() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        // Reruns that wander by tens of percent (as a loaded machine's do): B 30 %
+        // slower than the first lies inside their spread, so it is no change.
+        let wide: Vec<Run> = [1.0, 1.5, 0.75, 1.2, 0.9]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| run_at(&format!("w{i}"), &mut rng, *s))
+            .collect();
+        let b = run_at("b", &mut rng, 1.3);
+        let refs: Vec<&Run> = wide.iter().collect();
+        let c = compare_with(&refs, &b, DEFAULT_TOLERANCE).unwrap();
+        assert_eq!(c.change, Change::Unchanged, "{:?}", c.scenarios[0].reasons);
+        assert_eq!(c.baselines.len(), 5);
+        let t = &c.scenarios[0].levels[0].tests;
+        let p95 = t.iter().find(|t| t.finding.measure == "p95").unwrap();
+        assert!(p95.spread_p.unwrap() > 0.01, "{p95:?}");
+        assert_eq!(p95.finding.change, shift::Change::None, "{p95:?}");
+        // Reruns that agree: the same B is a regression.
+        let tight: Vec<Run> = (0..5)
+            .map(|i| run_at(&format!("t{i}"), &mut rng, 1.0))
+            .collect();
+        let refs: Vec<&Run> = tight.iter().collect();
+        let c = compare_with(&refs, &b, DEFAULT_TOLERANCE).unwrap();
+        assert_eq!(c.change, Change::Regressed, "{:?}", c.scenarios[0].reasons);
+        let p95 = c.scenarios[0].levels[0]
+            .tests
+            .iter()
+            .find(|t| t.finding.measure == "p95")
+            .unwrap()
+            .clone();
+        assert!(p95.spread_p.unwrap() < 0.01, "{p95:?}");
+        assert!(c
+            .notes
+            .iter()
+            .any(|n| n.contains("spread between the 5 baselines")));
+        // The maximum sustainable is judged against the baselines' range.
+        let mut low = run_at("low", &mut rng, 1.0);
+        set_verdict(&mut low, 10.0, Verdict::Fail);
+        let c = compare_with(&refs, &low, DEFAULT_TOLERANCE).unwrap();
+        assert_eq!(c.change, Change::Regressed);
     }
 
     #[test]

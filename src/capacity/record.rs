@@ -124,6 +124,11 @@ pub struct ScenarioLevel {
     pub shards: Option<u32>,
     pub verdict: Option<Verdict>,
     pub reason: String,
+    /// The window in blocks (at most `LEVEL_BLOCKS`): each one's latency as log
+    /// buckets, completions and errors by kind — what a comparison of two runs tests.
+    /// Empty in runs stored before they were kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<crate::shift::Block>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -270,10 +270,50 @@ pub fn holm(ps: &[f64]) -> Vec<f64> {
     out
 }
 
+/// Two-sided p-value of a new run's value `y` against repeated runs' values `xs` (their
+/// spread from run to run, each already holding its own sampling noise): Student's t
+/// with k − 1 degrees of freedom on (y − mean) / (s·√(1 + 1/k)) — `y` outside the
+/// prediction interval at level 1 − p. None with fewer than 2 runs; with no spread at
+/// all, 1 when `y` is the runs' value and 0 otherwise.
+pub fn prediction_p(xs: &[f64], y: f64) -> Option<f64> {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    let k = xs.len();
+    if k < 2 || !y.is_finite() || xs.iter().any(|x| !x.is_finite()) {
+        return None;
+    }
+    let m = xs.iter().sum::<f64>() / k as f64;
+    let s = (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (k - 1) as f64).sqrt();
+    let scale = s * (1.0 + 1.0 / k as f64).sqrt();
+    if scale <= f64::EPSILON * m.abs().max(1.0) {
+        return Some(if (y - m).abs() <= f64::EPSILON * m.abs().max(1.0) {
+            1.0
+        } else {
+            0.0
+        });
+    }
+    let t = ((y - m) / scale).abs();
+    let d = StudentsT::new(0.0, 1.0, (k - 1) as f64).ok()?;
+    Some((2.0 * (1.0 - d.cdf(t))).clamp(0.0, 1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn a_new_run_is_judged_against_the_spread_of_repeated_runs() {
+        // t = 3 / √(4/3) = 2.598 with 2 degrees of freedom, whose two-sided tail has a
+        // closed form: 1 − t/√(t² + 2) = 0.121690.
+        let p = prediction_p(&[9.0, 10.0, 11.0], 13.0).unwrap();
+        assert!((p - 0.121690).abs() < 1e-5, "{p}");
+        assert_eq!(prediction_p(&[10.0], 13.0), None);
+        assert_eq!(prediction_p(&[0.0, 0.0], 0.0), Some(1.0));
+        assert_eq!(prediction_p(&[0.0, 0.0], 0.01), Some(0.0));
+        // Far outside a tight spread: tiny; inside: large.
+        assert!(prediction_p(&[1.0, 1.02, 0.98, 1.01], 1.5).unwrap() < 1e-3);
+        assert!(prediction_p(&[1.0, 1.5, 0.7, 1.2], 1.1).unwrap() > 0.5);
+    }
 
     fn block(rng: &mut StdRng, n: usize, scale: f64) -> Block {
         let mut h = crate::metrics::window::new_hist::<u64>();

@@ -5,8 +5,8 @@ use super::progress::{LastLevel, SearchState, SharedProgress};
 use super::shards::Fleet;
 use super::snapshot::SearchError;
 use super::snapshot::{
-    cpu_percent, generator, pg_level, sample_peaks, snap, target_sample, Peaks, ScenarioSnap,
-    Watched, Window,
+    cpu_percent, generator, pg_level, sample_peaks, snap, target_sample, LevelBlocks, Peaks,
+    ScenarioSnap, Watched, Window,
 };
 use crate::capacity::judge::{combine, judge};
 use crate::capacity::record::{
@@ -136,16 +136,19 @@ impl Searcher<'_> {
         let t0 = Instant::now();
         self.progress.lock().state = SearchState::Measuring;
         let mut peaks = Peaks::default();
-        let end = t0 + self.search.each.saturating_sub(self.search.warmup);
+        let window = self.search.each.saturating_sub(self.search.warmup);
+        let end = t0 + window;
+        let mut cuts = LevelBlocks::new(&active, start_unix, window.as_secs_f64());
         while Instant::now() < end {
             sample_peaks(&self.watched, self.target_pid, &mut peaks);
+            cuts.tick(&active, now_unix());
             let left = end.saturating_duration_since(Instant::now());
             tokio::time::sleep(left.min(Duration::from_millis(200))).await;
         }
         sample_peaks(&self.watched, self.target_pid, &mut peaks);
         let secs = t0.elapsed().as_secs_f64();
         let end_unix = now_unix();
-        let hists: Vec<_> = active.iter().map(|w| w.state.capture.stop()).collect();
+        let (hists, mut blocks) = cuts.finish(&active, end_unix);
         let after: Vec<ScenarioSnap> = active.iter().map(|w| snap(w)).collect();
         let delay = HistSnap::of(&self.engine.metrics.runtime.delay).quantile_since(&delay0, 0.99);
         let soakd = (soakd0, sysinfo::read_proc(None));
@@ -163,7 +166,11 @@ impl Searcher<'_> {
         let mut scen: Vec<ScenarioLevel> = active
             .iter()
             .enumerate()
-            .map(|(i, w)| self.scenario_level(w, spec, &before[i], &after[i], &hists[i], &win))
+            .map(|(i, w)| {
+                let mut sl = self.scenario_level(w, spec, &before[i], &after[i], &hists[i], &win);
+                sl.blocks = std::mem::take(&mut blocks[i]);
+                sl
+            })
             .collect();
         let postgres = match pg.as_mut() {
             Some((c, s0)) => match pg_level(c, s0, secs).await {
@@ -287,6 +294,7 @@ impl Searcher<'_> {
             shards: None,
             verdict: None,
             reason: String::new(),
+            blocks: Vec::new(),
         }
     }
     /// With `verdicts.prometheus`: each scenario's level as the sums over every shard

@@ -237,6 +237,96 @@ pub(super) fn watch(
         .collect()
 }
 
+/// Blocks a level's window is cut into (at least [`MIN_BLOCK_SECS`] each), so that a
+/// comparison of two runs can test a level's latency and errors as the deploy judge
+/// does, with the block as the unit.
+pub const LEVEL_BLOCKS: usize = 10;
+/// The shortest block of a level.
+pub const MIN_BLOCK_SECS: f64 = 0.5;
+
+/// Each active scenario's window cut into blocks as it runs: latency from its capture
+/// (taken at each cut, recording on), completions and errors by kind from its counters.
+pub(super) struct LevelBlocks {
+    every: f64,
+    since: f64,
+    counts: Vec<(u64, BTreeMap<String, u64>)>,
+    merged: Vec<hdrhistogram::Histogram<u64>>,
+    pub(super) blocks: Vec<Vec<crate::shift::Block>>,
+}
+
+fn counts(w: &Watched) -> (u64, BTreeMap<String, u64>) {
+    let m = w.state.metrics();
+    (
+        m.ops.iter().map(|o| o.requests.get()).sum(),
+        m.errors_by_kind().into_iter().collect(),
+    )
+}
+
+impl LevelBlocks {
+    /// Starts at `now` for a window of `secs`.
+    pub(super) fn new(active: &[&Watched], now: f64, secs: f64) -> LevelBlocks {
+        LevelBlocks {
+            every: (secs / LEVEL_BLOCKS as f64).max(MIN_BLOCK_SECS),
+            since: now,
+            counts: active.iter().map(|w| counts(w)).collect(),
+            merged: active
+                .iter()
+                .map(|_| crate::metrics::window::new_hist())
+                .collect(),
+            blocks: active.iter().map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// Cuts a block when one is due at `now`.
+    pub(super) fn tick(&mut self, active: &[&Watched], now: f64) {
+        if now - self.since >= self.every
+            && self.blocks.first().map_or(0, Vec::len) < LEVEL_BLOCKS - 1
+        {
+            let hists: Vec<_> = active.iter().map(|w| w.state.capture.take()).collect();
+            self.cut(active, hists, now);
+        }
+    }
+
+    fn cut(&mut self, active: &[&Watched], hists: Vec<hdrhistogram::Histogram<u64>>, now: f64) {
+        for (i, (w, h)) in active.iter().zip(hists).enumerate() {
+            let (done, errors) = counts(w);
+            let (done0, errors0) = &self.counts[i];
+            let mut b = crate::shift::Block {
+                t: self.since,
+                secs: (now - self.since).max(1e-3),
+                hist: crate::shift::Block::hist_of(&h),
+                requests: done.saturating_sub(*done0),
+                errors: BTreeMap::new(),
+            };
+            for (k, n) in &errors {
+                let d = n.saturating_sub(errors0.get(k).copied().unwrap_or(0));
+                if d > 0 {
+                    b.errors.insert(k.clone(), d);
+                }
+            }
+            self.counts[i] = (done, errors);
+            let _ = self.merged[i].add(&h);
+            self.blocks[i].push(b);
+        }
+        self.since = now;
+    }
+
+    /// The last block from what each capture holds as it stops, and each scenario's
+    /// whole window (the blocks merged).
+    pub(super) fn finish(
+        mut self,
+        active: &[&Watched],
+        now: f64,
+    ) -> (
+        Vec<hdrhistogram::Histogram<u64>>,
+        Vec<Vec<crate::shift::Block>>,
+    ) {
+        let hists: Vec<_> = active.iter().map(|w| w.state.capture.stop()).collect();
+        self.cut(active, hists, now);
+        (self.merged, self.blocks)
+    }
+}
+
 /// What a level's window measured before it becomes a [`LevelResult`].
 pub(super) struct Window {
     pub(super) secs: f64,

@@ -62,7 +62,13 @@ fn write_header(md: &mut String, c: &Comparison) -> fmt::Result {
     )?;
     writeln!(md, "| | Run | Started | Status |")?;
     writeln!(md, "|---|---|---|---|")?;
-    for (side, r) in [("A (reference)", &c.a), ("B", &c.b)] {
+    let mut rows: Vec<(String, &crate::capacity::compare::RunRef)> =
+        vec![("A (reference)".to_string(), &c.a)];
+    for (i, r) in c.baselines.iter().enumerate().skip(1) {
+        rows.push((format!("A{} (reference)", i + 1), r));
+    }
+    rows.push(("B".to_string(), &c.b));
+    for (side, r) in rows {
         writeln!(
             md,
             "| {side} | `{}` | {} | {} |",
@@ -111,7 +117,10 @@ fn write_scenario(report: &mut Report, s: &ScenarioComparison, a: &Run, b: &Run)
     let md = &mut report.markdown;
     writeln!(md, "\n## {}\n", s.scenario)?;
     if s.reasons.is_empty() {
-        writeln!(md, "No change beyond the tolerance.\n")?;
+        writeln!(
+            md,
+            "No change beyond the tolerance, the tests and their minimum effects.\n"
+        )?;
     } else {
         for r in &s.reasons {
             writeln!(md, "- {r}")?;

@@ -172,6 +172,36 @@ impl Store {
         }
     }
 
+    /// Reference runs `a` — one id, or several separated by commas (repeated baselines,
+    /// whose spread a comparison measures; `baseline` among them is the marked one) —
+    /// and the candidate `b`.
+    pub async fn load_baselines(&self, a: &str, b: &str) -> Result<(Vec<Run>, Run), StoreError> {
+        let ids: Vec<&str> = a
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if ids.len() <= 1 {
+            let (ra, rb) = self.load_pair(a, b).await?;
+            return Ok((vec![ra], rb));
+        }
+        let rb = self.load_run(b).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if id == "baseline" {
+                let name = rb.record.name.clone();
+                let id = self
+                    .baseline(&name)
+                    .await?
+                    .ok_or(StoreError::NoBaseline(name))?;
+                out.push(self.load_run(&id).await?);
+            } else {
+                out.push(self.load_run(id).await?);
+            }
+        }
+        Ok((out, rb))
+    }
+
     /// The newest unfinished run of the same search plan, to resume.
     pub async fn find_resumable(
         &self,
