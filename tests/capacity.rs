@@ -895,6 +895,12 @@ async fn a_slower_target_regresses_against_the_baseline_and_an_identical_one_doe
         Some(60.0)
     );
     assert_eq!(sample(&m, "soakd_capacity_regression_tolerance"), Some(0.1));
+    // The comparison's verdict, for CapacityRegressed.
+    assert_eq!(
+        sample(&m, "soakd_capacity_regressed{scenario=\"api\"}"),
+        Some(1.0),
+        "{m}"
+    );
     // The levels it judged, and no level running any more.
     assert_eq!(
         sample(&m, "soakd_capacity_levels_total{verdict=\"pass\"}"),

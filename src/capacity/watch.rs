@@ -1,11 +1,12 @@
-//! Keeps `soakd_capacity_max_sustainable`, `soakd_capacity_baseline` and
+//! Keeps `soakd_capacity_max_sustainable`, `soakd_capacity_baseline`,
+//! `soakd_capacity_regressed` (the comparison of the two runs) and
 //! `soakd_capacity_regression_tolerance` in step with the results store: at start, after
 //! each run the daemon's search finishes, and every [`REFRESH`] (a baseline set by
 //! `soakd report --set-baseline` in another process shows within that). A JSONL store is
 //! read on a blocking thread, and only when its directory changed: never on the load
 //! runtime's workers.
 
-use super::compare::max_sustainable;
+use super::compare::{compare, max_sustainable, Change};
 use super::store::{Store, StoreError};
 use crate::engine::Engine;
 use std::sync::Arc;
@@ -24,7 +25,8 @@ pub async fn refresh(engine: &Engine, store: &Store) -> Result<(), StoreError> {
     let latest = store.latest_complete(&search.name).await?;
     gauges.set_latest(
         &latest
-            .map(|r| max_sustainable(&r).into_iter().collect::<Vec<_>>())
+            .as_ref()
+            .map(|r| max_sustainable(r).into_iter().collect::<Vec<_>>())
             .unwrap_or_default(),
     );
     let baseline = match store.baseline(&search.name).await? {
@@ -33,9 +35,49 @@ pub async fn refresh(engine: &Engine, store: &Store) -> Result<(), StoreError> {
     };
     gauges.set_baseline(
         &baseline
-            .map(|r| max_sustainable(&r).into_iter().collect::<Vec<_>>())
+            .as_ref()
+            .map(|r| max_sustainable(r).into_iter().collect::<Vec<_>>())
             .unwrap_or_default(),
     );
+    // The comparison's verdict per scenario (none when the latest is the baseline):
+    // computed once per pair of runs and tolerance, off the load runtime's workers.
+    let key = match (&baseline, &latest) {
+        (Some(a), Some(b)) => Some(format!(
+            "{} {} {}",
+            a.record.id, b.record.id, search.regression_tolerance
+        )),
+        _ => None,
+    };
+    if key.is_some() && gauges.regressed_key().as_ref() == key.as_ref() {
+        return Ok(());
+    }
+    let tolerance = search.regression_tolerance;
+    let regressed = match (baseline, latest) {
+        (Some(a), Some(b)) if a.record.id != b.record.id => {
+            let judged = tokio::task::spawn_blocking(move || compare(&a, &b, tolerance)).await;
+            match judged {
+                Err(e) => {
+                    tracing::warn!("capacity: comparing the latest run with the baseline: {e}");
+                    Vec::new()
+                }
+                Ok(Ok(c)) => c
+                    .scenarios
+                    .iter()
+                    .map(|s| {
+                        let r = (s.change == Change::Regressed) as u8;
+                        (s.scenario.clone(), r as f64)
+                    })
+                    .collect(),
+                Ok(Err(e)) => {
+                    tracing::warn!("capacity: comparing the latest run with the baseline: {e}");
+                    Vec::new()
+                }
+            }
+        }
+        (Some(_), Some(b)) => max_sustainable(&b).into_keys().map(|s| (s, 0.0)).collect(),
+        _ => Vec::new(),
+    };
+    gauges.set_regressed(&regressed, key);
     Ok(())
 }
 

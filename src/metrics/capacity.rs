@@ -2,7 +2,9 @@
 //! the levels judged by verdict (the controller sets them; the dashboards annotate with
 //! them), and the verdicts across runs (`soakd::capacity::watch` keeps them in step with
 //! the results store): the latest finished run's maximum sustainable level per searched
-//! scenario, the baseline's, and the tolerance `CapacityRegressed` compares them with.
+//! scenario, the baseline's, the tolerance, and per scenario whether the latest run
+//! regressed against the baseline by the comparison's tests (what `CapacityRegressed`
+//! fires on).
 
 use super::scenario::ScenarioLabel;
 use crate::metrics::common::{register, FloatGauge};
@@ -59,6 +61,9 @@ pub const VERDICTS: [&str; 3] = ["pass", "fail", "invalid"];
 pub struct CapacityFamily {
     max_sustainable: PerScenario,
     baseline: PerScenario,
+    regressed: PerScenario,
+    /// The runs and tolerance `regressed` was judged for.
+    regressed_key: parking_lot::Mutex<Option<String>>,
     tolerance: FloatGauge,
     level_rate: Family<ScenarioLabel, FloatGauge>,
     levels: Family<VerdictLabel, Counter>,
@@ -69,6 +74,8 @@ impl CapacityFamily {
         let f = CapacityFamily {
             max_sustainable: PerScenario::new(),
             baseline: PerScenario::new(),
+            regressed: PerScenario::new(),
+            regressed_key: parking_lot::Mutex::new(None),
             tolerance: FloatGauge::default(),
             level_rate: Family::default(),
             levels: Family::default(),
@@ -90,6 +97,12 @@ impl CapacityFamily {
             "soakd_capacity_baseline",
             "The baseline run's highest level within the SLO, in operations per second (soakd report --set-baseline).",
             f.baseline.family.clone(),
+        );
+        register(
+            registry,
+            "soakd_capacity_regressed",
+            "1 when the latest finished capacity run regressed against the baseline run for this scenario (soakd report --compare baseline latest: its block tests and minimum effects, the tolerance), else 0.",
+            f.regressed.family.clone(),
         );
         register(
             registry,
@@ -136,6 +149,17 @@ impl CapacityFamily {
 
     pub fn set_baseline(&self, values: &[(String, f64)]) {
         self.baseline.set(values);
+    }
+
+    /// Per scenario, 1 regressed or 0 not; empty without both a baseline and a latest.
+    /// `key` names the runs and tolerance judged (so they are judged once).
+    pub fn set_regressed(&self, values: &[(String, f64)], key: Option<String>) {
+        self.regressed.set(values);
+        *self.regressed_key.lock() = key;
+    }
+
+    pub fn regressed_key(&self) -> Option<String> {
+        self.regressed_key.lock().clone()
     }
 
     pub fn set_tolerance(&self, t: f64) {
