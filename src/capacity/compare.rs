@@ -665,14 +665,12 @@ fn level_tests(refs: &[&Run], b: &Run, common: &[&String], notes: &mut Vec<Strin
     if ops.is_empty() {
         return LevelTests::new();
     }
-    let seed = refs
+    let ids: Vec<&str> = refs
         .iter()
         .map(|r| r.record.id.as_str())
         .chain([b.record.id.as_str()])
-        .flat_map(str::bytes)
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
-            (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
-        });
+        .collect();
+    let seed = shift::compare::seed_of(&ids);
     let found: Vec<Finding> = shift::compare(&ops, &[], &settings, seed);
     // B's value against each reference's own, for every finding.
     let spread: Vec<Option<f64>> = found

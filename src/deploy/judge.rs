@@ -66,13 +66,6 @@ pub struct LoadVerdict {
     pub series: Vec<super::record::OpSeries>,
 }
 
-fn seed_of(id: &str) -> u64 {
-    // FNV-1a: a stable seed, so a re-judged deploy (after a restart) agrees.
-    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 /// Why soakd, not the target, explains a block: its CPU saturated, its runtime's delay
 /// above the windows' usual by more than `delay_limit`, or (per scenario, in `lag` and
 /// `queue`) late starts or its own connection slots.
@@ -339,7 +332,12 @@ pub fn judge_load_until(
         min_errors: cfg.min_errors,
         ..Settings::default()
     };
-    let mut findings = compare(&ops, &drops, &settings, seed_of(id));
+    let mut findings = compare(
+        &ops,
+        &drops,
+        &settings,
+        crate::shift::compare::seed_of(&[id]),
+    );
     findings.sort_by_key(|f| match f.change {
         Change::Worse => 0,
         Change::Better => 1,

@@ -118,6 +118,18 @@ fn p_text(p: f64) -> String {
     }
 }
 
+/// A stable seed from names (FNV-1a over their bytes in turn): the same comparison
+/// resamples the same way every time, so a re-judged deploy or a re-read comparison
+/// agrees.
+pub fn seed_of(parts: &[&str]) -> u64 {
+    parts
+        .iter()
+        .flat_map(|p| p.bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        })
+}
+
 /// Compares every op (and every scenario's drops). `seed` fixes the resampling, so the
 /// same blocks always give the same verdict (a restart re-judging a deploy agrees).
 pub fn compare(ops: &[OpWindows], drops: &[Drops], s: &Settings, seed: u64) -> Vec<Finding> {
