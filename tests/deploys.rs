@@ -497,7 +497,8 @@ async fn a_sharded_fleet_is_judged_on_prometheus_sums() {
         BY_LABEL,
         "",
         &format!(
-            "verdicts: {{prometheus: \"http://{prom}\", selector: 'job=\"soakd\"', leader: \"http://127.0.0.1:{p0}\", scrape_interval: 1s, interval: 1s}}"
+            "verdicts: {{prometheus: \"http://{prom}\", selector: 'job=\"soakd\"', leader: \"http://127.0.0.1:{p0}\", scrape_interval: 1s, interval: 1s}}\nresults: {{dir: \"{}\"}}",
+            dir.path().join("results").display()
         ),
     )
     .replace("${TARGET}", &format!("http://{target}"));
@@ -525,6 +526,14 @@ async fn a_sharded_fleet_is_judged_on_prometheus_sums() {
     assert!(
         r.text().await.unwrap().contains(&format!("127.0.0.1:{p0}")),
         "the follower names the leader"
+    );
+    // So does its gate: not 2xx, so Flagger holds rather than promote on a shard's word.
+    let follower: std::net::SocketAddr = format!("127.0.0.1:{p1}").parse().unwrap();
+    let (code, body) = flagger(follower, "confirm-promotion", "podinfo").await;
+    assert_eq!(code, 421, "{body}");
+    assert!(
+        body.to_string().contains(&format!("127.0.0.1:{p0}")),
+        "{body}"
     );
     tokio::time::sleep(Duration::from_secs(30)).await;
     t.deploy("2.0", 40, 0);
