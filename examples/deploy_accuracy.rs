@@ -135,10 +135,25 @@ fn main() -> anyhow::Result<()> {
         Ok(h) => clean_runs(&lines, h.parse::<f64>()?, &mut rng),
         Err(_) => lines,
     };
-    // WINDOW=10m judges shorter windows (a quick look at a short recording).
-    let text = match std::env::var("WINDOW") {
-        Ok(w) => format!("{CONFIG}deploys: {{before: {w}, after: {w}}}\n"),
-        Err(_) => CONFIG.to_string(),
+    // WINDOW=10m judges shorter windows (a quick look at a short recording);
+    // CONTROLS=demo=db,db=demo judges each target's latency relative to another's
+    // (deploys.controls).
+    let mut deploys: Vec<String> = Vec::new();
+    if let Ok(w) = std::env::var("WINDOW") {
+        deploys.push(format!("before: {w}, after: {w}"));
+    }
+    if let Ok(c) = std::env::var("CONTROLS") {
+        let pairs: Vec<String> = c
+            .split(',')
+            .filter_map(|p| p.split_once('='))
+            .map(|(t, c)| format!("{t}: {c}"))
+            .collect();
+        deploys.push(format!("controls: {{{}}}", pairs.join(", ")));
+    }
+    let text = if deploys.is_empty() {
+        CONFIG.to_string()
+    } else {
+        format!("{CONFIG}deploys: {{{}}}\n", deploys.join(", "))
     };
     let cfg = soakd::config::parse(
         &text,
@@ -196,6 +211,8 @@ fn main() -> anyhow::Result<()> {
                     };
                     for (k, b) in &l.ops {
                         if k != key {
+                            // Every other op as recorded (a control's, when one is set).
+                            cut.ops.push((k.clone(), b.clone()));
                             continue;
                         }
                         let mut b = match (case, after) {
@@ -233,6 +250,13 @@ fn main() -> anyhow::Result<()> {
                 match v.state {
                     State::Regressed => reg += 1,
                     State::Improved => imp += 1,
+                    _ if std::env::var("FINDINGS").is_ok_and(|t| t == target)
+                        && matches!(case, Case::Slower(_)) =>
+                    {
+                        for f in &v.findings {
+                            eprintln!("{id}: {} p={:.2e} adj={:.2e}", f.why, f.p, f.p_adjusted);
+                        }
+                    }
                     State::Invalid => {
                         inv += 1;
                         if std::env::var("WHY").is_ok() {

@@ -566,3 +566,61 @@ async fn a_sharded_fleet_is_judged_on_prometheus_sums() {
     assert!((0.019..0.026).contains(&before), "{p50}");
     assert!((0.039..0.048).contains(&after), "{p50}");
 }
+
+/// `deploys.controls`: the release of `api` lands while everything slows alike (the
+/// machine, the network: its control `calm` slows too). Judged relative to the control,
+/// that is no regression — the same deploy without a control is one (the first test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drift_the_control_shares_is_not_the_deploys() {
+    let t = Target::new("1.0", 20);
+    let calm = Target::new("-", 20);
+    let api = serve(router(t.clone())).await;
+    let control = serve(router(calm.clone())).await;
+    let text = format!(
+        r#"
+soak: {{enabled: false}}
+deploys: {{before: 24s, after: 24s, settle: 2s, block: 2s, debounce: 2s, poll: 1s, min_effect: {{latency: 20%}}, controls: {{api: calm}}}}
+targets:
+  api:
+    type: http
+    base_url: http://{api}
+    observe:
+      metrics_url: http://{api}/metrics
+      release: {BY_LABEL}
+  calm: {{type: http, base_url: "http://{control}"}}
+scenarios:
+  s:
+    target: api
+    schedule: {{hold: {{rate: 50/s}}}}
+    ops: {{work: {{http: {{path: /work}}}}}}
+  c:
+    target: calm
+    schedule: {{hold: {{rate: 50/s}}}}
+    ops: {{work: {{http: {{path: /work}}}}}}
+"#
+    );
+    let d = daemon(config(&text, api));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    t.deploy("2.0", 40, 0);
+    calm.deploy("-", 40, 0);
+    let dep = verdict(d.addr()).await;
+    assert_eq!(dep["verdict"]["load"], "unchanged", "{}", reasons(&dep));
+    let p50 = dep["verdict"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["measure"] == "p50")
+        .cloned()
+        .unwrap_or_else(|| panic!("no p50 finding: {dep}"));
+    assert_eq!(p50["relative_to"], "calm", "{p50}");
+    // The op's own p50 doubled; relative to its control it did not move.
+    let raw = p50["after"].as_f64().unwrap() / p50["before"].as_f64().unwrap();
+    assert!(raw > 1.6, "{p50}");
+    assert!(p50["effect"].as_f64().unwrap().abs() < 0.1, "{p50}");
+    let all = deploys(d.addr()).await;
+    assert_eq!(
+        schema_violations("deploys.schema.json", &all),
+        Vec::<String>::new(),
+        "{all:#}"
+    );
+}

@@ -256,6 +256,8 @@
  * @property {number} min_effect
  * @property {"worse" | "better" | "none"} change
  * @property {string} why
+ * @property {string} [relative_to] `deploys.controls`: the control target the effect
+ *   is relative to (before and after stay the op's own)
  */
 
 /**

@@ -650,6 +650,7 @@ fn level_tests(refs: &[&Run], b: &Run, common: &[&String], notes: &mut Vec<Strin
                 before: own.iter().flatten().copied().collect(),
                 after,
                 errors_floor: floor,
+                control: None,
             });
             keys.insert(
                 subject,

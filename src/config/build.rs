@@ -308,6 +308,16 @@ pub(super) fn build(top: RawTop, base_dir: &Path, errs: &mut Errs) -> Config {
             );
         }
     }
+    for (t, c) in &deploys.controls {
+        for (what, name) in [("", t), (" (the control)", c)] {
+            if !targets.iter().any(|x| &x.name == name) && !broken.contains(name) {
+                errs.push(
+                    format!("deploys.controls.{t}"),
+                    format!("no target named {name:?}{what}"),
+                );
+            }
+        }
+    }
     for (canary, t) in &deploys.canaries {
         if !targets.iter().any(|x| &x.name == t) && !broken.contains(t) {
             errs.push(

@@ -19,6 +19,8 @@
 //!   keep: 100            # deploys kept, in memory and in the results store
 //!   canaries:            # which target a Flagger Canary (namespace/name) means
 //!     test/podinfo: api
+//!   controls:            # judge a target's latency relative to another's, which
+//!     api: static        # the deploy does not touch (a drift both share cancels)
 //! ```
 
 use crate::config::errors::Errs;
@@ -59,6 +61,8 @@ pub struct DeploysConfig {
     pub keep: usize,
     /// A Flagger Canary (`namespace/name`) → the target its gate answers for.
     pub canaries: std::collections::BTreeMap<String, String>,
+    /// A target → the target its ops' latency is judged relative to.
+    pub controls: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for DeploysConfig {
@@ -77,6 +81,7 @@ impl Default for DeploysConfig {
             min_errors: 0.5,
             keep: 100,
             canaries: std::collections::BTreeMap::new(),
+            controls: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -121,6 +126,8 @@ struct RawDeploys {
     keep: Option<usize>,
     #[serde(default)]
     canaries: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    controls: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -240,6 +247,16 @@ pub(super) fn build_deploys(v: Option<&Value>, errs: &mut Errs) -> DeploysConfig
             cfg.canaries.insert(k.clone(), t.clone());
         }
     }
+    for (t, c) in &raw.controls {
+        if t == c {
+            errs.push(
+                format!("deploys.controls.{t}"),
+                "a target cannot be its own control: name another target its deploys do not touch",
+            );
+        } else {
+            cfg.controls.insert(t.clone(), c.clone());
+        }
+    }
     if let Some(k) = raw.keep {
         if k == 0 || k > MAX_KEEP {
             errs.push("deploys.keep", format!("must be between 1 and {MAX_KEEP}"));
@@ -303,6 +320,18 @@ mod tests {
         .to_string();
         assert!(
             e.contains("deploys.block: a block (20s) must hold at least 2 of Prometheus's scrapes (verdicts.scrape_interval = 15s)"),
+            "{e}"
+        );
+        let e = parse("deploys: {controls: {api: api, web: static}}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("deploys.controls.api: a target cannot be its own control"),
+            "{e}"
+        );
+        assert!(
+            e.contains("deploys.controls.web: no target named \"web\"")
+                && e.contains("no target named \"static\" (the control)"),
             "{e}"
         );
         let e = parse("deploys: {baseline: lastweek}")

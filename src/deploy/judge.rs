@@ -9,6 +9,7 @@ use super::record::{State, Windows};
 use crate::capacity::{GENERATOR_CPU_SATURATED, GENERATOR_QUEUE_SHARE};
 use crate::config::deploys::{Baseline, DeploysConfig, MIN_WINDOW_BLOCKS};
 use crate::config::Scenario;
+use crate::shift::compare::Control;
 use crate::shift::{compare, Block, Change, Drops, Finding, OpWindows, Settings};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -92,6 +93,53 @@ impl SetAside {
         }
         v
     }
+}
+
+/// The ops of `control`'s scenarios merged per block (latency, completions, errors)
+/// over both windows, by block start: what a drift of the whole environment moves too.
+fn control_blocks(
+    control: &str,
+    scenarios: &[Scenario],
+    rings: &Rings,
+    w: Windows,
+) -> HashMap<u64, Block> {
+    let mut by_t: HashMap<u64, Block> = HashMap::new();
+    for s in scenarios.iter().filter(|s| s.target == control) {
+        let prefix = format!("{}/", s.name);
+        for (_, ring) in rings
+            .ops
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+        {
+            for range in [w.before, w.after] {
+                for b in within(ring, range[0], range[1], |b: &Block| (b.t, b.secs)) {
+                    let m = by_t.entry(b.t.to_bits()).or_insert_with(|| Block {
+                        t: b.t,
+                        secs: b.secs,
+                        ..Block::default()
+                    });
+                    m.hist.extend(b.hist.iter().copied());
+                    m.requests += b.requests;
+                    for (k, n) in &b.errors {
+                        *m.errors.entry(k.clone()).or_default() += n;
+                    }
+                }
+            }
+        }
+    }
+    for b in by_t.values_mut() {
+        b.hist.sort_unstable_by_key(|x| x.0);
+        b.hist.dedup_by(|x, y| {
+            if x.0 == y.0 {
+                y.1 = y.1.saturating_add(x.1);
+                true
+            } else {
+                false
+            }
+        });
+    }
+    by_t.retain(|_, b| b.count() > 0);
+    by_t
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -200,6 +248,9 @@ pub fn judge_load_until(
             }
         }
     }
+    // `deploys.controls`: the control target's ops merged per block, by block start.
+    let control_name = cfg.controls.get(target);
+    let control = control_name.map(|c| control_blocks(c, scenarios, rings, w));
     let mut ops: Vec<OpWindows> = Vec::new();
     let mut drops: Vec<Drops> = Vec::new();
     let mut thin: Vec<String> = Vec::new();
@@ -278,7 +329,15 @@ pub fn judge_load_until(
                     .filter(|b| keep(b.t))
                     .collect()
             };
-            let (before, after) = (pick(w.before), pick(w.after));
+            let (mut before, mut after) = (pick(w.before), pick(w.after));
+            // With a control, only the blocks it has too, paired with its.
+            let paired = control.as_ref().map(|by_t| {
+                let pair = |v: &mut Vec<&Block>| -> Vec<&Block> {
+                    v.retain(|b| by_t.contains_key(&b.t.to_bits()));
+                    v.iter().filter_map(|b| by_t.get(&b.t.to_bits())).collect()
+                };
+                (pair(&mut before), pair(&mut after))
+            });
             let busy = |v: &[&Block]| v.iter().filter(|b| b.requests > 0).count() as u64;
             if busy(&before) < MIN_BLOCKS_JUDGED || busy(&after) < MIN_BLOCKS_JUDGED {
                 thin.push(format!(
@@ -293,6 +352,11 @@ pub fn judge_load_until(
                 before,
                 after,
                 errors_floor: floor,
+                control: paired.zip(control_name).map(|((cb, ca), name)| Control {
+                    name: name.clone(),
+                    before: cb,
+                    after: ca,
+                }),
             });
         }
         if let Some(ring) = rings.scenarios.get(&s.name) {

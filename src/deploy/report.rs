@@ -214,6 +214,7 @@ mod tests {
                     min_effect: 0.05,
                     change: Change::Worse,
                     why: "p95 of s/get 50ms → 60ms".into(),
+                    relative_to: None,
                 }],
                 reasons: vec!["p95 of s/get 50ms → 60ms (+20 %): worse".into()],
                 series: vec![OpSeries {

@@ -4,7 +4,7 @@
 //! significant and at least the minimum effect.
 
 use super::block::Block;
-use super::stats::{holm, quantile_shifts, ratio_shift};
+use super::stats::{holm, quantile_shifts, ratio_shift, Paired};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,16 @@ pub struct OpWindows<'a> {
     /// … and at least this many points of the ratio (a tenth of the scenario's
     /// `slo.error_rate`, or 0.1 point without one).
     pub errors_floor: f64,
+    /// Latency relative to a control: its name and its blocks paired with `before`
+    /// and `after` by index.
+    pub control: Option<Control<'a>>,
+}
+
+/// What an op's latency is judged relative to (`deploys.controls`).
+pub struct Control<'a> {
+    pub name: String,
+    pub before: Vec<&'a Block>,
+    pub after: Vec<&'a Block>,
 }
 
 /// A scenario's arrivals per block: `(dropped, offered)` in each window.
@@ -88,6 +98,9 @@ pub struct Finding {
     pub min_effect: f64,
     pub change: Change,
     pub why: String,
+    /// Latency judged relative to this control's (`before`/`after` stay the op's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_to: Option<String>,
 }
 
 fn pct(x: f64) -> String {
@@ -141,6 +154,10 @@ pub fn compare(ops: &[OpWindows], drops: &[Drops], s: &Settings, seed: u64) -> V
             let shifts = quantile_shifts(
                 &o.before,
                 &o.after,
+                o.control.as_ref().map(|c| Paired {
+                    before: &c.before,
+                    after: &c.after,
+                }),
                 &QUANTILES,
                 s.resamples,
                 LEVEL,
@@ -159,6 +176,7 @@ pub fn compare(ops: &[OpWindows], drops: &[Drops], s: &Settings, seed: u64) -> V
                     min_effect: s.min_latency,
                     change: Change::None,
                     why: String::new(),
+                    relative_to: o.control.as_ref().map(|c| c.name.clone()),
                 });
             }
         }
@@ -237,6 +255,7 @@ fn ratio_finding(
         min_effect: floor.max(s.min_errors * r.before.min(r.after).max(0.0)),
         change: Change::None,
         why: String::new(),
+        relative_to: None,
     }
 }
 
@@ -253,8 +272,13 @@ fn decide(f: &mut Finding, s: &Settings, tests: usize) {
         (false, _) => Change::None,
     };
     let what = if latency {
+        let relative = f
+            .relative_to
+            .as_ref()
+            .map(|c| format!(" relative to {c}"))
+            .unwrap_or_default();
         format!(
-            "{} of {} {} → {} ({}, 95 % interval {} to {})",
+            "{} of {} {} → {} ({}{relative}, 95 % interval {} to {})",
             f.measure,
             f.subject,
             crate::units::format_latency(f.before),
@@ -351,6 +375,7 @@ mod tests {
             before: before.iter().collect(),
             after: after.iter().collect(),
             errors_floor: 0.001,
+            control: None,
         };
         compare(
             &[op],

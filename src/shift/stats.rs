@@ -97,12 +97,27 @@ pub fn deflate(p: f64, factor: f64) -> f64 {
     (2.0 * (1.0 - n.cdf(z))).clamp(0.0, 1.0)
 }
 
+/// A control's blocks, each paired with the op's block at the same index (the same
+/// period): what every environment-wide drift moves too.
+#[derive(Clone, Copy)]
+pub struct Paired<'a, 'b> {
+    pub before: &'a [&'b Block],
+    pub after: &'a [&'b Block],
+}
+
 /// Quantiles `qs` before and after, with a block bootstrap (`resamples`) interval of
 /// each relative difference at `level`, and a rank test over the blocks' quantiles.
 /// None for a quantile either window recorded nothing of.
+///
+/// With a `control` (blocks paired with the op's by index), the effect is relative to
+/// it — (op after / op before) / (control after / control before) − 1, a difference in
+/// differences — the bootstrap resamples pairs, and the rank test ranks each block's
+/// log ratio of op to control: a drift that moves both (the machine, the network, a
+/// shared neighbour) cancels.
 pub fn quantile_shifts(
     before: &[&Block],
     after: &[&Block],
+    control: Option<Paired>,
     qs: &[f64],
     resamples: usize,
     level: f64,
@@ -112,12 +127,36 @@ pub fn quantile_shifts(
     let Some((lo, hi)) = range(&all) else {
         return qs.iter().map(|_| None).collect();
     };
+    let control =
+        control.filter(|c| c.before.len() == before.len() && c.after.len() == after.len());
+    let dc = control.and_then(|c| {
+        let all: Vec<&Block> = c.before.iter().chain(c.after).copied().collect();
+        let (lo, hi) = range(&all)?;
+        Some((Dense::new(c.before, lo, hi), Dense::new(c.after, lo, hi)))
+    });
+    if control.is_some() && dc.is_none() {
+        return qs.iter().map(|_| None).collect();
+    }
     let (db, da) = (Dense::new(before, lo, hi), Dense::new(after, lo, hi));
     let ib: Vec<usize> = (0..db.len()).collect();
     let ia: Vec<usize> = (0..da.len()).collect();
     let (mut qb, mut qa) = (Vec::new(), Vec::new());
     db.quantiles(&ib, qs, &mut qb);
     da.quantiles(&ia, qs, &mut qa);
+    // The control's own change per quantile (1 without one).
+    let (mut cb, mut ca) = (Vec::new(), Vec::new());
+    let drift = |cb: &[Option<f64>], ca: &[Option<f64>], k: usize| -> Option<f64> {
+        match (cb.get(k).copied().flatten(), ca.get(k).copied().flatten()) {
+            (Some(b), Some(a)) if b > 0.0 => Some(a / b),
+            _ => None,
+        }
+    };
+    let mut base: Vec<Option<f64>> = qs.iter().map(|_| Some(1.0)).collect();
+    if let Some((cdb, cda)) = &dc {
+        cdb.quantiles(&ib, qs, &mut cb);
+        cda.quantiles(&ia, qs, &mut ca);
+        base = (0..qs.len()).map(|k| drift(&cb, &ca, k)).collect();
+    }
     let mut effects: Vec<Vec<f64>> = qs.iter().map(|_| Vec::with_capacity(resamples)).collect();
     let (mut pb, mut pa) = (vec![0usize; db.len()], vec![0usize; da.len()]);
     let (mut rb, mut ra) = (Vec::new(), Vec::new());
@@ -131,9 +170,18 @@ pub fn quantile_shifts(
             }
             db.quantiles(&pb, qs, &mut rb);
             da.quantiles(&pa, qs, &mut ra);
+            if let Some((cdb, cda)) = &dc {
+                cdb.quantiles(&pb, qs, &mut cb);
+                cda.quantiles(&pa, qs, &mut ca);
+            }
             for (k, e) in effects.iter_mut().enumerate() {
-                if let (Some(b), Some(a)) = (rb[k], ra[k]) {
-                    e.push(a / b - 1.0);
+                let d = if dc.is_some() {
+                    drift(&cb, &ca, k)
+                } else {
+                    Some(1.0)
+                };
+                if let (Some(b), Some(a), Some(d)) = (rb[k], ra[k], d) {
+                    e.push(a / b / d - 1.0);
                 }
             }
         }
@@ -142,18 +190,29 @@ pub fn quantile_shifts(
     qs.iter()
         .enumerate()
         .map(|(k, q)| {
-            let (b, a) = (qb[k]?, qa[k]?);
+            let (b, a, d) = (qb[k]?, qa[k]?, base[k]?);
             let e = &mut effects[k];
             e.sort_by(f64::total_cmp);
-            let own = |blocks: &[&Block]| -> Vec<f64> {
-                blocks.iter().filter_map(|x| x.quantile(*q)).collect()
+            // Each block's quantile, or its log ratio to the control's.
+            let own = |blocks: &[&Block], ctrl: Option<&[&Block]>| -> Vec<f64> {
+                match ctrl {
+                    None => blocks.iter().filter_map(|x| x.quantile(*q)).collect(),
+                    Some(c) => blocks
+                        .iter()
+                        .zip(c)
+                        .filter_map(|(x, y)| Some((x.quantile(*q)? / y.quantile(*q)?).ln()))
+                        .collect(),
+                }
             };
             // Blocks are the unit, but minutes wander together (a GC regime, a cache,
             // a neighbour): the rank test's deviate and the interval's width are
             // corrected by the blocks' own lag-1 autocorrelation.
-            let (ob, oa) = (own(before), own(after));
+            let (ob, oa) = (
+                own(before, control.map(|c| c.before)),
+                own(after, control.map(|c| c.after)),
+            );
             let f = inflation(lag1(&ob, &oa));
-            let effect = a / b - 1.0;
+            let effect = a / b / d - 1.0;
             let widen = |x: f64| effect + (x - effect) * f.sqrt();
             Some(QuantileShift {
                 q: *q,
@@ -332,6 +391,61 @@ mod tests {
     }
 
     #[test]
+    fn a_drift_the_control_shares_cancels_and_a_change_of_the_op_alone_shows() {
+        let mut rng = StdRng::seed_from_u64(9);
+        // The environment slows everything by 15 % after the deploy; the op itself does
+        // not change — and then does, by 20 % more.
+        let mk = |rng: &mut StdRng, scales: &[f64]| -> Vec<Block> {
+            scales.iter().map(|s| block(rng, 1500, *s)).collect()
+        };
+        let before_env: Vec<f64> = (0..20).map(|i| 1.0 + 0.02 * (i % 3) as f64).collect();
+        let after_env: Vec<f64> = before_env.iter().map(|s| s * 1.15).collect();
+        let (ob, cb) = (mk(&mut rng, &before_env), mk(&mut rng, &before_env));
+        let (oa, ca) = (mk(&mut rng, &after_env), mk(&mut rng, &after_env));
+        let slower: Vec<f64> = after_env.iter().map(|s| s * 1.2).collect();
+        let oa_slower = mk(&mut rng, &slower);
+        fn r(v: &[Block]) -> Vec<&Block> {
+            v.iter().collect()
+        }
+        let (cbr, car) = (r(&cb), r(&ca));
+        let control = Paired {
+            before: &cbr,
+            after: &car,
+        };
+        let qs = [0.5, 0.95];
+        // Alone, the drift is a 15 % change; against the control, none.
+        let alone = quantile_shifts(&r(&ob), &r(&oa), None, &qs, 500, 0.95, &mut rng);
+        let p50 = alone[0].clone().unwrap();
+        assert!(p50.effect > 0.1 && p50.p < 0.001, "{p50:?}");
+        let rel = quantile_shifts(&r(&ob), &r(&oa), Some(control), &qs, 500, 0.95, &mut rng);
+        for x in rel.iter().flatten() {
+            assert!(x.effect.abs() < 0.07 && x.p > 0.01, "{x:?}");
+            assert!(x.ci.0 < 0.0 && x.ci.1 > 0.0, "{x:?}");
+        }
+        // The op's own 20 % shows through the drift, its raw quantiles reported.
+        let rel = quantile_shifts(
+            &r(&ob),
+            &r(&oa_slower),
+            Some(control),
+            &qs,
+            500,
+            0.95,
+            &mut rng,
+        );
+        for x in rel.iter().flatten() {
+            assert!((x.effect - 0.2).abs() < 0.06 && x.p < 1e-4, "{x:?}");
+            assert!(x.after / x.before > 1.3, "raw: {x:?}");
+        }
+        // A control not paired with the op block for block is not used.
+        let short = Paired {
+            before: &cbr[..5],
+            after: &car,
+        };
+        let x = quantile_shifts(&r(&ob), &r(&oa), Some(short), &qs, 100, 0.95, &mut rng);
+        assert!(x[0].clone().unwrap().effect > 0.1);
+    }
+
+    #[test]
     fn wandering_blocks_count_as_fewer() {
         // Independent: no correction. An AR(1) of 0.8: (1.8/0.2) = 9 times the variance.
         let mut rng = StdRng::seed_from_u64(5);
@@ -377,12 +491,12 @@ mod tests {
         let same: Vec<Block> = (0..30).map(|_| block(&mut rng, 3000, 1.0)).collect();
         let slower: Vec<Block> = (0..30).map(|_| block(&mut rng, 3000, 1.1)).collect();
         let qs = [0.5, 0.95, 0.99];
-        let s = quantile_shifts(&r(&before), &r(&slower), &qs, 500, 0.95, &mut rng);
+        let s = quantile_shifts(&r(&before), &r(&slower), None, &qs, 500, 0.95, &mut rng);
         for x in s.iter().flatten() {
             assert!(x.ci.0 > 0.0 && x.p < 1e-4, "{x:?}");
             assert!((x.effect - 0.1).abs() < 0.04, "{x:?}");
         }
-        let s = quantile_shifts(&r(&before), &r(&same), &qs, 500, 0.95, &mut rng);
+        let s = quantile_shifts(&r(&before), &r(&same), None, &qs, 500, 0.95, &mut rng);
         for x in s.iter().flatten() {
             assert!(x.effect.abs() < 0.04, "{x:?}");
             assert!(x.ci.0 <= x.effect && x.effect <= x.ci.1, "{x:?}");
