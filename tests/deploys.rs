@@ -135,6 +135,17 @@ async fn verdict(addr: std::net::SocketAddr) -> serde_json::Value {
     .expect("a verdict within 90 s")
 }
 
+/// The deploy's finding of `measure` on `subject`.
+fn finding(d: &serde_json::Value, subject: &str, measure: &str) -> serde_json::Value {
+    d["verdict"]["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["measure"] == measure && f["subject"] == subject)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {measure} finding of {subject}: {d}"))
+}
+
 fn reasons(d: &serde_json::Value) -> String {
     d["verdict"]["reasons"].to_string()
 }
@@ -205,13 +216,7 @@ async fn a_slower_release_is_regressed_and_stays_so_across_a_restart() {
     assert_eq!(dep["source"], "metrics");
     assert_eq!(dep["verdict"]["load"], "regressed", "{}", reasons(&dep));
     assert_eq!(dep["verdict"]["state"], "regressed");
-    let p50 = dep["verdict"]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["measure"] == "p50")
-        .unwrap()
-        .clone();
+    let p50 = finding(&dep, "s/work", "p50");
     assert_eq!(p50["change"], "worse");
     let effect = p50["effect"].as_f64().unwrap();
     assert!((0.6..1.3).contains(&effect), "p50 +{effect}: {p50}");
@@ -351,13 +356,7 @@ async fn more_errors_after_a_release_is_regressed_by_kind() {
     t.deploy("2.0", 5, 50);
     let dep = verdict(d.addr()).await;
     assert_eq!(dep["verdict"]["load"], "regressed", "{}", reasons(&dep));
-    let f = dep["verdict"]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["measure"] == "errors:status_5xx")
-        .cloned()
-        .unwrap_or_else(|| panic!("no status_5xx finding: {dep}"));
+    let f = finding(&dep, "s/work", "errors:status_5xx");
     assert_eq!(f["change"], "worse", "{f}");
     let after = f["after"].as_f64().unwrap();
     assert!((0.03..0.07).contains(&after), "{f}");
@@ -550,13 +549,7 @@ async fn a_sharded_fleet_is_judged_on_prometheus_sums() {
         "{}",
         reasons(&dep)
     );
-    let p50 = dep["verdict"]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["measure"] == "p50" && f["subject"] == "s/work")
-        .unwrap()
-        .clone();
+    let p50 = finding(&dep, "s/work", "p50");
     assert_eq!(p50["change"], "worse", "{p50}");
     // 20 ms → 40 ms, read through native buckets (8 per doubling) summed over both.
     let (before, after) = (
@@ -605,13 +598,7 @@ scenarios:
     calm.deploy("-", 40, 0);
     let dep = verdict(d.addr()).await;
     assert_eq!(dep["verdict"]["load"], "unchanged", "{}", reasons(&dep));
-    let p50 = dep["verdict"]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["measure"] == "p50")
-        .cloned()
-        .unwrap_or_else(|| panic!("no p50 finding: {dep}"));
+    let p50 = finding(&dep, "s/work", "p50");
     assert_eq!(p50["relative_to"], "calm", "{p50}");
     // The op's own p50 doubled; relative to its control it did not move.
     let raw = p50["after"].as_f64().unwrap() / p50["before"].as_f64().unwrap();
