@@ -248,14 +248,32 @@ pub fn judge_load_until(
             }
         }
     }
+    let mut notes_early: Vec<String> = Vec::new();
     // `deploys.controls`: the control target's ops merged per block, by block start.
-    let control_name = cfg.controls.get(target);
-    let control = control_name.map(|c| control_blocks(c, scenarios, rings, w));
+    let mut control_name = cfg.controls.get(target);
+    let mut control = control_name.map(|c| control_blocks(c, scenarios, rings, w));
+    if let (Some(name), Some(by_t)) = (control_name, &control) {
+        // A control that did not run through both windows cannot be compared with:
+        // the target is judged alone, and the verdict says so.
+        let busy = |range: [f64; 2]| {
+            by_t.values()
+                .filter(|b| b.t >= range[0] - 1e-6 && b.t + b.secs <= range[1] + 1e-6)
+                .count() as u64
+        };
+        if busy(w.before) < MIN_BLOCKS_JUDGED || busy(w.after) < MIN_BLOCKS_JUDGED {
+            notes_early.push(format!(
+                "the control {name} has operations in {} blocks before and {} after (at least {MIN_BLOCKS_JUDGED} each are needed): {target} judged alone",
+                busy(w.before),
+                busy(w.after)
+            ));
+            (control_name, control) = (None, None);
+        }
+    }
     let mut ops: Vec<OpWindows> = Vec::new();
     let mut drops: Vec<Drops> = Vec::new();
     let mut thin: Vec<String> = Vec::new();
     let mut evidence: Vec<String> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = notes_early;
     if let Some(n) = gen.iter().filter_map(|g| g.shards).max() {
         let layout = if gen.iter().any(|g| g.classic) {
             "classic buckets: Prometheus without native histograms, so latency only at the SLO boundaries' resolution"
@@ -463,5 +481,90 @@ pub fn judge_load_until(
         findings,
         reasons,
         series,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::blocks::Cut;
+    use crate::shift::block::bucket_of;
+
+    const YAML: &str = r#"
+targets:
+  api: {type: http, base_url: "http://127.0.0.1:1"}
+  calm: {type: http, base_url: "http://127.0.0.1:2"}
+scenarios:
+  s: {target: api, schedule: {hold: {rate: 10/s}}, ops: {work: {http: {path: /}}}}
+  c: {target: calm, schedule: {hold: {rate: 10/s}}, ops: {work: {http: {path: /}}}}
+deploys: {before: 20s, after: 20s, settle: 2s, block: 2s, controls: {api: calm}}
+"#;
+
+    fn block(t: f64, ms: f64) -> Block {
+        Block {
+            t,
+            secs: 2.0,
+            hist: vec![(bucket_of(ms / 1e3), 90), (bucket_of(ms * 1.5 / 1e3), 10)],
+            requests: 100,
+            errors: Default::default(),
+        }
+    }
+
+    /// Rings with `api` at `ms` before the deploy at t = 100 and `after_ms` after, and
+    /// `calm` at `ms` throughout — or only before the deploy.
+    fn rings(ms: f64, after_ms: f64, calm_after: bool) -> Rings {
+        let mut r = Rings::new(40);
+        for i in 0..30 {
+            let t = 78.0 + 2.0 * i as f64;
+            let after = t >= 100.0;
+            let mut cut = Cut::default();
+            cut.generator.t = t;
+            cut.generator.secs = 2.0;
+            // Minutes that differ a little, as real ones do (every op alike).
+            let wobble = 1.0 + 0.03 * ((i * 7) % 5) as f64;
+            let own = if after { after_ms } else { ms };
+            cut.ops.push(("s/work".into(), block(t, own * wobble)));
+            if !after || calm_after {
+                cut.ops.push(("c/work".into(), block(t, ms * wobble)));
+            }
+            r.add(cut);
+        }
+        r
+    }
+
+    #[test]
+    fn a_control_that_stopped_leaves_the_target_judged_alone_saying_so() {
+        let cfg = crate::config::parse_for_test(YAML).unwrap();
+        let v = judge_load(
+            "d",
+            "api",
+            100.0,
+            &cfg.deploys,
+            &cfg.scenarios,
+            &rings(20.0, 30.0, true),
+        );
+        assert_eq!(v.state, State::Regressed, "{:?}", v.findings);
+        assert!(v
+            .findings
+            .iter()
+            .all(|f| !f.measure.starts_with('p') || f.relative_to.as_deref() == Some("calm")));
+        let v = judge_load(
+            "d",
+            "api",
+            100.0,
+            &cfg.deploys,
+            &cfg.scenarios,
+            &rings(20.0, 30.0, false),
+        );
+        assert_eq!(v.state, State::Regressed, "{:?}", v.reasons);
+        assert!(v.findings.iter().all(|f| f.relative_to.is_none()));
+        assert!(
+            v.reasons
+                .iter()
+                .any(|r| r.contains("the control calm has operations in")
+                    && r.contains("api judged alone")),
+            "{:?}",
+            v.reasons
+        );
     }
 }
