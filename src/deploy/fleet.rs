@@ -54,6 +54,9 @@ impl Fleet {
     /// (or set aside with why not), oldest first.
     pub async fn ready(&mut self, now: f64) -> Vec<Cut> {
         let mut out = Vec::new();
+        // Once Prometheus cannot be reached, the other periods due are not asked again
+        // this round (each ask could wait for its timeout).
+        let mut down: Option<String> = None;
         while let Some(c) = self.held.front() {
             let end = c.generator.t + c.generator.secs;
             if end + self.settle > now {
@@ -62,6 +65,11 @@ impl Fleet {
             let Some(mut cut) = self.held.pop_front() else {
                 break;
             };
+            if let Some(why) = &down {
+                cut.generator.unsummed = Some(why.clone());
+                out.push(cut);
+                continue;
+            }
             match self.prom.period(cut.generator.secs, end).await {
                 Ok(p) if p.instances >= self.shards => summed(&mut cut, &p, self.shards),
                 Ok(p) => {
@@ -70,7 +78,13 @@ impl Fleet {
                         p.instances, self.shards
                     ))
                 }
-                Err(e) => cut.generator.unsummed = Some(e.to_string()),
+                Err(e) => {
+                    let why = e.to_string();
+                    if matches!(e, crate::promql::PromError::Unreachable { .. }) {
+                        down = Some(why.clone());
+                    }
+                    cut.generator.unsummed = Some(why);
+                }
             }
             out.push(cut);
         }
@@ -194,12 +208,15 @@ mod tests {
         let mut f = Fleet::new(Prom::new("http://127.0.0.1:9", ""), 5.0, 2);
         f.hold(cut(1000.0));
         f.hold(cut(1060.0));
-        // Not yet scraped past the second's end.
-        let out = f.ready(1000.0 + 60.0 + 60.0 + 1.0).await;
-        assert_eq!(out.len(), 1);
-        let why = out[0].generator.unsummed.clone().unwrap_or_default();
-        assert!(why.contains("cannot reach Prometheus"), "{why}");
-        assert_eq!(out[0].generator.shards, None);
+        f.hold(cut(1120.0));
+        // Not yet scraped past the third's end.
+        let out = f.ready(1000.0 + 120.0 + 1.0 + 5.0).await;
+        assert_eq!(out.len(), 2);
+        for c in &out {
+            let why = c.generator.unsummed.clone().unwrap_or_default();
+            assert!(why.contains("cannot reach Prometheus"), "{why}");
+            assert_eq!(c.generator.shards, None);
+        }
         assert_eq!(f.held.len(), 1);
     }
 }
