@@ -535,27 +535,17 @@ deploys: {before: 20s, after: 20s, settle: 2s, block: 2s, controls: {api: calm}}
     #[test]
     fn a_control_that_stopped_leaves_the_target_judged_alone_saying_so() {
         let cfg = crate::config::parse_for_test(YAML).unwrap();
-        let v = judge_load(
-            "d",
-            "api",
-            100.0,
-            &cfg.deploys,
-            &cfg.scenarios,
-            &rings(20.0, 30.0, true),
-        );
+        let judge = |calm_after: bool| {
+            let r = rings(20.0, 30.0, calm_after);
+            judge_load("d", "api", 100.0, &cfg.deploys, &cfg.scenarios, &r)
+        };
+        let v = judge(true);
         assert_eq!(v.state, State::Regressed, "{:?}", v.findings);
         assert!(v
             .findings
             .iter()
             .all(|f| !f.measure.starts_with('p') || f.relative_to.as_deref() == Some("calm")));
-        let v = judge_load(
-            "d",
-            "api",
-            100.0,
-            &cfg.deploys,
-            &cfg.scenarios,
-            &rings(20.0, 30.0, false),
-        );
+        let v = judge(false);
         assert_eq!(v.state, State::Regressed, "{:?}", v.reasons);
         assert!(v.findings.iter().all(|f| f.relative_to.is_none()));
         assert!(
