@@ -4,14 +4,22 @@
 //! generator rule included) with nothing changed (A/A), with every latency after the
 //! deploy multiplied by a known factor, and with the error ratio raised — beside the
 //! naive rule "p95 after > p95 before × 1.1".
+//!
+//! The drift check (`deploys.history`) needs the day before each deploy; a recording
+//! of an hour or two is extended back to HISTORY_HOURS (default 24; 0 turns the check
+//! off) by reflection — the recording backwards, then forwards, and so on — which keeps
+//! its minute-to-minute wander and joins without a jump. Nothing was deployed in it.
+//! HISTORY_FROM=OTHER.jsonl reflects another recording instead (a day whose windows
+//! are not the judged ones), ending where the judged recording begins.
 //!   cargo run --release --example deploy_accuracy -- BLOCKS.jsonl
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use soakd::deploy::blocks::{Cut, GeneratorBlock, Rings, ScenarioBlock};
 use soakd::deploy::judge::{judge_load, windows};
 use soakd::deploy::State;
+use soakd::shift::drift::Summary;
 use soakd::shift::Block;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 #[derive(serde::Deserialize)]
 struct Line {
@@ -121,12 +129,19 @@ fn main() -> anyhow::Result<()> {
     let path = std::env::args()
         .nth(1)
         .ok_or_else(|| anyhow::anyhow!("usage: deploy_accuracy BLOCKS.jsonl"))?;
-    let text = std::fs::read_to_string(&path)?;
-    let lines: Vec<Line> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let read = |path: &str| -> anyhow::Result<Vec<Line>> {
+        let text = std::fs::read_to_string(path)?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?)
+    };
+    let lines = read(&path)?;
+    let other = match std::env::var("HISTORY_FROM") {
+        Ok(p) => Some(read(&p)?),
+        Err(_) => None,
+    };
     let mut rng = StdRng::seed_from_u64(2026);
     // CLEAN_RUNS=HOURS: a synthetic recording of that many hours made of the recording's
     // runs of blocks soakd did not set aside (its own runtime undelayed), each run kept
@@ -138,7 +153,11 @@ fn main() -> anyhow::Result<()> {
     // WINDOW=10m judges shorter windows (a quick look at a short recording);
     // CONTROLS=demo=db,db=demo judges each target's latency relative to another's
     // (deploys.controls).
-    let mut deploys: Vec<String> = Vec::new();
+    let hours: f64 = match std::env::var("HISTORY_HOURS") {
+        Ok(h) => h.parse()?,
+        Err(_) => 24.0,
+    };
+    let mut deploys: Vec<String> = vec![format!("history: {}s", (hours * 3600.0) as u64)];
     if let Ok(w) = std::env::var("WINDOW") {
         deploys.push(format!("before: {w}, after: {w}"));
     }
@@ -150,11 +169,7 @@ fn main() -> anyhow::Result<()> {
             .collect();
         deploys.push(format!("controls: {{{}}}", pairs.join(", ")));
     }
-    let text = if deploys.is_empty() {
-        CONFIG.to_string()
-    } else {
-        format!("{CONFIG}deploys: {{{}}}\n", deploys.join(", "))
-    };
+    let text = format!("{CONFIG}deploys: {{{}}}\n", deploys.join(", "));
     let cfg = soakd::config::parse(
         &text,
         "bench",
@@ -173,6 +188,41 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
+    // The history: the recording (after its first minutes) reflected back from its
+    // start for `hours`, then the recording itself, one block a minute.
+    let mut history: BTreeMap<String, VecDeque<Summary>> = BTreeMap::new();
+    let src = &lines[first.min(lines.len())..];
+    let past = match &other {
+        Some(o) => &o[first.min(o.len())..],
+        None => src,
+    };
+    if let (Some(t0), false) = (src.first().map(|l| l.generator.t), past.is_empty()) {
+        let m = past.len();
+        let period = 2 * m.saturating_sub(1).max(1);
+        let n_hist = (hours * 60.0) as usize;
+        let reflected = (1..=n_hist).rev().map(|j| {
+            let r = j % period;
+            let i = if r < m { r } else { period - r };
+            (t0 - 60.0 * j as f64, &past[i.min(m - 1)])
+        });
+        for (t, l) in reflected.chain(src.iter().map(|l| (l.generator.t, l))) {
+            for (k, b) in &l.ops {
+                if let Some(mut x) = Summary::of(b) {
+                    x.t = t;
+                    history.entry(k.clone()).or_default().push_back(x);
+                }
+            }
+        }
+    }
+    eprintln!(
+        "history: {hours} h before each deploy ({} blocks of {}, reflected back)",
+        past.len(),
+        if other.is_some() {
+            "another recording"
+        } else {
+            "this recording"
+        }
+    );
     let positions: Vec<usize> = (first + per_window
         ..=lines.len().saturating_sub(per_window + settle + 1))
         .step_by(step.max(1))
@@ -192,14 +242,24 @@ fn main() -> anyhow::Result<()> {
     ];
     println!("| case | target | deploys | regressed | improved | invalid | naive p95 × 1.1 rule |");
     println!("|---|---|---:|---:|---:|---:|---:|");
-    let mut totals: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+    let mut totals: BTreeMap<&str, (usize, usize, usize, usize)> = BTreeMap::new();
     for (name, case) in &cases {
         for (target, _scenario, key) in targets {
             let (mut n, mut reg, mut imp, mut inv, mut naive) = (0, 0, 0, 0, 0);
             for &p in &positions {
                 let at = lines[p].generator.t;
                 let w = windows(at, &dcfg);
-                let mut rings = Rings::new(span + 4);
+                let mut rings = Rings::new(span + 4, dcfg.history_kept());
+                let start = lines[p - per_window].generator.t - 1.0;
+                rings.history = history
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.iter().filter(|x| x.t < start).copied().collect(),
+                        )
+                    })
+                    .collect();
                 let mut pooled_b: Vec<(i32, u32)> = Vec::new();
                 let mut pooled_a: Vec<(i32, u32)> = Vec::new();
                 for l in &lines[p - per_window..(p + per_window + settle + 1).min(lines.len())] {
@@ -290,17 +350,20 @@ fn main() -> anyhow::Result<()> {
             t.0 += n;
             t.1 += reg;
             t.2 += naive;
+            t.3 += imp;
         }
     }
     println!();
-    println!("| case | deploys | regressed | naive rule |");
-    println!("|---|---:|---:|---:|");
+    println!("| case | deploys | regressed | improved | naive rule |");
+    println!("|---|---:|---:|---:|---:|");
     for (name, _) in &cases {
-        if let Some((n, r, nv)) = totals.get(name) {
+        if let Some((n, r, nv, im)) = totals.get(name) {
+            let pc = |x: usize| 100.0 * x as f64 / (*n).max(1) as f64;
             println!(
-                "| {name} | {n} | {:.1} % | {:.1} % |",
-                100.0 * *r as f64 / (*n).max(1) as f64,
-                100.0 * *nv as f64 / (*n).max(1) as f64
+                "| {name} | {n} | {:.1} % | {:.1} % | {:.1} % |",
+                pc(*r),
+                pc(*im),
+                pc(*nv)
             );
         }
     }

@@ -56,7 +56,7 @@ function deployRow(d) {
       ? h(
           "table",
           { class: "findings" },
-          h("thead", null, h("tr", null, ["measure", "of", "before", "after", "change", "95 % interval", "p (Holm)", ""].map((t) => h("th", { text: t })))),
+          h("thead", null, h("tr", null, ["measure", "of", "before", "after", "change", "95 % interval", "p (Holm)", "wander without a deploy", ""].map((t) => h("th", { text: t })))),
           h(
             "tbody",
             null,
@@ -72,6 +72,11 @@ function deployRow(d) {
                 h("td", { class: "num", text: e }),
                 h("td", { class: "num", text: ci }),
                 h("td", { class: "num", text: f.p_adjusted < 1e-4 ? f.p_adjusted.toExponential(0) : f.p_adjusted.toFixed(4) }),
+                h("td", {
+                  class: "num",
+                  title: f.drift ? `95 % of the changes between two windows without a deploy, from ${f.drift.pairs} pairs over ${f.drift.hours.toFixed(0)} h; this deploy's ${pct(f.drift.change)}, p = ${f.drift.p_adjusted.toPrecision(2)} after Holm` : "",
+                  text: f.drift ? `${pct(f.drift.interval[0])} to ${pct(f.drift.interval[1])}` : "",
+                }),
                 h("td", { text: f.change === "none" ? "" : f.change }),
               );
             }),

@@ -258,6 +258,19 @@
  * @property {string} why
  * @property {string} [relative_to] `deploys.controls`: the control target the effect
  *   is relative to (before and after stay the op's own)
+ * @property {DeployDrift} [drift] `deploys.history`: the change against the op's own
+ *   wander between windows without a deploy (latency only)
+ */
+
+/**
+ * @typedef {object} DeployDrift
+ * @property {number} pairs pairs of windows without a deploy
+ * @property {number} hours the history they were laid over
+ * @property {number[]} interval the 95 % prediction interval of a change between two
+ *   windows without a deploy (after / before − 1)
+ * @property {number} change the deploy's change measured the same way
+ * @property {number} p
+ * @property {number} p_adjusted after Holm's correction over the deploy's drift checks
  */
 
 /**

@@ -651,6 +651,7 @@ fn level_tests(refs: &[&Run], b: &Run, common: &[&String], notes: &mut Vec<Strin
                 after,
                 errors_floor: floor,
                 control: None,
+                drift: None,
             });
             keys.insert(
                 subject,

@@ -34,6 +34,8 @@ use std::time::Duration;
 pub const MIN_WINDOW_BLOCKS: u64 = 10;
 /// At most this many blocks per op are kept (a day and an hour of minutes).
 pub const MAX_BLOCKS: usize = 2_000;
+/// Block summaries kept per op for the drift check (a day of minutes, and some).
+pub const MAX_HISTORY: usize = 4_000;
 /// At most this many deploys are kept.
 pub const MAX_KEEP: usize = 10_000;
 
@@ -63,6 +65,9 @@ pub struct DeploysConfig {
     pub canaries: std::collections::BTreeMap<String, String>,
     /// A target → the target its ops' latency is judged relative to.
     pub controls: std::collections::BTreeMap<String, String>,
+    /// How far back the drift check lays the windows again (`shift::drift`); zero
+    /// turns it off.
+    pub history: Duration,
 }
 
 impl Default for DeploysConfig {
@@ -82,6 +87,7 @@ impl Default for DeploysConfig {
             keep: 100,
             canaries: std::collections::BTreeMap::new(),
             controls: std::collections::BTreeMap::new(),
+            history: Duration::from_secs(86_400),
         }
     }
 }
@@ -96,6 +102,12 @@ impl DeploysConfig {
             Baseline::Yesterday => Duration::from_secs(86_400) + self.after + self.settle,
         };
         (span.as_secs_f64() / self.block.as_secs_f64()).ceil() as usize + 4
+    }
+
+    /// Block summaries kept per op for the drift check: `history` in blocks, at most
+    /// [`MAX_HISTORY`].
+    pub fn history_kept(&self) -> usize {
+        ((self.history.as_secs_f64() / self.block.as_secs_f64()).ceil() as usize).min(MAX_HISTORY)
     }
 }
 
@@ -128,6 +140,8 @@ struct RawDeploys {
     canaries: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     controls: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    history: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -189,6 +203,9 @@ pub(super) fn build_deploys(v: Option<&Value>, errs: &mut Errs) -> DeploysConfig
     }
     if let Some(d) = within(raw.poll, s(1), s(600), "poll", errs) {
         cfg.poll = d;
+    }
+    if let Some(d) = within(raw.history, s(0), s(7 * 86_400), "history", errs) {
+        cfg.history = d;
     }
     for (key, w) in [("before", cfg.before), ("after", cfg.after)] {
         let blocks = w.as_secs_f64() / cfg.block.as_secs_f64();
@@ -281,6 +298,22 @@ mod tests {
             .unwrap();
         assert_eq!(c.deploys.block, Duration::from_secs(2));
         assert_eq!(c.deploys.blocks_kept(), 25);
+        // The drift check's day, in blocks (at most MAX_HISTORY); 0 turns it off.
+        assert_eq!(c.deploys.history_kept(), MAX_HISTORY);
+        let c = parse("deploys: {history: 6h}").unwrap();
+        assert_eq!(c.deploys.history_kept(), 360);
+        assert_eq!(
+            parse("deploys: {history: 0s}")
+                .unwrap()
+                .deploys
+                .history_kept(),
+            0
+        );
+        let e = parse("deploys: {history: 8d}").unwrap_err().to_string();
+        assert!(
+            e.contains("deploys.history: must be between 0s and 7d"),
+            "{e}"
+        );
         let c = parse("deploys: {baseline: yesterday}").unwrap();
         assert_eq!(c.deploys.baseline, Baseline::Yesterday);
         assert_eq!(c.deploys.blocks_kept(), 1476);

@@ -8,6 +8,7 @@
 use crate::engine::Engine;
 use crate::metrics::window::Tap;
 use crate::metrics::HistSnap;
+use crate::shift::drift::Summary;
 use crate::shift::Block;
 use crate::sysinfo::ProcSample;
 use serde::{Deserialize, Serialize};
@@ -210,21 +211,48 @@ impl Cutter {
     }
 }
 
-/// Every op's, scenario's and soakd's blocks, newest last, each ring at most `keep`.
+/// Deploys (and restarts) remembered per target, so the drift check leaves the window
+/// pairs they fall in out.
+pub const MAX_MARKS: usize = 256;
+
+/// Every op's, scenario's and soakd's blocks, newest last, each ring at most `keep`;
+/// and every op's block summaries (`shift::drift`) for `deploys.history`, at most
+/// `history_keep` each.
 pub struct Rings {
     keep: usize,
+    history_keep: usize,
     pub ops: BTreeMap<String, VecDeque<Block>>,
     pub scenarios: BTreeMap<String, VecDeque<ScenarioBlock>>,
     pub generator: VecDeque<GeneratorBlock>,
+    pub history: BTreeMap<String, VecDeque<Summary>>,
+    /// By target: when it was deployed or restarted, newest last.
+    pub marks: BTreeMap<String, VecDeque<f64>>,
 }
 
 impl Rings {
-    pub fn new(keep: usize) -> Rings {
+    pub fn new(keep: usize, history_keep: usize) -> Rings {
         Rings {
             keep: keep.max(1),
+            history_keep,
             ops: BTreeMap::new(),
             scenarios: BTreeMap::new(),
             generator: VecDeque::new(),
+            history: BTreeMap::new(),
+            marks: BTreeMap::new(),
+        }
+    }
+
+    /// Remembers that `target` changed at `at` (kept in time order, the newest
+    /// [`MAX_MARKS`]).
+    pub fn mark(&mut self, target: &str, at: f64) {
+        let m = self.marks.entry(target.to_string()).or_default();
+        let i = m.partition_point(|x| *x <= at);
+        if m.get(i.wrapping_sub(1)) == Some(&at) {
+            return;
+        }
+        m.insert(i, at);
+        while m.len() > MAX_MARKS {
+            m.pop_front();
         }
     }
 
@@ -244,7 +272,18 @@ impl Rings {
     pub fn add(&mut self, cut: Cut) {
         let t = cut.generator.t;
         let keep = self.keep;
+        let secs = cut.generator.secs;
         for (k, b) in cut.ops {
+            if self.history_keep > 0 {
+                if let Some(x) = Summary::of(&b) {
+                    match self.history.get_mut(&k) {
+                        Some(h) => Self::push(h, x, self.history_keep),
+                        None => {
+                            self.history.insert(k.clone(), VecDeque::from([x]));
+                        }
+                    }
+                }
+            }
             Self::push(self.ops.entry(k).or_default(), b, keep);
         }
         for (k, b) in cut.scenarios {
@@ -256,6 +295,9 @@ impl Rings {
             .retain(|_, r| r.back().is_some_and(|b| b.t >= oldest));
         self.scenarios
             .retain(|_, r| r.back().is_some_and(|b| b.t >= oldest));
+        let horizon = t - secs * self.history_keep as f64;
+        self.history
+            .retain(|_, r| r.back().is_some_and(|b| b.t >= horizon));
     }
 
     /// Bytes held (for `soakd_memory_bytes{area="deploys"}`).
@@ -263,7 +305,9 @@ impl Rings {
         let ops: usize = self.ops.values().flatten().map(Block::bytes).sum();
         let sc = self.scenarios.values().map(VecDeque::len).sum::<usize>()
             * std::mem::size_of::<ScenarioBlock>();
-        ops + sc + self.generator.len() * std::mem::size_of::<GeneratorBlock>()
+        let history = self.history.values().map(VecDeque::len).sum::<usize>()
+            * std::mem::size_of::<Summary>();
+        ops + sc + history + self.generator.len() * std::mem::size_of::<GeneratorBlock>()
     }
 }
 
@@ -280,4 +324,54 @@ pub fn within<T>(
             t >= from - 1e-6 && t + secs <= to + 1e-6
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shift::block::bucket_of;
+
+    fn cut(t: f64, ops: &[&str]) -> Cut {
+        let mut c = Cut::default();
+        c.generator.t = t;
+        c.generator.secs = 1.0;
+        for k in ops {
+            c.ops.push((
+                k.to_string(),
+                Block {
+                    t,
+                    secs: 1.0,
+                    hist: vec![(bucket_of(0.01), 9), (bucket_of(0.1), 1)],
+                    requests: 10,
+                    errors: BTreeMap::new(),
+                },
+            ));
+        }
+        c
+    }
+
+    #[test]
+    fn the_history_keeps_a_summary_per_block_bounded_and_forgets_stopped_ops() {
+        let mut r = Rings::new(3, 10);
+        for i in 0..25 {
+            let ops: &[&str] = if i < 5 { &["a/x", "b/y"] } else { &["a/x"] };
+            r.add(cut(i as f64, ops));
+        }
+        // Blocks: the last 3; summaries: the last 10.
+        assert_eq!(r.ops["a/x"].len(), 3);
+        let h = &r.history["a/x"];
+        assert_eq!(h.len(), 10);
+        assert_eq!(h.front().map(|s| s.t), Some(15.0));
+        let s = h.back().copied().unwrap();
+        // ln of the p50 (10 ms) and of the p95 and p99 (100 ms), within a bucket.
+        assert!((f64::from(s.ln_q[0]) - 0.01f64.ln()).abs() < 0.03, "{s:?}");
+        assert!((f64::from(s.ln_q[2]) - 0.1f64.ln()).abs() < 0.03, "{s:?}");
+        // An op that stopped is dropped once its newest summary is a history old.
+        assert!(!r.history.contains_key("b/y"));
+        assert!(r.bytes() >= 10 * std::mem::size_of::<Summary>());
+        // No history kept: none at all.
+        let mut r = Rings::new(3, 0);
+        r.add(cut(0.0, &["a/x"]));
+        assert!(r.history.is_empty());
+    }
 }

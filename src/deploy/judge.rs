@@ -10,6 +10,7 @@ use crate::capacity::{GENERATOR_CPU_SATURATED, GENERATOR_QUEUE_SHARE};
 use crate::config::deploys::{Baseline, DeploysConfig, MIN_WINDOW_BLOCKS};
 use crate::config::Scenario;
 use crate::shift::compare::Control;
+use crate::shift::drift::{change as drift_change, past_changes, Drift, Geometry, MIN_PAIRS};
 use crate::shift::{compare, Block, Change, Drops, Finding, OpWindows, Settings};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -142,6 +143,79 @@ fn control_blocks(
     by_t
 }
 
+/// The per-block log quantiles of `key` from the history, relative to the mean of
+/// `control`'s ops' at the same block when it has a control, in time order.
+fn drift_series(rings: &Rings, key: &str, control: &[&String]) -> Vec<(f64, [f64; 3])> {
+    let Some(own) = rings.history.get(key) else {
+        return Vec::new();
+    };
+    let mut base: HashMap<u64, ([f64; 3], u32)> = HashMap::new();
+    for c in control {
+        for x in rings.history.get(*c).into_iter().flatten() {
+            let e = base.entry(x.t.to_bits()).or_insert(([0.0; 3], 0));
+            for (s, v) in e.0.iter_mut().zip(x.ln_q) {
+                *s += f64::from(v);
+            }
+            e.1 += 1;
+        }
+    }
+    let mut out: Vec<(f64, [f64; 3])> = own
+        .iter()
+        .filter_map(|x| {
+            let mut q = x.ln_q.map(f64::from);
+            if !control.is_empty() {
+                let (sum, n) = base.get(&x.t.to_bits())?;
+                for (v, s) in q.iter_mut().zip(sum) {
+                    *v -= s / f64::from(*n);
+                }
+            }
+            Some((x.t, q))
+        })
+        .collect();
+    // Newest wins where a block was cut twice.
+    out.reverse();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out.dedup_by(|a, b| a.0 == b.0);
+    out
+}
+
+/// The drift check's input for one op: its change between the judged blocks (by start)
+/// and the changes of the window pairs laid over its history before `w0.before[0]`,
+/// skipping pairs with a deploy or restart of `targets` in them.
+fn drift_of(
+    series: &[(f64, [f64; 3])],
+    before: &[&Block],
+    after: &[&Block],
+    w0: Windows,
+    cfg: &DeploysConfig,
+    marks: &[f64],
+) -> Option<Drift> {
+    let at = |bs: &[&Block]| -> Vec<[f64; 3]> {
+        bs.iter()
+            .filter_map(|b| {
+                let i = series.partition_point(|(t, _)| *t < b.t);
+                series.get(i).filter(|(t, _)| *t == b.t).map(|(_, q)| *q)
+            })
+            .collect()
+    };
+    let now = drift_change(&at(before), &at(after), MIN_BLOCKS_JUDGED as usize)?;
+    let g = Geometry {
+        before: w0.before[1] - w0.before[0],
+        gap: w0.after[0] - w0.before[1],
+        after: (w0.after[1] - w0.after[0]).max(0.0),
+    };
+    let history = cfg.history.as_secs_f64();
+    let past = past_changes(
+        series,
+        w0.before[0],
+        w0.before[0] - history,
+        g,
+        MIN_BLOCKS_JUDGED as usize,
+        marks,
+    );
+    Some(Drift { now, past, history })
+}
+
 fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied()
@@ -171,7 +245,9 @@ pub fn judge_load_until(
     rings: &Rings,
     until: f64,
 ) -> LoadVerdict {
-    let mut w = reach(windows(at, cfg), cfg);
+    let mut w0 = windows(at, cfg);
+    w0.after[1] = w0.after[1].min(until);
+    let mut w = reach(w0, cfg);
     w.after[1] = w.after[1].min(until);
     let mine: Vec<&Scenario> = scenarios.iter().filter(|s| s.target == target).collect();
     let invalid = |reasons: Vec<String>| LoadVerdict {
@@ -269,6 +345,30 @@ pub fn judge_load_until(
             (control_name, control) = (None, None);
         }
     }
+    // The drift check (`deploys.history`): the control's ops, and the deploys and
+    // restarts of the target and its control whose pairs are left out.
+    let drifting = cfg.history > Duration::ZERO && cfg.baseline == Baseline::Before;
+    let control_ops: Vec<&String> = control_name
+        .map(|c| {
+            rings
+                .history
+                .keys()
+                .filter(|k| {
+                    scenarios.iter().any(|s| {
+                        &s.target == c
+                            && k.strip_prefix(&s.name).is_some_and(|r| r.starts_with('/'))
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let marks: Vec<f64> = std::iter::once(target)
+        .chain(control_name.map(String::as_str))
+        .filter_map(|t| rings.marks.get(t))
+        .flatten()
+        .copied()
+        .collect();
+    let mut uncalibrated: Vec<(String, usize)> = Vec::new();
     let mut ops: Vec<OpWindows> = Vec::new();
     let mut drops: Vec<Drops> = Vec::new();
     let mut thin: Vec<String> = Vec::new();
@@ -365,10 +465,19 @@ pub fn judge_load_until(
                 ));
                 continue;
             }
+            let drift = drifting.then(|| {
+                let series = drift_series(rings, key, &control_ops);
+                drift_of(&series, &before, &after, w0, cfg, &marks)
+            });
+            let drift = drift.flatten();
+            if drift.as_ref().is_none_or(|d| d.past.len() < MIN_PAIRS) {
+                uncalibrated.push((key.clone(), drift.as_ref().map_or(0, |d| d.past.len())));
+            }
             ops.push(OpWindows {
                 subject: key.clone(),
                 before,
                 after,
+                drift,
                 errors_floor: floor,
                 control: paired.zip(control_name).map(|((cb, ca), name)| Control {
                     name: name.clone(),
@@ -446,6 +555,20 @@ pub fn judge_load_until(
         ));
     }
     reasons.extend(thin);
+    if !drifting {
+        reasons.push(match cfg.baseline {
+            Baseline::Yesterday => "latency judged on the two windows alone: the drift check lays pairs of before/after windows, not yesterday's".to_string(),
+            Baseline::Before => "latency judged on the two windows alone (deploys.history is 0): a drift between any two windows can pass for a change".to_string(),
+        });
+    } else if !uncalibrated.is_empty() {
+        let most = uncalibrated.iter().map(|(_, k)| *k).max().unwrap_or(0);
+        reasons.push(format!(
+            "{} of {} ops' wander between windows without a deploy is not known yet (at most {most} pairs of windows in the last {}, {MIN_PAIRS} needed): their latency is judged on the two windows alone, and a drift between any two windows can pass for a change",
+            uncalibrated.len(),
+            ops.len(),
+            crate::units::format_duration(cfg.history)
+        ));
+    }
     reasons.extend(notes);
     // The ops with a change first, then the rest, as their blocks.
     let changed = |subject: &str| {
@@ -513,7 +636,7 @@ deploys: {before: 20s, after: 20s, settle: 2s, block: 2s, controls: {api: calm}}
     /// Rings with `api` at `ms` before the deploy at t = 100 and `after_ms` after, and
     /// `calm` at `ms` throughout — or only before the deploy.
     fn rings(ms: f64, after_ms: f64, calm_after: bool) -> Rings {
-        let mut r = Rings::new(40);
+        let mut r = Rings::new(40, 400);
         for i in 0..30 {
             let t = 78.0 + 2.0 * i as f64;
             let after = t >= 100.0;
@@ -555,6 +678,94 @@ deploys: {before: 20s, after: 20s, settle: 2s, block: 2s, controls: {api: calm}}
                     && r.contains("api judged alone")),
             "{:?}",
             v.reasons
+        );
+    }
+
+    /// Rings holding `n` blocks of 2 s before the deploy at t = 100 + 2n and the 11
+    /// after it, `c/work` at 20 ms × `level(i)` × `step` after the deploy (a small
+    /// per-block wobble on top).
+    fn history(n: usize, level: impl Fn(usize) -> f64, step: f64) -> (Rings, f64) {
+        let mut r = Rings::new(40, 4000);
+        let at = 100.0 + 2.0 * n as f64;
+        for i in 0..n + 11 {
+            let t = 100.0 + 2.0 * i as f64;
+            let mut cut = Cut::default();
+            cut.generator.t = t;
+            cut.generator.secs = 2.0;
+            let wobble = 1.0 + 0.03 * ((i * 7) % 5) as f64;
+            let f = if t >= at { step } else { 1.0 };
+            cut.ops
+                .push(("c/work".into(), block(t, 20.0 * level(i) * wobble * f)));
+            r.add(cut);
+        }
+        (r, at)
+    }
+
+    #[test]
+    fn a_change_inside_the_ops_own_wander_is_not_called() {
+        let cfg = crate::config::parse_for_test(YAML).unwrap();
+        // The level wanders by up to ±12 % from one 20 s window to the next, as a
+        // shared machine's does; the deploy adds 10 % where it holds still. Its
+        // windows alone (3 % block to block) would call it; the 6 pairs of windows laid
+        // over the 5 minutes before say that two windows differ this much without a
+        // deploy.
+        let pat = [
+            0.3, -0.8, 1.0, -0.2, -0.9, 0.6, 0.1, 0.7, -0.5, -1.0, 0.9, 0.2, -0.3, 0.4,
+        ];
+        let wander = |i: usize| {
+            // Pair k spans blocks s_k .. s_k + 21 (10 before, 1 between, 10 after).
+            let Some(back) = 140usize.checked_sub(i + 1) else {
+                return 1.0;
+            };
+            let k = back / 21;
+            let o = 20 - back % 21;
+            1.0 + 0.12 * pat[(2 * k + usize::from(o >= 11)) % pat.len()]
+        };
+        let (r, at) = history(150, wander, 1.10);
+        let v = judge_load("d", "calm", at, &cfg.deploys, &cfg.scenarios, &r);
+        assert_eq!(v.state, State::Unchanged, "{:#?}", v.findings);
+        let p50 = v.findings.iter().find(|f| f.measure == "p50").unwrap();
+        let d = p50.drift.as_ref().expect("drift evidence");
+        assert!(d.pairs >= MIN_PAIRS, "{d:?}");
+        assert!(d.interval[1] > 0.10, "{d:?}");
+        assert!(
+            p50.why
+                .contains("within its wander between windows without a deploy"),
+            "{}",
+            p50.why
+        );
+        // Without the history, the windows alone call it, and the verdict says the
+        // wander is not known.
+        let (r, at) = history(21, |_| 1.0, 1.10);
+        let v = judge_load("d", "calm", at, &cfg.deploys, &cfg.scenarios, &r);
+        assert!(
+            v.reasons
+                .iter()
+                .any(|x| x.contains("wander between windows without a deploy is not known yet")),
+            "{:?}",
+            v.reasons
+        );
+    }
+
+    #[test]
+    fn a_change_beyond_a_steady_ops_wander_is_called_with_it_as_evidence() {
+        let cfg = crate::config::parse_for_test(YAML).unwrap();
+        let (r, at) = history(150, |_| 1.0, 1.3);
+        let v = judge_load("d", "calm", at, &cfg.deploys, &cfg.scenarios, &r);
+        assert_eq!(v.state, State::Regressed, "{:#?}", v.findings);
+        let p50 = v.findings.iter().find(|f| f.measure == "p50").unwrap();
+        assert_eq!(p50.change, Change::Worse, "{}", p50.why);
+        assert!(p50.why.contains("outside its wander"), "{}", p50.why);
+        // A deploy inside the history takes its pairs out.
+        let (mut r, at) = history(150, |_| 1.0, 1.3);
+        for k in 0..7 {
+            r.mark("calm", 110.0 + 42.0 * k as f64);
+        }
+        let v = judge_load("d", "calm", at, &cfg.deploys, &cfg.scenarios, &r);
+        assert!(
+            v.findings.iter().all(|f| f.drift.is_none()),
+            "{:#?}",
+            v.findings
         );
     }
 }

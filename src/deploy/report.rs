@@ -110,7 +110,7 @@ pub fn html(d: &Deploy) -> String {
     }
     b.push_str("</ul>");
     if !v.findings.is_empty() {
-        b.push_str("<h2>Every measure compared</h2><table class=\"findings\"><tr><th>measure</th><th>of</th><th>before</th><th>after</th><th>change</th><th>95 % interval</th><th>p (Holm)</th><th>minimum effect</th><th></th></tr>");
+        b.push_str("<h2>Every measure compared</h2><table class=\"findings\"><tr><th>measure</th><th>of</th><th>before</th><th>after</th><th>change</th><th>95 % interval</th><th>p (Holm)</th><th>minimum effect</th><th>wander without a deploy</th><th></th></tr>");
         for f in &v.findings {
             let latency = f.measure.starts_with('p');
             let (bf, af, e, lo, hi, min) = if latency {
@@ -139,9 +139,24 @@ pub fn html(d: &Deploy) -> String {
                 Change::Better => "better",
                 Change::None => "",
             };
+            // The op's own wander (`deploys.history`): its 95 % prediction interval
+            // and the pairs it came from.
+            let wander = f
+                .drift
+                .as_ref()
+                .map(|d| {
+                    format!(
+                        "{:+.1} % to {:+.1} % ({} pairs, {:.0} h)",
+                        d.interval[0] * 100.0,
+                        d.interval[1] * 100.0,
+                        d.pairs,
+                        d.hours
+                    )
+                })
+                .unwrap_or_default();
             let _ = write!(
                 b,
-                "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{bf}</td><td>{af}</td><td>{e}</td><td>{lo} to {hi}</td><td>{:.2e}</td><td>{min}</td><td>{class}</td></tr>",
+                "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{bf}</td><td>{af}</td><td>{e}</td><td>{lo} to {hi}</td><td>{:.2e}</td><td>{min}</td><td>{wander}</td><td>{class}</td></tr>",
                 esc(&f.measure),
                 esc(&f.subject),
                 f.p_adjusted,
@@ -215,6 +230,14 @@ mod tests {
                     change: Change::Worse,
                     why: "p95 of s/get 50ms → 60ms".into(),
                     relative_to: None,
+                    drift: Some(crate::shift::drift::DriftCheck {
+                        pairs: 22,
+                        hours: 24.0,
+                        interval: [-0.045, 0.049],
+                        change: 0.19,
+                        p: 1e-7,
+                        p_adjusted: 3e-7,
+                    }),
                 }],
                 reasons: vec!["p95 of s/get 50ms → 60ms (+20 %): worse".into()],
                 series: vec![OpSeries {
@@ -236,6 +259,10 @@ mod tests {
         assert!(
             h.contains("<td>+20.0 %</td><td>+15.0 % to +25.0 %</td>"),
             "{h}"
+        );
+        assert!(
+            h.contains("<td>-4.5 % to +4.9 % (22 pairs, 24 h)</td>"),
+            "the op's wander: {h}"
         );
         assert!(h.contains("<svg"), "a chart: {h}");
         assert!(h.contains("p95 after"));

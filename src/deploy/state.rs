@@ -87,7 +87,7 @@ impl Deploys {
                 releases: BTreeMap::new(),
                 dirty: Vec::new(),
             }),
-            rings: Mutex::new(Rings::new(cfg.blocks_kept())),
+            rings: Mutex::new(Rings::new(cfg.blocks_kept(), cfg.history_kept())),
         }
     }
 
@@ -117,6 +117,7 @@ impl Deploys {
 
     /// Adds a deploy (replacing one with the same id), keeping the newest `keep`.
     pub fn add(&self, d: Deploy) {
+        self.rings.lock().mark(&d.target, d.at);
         let mut g = self.inner.lock();
         g.dirty.push(d.id.clone());
         if let Some(x) = g.list.iter_mut().find(|x| x.id == d.id) {
@@ -248,5 +249,37 @@ impl crate::metrics::MemorySize for Deploys {
             .map(|d| 512 + d.verdict.findings.len() * 400)
             .sum();
         (rings + list) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deploy_added_is_remembered_for_the_drift_check_and_the_marks_stay_bounded() {
+        let cfg = DeploysConfig::default();
+        let d = Deploys::new(&cfg);
+        let seen = |at: f64| Seen {
+            target: "api".into(),
+            at,
+            from: None,
+            to: Some("2".into()),
+            source: Source::Api,
+            note: None,
+        };
+        d.add(new_deploy(seen(500.0), &cfg, false));
+        d.add(new_deploy(seen(100.0), &cfg, false));
+        // The same deploy again (a revised record) marks nothing new.
+        d.add(new_deploy(seen(500.0), &cfg, false));
+        let marks: Vec<f64> = d.rings.lock().marks["api"].iter().copied().collect();
+        assert_eq!(marks, vec![100.0, 500.0]);
+        let mut r = Rings::new(4, 4);
+        for i in 0..super::super::blocks::MAX_MARKS + 10 {
+            r.mark("api", i as f64);
+        }
+        let m = &r.marks["api"];
+        assert_eq!(m.len(), super::super::blocks::MAX_MARKS);
+        assert_eq!(m.front(), Some(&10.0), "the oldest go first");
     }
 }

@@ -147,6 +147,8 @@ impl Watcher {
                 for r in records {
                     match serde_json::from_value::<Deploy>(r) {
                         Ok(d) => {
+                            // The drift check leaves its windows out.
+                            self.deploys.rings.lock().mark(&d.target, d.at);
                             let mut g = self.deploys.inner.lock();
                             let rel = g.releases.entry(d.target.clone()).or_default();
                             if let Some(v) = &d.to {

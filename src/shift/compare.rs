@@ -4,6 +4,7 @@
 //! significant and at least the minimum effect.
 
 use super::block::Block;
+use super::drift::{check, Drift, DriftCheck};
 use super::stats::{holm, quantile_shifts, ratio_shift, Paired};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -53,6 +54,9 @@ pub struct OpWindows<'a> {
     /// Latency relative to a control: its name and its blocks paired with `before`
     /// and `after` by index.
     pub control: Option<Control<'a>>,
+    /// The op's wander between windows without a deploy (`shift::drift`), when its
+    /// history holds it.
+    pub drift: Option<Drift>,
 }
 
 /// What an op's latency is judged relative to (`deploys.controls`).
@@ -101,6 +105,10 @@ pub struct Finding {
     /// Latency judged relative to this control's (`before`/`after` stay the op's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relative_to: Option<String>,
+    /// Latency: the change against the op's own wander between windows without a
+    /// deploy; a change is called only outside it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftCheck>,
 }
 
 fn pct(x: f64) -> String {
@@ -164,6 +172,7 @@ pub fn compare(ops: &[OpWindows], drops: &[Drops], s: &Settings, seed: u64) -> V
                 &mut rng,
             );
             for x in shifts.into_iter().flatten() {
+                let i = QUANTILES.iter().position(|q| *q == x.q).unwrap_or(0);
                 out.push(Finding {
                     subject: o.subject.clone(),
                     measure: format!("p{}", (x.q * 100.0).round()),
@@ -177,6 +186,7 @@ pub fn compare(ops: &[OpWindows], drops: &[Drops], s: &Settings, seed: u64) -> V
                     change: Change::None,
                     why: String::new(),
                     relative_to: o.control.as_ref().map(|c| c.name.clone()),
+                    drift: o.drift.as_ref().and_then(|d| check(d, i)),
                 });
             }
         }
@@ -229,6 +239,19 @@ pub fn compare(ops: &[OpWindows], drops: &[Drops], s: &Settings, seed: u64) -> V
     }
     let adjusted = holm(&out.iter().map(|f| f.p).collect::<Vec<_>>());
     let m = out.len();
+    // The drift checks are a family of their own: a change must pass both.
+    let with_drift: Vec<usize> = (0..m).filter(|i| out[*i].drift.is_some()).collect();
+    let drift_adjusted = holm(
+        &with_drift
+            .iter()
+            .filter_map(|i| out[*i].drift.as_ref().map(|d| d.p))
+            .collect::<Vec<_>>(),
+    );
+    for (i, pa) in with_drift.into_iter().zip(drift_adjusted) {
+        if let Some(d) = out[i].drift.as_mut() {
+            d.p_adjusted = pa;
+        }
+    }
     for (f, pa) in out.iter_mut().zip(adjusted) {
         f.p_adjusted = pa;
         decide(f, s, m);
@@ -256,6 +279,7 @@ fn ratio_finding(
         change: Change::None,
         why: String::new(),
         relative_to: None,
+        drift: None,
     }
 }
 
@@ -265,8 +289,13 @@ fn decide(f: &mut Finding, s: &Settings, tests: usize) {
     let latency = f.measure.starts_with('p');
     let significant = f.p_adjusted < s.false_alarm
         && ((f.effect > 0.0 && f.ci[0] > 0.0) || (f.effect < 0.0 && f.ci[1] < 0.0));
+    // Outside the op's own wander between windows, in the same direction.
+    let beyond_drift = f
+        .drift
+        .as_ref()
+        .is_none_or(|d| d.p_adjusted < s.false_alarm && (d.change > 0.0) == (f.effect > 0.0));
     let material = f.effect.abs() >= f.min_effect;
-    f.change = match (significant && material, f.effect > 0.0) {
+    f.change = match (significant && beyond_drift && material, f.effect > 0.0) {
         (true, true) => Change::Worse,
         (true, false) => Change::Better,
         (false, _) => Change::None,
@@ -314,6 +343,18 @@ fn decide(f: &mut Finding, s: &Settings, tests: usize) {
             p_text(f.p_adjusted),
             s.false_alarm
         ),
+        Change::None if !beyond_drift => {
+            let d = f.drift.as_ref();
+            format!(
+                "within its wander between windows without a deploy ({} to {} from {} pairs over the last {:.0} h; p = {} after Holm, needs < {})",
+                pct(d.map_or(0.0, |d| d.interval[0])),
+                pct(d.map_or(0.0, |d| d.interval[1])),
+                d.map_or(0, |d| d.pairs),
+                d.map_or(0.0, |d| d.hours),
+                p_text(d.map_or(1.0, |d| d.p_adjusted)),
+                s.false_alarm
+            )
+        }
         Change::None => format!(
             "significant but under the minimum effect ({})",
             if latency {
@@ -328,10 +369,26 @@ fn decide(f: &mut Finding, s: &Settings, tests: usize) {
     };
     f.why = match f.change {
         Change::None => format!("{what}: {verdict}"),
-        _ => format!(
-            "{what}: {verdict} ({test} p = {} after Holm over {tests} tests)",
-            p_text(f.p_adjusted)
-        ),
+        _ => {
+            let drift = f
+                .drift
+                .as_ref()
+                .map(|d| {
+                    format!(
+                        "; outside its wander between windows without a deploy, {} to {} from {} pairs over the last {:.0} h, p = {}",
+                        pct(d.interval[0]),
+                        pct(d.interval[1]),
+                        d.pairs,
+                        d.hours,
+                        p_text(d.p_adjusted)
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "{what}: {verdict} ({test} p = {} after Holm over {tests} tests{drift})",
+                p_text(f.p_adjusted)
+            )
+        }
     };
 }
 
@@ -376,6 +433,7 @@ mod tests {
             after: after.iter().collect(),
             errors_floor: 0.001,
             control: None,
+            drift: None,
         };
         compare(
             &[op],
