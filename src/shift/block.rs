@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 /// verdict's smallest latency effect is by default (the same layout as a Prometheus
 /// native histogram of schema 5).
 pub const SCHEMA: i32 = 5;
+/// The quantiles every op is compared on.
+pub const QUANTILES: [f64; 3] = [0.5, 0.95, 0.99];
 const PER_DOUBLING: f64 = (1 << SCHEMA) as f64;
 
 /// The bucket a latency of `secs` falls in: `(2^((i-1)/32), 2^(i/32)]`.

@@ -10,8 +10,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-/// The quantiles every op is compared on.
-pub const QUANTILES: [f64; 3] = [0.5, 0.95, 0.99];
+pub use super::block::QUANTILES;
 /// Fewer blocks than this on either side and a measure is not compared (too few to
 /// rank or resample).
 pub const MIN_BLOCKS: usize = 5;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub const MIN_PAIRS: usize = 6;
 
 /// A block reduced to what the drift check keeps: its start and the natural logarithms
-/// of its quantiles ([`super::compare::QUANTILES`]), seconds.
+/// of its quantiles ([`super::block::QUANTILES`]), seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub t: f64,
@@ -28,9 +28,9 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn of(b: &super::Block) -> Option<Summary> {
+    pub fn of(b: &super::block::Block) -> Option<Summary> {
         let mut ln_q = [0f32; 3];
-        for (x, q) in ln_q.iter_mut().zip(super::compare::QUANTILES) {
+        for (x, q) in ln_q.iter_mut().zip(super::block::QUANTILES) {
             *x = b.quantile(q)?.max(1e-9).ln() as f32;
         }
         Some(Summary { t: b.t, ln_q })
