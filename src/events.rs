@@ -39,6 +39,8 @@ pub enum EventKind {
     Deploy,
     /// A deploy's verdict was given or revised.
     DeployVerdict,
+    /// A `follow:` stage's reads started failing, or read again.
+    Follow,
 }
 
 #[derive(Debug, Clone, Serialize)]

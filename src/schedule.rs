@@ -1,7 +1,12 @@
 //! Schedules: pure functions from elapsed time (and, for daily profiles, the time of
-//! day) to a target rate. No clocks, no I/O: the engine asks, these answer.
+//! day) to a target rate. No clocks, no I/O: the engine asks, these answer. A `follow:`
+//! stage reads the rate its reader last set (`follow`), one atomic load.
+
+pub mod follow;
 
 use crate::units::{format_duration, format_rate};
+use follow::Follow;
+use std::sync::Arc;
 use std::time::Duration;
 
 const DAY: f64 = 86_400.0;
@@ -22,6 +27,13 @@ pub enum Stage {
     /// points and wrapping round midnight; for `dur` or forever.
     Daily {
         points: Vec<(f64, f64)>,
+        dur: Option<Duration>,
+    },
+    /// The rate a signal sets (`follow`), × `scale` (a shard's share); for `dur`
+    /// or forever.
+    Follow {
+        follow: Arc<Follow>,
+        scale: f64,
         dur: Option<Duration>,
     },
 }
@@ -47,7 +59,7 @@ pub struct At {
 impl Stage {
     pub fn duration(&self) -> Option<Duration> {
         match self {
-            Stage::Hold { dur, .. } | Stage::Daily { dur, .. } => *dur,
+            Stage::Hold { dur, .. } | Stage::Daily { dur, .. } | Stage::Follow { dur, .. } => *dur,
             Stage::Ramp { over, .. } => Some(*over),
             Stage::Levels { rates, each, times } => {
                 times.map(|n| each.saturating_mul(n.saturating_mul(rates.len() as u32)))
@@ -74,6 +86,7 @@ impl Stage {
                 (rates.get(i).copied().unwrap_or(0.0), Some(i))
             }
             Stage::Daily { points, .. } => (daily_rate(points, tod), None),
+            Stage::Follow { follow, scale, .. } => (follow.rate() * scale, None),
         }
     }
 
@@ -111,6 +124,19 @@ impl Stage {
                     })
                     .collect();
                 format!("daily profile [{}]", list.join(", "))
+            }
+            Stage::Follow {
+                follow, scale, dur, ..
+            } => {
+                let share = if *scale == 1.0 {
+                    String::new()
+                } else {
+                    format!(", this shard's share {scale:.3}")
+                };
+                let dur = dur
+                    .map(|d| format!(" for {}", format_duration(d)))
+                    .unwrap_or_default();
+                format!("{}{share}{dur}", follow.spec.describe())
             }
         }
     }
@@ -157,6 +183,7 @@ impl Schedule {
                 }
                 Stage::Levels { rates, .. } => rates.iter_mut().for_each(|r| *r *= f),
                 Stage::Daily { points, .. } => points.iter_mut().for_each(|p| p.1 *= f),
+                Stage::Follow { scale, .. } => *scale *= f,
             }
         }
         s
@@ -236,6 +263,15 @@ impl Schedule {
                 rates.len(),
                 format_rate(at.rate)
             ),
+            (s @ Stage::Follow { follow, .. }, _) => {
+                let st = follow.status();
+                let now = match (&st.error, st.value) {
+                    (Some(e), _) => format!("reads failing: {e}"),
+                    (None, Some(v)) => format!("last read {v:.6}"),
+                    (None, None) => "not read yet".to_string(),
+                };
+                format!("{head}: {} — {now}", s.describe())
+            }
             (s, _) => format!("{head}: {}", s.describe()),
         }
     }

@@ -43,7 +43,7 @@ import { state, key, resolution, fieldsOf, hasSeries, everNonZero } from "./stor
 export const CHART_HEIGHT = 170;
 export const PALETTE = ["--c1", "--c2", "--c3", "--c4", "--c5", "--c6", "--c7"];
 /** @type {Record<string, string>} */
-const EVENT_COLOURS = { stage: "--c6", override: "--c5", pause: "--c3", resume: "--c2", reload: "--c4", reload_failed: "--c3", search_level: "--c1", search: "--c1", guard: "--c3", restart: "--c3", deploy: "--c2", deploy_verdict: "--c2" };
+const EVENT_COLOURS = { stage: "--c6", override: "--c5", pause: "--c3", resume: "--c2", reload: "--c4", reload_failed: "--c3", search_level: "--c1", search: "--c1", guard: "--c3", restart: "--c3", deploy: "--c2", deploy_verdict: "--c2", follow: "--c5" };
 
 /** Every chart on the page, by id. @type {Map<string, Chart>} */
 export const charts = new Map();

@@ -138,7 +138,7 @@
 
 /**
  * @typedef {"stage" | "override" | "pause" | "resume" | "reload" | "reload_failed" |
- *   "search_level" | "search" | "guard" | "restart" | "deploy" | "deploy_verdict"} EventKind
+ *   "search_level" | "search" | "guard" | "restart" | "deploy" | "deploy_verdict" | "follow"} EventKind
  */
 
 /**

@@ -286,6 +286,66 @@ scenarios:
     }
 
     #[test]
+    fn a_follow_stage_is_checked_key_by_key() {
+        let ok = r#"targets: {t: {type: http, base_url: "http://x"}}
+scenarios:
+  s:
+    target: t
+    schedule:
+      follow:
+        prometheus: http://127.0.0.1:9090/
+        query: sum(rate(http_requests_total{job="api"}[5m]))
+        factor: 0.1
+        min: 5/s
+        max: 500/s
+        every: 30s
+        max_step: 25%
+        on_error: fallback
+        fallback: 20/s
+    ops: {o: {http: {path: /}}}
+"#;
+        let c = parse_str(ok).unwrap();
+        let crate::schedule::Stage::Follow { follow, scale, dur } =
+            &c.scenarios[0].schedule.stages[0]
+        else {
+            panic!("{:?}", c.scenarios[0].schedule);
+        };
+        assert_eq!((*scale, *dur), (1.0, None));
+        let f = &follow.spec;
+        assert_eq!(f.prometheus, "http://127.0.0.1:9090");
+        assert_eq!(
+            (f.factor, f.min, f.max, f.fallback),
+            (0.1, 5.0, 500.0, Some(20.0))
+        );
+        assert_eq!(f.max_step, Some(crate::schedule::follow::Step::Share(0.25)));
+        assert_eq!(f.every, std::time::Duration::from_secs(30));
+        assert_eq!(follow.rate(), 20.0, "the fallback until the first read");
+        let bad = r#"targets: {t: {type: http, base_url: "http://x"}}
+scenarios:
+  s:
+    target: t
+    schedule:
+      follow: {prometheus: "prometheus:9090", query: " ", min: 50/s, max: 10/s, every: 0s, max_step: lots, on_error: fallback, factor: -1}
+    ops: {o: {http: {path: /}}}
+"#;
+        let all = parse_str(bad).unwrap_err().to_string();
+        for want in [
+            "schedule.follow.prometheus: expected the Prometheus server's URL",
+            "schedule.follow.query: must not be empty",
+            "schedule.follow.factor: must be a number above 0",
+            "schedule.follow.min: 50/s is above max (10/s)",
+            "schedule.follow.every: must be between 1s and 1h",
+            "schedule.follow.max_step: expected a share of the current rate like 25%",
+            "schedule.follow.fallback: `on_error: fallback` needs the fallback rate",
+        ] {
+            assert!(all.contains(want), "{want}: {all}");
+        }
+        let no_max = ok.replace("        max: 500/s\n", "");
+        let all = parse_str(&no_max).unwrap_err().to_string();
+        assert!(all.contains("max"), "{all}");
+    }
+
+    #[test]
     fn extract_bind_count_checked() {
         let text = r#"targets: {t: {type: http, base_url: "http://x"}}
 scenarios:

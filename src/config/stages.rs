@@ -1,12 +1,14 @@
-//! Schedules: a stage (`hold`, `ramp`, `levels`, `daily`) or `{stages: [...], repeat}`,
-//! decoded stage by stage so every bad one is reported.
+//! Schedules: a stage (`hold`, `ramp`, `levels`, `daily`, `follow`) or
+//! `{stages: [...], repeat}`, decoded stage by stage so every bad one is reported.
 
 use crate::config::errors::Errs;
+use crate::schedule::follow::{Follow, FollowSpec, OnError, Step};
 use crate::schedule::{Schedule, Stage};
-use crate::units::{Dur, Rate};
+use crate::units::{format_rate, parse_rate, parse_ratio, Dur, Rate};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +25,37 @@ struct RawStage {
     ramp: Option<RawRamp>,
     levels: Option<RawLevels>,
     daily: Option<RawDaily>,
+    follow: Option<RawFollow>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFollow {
+    prometheus: String,
+    query: String,
+    #[serde(default)]
+    factor: Option<f64>,
+    #[serde(default)]
+    min: Option<Rate>,
+    max: Rate,
+    #[serde(default)]
+    every: Option<Dur>,
+    /// `25%` (of the current rate) or `50/s`.
+    #[serde(default)]
+    max_step: Option<Value>,
+    #[serde(default)]
+    on_error: Option<RawOnError>,
+    #[serde(default)]
+    fallback: Option<Rate>,
+    #[serde(default, rename = "for")]
+    dur: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawOnError {
+    Hold,
+    Fallback,
 }
 
 #[derive(Deserialize)]
@@ -93,11 +126,12 @@ pub(super) fn build_schedule(v: &Value, path: &str, errs: &mut Errs) -> Option<S
         let n = raw.hold.is_some() as u8
             + raw.ramp.is_some() as u8
             + raw.levels.is_some() as u8
-            + raw.daily.is_some() as u8;
+            + raw.daily.is_some() as u8
+            + raw.follow.is_some() as u8;
         if n != 1 {
             errs.push(
                 &sp,
-                "a stage is exactly one of `hold`, `ramp`, `levels` or `daily`",
+                "a stage is exactly one of `hold`, `ramp`, `levels`, `daily` or `follow`",
             );
             continue;
         }
@@ -112,6 +146,8 @@ pub(super) fn build_schedule(v: &Value, path: &str, errs: &mut Errs) -> Option<S
             levels(l, &sp, errs)
         } else if let Some(d) = raw.daily {
             daily(d, &sp, errs)
+        } else if let Some(f) = raw.follow {
+            follow(f, &sp, errs)
         } else {
             continue;
         };
@@ -212,6 +248,104 @@ fn daily(d: RawDaily, sp: &str, errs: &mut Errs) -> Stage {
     Stage::Daily {
         points,
         dur: d.dur.map(|d| d.0),
+    }
+}
+
+/// `follow:`: a rate that a PromQL query's value sets (`schedule::follow`, read by `engine::follow`).
+fn follow(f: RawFollow, sp: &str, errs: &mut Errs) -> Stage {
+    let at = |k: &str| format!("{sp}.follow.{k}");
+    let url = f.prometheus.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://"))
+        || reqwest::Url::parse(url).is_err()
+    {
+        errs.push(
+            at("prometheus"),
+            "expected the Prometheus server's URL, like http://prometheus:9090",
+        );
+    }
+    if f.query.trim().is_empty() {
+        errs.push(at("query"), "must not be empty");
+    }
+    let factor = f.factor.unwrap_or(1.0);
+    if !(factor.is_finite() && factor > 0.0) {
+        errs.push(at("factor"), "must be a number above 0");
+    }
+    let min = f.min.map_or(0.0, |r| r.0);
+    let max = f.max.0;
+    if max <= 0.0 {
+        errs.push(
+            at("max"),
+            "must be above 0 (the ceiling a wrong query cannot pass)",
+        );
+    }
+    if min > max {
+        errs.push(
+            at("min"),
+            format!("{} is above max ({})", format_rate(min), format_rate(max)),
+        );
+    }
+    let every = f.every.map_or(Duration::from_secs(15), |d| d.0);
+    if every < Duration::from_secs(1) || every > Duration::from_secs(3600) {
+        errs.push(at("every"), "must be between 1s and 1h");
+    }
+    let max_step = match &f.max_step {
+        None => None,
+        Some(v) => {
+            let text = match v {
+                Value::String(s) => s.trim().to_string(),
+                Value::Number(n) => n.to_string(),
+                _ => String::new(),
+            };
+            let step = if text.ends_with('%') {
+                parse_ratio(&text).filter(|r| *r > 0.0).map(Step::Share)
+            } else {
+                parse_rate(&text).filter(|r| *r > 0.0).map(Step::Rate)
+            };
+            if step.is_none() {
+                errs.push(
+                    at("max_step"),
+                    "expected a share of the current rate like 25% or a rate like 50/s, above 0",
+                );
+            }
+            step
+        }
+    };
+    let on_error = match f.on_error {
+        None | Some(RawOnError::Hold) => OnError::Hold,
+        Some(RawOnError::Fallback) => OnError::Fallback,
+    };
+    let fallback = f.fallback.map(|r| r.0);
+    if on_error == OnError::Fallback && fallback.is_none() {
+        errs.push(
+            at("fallback"),
+            "`on_error: fallback` needs the fallback rate",
+        );
+    }
+    if let Some(r) = fallback.filter(|r| *r < min || *r > max) {
+        errs.push(
+            at("fallback"),
+            format!(
+                "{} is outside min..max ({}..{})",
+                format_rate(r),
+                format_rate(min),
+                format_rate(max)
+            ),
+        );
+    }
+    Stage::Follow {
+        follow: Follow::new(FollowSpec {
+            prometheus: url.trim_end_matches('/').to_string(),
+            query: f.query.trim().to_string(),
+            factor,
+            min,
+            max: max.max(min),
+            every,
+            max_step,
+            on_error,
+            fallback,
+        }),
+        scale: 1.0,
+        dur: f.dur.map(|d| d.0),
     }
 }
 

@@ -24,10 +24,12 @@ type Writers = HashMap<String, Arc<BufferedWriter>>;
 
 impl Engine {
     /// Applies `cfg`: everything is built before anything is swapped in.
-    pub fn apply(&self, cfg: Config) -> Result<ApplySummary, ApplyError> {
+    pub fn apply(&self, mut cfg: Config) -> Result<ApplySummary, ApplyError> {
         // Clients, writers and their tasks belong to the load runtime, whichever thread
         // asked for the reload.
         let _rt = self.rt.enter();
+        // `follow:` stages the reload leaves as they were keep their reader and rate.
+        self.followers.prepare(&mut cfg);
         let mut inner = self.inner.lock();
         let diff = ConfigDiff::new(&inner.config, &cfg);
         // 1-3 build (may fail: nothing has changed yet).
@@ -61,6 +63,8 @@ impl Engine {
         self.install(&mut inner, plans, &clients, generation);
         self.retire_removed(&mut inner, &cfg);
         self.forget_pools(&inner, &clients);
+        self.followers
+            .commit(&cfg, &self.metrics.follow, &self.events);
         inner.clients = clients;
         inner.config = Arc::new(cfg);
         Ok(ApplySummary::from(&diff))

@@ -68,6 +68,8 @@ pub struct Engine {
     pub(super) shard_divisor: f64,
     /// The loaded fixtures' bytes (area `fixtures`), set by every apply.
     pub(super) fixture_bytes: Arc<AtomicU64>,
+    /// `follow:` stages' readers, kept across reloads.
+    pub(super) followers: super::follow::Followers,
 }
 
 /// Measures how late the runtime polls a task whose timer fired
@@ -136,6 +138,7 @@ impl Engine {
             shutting_down: AtomicBool::new(false),
             shard_divisor: shard_divisor.max(1.0),
             fixture_bytes: Arc::default(),
+            followers: super::follow::Followers::default(),
         });
         engine.metrics.memory.register("events", &engine.events);
         engine

@@ -14,6 +14,7 @@ mod apply;
 pub mod clock;
 mod core;
 pub mod diff;
+pub mod follow;
 pub mod guard;
 mod plan;
 pub mod runner;

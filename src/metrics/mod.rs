@@ -5,7 +5,7 @@
 //! phases and bytes), `pool.rs` (database
 //! pools), `buffer.rs` (buffered writers), `pg.rs` (the pg_* statistics), `process.rs`
 //! (the process), `memory.rs` (bounded structures and the allocator), and the config
-//! and build series below, `runtime.rs` (the load runtime's scheduling delay), `slo.rs` (the rolling SLO verdicts), `capacity.rs` (the latest and baseline capacity runs), `guard.rs` (the guardrails' actions), `visibility.rs` (write-to-visible probes). The demo target's own series are `demo::metrics`.
+//! and build series below, `runtime.rs` (the load runtime's scheduling delay), `slo.rs` (the rolling SLO verdicts), `capacity.rs` (the latest and baseline capacity runs), `guard.rs` (the guardrails' actions), `follow.rs` (`follow:` stages' signal and rate), `visibility.rs` (write-to-visible probes). The demo target's own series are `demo::metrics`.
 //!
 //! Names follow Prometheus conventions: a `soakd_` prefix, base units, `_total` for
 //! counters, `_seconds` for durations; the pg_* series keep postgres_exporter's names.
@@ -24,6 +24,7 @@ mod common;
 mod config;
 pub mod deploy;
 pub mod expo;
+pub mod follow;
 pub mod guard;
 pub mod histogram;
 pub mod histsnap;

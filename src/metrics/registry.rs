@@ -6,6 +6,7 @@ use super::common::MetricsError;
 use super::config::ConfigFamily;
 use super::deploy::DeployFamily;
 use super::expo::{self, Format};
+use super::follow::FollowFamily;
 use super::guard::GuardFamily;
 use super::http::HttpFamily;
 use super::memory::MemoryAreas;
@@ -46,6 +47,8 @@ pub struct Metrics {
     pub soak: SoakFamily,
     /// Deploys of the system under test and their verdicts.
     pub deploy: DeployFamily,
+    /// `follow:` stages: the signal read and the rate set.
+    pub follow: FollowFamily,
 }
 
 impl Metrics {
@@ -67,6 +70,7 @@ impl Metrics {
         let guard = GuardFamily::register(&mut registry);
         let soak = SoakFamily::register(&mut registry);
         let deploy = DeployFamily::register(&mut registry);
+        let follow = FollowFamily::register(&mut registry);
         ProcessCollector::register(&mut registry);
         Metrics {
             registry,
@@ -84,6 +88,7 @@ impl Metrics {
             memory,
             soak,
             deploy,
+            follow,
         }
     }
 
