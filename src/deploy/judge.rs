@@ -563,10 +563,10 @@ pub fn judge_load_until(
     } else if !uncalibrated.is_empty() {
         let most = uncalibrated.iter().map(|(_, k)| *k).max().unwrap_or(0);
         reasons.push(format!(
-            "{} of {} ops' wander between windows without a deploy is not known yet (at most {most} pairs of windows in the last {}, {MIN_PAIRS} needed): their latency is judged on the two windows alone, and a drift between any two windows can pass for a change",
+            "{} of {} ops' wander between windows without a deploy is not known yet (at most {most} pairs of windows in the last {:.0} h, {MIN_PAIRS} needed): their latency is judged on the two windows alone, and a drift between any two windows can pass for a change",
             uncalibrated.len(),
             ops.len(),
-            crate::units::format_duration(cfg.history)
+            cfg.history.as_secs_f64() / 3600.0
         ));
     }
     reasons.extend(notes);
