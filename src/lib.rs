@@ -17,6 +17,7 @@ pub mod deploy;
 pub mod drivers;
 pub mod engine;
 pub mod events;
+pub mod feeder;
 pub mod history;
 pub mod metrics;
 pub mod observe;

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "promql",
         "threads",
     ],
-    &["metrics", "schedule", "chart"],
+    &["metrics", "schedule", "chart", "feeder"],
     &["events", "template", "shift"],
     &["protos"],
     &["config"],
