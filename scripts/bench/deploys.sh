@@ -11,6 +11,9 @@
 #   - then again with the two PostgreSQL-backed targets each judged relative to the
 #     other as its control (deploys.controls: demo=db, db=demo; nginx has no target
 #     like it, so it stays alone), which cancels the drift of the machine they share.
+# The drift check (deploys.history) needs the day before each deploy: the recording is
+# extended back 24 h by reflection (HISTORY_HOURS=0 judges without the check;
+# HISTORY_FROM=OTHER.jsonl reflects another recording instead, out of sample).
 # On a shared machine pin the recording to one core and everything else to the other
 # (taskset -c 0 scripts/bench/deploys.sh; taskset -c 1 cargo …): soakd sets aside the
 # minutes its own runtime is delayed, and a compile on the same core delays it.
