@@ -143,14 +143,9 @@ scenarios:
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     assert!(errors >= 1.0, "{text}");
-    let events: serde_json::Value = client()
-        .get(format!("http://{addr}/api/v1/history?resolution=1s"))
-        .send()
+    let events = try_json(&format!("http://{addr}/api/v1/history?resolution=1s"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expect("the history API");
     let follow_events: Vec<&serde_json::Value> = events["events"]
         .as_array()
         .into_iter()
